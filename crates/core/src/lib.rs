@@ -1,0 +1,20 @@
+//! Firedoor's domain model and rules. No I/O lives here: the broker and the desktop
+//! client call these pure functions and persist what they return.
+//!
+//! - [`policy`]: the policy-as-code file (integrations, bundles, access flows), parsed
+//!   and validated once at start with file/line errors.
+//! - [`lifecycle`]: the request and grant state machine and every rule about who may
+//!   do what, when.
+//! - [`audit`]: the hash-chained audit record and its verification.
+//! - [`api`]: the JSON shapes exchanged over HTTP, shared by broker and client.
+
+pub mod api;
+pub mod audit;
+pub mod duration;
+pub mod error;
+pub mod ids;
+pub mod lifecycle;
+pub mod policy;
+
+pub use error::{ErrorCode, RuleError};
+pub use ids::{GrantId, RequestId, TokenId};

@@ -1,0 +1,572 @@
+//! Policy as code: a TOML file that declares integrations, bundles and access flows.
+//!
+//! Parsing is strict (unknown keys are errors) and every error names the file, the
+//! line and the problem, so a broker with a bad policy refuses to start with a message
+//! an operator can act on.
+
+use crate::duration::parse_duration;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
+use toml::Spanned;
+
+/// Who is acting: a signed-in user with their groups.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Principal {
+    pub name: String,
+    pub groups: Vec<String>,
+    pub admin: bool,
+}
+
+impl Principal {
+    pub fn in_group(&self, g: &str) -> bool {
+        self.groups.iter().any(|x| x == g)
+    }
+}
+
+/// A set of users and groups, as written in a flow.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Audience {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+}
+
+impl Audience {
+    pub fn contains(&self, p: &Principal) -> bool {
+        self.users.iter().any(|u| u == &p.name) || self.groups.iter().any(|g| p.in_group(g))
+    }
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.groups.is_empty()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum IntegrationKind {
+    /// Provisions nothing real: issues a labelled demo credential. For trying
+    /// Firedoor without any external system.
+    Demo,
+    /// A PostgreSQL server: each grant is a login role with `VALID UNTIL`, granted
+    /// the database roles that the permission level maps to.
+    Postgres {
+        /// Name of the environment variable holding the admin connection URL (the
+        /// URL holds a password, so it never lives in the policy file).
+        url_env: String,
+        /// Host and port the issued credentials should connect to, shown to the
+        /// requester (defaults to the admin URL's host and port).
+        #[serde(default)]
+        connect_host: Option<String>,
+        /// Permission level -> database roles granted to the issued login role.
+        permissions: BTreeMap<String, Vec<String>>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Integration {
+    pub name: String,
+    #[serde(flatten)]
+    pub kind: IntegrationKind,
+}
+
+/// One target inside an integration with the permission level a bundle gives on it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResourceGrant {
+    pub integration: String,
+    /// The target inside the integration, e.g. a database name.
+    pub resource: String,
+    pub permission: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Bundle {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub resources: Vec<ResourceGrant>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Flow {
+    pub name: String,
+    pub bundles: Vec<String>,
+    pub requesters: Audience,
+    pub approvers: Audience,
+    /// Distinct approvals needed; 0 means the request is approved automatically.
+    pub approvals: u32,
+    pub default_duration_secs: i64,
+    pub max_duration_secs: i64,
+    pub justification_required: bool,
+    pub ticket_required: bool,
+    pub pending_ttl_secs: i64,
+    pub break_glass: bool,
+}
+
+impl Flow {
+    pub fn is_automatic(&self) -> bool {
+        self.approvals == 0
+    }
+    pub fn may_request(&self, p: &Principal) -> bool {
+        self.requesters.contains(p)
+    }
+    pub fn may_approve(&self, p: &Principal) -> bool {
+        self.approvers.contains(p)
+    }
+}
+
+/// A validated policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub integrations: BTreeMap<String, Integration>,
+    pub bundles: BTreeMap<String, Bundle>,
+    pub flows: BTreeMap<String, Flow>,
+    /// bundle name -> the one flow that governs it.
+    pub bundle_flow: BTreeMap<String, String>,
+}
+
+impl Policy {
+    pub fn bundle(&self, name: &str) -> Option<&Bundle> {
+        self.bundles.get(name)
+    }
+    pub fn flow_for_bundle(&self, bundle: &str) -> Option<&Flow> {
+        self.bundle_flow.get(bundle).and_then(|f| self.flows.get(f))
+    }
+    pub fn integration(&self, name: &str) -> Option<&Integration> {
+        self.integrations.get(name)
+    }
+    /// The bundles a principal may request, with their flow.
+    pub fn requestable_by<'a>(
+        &'a self,
+        p: &'a Principal,
+    ) -> impl Iterator<Item = (&'a Bundle, &'a Flow)> + 'a {
+        self.bundles.values().filter_map(move |b| {
+            let f = self.flow_for_bundle(&b.name)?;
+            f.may_request(p).then_some((b, f))
+        })
+    }
+}
+
+/// The policy file is wrong; says where and what.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{file}:{line}:{column}: {message}")]
+pub struct PolicyError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+// ---- raw (as written) ----
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default)]
+    integrations: BTreeMap<Spanned<String>, Spanned<IntegrationKind>>,
+    #[serde(default)]
+    bundles: BTreeMap<Spanned<String>, Spanned<RawBundle>>,
+    #[serde(default)]
+    flows: BTreeMap<Spanned<String>, Spanned<RawFlow>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBundle {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    tags: Vec<String>,
+    resources: Vec<Spanned<ResourceGrant>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFlow {
+    bundles: Vec<Spanned<String>>,
+    requesters: Spanned<Audience>,
+    #[serde(default)]
+    approvers: Audience,
+    approvals: Spanned<u32>,
+    default_duration: Spanned<String>,
+    max_duration: Spanned<String>,
+    #[serde(default)]
+    justification_required: bool,
+    #[serde(default)]
+    ticket_required: bool,
+    #[serde(default)]
+    pending_ttl: Option<Spanned<String>>,
+    #[serde(default)]
+    break_glass: bool,
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    src: &'a str,
+}
+
+impl Ctx<'_> {
+    fn err(&self, span: Range<usize>, message: impl Into<String>) -> PolicyError {
+        let start = span.start.min(self.src.len());
+        let before = &self.src[..start];
+        let line = before.matches('\n').count() + 1;
+        let column = start - before.rfind('\n').map(|i| i + 1).unwrap_or(0) + 1;
+        PolicyError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+}
+
+/// Names of integrations, bundles, flows and users: short, lowercase, shell-safe.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+const NAME_RULE: &str = "use 1-64 of a-z, 0-9, '-' and '_', starting with a letter or digit";
+
+/// Parses and validates a policy. `file` is only used in error messages.
+pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
+    let ctx = Ctx { file, src };
+    let raw: RawPolicy = toml::from_str(src).map_err(|e| {
+        let span = e.span().unwrap_or(0..0);
+        ctx.err(span, e.message().trim().to_string())
+    })?;
+
+    let mut integrations = BTreeMap::new();
+    for (name, kind) in raw.integrations {
+        if !valid_name(name.get_ref()) {
+            return Err(ctx.err(
+                name.span(),
+                format!("integration name '{}': {NAME_RULE}", name.get_ref()),
+            ));
+        }
+        if let IntegrationKind::Postgres {
+            url_env,
+            permissions,
+            ..
+        } = kind.get_ref()
+        {
+            if url_env.trim().is_empty() {
+                return Err(ctx.err(kind.span(), "postgres integration needs url_env"));
+            }
+            if permissions.is_empty() {
+                return Err(ctx.err(
+                    kind.span(),
+                    format!(
+                        "postgres integration '{}' maps no permission levels to roles \
+                         (add [integrations.{}.permissions] read = [\"some_role\"])",
+                        name.get_ref(),
+                        name.get_ref()
+                    ),
+                ));
+            }
+            for (level, roles) in permissions {
+                for r in roles {
+                    if !valid_pg_ident(r) {
+                        return Err(ctx.err(
+                            kind.span(),
+                            format!("permission '{level}': '{r}' is not a plain PostgreSQL role name (a-z, 0-9, _)"),
+                        ));
+                    }
+                }
+            }
+        }
+        let name = name.into_inner();
+        integrations.insert(
+            name.clone(),
+            Integration {
+                name,
+                kind: kind.into_inner(),
+            },
+        );
+    }
+
+    let mut bundles = BTreeMap::new();
+    for (name, raw_b) in raw.bundles {
+        if !valid_name(name.get_ref()) {
+            return Err(ctx.err(
+                name.span(),
+                format!("bundle name '{}': {NAME_RULE}", name.get_ref()),
+            ));
+        }
+        let span = raw_b.span();
+        let b = raw_b.into_inner();
+        if b.resources.is_empty() {
+            return Err(ctx.err(
+                span,
+                format!("bundle '{}' has no resources", name.get_ref()),
+            ));
+        }
+        let mut resources = Vec::new();
+        for r in b.resources {
+            let rspan = r.span();
+            let r = r.into_inner();
+            let Some(integ) = integrations.get(&r.integration) else {
+                return Err(ctx.err(
+                    rspan,
+                    format!(
+                        "bundle '{}' uses integration '{}', which is not declared",
+                        name.get_ref(),
+                        r.integration
+                    ),
+                ));
+            };
+            if let IntegrationKind::Postgres { permissions, .. } = &integ.kind {
+                if !permissions.contains_key(&r.permission) {
+                    let known: Vec<_> = permissions.keys().cloned().collect();
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "permission '{}' is not defined for integration '{}' (defined: {})",
+                            r.permission,
+                            r.integration,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                if !valid_pg_ident(&r.resource) {
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "resource '{}' is not a plain PostgreSQL database name",
+                            r.resource
+                        ),
+                    ));
+                }
+            }
+            resources.push(r);
+        }
+        let name = name.into_inner();
+        bundles.insert(
+            name.clone(),
+            Bundle {
+                title: b.title.unwrap_or_else(|| name.clone()),
+                name,
+                description: b.description,
+                tags: b.tags,
+                resources,
+            },
+        );
+    }
+
+    let mut flows = BTreeMap::new();
+    let mut bundle_flow: BTreeMap<String, String> = BTreeMap::new();
+    for (name, raw_f) in raw.flows {
+        if !valid_name(name.get_ref()) {
+            return Err(ctx.err(
+                name.span(),
+                format!("flow name '{}': {NAME_RULE}", name.get_ref()),
+            ));
+        }
+        let f = raw_f.into_inner();
+        let dur = |s: &Spanned<String>, what: &str| {
+            parse_duration(s.get_ref()).map_err(|e| ctx.err(s.span(), format!("{what}: {e}")))
+        };
+        let default_d = dur(&f.default_duration, "default_duration")?;
+        let max_d = dur(&f.max_duration, "max_duration")?;
+        if default_d > max_d {
+            return Err(ctx.err(
+                f.default_duration.span(),
+                format!(
+                    "default_duration ({}) is longer than max_duration ({})",
+                    f.default_duration.get_ref(),
+                    f.max_duration.get_ref()
+                ),
+            ));
+        }
+        let ttl = match &f.pending_ttl {
+            Some(s) => dur(s, "pending_ttl")?,
+            None => 3600,
+        };
+        if f.requesters.get_ref().is_empty() {
+            return Err(ctx.err(
+                f.requesters.span(),
+                format!("flow '{}' names no requesters", name.get_ref()),
+            ));
+        }
+        let approvals = *f.approvals.get_ref();
+        if approvals > 0 && f.approvers.is_empty() {
+            return Err(ctx.err(
+                f.approvals.span(),
+                format!(
+                    "flow '{}' needs {approvals} approval(s) but names no approvers",
+                    name.get_ref()
+                ),
+            ));
+        }
+        if approvals > 0 && f.approvers.groups.is_empty() {
+            let distinct: BTreeSet<_> = f.approvers.users.iter().collect();
+            if (distinct.len() as u32) < approvals {
+                return Err(ctx.err(
+                    f.approvals.span(),
+                    format!(
+                        "flow '{}' needs {approvals} approvals but names only {} approver(s)",
+                        name.get_ref(),
+                        distinct.len()
+                    ),
+                ));
+            }
+        }
+        if approvals > 20 {
+            return Err(ctx.err(f.approvals.span(), "approvals: at most 20"));
+        }
+        let mut bnames = Vec::new();
+        for b in &f.bundles {
+            if !bundles.contains_key(b.get_ref()) {
+                return Err(ctx.err(
+                    b.span(),
+                    format!("flow '{}' lists unknown bundle '{}'", name.get_ref(), b.get_ref()),
+                ));
+            }
+            if let Some(other) = bundle_flow.get(b.get_ref()) {
+                return Err(ctx.err(
+                    b.span(),
+                    format!(
+                        "bundle '{}' is already governed by flow '{other}'; a bundle belongs to one flow",
+                        b.get_ref()
+                    ),
+                ));
+            }
+            bundle_flow.insert(b.get_ref().clone(), name.get_ref().clone());
+            bnames.push(b.get_ref().clone());
+        }
+        let name = name.into_inner();
+        flows.insert(
+            name.clone(),
+            Flow {
+                name,
+                bundles: bnames,
+                requesters: f.requesters.into_inner(),
+                approvers: f.approvers,
+                approvals,
+                default_duration_secs: default_d,
+                max_duration_secs: max_d,
+                justification_required: f.justification_required,
+                ticket_required: f.ticket_required,
+                pending_ttl_secs: ttl,
+                break_glass: f.break_glass,
+            },
+        );
+    }
+
+    Ok(Policy {
+        integrations,
+        bundles,
+        flows,
+        bundle_flow,
+    })
+}
+
+/// A plain lowercase PostgreSQL identifier that needs no quoting.
+pub fn valid_pg_ident(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && !s.as_bytes()[0].is_ascii_digit()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+[integrations.demo]
+kind = "demo"
+
+[bundles.prod-read]
+title = "Prod read"
+tags = ["env=prod"]
+resources = [{ integration = "demo", resource = "app", permission = "read" }]
+
+[flows.oncall]
+bundles = ["prod-read"]
+requesters = { groups = ["oncall"] }
+approvers = { users = ["bob"] }
+approvals = 1
+default_duration = "1h"
+max_duration = "4h"
+justification_required = true
+"#;
+
+    #[test]
+    fn parses_a_good_policy() {
+        let p = parse_policy("p.toml", GOOD).expect("valid");
+        let f = p.flow_for_bundle("prod-read").expect("governed");
+        assert_eq!(f.default_duration_secs, 3600);
+        assert_eq!(f.max_duration_secs, 4 * 3600);
+        assert_eq!(f.pending_ttl_secs, 3600, "default pending TTL is one hour");
+        let alice = Principal {
+            name: "alice".into(),
+            groups: vec!["oncall".into()],
+            admin: false,
+        };
+        assert!(f.may_request(&alice));
+        assert!(!f.may_approve(&alice));
+    }
+
+    fn err_of(src: &str) -> PolicyError {
+        parse_policy("policy.toml", src).expect_err("must be refused")
+    }
+
+    #[test]
+    fn names_file_line_and_problem() {
+        let bad = GOOD.replace("max_duration = \"4h\"", "max_duration = \"30m\"");
+        let e = err_of(&bad);
+        assert_eq!(e.file, "policy.toml");
+        assert_eq!(e.line, 15, "points at default_duration: {e}");
+        assert!(e.message.contains("longer than max_duration"), "{e}");
+
+        let e = err_of(&GOOD.replace("\"1h\"", "\"1 hour\""));
+        assert!(e.message.contains("default_duration"), "{e}");
+        assert_eq!(e.line, 15);
+
+        let e = err_of(&GOOD.replace("approvals = 1", "approvals = 1\nauto = true"));
+        assert!(e.message.contains("auto"), "unknown keys are named: {e}");
+
+        let e = err_of(&GOOD.replace("integration = \"demo\"", "integration = \"nope\""));
+        assert!(e.message.contains("'nope'"), "{e}");
+        assert_eq!(e.line, 8);
+
+        let e = err_of(&GOOD.replace("approvals = 1", "approvals = 2"));
+        assert!(e.message.contains("only 1 approver"), "{e}");
+
+        let e = err_of(&GOOD.replace("bundles = [\"prod-read\"]", "bundles = [\"ghost\"]"));
+        assert!(e.message.contains("unknown bundle 'ghost'"), "{e}");
+
+        let e = err_of("this is = not toml [");
+        assert_eq!(e.line, 1);
+    }
+
+    #[test]
+    fn postgres_permissions_must_exist() {
+        let src = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "PG_URL"
+permissions = { read = ["app_read"] }
+
+[bundles.b]
+resources = [{ integration = "pg", resource = "app", permission = "write" }]
+"#;
+        let e = err_of(src);
+        assert!(e.message.contains("permission 'write'"), "{e}");
+        let ok = src.replace("\"write\"", "\"read\"");
+        parse_policy("x", &ok).expect("valid");
+        let inj = ok.replace("[\"app_read\"]", "[\"x; drop table y\"]");
+        assert!(err_of(&inj).message.contains("not a plain PostgreSQL role"));
+    }
+}
