@@ -1,0 +1,348 @@
+//! Typed HTTP client for the Firedoor broker, used by the tests, the benchmark and the
+//! desktop app.
+
+use firedoor_core::api::{
+    ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,
+    ExtendBody, ExtendResult, GrantView, Health, Me, RequestView,
+};
+use firedoor_core::audit::AuditRecord;
+use firedoor_core::{GrantId, RequestId};
+use futures::{Stream, StreamExt};
+use reqwest::{Method, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fmt;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker answered with an error body.
+    #[error("{message} ({code}, HTTP {status})")]
+    Api {
+        status: u16,
+        code: String,
+        message: String,
+    },
+    /// The broker could not be reached or the connection broke.
+    #[error("cannot reach the broker: {0}")]
+    Network(String),
+    /// The broker's answer was not what this client understands.
+    #[error("unexpected answer from the broker: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    /// The stable error code, for API errors.
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            ClientError::Api { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+fn net(e: reqwest::Error) -> ClientError {
+    // The URL is left out (the caller knows it); the token is a header, never shown.
+    let e = e.without_url();
+    let mut msg = e.to_string();
+    let mut src = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    ClientError::Network(msg)
+}
+
+pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// Live events as they arrive.
+pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<EventView>> + Send>>;
+
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("token", &self.token.as_ref().map(|_| "[redacted]"))
+            .finish()
+    }
+}
+
+/// Whether a request was newly created or an idempotent replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Created {
+    New,
+    Replayed,
+}
+
+impl Client {
+    /// A client for the broker at `base_url` (e.g. `http://127.0.0.1:7878`).
+    pub fn new(base_url: &str, token: Option<&str>) -> Result<Client> {
+        Self::build(base_url, token, None)
+    }
+
+    /// As [`Client::new`], trusting an extra root certificate (PEM) for TLS.
+    pub fn with_root_pem(base_url: &str, token: Option<&str>, pem: &[u8]) -> Result<Client> {
+        Self::build(base_url, token, Some(pem))
+    }
+
+    fn build(base_url: &str, token: Option<&str>, pem: Option<&[u8]>) -> Result<Client> {
+        let base = base_url.trim_end_matches('/').to_string();
+        let parsed = reqwest::Url::parse(&base)
+            .map_err(|e| ClientError::Decode(format!("'{base}' is not a URL: {e}")))?;
+        if !matches!(parsed.scheme(), "http" | "https") {
+            return Err(ClientError::Decode(format!(
+                "'{base}' must start with http:// or https://"
+            )));
+        }
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .user_agent(concat!("firedoor-client/", env!("CARGO_PKG_VERSION")));
+        if let Some(pem) = pem {
+            let cert = reqwest::Certificate::from_pem(pem)
+                .map_err(|e| ClientError::Decode(format!("root certificate: {e}")))?;
+            b = b.add_root_certificate(cert);
+        }
+        let http = b.build().map_err(net)?;
+        Ok(Client {
+            http,
+            base,
+            token: token.map(str::to_string),
+        })
+    }
+
+    /// The same broker as someone else.
+    pub fn as_user(&self, token: &str) -> Client {
+        Client {
+            http: self.http.clone(),
+            base: self.base.clone(),
+            token: Some(token.to_string()),
+        }
+    }
+
+    pub fn base_url(&self) -> &str {
+        &self.base
+    }
+
+    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .request(method, format!("{}/api/v1{path}", self.base));
+        if let Some(t) = &self.token {
+            r = r.bearer_auth(t);
+        }
+        r.timeout(Duration::from_secs(30))
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        r: reqwest::RequestBuilder,
+    ) -> Result<(StatusCode, T)> {
+        let resp = r.send().await.map_err(net)?;
+        let status = resp.status();
+        let bytes = resp.bytes().await.map_err(net)?;
+        if !status.is_success() {
+            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(b) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: b.code,
+                    message: b.message,
+                },
+                Err(_) => ClientError::Api {
+                    status: status.as_u16(),
+                    code: "http_error".into(),
+                    message: format!("HTTP {status} without an error body"),
+                },
+            });
+        }
+        serde_json::from_slice(&bytes)
+            .map(|v| (status, v))
+            .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        Ok(self.send(self.req(Method::GET, path)).await?.1)
+    }
+
+    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        Ok(self.send(self.req(Method::POST, path).json(body)).await?.1)
+    }
+
+    pub async fn health(&self) -> Result<Health> {
+        self.get("/health").await
+    }
+    pub async fn me(&self) -> Result<Me> {
+        self.get("/me").await
+    }
+    pub async fn bundles(&self) -> Result<Vec<BundleView>> {
+        self.get("/bundles").await
+    }
+
+    /// Requests a bundle. With an idempotency key, a replay returns the first result.
+    pub async fn create_request(
+        &self,
+        body: &CreateRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<(RequestView, Created)> {
+        let mut r = self.req(Method::POST, "/requests").json(body);
+        if let Some(k) = idempotency_key {
+            r = r.header("Idempotency-Key", k);
+        }
+        let (status, v) = self.send(r).await?;
+        Ok((
+            v,
+            if status == StatusCode::CREATED {
+                Created::New
+            } else {
+                Created::Replayed
+            },
+        ))
+    }
+
+    /// `scope`: `mine`, `awaiting_me` or `all`.
+    pub async fn requests(&self, scope: &str) -> Result<Vec<RequestView>> {
+        self.send(
+            self.req(Method::GET, "/requests")
+                .query(&[("scope", scope)]),
+        )
+        .await
+        .map(|x| x.1)
+    }
+    pub async fn request(&self, id: &RequestId) -> Result<RequestView> {
+        self.get(&format!("/requests/{id}")).await
+    }
+    pub async fn approve(&self, id: &RequestId, comment: Option<&str>) -> Result<RequestView> {
+        self.post(
+            &format!("/requests/{id}/approve"),
+            &ApproveBody {
+                comment: comment.map(str::to_string),
+            },
+        )
+        .await
+    }
+    pub async fn deny(&self, id: &RequestId, reason: Option<&str>) -> Result<RequestView> {
+        self.post(
+            &format!("/requests/{id}/deny"),
+            &DenyBody {
+                reason: reason.map(str::to_string),
+            },
+        )
+        .await
+    }
+    pub async fn cancel(&self, id: &RequestId) -> Result<RequestView> {
+        self.post(&format!("/requests/{id}/cancel"), &serde_json::json!({}))
+            .await
+    }
+
+    /// `scope`: `mine` or `all`; `live` keeps grants whose access may still exist.
+    pub async fn grants(&self, scope: &str, live: bool) -> Result<Vec<GrantView>> {
+        let mut q = vec![("scope", scope)];
+        if live {
+            q.push(("state", "live"));
+        }
+        self.send(self.req(Method::GET, "/grants").query(&q))
+            .await
+            .map(|x| x.1)
+    }
+    pub async fn grant(&self, id: &GrantId) -> Result<GrantView> {
+        self.get(&format!("/grants/{id}")).await
+    }
+    pub async fn credentials(&self, id: &GrantId) -> Result<Credentials> {
+        self.get(&format!("/grants/{id}/credentials")).await
+    }
+    pub async fn revoke(&self, id: &GrantId) -> Result<GrantView> {
+        self.post(&format!("/grants/{id}/revoke"), &serde_json::json!({}))
+            .await
+    }
+    pub async fn extend(&self, id: &GrantId, body: &ExtendBody) -> Result<ExtendResult> {
+        self.post(&format!("/grants/{id}/extend"), body).await
+    }
+    pub async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
+        self.send(
+            self.req(Method::GET, "/audit")
+                .query(&[("after", after), ("limit", limit)]),
+        )
+        .await
+        .map(|x| x.1)
+    }
+
+    /// The caller's live events from after `last_event_id`, as they arrive. The
+    /// stream ends when the connection does; reconnect with the last id seen.
+    pub async fn events(&self, last_event_id: Option<i64>) -> Result<EventStream> {
+        let mut r = self
+            .req(Method::GET, "/events")
+            .timeout(Duration::from_secs(24 * 3600));
+        if let Some(id) = last_event_id {
+            r = r.header("Last-Event-ID", id.to_string());
+        }
+        let resp = r.send().await.map_err(net)?;
+        if !resp.status().is_success() {
+            let status = resp.status().as_u16();
+            let bytes = resp.bytes().await.map_err(net)?;
+            let b: ErrorBody =
+                serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+            return Err(ClientError::Api {
+                status,
+                code: b.code,
+                message: b.message,
+            });
+        }
+        let s = async_stream::stream! {
+            let mut bytes = resp.bytes_stream();
+            let mut buf: Vec<u8> = Vec::new();
+            while let Some(chunk) = bytes.next().await {
+                match chunk {
+                    Ok(c) => buf.extend_from_slice(&c),
+                    Err(e) => {
+                        yield Err(net(e));
+                        break;
+                    }
+                }
+                while let Some((content_end, frame_end)) = find_blank_line(&buf) {
+                    let text = String::from_utf8_lossy(&buf[..content_end]).to_string();
+                    buf.drain(..frame_end);
+                    let data: Vec<&str> = text
+                        .lines()
+                        .filter_map(|l| l.strip_prefix("data:"))
+                        .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                        .collect();
+                    if data.is_empty() {
+                        continue; // a keep-alive comment
+                    }
+                    yield serde_json::from_str::<EventView>(&data.join("\n"))
+                        .map_err(|e| ClientError::Decode(e.to_string()));
+                }
+            }
+        };
+        Ok(Box::pin(s))
+    }
+}
+
+/// Finds the end of the first SSE frame: (end of content, end including separator).
+fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
+    let a = buf
+        .windows(2)
+        .position(|w| w == b"\n\n")
+        .map(|p| (p, p + 2));
+    let b = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| (p, p + 4));
+    match (a, b) {
+        (Some(x), Some(y)) => Some(if x.0 <= y.0 { x } else { y }),
+        (x, y) => x.or(y),
+    }
+}

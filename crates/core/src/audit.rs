@@ -88,7 +88,15 @@ pub fn record_hash(
     details: &str,
 ) -> String {
     let mut h = Sha256::new();
-    for part in [prev_hash, &seq.to_string(), at, actor, action, subject, details] {
+    for part in [
+        prev_hash,
+        &seq.to_string(),
+        at,
+        actor,
+        action,
+        subject,
+        details,
+    ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
     }

@@ -26,7 +26,9 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             }
         };
         if num.is_empty() {
-            return Err(format!("'{text}' is not a duration: a unit needs a number before it"));
+            return Err(format!(
+                "'{text}' is not a duration: a unit needs a number before it"
+            ));
         }
         let n: i64 = num
             .parse()

@@ -104,7 +104,9 @@ impl<K: IdKind> FromStr for Id<K> {
         if rest.len() != 32 || !rest.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(err());
         }
-        Uuid::parse_str(rest).map(Self::from_uuid).map_err(|_| err())
+        Uuid::parse_str(rest)
+            .map(Self::from_uuid)
+            .map_err(|_| err())
     }
 }
 

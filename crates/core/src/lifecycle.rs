@@ -266,9 +266,12 @@ fn clean_text(
             ErrorCode::InvalidRequest,
             format!("{what} is longer than {MAX_TEXT} characters"),
         )),
-        Some(s) if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => Err(
-            RuleError::new(ErrorCode::InvalidRequest, format!("{what} contains control characters")),
-        ),
+        Some(s) if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
+            Err(RuleError::new(
+                ErrorCode::InvalidRequest,
+                format!("{what} contains control characters"),
+            ))
+        }
         Some(s) => Ok(Some(s.to_string())),
     }
 }
@@ -306,7 +309,10 @@ pub fn check_new_request(
     if !flow.may_request(who) {
         return Err(RuleError::new(
             ErrorCode::NotEligible,
-            format!("{} may not request bundles of flow '{}'", who.name, flow.name),
+            format!(
+                "{} may not request bundles of flow '{}'",
+                who.name, flow.name
+            ),
         ));
     }
     let duration_secs = check_duration(flow, duration_secs)?;
@@ -316,7 +322,12 @@ pub fn check_new_request(
         "justification",
         ErrorCode::JustificationRequired,
     )?;
-    let ticket = clean_text(ticket, flow.ticket_required, "ticket", ErrorCode::TicketRequired)?;
+    let ticket = clean_text(
+        ticket,
+        flow.ticket_required,
+        "ticket",
+        ErrorCode::TicketRequired,
+    )?;
     Ok(CheckedRequest {
         duration_secs,
         justification,
@@ -334,7 +345,10 @@ fn require_pending(flow: &Flow, req: &RequestFacts, now: DateTime<Utc>) -> Resul
     if req.state != RequestState::Pending {
         return Err(RuleError::new(
             ErrorCode::AlreadyDecided,
-            format!("the request is {} and can no longer change", req.state.as_str()),
+            format!(
+                "the request is {} and can no longer change",
+                req.state.as_str()
+            ),
         ));
     }
     if now >= pending_deadline(flow, req.created_at) {
@@ -424,7 +438,10 @@ pub fn check_cancel(req: &RequestFacts, who: &Principal) -> Result<(), RuleError
     if req.state != RequestState::Pending {
         return Err(RuleError::new(
             ErrorCode::AlreadyDecided,
-            format!("the request is {} and can no longer be cancelled", req.state.as_str()),
+            format!(
+                "the request is {} and can no longer be cancelled",
+                req.state.as_str()
+            ),
         ));
     }
     Ok(())
@@ -446,7 +463,10 @@ pub fn check_revoke(flow: &Flow, grant: &GrantFacts, who: &Principal) -> Result<
     if grant.state != GrantState::Active {
         return Err(RuleError::new(
             ErrorCode::Conflict,
-            format!("the grant is {} and cannot be revoked", grant.state.as_str()),
+            format!(
+                "the grant is {} and cannot be revoked",
+                grant.state.as_str()
+            ),
         ));
     }
     Ok(())
@@ -597,7 +617,11 @@ mod tests {
         );
         r.approved_by.push("bob".into());
         let e = check_approve(&f, &r, &who("bob"), t0()).unwrap_err();
-        assert_eq!(e.code, ErrorCode::Conflict, "the same approver twice counts once");
+        assert_eq!(
+            e.code,
+            ErrorCode::Conflict,
+            "the same approver twice counts once"
+        );
         assert_eq!(
             check_approve(&f, &r, &who("carol"), t0()).unwrap(),
             ApprovalOutcome::Approved
@@ -635,7 +659,10 @@ mod tests {
     fn transitions_table() {
         use RequestState::*;
         assert!(Pending.can_become(Approved));
-        assert!(!Denied.can_become(Approved), "a denied request stays denied");
+        assert!(
+            !Denied.can_become(Approved),
+            "a denied request stays denied"
+        );
         assert!(!Active.can_become(Pending));
         for s in RequestState::ALL {
             if s.is_terminal() {

@@ -428,7 +428,11 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
             if !bundles.contains_key(b.get_ref()) {
                 return Err(ctx.err(
                     b.span(),
-                    format!("flow '{}' lists unknown bundle '{}'", name.get_ref(), b.get_ref()),
+                    format!(
+                        "flow '{}' lists unknown bundle '{}'",
+                        name.get_ref(),
+                        b.get_ref()
+                    ),
                 ));
             }
             if let Some(other) = bundle_flow.get(b.get_ref()) {

@@ -1,0 +1,245 @@
+#![recursion_limit = "512"]
+//! The Firedoor access broker as a library: [`start`] runs it (HTTP API, background
+//! worker) on a data directory and returns a handle. The `firedoor-server` binary and
+//! the desktop app's demo mode both call it.
+
+pub mod audit;
+pub mod auth;
+pub mod clock;
+pub mod connectors;
+pub mod error;
+pub mod http;
+pub mod openapi;
+pub mod service;
+pub mod store;
+pub mod vault;
+
+use crate::audit::Actor;
+use crate::clock::Clock;
+use crate::connectors::Connectors;
+use crate::service::Broker;
+use firedoor_core::audit::AuditAction;
+use firedoor_core::policy::Policy;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{watch, Notify};
+use tokio::task::JoinHandle;
+
+/// The demo policy, built in so the demo needs no files.
+pub const DEMO_POLICY: &str = include_str!("../../../examples/demo-policy.toml");
+
+/// How the broker's listener is protected.
+#[derive(Debug, Clone)]
+pub enum Tls {
+    /// Plain HTTP: only allowed on a loopback address.
+    None,
+    /// TLS with these PEM files (rustls).
+    Files { cert: PathBuf, key: PathBuf },
+    /// Plain HTTP on any address because a TLS proxy in front terminates TLS.
+    BehindProxy,
+}
+
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub policy: Policy,
+    pub listen: SocketAddr,
+    pub tls: Tls,
+    pub clock: Arc<dyn Clock>,
+    /// Connectors to use instead of the policy's (tests, demo).
+    pub connectors: Option<Connectors>,
+    /// How often the worker looks for due work when nothing wakes it.
+    pub worker_interval: Duration,
+    /// Extra facts recorded in the `broker_started` audit record.
+    pub start_details: serde_json::Value,
+}
+
+impl Config {
+    pub fn new(data_dir: impl Into<PathBuf>, policy: Policy) -> Self {
+        Config {
+            data_dir: data_dir.into(),
+            policy,
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            tls: Tls::None,
+            clock: Arc::new(clock::SystemClock::default()),
+            connectors: None,
+            worker_interval: Duration::from_millis(500),
+            start_details: serde_json::json!({}),
+        }
+    }
+}
+
+/// A running broker.
+pub struct RunningBroker {
+    pub addr: SocketAddr,
+    pub tls: bool,
+    pub broker: Arc<Broker>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    worker: JoinHandle<()>,
+}
+
+impl RunningBroker {
+    pub fn url(&self) -> String {
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://{}", self.addr)
+    }
+    /// Runs one pass of due work now (tests use this after moving a manual clock).
+    pub async fn run_due_work(&self) -> error::Result<()> {
+        self.broker.run_due_work().await
+    }
+    /// Stops serving and the worker.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.server.await;
+        let _ = self.worker.await;
+    }
+    /// Waits until the server stops (it runs until [`RunningBroker::stop`] or an error).
+    pub async fn wait(self) {
+        let _ = self.server.await;
+    }
+}
+
+pub fn db_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("firedoor.db")
+}
+
+/// Creates the data directory (0700) if needed.
+pub fn ensure_data_dir(dir: &Path) -> error::Result<()> {
+    if !dir.exists() {
+        std::fs::create_dir_all(dir)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+    }
+    Ok(())
+}
+
+/// Starts the broker: opens the database, loads the key, builds connectors, binds the
+/// listener and starts the worker, which at once revokes whatever fell due while
+/// the broker was down.
+pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
+    let use_tls = match &cfg.tls {
+        Tls::None if !cfg.listen.ip().is_loopback() => anyhow::bail!(
+            "refusing to listen on {} without TLS: pass --tls-cert and --tls-key, or \
+             --behind-tls-proxy if a TLS proxy in front terminates connections",
+            cfg.listen
+        ),
+        Tls::Files { .. } => true,
+        _ => false,
+    };
+    ensure_data_dir(&cfg.data_dir)?;
+    let pool = store::open(&db_path(&cfg.data_dir)).await?;
+    let key = vault::BrokerKey::load_or_create(&cfg.data_dir.join("broker.key"))?;
+    let connectors = match cfg.connectors {
+        Some(c) => c,
+        None => connectors::from_policy(&cfg.policy).map_err(|e| anyhow::anyhow!("{e}"))?,
+    };
+    let (events, _) = watch::channel(0u64);
+    let broker = Arc::new(Broker {
+        pool,
+        policy: Arc::new(cfg.policy),
+        connectors,
+        clock: cfg.clock,
+        key,
+        events,
+        wake_worker: Notify::new(),
+    });
+    broker.release_leases().await?;
+    {
+        let now = broker.now();
+        let mut tx = store::write_tx(&broker.pool).await?;
+        let mut details = serde_json::json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "listen": cfg.listen.to_string(),
+            "tls": match &cfg.tls {
+                Tls::None => "none",
+                Tls::Files { .. } => "rustls",
+                Tls::BehindProxy => "behind_tls_proxy",
+            },
+            "bundles": broker.policy.bundles.len(),
+            "flows": broker.policy.flows.len(),
+        });
+        if let (Some(d), Some(extra)) = (details.as_object_mut(), cfg.start_details.as_object()) {
+            d.extend(extra.clone());
+        }
+        audit::append(
+            &mut tx,
+            &Actor::System,
+            AuditAction::BrokerStarted,
+            "broker",
+            details,
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+
+    let (shutdown, mut stop_rx) = watch::channel(false);
+    let app = http::router(broker.clone());
+    let std_listener = std::net::TcpListener::bind(cfg.listen)?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let server = match &cfg.tls {
+        Tls::Files { cert, key } => {
+            let _ = rustls::crypto::ring::default_provider().install_default();
+            let tls = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                .await
+                .map_err(|e| anyhow::anyhow!("loading TLS certificate/key: {e}"))?;
+            let handle = axum_server::Handle::new();
+            let h2 = handle.clone();
+            let mut rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let _ = rx.wait_for(|s| *s).await;
+                h2.graceful_shutdown(Some(Duration::from_secs(2)));
+            });
+            let srv = axum_server::from_tcp_rustls(std_listener, tls)?.handle(handle);
+            tokio::spawn(async move {
+                if let Err(e) = srv.serve(app.into_make_service()).await {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            })
+        }
+        _ => {
+            let listener = tokio::net::TcpListener::from_std(std_listener)?;
+            let mut rx = stop_rx.clone();
+            tokio::spawn(async move {
+                let res = axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await;
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "server stopped");
+                }
+            })
+        }
+    };
+
+    let wb = broker.clone();
+    let interval = cfg.worker_interval;
+    let worker = tokio::spawn(async move {
+        loop {
+            if let Err(e) = wb.run_due_work().await {
+                tracing::error!(error = %e, "background work failed; retrying");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = wb.wake_worker.notified() => {}
+                _ = stop_rx.wait_for(|s| *s) => break,
+            }
+        }
+    });
+
+    Ok(RunningBroker {
+        addr,
+        tls: use_tls,
+        broker,
+        shutdown,
+        server,
+        worker,
+    })
+}

@@ -1,0 +1,75 @@
+//! Connectors make grants real in target systems. Each integration of the policy gets
+//! one. Provisioning and deprovisioning are idempotent: names derive from the grant
+//! id, so a retry after a crash finds (and replaces or removes) what an earlier
+//! attempt left behind.
+
+pub mod demo;
+pub mod postgres;
+
+use chrono::{DateTime, Utc};
+use firedoor_core::api::CredentialItem;
+use firedoor_core::policy::{IntegrationKind, Policy, ResourceGrant};
+use firedoor_core::GrantId;
+use futures::future::BoxFuture;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// What a connector is asked to provision or remove.
+#[derive(Debug, Clone)]
+pub struct Target<'a> {
+    pub grant_id: GrantId,
+    /// Position of the resource in the bundle, so names stay unique per grant.
+    pub index: usize,
+    pub holder: &'a str,
+    pub resource: &'a ResourceGrant,
+    pub expires_at: DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ConnectorError(pub String);
+
+pub trait Connector: Send + Sync + 'static {
+    /// A short label for logs and the audit log.
+    fn kind(&self) -> &'static str;
+    fn provision<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<CredentialItem, ConnectorError>>;
+    /// Removes the access. Succeeds if there is nothing (left) to remove.
+    fn deprovision<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    /// Moves the backstop expiry in the target system after an extension.
+    fn extend<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>>;
+}
+
+pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;
+
+/// Builds one connector per integration of the policy. Fails if one cannot be set up
+/// (e.g. its admin URL variable is missing).
+pub fn from_policy(policy: &Policy) -> Result<Connectors, ConnectorError> {
+    let mut out: Connectors = BTreeMap::new();
+    for (name, integ) in &policy.integrations {
+        let c: Arc<dyn Connector> = match &integ.kind {
+            IntegrationKind::Demo => Arc::new(demo::DemoConnector::default()),
+            IntegrationKind::Postgres {
+                url_env,
+                connect_host,
+                ..
+            } => {
+                let url = std::env::var(url_env).map_err(|_| {
+                    ConnectorError(format!(
+                        "integration '{name}': environment variable {url_env} (the admin connection URL) is not set"
+                    ))
+                })?;
+                Arc::new(postgres::PostgresConnector::new(
+                    name,
+                    &url,
+                    connect_host.clone(),
+                    integ.kind.clone(),
+                )?)
+            }
+        };
+        out.insert(name.clone(), c);
+    }
+    Ok(out)
+}

@@ -1,0 +1,537 @@
+//! The HTTP API under `/api/v1`. Handlers parse at the edge, call [`Broker`], and map
+//! errors to `{"code", "message"}` with a stable code. Nothing a client sends can
+//! produce a panic or leak an internal error's text.
+
+use crate::error::Error;
+use crate::service::Broker;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, Request, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use firedoor_core::api::{BundleView, ErrorBody, FlowTerms, Health, Me};
+use firedoor_core::lifecycle::RequestState;
+use firedoor_core::policy::Principal;
+use firedoor_core::{ErrorCode, GrantId, RequestId};
+use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use std::convert::Infallible;
+use std::sync::Arc;
+
+/// Request bodies larger than this are refused with 413.
+pub const BODY_LIMIT: usize = 64 * 1024;
+
+pub type AppState = Arc<Broker>;
+
+/// An error as the client sees it.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Rule(r) => ApiError::new(r.code, r.message),
+            other => {
+                tracing::error!(error = %other, "internal error");
+                ApiError::new(
+                    ErrorCode::Internal,
+                    "internal error; the broker's log has the details",
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.http_status())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut resp = (
+            status,
+            Json(ErrorBody {
+                code: self.code.as_str().to_string(),
+                message: self.message,
+            }),
+        )
+            .into_response();
+        if self.code == ErrorCode::Unauthenticated {
+            resp.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+        }
+        resp
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// The signed-in caller.
+pub struct Caller(pub Principal);
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let unauth = |m: &str| ApiError::new(ErrorCode::Unauthenticated, m);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .ok_or_else(|| unauth("sign in: send Authorization: Bearer <token>"))?;
+        let text = value
+            .to_str()
+            .map_err(|_| unauth("malformed Authorization header"))?;
+        let token = text
+            .strip_prefix("Bearer ")
+            .ok_or_else(|| unauth("the Authorization header must be 'Bearer <token>'"))?;
+        match crate::auth::authenticate(&state.pool, token.trim()).await? {
+            Some(p) => Ok(Caller(p)),
+            None => Err(unauth("the token is not valid or has been revoked")),
+        }
+    }
+}
+
+/// A JSON body, strictly parsed. An empty body reads as the type's default.
+pub struct Body<T>(pub T);
+
+impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(|ct| {
+                ct.split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .eq_ignore_ascii_case("application/json")
+            });
+        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(
+                    ErrorCode::PayloadTooLarge,
+                    format!("request body is larger than {BODY_LIMIT} bytes"),
+                )
+            } else {
+                ApiError::new(ErrorCode::InvalidRequest, "could not read the request body")
+            }
+        })?;
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(Body(T::default()));
+        }
+        if is_json != Some(true) {
+            return Err(ApiError::new(
+                ErrorCode::UnsupportedMediaType,
+                "send the body as JSON with Content-Type: application/json",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
+            let code = if e.is_data() {
+                ErrorCode::InvalidRequest
+            } else {
+                ErrorCode::InvalidJson
+            };
+            ApiError::new(code, format!("request body: {e}"))
+        })
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(text: &str) -> ApiResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| ApiError::new(ErrorCode::NotFound, format!("{e}")))
+}
+
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/health", get(health))
+        .route("/openapi.json", get(openapi))
+        .route("/me", get(me))
+        .route("/bundles", get(bundles))
+        .route("/requests", get(list_requests).post(create_request))
+        .route("/requests/{id}", get(get_request))
+        .route("/requests/{id}/approve", post(approve))
+        .route("/requests/{id}/deny", post(deny))
+        .route("/requests/{id}/cancel", post(cancel))
+        .route("/grants", get(list_grants))
+        .route("/grants/{id}", get(get_grant))
+        .route("/grants/{id}/credentials", get(credentials))
+        .route("/grants/{id}/revoke", post(revoke))
+        .route("/grants/{id}/extend", post(extend))
+        .route("/audit", get(audit))
+        .route("/events", get(events));
+    Router::new()
+        .nest("/api/v1", api)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            ApiError::new(
+                ErrorCode::Internal,
+                "internal error; the broker's log has the details",
+            )
+            .into_response()
+        }))
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        ErrorCode::NotFound,
+        "no such endpoint; the API lives under /api/v1 (see /api/v1/openapi.json)",
+    )
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        "this endpoint does not take that method",
+    )
+}
+
+async fn health(State(b): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+        time: b.now(),
+    })
+}
+
+async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        crate::openapi::document(),
+    )
+        .into_response()
+}
+
+async fn me(State(b): State<AppState>, Caller(p): Caller) -> Json<Me> {
+    Json(Me {
+        name: p.name,
+        groups: p.groups,
+        admin: p.admin,
+        time: b.now(),
+    })
+}
+
+async fn bundles(State(b): State<AppState>, Caller(p): Caller) -> Json<Vec<BundleView>> {
+    Json(
+        b.policy
+            .requestable_by(&p)
+            .map(|(bundle, f)| BundleView {
+                name: bundle.name.clone(),
+                title: bundle.title.clone(),
+                description: bundle.description.clone(),
+                tags: bundle.tags.clone(),
+                resources: bundle.resources.clone(),
+                terms: FlowTerms {
+                    flow: f.name.clone(),
+                    approvals: f.approvals,
+                    default_duration_secs: f.default_duration_secs,
+                    max_duration_secs: f.max_duration_secs,
+                    justification_required: f.justification_required,
+                    ticket_required: f.ticket_required,
+                    pending_ttl_secs: f.pending_ttl_secs,
+                    break_glass: f.break_glass,
+                },
+            })
+            .collect(),
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestQuery {
+    scope: Option<String>,
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+fn query<T>(q: Result<Query<T>, axum::extract::rejection::QueryRejection>) -> ApiResult<T> {
+    q.map(|Query(t)| t).map_err(|e| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            format!("query string: {}", e.body_text()),
+        )
+    })
+}
+
+async fn list_requests(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    q: Result<Query<RequestQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let state = match q.state.as_deref() {
+        None => None,
+        Some(s) => Some(RequestState::parse(s).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("'{s}' is not a request state"),
+            )
+        })?),
+    };
+    let list = b
+        .list_requests(
+            &p,
+            q.scope.as_deref().unwrap_or("mine"),
+            state,
+            q.limit.unwrap_or(200),
+        )
+        .await?;
+    Ok(Json(list).into_response())
+}
+
+async fn create_request(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    headers: HeaderMap,
+    Body(body): Body<firedoor_core::api::CreateRequest>,
+) -> ApiResult<Response> {
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(v.to_str().map_err(|_| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "Idempotency-Key must be visible ASCII",
+            )
+        })?),
+    };
+    if body.bundle.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "name the bundle to request: {\"bundle\": \"...\"}",
+        ));
+    }
+    let (view, created) = b.create_request(&p, body, key).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(view)).into_response())
+}
+
+async fn get_request(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: RequestId = parse_id(&id)?;
+    Ok(Json(b.get_request(&p, &id.to_string()).await?).into_response())
+}
+
+async fn approve(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<firedoor_core::api::ApproveBody>,
+) -> ApiResult<Response> {
+    let id: RequestId = parse_id(&id)?;
+    Ok(Json(b.approve(&p, &id.to_string(), body).await?).into_response())
+}
+
+async fn deny(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<firedoor_core::api::DenyBody>,
+) -> ApiResult<Response> {
+    let id: RequestId = parse_id(&id)?;
+    Ok(Json(b.deny(&p, &id.to_string(), body).await?).into_response())
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Empty {}
+
+async fn cancel(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(_): Body<Empty>,
+) -> ApiResult<Response> {
+    let id: RequestId = parse_id(&id)?;
+    Ok(Json(b.cancel(&p, &id.to_string()).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantQuery {
+    scope: Option<String>,
+    /// `live` (default: all states).
+    state: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_grants(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    q: Result<Query<GrantQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    let q = query(q)?;
+    let live = match q.state.as_deref() {
+        None => false,
+        Some("live") => true,
+        Some(other) => {
+            return Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("state '{other}': only 'live' filters grants"),
+            ))
+        }
+    };
+    let list = b
+        .list_grants(
+            &p,
+            q.scope.as_deref().unwrap_or("mine"),
+            live,
+            q.limit.unwrap_or(200),
+        )
+        .await?;
+    Ok(Json(list).into_response())
+}
+
+async fn get_grant(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: GrantId = parse_id(&id)?;
+    Ok(Json(b.get_grant(&p, &id.to_string()).await?).into_response())
+}
+
+async fn credentials(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let id: GrantId = parse_id(&id)?;
+    let creds = b.credentials(&p, &id.to_string()).await?;
+    let mut resp = Json(creds).into_response();
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    Ok(resp)
+}
+
+async fn revoke(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(_): Body<Empty>,
+) -> ApiResult<Response> {
+    let id: GrantId = parse_id(&id)?;
+    Ok(Json(b.revoke(&p, &id.to_string()).await?).into_response())
+}
+
+async fn extend(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Body(body): Body<firedoor_core::api::ExtendBody>,
+) -> ApiResult<Response> {
+    let id: GrantId = parse_id(&id)?;
+    Ok(Json(b.extend(&p, &id.to_string(), body).await?).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+async fn audit(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    q: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Response> {
+    if !p.admin {
+        return Err(ApiError::new(
+            ErrorCode::Forbidden,
+            "the audit log is for admins",
+        ));
+    }
+    let q = query(q)?;
+    let records = crate::audit::records(
+        &b.pool,
+        q.after.unwrap_or(0).max(0),
+        q.limit.unwrap_or(500).clamp(1, 5000),
+    )
+    .await?;
+    Ok(Json(records).into_response())
+}
+
+/// Server-sent events for the caller, resumable with `Last-Event-ID`.
+async fn events(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    headers: HeaderMap,
+) -> ApiResult<Response> {
+    let mut cursor: i64 = match headers.get("last-event-id") {
+        None => 0,
+        Some(v) => v
+            .to_str()
+            .ok()
+            .and_then(|s| s.trim().parse::<i64>().ok())
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| {
+                ApiError::new(
+                    ErrorCode::InvalidRequest,
+                    "Last-Event-ID must be a non-negative integer",
+                )
+            })?,
+    };
+    let mut changes = b.events.subscribe();
+    let user = p.name;
+    let stream = async_stream::stream! {
+        loop {
+            changes.mark_unchanged();
+            match b.events_after(&user, cursor, 200).await {
+                Ok(batch) => {
+                    let n = batch.len();
+                    for e in batch {
+                        cursor = e.id;
+                        let data = serde_json::to_string(&e).unwrap_or_default();
+                        yield Ok::<Event, Infallible>(Event::default().id(e.id.to_string()).event(e.kind.clone()).data(data));
+                    }
+                    if n == 200 {
+                        continue;
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "reading events");
+                    return;
+                }
+            }
+            if changes.changed().await.is_err() {
+                return;
+            }
+        }
+    };
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

@@ -1,0 +1,134 @@
+//! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. A test checks that it
+//! lists every route the router serves.
+
+use serde_json::{json, Value};
+
+fn err_resp() -> Value {
+    json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
+}
+
+fn ok(schema: Value) -> Value {
+    json!({ "description": "ok", "content": { "application/json": { "schema": schema } } })
+}
+
+fn r(name: &str) -> Value {
+    json!({ "$ref": format!("#/components/schemas/{name}") })
+}
+
+fn arr(name: &str) -> Value {
+    json!({ "type": "array", "items": r(name) })
+}
+
+fn id_param(what: &str) -> Value {
+    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "description": format!("{what} id") }])
+}
+
+fn op(summary: &str, params: Value, body: Option<&str>, resp: Value) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "parameters": params,
+        "responses": { "200": ok(resp), "4XX": err_resp() },
+    });
+    if let Some(b) = body {
+        o["requestBody"] =
+            json!({ "required": false, "content": { "application/json": { "schema": r(b) } } });
+    }
+    o
+}
+
+pub fn document() -> String {
+    let ts = json!({ "type": "string", "format": "date-time" });
+    let s = |t: &str| json!({ "type": t });
+    let opt = |t: &str| json!({ "type": [t, "null"] });
+    let doc = json!({
+        "openapi": "3.1.0",
+        "info": { "title": "Firedoor broker API", "version": env!("CARGO_PKG_VERSION"),
+                  "description": "Request, approve and revoke time-boxed access. Authenticate with `Authorization: Bearer <token>`." },
+        "servers": [{ "url": "/api/v1" }],
+        "security": [{ "bearer": [] }],
+        "paths": {
+            "/health": { "get": { "summary": "Liveness and the broker's clock", "security": [], "responses": { "200": ok(r("Health")) } } },
+            "/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI document" } } } },
+            "/me": { "get": op("The signed-in user", json!([]), None, r("Me")) },
+            "/bundles": { "get": op("Bundles I may request, with their flow's terms", json!([]), None, arr("Bundle")) },
+            "/requests": {
+                "get": op("List requests", json!([
+                    { "name": "scope", "in": "query", "schema": { "enum": ["mine", "awaiting_me", "all"] } },
+                    { "name": "state", "in": "query", "schema": { "type": "string" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer" } }]), None, arr("Request")),
+                "post": {
+                    "summary": "Request a bundle. With Idempotency-Key, a replay returns the first result (200).",
+                    "parameters": [{ "name": "Idempotency-Key", "in": "header", "schema": { "type": "string", "maxLength": 200 } }],
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": r("CreateRequest") } } },
+                    "responses": { "201": ok(r("Request")), "200": ok(r("Request")), "4XX": err_resp() }
+                }
+            },
+            "/requests/{id}": { "get": op("One request", id_param("request"), None, r("Request")) },
+            "/requests/{id}/approve": { "post": op("Approve (m-of-n; never your own)", id_param("request"), Some("ApproveBody"), r("Request")) },
+            "/requests/{id}/deny": { "post": op("Deny with an optional reason", id_param("request"), Some("DenyBody"), r("Request")) },
+            "/requests/{id}/cancel": { "post": op("Cancel my pending request", id_param("request"), None, r("Request")) },
+            "/grants": { "get": op("List grants", json!([
+                    { "name": "scope", "in": "query", "schema": { "enum": ["mine", "all"] } },
+                    { "name": "state", "in": "query", "schema": { "enum": ["live"] } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer" } }]), None, arr("Grant")) },
+            "/grants/{id}": { "get": op("One grant", id_param("grant"), None, r("Grant")) },
+            "/grants/{id}/credentials": { "get": op("Credentials of my active grant (audited)", id_param("grant"), None, r("Credentials")) },
+            "/grants/{id}/revoke": { "post": op("Revoke an active grant", id_param("grant"), None, r("Grant")) },
+            "/grants/{id}/extend": { "post": op("Extend an active grant", id_param("grant"), Some("ExtendBody"), r("ExtendResult")) },
+            "/audit": { "get": op("Audit records (admins)", json!([
+                    { "name": "after", "in": "query", "schema": { "type": "integer" } },
+                    { "name": "limit", "in": "query", "schema": { "type": "integer" } }]), None, arr("AuditRecord")) },
+            "/events": { "get": {
+                "summary": "Live events for me as server-sent events; resume with Last-Event-ID",
+                "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": { "type": "integer" } }],
+                "responses": { "200": { "description": "text/event-stream of Event", "content": { "text/event-stream": { "schema": r("Event") } } }, "4XX": err_resp() } } }
+        },
+        "components": {
+            "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
+            "schemas": {
+                "Error": { "type": "object", "required": ["code", "message"], "properties": { "code": s("string"), "message": s("string") } },
+                "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "time": ts } },
+                "Me": { "type": "object", "properties": { "name": s("string"), "groups": { "type": "array", "items": s("string") }, "admin": s("boolean"), "time": ts } },
+                "Terms": { "type": "object", "properties": {
+                    "flow": s("string"), "approvals": s("integer"), "default_duration_secs": s("integer"), "max_duration_secs": s("integer"),
+                    "justification_required": s("boolean"), "ticket_required": s("boolean"), "pending_ttl_secs": s("integer"), "break_glass": s("boolean") } },
+                "Bundle": { "type": "object", "properties": {
+                    "name": s("string"), "title": s("string"), "description": s("string"), "tags": { "type": "array", "items": s("string") },
+                    "resources": { "type": "array", "items": { "type": "object", "properties": { "integration": s("string"), "resource": s("string"), "permission": s("string") } } },
+                    "terms": r("Terms") } },
+                "CreateRequest": { "type": "object", "required": ["bundle"], "additionalProperties": false, "properties": {
+                    "bundle": s("string"), "duration_secs": opt("integer"), "justification": opt("string"), "ticket": opt("string") } },
+                "ApproveBody": { "type": "object", "additionalProperties": false, "properties": { "comment": opt("string") } },
+                "DenyBody": { "type": "object", "additionalProperties": false, "properties": { "reason": opt("string") } },
+                "ExtendBody": { "type": "object", "additionalProperties": false, "properties": { "duration_secs": opt("integer"), "justification": opt("string") } },
+                "Request": { "type": "object", "properties": {
+                    "id": s("string"), "kind": { "enum": ["access", "extension"] }, "bundle": s("string"), "bundle_title": s("string"),
+                    "requester": s("string"),
+                    "state": { "enum": ["pending", "approved", "active", "expired", "revoked", "denied", "cancelled", "timed_out", "failed"] },
+                    "duration_secs": s("integer"), "justification": opt("string"), "ticket": opt("string"), "created_at": ts, "pending_until": ts,
+                    "approvals_needed": s("integer"),
+                    "decisions": { "type": "array", "items": { "type": "object", "properties": { "by": s("string"), "at": ts, "decision": { "enum": ["approve", "deny"] }, "comment": opt("string") } } },
+                    "grant_id": opt("string"), "error": opt("string") } },
+                "Grant": { "type": "object", "properties": {
+                    "id": s("string"), "request_id": s("string"), "bundle": s("string"), "bundle_title": s("string"), "holder": s("string"),
+                    "state": { "enum": ["provisioning", "active", "revoking", "revoke_failed", "revoked", "expired", "failed"] },
+                    "activated_at": { "type": ["string", "null"], "format": "date-time" }, "expires_at": ts,
+                    "ended_at": { "type": ["string", "null"], "format": "date-time" }, "end_reason": opt("string"), "ended_by": opt("string"),
+                    "last_error": opt("string"), "attempts": s("integer"), "next_attempt_at": { "type": ["string", "null"], "format": "date-time" } } },
+                "ExtendResult": { "type": "object", "properties": { "grant": r("Grant"), "request": { "oneOf": [r("Request"), { "type": "null" }] } } },
+                "Credentials": { "type": "object", "properties": {
+                    "grant_id": s("string"), "expires_at": ts,
+                    "items": { "type": "array", "items": { "type": "object", "properties": {
+                        "integration": s("string"), "kind": s("string"), "resource": s("string"), "username": s("string"), "secret": s("string"),
+                        "host": opt("string"), "port": opt("integer"), "note": opt("string") } } } } },
+                "AuditRecord": { "type": "object", "properties": {
+                    "seq": s("integer"), "at": s("string"), "actor": s("string"), "action": s("string"), "subject": s("string"),
+                    "details": s("string"), "prev_hash": s("string"), "hash": s("string") } },
+                "Event": { "type": "object", "properties": {
+                    "id": s("integer"), "kind": s("string"), "at": ts, "request_id": opt("string"), "grant_id": opt("string"),
+                    "bundle": opt("string"), "actor": opt("string"), "message": s("string") } }
+            }
+        }
+    });
+    doc.to_string()
+}

@@ -1,0 +1,1787 @@
+//! Broker operations. Each one reads the facts inside a write transaction, asks
+//! `firedoor_core::lifecycle` what the rules allow, and writes the new state, its
+//! audit record and its live events in that same transaction with compare-and-set
+//! updates. Calls to target systems happen outside transactions.
+
+use crate::audit::{append, Actor};
+use crate::clock::{parse_ts, ts, Clock};
+use crate::connectors::{Connectors, Target};
+use crate::error::{Error, Result};
+use crate::store::{write_tx, Tx};
+use crate::vault::BrokerKey;
+use chrono::{DateTime, Duration, Utc};
+use firedoor_core::api::{
+    ApproveBody, CreateRequest, CredentialItem, Credentials, Decision, DenyBody, EventView,
+    ExtendBody, ExtendResult, GrantView, RequestView,
+};
+use firedoor_core::audit::AuditAction;
+use firedoor_core::lifecycle::{
+    self, ApprovalOutcome, EndReason, GrantFacts, GrantState, RequestFacts, RequestKind,
+    RequestState, CLAIM_LEASE_SECS, EXPIRING_SOON_SECS, MAX_PROVISION_ATTEMPTS,
+};
+use firedoor_core::policy::{Bundle, Flow, Policy, Principal};
+use firedoor_core::{ErrorCode, GrantId, RequestId};
+use sha2::{Digest, Sha256};
+use sqlx::SqlitePool;
+use std::sync::Arc;
+use tokio::sync::{watch, Notify};
+
+/// Everything the broker's operations share.
+pub struct Broker {
+    pub pool: SqlitePool,
+    pub policy: Arc<Policy>,
+    pub connectors: Connectors,
+    pub clock: Arc<dyn Clock>,
+    pub key: BrokerKey,
+    /// Bumped after every commit that wrote live events.
+    pub events: watch::Sender<u64>,
+    /// Wakes the background worker early.
+    pub wake_worker: Notify,
+}
+
+#[derive(sqlx::FromRow, Debug, Clone)]
+struct RequestRow {
+    id: String,
+    kind: String,
+    bundle: String,
+    flow: String,
+    requester: String,
+    state: String,
+    duration_secs: i64,
+    justification: Option<String>,
+    ticket: Option<String>,
+    created_at: String,
+    pending_until: String,
+    approvals_needed: i64,
+    grant_id: Option<String>,
+    error: Option<String>,
+}
+
+#[derive(sqlx::FromRow, Debug, Clone)]
+struct GrantRow {
+    id: String,
+    request_id: String,
+    bundle: String,
+    flow: String,
+    holder: String,
+    state: String,
+    duration_secs: i64,
+    activated_at: Option<String>,
+    expires_at: String,
+    ended_at: Option<String>,
+    end_reason: Option<String>,
+    ended_by: Option<String>,
+    last_error: Option<String>,
+    attempts: i64,
+    next_attempt_at: Option<String>,
+}
+
+fn corrupt(what: &str, v: &str) -> Error {
+    Error::Corrupt(format!("unknown {what} '{v}'"))
+}
+
+impl RequestRow {
+    fn state(&self) -> Result<RequestState> {
+        RequestState::parse(&self.state).ok_or_else(|| corrupt("request state", &self.state))
+    }
+    fn id(&self) -> Result<RequestId> {
+        self.id.parse().map_err(|_| corrupt("request id", &self.id))
+    }
+    fn kind(&self) -> Result<RequestKind> {
+        RequestKind::parse(&self.kind).ok_or_else(|| corrupt("request kind", &self.kind))
+    }
+}
+
+impl GrantRow {
+    fn state(&self) -> Result<GrantState> {
+        GrantState::parse(&self.state).ok_or_else(|| corrupt("grant state", &self.state))
+    }
+    fn id(&self) -> Result<GrantId> {
+        self.id.parse().map_err(|_| corrupt("grant id", &self.id))
+    }
+    fn facts(&self) -> Result<GrantFacts> {
+        let expires_at = parse_ts(&self.expires_at)?;
+        Ok(GrantFacts {
+            holder: self.holder.clone(),
+            state: self.state()?,
+            activated_at: match &self.activated_at {
+                Some(a) => parse_ts(a)?,
+                None => expires_at - Duration::seconds(self.duration_secs),
+            },
+            expires_at,
+        })
+    }
+}
+
+/// Reads a request by id; `Ok(None)` if there is none.
+async fn load_request<'e, E>(ex: E, id: &str) -> Result<Option<RequestRow>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    Ok(sqlx::query_as::<_, RequestRow>(
+        "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error FROM requests WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(ex)
+    .await?)
+}
+
+async fn load_grant<'e, E>(ex: E, id: &str) -> Result<Option<GrantRow>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    Ok(sqlx::query_as::<_, GrantRow>(
+        "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at FROM grants WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(ex)
+    .await?)
+}
+
+async fn decisions_of<'e, E>(
+    ex: E,
+    id: &str,
+) -> Result<Vec<(String, String, Option<String>, String)>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    Ok(sqlx::query_as(
+        "SELECT by_user, decision, comment, at FROM decisions WHERE request_id = ? ORDER BY at, by_user",
+    )
+    .bind(id)
+    .fetch_all(ex)
+    .await?)
+}
+
+/// A live event about to be stored for some recipients.
+struct NewEvent<'a> {
+    kind: &'a str,
+    request_id: Option<RequestId>,
+    grant_id: Option<GrantId>,
+    bundle: Option<&'a str>,
+    actor: Option<&'a str>,
+    message: String,
+}
+
+async fn emit(
+    tx: &mut Tx,
+    recipients: &[String],
+    e: NewEvent<'_>,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let view = EventView {
+        id: 0,
+        kind: e.kind.to_string(),
+        at: now,
+        request_id: e.request_id,
+        grant_id: e.grant_id,
+        bundle: e.bundle.map(str::to_string),
+        actor: e.actor.map(str::to_string),
+        message: e.message,
+    };
+    let body = serde_json::to_string(&view).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for r in recipients {
+        if !seen.insert(r) {
+            continue;
+        }
+        sqlx::query("INSERT INTO events (recipient, kind, at, body) VALUES (?, ?, ?, ?)")
+            .bind(r)
+            .bind(e.kind)
+            .bind(ts(now))
+            .bind(&body)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+fn body_hash(body: &CreateRequest) -> String {
+    let canonical = serde_json::to_string(body).unwrap_or_default();
+    hex::encode(Sha256::digest(canonical.as_bytes()))
+}
+
+/// Checks an Idempotency-Key header value.
+pub fn check_idempotency_key(key: &str) -> Result<()> {
+    if key.is_empty() || key.len() > 200 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(Error::rule(
+            ErrorCode::InvalidRequest,
+            "Idempotency-Key must be 1-200 visible ASCII characters",
+        ));
+    }
+    Ok(())
+}
+
+impl Broker {
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    fn bundle_and_flow(&self, bundle: &str) -> Result<(&Bundle, &Flow)> {
+        let b = self.policy.bundle(bundle).ok_or_else(|| {
+            Error::rule(ErrorCode::NotFound, format!("no bundle named '{bundle}'"))
+        })?;
+        let f = self.policy.flow_for_bundle(bundle).ok_or_else(|| {
+            Error::rule(
+                ErrorCode::NotEligible,
+                format!("bundle '{bundle}' is not governed by any access flow, so nobody can request it"),
+            )
+        })?;
+        Ok((b, f))
+    }
+
+    fn flow(&self, name: &str) -> Result<&Flow> {
+        self.policy.flows.get(name).ok_or_else(|| {
+            Error::Corrupt(format!(
+                "flow '{name}' of a stored request is no longer in the policy"
+            ))
+        })
+    }
+
+    fn title(&self, bundle: &str) -> String {
+        self.policy
+            .bundle(bundle)
+            .map(|b| b.title.clone())
+            .unwrap_or_else(|| bundle.to_string())
+    }
+
+    /// Users who may approve requests of a flow.
+    async fn approvers(&self, flow: &Flow) -> Result<Vec<String>> {
+        Ok(crate::auth::all_users(&self.pool)
+            .await?
+            .into_iter()
+            .filter(|u| flow.may_approve(u))
+            .map(|u| u.name)
+            .collect())
+    }
+
+    async fn admins(&self) -> Result<Vec<String>> {
+        Ok(crate::auth::all_users(&self.pool)
+            .await?
+            .into_iter()
+            .filter(|u| u.admin)
+            .map(|u| u.name)
+            .collect())
+    }
+
+    pub fn events_changed(&self) {
+        self.events.send_modify(|v| *v = v.wrapping_add(1));
+    }
+
+    fn may_see_request(&self, who: &Principal, r: &RequestRow) -> bool {
+        who.admin
+            || r.requester == who.name
+            || self
+                .policy
+                .flows
+                .get(&r.flow)
+                .is_some_and(|f| f.may_approve(who))
+    }
+
+    fn may_see_grant(&self, who: &Principal, g: &GrantRow) -> bool {
+        who.admin
+            || g.holder == who.name
+            || self
+                .policy
+                .flows
+                .get(&g.flow)
+                .is_some_and(|f| f.may_approve(who))
+    }
+
+    async fn request_view_of(&self, r: &RequestRow) -> Result<RequestView> {
+        let decisions = decisions_of(&self.pool, &r.id)
+            .await?
+            .into_iter()
+            .map(|(by, decision, comment, at)| {
+                Ok(Decision {
+                    by,
+                    at: parse_ts(&at)?,
+                    decision,
+                    comment,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RequestView {
+            id: r.id()?,
+            kind: r.kind()?,
+            bundle: r.bundle.clone(),
+            bundle_title: self.title(&r.bundle),
+            requester: r.requester.clone(),
+            state: r.state()?,
+            duration_secs: r.duration_secs,
+            justification: r.justification.clone(),
+            ticket: r.ticket.clone(),
+            created_at: parse_ts(&r.created_at)?,
+            pending_until: parse_ts(&r.pending_until)?,
+            approvals_needed: r.approvals_needed as u32,
+            decisions,
+            grant_id: match &r.grant_id {
+                Some(g) => Some(g.parse().map_err(|_| corrupt("grant id", g))?),
+                None => None,
+            },
+            error: r.error.clone(),
+        })
+    }
+
+    fn grant_view_of(&self, g: &GrantRow) -> Result<GrantView> {
+        Ok(GrantView {
+            id: g.id()?,
+            request_id: g
+                .request_id
+                .parse()
+                .map_err(|_| corrupt("request id", &g.request_id))?,
+            bundle: g.bundle.clone(),
+            bundle_title: self.title(&g.bundle),
+            holder: g.holder.clone(),
+            state: g.state()?,
+            activated_at: g.activated_at.as_deref().map(parse_ts).transpose()?,
+            expires_at: parse_ts(&g.expires_at)?,
+            ended_at: g.ended_at.as_deref().map(parse_ts).transpose()?,
+            end_reason: g.end_reason.clone(),
+            ended_by: g.ended_by.clone(),
+            last_error: g.last_error.clone(),
+            attempts: g.attempts,
+            next_attempt_at: g.next_attempt_at.as_deref().map(parse_ts).transpose()?,
+        })
+    }
+
+    async fn reload_request(&self, id: &str) -> Result<RequestView> {
+        let r = load_request(&self.pool, id)
+            .await?
+            .ok_or_else(|| Error::not_found("request"))?;
+        self.request_view_of(&r).await
+    }
+
+    async fn reload_grant(&self, id: &str) -> Result<GrantView> {
+        let g = load_grant(&self.pool, id)
+            .await?
+            .ok_or_else(|| Error::not_found("grant"))?;
+        self.grant_view_of(&g)
+    }
+
+    // ---------------------------------------------------------------- requests
+
+    /// Creates a request. With an idempotency key, a replay of the same body returns
+    /// the request created the first time (`created` is then false).
+    pub async fn create_request(
+        &self,
+        who: &Principal,
+        body: CreateRequest,
+        idempotency_key: Option<&str>,
+    ) -> Result<(RequestView, bool)> {
+        if let Some(k) = idempotency_key {
+            check_idempotency_key(k)?;
+        }
+        let (bundle, flow) = self.bundle_and_flow(&body.bundle)?;
+        let hash = body_hash(&body);
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        if let Some(key) = idempotency_key {
+            let prior: Option<(String, Option<String>)> = sqlx::query_as(
+                "SELECT id, body_hash FROM requests WHERE requester = ? AND idempotency_key = ?",
+            )
+            .bind(&who.name)
+            .bind(key)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if let Some((id, prior_hash)) = prior {
+                drop(tx);
+                if prior_hash.as_deref() != Some(hash.as_str()) {
+                    return Err(Error::rule(
+                        ErrorCode::IdempotencyKeyReused,
+                        "this Idempotency-Key was already used for a different request",
+                    ));
+                }
+                return Ok((self.reload_request(&id).await?, false));
+            }
+        }
+        let checked = lifecycle::check_new_request(
+            flow,
+            who,
+            body.duration_secs,
+            body.justification.as_deref(),
+            body.ticket.as_deref(),
+        )?;
+        let id = RequestId::new();
+        let state = if checked.auto_approved {
+            RequestState::Approved
+        } else {
+            RequestState::Pending
+        };
+        sqlx::query(
+            "INSERT INTO requests (id, kind, bundle, flow, requester, state, duration_secs, justification, ticket,
+                created_at, pending_until, approvals_needed, idempotency_key, body_hash, updated_at)
+             VALUES (?, 'access', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(&bundle.name)
+        .bind(&flow.name)
+        .bind(&who.name)
+        .bind(state.as_str())
+        .bind(checked.duration_secs)
+        .bind(&checked.justification)
+        .bind(&checked.ticket)
+        .bind(ts(now))
+        .bind(ts(lifecycle::pending_deadline(flow, now)))
+        .bind(flow.approvals as i64)
+        .bind(idempotency_key)
+        .bind(&hash)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        let actor = Actor::User(who.name.clone());
+        append(
+            &mut tx,
+            &actor,
+            AuditAction::RequestCreated,
+            &id.to_string(),
+            serde_json::json!({
+                "bundle": bundle.name, "flow": flow.name, "duration_secs": checked.duration_secs,
+                "justification": checked.justification, "ticket": checked.ticket,
+                "break_glass": flow.break_glass,
+            }),
+            now,
+        )
+        .await?;
+        let mut grant = None;
+        if checked.auto_approved {
+            append(
+                &mut tx,
+                &Actor::System,
+                AuditAction::RequestApproved,
+                &id.to_string(),
+                serde_json::json!({ "automatic": true, "flow": flow.name }),
+                now,
+            )
+            .await?;
+            grant = Some(
+                self.insert_grant(
+                    &mut tx,
+                    &id,
+                    bundle,
+                    flow,
+                    &who.name,
+                    checked.duration_secs,
+                    now,
+                )
+                .await?,
+            );
+            if flow.break_glass {
+                let mut to = self.approvers(flow).await?;
+                to.extend(self.admins().await?);
+                to.retain(|u| u != &who.name);
+                emit(
+                    &mut tx,
+                    &to,
+                    NewEvent {
+                        kind: "request_approved",
+                        request_id: Some(id),
+                        grant_id: grant,
+                        bundle: Some(&bundle.name),
+                        actor: Some(&who.name),
+                        message: format!(
+                            "BREAK GLASS: {} took {} (automatic)",
+                            who.name, bundle.title
+                        ),
+                    },
+                    now,
+                )
+                .await?;
+            }
+        } else {
+            let mut to = self.approvers(flow).await?;
+            to.retain(|u| u != &who.name);
+            emit(
+                &mut tx,
+                &to,
+                NewEvent {
+                    kind: "request_awaiting_approval",
+                    request_id: Some(id),
+                    grant_id: None,
+                    bundle: Some(&bundle.name),
+                    actor: Some(&who.name),
+                    message: format!(
+                        "{} requests {} for {}",
+                        who.name,
+                        bundle.title,
+                        firedoor_core::duration::format_duration(checked.duration_secs)
+                    ),
+                },
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.events_changed();
+        if let Some(g) = grant {
+            self.provision(&g).await?;
+        }
+        Ok((self.reload_request(&id.to_string()).await?, true))
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn insert_grant(
+        &self,
+        tx: &mut Tx,
+        request: &RequestId,
+        bundle: &Bundle,
+        flow: &Flow,
+        holder: &str,
+        duration_secs: i64,
+        now: DateTime<Utc>,
+    ) -> Result<GrantId> {
+        let gid = GrantId::new();
+        sqlx::query(
+            "INSERT INTO grants (id, request_id, bundle, flow, holder, state, duration_secs, expires_at, next_attempt_at)
+             VALUES (?, ?, ?, ?, ?, 'provisioning', ?, ?, ?)",
+        )
+        .bind(gid.to_string())
+        .bind(request.to_string())
+        .bind(&bundle.name)
+        .bind(&flow.name)
+        .bind(holder)
+        .bind(duration_secs)
+        .bind(ts(now + Duration::seconds(duration_secs)))
+        .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
+        .execute(&mut **tx)
+        .await?;
+        sqlx::query("UPDATE requests SET grant_id = ?, updated_at = ? WHERE id = ?")
+            .bind(gid.to_string())
+            .bind(ts(now))
+            .bind(request.to_string())
+            .execute(&mut **tx)
+            .await?;
+        Ok(gid)
+    }
+
+    /// Reads a request the caller may see.
+    pub async fn get_request(&self, who: &Principal, id: &str) -> Result<RequestView> {
+        let r = load_request(&self.pool, id)
+            .await?
+            .filter(|r| self.may_see_request(who, r))
+            .ok_or_else(|| Error::not_found("request"))?;
+        self.request_view_of(&r).await
+    }
+
+    /// `mine`: the caller's requests; `awaiting_me`: pending requests the caller may
+    /// approve and has not yet; `all`: everything the caller may see.
+    pub async fn list_requests(
+        &self,
+        who: &Principal,
+        scope: &str,
+        state: Option<RequestState>,
+        limit: i64,
+    ) -> Result<Vec<RequestView>> {
+        let limit = limit.clamp(1, 1000);
+        let rows: Vec<RequestRow> = match scope {
+            "mine" => {
+                sqlx::query_as(
+                    "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
+                     FROM requests WHERE requester = ? AND (? IS NULL OR state = ?) ORDER BY created_at DESC LIMIT ?",
+                )
+                .bind(&who.name)
+                .bind(state.map(|s| s.as_str()))
+                .bind(state.map(|s| s.as_str()))
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            "awaiting_me" => {
+                let now = ts(self.now());
+                let rows: Vec<RequestRow> = sqlx::query_as(
+                    "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
+                     FROM requests r WHERE state = 'pending' AND requester != ? AND pending_until > ?
+                       AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = ?)
+                     ORDER BY created_at",
+                )
+                .bind(&who.name)
+                .bind(now)
+                .bind(&who.name)
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .filter(|r| self.policy.flows.get(&r.flow).is_some_and(|f| f.may_approve(who)))
+                    .take(limit as usize)
+                    .collect()
+            }
+            "all" => {
+                let rows: Vec<RequestRow> = sqlx::query_as(
+                    "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
+                     FROM requests WHERE (? IS NULL OR state = ?) ORDER BY created_at DESC",
+                )
+                .bind(state.map(|s| s.as_str()))
+                .bind(state.map(|s| s.as_str()))
+                .fetch_all(&self.pool)
+                .await?;
+                rows.into_iter()
+                    .filter(|r| self.may_see_request(who, r))
+                    .take(limit as usize)
+                    .collect()
+            }
+            other => {
+                return Err(Error::rule(
+                    ErrorCode::InvalidRequest,
+                    format!("scope '{other}' is not one of mine, awaiting_me, all"),
+                ))
+            }
+        };
+        let mut out = Vec::with_capacity(rows.len());
+        for r in &rows {
+            out.push(self.request_view_of(r).await?);
+        }
+        Ok(out)
+    }
+
+    fn facts(
+        r: &RequestRow,
+        approvals: &[(String, String, Option<String>, String)],
+    ) -> Result<RequestFacts> {
+        Ok(RequestFacts {
+            requester: r.requester.clone(),
+            state: r.state()?,
+            created_at: parse_ts(&r.created_at)?,
+            approved_by: approvals
+                .iter()
+                .filter(|d| d.1 == "approve")
+                .map(|d| d.0.clone())
+                .collect(),
+        })
+    }
+
+    /// Loads a request for a decision inside `tx`, hiding those the caller may not see.
+    async fn load_for_decision(
+        &self,
+        tx: &mut Tx,
+        who: &Principal,
+        id: &str,
+    ) -> Result<RequestRow> {
+        load_request(&mut **tx, id)
+            .await?
+            .filter(|r| self.may_see_request(who, r))
+            .ok_or_else(|| Error::not_found("request"))
+    }
+
+    /// Moves a request from one state to another only if it is still in `from`.
+    async fn cas_request(
+        tx: &mut Tx,
+        id: &str,
+        from: RequestState,
+        to: RequestState,
+        now: DateTime<Utc>,
+        error: Option<&str>,
+    ) -> Result<()> {
+        debug_assert!(from.can_become(to));
+        let done = sqlx::query(
+            "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error) WHERE id = ? AND state = ?",
+        )
+        .bind(to.as_str())
+        .bind(ts(now))
+        .bind(error)
+        .bind(id)
+        .bind(from.as_str())
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::rule(
+                ErrorCode::Conflict,
+                "the request changed at the same moment; reload it and try again",
+            ));
+        }
+        Ok(())
+    }
+
+    pub async fn approve(
+        &self,
+        who: &Principal,
+        id: &str,
+        body: ApproveBody,
+    ) -> Result<RequestView> {
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        let r = self.load_for_decision(&mut tx, who, id).await?;
+        let flow = self.flow(&r.flow)?;
+        let decisions = decisions_of(&mut *tx, id).await?;
+        let outcome = lifecycle::check_approve(flow, &Self::facts(&r, &decisions)?, who, now)?;
+        let comment = body.comment.map(|c| {
+            c.trim()
+                .chars()
+                .take(lifecycle::MAX_TEXT)
+                .collect::<String>()
+        });
+        sqlx::query("INSERT INTO decisions (request_id, by_user, decision, comment, at) VALUES (?, ?, 'approve', ?, ?)")
+            .bind(id)
+            .bind(&who.name)
+            .bind(&comment)
+            .bind(ts(now))
+            .execute(&mut *tx)
+            .await?;
+        let actor = Actor::User(who.name.clone());
+        append(
+            &mut tx,
+            &actor,
+            AuditAction::ApprovalRecorded,
+            id,
+            serde_json::json!({ "comment": comment }),
+            now,
+        )
+        .await?;
+        let rid = r.id()?;
+        let mut grant = None;
+        let mut extension = None;
+        if outcome == ApprovalOutcome::Approved {
+            Self::cas_request(
+                &mut tx,
+                id,
+                RequestState::Pending,
+                RequestState::Approved,
+                now,
+                None,
+            )
+            .await?;
+            append(
+                &mut tx,
+                &actor,
+                AuditAction::RequestApproved,
+                id,
+                serde_json::json!({ "approvals": decisions.len() + 1 }),
+                now,
+            )
+            .await?;
+            match r.kind()? {
+                RequestKind::Access => {
+                    let (bundle, _) = self.bundle_and_flow(&r.bundle)?;
+                    grant = Some(
+                        self.insert_grant(
+                            &mut tx,
+                            &rid,
+                            bundle,
+                            flow,
+                            &r.requester,
+                            r.duration_secs,
+                            now,
+                        )
+                        .await?,
+                    );
+                }
+                RequestKind::Extension => {
+                    let gid = r
+                        .grant_id
+                        .clone()
+                        .ok_or_else(|| corrupt("extension without grant", id))?;
+                    extension = Some(
+                        self.apply_extension_in(&mut tx, &gid, flow, r.duration_secs, &actor, now)
+                            .await?,
+                    );
+                }
+            }
+            let mut to = vec![r.requester.clone()];
+            to.extend(self.approvers(flow).await?);
+            emit(
+                &mut tx,
+                &to,
+                NewEvent {
+                    kind: "request_approved",
+                    request_id: Some(rid),
+                    grant_id: grant,
+                    bundle: Some(&r.bundle),
+                    actor: Some(&who.name),
+                    message: format!(
+                        "{} approved {}'s request for {}",
+                        who.name,
+                        r.requester,
+                        self.title(&r.bundle)
+                    ),
+                },
+                now,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        self.events_changed();
+        if let Some(g) = grant {
+            self.provision(&g).await?;
+        }
+        if let Some(gid) = extension {
+            self.extend_in_targets(&gid).await;
+        }
+        self.reload_request(id).await
+    }
+
+    pub async fn deny(&self, who: &Principal, id: &str, body: DenyBody) -> Result<RequestView> {
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        let r = self.load_for_decision(&mut tx, who, id).await?;
+        let flow = self.flow(&r.flow)?;
+        let decisions = decisions_of(&mut *tx, id).await?;
+        let reason = lifecycle::check_deny(
+            flow,
+            &Self::facts(&r, &decisions)?,
+            who,
+            body.reason.as_deref(),
+            now,
+        )?;
+        sqlx::query(
+            "INSERT INTO decisions (request_id, by_user, decision, comment, at) VALUES (?, ?, 'deny', ?, ?)
+             ON CONFLICT (request_id, by_user) DO UPDATE SET decision = 'deny', comment = excluded.comment, at = excluded.at",
+        )
+        .bind(id)
+        .bind(&who.name)
+        .bind(&reason)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        Self::cas_request(
+            &mut tx,
+            id,
+            RequestState::Pending,
+            RequestState::Denied,
+            now,
+            None,
+        )
+        .await?;
+        append(
+            &mut tx,
+            &Actor::User(who.name.clone()),
+            AuditAction::RequestDenied,
+            id,
+            serde_json::json!({ "reason": reason }),
+            now,
+        )
+        .await?;
+        let mut to = vec![r.requester.clone()];
+        to.extend(self.approvers(flow).await?);
+        emit(
+            &mut tx,
+            &to,
+            NewEvent {
+                kind: "request_denied",
+                request_id: Some(r.id()?),
+                grant_id: None,
+                bundle: Some(&r.bundle),
+                actor: Some(&who.name),
+                message: match &reason {
+                    Some(why) => format!(
+                        "{} denied the request for {}: {why}",
+                        who.name,
+                        self.title(&r.bundle)
+                    ),
+                    None => format!(
+                        "{} denied the request for {}",
+                        who.name,
+                        self.title(&r.bundle)
+                    ),
+                },
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.events_changed();
+        self.reload_request(id).await
+    }
+
+    pub async fn cancel(&self, who: &Principal, id: &str) -> Result<RequestView> {
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        let r = self.load_for_decision(&mut tx, who, id).await?;
+        let decisions = decisions_of(&mut *tx, id).await?;
+        lifecycle::check_cancel(&Self::facts(&r, &decisions)?, who)?;
+        Self::cas_request(
+            &mut tx,
+            id,
+            RequestState::Pending,
+            RequestState::Cancelled,
+            now,
+            None,
+        )
+        .await?;
+        append(
+            &mut tx,
+            &Actor::User(who.name.clone()),
+            AuditAction::RequestCancelled,
+            id,
+            serde_json::json!({}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.reload_request(id).await
+    }
+
+    // ------------------------------------------------------------------ grants
+
+    /// Provisions a grant that is in `provisioning`. On success the grant becomes
+    /// active and its clock starts; on failure it is retried, then marked failed.
+    pub async fn provision(&self, gid: &GrantId) -> Result<()> {
+        let g = load_grant(&self.pool, &gid.to_string())
+            .await?
+            .ok_or_else(|| Error::not_found("grant"))?;
+        if g.state()? != GrantState::Provisioning {
+            return Ok(());
+        }
+        let bundle = self.policy.bundle(&g.bundle).ok_or_else(|| {
+            Error::Corrupt(format!("bundle '{}' is no longer in the policy", g.bundle))
+        })?;
+        let start = self.now();
+        let expires = start + Duration::seconds(g.duration_secs);
+        let mut items: Vec<CredentialItem> = Vec::new();
+        let mut failure = None;
+        for (index, res) in bundle.resources.iter().enumerate() {
+            let target = Target {
+                grant_id: *gid,
+                index,
+                holder: &g.holder,
+                resource: res,
+                expires_at: expires,
+            };
+            let Some(conn) = self.connectors.get(&res.integration) else {
+                failure = Some(format!(
+                    "no connector for integration '{}'",
+                    res.integration
+                ));
+                break;
+            };
+            match conn.provision(&target).await {
+                Ok(c) => items.push(c),
+                Err(e) => {
+                    failure = Some(e.0);
+                    break;
+                }
+            }
+        }
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        let still: Option<(String,)> = sqlx::query_as("SELECT state FROM grants WHERE id = ?")
+            .bind(gid.to_string())
+            .fetch_optional(&mut *tx)
+            .await?;
+        if still.map(|s| s.0).as_deref() != Some("provisioning") {
+            return Ok(()); // someone else finished it
+        }
+        match failure {
+            None => {
+                let creds = Credentials {
+                    grant_id: *gid,
+                    expires_at: expires,
+                    items,
+                };
+                let sealed = self.key.seal(
+                    &serde_json::to_vec(&creds).map_err(|e| Error::Corrupt(e.to_string()))?,
+                )?;
+                sqlx::query(
+                    "UPDATE grants SET state = 'active', activated_at = ?, expires_at = ?, credentials = ?,
+                       last_error = NULL, next_attempt_at = NULL WHERE id = ? AND state = 'provisioning'",
+                )
+                .bind(ts(start))
+                .bind(ts(expires))
+                .bind(sealed)
+                .bind(gid.to_string())
+                .execute(&mut *tx)
+                .await?;
+                Self::cas_request(
+                    &mut tx,
+                    &g.request_id,
+                    RequestState::Approved,
+                    RequestState::Active,
+                    now,
+                    None,
+                )
+                .await?;
+                append(
+                    &mut tx,
+                    &Actor::System,
+                    AuditAction::GrantActivated,
+                    &gid.to_string(),
+                    serde_json::json!({ "request": g.request_id, "holder": g.holder, "bundle": g.bundle,
+                        "activated_at": ts(start), "expires_at": ts(expires),
+                        "resources": creds.items.iter().map(|c| serde_json::json!({"integration": c.integration, "resource": c.resource, "username": c.username})).collect::<Vec<_>>() }),
+                    now,
+                )
+                .await?;
+                emit(
+                    &mut tx,
+                    std::slice::from_ref(&g.holder),
+                    NewEvent {
+                        kind: "grant_active",
+                        request_id: g.request_id.parse().ok(),
+                        grant_id: Some(*gid),
+                        bundle: Some(&g.bundle),
+                        actor: None,
+                        message: format!(
+                            "{} is active until {}",
+                            self.title(&g.bundle),
+                            expires.format("%H:%M UTC")
+                        ),
+                    },
+                    now,
+                )
+                .await?;
+            }
+            Some(error) => {
+                tracing::warn!(grant = %gid, %error, "provisioning failed");
+                // Leave nothing half-made behind.
+                for (index, res) in bundle.resources.iter().enumerate() {
+                    if let Some(conn) = self.connectors.get(&res.integration) {
+                        let target = Target {
+                            grant_id: *gid,
+                            index,
+                            holder: &g.holder,
+                            resource: res,
+                            expires_at: expires,
+                        };
+                        if let Err(e) = conn.deprovision(&target).await {
+                            tracing::warn!(grant = %gid, error = %e, "cleanup after failed provisioning");
+                        }
+                    }
+                }
+                let attempts = g.attempts + 1;
+                if attempts >= MAX_PROVISION_ATTEMPTS {
+                    sqlx::query(
+                        "UPDATE grants SET state = 'failed', attempts = ?, last_error = ?, ended_at = ?, next_attempt_at = NULL
+                         WHERE id = ? AND state = 'provisioning'",
+                    )
+                    .bind(attempts)
+                    .bind(&error)
+                    .bind(ts(now))
+                    .bind(gid.to_string())
+                    .execute(&mut *tx)
+                    .await?;
+                    Self::cas_request(
+                        &mut tx,
+                        &g.request_id,
+                        RequestState::Approved,
+                        RequestState::Failed,
+                        now,
+                        Some(&error),
+                    )
+                    .await?;
+                    append(
+                        &mut tx,
+                        &Actor::System,
+                        AuditAction::GrantProvisionFailed,
+                        &gid.to_string(),
+                        serde_json::json!({ "error": error, "attempts": attempts, "final": true }),
+                        now,
+                    )
+                    .await?;
+                    emit(
+                        &mut tx,
+                        std::slice::from_ref(&g.holder),
+                        NewEvent {
+                            kind: "grant_failed",
+                            request_id: g.request_id.parse().ok(),
+                            grant_id: Some(*gid),
+                            bundle: Some(&g.bundle),
+                            actor: None,
+                            message: format!(
+                                "{} could not be provisioned: {error}",
+                                self.title(&g.bundle)
+                            ),
+                        },
+                        now,
+                    )
+                    .await?;
+                } else {
+                    sqlx::query("UPDATE grants SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'provisioning'")
+                        .bind(attempts)
+                        .bind(&error)
+                        .bind(ts(now + Duration::seconds(lifecycle::retry_backoff_secs(attempts))))
+                        .bind(gid.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                    append(
+                        &mut tx,
+                        &Actor::System,
+                        AuditAction::GrantProvisionFailed,
+                        &gid.to_string(),
+                        serde_json::json!({ "error": error, "attempts": attempts, "final": false }),
+                        now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        self.events_changed();
+        Ok(())
+    }
+
+    pub async fn get_grant(&self, who: &Principal, id: &str) -> Result<GrantView> {
+        let g = load_grant(&self.pool, id)
+            .await?
+            .filter(|g| self.may_see_grant(who, g))
+            .ok_or_else(|| Error::not_found("grant"))?;
+        self.grant_view_of(&g)
+    }
+
+    /// `mine`: grants the caller holds; `all`: every grant the caller may see
+    /// (their own, those of flows they approve, or all for admins). `live` keeps only
+    /// grants whose access may still exist.
+    pub async fn list_grants(
+        &self,
+        who: &Principal,
+        scope: &str,
+        live: bool,
+        limit: i64,
+    ) -> Result<Vec<GrantView>> {
+        let limit = limit.clamp(1, 1000) as usize;
+        let rows: Vec<GrantRow> = match scope {
+            "mine" => sqlx::query_as(
+                "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
+                 FROM grants WHERE holder = ? ORDER BY expires_at DESC",
+            )
+            .bind(&who.name)
+            .fetch_all(&self.pool)
+            .await?,
+            "all" => sqlx::query_as(
+                "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
+                 FROM grants ORDER BY expires_at DESC",
+            )
+            .fetch_all(&self.pool)
+            .await?,
+            other => {
+                return Err(Error::rule(
+                    ErrorCode::InvalidRequest,
+                    format!("scope '{other}' is not one of mine, all"),
+                ))
+            }
+        };
+        let mut out = Vec::new();
+        for g in rows.iter().filter(|g| self.may_see_grant(who, g)) {
+            if live && !g.state()?.is_live() {
+                continue;
+            }
+            out.push(self.grant_view_of(g)?);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// The credentials of an active grant, for its holder only. Audited.
+    pub async fn credentials(&self, who: &Principal, id: &str) -> Result<Credentials> {
+        let row: Option<(String, String, Option<Vec<u8>>)> =
+            sqlx::query_as("SELECT holder, state, credentials FROM grants WHERE id = ?")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        let Some((holder, state, sealed)) = row else {
+            return Err(Error::not_found("grant"));
+        };
+        if holder != who.name {
+            return Err(Error::rule(
+                ErrorCode::Forbidden,
+                "credentials are only shown to the grant's holder",
+            ));
+        }
+        let sealed = match (state.as_str(), sealed) {
+            ("active", Some(s)) => s,
+            _ => {
+                return Err(Error::rule(
+                    ErrorCode::NoCredentials,
+                    format!("the grant is {state}; it has no credentials to show"),
+                ))
+            }
+        };
+        let creds: Credentials = serde_json::from_slice(&self.key.open(&sealed)?)
+            .map_err(|e| Error::Corrupt(format!("credentials of {id}: {e}")))?;
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        append(
+            &mut tx,
+            &Actor::User(who.name.clone()),
+            AuditAction::CredentialsViewed,
+            id,
+            serde_json::json!({}),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(creds)
+    }
+
+    pub async fn revoke(&self, who: &Principal, id: &str) -> Result<GrantView> {
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        let g = load_grant(&mut *tx, id)
+            .await?
+            .filter(|g| self.may_see_grant(who, g))
+            .ok_or_else(|| Error::not_found("grant"))?;
+        let flow = self.flow(&g.flow)?;
+        lifecycle::check_revoke(flow, &g.facts()?, who)?;
+        Self::claim_end(&mut tx, &g, EndReason::Revoked, &who.name, now).await?;
+        append(
+            &mut tx,
+            &Actor::User(who.name.clone()),
+            AuditAction::GrantRevokeRequested,
+            id,
+            serde_json::json!({ "holder": g.holder }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.finish_end(&g.id()?).await?;
+        self.reload_grant(id).await
+    }
+
+    /// Moves an active grant to `revoking`, leased to this broker for a while.
+    async fn claim_end(
+        tx: &mut Tx,
+        g: &GrantRow,
+        reason: EndReason,
+        by: &str,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let done = sqlx::query(
+            "UPDATE grants SET state = 'revoking', end_reason = ?, ended_by = ?, next_attempt_at = ?
+             WHERE id = ? AND state = 'active'",
+        )
+        .bind(reason.as_str())
+        .bind(by)
+        .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
+        .bind(&g.id)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::rule(
+                ErrorCode::Conflict,
+                "the grant is no longer active",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Removes a revoking grant's access from its targets and records the end; on
+    /// failure records `revoke_failed` with the error and a retry time.
+    pub async fn finish_end(&self, gid: &GrantId) -> Result<()> {
+        let Some(g) = load_grant(&self.pool, &gid.to_string()).await? else {
+            return Err(Error::not_found("grant"));
+        };
+        let state = g.state()?;
+        if !matches!(state, GrantState::Revoking | GrantState::RevokeFailed) {
+            return Ok(());
+        }
+        let reason = g
+            .end_reason
+            .as_deref()
+            .and_then(EndReason::parse)
+            .ok_or_else(|| corrupt("end reason", g.end_reason.as_deref().unwrap_or("")))?;
+        let expires = parse_ts(&g.expires_at)?;
+        let mut failure = None;
+        if let Some(bundle) = self.policy.bundle(&g.bundle) {
+            for (index, res) in bundle.resources.iter().enumerate() {
+                let target = Target {
+                    grant_id: *gid,
+                    index,
+                    holder: &g.holder,
+                    resource: res,
+                    expires_at: expires,
+                };
+                let result = match self.connectors.get(&res.integration) {
+                    Some(c) => c.deprovision(&target).await.map_err(|e| e.0),
+                    None => Err(format!(
+                        "no connector for integration '{}'",
+                        res.integration
+                    )),
+                };
+                if let Err(e) = result {
+                    failure = Some(e);
+                }
+            }
+        } else {
+            failure = Some(format!(
+                "bundle '{}' is no longer in the policy; cannot tell what to remove",
+                g.bundle
+            ));
+        }
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        let gid_s = gid.to_string();
+        match failure {
+            None => {
+                let fin = reason.final_grant_state();
+                let done = sqlx::query(
+                    "UPDATE grants SET state = ?, ended_at = ?, credentials = NULL, last_error = NULL, next_attempt_at = NULL
+                     WHERE id = ? AND state IN ('revoking', 'revoke_failed')",
+                )
+                .bind(fin.as_str())
+                .bind(ts(now))
+                .bind(&gid_s)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Ok(());
+                }
+                Self::cas_request(
+                    &mut tx,
+                    &g.request_id,
+                    RequestState::Active,
+                    reason.final_request_state(),
+                    now,
+                    None,
+                )
+                .await?;
+                let action = match reason {
+                    EndReason::Revoked => AuditAction::GrantRevoked,
+                    EndReason::Expired => AuditAction::GrantExpired,
+                };
+                append(
+                    &mut tx,
+                    &Actor::System,
+                    action,
+                    &gid_s,
+                    serde_json::json!({ "holder": g.holder, "by": g.ended_by, "expires_at": g.expires_at, "attempts": g.attempts + 1 }),
+                    now,
+                )
+                .await?;
+                emit(
+                    &mut tx,
+                    std::slice::from_ref(&g.holder),
+                    NewEvent {
+                        kind: match reason {
+                            EndReason::Revoked => "grant_revoked",
+                            EndReason::Expired => "grant_expired",
+                        },
+                        request_id: g.request_id.parse().ok(),
+                        grant_id: Some(*gid),
+                        bundle: Some(&g.bundle),
+                        actor: g.ended_by.as_deref(),
+                        message: match reason {
+                            EndReason::Revoked => format!(
+                                "{} was revoked by {}",
+                                self.title(&g.bundle),
+                                g.ended_by.as_deref().unwrap_or("someone")
+                            ),
+                            EndReason::Expired => format!("{} expired", self.title(&g.bundle)),
+                        },
+                    },
+                    now,
+                )
+                .await?;
+            }
+            Some(error) => {
+                tracing::warn!(grant = %gid, %error, "deprovisioning failed; will retry");
+                let attempts = g.attempts + 1;
+                let next = now + Duration::seconds(lifecycle::retry_backoff_secs(attempts));
+                sqlx::query(
+                    "UPDATE grants SET state = 'revoke_failed', attempts = ?, last_error = ?, next_attempt_at = ?
+                     WHERE id = ? AND state IN ('revoking', 'revoke_failed')",
+                )
+                .bind(attempts)
+                .bind(&error)
+                .bind(ts(next))
+                .bind(&gid_s)
+                .execute(&mut *tx)
+                .await?;
+                append(
+                    &mut tx,
+                    &Actor::System,
+                    AuditAction::GrantRevokeFailed,
+                    &gid_s,
+                    serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": ts(next) }),
+                    now,
+                )
+                .await?;
+                if state == GrantState::Revoking {
+                    let mut to = vec![g.holder.clone()];
+                    to.extend(self.admins().await?);
+                    emit(
+                        &mut tx,
+                        &to,
+                        NewEvent {
+                            kind: "grant_revoke_failed",
+                            request_id: g.request_id.parse().ok(),
+                            grant_id: Some(*gid),
+                            bundle: Some(&g.bundle),
+                            actor: None,
+                            message: format!(
+                                "removing {} failed and is being retried: {error}",
+                                self.title(&g.bundle)
+                            ),
+                        },
+                        now,
+                    )
+                    .await?;
+                }
+            }
+        }
+        tx.commit().await?;
+        self.events_changed();
+        Ok(())
+    }
+
+    /// Extends an active grant: at once for automatic flows, otherwise through a new
+    /// extension request that approvers decide.
+    pub async fn extend(
+        &self,
+        who: &Principal,
+        id: &str,
+        body: ExtendBody,
+    ) -> Result<ExtendResult> {
+        let now = self.now();
+        let mut tx = write_tx(&self.pool).await?;
+        let g = load_grant(&mut *tx, id)
+            .await?
+            .filter(|g| self.may_see_grant(who, g))
+            .ok_or_else(|| Error::not_found("grant"))?;
+        let flow = self.flow(&g.flow)?;
+        let facts = g.facts()?;
+        lifecycle::check_extension(flow, &facts, who, body.duration_secs, now)?;
+        let extra = body.duration_secs.unwrap_or(flow.default_duration_secs);
+        let actor = Actor::User(who.name.clone());
+        if flow.is_automatic() {
+            self.apply_extension_in(&mut tx, &g.id, flow, extra, &actor, now)
+                .await?;
+            tx.commit().await?;
+            self.events_changed();
+            let gid = g.id()?;
+            self.extend_in_targets(&gid).await;
+            return Ok(ExtendResult {
+                grant: self.reload_grant(id).await?,
+                request: None,
+            });
+        }
+        let checked = lifecycle::check_new_request(
+            flow,
+            who,
+            Some(extra),
+            body.justification.as_deref(),
+            None,
+        )?;
+        let rid = RequestId::new();
+        sqlx::query(
+            "INSERT INTO requests (id, kind, bundle, flow, requester, state, duration_secs, justification,
+                created_at, pending_until, approvals_needed, grant_id, updated_at)
+             VALUES (?, 'extension', ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(rid.to_string())
+        .bind(&g.bundle)
+        .bind(&flow.name)
+        .bind(&who.name)
+        .bind(extra)
+        .bind(&checked.justification)
+        .bind(ts(now))
+        .bind(ts(lifecycle::pending_deadline(flow, now)))
+        .bind(flow.approvals as i64)
+        .bind(&g.id)
+        .bind(ts(now))
+        .execute(&mut *tx)
+        .await?;
+        append(
+            &mut tx,
+            &actor,
+            AuditAction::RequestCreated,
+            &rid.to_string(),
+            serde_json::json!({ "kind": "extension", "grant": g.id, "duration_secs": extra, "justification": checked.justification }),
+            now,
+        )
+        .await?;
+        let mut to = self.approvers(flow).await?;
+        to.retain(|u| u != &who.name);
+        emit(
+            &mut tx,
+            &to,
+            NewEvent {
+                kind: "request_awaiting_approval",
+                request_id: Some(rid),
+                grant_id: g.id().ok(),
+                bundle: Some(&g.bundle),
+                actor: Some(&who.name),
+                message: format!(
+                    "{} asks to extend {} by {}",
+                    who.name,
+                    self.title(&g.bundle),
+                    firedoor_core::duration::format_duration(extra)
+                ),
+            },
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.events_changed();
+        Ok(ExtendResult {
+            grant: self.reload_grant(id).await?,
+            request: Some(self.reload_request(&rid.to_string()).await?),
+        })
+    }
+
+    /// Adds `extra` seconds to an active grant inside `tx` (compare-and-set on its
+    /// current expiry). Returns the grant id.
+    async fn apply_extension_in(
+        &self,
+        tx: &mut Tx,
+        gid: &str,
+        flow: &Flow,
+        extra: i64,
+        actor: &Actor,
+        now: DateTime<Utc>,
+    ) -> Result<GrantId> {
+        let g = load_grant(&mut **tx, gid)
+            .await?
+            .ok_or_else(|| Error::not_found("grant"))?;
+        let facts = g.facts()?;
+        if facts.state != GrantState::Active || now >= facts.expires_at {
+            return Err(Error::rule(
+                ErrorCode::Conflict,
+                "the grant is no longer active; nothing to extend",
+            ));
+        }
+        let new_expiry = lifecycle::apply_extension(flow, &facts, extra)?;
+        let done = sqlx::query(
+            "UPDATE grants SET expires_at = ?, expiring_notified = 0 WHERE id = ? AND state = 'active' AND expires_at = ?",
+        )
+        .bind(ts(new_expiry))
+        .bind(gid)
+        .bind(&g.expires_at)
+        .execute(&mut **tx)
+        .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::rule(
+                ErrorCode::Conflict,
+                "the grant changed at the same moment; try again",
+            ));
+        }
+        append(
+            tx,
+            actor,
+            AuditAction::GrantExtended,
+            gid,
+            serde_json::json!({ "from": g.expires_at, "to": ts(new_expiry), "added_secs": extra }),
+            now,
+        )
+        .await?;
+        emit(
+            tx,
+            std::slice::from_ref(&g.holder),
+            NewEvent {
+                kind: "grant_extended",
+                request_id: g.request_id.parse().ok(),
+                grant_id: g.id().ok(),
+                bundle: Some(&g.bundle),
+                actor: Some(&actor.name()),
+                message: format!(
+                    "{} now lasts until {}",
+                    self.title(&g.bundle),
+                    new_expiry.format("%H:%M UTC")
+                ),
+            },
+            now,
+        )
+        .await?;
+        g.id()
+    }
+
+    /// Moves the backstop expiry in target systems after an extension. A failure
+    /// is recorded on the grant; the broker's own expiry stays authoritative.
+    async fn extend_in_targets(&self, gid: &GrantId) {
+        let Ok(Some(g)) = load_grant(&self.pool, &gid.to_string()).await else {
+            return;
+        };
+        let (Some(bundle), Ok(expires)) = (self.policy.bundle(&g.bundle), parse_ts(&g.expires_at))
+        else {
+            return;
+        };
+        for (index, res) in bundle.resources.iter().enumerate() {
+            let target = Target {
+                grant_id: *gid,
+                index,
+                holder: &g.holder,
+                resource: res,
+                expires_at: expires,
+            };
+            if let Some(c) = self.connectors.get(&res.integration) {
+                if let Err(e) = c.extend(&target).await {
+                    tracing::warn!(grant = %gid, error = %e, "moving the backstop expiry failed");
+                    let _ = sqlx::query("UPDATE grants SET last_error = ? WHERE id = ?")
+                        .bind(format!("extending in {}: {}", res.integration, e.0))
+                        .bind(gid.to_string())
+                        .execute(&self.pool)
+                        .await;
+                }
+            }
+        }
+    }
+
+    // ------------------------------------------------------------ worker steps
+
+    /// One pass of the background worker at the clock's `now`: times out pending
+    /// requests, expires due grants, retries failed work, sends expiring notices.
+    pub async fn run_due_work(&self) -> Result<()> {
+        let now = self.now();
+        let now_s = ts(now);
+
+        let stale: Vec<RequestRow> = sqlx::query_as(
+            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
+             FROM requests WHERE state = 'pending' AND pending_until <= ? LIMIT 500",
+        )
+        .bind(&now_s)
+        .fetch_all(&self.pool)
+        .await?;
+        for r in stale {
+            let mut tx = write_tx(&self.pool).await?;
+            if Self::cas_request(
+                &mut tx,
+                &r.id,
+                RequestState::Pending,
+                RequestState::TimedOut,
+                now,
+                None,
+            )
+            .await
+            .is_err()
+            {
+                continue;
+            }
+            append(
+                &mut tx,
+                &Actor::System,
+                AuditAction::RequestTimedOut,
+                &r.id,
+                serde_json::json!({ "pending_until": r.pending_until }),
+                now,
+            )
+            .await?;
+            emit(
+                &mut tx,
+                std::slice::from_ref(&r.requester),
+                NewEvent {
+                    kind: "request_timed_out",
+                    request_id: r.id().ok(),
+                    grant_id: None,
+                    bundle: Some(&r.bundle),
+                    actor: None,
+                    message: format!(
+                        "your request for {} timed out without a decision",
+                        self.title(&r.bundle)
+                    ),
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            self.events_changed();
+        }
+
+        let due: Vec<GrantRow> = sqlx::query_as(
+            "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
+             FROM grants WHERE state = 'active' AND expires_at <= ? LIMIT 500",
+        )
+        .bind(&now_s)
+        .fetch_all(&self.pool)
+        .await?;
+        for g in due {
+            let mut tx = write_tx(&self.pool).await?;
+            if Self::claim_end(&mut tx, &g, EndReason::Expired, "system", now)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            tx.commit().await?;
+            if let Ok(gid) = g.id() {
+                self.finish_end(&gid).await?;
+            }
+        }
+
+        let retry: Vec<(String, String)> = sqlx::query_as(
+            "SELECT id, state FROM grants WHERE state IN ('revoking', 'revoke_failed', 'provisioning')
+             AND next_attempt_at <= ? LIMIT 100",
+        )
+        .bind(&now_s)
+        .fetch_all(&self.pool)
+        .await?;
+        for (id, state) in retry {
+            let Ok(gid) = id.parse::<GrantId>() else {
+                continue;
+            };
+            // Take the lease before working, so a second broker does not do it too.
+            let taken = sqlx::query("UPDATE grants SET next_attempt_at = ? WHERE id = ? AND state = ? AND next_attempt_at <= ?")
+                .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
+                .bind(&id)
+                .bind(&state)
+                .bind(&now_s)
+                .execute(&self.pool)
+                .await?;
+            if taken.rows_affected() != 1 {
+                continue;
+            }
+            if state == "provisioning" {
+                self.provision(&gid).await?;
+            } else {
+                self.finish_end(&gid).await?;
+            }
+        }
+
+        let soon: Vec<GrantRow> = sqlx::query_as(
+            "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
+             FROM grants WHERE state = 'active' AND expiring_notified = 0 AND expires_at <= ? LIMIT 500",
+        )
+        .bind(ts(now + Duration::seconds(EXPIRING_SOON_SECS)))
+        .fetch_all(&self.pool)
+        .await?;
+        for g in soon {
+            let mut tx = write_tx(&self.pool).await?;
+            let done = sqlx::query("UPDATE grants SET expiring_notified = 1 WHERE id = ? AND expiring_notified = 0 AND state = 'active'")
+                .bind(&g.id)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() != 1 {
+                continue;
+            }
+            let left = (parse_ts(&g.expires_at)? - now).num_seconds().max(0);
+            emit(
+                &mut tx,
+                std::slice::from_ref(&g.holder),
+                NewEvent {
+                    kind: "grant_expiring",
+                    request_id: g.request_id.parse().ok(),
+                    grant_id: g.id().ok(),
+                    bundle: Some(&g.bundle),
+                    actor: None,
+                    message: format!(
+                        "{} expires in {}",
+                        self.title(&g.bundle),
+                        firedoor_core::duration::format_duration(left.max(1))
+                    ),
+                },
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            self.events_changed();
+        }
+        Ok(())
+    }
+
+    /// After a restart nothing is in flight: work claimed before a crash is due now.
+    pub async fn release_leases(&self) -> Result<()> {
+        sqlx::query(
+            "UPDATE grants SET next_attempt_at = ? WHERE state IN ('revoking', 'provisioning')",
+        )
+        .bind(ts(self.now()))
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Live events for `user` after `after`, oldest first.
+    pub async fn events_after(&self, user: &str, after: i64, limit: i64) -> Result<Vec<EventView>> {
+        let rows: Vec<(i64, String)> = sqlx::query_as(
+            "SELECT id, body FROM events WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?",
+        )
+        .bind(user)
+        .bind(after)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, body)| {
+                let mut e: EventView = serde_json::from_str(&body)
+                    .map_err(|e| Error::Corrupt(format!("event {id}: {e}")))?;
+                e.id = id;
+                Ok(e)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,1062 @@
+//! The broker over real HTTP on a real SQLite file, driven with the typed client.
+
+mod common;
+
+use chrono::Duration;
+use common::{eventually, spawn};
+use firedoor_core::api::{CreateRequest, ExtendBody};
+use firedoor_core::lifecycle::{GrantState, RequestState};
+use futures::StreamExt;
+use reqwest::StatusCode;
+use serde_json::Value;
+
+fn req(bundle: &str) -> CreateRequest {
+    CreateRequest {
+        bundle: bundle.into(),
+        duration_secs: None,
+        justification: Some("INC-4242 checkout errors".into()),
+        ticket: Some("OPS-1".into()),
+    }
+}
+
+#[tokio::test]
+async fn request_approve_use_revoke() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let bob = tb.client("bob");
+
+    let bundles = alice.bundles().await.unwrap();
+    let read = bundles
+        .iter()
+        .find(|b| b.name == "prod-db-read")
+        .expect("alice may request prod read");
+    assert_eq!(read.terms.approvals, 1);
+    assert!(read.terms.justification_required);
+    assert!(
+        tb.client("dave").bundles().await.unwrap().is_empty(),
+        "dave is in no group: nothing to request"
+    );
+
+    let (r, _) = alice
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Pending);
+    assert_eq!(r.duration_secs, 3600, "the flow's default duration");
+
+    let e = alice.approve(&r.id, None).await.unwrap_err();
+    assert_eq!(e.code(), Some("self_approval"), "{e}");
+    assert_eq!(e.status(), Some(403));
+
+    let e = tb.client("dave").approve(&r.id, None).await.unwrap_err();
+    assert_eq!(e.code(), Some("not_found"), "dave may not even see it: {e}");
+
+    let inbox = bob.requests("awaiting_me").await.unwrap();
+    assert_eq!(inbox.len(), 1, "bob's inbox has the request");
+    assert!(
+        alice.requests("awaiting_me").await.unwrap().is_empty(),
+        "not in the requester's own inbox"
+    );
+
+    let approved = bob.approve(&r.id, Some("go")).await.unwrap();
+    assert_eq!(
+        approved.state,
+        RequestState::Active,
+        "one approval suffices and provisioning is inline"
+    );
+    assert_eq!(approved.decisions.len(), 1);
+    assert_eq!(approved.decisions[0].by, "bob");
+    let gid = approved.grant_id.expect("a grant");
+
+    let g = alice.grant(&gid).await.unwrap();
+    assert_eq!(g.state, GrantState::Active);
+    assert_eq!(
+        g.activated_at,
+        Some(common::t0()),
+        "the clock starts at activation"
+    );
+    assert_eq!(g.expires_at, common::t0() + Duration::hours(1));
+
+    let creds = alice.credentials(&gid).await.unwrap();
+    assert_eq!(creds.items.len(), 1);
+    assert!(
+        tb.demo.live().contains(&creds.items[0].username),
+        "demo connector provisioned it"
+    );
+    assert!(
+        !format!("{creds:?}").contains(&creds.items[0].secret),
+        "Debug never shows a secret"
+    );
+    let e = bob.credentials(&gid).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some("forbidden"),
+        "only the holder sees credentials: {e}"
+    );
+
+    let revoked = alice.revoke(&gid).await.unwrap();
+    assert_eq!(revoked.state, GrantState::Revoked);
+    assert_eq!(revoked.ended_by.as_deref(), Some("alice"));
+    assert!(tb.demo.live().is_empty(), "access removed in the target");
+    assert_eq!(
+        alice.request(&r.id).await.unwrap().state,
+        RequestState::Revoked
+    );
+    let e = alice.credentials(&gid).await.unwrap_err();
+    assert_eq!(e.code(), Some("no_credentials"));
+    let e = alice.revoke(&gid).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some("conflict"),
+        "revoking twice is a wrong state: {e}"
+    );
+
+    let audit = tb.client("carol").audit(0, 1000).await.unwrap();
+    let actions: Vec<&str> = audit.iter().map(|a| a.action.as_str()).collect();
+    for must in [
+        "request_created",
+        "approval_recorded",
+        "request_approved",
+        "grant_activated",
+        "credentials_viewed",
+        "grant_revoke_requested",
+        "grant_revoked",
+    ] {
+        assert!(actions.contains(&must), "audit has {must}: {actions:?}");
+    }
+    let e = alice.audit(0, 10).await.unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"), "audit is for admins");
+    let verified = firedoor_server::audit::verify(&tb.running.broker.pool)
+        .await
+        .unwrap();
+    assert!(verified.is_ok(), "chain verifies: {verified:?}");
+}
+
+#[tokio::test]
+async fn m_of_n_needs_distinct_approvers() {
+    let tb = spawn().await;
+    let (r, _) = tb
+        .client("alice")
+        .create_request(&req("prod-db-write"), None)
+        .await
+        .unwrap();
+    let after_bob = tb.client("bob").approve(&r.id, None).await.unwrap();
+    assert_eq!(after_bob.state, RequestState::Pending, "1 of 2");
+    let e = tb.client("bob").approve(&r.id, None).await.unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some("conflict"),
+        "bob twice still counts once: {e}"
+    );
+    let done = tb.client("carol").approve(&r.id, None).await.unwrap();
+    assert_eq!(done.state, RequestState::Active);
+    assert_eq!(done.decisions.len(), 2);
+}
+
+#[tokio::test]
+async fn racing_approvers_cannot_corrupt_state() {
+    let tb = spawn().await;
+    for _ in 0..5 {
+        let (r, _) = tb
+            .client("alice")
+            .create_request(&req("prod-db-read"), None)
+            .await
+            .unwrap();
+        let (bob, carol, erin) = (tb.client("bob"), tb.client("carol"), tb.client("erin"));
+        let (a, b, c) = tokio::join!(
+            bob.approve(&r.id, None),
+            carol.approve(&r.id, None),
+            erin.deny(&r.id, Some("no"))
+        );
+        let wins = [a.is_ok(), b.is_ok(), c.is_ok()]
+            .iter()
+            .filter(|x| **x)
+            .count();
+        assert_eq!(wins, 1, "exactly one decision wins: {a:?} {b:?} {c:?}");
+        let fin = tb.client("alice").request(&r.id).await.unwrap();
+        let grants = tb.client("alice").grants("mine", false).await.unwrap();
+        let for_r = grants.iter().filter(|g| g.request_id == r.id).count();
+        if c.is_ok() {
+            assert_eq!(fin.state, RequestState::Denied);
+            assert_eq!(for_r, 0, "a denied request has no grant");
+        } else {
+            assert_eq!(fin.state, RequestState::Active);
+            assert_eq!(for_r, 1, "exactly one grant");
+        }
+    }
+    assert!(firedoor_server::audit::verify(&tb.running.broker.pool)
+        .await
+        .unwrap()
+        .is_ok());
+}
+
+#[tokio::test]
+async fn grants_expire_on_time_without_sleeping() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let (r, _) = alice
+        .create_request(
+            &CreateRequest {
+                duration_secs: Some(600),
+                ..req("prod-db-read")
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let r = tb.client("bob").approve(&r.id, None).await.unwrap();
+    let gid = r.grant_id.unwrap();
+    let mut events = alice.events(None).await.unwrap();
+
+    tb.advance(Duration::seconds(301));
+    let ev = loop {
+        let e = tokio::time::timeout(std::time::Duration::from_secs(10), events.next())
+            .await
+            .expect("an expiring notice arrives")
+            .unwrap()
+            .unwrap();
+        if e.kind == "grant_expiring" {
+            break e;
+        }
+    };
+    assert_eq!(ev.grant_id, Some(gid));
+    assert_eq!(
+        alice.grant(&gid).await.unwrap().state,
+        GrantState::Active,
+        "not yet due"
+    );
+
+    tb.advance(Duration::seconds(300));
+    let g = eventually("expiry", || async {
+        let g = alice.grant(&gid).await.ok()?;
+        (g.state == GrantState::Expired).then_some(g)
+    })
+    .await;
+    assert_eq!(g.end_reason.as_deref(), Some("expired"));
+    assert!(tb.demo.live().is_empty(), "expired access is removed");
+    assert_eq!(
+        alice.request(&r.id).await.unwrap().state,
+        RequestState::Expired
+    );
+}
+
+#[tokio::test]
+async fn pending_requests_time_out() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let (r, _) = alice
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    tb.advance(Duration::minutes(31));
+    eventually("time out", || async {
+        (alice.request(&r.id).await.ok()?.state == RequestState::TimedOut).then_some(())
+    })
+    .await;
+    let e = tb.client("bob").approve(&r.id, None).await.unwrap_err();
+    assert_eq!(e.code(), Some("already_decided"));
+}
+
+#[tokio::test]
+async fn cancel_and_deny() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let (r, _) = alice
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    let e = tb.client("bob").cancel(&r.id).await.unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"), "only the requester cancels");
+    assert_eq!(
+        alice.cancel(&r.id).await.unwrap().state,
+        RequestState::Cancelled
+    );
+    let e = tb.client("bob").approve(&r.id, None).await.unwrap_err();
+    assert_eq!(e.code(), Some("already_decided"));
+
+    let (r, _) = alice
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    let d = tb
+        .client("bob")
+        .deny(&r.id, Some("use the replica"))
+        .await
+        .unwrap();
+    assert_eq!(d.state, RequestState::Denied);
+    assert_eq!(d.decisions[0].comment.as_deref(), Some("use the replica"));
+    let e = alice.cancel(&r.id).await.unwrap_err();
+    assert_eq!(e.code(), Some("already_decided"));
+}
+
+#[tokio::test]
+async fn extensions_within_the_flow_maximum() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    // Automatic flow: extension applies at once.
+    let (r, _) = alice
+        .create_request(
+            &CreateRequest {
+                bundle: "staging-shell".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Active, "automatic flow");
+    let gid = r.grant_id.unwrap();
+    let x = alice
+        .extend(
+            &gid,
+            &ExtendBody {
+                duration_secs: Some(6 * 3600),
+                justification: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert!(x.request.is_none());
+    assert_eq!(x.grant.expires_at, common::t0() + Duration::hours(8));
+    let e = alice
+        .extend(
+            &gid,
+            &ExtendBody {
+                duration_secs: Some(1),
+                justification: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("invalid_duration"), "8h is the maximum: {e}");
+    let e = tb
+        .client("bob")
+        .extend(&gid, &ExtendBody::default())
+        .await
+        .unwrap_err();
+    assert_eq!(
+        e.code(),
+        Some("not_found"),
+        "bob cannot see alice's staging grant: {e}"
+    );
+
+    // Approval flow: extension is a new request that must be approved.
+    let (r, _) = alice
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    let gid = tb
+        .client("bob")
+        .approve(&r.id, None)
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    let x = alice
+        .extend(
+            &gid,
+            &ExtendBody {
+                duration_secs: Some(1800),
+                justification: Some("still debugging".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let ext = x.request.expect("needs approval");
+    assert_eq!(
+        x.grant.expires_at,
+        common::t0() + Duration::hours(1),
+        "unchanged until approved"
+    );
+    let e = alice.approve(&ext.id, None).await.unwrap_err();
+    assert_eq!(e.code(), Some("self_approval"));
+    tb.client("bob").approve(&ext.id, None).await.unwrap();
+    let g = alice.grant(&gid).await.unwrap();
+    assert_eq!(g.expires_at, common::t0() + Duration::minutes(90));
+}
+
+#[tokio::test]
+async fn live_events_filtered_and_resumable() {
+    let tb = spawn().await;
+    let bob = tb.client("bob");
+    let mut bob_events = bob.events(None).await.unwrap();
+    let mut dave_events = tb.client("dave").events(None).await.unwrap();
+    let (r, _) = tb
+        .client("alice")
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    let e1 = tokio::time::timeout(std::time::Duration::from_secs(5), bob_events.next())
+        .await
+        .expect("event within a second or so")
+        .unwrap()
+        .unwrap();
+    assert_eq!(e1.kind, "request_awaiting_approval");
+    assert_eq!(e1.request_id, Some(r.id));
+    assert_eq!(e1.actor.as_deref(), Some("alice"));
+
+    let mut alice_events = tb.client("alice").events(None).await.unwrap();
+    bob.approve(&r.id, None).await.unwrap();
+    let kinds: Vec<String> = {
+        let mut k = Vec::new();
+        while k.len() < 2 {
+            let e = tokio::time::timeout(std::time::Duration::from_secs(5), alice_events.next())
+                .await
+                .expect("alice hears back")
+                .unwrap()
+                .unwrap();
+            k.push(e.kind);
+        }
+        k
+    };
+    assert_eq!(kinds, vec!["request_approved", "grant_active"]);
+
+    // Resuming after the first event skips it and delivers what followed.
+    let mut resumed = bob.events(Some(e1.id)).await.unwrap();
+    let next = tokio::time::timeout(std::time::Duration::from_secs(5), resumed.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(next.id > e1.id);
+    assert_eq!(next.kind, "request_approved");
+
+    let none =
+        tokio::time::timeout(std::time::Duration::from_millis(300), dave_events.next()).await;
+    assert!(none.is_err(), "dave sees nothing of it");
+}
+
+#[tokio::test]
+async fn idempotency_keys_replay_once() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let (a, c1) = alice
+        .create_request(&req("prod-db-read"), Some("outbox-1"))
+        .await
+        .unwrap();
+    let (b, c2) = alice
+        .create_request(&req("prod-db-read"), Some("outbox-1"))
+        .await
+        .unwrap();
+    assert_eq!(c1, firedoor_client::Created::New);
+    assert_eq!(c2, firedoor_client::Created::Replayed);
+    assert_eq!(a.id, b.id, "a replay returns the first request");
+    assert_eq!(
+        alice.requests("mine").await.unwrap().len(),
+        1,
+        "created exactly once"
+    );
+    let other = CreateRequest {
+        duration_secs: Some(60),
+        ..req("prod-db-read")
+    };
+    let e = alice
+        .create_request(&other, Some("outbox-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some("idempotency_key_reused"));
+    assert_eq!(e.status(), Some(409));
+    // Keys are per user.
+    let (c, _) = tb
+        .client("bob")
+        .create_request(&req("prod-db-read"), Some("outbox-1"))
+        .await
+        .unwrap();
+    assert_ne!(c.id, a.id);
+}
+
+async fn raw(
+    tb: &common::TestBroker,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&str>,
+    ctype: Option<&str>,
+) -> (StatusCode, Value) {
+    let http = reqwest::Client::new();
+    let mut r = http.request(method.parse().unwrap(), tb.url(path));
+    if let Some(t) = token {
+        r = r.bearer_auth(t);
+    }
+    if let Some(ct) = ctype {
+        r = r.header("content-type", ct);
+    }
+    if let Some(b) = body {
+        r = r.body(b.to_string());
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let text = resp.text().await.unwrap();
+    let v: Value = serde_json::from_str(&text)
+        .unwrap_or_else(|_| panic!("{method} {path}: body is not JSON: {text}"));
+    assert!(
+        status.as_u16() < 500,
+        "{method} {path} must not be a server error: {status} {v}"
+    );
+    (status, v)
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_4xx() {
+    let tb = spawn().await;
+    let alice = tb.token("alice").to_string();
+    let a = Some(alice.as_str());
+    let json_ct = Some("application/json");
+    let cases: Vec<(
+        &str,
+        &str,
+        Option<&str>,
+        Option<&str>,
+        Option<&str>,
+        u16,
+        &str,
+    )> = vec![
+        ("GET", "/me", None, None, None, 401, "unauthenticated"),
+        (
+            "GET",
+            "/me",
+            Some("fdt_not-a-real-token"),
+            None,
+            None,
+            401,
+            "unauthenticated",
+        ),
+        (
+            "GET",
+            "/me",
+            Some("garbage"),
+            None,
+            None,
+            401,
+            "unauthenticated",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some("{not json"),
+            json_ct,
+            400,
+            "invalid_json",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-read","justification":"x","sudo":true}"#),
+            json_ct,
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-read","justification":"x","duration_secs":-60}"#),
+            json_ct,
+            400,
+            "invalid_duration",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-read","justification":"x","duration_secs":0}"#),
+            json_ct,
+            400,
+            "invalid_duration",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(
+                r#"{"bundle":"prod-db-read","justification":"x","duration_secs":9223372036854775807}"#,
+            ),
+            json_ct,
+            400,
+            "invalid_duration",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-read","justification":"x","duration_secs":1e30}"#),
+            json_ct,
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-read","justification":"x","duration_secs":"1h"}"#),
+            json_ct,
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-read"}"#),
+            json_ct,
+            400,
+            "justification_required",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-write","justification":"x"}"#),
+            json_ct,
+            400,
+            "ticket_required",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"no-such-bundle"}"#),
+            json_ct,
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{}"#),
+            json_ct,
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"[1,2]"#),
+            json_ct,
+            400,
+            "invalid_request",
+        ),
+        (
+            "POST",
+            "/requests",
+            a,
+            Some(r#"{"bundle":"prod-db-read"}"#),
+            Some("text/plain"),
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            "GET",
+            "/requests/req_00000000000000000000000000000000",
+            a,
+            None,
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/requests/../../etc/passwd",
+            a,
+            None,
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/requests/not-an-id",
+            a,
+            None,
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/requests/req_00000000000000000000000000000000/approve",
+            a,
+            None,
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/grants/grt_00000000000000000000000000000000",
+            a,
+            None,
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/grants/req_00000000000000000000000000000000",
+            a,
+            None,
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "POST",
+            "/grants/grt_00000000000000000000000000000000/revoke",
+            a,
+            None,
+            None,
+            404,
+            "not_found",
+        ),
+        (
+            "GET",
+            "/requests?scope=everything",
+            a,
+            None,
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/requests?state=happy",
+            a,
+            None,
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/requests?limit=lots",
+            a,
+            None,
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            "GET",
+            "/grants?state=active",
+            a,
+            None,
+            None,
+            400,
+            "invalid_request",
+        ),
+        (
+            "DELETE",
+            "/requests",
+            a,
+            None,
+            None,
+            405,
+            "method_not_allowed",
+        ),
+        ("GET", "/nope", a, None, None, 404, "not_found"),
+        ("GET", "/audit", a, None, None, 403, "forbidden"),
+    ];
+    for (method, path, token, body, ct, status, code) in cases {
+        let (s, v) = raw(&tb, method, path, token, body, ct).await;
+        assert_eq!(s.as_u16(), status, "{method} {path} {body:?}: {v}");
+        assert_eq!(v["code"], code, "{method} {path} {body:?}: {v}");
+        assert!(
+            v["message"].as_str().is_some_and(|m| !m.is_empty()),
+            "a message says what is wrong: {v}"
+        );
+    }
+
+    // Too large a body.
+    let big = format!(
+        r#"{{"bundle":"prod-db-read","justification":"{}"}}"#,
+        "x".repeat(100_000)
+    );
+    let (s, v) = raw(&tb, "POST", "/requests", a, Some(&big), json_ct).await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+
+    // A justification over the limit but under the body limit.
+    let long = format!(
+        r#"{{"bundle":"prod-db-read","justification":"{}"}}"#,
+        "y".repeat(5000)
+    );
+    let (s, v) = raw(&tb, "POST", "/requests", a, Some(&long), json_ct).await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{v}"
+    );
+
+    // Not eligible for a bundle.
+    let (s, v) = raw(
+        &tb,
+        "POST",
+        "/requests",
+        Some(tb.token("carol")),
+        Some(r#"{"bundle":"prod-db-read","justification":"x"}"#),
+        json_ct,
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (403, Some("not_eligible")),
+        "{v}"
+    );
+
+    // Deny by someone who is not an approver.
+    let (r, _) = tb
+        .client("alice")
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    let (s, v) = raw(
+        &tb,
+        "POST",
+        &format!("/requests/{}/deny", r.id),
+        Some(tb.token("alice")),
+        Some("{}"),
+        json_ct,
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (403, Some("self_approval")),
+        "{v}"
+    );
+    let (s, v) = raw(
+        &tb,
+        "POST",
+        &format!("/requests/{}/approve", r.id),
+        Some(tb.token("bob")),
+        Some(r#"{"lgtm":1}"#),
+        json_ct,
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (400, Some("invalid_request")),
+        "unknown fields: {v}"
+    );
+    assert_eq!(
+        tb.client("alice").request(&r.id).await.unwrap().state,
+        RequestState::Pending,
+        "nothing changed"
+    );
+
+    // An extension of someone else's grant, and of a grant that is not active.
+    let bob = tb.client("bob");
+    let g = bob.approve(&r.id, None).await.unwrap().grant_id.unwrap();
+    let (s, v) = raw(
+        &tb,
+        "POST",
+        &format!("/grants/{g}/extend"),
+        Some(tb.token("bob")),
+        Some(r#"{"duration_secs":60}"#),
+        json_ct,
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    bob.revoke(&g).await.unwrap();
+    let (s, v) = raw(
+        &tb,
+        "POST",
+        &format!("/grants/{g}/extend"),
+        a,
+        Some(r#"{"duration_secs":60}"#),
+        json_ct,
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (409, Some("conflict")),
+        "{v}"
+    );
+}
+
+#[tokio::test]
+async fn openapi_describes_every_route() {
+    let tb = spawn().await;
+    let (s, doc) = raw(&tb, "GET", "/openapi.json", None, None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let paths = doc["paths"].as_object().unwrap();
+    assert!(paths.len() >= 16, "all endpoints listed: {}", paths.len());
+    for (path, ops) in paths {
+        for method in ops.as_object().unwrap().keys() {
+            if path == "/events" {
+                continue; // a stream; covered by its own test
+            }
+            let concrete = path.replace(
+                "{id}",
+                if path.starts_with("/grants") {
+                    "grt_00000000000000000000000000000000"
+                } else {
+                    "req_00000000000000000000000000000000"
+                },
+            );
+            let (status, v) = raw(
+                &tb,
+                &method.to_uppercase(),
+                &concrete,
+                Some(tb.token("carol")),
+                None,
+                None,
+            )
+            .await;
+            assert_ne!(status.as_u16(), 405, "{method} {path} is served");
+            assert!(
+                !v["message"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("no such endpoint"),
+                "{method} {path} is served: {v}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn revoked_tokens_stop_working() {
+    let tb = spawn().await;
+    let pool = &tb.running.broker.pool;
+    let actor = firedoor_server::audit::Actor::System;
+    let issued = firedoor_server::auth::issue_token(pool, &actor, "alice", common::t0())
+        .await
+        .unwrap();
+    let token = secrecy::ExposeSecret::expose_secret(&issued.token).to_string();
+    let c = tb.anonymous().as_user(&token);
+    assert_eq!(c.me().await.unwrap().name, "alice");
+    firedoor_server::auth::revoke_token(pool, &actor, &issued.id, common::t0())
+        .await
+        .unwrap();
+    assert_eq!(c.me().await.unwrap_err().code(), Some("unauthenticated"));
+    assert_eq!(
+        tb.client("alice").me().await.unwrap().name,
+        "alice",
+        "other tokens still work"
+    );
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT hash FROM tokens")
+        .fetch_all(pool)
+        .await
+        .unwrap();
+    assert!(
+        stored
+            .iter()
+            .all(|(h,)| h.len() == 64 && !h.contains(&token)),
+        "only hashes are stored"
+    );
+}
+
+#[tokio::test]
+async fn break_glass_flow_is_automatic_and_loud() {
+    let tb = spawn().await;
+    let mut carol_events = tb.client("carol").events(None).await.unwrap();
+    let (r, _) = tb
+        .client("alice")
+        .create_request(&req("payments-incident-kit"), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.state,
+        RequestState::Active,
+        "break-glass flow is automatic"
+    );
+    let e = tokio::time::timeout(std::time::Duration::from_secs(5), carol_events.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert!(
+        e.message.contains("BREAK GLASS"),
+        "security hears of it: {}",
+        e.message
+    );
+    let creds = tb
+        .client("alice")
+        .credentials(&r.grant_id.unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        creds.items.len(),
+        2,
+        "one credential per resource of the bundle"
+    );
+}
+
+#[tokio::test]
+async fn refuses_plain_http_off_loopback() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = firedoor_core::policy::parse_policy("p", firedoor_server::DEMO_POLICY).unwrap();
+    let mut cfg = firedoor_server::Config::new(dir.path(), policy);
+    cfg.listen = "0.0.0.0:0".parse().unwrap();
+    let err = firedoor_server::start(cfg)
+        .await
+        .err()
+        .expect("must refuse");
+    assert!(err.to_string().contains("without TLS"), "{err}");
+}
+
+#[tokio::test]
+async fn serves_tls_with_rustls() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let out = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args([
+            "-addext",
+            "subjectAltName=DNS:localhost,IP:127.0.0.1",
+            "-addext",
+            "basicConstraints=critical,CA:FALSE",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl is installed (.ci/run installs it)");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let policy = firedoor_core::policy::parse_policy("p", firedoor_server::DEMO_POLICY).unwrap();
+    let mut cfg = firedoor_server::Config::new(dir.path().join("data"), policy);
+    cfg.tls = firedoor_server::Tls::Files {
+        cert: cert.clone(),
+        key,
+    };
+    let running = firedoor_server::start(cfg).await.unwrap();
+    assert!(running.url().starts_with("https://"));
+    let pem = std::fs::read(&cert).unwrap();
+    let c = firedoor_client::Client::with_root_pem(&running.url(), None, &pem).unwrap();
+    assert_eq!(c.health().await.unwrap().status, "ok");
+    let plain = reqwest::get(format!("http://{}/api/v1/health", running.addr)).await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "no plain HTTP on a TLS port"
+    );
+    running.stop().await;
+}

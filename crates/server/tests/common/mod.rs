@@ -1,0 +1,121 @@
+//! Test harness: a real broker on 127.0.0.1:0 with a fresh SQLite file, a manual
+//! clock and the demo connector, driven over HTTP with the typed client.
+#![allow(dead_code)]
+
+use chrono::{DateTime, Duration, Utc};
+use firedoor_client::Client;
+use firedoor_server::audit::Actor;
+use firedoor_server::clock::ManualClock;
+use firedoor_server::connectors::demo::DemoConnector;
+use firedoor_server::connectors::{Connector, Connectors};
+use firedoor_server::{auth, Config, RunningBroker};
+use secrecy::ExposeSecret;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration as StdDuration;
+
+pub struct TestBroker {
+    pub running: RunningBroker,
+    pub clock: Arc<ManualClock>,
+    pub demo: Arc<DemoConnector>,
+    pub dir: tempfile::TempDir,
+    pub tokens: BTreeMap<String, String>,
+}
+
+pub fn t0() -> DateTime<Utc> {
+    DateTime::from_timestamp(1_900_000_000, 0).expect("valid time")
+}
+
+/// The demo team: alice (oncall), bob (oncall, sre-leads), carol (security, admin),
+/// dave (no groups).
+pub async fn spawn() -> TestBroker {
+    spawn_with(firedoor_server::DEMO_POLICY, None).await
+}
+
+pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBroker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let policy =
+        firedoor_core::policy::parse_policy("test-policy.toml", policy).expect("valid policy");
+    let clock = Arc::new(ManualClock::new(t0()));
+    let demo = Arc::new(DemoConnector::default());
+    let connectors = connectors.unwrap_or_else(|| {
+        let mut c: Connectors = BTreeMap::new();
+        for name in policy.integrations.keys() {
+            c.insert(name.clone(), demo.clone() as Arc<dyn Connector>);
+        }
+        c
+    });
+    let mut cfg = Config::new(dir.path().join("data"), policy);
+    cfg.clock = clock.clone();
+    cfg.connectors = Some(connectors);
+    cfg.worker_interval = StdDuration::from_millis(50);
+    let running = firedoor_server::start(cfg).await.expect("broker starts");
+    let mut tokens = BTreeMap::new();
+    for (name, groups, admin) in [
+        ("alice", vec!["oncall"], false),
+        ("bob", vec!["oncall", "sre-leads"], false),
+        ("carol", vec!["security"], true),
+        ("dave", vec![], false),
+        ("erin", vec!["sre-leads"], false),
+    ] {
+        let groups: Vec<String> = groups.into_iter().map(String::from).collect();
+        let issued = auth::add_user(
+            &running.broker.pool,
+            &Actor::System,
+            name,
+            &groups,
+            admin,
+            t0(),
+        )
+        .await
+        .expect("user added");
+        tokens.insert(name.to_string(), issued.token.expose_secret().to_string());
+    }
+    TestBroker {
+        running,
+        clock,
+        demo,
+        dir,
+        tokens,
+    }
+}
+
+impl TestBroker {
+    pub fn client(&self, user: &str) -> Client {
+        Client::new(&self.running.url(), Some(&self.tokens[user])).expect("client")
+    }
+    pub fn anonymous(&self) -> Client {
+        Client::new(&self.running.url(), None).expect("client")
+    }
+    pub fn url(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.running.url())
+    }
+    pub fn token(&self, user: &str) -> &str {
+        &self.tokens[user]
+    }
+    /// Moves the broker's clock and wakes its worker.
+    pub fn advance(&self, by: Duration) {
+        self.clock.advance(by);
+        self.running.broker.wake_worker.notify_one();
+    }
+}
+
+/// Polls `check` until it returns Some, for at most 10 s (waiting for the broker's
+/// worker to act, never for time to pass: the clock is manual).
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for: {what}"
+        );
+        tokio::time::sleep(StdDuration::from_millis(20)).await;
+    }
+}
