@@ -1,0 +1,239 @@
+//! The real `firedoor-server` binary: the CLI, a SIGKILLed broker that revokes on
+//! restart what fell due while it was down, and audit verification that catches
+//! edits and removals.
+
+use firedoor_client::Client;
+use firedoor_core::api::CreateRequest;
+use firedoor_core::lifecycle::GrantState;
+use firedoor_testkit::PgServer;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_firedoor-server");
+
+fn cli(data: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("FIREDOOR_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn last_line(o: &Output) -> String {
+    assert!(o.status.success(), "command failed: {}", String::from_utf8_lossy(&o.stderr));
+    String::from_utf8_lossy(&o.stdout).lines().last().unwrap().trim().to_string()
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+struct Broker {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve(data: &Path, policy: &Path, pg_url: &str, port: u16, extra: &[&str]) -> Broker {
+    let child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(data)
+        .arg("serve")
+        .arg("--policy")
+        .arg(policy)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
+        .env("FIREDOOR_PG_URL", pg_url)
+        .env("FIREDOOR_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let c = Client::new(&url, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while c.health().await.is_err() {
+        assert!(Instant::now() < deadline, "broker did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Broker { child, url }
+}
+
+const POLICY: &str = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "FIREDOOR_PG_URL"
+permissions = { read = ["app_read"] }
+
+[bundles.app-read]
+resources = [{ integration = "pg", resource = "app", permission = "read" }]
+
+[flows.oncall]
+bundles = ["app-read"]
+requesters = { groups = ["oncall"] }
+approvals = 0
+default_duration = "1m"
+max_duration = "1h"
+"#;
+
+fn write_policy(dir: &Path) -> PathBuf {
+    let p = dir.join("policy.toml");
+    std::fs::write(&p, POLICY).unwrap();
+    p
+}
+
+#[tokio::test]
+async fn sigkilled_broker_revokes_what_fell_due_while_down() {
+    let pg = PgServer::start();
+    pg.seed_app();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let policy = write_policy(tmp.path());
+    let token = last_line(&cli(&data, &["user", "add", "alice", "--group", "oncall"]));
+    let port = free_port();
+    let pg_url = pg.admin_url("postgres");
+
+    let mut broker = serve(&data, &policy, &pg_url, port, &[]).await;
+    let alice = Client::new(&broker.url, Some(&token)).unwrap();
+    let mut issued = Vec::new();
+    for i in 0..3 {
+        let (r, _) = alice
+            .create_request(&CreateRequest { bundle: "app-read".into(), duration_secs: Some(60), ..Default::default() }, Some(&format!("k{i}")))
+            .await
+            .unwrap();
+        let gid = r.grant_id.unwrap();
+        let c = alice.credentials(&gid).await.unwrap().items.remove(0);
+        assert!(pg.psql(&c.username, &c.secret, "app", "SELECT count(*) FROM orders").status.success());
+        issued.push((gid, c));
+    }
+
+    // SIGKILL: no chance to clean up.
+    broker.child.kill().unwrap();
+    broker.child.wait().unwrap();
+    for (_, c) in &issued {
+        assert!(pg.psql(&c.username, &c.secret, "app", "SELECT 1").status.success(), "still live while the broker is down");
+    }
+
+    // Back two minutes later (the clock is shifted instead of waiting).
+    let broker = serve(&data, &policy, &pg_url, port, &["--clock-offset-secs", "120"]).await;
+    let alice = Client::new(&broker.url, Some(&token)).unwrap();
+    for (gid, c) in &issued {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let g = alice.grant(gid).await.unwrap();
+            if g.state == GrantState::Expired {
+                break;
+            }
+            assert!(Instant::now() < deadline, "grant {gid} revoked after restart, is {:?}", g.state);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(!pg.psql(&c.username, &c.secret, "app", "SELECT 1").status.success(), "login fails after restart");
+        assert_eq!(pg.admin("postgres", &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{}'", c.username)), "0");
+    }
+    drop(broker);
+
+    let v = cli(&data, &["audit", "verify"]);
+    assert!(v.status.success(), "audit chain verifies after the crash: {}", String::from_utf8_lossy(&v.stdout));
+    let out = String::from_utf8_lossy(&v.stdout);
+    assert!(out.contains("audit log ok"), "{out}");
+
+    // No secret on disk: neither the token nor an issued password.
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(!text.contains(&token), "token not stored in plaintext");
+        for (_, c) in &issued {
+            assert!(!text.contains(&c.secret), "password not stored in plaintext");
+        }
+    }
+}
+
+#[tokio::test]
+async fn cli_users_tokens_and_audit_tampering() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let add = cli(&data, &["user", "add", "bob", "--group", "oncall", "--group", "sre-leads", "--admin"]);
+    let token = last_line(&add);
+    assert!(token.starts_with("fdt_"), "the token is the last line: {token}");
+    let stdout = String::from_utf8_lossy(&add.stdout).to_string();
+    let token_id = stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("token id: "))
+        .unwrap()
+        .to_string();
+    let dup = cli(&data, &["user", "add", "bob"]);
+    assert_eq!(dup.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
+    let bad = cli(&data, &["user", "add", "Bob Smith"]);
+    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a valid user name"));
+
+    let list = cli(&data, &["user", "list"]);
+    assert!(String::from_utf8_lossy(&list.stdout).contains("bob\tgroups=oncall,sre-leads\tadmin"));
+    let second = last_line(&cli(&data, &["user", "token", "issue", "bob"]));
+    assert_ne!(second, token);
+    let revoked = cli(&data, &["user", "token", "revoke", &token_id]);
+    assert!(revoked.status.success());
+    let again = cli(&data, &["user", "token", "revoke", &token_id]);
+    assert!(!again.status.success(), "revoking twice is an error");
+
+    // The demo policy file and a broken one.
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-policy.toml");
+    assert!(cli(&data, &["check-policy", demo.to_str().unwrap()]).status.success());
+    let pgp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/postgres-policy.toml");
+    assert!(cli(&data, &["check-policy", pgp.to_str().unwrap()]).status.success());
+    let broken = tmp.path().join("broken.toml");
+    std::fs::write(&broken, "[flows.x]\nbundles = [\"nope\"]\n").unwrap();
+    let o = cli(&data, &["check-policy", broken.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success());
+    assert!(err.contains("broken.toml:1:"), "names file and line: {err}");
+
+    // Verify, export, then tamper.
+    assert!(cli(&data, &["audit", "verify"]).status.success());
+    let export = cli(&data, &["audit", "export"]);
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["user_added", "token_issued", "token_issued", "token_revoked"]);
+    assert_eq!(lines[0]["actor"].as_str().map(|a| a.starts_with("cli:")), Some(true));
+
+    let db = data.join("firedoor.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2").execute(&pool).await.unwrap();
+    let v = cli(&data, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1), "an edited record fails verification");
+    assert!(String::from_utf8_lossy(&v.stdout).contains("record 2"), "{}", String::from_utf8_lossy(&v.stdout));
+    sqlx::query("UPDATE audit SET actor = ? WHERE seq = 2")
+        .bind(lines[1]["actor"].as_str().unwrap())
+        .execute(&pool)
+        .await
+        .unwrap();
+    assert!(cli(&data, &["audit", "verify"]).status.success(), "restored");
+
+    sqlx::query("DELETE FROM audit WHERE seq = 3").execute(&pool).await.unwrap();
+    let v = cli(&data, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&v.stdout).contains("record 3"), "{}", String::from_utf8_lossy(&v.stdout));
+
+    let tmp2 = tempfile::tempdir().unwrap();
+    let data2 = tmp2.path().join("data");
+    cli(&data2, &["user", "add", "x"]);
+    cli(&data2, &["user", "add", "y"]);
+    let pool2 = sqlx::SqlitePool::connect(&format!("sqlite://{}", data2.join("firedoor.db").display())).await.unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)").execute(&pool2).await.unwrap();
+    let v = cli(&data2, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1), "removing the last record is caught too");
+}
