@@ -1,6 +1,8 @@
 //! Property tests: any sequence of actions, applied through the rules in
 //! `firedoor_core::lifecycle`, keeps the state machine's invariants.
 
+#![allow(clippy::unwrap_used)]
+
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::audit::{record_hash, verify_chain, AuditRecord, GENESIS_HASH};
 use firedoor_core::lifecycle::*;
@@ -26,8 +28,14 @@ fn flow(approvals: u32) -> Flow {
     Flow {
         name: format!("f{approvals}"),
         bundles: vec!["b".into()],
-        requesters: Audience { users: vec![], groups: vec!["oncall".into()] },
-        approvers: Audience { users: vec!["alice".into()], groups: vec!["leads".into()] },
+        requesters: Audience {
+            users: vec![],
+            groups: vec!["oncall".into()],
+        },
+        approvers: Audience {
+            users: vec!["alice".into()],
+            groups: vec!["leads".into()],
+        },
         approvals,
         default_duration_secs: 600,
         max_duration_secs: 3600,
@@ -40,24 +48,56 @@ fn flow(approvals: u32) -> Flow {
 
 #[derive(Debug, Clone)]
 enum Action {
-    Create { user: usize, approvals: u32, duration: i64 },
-    Approve { req: usize, user: usize },
-    Deny { req: usize, user: usize },
-    Cancel { req: usize, user: usize },
-    Revoke { req: usize, user: usize },
-    Extend { req: usize, user: usize, secs: i64 },
-    Advance { secs: i64 },
+    Create {
+        user: usize,
+        approvals: u32,
+        duration: i64,
+    },
+    Approve {
+        req: usize,
+        user: usize,
+    },
+    Deny {
+        req: usize,
+        user: usize,
+    },
+    Cancel {
+        req: usize,
+        user: usize,
+    },
+    Revoke {
+        req: usize,
+        user: usize,
+    },
+    Extend {
+        req: usize,
+        user: usize,
+        secs: i64,
+    },
+    Advance {
+        secs: i64,
+    },
     Worker,
 }
 
 fn action() -> impl Strategy<Value = Action> {
     prop_oneof![
-        (0..4usize, 0..3u32, -100..5000i64).prop_map(|(user, approvals, duration)| Action::Create { user, approvals, duration }),
+        (0..4usize, 0..3u32, -100..5000i64).prop_map(|(user, approvals, duration)| {
+            Action::Create {
+                user,
+                approvals,
+                duration,
+            }
+        }),
         (0..8usize, 0..4usize).prop_map(|(req, user)| Action::Approve { req, user }),
         (0..8usize, 0..4usize).prop_map(|(req, user)| Action::Deny { req, user }),
         (0..8usize, 0..4usize).prop_map(|(req, user)| Action::Cancel { req, user }),
         (0..8usize, 0..4usize).prop_map(|(req, user)| Action::Revoke { req, user }),
-        (0..8usize, 0..4usize, -10..4000i64).prop_map(|(req, user, secs)| Action::Extend { req, user, secs }),
+        (0..8usize, 0..4usize, -10..4000i64).prop_map(|(req, user, secs)| Action::Extend {
+            req,
+            user,
+            secs
+        }),
         (1..1200i64).prop_map(|secs| Action::Advance { secs }),
         Just(Action::Worker),
     ]
@@ -79,12 +119,25 @@ struct Model {
 
 impl Model {
     fn log(&mut self, actor: &str, action: &str, subject: usize) {
-        let prev = self.audit.last().map(|r| r.hash.clone()).unwrap_or_else(|| GENESIS_HASH.into());
+        let prev = self
+            .audit
+            .last()
+            .map(|r| r.hash.clone())
+            .unwrap_or_else(|| GENESIS_HASH.into());
         let seq = self.audit.len() as i64 + 1;
         let at = self.now.to_rfc3339();
         let subject = format!("req{subject}");
         let hash = record_hash(&prev, seq, &at, actor, action, &subject, "{}");
-        self.audit.push(AuditRecord { seq, at, actor: actor.into(), action: action.into(), subject, details: "{}".into(), prev_hash: prev, hash });
+        self.audit.push(AuditRecord {
+            seq,
+            at,
+            actor: actor.into(),
+            action: action.into(),
+            subject,
+            details: "{}".into(),
+            prev_hash: prev,
+            hash,
+        });
     }
 
     fn set_state(&mut self, i: usize, to: RequestState) {
@@ -113,7 +166,11 @@ impl Model {
 
     fn apply(&mut self, a: Action) {
         match a {
-            Action::Create { user, approvals, duration } => {
+            Action::Create {
+                user,
+                approvals,
+                duration,
+            } => {
                 let f = flow(approvals);
                 let who = principal(user);
                 if let Ok(c) = check_new_request(&f, &who, Some(duration), None, None) {
@@ -122,7 +179,12 @@ impl Model {
                     let auto = c.auto_approved;
                     self.reqs.push(Req {
                         flow: f,
-                        facts: RequestFacts { requester: who.name.clone(), state: RequestState::Pending, created_at: self.now, approved_by: vec![] },
+                        facts: RequestFacts {
+                            requester: who.name.clone(),
+                            state: RequestState::Pending,
+                            created_at: self.now,
+                            approved_by: vec![],
+                        },
                         duration: c.duration_secs,
                         grant: None,
                         denied_by: vec![],
@@ -149,7 +211,10 @@ impl Model {
                         let mut distinct = r.facts.approved_by.clone();
                         distinct.sort();
                         distinct.dedup();
-                        assert!(distinct.len() as u32 >= r.flow.approvals.max(1), "m distinct approvals");
+                        assert!(
+                            distinct.len() as u32 >= r.flow.approvals.max(1),
+                            "m distinct approvals"
+                        );
                         assert!(!distinct.contains(&r.facts.requester));
                         self.set_state(req, RequestState::Approved);
                         self.activate(req);
@@ -184,9 +249,13 @@ impl Model {
             Action::Extend { req, user, secs } => {
                 let Some(r) = self.reqs.get(req) else { return };
                 let Some(g) = &r.grant else { return };
-                if let Ok(new) = check_extension(&r.flow, g, &principal(user), Some(secs), self.now) {
+                if let Ok(new) = check_extension(&r.flow, g, &principal(user), Some(secs), self.now)
+                {
                     assert!(new > g.expires_at);
-                    assert!((new - g.activated_at).num_seconds() <= r.flow.max_duration_secs, "never past the flow maximum");
+                    assert!(
+                        (new - g.activated_at).num_seconds() <= r.flow.max_duration_secs,
+                        "never past the flow maximum"
+                    );
                     self.reqs[req].grant.as_mut().unwrap().expires_at = new;
                     self.log(USERS[user], "grant_extended", req);
                 }
@@ -206,7 +275,10 @@ impl Model {
                 // After the worker: nothing active is past its expiry, nothing pending past its TTL.
                 for r in &self.reqs {
                     if let Some(g) = &r.grant {
-                        assert!(!(g.state == GrantState::Active && g.expires_at <= self.now), "no active grant past expiry");
+                        assert!(
+                            !(g.state == GrantState::Active && g.expires_at <= self.now),
+                            "no active grant past expiry"
+                        );
                     }
                     assert!(!is_timed_out(&r.flow, &r.facts, self.now));
                 }
@@ -219,19 +291,29 @@ impl Model {
         for r in &self.reqs {
             let s = r.facts.state;
             // A grant exists exactly for requests that were approved.
-            let granted = matches!(s, RequestState::Active | RequestState::Expired | RequestState::Revoked);
+            let granted = matches!(
+                s,
+                RequestState::Active | RequestState::Expired | RequestState::Revoked
+            );
             assert_eq!(r.grant.is_some(), granted, "grant iff approved ({s:?})");
             if matches!(s, RequestState::Denied) {
                 assert!(!r.denied_by.is_empty());
                 assert!(r.grant.is_none(), "never both denied and granted");
             }
             if let Some(g) = &r.grant {
-                assert_eq!(g.state == GrantState::Active, s == RequestState::Active, "grant and request agree");
+                assert_eq!(
+                    g.state == GrantState::Active,
+                    s == RequestState::Active,
+                    "grant and request agree"
+                );
                 assert!(g.expires_at > g.activated_at);
             }
             assert!(!r.facts.approved_by.contains(&r.facts.requester));
         }
-        assert!(verify_chain(&self.audit).is_ok(), "the audit chain always verifies");
+        assert!(
+            verify_chain(&self.audit).is_ok(),
+            "the audit chain always verifies"
+        );
     }
 }
 

@@ -61,10 +61,13 @@ pub async fn get_user(pool: &SqlitePool, name: &str) -> Result<Option<Principal>
     row.map(principal_from_row).transpose()
 }
 
-pub async fn all_users(pool: &SqlitePool) -> Result<Vec<Principal>> {
+pub async fn all_users<'e, E>(ex: E) -> Result<Vec<Principal>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
     let rows: Vec<(String, String, i64)> =
         sqlx::query_as("SELECT name, groups_json, admin FROM users ORDER BY name")
-            .fetch_all(pool)
+            .fetch_all(ex)
             .await?;
     rows.into_iter().map(principal_from_row).collect()
 }

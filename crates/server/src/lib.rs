@@ -147,11 +147,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         key,
         events,
         wake_worker: Notify::new(),
+        write_lock: Arc::new(tokio::sync::Mutex::new(())),
+        audit_head: Arc::default(),
     });
     broker.release_leases().await?;
     {
         let now = broker.now();
-        let mut tx = store::write_tx(&broker.pool).await?;
+        let mut tx = broker.write_tx().await?;
         let mut details = serde_json::json!({
             "version": env!("CARGO_PKG_VERSION"),
             "listen": cfg.listen.to_string(),

@@ -7,7 +7,7 @@ use crate::audit::{append, Actor};
 use crate::clock::{parse_ts, ts, Clock};
 use crate::connectors::{Connectors, Target};
 use crate::error::{Error, Result};
-use crate::store::{write_tx, Tx};
+use crate::store::{write_tx_queued, Tx};
 use crate::vault::BrokerKey;
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::api::{
@@ -37,6 +37,9 @@ pub struct Broker {
     pub events: watch::Sender<u64>,
     /// Wakes the background worker early.
     pub wake_worker: Notify,
+    /// Writers of this broker take turns on it (see [`crate::store::Tx`]).
+    pub write_lock: Arc<tokio::sync::Mutex<()>>,
+    pub audit_head: crate::store::AuditHead,
 }
 
 #[derive(sqlx::FromRow, Debug, Clone)]
@@ -213,6 +216,10 @@ pub fn check_idempotency_key(key: &str) -> Result<()> {
 }
 
 impl Broker {
+    pub async fn write_tx(&self) -> Result<Tx> {
+        write_tx_queued(&self.pool, &self.write_lock, &self.audit_head).await
+    }
+
     pub fn now(&self) -> DateTime<Utc> {
         self.clock.now()
     }
@@ -246,8 +253,8 @@ impl Broker {
     }
 
     /// Users who may approve requests of a flow.
-    async fn approvers(&self, flow: &Flow) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(&self.pool)
+    async fn approvers(&self, tx: &mut Tx, flow: &Flow) -> Result<Vec<String>> {
+        Ok(crate::auth::all_users(&mut **tx)
             .await?
             .into_iter()
             .filter(|u| flow.may_approve(u))
@@ -255,8 +262,8 @@ impl Broker {
             .collect())
     }
 
-    async fn admins(&self) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(&self.pool)
+    async fn admins(&self, tx: &mut Tx) -> Result<Vec<String>> {
+        Ok(crate::auth::all_users(&mut **tx)
             .await?
             .into_iter()
             .filter(|u| u.admin)
@@ -375,7 +382,7 @@ impl Broker {
         let (bundle, flow) = self.bundle_and_flow(&body.bundle)?;
         let hash = body_hash(&body);
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         if let Some(key) = idempotency_key {
             let prior: Option<(String, Option<String>)> = sqlx::query_as(
                 "SELECT id, body_hash FROM requests WHERE requester = ? AND idempotency_key = ?",
@@ -467,8 +474,8 @@ impl Broker {
                 .await?,
             );
             if flow.break_glass {
-                let mut to = self.approvers(flow).await?;
-                to.extend(self.admins().await?);
+                let mut to = self.approvers(&mut tx, flow).await?;
+                to.extend(self.admins(&mut tx).await?);
                 to.retain(|u| u != &who.name);
                 emit(
                     &mut tx,
@@ -489,7 +496,7 @@ impl Broker {
                 .await?;
             }
         } else {
-            let mut to = self.approvers(flow).await?;
+            let mut to = self.approvers(&mut tx, flow).await?;
             to.retain(|u| u != &who.name);
             emit(
                 &mut tx,
@@ -697,7 +704,7 @@ impl Broker {
         body: ApproveBody,
     ) -> Result<RequestView> {
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         let r = self.load_for_decision(&mut tx, who, id).await?;
         let flow = self.flow(&r.flow)?;
         let decisions = decisions_of(&mut *tx, id).await?;
@@ -775,7 +782,7 @@ impl Broker {
                 }
             }
             let mut to = vec![r.requester.clone()];
-            to.extend(self.approvers(flow).await?);
+            to.extend(self.approvers(&mut tx, flow).await?);
             emit(
                 &mut tx,
                 &to,
@@ -809,7 +816,7 @@ impl Broker {
 
     pub async fn deny(&self, who: &Principal, id: &str, body: DenyBody) -> Result<RequestView> {
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         let r = self.load_for_decision(&mut tx, who, id).await?;
         let flow = self.flow(&r.flow)?;
         let decisions = decisions_of(&mut *tx, id).await?;
@@ -849,7 +856,7 @@ impl Broker {
         )
         .await?;
         let mut to = vec![r.requester.clone()];
-        to.extend(self.approvers(flow).await?);
+        to.extend(self.approvers(&mut tx, flow).await?);
         emit(
             &mut tx,
             &to,
@@ -882,7 +889,7 @@ impl Broker {
 
     pub async fn cancel(&self, who: &Principal, id: &str) -> Result<RequestView> {
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         let r = self.load_for_decision(&mut tx, who, id).await?;
         let decisions = decisions_of(&mut *tx, id).await?;
         lifecycle::check_cancel(&Self::facts(&r, &decisions)?, who)?;
@@ -950,7 +957,7 @@ impl Broker {
             }
         }
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         let still: Option<(String,)> = sqlx::query_as("SELECT state FROM grants WHERE id = ?")
             .bind(gid.to_string())
             .fetch_optional(&mut *tx)
@@ -1187,7 +1194,7 @@ impl Broker {
         let creds: Credentials = serde_json::from_slice(&self.key.open(&sealed)?)
             .map_err(|e| Error::Corrupt(format!("credentials of {id}: {e}")))?;
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         append(
             &mut tx,
             &Actor::User(who.name.clone()),
@@ -1203,7 +1210,7 @@ impl Broker {
 
     pub async fn revoke(&self, who: &Principal, id: &str) -> Result<GrantView> {
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         let g = load_grant(&mut *tx, id)
             .await?
             .filter(|g| self.may_see_grant(who, g))
@@ -1296,7 +1303,7 @@ impl Broker {
             ));
         }
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         let gid_s = gid.to_string();
         match failure {
             None => {
@@ -1385,7 +1392,7 @@ impl Broker {
                 .await?;
                 if state == GrantState::Revoking {
                     let mut to = vec![g.holder.clone()];
-                    to.extend(self.admins().await?);
+                    to.extend(self.admins(&mut tx).await?);
                     emit(
                         &mut tx,
                         &to,
@@ -1420,7 +1427,7 @@ impl Broker {
         body: ExtendBody,
     ) -> Result<ExtendResult> {
         let now = self.now();
-        let mut tx = write_tx(&self.pool).await?;
+        let mut tx = self.write_tx().await?;
         let g = load_grant(&mut *tx, id)
             .await?
             .filter(|g| self.may_see_grant(who, g))
@@ -1477,7 +1484,7 @@ impl Broker {
             now,
         )
         .await?;
-        let mut to = self.approvers(flow).await?;
+        let mut to = self.approvers(&mut tx, flow).await?;
         to.retain(|u| u != &who.name);
         emit(
             &mut tx,
@@ -1619,7 +1626,7 @@ impl Broker {
         .fetch_all(&self.pool)
         .await?;
         for r in stale {
-            let mut tx = write_tx(&self.pool).await?;
+            let mut tx = self.write_tx().await?;
             if Self::cas_request(
                 &mut tx,
                 &r.id,
@@ -1671,7 +1678,7 @@ impl Broker {
         .fetch_all(&self.pool)
         .await?;
         for g in due {
-            let mut tx = write_tx(&self.pool).await?;
+            let mut tx = self.write_tx().await?;
             if Self::claim_end(&mut tx, &g, EndReason::Expired, "system", now)
                 .await
                 .is_err()
@@ -1721,7 +1728,7 @@ impl Broker {
         .fetch_all(&self.pool)
         .await?;
         for g in soon {
-            let mut tx = write_tx(&self.pool).await?;
+            let mut tx = self.write_tx().await?;
             let done = sqlx::query("UPDATE grants SET expiring_notified = 1 WHERE id = ? AND expiring_notified = 0 AND state = 'active'")
                 .bind(&g.id)
                 .execute(&mut *tx)

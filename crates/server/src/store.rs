@@ -2,12 +2,47 @@
 
 use crate::error::Result;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{Sqlite, SqliteConnection, SqlitePool, Transaction};
+use std::ops::{Deref, DerefMut};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
-pub type Tx = Transaction<'static, Sqlite>;
+/// A write transaction. Inside one broker, writers also queue on an async lock so
+/// they wait their turn without SQLite's sleep-and-retry busy handler; across
+/// processes (the CLI beside a running broker) `BEGIN IMMEDIATE` and the busy
+/// timeout keep them apart.
+pub struct Tx {
+    inner: Transaction<'static, Sqlite>,
+    _turn: Option<OwnedMutexGuard<()>>,
+    /// The last audit record this process wrote (seq, hash): a hint that saves a
+    /// read per append. It is checked against the table in the insert itself.
+    pub(crate) audit_head: Option<AuditHead>,
+}
+
+pub type AuditHead = Arc<std::sync::Mutex<Option<(i64, String)>>>;
+
+impl Deref for Tx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        &self.inner
+    }
+}
+
+impl DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        &mut self.inner
+    }
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<()> {
+        self.inner.commit().await?;
+        Ok(())
+    }
+}
 
 /// Opens (creating if needed) the database file and brings its schema up to date.
 pub async fn open(path: &Path) -> Result<SqlitePool> {
@@ -30,5 +65,23 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
 /// inside it cannot be overtaken by another writer (SQLite's deferred BEGIN would
 /// fail such a transaction with SQLITE_BUSY instead).
 pub async fn write_tx(pool: &SqlitePool) -> Result<Tx> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    Ok(Tx {
+        inner: pool.begin_with("BEGIN IMMEDIATE").await?,
+        _turn: None,
+        audit_head: None,
+    })
+}
+
+/// As [`write_tx`], first waiting for this process's turn on `lock`.
+pub async fn write_tx_queued(
+    pool: &SqlitePool,
+    lock: &Arc<Mutex<()>>,
+    audit_head: &AuditHead,
+) -> Result<Tx> {
+    let turn = lock.clone().lock_owned().await;
+    Ok(Tx {
+        inner: pool.begin_with("BEGIN IMMEDIATE").await?,
+        _turn: Some(turn),
+        audit_head: Some(audit_head.clone()),
+    })
 }

@@ -1,5 +1,7 @@
 //! The broker over real HTTP on a real SQLite file, driven with the typed client.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use chrono::Duration;
@@ -496,21 +498,24 @@ async fn raw(
     (status, v)
 }
 
+/// (method, path, token, body, content type, expected status, expected code)
+type Case<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    Option<&'a str>,
+    u16,
+    &'a str,
+);
+
 #[tokio::test]
 async fn bad_input_gets_clear_4xx() {
     let tb = spawn().await;
     let alice = tb.token("alice").to_string();
     let a = Some(alice.as_str());
     let json_ct = Some("application/json");
-    let cases: Vec<(
-        &str,
-        &str,
-        Option<&str>,
-        Option<&str>,
-        Option<&str>,
-        u16,
-        &str,
-    )> = vec![
+    let cases: Vec<Case> = vec![
         ("GET", "/me", None, None, None, 401, "unauthenticated"),
         (
             "GET",

@@ -3,6 +3,8 @@
 //! expiry login fails and open sessions are gone. These tests fail, never skip,
 //! when PostgreSQL is missing.
 
+#![allow(clippy::unwrap_used)]
+
 mod common;
 
 use chrono::Duration;

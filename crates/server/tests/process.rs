@@ -2,6 +2,8 @@
 //! restart what fell due while it was down, and audit verification that catches
 //! edits and removals.
 
+#![allow(clippy::unwrap_used)]
+
 use firedoor_client::Client;
 use firedoor_core::api::CreateRequest;
 use firedoor_core::lifecycle::GrantState;
@@ -24,12 +26,25 @@ fn cli(data: &Path, args: &[&str]) -> Output {
 }
 
 fn last_line(o: &Output) -> String {
-    assert!(o.status.success(), "command failed: {}", String::from_utf8_lossy(&o.stderr));
-    String::from_utf8_lossy(&o.stdout).lines().last().unwrap().trim().to_string()
+    assert!(
+        o.status.success(),
+        "command failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .last()
+        .unwrap()
+        .trim()
+        .to_string()
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 struct Broker {
@@ -109,12 +124,22 @@ async fn sigkilled_broker_revokes_what_fell_due_while_down() {
     let mut issued = Vec::new();
     for i in 0..3 {
         let (r, _) = alice
-            .create_request(&CreateRequest { bundle: "app-read".into(), duration_secs: Some(60), ..Default::default() }, Some(&format!("k{i}")))
+            .create_request(
+                &CreateRequest {
+                    bundle: "app-read".into(),
+                    duration_secs: Some(60),
+                    ..Default::default()
+                },
+                Some(&format!("k{i}")),
+            )
             .await
             .unwrap();
         let gid = r.grant_id.unwrap();
         let c = alice.credentials(&gid).await.unwrap().items.remove(0);
-        assert!(pg.psql(&c.username, &c.secret, "app", "SELECT count(*) FROM orders").status.success());
+        assert!(pg
+            .psql(&c.username, &c.secret, "app", "SELECT count(*) FROM orders")
+            .status
+            .success());
         issued.push((gid, c));
     }
 
@@ -122,11 +147,23 @@ async fn sigkilled_broker_revokes_what_fell_due_while_down() {
     broker.child.kill().unwrap();
     broker.child.wait().unwrap();
     for (_, c) in &issued {
-        assert!(pg.psql(&c.username, &c.secret, "app", "SELECT 1").status.success(), "still live while the broker is down");
+        assert!(
+            pg.psql(&c.username, &c.secret, "app", "SELECT 1")
+                .status
+                .success(),
+            "still live while the broker is down"
+        );
     }
 
     // Back two minutes later (the clock is shifted instead of waiting).
-    let broker = serve(&data, &policy, &pg_url, port, &["--clock-offset-secs", "120"]).await;
+    let broker = serve(
+        &data,
+        &policy,
+        &pg_url,
+        port,
+        &["--clock-offset-secs", "120"],
+    )
+    .await;
     let alice = Client::new(&broker.url, Some(&token)).unwrap();
     for (gid, c) in &issued {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -135,16 +172,38 @@ async fn sigkilled_broker_revokes_what_fell_due_while_down() {
             if g.state == GrantState::Expired {
                 break;
             }
-            assert!(Instant::now() < deadline, "grant {gid} revoked after restart, is {:?}", g.state);
+            assert!(
+                Instant::now() < deadline,
+                "grant {gid} revoked after restart, is {:?}",
+                g.state
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        assert!(!pg.psql(&c.username, &c.secret, "app", "SELECT 1").status.success(), "login fails after restart");
-        assert_eq!(pg.admin("postgres", &format!("SELECT count(*) FROM pg_roles WHERE rolname = '{}'", c.username)), "0");
+        assert!(
+            !pg.psql(&c.username, &c.secret, "app", "SELECT 1")
+                .status
+                .success(),
+            "login fails after restart"
+        );
+        assert_eq!(
+            pg.admin(
+                "postgres",
+                &format!(
+                    "SELECT count(*) FROM pg_roles WHERE rolname = '{}'",
+                    c.username
+                )
+            ),
+            "0"
+        );
     }
     drop(broker);
 
     let v = cli(&data, &["audit", "verify"]);
-    assert!(v.status.success(), "audit chain verifies after the crash: {}", String::from_utf8_lossy(&v.stdout));
+    assert!(
+        v.status.success(),
+        "audit chain verifies after the crash: {}",
+        String::from_utf8_lossy(&v.stdout)
+    );
     let out = String::from_utf8_lossy(&v.stdout);
     assert!(out.contains("audit log ok"), "{out}");
 
@@ -154,7 +213,10 @@ async fn sigkilled_broker_revokes_what_fell_due_while_down() {
         let text = String::from_utf8_lossy(&bytes);
         assert!(!text.contains(&token), "token not stored in plaintext");
         for (_, c) in &issued {
-            assert!(!text.contains(&c.secret), "password not stored in plaintext");
+            assert!(
+                !text.contains(&c.secret),
+                "password not stored in plaintext"
+            );
         }
     }
 }
@@ -163,9 +225,24 @@ async fn sigkilled_broker_revokes_what_fell_due_while_down() {
 async fn cli_users_tokens_and_audit_tampering() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    let add = cli(&data, &["user", "add", "bob", "--group", "oncall", "--group", "sre-leads", "--admin"]);
+    let add = cli(
+        &data,
+        &[
+            "user",
+            "add",
+            "bob",
+            "--group",
+            "oncall",
+            "--group",
+            "sre-leads",
+            "--admin",
+        ],
+    );
     let token = last_line(&add);
-    assert!(token.starts_with("fdt_"), "the token is the last line: {token}");
+    assert!(
+        token.starts_with("fdt_"),
+        "the token is the last line: {token}"
+    );
     let stdout = String::from_utf8_lossy(&add.stdout).to_string();
     let token_id = stdout
         .lines()
@@ -176,7 +253,10 @@ async fn cli_users_tokens_and_audit_tampering() {
     assert_eq!(dup.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&dup.stderr).contains("already exists"));
     let bad = cli(&data, &["user", "add", "Bob Smith"]);
-    assert!(!bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a valid user name"));
+    assert!(
+        !bad.status.success()
+            && String::from_utf8_lossy(&bad.stderr).contains("not a valid user name")
+    );
 
     let list = cli(&data, &["user", "list"]);
     assert!(String::from_utf8_lossy(&list.stdout).contains("bob\tgroups=oncall,sre-leads\tadmin"));
@@ -189,9 +269,13 @@ async fn cli_users_tokens_and_audit_tampering() {
 
     // The demo policy file and a broken one.
     let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-policy.toml");
-    assert!(cli(&data, &["check-policy", demo.to_str().unwrap()]).status.success());
+    assert!(cli(&data, &["check-policy", demo.to_str().unwrap()])
+        .status
+        .success());
     let pgp = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/postgres-policy.toml");
-    assert!(cli(&data, &["check-policy", pgp.to_str().unwrap()]).status.success());
+    assert!(cli(&data, &["check-policy", pgp.to_str().unwrap()])
+        .status
+        .success());
     let broken = tmp.path().join("broken.toml");
     std::fs::write(&broken, "[flows.x]\nbundles = [\"nope\"]\n").unwrap();
     let o = cli(&data, &["check-policy", broken.to_str().unwrap()]);
@@ -206,34 +290,81 @@ async fn cli_users_tokens_and_audit_tampering() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    let actions: Vec<&str> = lines.iter().map(|l| l["action"].as_str().unwrap()).collect();
-    assert_eq!(actions, ["user_added", "token_issued", "token_issued", "token_revoked"]);
-    assert_eq!(lines[0]["actor"].as_str().map(|a| a.starts_with("cli:")), Some(true));
+    let actions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "user_added",
+            "token_issued",
+            "token_issued",
+            "token_revoked"
+        ]
+    );
+    assert_eq!(
+        lines[0]["actor"].as_str().map(|a| a.starts_with("cli:")),
+        Some(true)
+    );
 
     let db = data.join("firedoor.db");
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2").execute(&pool).await.unwrap();
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit SET actor = 'mallory' WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
     let v = cli(&data, &["audit", "verify"]);
-    assert_eq!(v.status.code(), Some(1), "an edited record fails verification");
-    assert!(String::from_utf8_lossy(&v.stdout).contains("record 2"), "{}", String::from_utf8_lossy(&v.stdout));
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "an edited record fails verification"
+    );
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("record 2"),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
     sqlx::query("UPDATE audit SET actor = ? WHERE seq = 2")
         .bind(lines[1]["actor"].as_str().unwrap())
         .execute(&pool)
         .await
         .unwrap();
-    assert!(cli(&data, &["audit", "verify"]).status.success(), "restored");
+    assert!(
+        cli(&data, &["audit", "verify"]).status.success(),
+        "restored"
+    );
 
-    sqlx::query("DELETE FROM audit WHERE seq = 3").execute(&pool).await.unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq = 3")
+        .execute(&pool)
+        .await
+        .unwrap();
     let v = cli(&data, &["audit", "verify"]);
     assert_eq!(v.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&v.stdout).contains("record 3"), "{}", String::from_utf8_lossy(&v.stdout));
+    assert!(
+        String::from_utf8_lossy(&v.stdout).contains("record 3"),
+        "{}",
+        String::from_utf8_lossy(&v.stdout)
+    );
 
     let tmp2 = tempfile::tempdir().unwrap();
     let data2 = tmp2.path().join("data");
     cli(&data2, &["user", "add", "x"]);
     cli(&data2, &["user", "add", "y"]);
-    let pool2 = sqlx::SqlitePool::connect(&format!("sqlite://{}", data2.join("firedoor.db").display())).await.unwrap();
-    sqlx::query("DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)").execute(&pool2).await.unwrap();
+    let pool2 =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", data2.join("firedoor.db").display()))
+            .await
+            .unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq = (SELECT max(seq) FROM audit)")
+        .execute(&pool2)
+        .await
+        .unwrap();
     let v = cli(&data2, &["audit", "verify"]);
-    assert_eq!(v.status.code(), Some(1), "removing the last record is caught too");
+    assert_eq!(
+        v.status.code(),
+        Some(1),
+        "removing the last record is caught too"
+    );
 }

@@ -1,6 +1,7 @@
 //! Test harness: a real broker on 127.0.0.1:0 with a fresh SQLite file, a manual
 //! clock and the demo connector, driven over HTTP with the typed client.
 #![allow(dead_code)]
+#![allow(clippy::unwrap_used)]
 
 use chrono::{DateTime, Duration, Utc};
 use firedoor_client::Client;
