@@ -26,6 +26,26 @@ use sqlx::SqlitePool;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
+/// `SELECT <every grant column> FROM grants <rest>`.
+macro_rules! grant_query {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at FROM grants",
+            $rest
+        )
+    };
+}
+
+/// `SELECT <every request column> FROM requests <rest>`.
+macro_rules! request_query {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error FROM requests",
+            $rest
+        )
+    };
+}
+
 /// Everything the broker's operations share.
 pub struct Broker {
     pub pool: SqlitePool,
@@ -121,24 +141,22 @@ async fn load_request<'e, E>(ex: E, id: &str) -> Result<Option<RequestRow>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
-    Ok(sqlx::query_as::<_, RequestRow>(
-        "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error FROM requests WHERE id = ?",
+    Ok(
+        sqlx::query_as::<_, RequestRow>(request_query!(" WHERE id = ?"))
+            .bind(id)
+            .fetch_optional(ex)
+            .await?,
     )
-    .bind(id)
-    .fetch_optional(ex)
-    .await?)
 }
 
 async fn load_grant<'e, E>(ex: E, id: &str) -> Result<Option<GrantRow>>
 where
     E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
 {
-    Ok(sqlx::query_as::<_, GrantRow>(
-        "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at FROM grants WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(ex)
-    .await?)
+    Ok(sqlx::query_as::<_, GrantRow>(grant_query!(" WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(ex)
+        .await?)
 }
 
 async fn decisions_of<'e, E>(
@@ -583,8 +601,7 @@ impl Broker {
         let rows: Vec<RequestRow> = match scope {
             "mine" => {
                 sqlx::query_as(
-                    "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
-                     FROM requests WHERE requester = ? AND (? IS NULL OR state = ?) ORDER BY created_at DESC LIMIT ?",
+                    request_query!(" WHERE requester = ? AND (? IS NULL OR state = ?) ORDER BY created_at DESC LIMIT ?"),
                 )
                 .bind(&who.name)
                 .bind(state.map(|s| s.as_str()))
@@ -596,10 +613,9 @@ impl Broker {
             "awaiting_me" => {
                 let now = ts(self.now());
                 let rows: Vec<RequestRow> = sqlx::query_as(
-                    "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
-                     FROM requests r WHERE state = 'pending' AND requester != ? AND pending_until > ?
+                    request_query!(" r WHERE state = 'pending' AND requester != ? AND pending_until > ?
                        AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = ?)
-                     ORDER BY created_at",
+                     ORDER BY created_at"),
                 )
                 .bind(&who.name)
                 .bind(now)
@@ -613,8 +629,7 @@ impl Broker {
             }
             "all" => {
                 let rows: Vec<RequestRow> = sqlx::query_as(
-                    "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
-                     FROM requests WHERE (? IS NULL OR state = ?) ORDER BY created_at DESC",
+                    request_query!(" WHERE (? IS NULL OR state = ?) ORDER BY created_at DESC"),
                 )
                 .bind(state.map(|s| s.as_str()))
                 .bind(state.map(|s| s.as_str()))
@@ -1133,19 +1148,17 @@ impl Broker {
     ) -> Result<Vec<GrantView>> {
         let limit = limit.clamp(1, 1000) as usize;
         let rows: Vec<GrantRow> = match scope {
-            "mine" => sqlx::query_as(
-                "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
-                 FROM grants WHERE holder = ? ORDER BY expires_at DESC",
-            )
-            .bind(&who.name)
-            .fetch_all(&self.pool)
-            .await?,
-            "all" => sqlx::query_as(
-                "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
-                 FROM grants ORDER BY expires_at DESC",
-            )
-            .fetch_all(&self.pool)
-            .await?,
+            "mine" => {
+                sqlx::query_as(grant_query!(" WHERE holder = ? ORDER BY expires_at DESC"))
+                    .bind(&who.name)
+                    .fetch_all(&self.pool)
+                    .await?
+            }
+            "all" => {
+                sqlx::query_as(grant_query!(" ORDER BY expires_at DESC"))
+                    .fetch_all(&self.pool)
+                    .await?
+            }
             other => {
                 return Err(Error::rule(
                     ErrorCode::InvalidRequest,
@@ -1618,10 +1631,9 @@ impl Broker {
         let now = self.now();
         let now_s = ts(now);
 
-        let stale: Vec<RequestRow> = sqlx::query_as(
-            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error
-             FROM requests WHERE state = 'pending' AND pending_until <= ? LIMIT 500",
-        )
+        let stale: Vec<RequestRow> = sqlx::query_as(request_query!(
+            " WHERE state = 'pending' AND pending_until <= ? LIMIT 500"
+        ))
         .bind(&now_s)
         .fetch_all(&self.pool)
         .await?;
@@ -1670,10 +1682,9 @@ impl Broker {
             self.events_changed();
         }
 
-        let due: Vec<GrantRow> = sqlx::query_as(
-            "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
-             FROM grants WHERE state = 'active' AND expires_at <= ? LIMIT 500",
-        )
+        let due: Vec<GrantRow> = sqlx::query_as(grant_query!(
+            " WHERE state = 'active' AND expires_at <= ? LIMIT 500"
+        ))
         .bind(&now_s)
         .fetch_all(&self.pool)
         .await?;
@@ -1720,10 +1731,9 @@ impl Broker {
             }
         }
 
-        let soon: Vec<GrantRow> = sqlx::query_as(
-            "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at
-             FROM grants WHERE state = 'active' AND expiring_notified = 0 AND expires_at <= ? LIMIT 500",
-        )
+        let soon: Vec<GrantRow> = sqlx::query_as(grant_query!(
+            " WHERE state = 'active' AND expiring_notified = 0 AND expires_at <= ? LIMIT 500"
+        ))
         .bind(ts(now + Duration::seconds(EXPIRING_SOON_SECS)))
         .fetch_all(&self.pool)
         .await?;
