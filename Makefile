@@ -1,21 +1,35 @@
 # The two commands of the README. Both install what they need first.
-.PHONY: run test deps check bench
+.PHONY: run run-broker test deps ui check bench bench-desktop
 
 deps:
 	@./scripts/deps.sh
 
-# Runs the demo broker (built-in demo policy, embedded SQLite, demo users).
-run: deps
+# The web UI, built into ui/dist (the app embeds it at compile time).
+ui: deps
+	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+# Runs the desktop console in demo mode: the broker in-process on an embedded
+# SQLite database with a seeded team; you are bob.
+run: ui
+	cargo run -q -p firedoor -- --demo
+
+# Runs only the demo broker (no window), printing the URL and a token per user.
+run-broker: deps
 	cargo run -q -p firedoor-server -- --data-dir firedoor-demo demo
 
-# Runs every test: unit, property, HTTP API, real PostgreSQL, crash and CLI tests.
-test: deps
+# Runs every test: UI component tests, then unit, property, HTTP API, real
+# PostgreSQL, crash, CLI, keyring and end-to-end tests of the real app window.
+test: ui
+	cd ui && npm test
 	cargo test --workspace --locked
 
 # Lints as CI runs them.
-check:
+check: ui
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets --locked -- -D warnings
 
 bench: deps
 	cargo bench -p firedoor-server --bench broker
+
+bench-desktop: ui
+	./scripts/bench-desktop.sh

@@ -4,7 +4,15 @@
 # the README walkthrough). Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 
-pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca-certificates)
+pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca-certificates
+  # the desktop app (Tauri v2 on WebKitGTK)
+  libssl-dev libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev file
+  # its headless tests: a real window under Xvfb, WebDriver, session bus, keyrings, notifications
+  xvfb xauth dbus-x11 webkit2gtk-driver gnome-keyring libsecret-tools keyutils libnotify-bin
+  x11-utils xdotool imagemagick)
+# Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
+# Debian gets its own.
+command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -22,4 +30,11 @@ fi
 if ! command -v cargo >/dev/null 2>&1; then
   echo "cargo not found: install Rust (https://rustup.rs) and run again" >&2
   exit 1
+fi
+
+# WebDriver bridge for the end-to-end tests of the real app window (2.x: the registry
+# also has 3.0 alphas).
+if ! command -v tauri-driver >/dev/null 2>&1; then
+  echo "installing tauri-driver 2.1.0" >&2
+  cargo install tauri-driver --version 2.1.0 --locked --quiet
 fi

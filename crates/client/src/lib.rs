@@ -1,5 +1,11 @@
-//! Typed HTTP client for the Firedoor broker, used by the tests, the benchmark and the
-//! desktop app.
+//! Firedoor's client library: the typed HTTP client for the broker (this module),
+//! and everything the desktop app does that is not UI: the offline cache
+//! ([`cache`]), the console engine with sync, live events and the outbox
+//! ([`console`]), and the OS keyring store for the API token ([`secrets`]).
+
+pub mod cache;
+pub mod console;
+pub mod secrets;
 
 use firedoor_core::api::{
     ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,

@@ -505,6 +505,7 @@ async fn events(
             })?,
     };
     let mut changes = b.events.subscribe();
+    let mut closing = b.closing.subscribe();
     let user = p.name;
     let stream = async_stream::stream! {
         loop {
@@ -526,8 +527,9 @@ async fn events(
                     return;
                 }
             }
-            if changes.changed().await.is_err() {
-                return;
+            tokio::select! {
+                changed = changes.changed() => if changed.is_err() { return },
+                _ = closing.wait_for(|c| *c) => return,
             }
         }
     };

@@ -91,8 +91,15 @@ impl RunningBroker {
     }
     /// Stops serving and the worker.
     pub async fn stop(self) {
+        self.broker.closing.send_replace(true);
         let _ = self.shutdown.send(true);
-        let _ = self.server.await;
+        let abort = self.server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(5), self.server)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
         let _ = self.worker.await;
     }
     /// Waits until the server stops (it runs until [`RunningBroker::stop`] or an error).
@@ -149,6 +156,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         wake_worker: Notify::new(),
         write_lock: Arc::new(tokio::sync::Mutex::new(())),
         audit_head: Arc::default(),
+        closing: watch::channel(false).0,
     });
     broker.release_leases().await?;
     {

@@ -60,6 +60,8 @@ pub struct Broker {
     /// Writers of this broker take turns on it (see [`crate::store::Tx`]).
     pub write_lock: Arc<tokio::sync::Mutex<()>>,
     pub audit_head: crate::store::AuditHead,
+    /// Set when the broker stops, so long-lived event streams end.
+    pub closing: watch::Sender<bool>,
 }
 
 #[derive(sqlx::FromRow, Debug, Clone)]

@@ -1,0 +1,774 @@
+//! The console engine behind the desktop app: sign-in with the token in the keyring,
+//! a snapshot served from the local cache (so the app starts and keeps working
+//! offline), sync with the broker, live events over SSE with `Last-Event-ID`, and an
+//! outbox that replays requests and revokes taken offline exactly once (each carries
+//! an idempotency key). The Tauri shell only adapts these calls.
+
+use crate::cache::{Cache, CacheError, List, OutboxItem};
+use crate::secrets::SecretStore;
+use crate::{Client, ClientError};
+use chrono::{DateTime, Utc};
+use firedoor_core::api::{
+    BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, RequestView,
+};
+use firedoor_core::{GrantId, RequestId};
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{broadcast, Mutex};
+
+/// An error fit for the UI: a stable code and a readable message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct ConsoleError {
+    pub code: String,
+    pub message: String,
+}
+
+impl ConsoleError {
+    pub fn new(code: &str, message: impl Into<String>) -> Self {
+        ConsoleError {
+            code: code.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl From<CacheError> for ConsoleError {
+    fn from(e: CacheError) -> Self {
+        ConsoleError::new("cache", e.to_string())
+    }
+}
+
+impl From<ClientError> for ConsoleError {
+    fn from(e: ClientError) -> Self {
+        match e {
+            ClientError::Api { code, message, .. } => ConsoleError { code, message },
+            ClientError::Network(m) => {
+                ConsoleError::new("offline", format!("The broker cannot be reached: {m}"))
+            }
+            ClientError::Decode(m) => ConsoleError::new("bad_answer", m),
+        }
+    }
+}
+
+pub type Result<T> = std::result::Result<T, ConsoleError>;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AppStatus {
+    pub signed_in: bool,
+    pub demo: bool,
+    pub user: Option<String>,
+    pub groups: Vec<String>,
+    pub broker_url: Option<String>,
+    pub online: bool,
+    pub offline_since: Option<DateTime<Utc>>,
+    pub last_synced_at: Option<DateTime<Utc>>,
+    /// Broker clock minus local clock, in milliseconds.
+    pub clock_offset_ms: i64,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub status: AppStatus,
+    pub bundles: Vec<BundleView>,
+    pub favourites: Vec<String>,
+    pub my_requests: Vec<RequestView>,
+    pub approvals: Vec<RequestView>,
+    pub grants: Vec<GrantView>,
+    pub outbox: Vec<OutboxItem>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ActionResult {
+    pub queued: bool,
+    pub message: String,
+    pub request: Option<RequestView>,
+    pub grant: Option<GrantView>,
+}
+
+/// What changed, for the shell: refresh the UI, and maybe notify.
+#[derive(Debug, Clone)]
+pub enum Change {
+    /// The snapshot changed.
+    Snapshot,
+    /// A live event arrived from the broker.
+    Event(EventView),
+    /// The broker became unreachable / reachable again.
+    Connectivity { online: bool },
+    /// An outbox item was sent (or refused) after reconnecting.
+    OutboxReplayed { summary: String, outcome: String },
+}
+
+struct Session {
+    client: Client,
+    url: String,
+    user: String,
+    groups: Vec<String>,
+}
+
+struct Live {
+    session: Option<Session>,
+    online: bool,
+    offline_since: Option<DateTime<Utc>>,
+    clock_offset_ms: i64,
+    last_error: Option<String>,
+}
+
+pub struct Console {
+    cache: Cache,
+    secrets: Arc<dyn SecretStore>,
+    demo: bool,
+    live: Mutex<Live>,
+    /// Serialises outbox replays so an item is never sent twice at once.
+    replaying: Mutex<()>,
+    changes: broadcast::Sender<Change>,
+}
+
+const K_URL: &str = "broker_url";
+const K_USER: &str = "user";
+const K_GROUPS: &str = "groups";
+const K_SYNCED: &str = "last_synced_at";
+const K_OFFLINE: &str = "offline_since";
+const K_OFFSET: &str = "clock_offset_ms";
+const K_EVENT: &str = "last_event_id";
+
+fn token_account(url: &str) -> String {
+    format!("api-token:{url}")
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ConsoleError::new("internal", format!("keyring call failed: {e}")))
+}
+
+fn is_network(e: &ClientError) -> bool {
+    matches!(e, ClientError::Network(_))
+}
+
+impl Console {
+    /// Opens the cache in `data_dir` and resumes the signed-in session if the keyring
+    /// still holds its token. Never touches the network: the app can show the cache
+    /// at once.
+    pub async fn open(
+        data_dir: &Path,
+        secrets: Arc<dyn SecretStore>,
+        demo: bool,
+    ) -> Result<Arc<Console>> {
+        let cache = Cache::open(&data_dir.join("cache.db")).await?;
+        let (changes, _) = broadcast::channel(256);
+        let offline_since = cache.get_time(K_OFFLINE).await?;
+        let clock_offset_ms = cache
+            .get(K_OFFSET)
+            .await?
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        let mut session = None;
+        if let (Some(url), Some(user)) = (cache.get(K_URL).await?, cache.get(K_USER).await?) {
+            let s = secrets.clone();
+            let account = token_account(&url);
+            let token = blocking(move || s.get(&account)).await?;
+            match token {
+                Ok(Some(token)) => {
+                    let groups = cache
+                        .get(K_GROUPS)
+                        .await?
+                        .and_then(|g| serde_json::from_str(&g).ok())
+                        .unwrap_or_default();
+                    session = Some(Session {
+                        client: Client::new(&url, Some(&token))?,
+                        url,
+                        user,
+                        groups,
+                    });
+                }
+                Ok(None) => {
+                    tracing::info!("no token in the keyring for the cached session; sign in again")
+                }
+                Err(e) => tracing::warn!(error = %e, "keyring unavailable; sign in again"),
+            }
+        }
+        Ok(Arc::new(Console {
+            cache,
+            secrets,
+            demo,
+            live: Mutex::new(Live {
+                session,
+                // Unknown until the broker answers; the UI shows the cache meanwhile.
+                online: offline_since.is_none(),
+                offline_since,
+                clock_offset_ms,
+                last_error: None,
+            }),
+            replaying: Mutex::new(()),
+            changes,
+        }))
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<Change> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self, c: Change) {
+        let _ = self.changes.send(c);
+    }
+
+    async fn client(&self) -> Result<Client> {
+        self.live
+            .lock()
+            .await
+            .session
+            .as_ref()
+            .map(|s| s.client.clone())
+            .ok_or_else(|| ConsoleError::new("signed_out", "Sign in first."))
+    }
+
+    pub async fn status(&self) -> Result<AppStatus> {
+        let live = self.live.lock().await;
+        Ok(AppStatus {
+            signed_in: live.session.is_some(),
+            demo: self.demo,
+            user: live.session.as_ref().map(|s| s.user.clone()),
+            groups: live
+                .session
+                .as_ref()
+                .map(|s| s.groups.clone())
+                .unwrap_or_default(),
+            broker_url: live.session.as_ref().map(|s| s.url.clone()),
+            online: live.online,
+            offline_since: live.offline_since,
+            last_synced_at: self.cache.get_time(K_SYNCED).await?,
+            clock_offset_ms: live.clock_offset_ms,
+            last_error: live.last_error.clone(),
+        })
+    }
+
+    /// Everything the UI shows, from the cache.
+    pub async fn snapshot(&self) -> Result<Snapshot> {
+        Ok(Snapshot {
+            status: self.status().await?,
+            bundles: self.cache.bundles().await?,
+            favourites: self.cache.favourites().await?,
+            my_requests: self.cache.my_requests().await?,
+            approvals: self.cache.approvals().await?,
+            grants: self.cache.grants().await?,
+            outbox: self.cache.outbox().await?,
+        })
+    }
+
+    async fn mark_online(&self) {
+        let mut live = self.live.lock().await;
+        let was = live.online;
+        live.online = true;
+        live.offline_since = None;
+        live.last_error = None;
+        drop(live);
+        let _ = self.cache.set_time(K_OFFLINE, None).await;
+        if !was {
+            self.changed(Change::Connectivity { online: true });
+        }
+    }
+
+    async fn mark_offline(&self, why: &str) {
+        let mut live = self.live.lock().await;
+        let was = live.online;
+        live.online = false;
+        live.last_error = Some(why.to_string());
+        if live.offline_since.is_none() {
+            live.offline_since = Some(Utc::now());
+        }
+        let since = live.offline_since;
+        drop(live);
+        let _ = self.cache.set_time(K_OFFLINE, since).await;
+        if was {
+            self.changed(Change::Connectivity { online: false });
+        }
+    }
+
+    /// Runs a broker call, tracking connectivity.
+    async fn online<T>(&self, r: std::result::Result<T, ClientError>) -> Result<T> {
+        match r {
+            Ok(v) => {
+                self.mark_online().await;
+                Ok(v)
+            }
+            Err(e) if is_network(&e) => {
+                let ce = ConsoleError::from(e);
+                self.mark_offline(&ce.message).await;
+                Err(ce)
+            }
+            Err(e) => {
+                self.mark_online().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Checks the URL and token with the broker, keeps the token in the keyring and
+    /// the rest in the cache, then syncs.
+    pub async fn sign_in(&self, url: &str, token: &str) -> Result<AppStatus> {
+        let url = url.trim().trim_end_matches('/').to_string();
+        let token = token.trim().to_string();
+        if url.is_empty() || token.is_empty() {
+            return Err(ConsoleError::new(
+                "invalid_request",
+                "Enter the broker URL and your API token.",
+            ));
+        }
+        let client = Client::new(&url, Some(&token))
+            .map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
+        let me = match client.me().await {
+            Ok(me) => me,
+            Err(ClientError::Api { status: 401, .. }) => {
+                return Err(ConsoleError::new(
+                    "unauthenticated",
+                    "The broker does not accept this token.",
+                ))
+            }
+            Err(ClientError::Network(m)) => {
+                return Err(ConsoleError::new(
+                    "offline",
+                    format!("Cannot reach a broker at {url}: {m}"),
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let s = self.secrets.clone();
+        let account = token_account(&url);
+        let t = token.clone();
+        blocking(move || s.set(&account, &t)).await?.map_err(|e| {
+            ConsoleError::new(
+                "keyring",
+                format!(
+                    "Cannot keep the token in the {}: {e}",
+                    self.secrets.describe()
+                ),
+            )
+        })?;
+        if self.cache.get(K_URL).await?.as_deref() != Some(url.as_str())
+            || self.cache.get(K_USER).await?.as_deref() != Some(me.name.as_str())
+        {
+            self.cache.clear().await?;
+        }
+        self.cache.set(K_URL, Some(&url)).await?;
+        self.cache.set(K_USER, Some(&me.name)).await?;
+        self.cache
+            .set(
+                K_GROUPS,
+                Some(&serde_json::to_string(&me.groups).unwrap_or_default()),
+            )
+            .await?;
+        self.live.lock().await.session = Some(Session {
+            client,
+            url,
+            user: me.name,
+            groups: me.groups,
+        });
+        self.mark_online().await;
+        if let Err(e) = self.sync().await {
+            tracing::warn!(error = %e, "first sync");
+        }
+        self.changed(Change::Snapshot);
+        self.status().await
+    }
+
+    /// Removes the token from the keyring and forgets the cache.
+    pub async fn sign_out(&self) -> Result<AppStatus> {
+        let session = self.live.lock().await.session.take();
+        if let Some(s) = session {
+            let store = self.secrets.clone();
+            let account = token_account(&s.url);
+            blocking(move || store.delete(&account))
+                .await?
+                .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+        }
+        self.cache.clear().await?;
+        self.changed(Change::Snapshot);
+        self.status().await
+    }
+
+    /// Fetches everything the UI shows and replaces the cache with it.
+    pub async fn sync(&self) -> Result<()> {
+        let c = self.client().await?;
+        let sent = Utc::now();
+        let health = self.online(c.health().await).await?;
+        let rtt = Utc::now() - sent;
+        let offset = (health.time - (sent + rtt / 2)).num_milliseconds();
+        let (bundles, mine, awaiting, grants) = tokio::join!(
+            c.bundles(),
+            c.requests("mine"),
+            c.requests("awaiting_me"),
+            c.grants("mine", true)
+        );
+        let bundles = self.online(bundles).await?;
+        let mine = self.online(mine).await?;
+        let awaiting = self.online(awaiting).await?;
+        let grants = self.online(grants).await?;
+        self.cache
+            .put_list(List::Bundles, &bundles, |b| b.name.clone())
+            .await?;
+        self.cache
+            .put_list(List::MyRequests, &mine, |r| r.id.to_string())
+            .await?;
+        self.cache
+            .put_list(List::Approvals, &awaiting, |r| r.id.to_string())
+            .await?;
+        self.cache
+            .put_list(List::Grants, &grants, |g| g.id.to_string())
+            .await?;
+        self.cache.set_time(K_SYNCED, Some(Utc::now())).await?;
+        self.cache.set(K_OFFSET, Some(&offset.to_string())).await?;
+        self.live.lock().await.clock_offset_ms = offset;
+        self.changed(Change::Snapshot);
+        Ok(())
+    }
+
+    fn new_key() -> String {
+        format!("fdo_{}", uuid::Uuid::new_v4().simple())
+    }
+
+    /// Requests a bundle. If the broker cannot be reached the request goes to the
+    /// outbox and is sent once when it is back.
+    pub async fn request_bundle(&self, body: CreateRequest) -> Result<ActionResult> {
+        let c = self.client().await?;
+        let key = Self::new_key();
+        match c.create_request(&body, Some(&key)).await {
+            Ok((r, _)) => {
+                self.mark_online().await;
+                let _ = self.sync().await;
+                Ok(ActionResult {
+                    queued: false,
+                    message: format!(
+                        "Requested {} — {}",
+                        r.bundle_title,
+                        r.state.as_str().replace('_', " ")
+                    ),
+                    request: Some(r),
+                    grant: None,
+                })
+            }
+            Err(e) if is_network(&e) => {
+                self.mark_offline(&ConsoleError::from(e).message).await;
+                let title = self
+                    .cache
+                    .bundles()
+                    .await?
+                    .into_iter()
+                    .find(|b| b.name == body.bundle)
+                    .map(|b| b.title)
+                    .unwrap_or_else(|| body.bundle.clone());
+                let item = OutboxItem {
+                    id: key.clone(),
+                    kind: "request".into(),
+                    summary: format!("Request {title}"),
+                    created_at: Utc::now(),
+                    attempts: 0,
+                    last_error: None,
+                    bundle: Some(body.bundle.clone()),
+                    grant_id: None,
+                    payload: serde_json::to_string(&body)
+                        .map_err(|e| ConsoleError::new("internal", e.to_string()))?,
+                    idempotency_key: key,
+                };
+                self.cache.push_outbox(&item).await?;
+                self.changed(Change::Snapshot);
+                Ok(ActionResult {
+                    queued: true,
+                    message: format!(
+                        "The broker is unreachable: {} is queued and will be sent when it is back.",
+                        item.summary
+                    ),
+                    request: None,
+                    grant: None,
+                })
+            }
+            Err(e) => {
+                self.mark_online().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Revokes a grant; queued in the outbox while offline.
+    pub async fn revoke(&self, grant: &GrantId) -> Result<ActionResult> {
+        let c = self.client().await?;
+        match c.revoke(grant).await {
+            Ok(g) => {
+                self.mark_online().await;
+                let _ = self.sync().await;
+                Ok(ActionResult {
+                    queued: false,
+                    message: format!("{} revoked", g.bundle_title),
+                    request: None,
+                    grant: Some(g),
+                })
+            }
+            Err(e) if is_network(&e) => {
+                self.mark_offline(&ConsoleError::from(e).message).await;
+                let title = self
+                    .cache
+                    .grants()
+                    .await?
+                    .into_iter()
+                    .find(|g| &g.id == grant)
+                    .map(|g| g.bundle_title)
+                    .unwrap_or_else(|| grant.to_string());
+                let key = Self::new_key();
+                let item = OutboxItem {
+                    id: key.clone(),
+                    kind: "revoke".into(),
+                    summary: format!("Revoke {title}"),
+                    created_at: Utc::now(),
+                    attempts: 0,
+                    last_error: None,
+                    bundle: None,
+                    grant_id: Some(grant.to_string()),
+                    payload: String::new(),
+                    idempotency_key: key,
+                };
+                self.cache.push_outbox(&item).await?;
+                self.changed(Change::Snapshot);
+                Ok(ActionResult {
+                    queued: true,
+                    message: format!(
+                        "The broker is unreachable: {} is queued and will be sent when it is back.",
+                        item.summary
+                    ),
+                    request: None,
+                    grant: None,
+                })
+            }
+            Err(e) => {
+                self.mark_online().await;
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn needs_broker<T>(
+        &self,
+        what: &str,
+        r: std::result::Result<T, ClientError>,
+    ) -> Result<T> {
+        match self.online(r).await {
+            Err(e) if e.code == "offline" => Err(ConsoleError::new(
+                "offline",
+                format!("{what} need the broker, and it cannot be reached right now."),
+            )),
+            other => other,
+        }
+    }
+
+    pub async fn approve(&self, id: &RequestId, comment: Option<&str>) -> Result<ActionResult> {
+        let c = self.client().await?;
+        let r = self
+            .needs_broker("Approvals", c.approve(id, comment).await)
+            .await?;
+        let _ = self.sync().await;
+        Ok(ActionResult {
+            queued: false,
+            message: format!("Approved {}'s request for {}", r.requester, r.bundle_title),
+            request: Some(r),
+            grant: None,
+        })
+    }
+
+    pub async fn deny(&self, id: &RequestId, reason: Option<&str>) -> Result<ActionResult> {
+        let c = self.client().await?;
+        let r = self
+            .needs_broker("Approvals", c.deny(id, reason).await)
+            .await?;
+        let _ = self.sync().await;
+        Ok(ActionResult {
+            queued: false,
+            message: format!("Denied {}'s request for {}", r.requester, r.bundle_title),
+            request: Some(r),
+            grant: None,
+        })
+    }
+
+    pub async fn cancel(&self, id: &RequestId) -> Result<ActionResult> {
+        let c = self.client().await?;
+        let r = self.needs_broker("Cancelling", c.cancel(id).await).await?;
+        let _ = self.sync().await;
+        Ok(ActionResult {
+            queued: false,
+            message: format!("Cancelled the request for {}", r.bundle_title),
+            request: Some(r),
+            grant: None,
+        })
+    }
+
+    pub async fn extend(&self, grant: &GrantId, body: ExtendBody) -> Result<ActionResult> {
+        let c = self.client().await?;
+        let x = self
+            .needs_broker("Extensions", c.extend(grant, &body).await)
+            .await?;
+        let _ = self.sync().await;
+        let message = match &x.request {
+            Some(_) => format!(
+                "Extension of {} requested; it needs approval",
+                x.grant.bundle_title
+            ),
+            None => format!(
+                "{} extended until {}",
+                x.grant.bundle_title,
+                x.grant.expires_at.format("%H:%M UTC")
+            ),
+        };
+        Ok(ActionResult {
+            queued: false,
+            message,
+            request: x.request,
+            grant: Some(x.grant),
+        })
+    }
+
+    /// Credentials are fetched live and never cached.
+    pub async fn credentials(&self, grant: &GrantId) -> Result<Credentials> {
+        let c = self.client().await?;
+        self.needs_broker("Credentials", c.credentials(grant).await)
+            .await
+    }
+
+    pub async fn set_favourite(&self, bundle: &str, on: bool) -> Result<Snapshot> {
+        self.cache.set_favourite(bundle, on).await?;
+        self.changed(Change::Snapshot);
+        self.snapshot().await
+    }
+
+    /// Sends queued actions, oldest first, each exactly once: a request carries the
+    /// idempotency key it was queued with, so a replay interrupted after the broker
+    /// received it does not create a second one. Stops at the first network error.
+    pub async fn replay_outbox(&self) -> Result<usize> {
+        let _turn = self.replaying.lock().await;
+        let c = self.client().await?;
+        let mut sent = 0;
+        for item in self.cache.outbox().await? {
+            let outcome: std::result::Result<String, ClientError> = match item.kind.as_str() {
+                "request" => {
+                    let body: CreateRequest = serde_json::from_str(&item.payload)
+                        .map_err(|e| ConsoleError::new("cache", e.to_string()))?;
+                    c.create_request(&body, Some(&item.idempotency_key))
+                        .await
+                        .map(|(r, _)| format!("sent: {}", r.state.as_str()))
+                }
+                "revoke" => {
+                    let gid: GrantId = item
+                        .grant_id
+                        .as_deref()
+                        .unwrap_or_default()
+                        .parse()
+                        .map_err(|e: firedoor_core::ids::ParseIdError| {
+                            ConsoleError::new("cache", e.to_string())
+                        })?;
+                    match c.revoke(&gid).await {
+                        Ok(_) => Ok("revoked".into()),
+                        // Already over (expired or revoked meanwhile): nothing left to do.
+                        Err(ClientError::Api { status: 409, .. }) => Ok("already ended".into()),
+                        Err(e) => Err(e),
+                    }
+                }
+                other => Ok(format!("dropped unknown action '{other}'")),
+            };
+            match outcome {
+                Ok(what) => {
+                    self.cache.remove_outbox(&item.id).await?;
+                    sent += 1;
+                    self.changed(Change::OutboxReplayed {
+                        summary: item.summary.clone(),
+                        outcome: what,
+                    });
+                }
+                Err(e) if is_network(&e) => {
+                    let ce = ConsoleError::from(e);
+                    self.cache.outbox_failed(&item.id, &ce.message).await?;
+                    self.mark_offline(&ce.message).await;
+                    break;
+                }
+                Err(e) => {
+                    // The broker refused it for good (e.g. no longer eligible): drop it
+                    // and say so, rather than retrying forever.
+                    let ce = ConsoleError::from(e);
+                    self.cache.remove_outbox(&item.id).await?;
+                    self.changed(Change::OutboxReplayed {
+                        summary: item.summary.clone(),
+                        outcome: format!("refused by the broker: {}", ce.message),
+                    });
+                }
+            }
+        }
+        if sent > 0 {
+            self.changed(Change::Snapshot);
+        }
+        Ok(sent)
+    }
+
+    /// Keeps the cache live until the process ends: sync + outbox replay, then the
+    /// event stream (resumed with `Last-Event-ID`); on any break it reconnects with
+    /// backoff, and a periodic full resync repairs anything missed.
+    pub async fn run(self: Arc<Self>, resync_every: Duration) {
+        let mut backoff = Duration::from_millis(500);
+        loop {
+            if self.live.lock().await.session.is_none() {
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+            let connected = async {
+                self.sync().await?;
+                self.replay_outbox().await?;
+                let c = self.client().await?;
+                let last: Option<i64> = self.cache.get(K_EVENT).await?.and_then(|v| v.parse().ok());
+                let stream = self.online(c.events(last).await).await?;
+                Ok::<_, ConsoleError>(stream)
+            }
+            .await;
+            let mut stream = match connected {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::debug!(error = %e, "not connected");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    continue;
+                }
+            };
+            backoff = Duration::from_millis(500);
+            let mut resync = tokio::time::interval(resync_every);
+            resync.tick().await;
+            loop {
+                tokio::select! {
+                    next = stream.next() => match next {
+                        Some(Ok(ev)) => {
+                            let _ = self.cache.set(K_EVENT, Some(&ev.id.to_string())).await;
+                            let _ = self.sync().await;
+                            self.changed(Change::Event(ev));
+                        }
+                        Some(Err(e)) => {
+                            self.mark_offline(&ConsoleError::from(e).message).await;
+                            break;
+                        }
+                        None => {
+                            self.mark_offline("the event stream closed").await;
+                            break;
+                        }
+                    },
+                    _ = resync.tick() => {
+                        let _ = self.sync().await;
+                    }
+                }
+                if self.live.lock().await.session.is_none() {
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Sends the UI's latest everything: handy after actions.
+    pub async fn close(&self) {
+        self.cache.close().await;
+    }
+}

@@ -1,0 +1,265 @@
+//! The console engine against a real broker over HTTP, with a real SQLite cache file:
+//! sign-in, cache-first snapshots, offline outbox replayed exactly once, live events.
+#![allow(clippy::unwrap_used)]
+
+use firedoor_client::console::{Change, Console};
+use firedoor_client::secrets::{MemoryStore, SecretStore};
+use firedoor_core::api::CreateRequest;
+use firedoor_core::lifecycle::RequestState;
+use firedoor_server::audit::Actor;
+use firedoor_server::{auth, Config, RunningBroker};
+use secrecy::ExposeSecret;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+async fn broker(dir: &Path, listen: SocketAddr) -> RunningBroker {
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let mut cfg = Config::new(dir, policy);
+    cfg.listen = listen;
+    firedoor_server::start(cfg).await.unwrap()
+}
+
+async fn token(b: &RunningBroker, name: &str, groups: &[&str]) -> String {
+    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+    let pool = &b.broker.pool;
+    let issued = match auth::get_user(pool, name).await.unwrap() {
+        Some(_) => auth::issue_token(pool, &Actor::System, name, b.broker.now())
+            .await
+            .unwrap(),
+        None => auth::add_user(pool, &Actor::System, name, &groups, false, b.broker.now())
+            .await
+            .unwrap(),
+    };
+    issued.token.expose_secret().to_string()
+}
+
+fn justified(bundle: &str) -> CreateRequest {
+    CreateRequest {
+        bundle: bundle.into(),
+        justification: Some("INC-9".into()),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn sign_in_errors_are_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let console = Console::open(
+        &dir.path().join("app"),
+        Arc::new(MemoryStore::default()),
+        false,
+    )
+    .await
+    .unwrap();
+    let e = console.sign_in(&b.url(), "fdt_wrong").await.unwrap_err();
+    assert_eq!(e.code, "unauthenticated");
+    assert_eq!(e.message, "The broker does not accept this token.");
+    let e = console
+        .sign_in("http://127.0.0.1:9", "fdt_x")
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "offline");
+    assert!(
+        e.message
+            .contains("Cannot reach a broker at http://127.0.0.1:9"),
+        "{}",
+        e.message
+    );
+    let e = console.sign_in("not a url", "fdt_x").await.unwrap_err();
+    assert_eq!(e.code, "invalid_url");
+    assert!(!console.status().await.unwrap().signed_in);
+}
+
+#[tokio::test]
+async fn offline_cache_and_outbox_replayed_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let appdir = dir.path().join("app");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let alice = token(&b, "alice", &["oncall"]).await;
+    let secrets = Arc::new(MemoryStore::default());
+    let console = Console::open(&appdir, secrets.clone(), false)
+        .await
+        .unwrap();
+    let st = console.sign_in(&b.url(), &alice).await.unwrap();
+    assert!(st.signed_in && st.online);
+    assert_eq!(st.user.as_deref(), Some("alice"));
+    assert_eq!(
+        secrets
+            .get(&format!("api-token:{}", b.url()))
+            .unwrap()
+            .as_deref(),
+        Some(alice.as_str())
+    );
+
+    let staging = console
+        .request_bundle(CreateRequest {
+            bundle: "staging-shell".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(!staging.queued);
+    let snap = console.snapshot().await.unwrap();
+    assert!(snap.bundles.iter().any(|b| b.name == "prod-db-read"));
+    assert_eq!(
+        snap.grants.len(),
+        1,
+        "the automatic staging grant is cached"
+    );
+
+    // The broker goes away.
+    b.stop().await;
+    let queued = console
+        .request_bundle(justified("prod-db-read"))
+        .await
+        .unwrap();
+    assert!(queued.queued, "{}", queued.message);
+    let e = console
+        .approve(&firedoor_core::RequestId::new(), None)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "offline");
+    assert!(
+        e.message.starts_with("Approvals need the broker"),
+        "{}",
+        e.message
+    );
+    let revoke = console.revoke(&snap.grants[0].id).await.unwrap();
+    assert!(revoke.queued);
+    let snap = console.snapshot().await.unwrap();
+    assert!(!snap.status.online);
+    assert!(snap.status.offline_since.is_some());
+    assert_eq!(snap.outbox.len(), 2, "both actions are visible as queued");
+    assert_eq!(snap.grants.len(), 1, "cached grants still show");
+
+    // The app restarts while the broker is still down: it starts from the cache.
+    drop(console);
+    let console = Console::open(&appdir, secrets.clone(), false)
+        .await
+        .unwrap();
+    let snap = console.snapshot().await.unwrap();
+    assert!(
+        snap.status.signed_in,
+        "session resumed from keyring + cache"
+    );
+    assert!(!snap.status.online, "still known to be offline");
+    assert_eq!(snap.outbox.len(), 2);
+    assert!(!snap.bundles.is_empty());
+
+    // The broker is back on the same address.
+    let b = broker(&bdir, addr).await;
+    assert_eq!(console.replay_outbox().await.unwrap(), 2);
+    assert_eq!(
+        console.replay_outbox().await.unwrap(),
+        0,
+        "nothing is sent twice"
+    );
+    console.sync().await.unwrap();
+    let snap = console.snapshot().await.unwrap();
+    assert!(snap.outbox.is_empty());
+    assert!(snap.status.online);
+    let prod: Vec<_> = snap
+        .my_requests
+        .iter()
+        .filter(|r| r.bundle == "prod-db-read")
+        .collect();
+    assert_eq!(prod.len(), 1, "the queued request was created exactly once");
+    assert_eq!(prod[0].state, RequestState::Pending);
+    assert!(snap.grants.is_empty(), "the queued revoke went through");
+
+    // No token in the cache file.
+    let bytes = std::fs::read(appdir.join("cache.db")).unwrap();
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains(&alice),
+        "the token never reaches the cache"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn replay_after_a_lost_answer_creates_nothing_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let alice = token(&b, "alice", &["oncall"]).await;
+    let appdir = dir.path().join("app");
+    let console = Console::open(&appdir, Arc::new(MemoryStore::default()), false)
+        .await
+        .unwrap();
+    console.sign_in(&b.url(), &alice).await.unwrap();
+    b.stop().await;
+    assert!(
+        console
+            .request_bundle(justified("prod-db-read"))
+            .await
+            .unwrap()
+            .queued
+    );
+    let b = broker(&dir.path().join("broker"), addr).await;
+    // The broker got the request once already (the app died before hearing back).
+    let item = console.snapshot().await.unwrap().outbox.remove(0);
+    let cache = firedoor_client::cache::Cache::open(&appdir.join("cache.db"))
+        .await
+        .unwrap();
+    let key = cache.outbox().await.unwrap()[0].idempotency_key.clone();
+    assert_eq!(item.kind, "request");
+    let direct = firedoor_client::Client::new(&b.url(), Some(&alice)).unwrap();
+    direct
+        .create_request(&justified("prod-db-read"), Some(&key))
+        .await
+        .unwrap();
+    assert_eq!(console.replay_outbox().await.unwrap(), 1);
+    let mine = direct.requests("mine").await.unwrap();
+    assert_eq!(mine.len(), 1, "the idempotency key kept it to one request");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn live_events_arrive_and_update_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let alice = token(&b, "alice", &["oncall"]).await;
+    let bob = token(&b, "bob", &["sre-leads"]).await;
+    let console = Console::open(
+        &dir.path().join("app"),
+        Arc::new(MemoryStore::default()),
+        false,
+    )
+    .await
+    .unwrap();
+    console.sign_in(&b.url(), &bob).await.unwrap();
+    let mut changes = console.subscribe();
+    tokio::spawn(console.clone().run(Duration::from_secs(60)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (r, _) = firedoor_client::Client::new(&b.url(), Some(&alice))
+        .unwrap()
+        .create_request(&justified("prod-db-read"), None)
+        .await
+        .unwrap();
+    let ev = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Change::Event(e)) = changes.recv().await {
+                break e;
+            }
+        }
+    })
+    .await
+    .expect("the event arrives");
+    assert_eq!(ev.kind, "request_awaiting_approval");
+    let snap = console.snapshot().await.unwrap();
+    assert_eq!(snap.approvals.len(), 1, "the inbox was refreshed");
+    assert_eq!(snap.approvals[0].id, r.id);
+    let res = console.approve(&r.id, None).await.unwrap();
+    assert!(
+        res.message.contains("Approved alice's request"),
+        "{}",
+        res.message
+    );
+    assert!(console.snapshot().await.unwrap().approvals.is_empty());
+    b.stop().await;
+}

@@ -1,0 +1,374 @@
+//! The Firedoor desktop shell. Thin by design: each Tauri command parses its
+//! arguments, calls the console engine in `firedoor_client::console`, and maps the
+//! error. This file adds what only a desktop has: the window, the tray, desktop
+//! notifications (with Approve/Deny actions where the notification server draws
+//! them), the clipboard, and demo mode with an in-process broker.
+
+mod demo;
+mod notify;
+
+use firedoor_client::console::{ActionResult, AppStatus, Change, Console, ConsoleError, Snapshot};
+use firedoor_client::secrets::{KeyringStore, MemoryStore, SecretStore};
+use firedoor_core::api::{CreateRequest, Credentials, ExtendBody};
+use firedoor_core::{GrantId, RequestId};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+use tauri::menu::{Menu, MenuItem};
+use tauri::tray::{TrayIcon, TrayIconBuilder};
+use tauri::{AppHandle, Emitter, Manager, State, WindowEvent};
+use tauri_plugin_clipboard_manager::ClipboardExt;
+
+/// When the process started, for the cold-start figure.
+pub static STARTED: OnceLock<Instant> = OnceLock::new();
+
+/// Seconds after which a copied secret is cleared from the clipboard.
+const CLIPBOARD_CLEAR_SECS: u64 = 30;
+
+pub struct AppState {
+    pub console: Arc<Console>,
+    tray: std::sync::Mutex<Option<TrayIcon>>,
+}
+
+type CmdResult<T> = Result<T, ConsoleError>;
+
+fn parse<T: std::str::FromStr>(text: &str) -> CmdResult<T>
+where
+    T::Err: std::fmt::Display,
+{
+    text.parse()
+        .map_err(|e: T::Err| ConsoleError::new("invalid_request", e.to_string()))
+}
+
+#[tauri::command]
+async fn status(s: State<'_, AppState>) -> CmdResult<AppStatus> {
+    s.console.status().await
+}
+
+#[tauri::command]
+async fn snapshot(s: State<'_, AppState>) -> CmdResult<Snapshot> {
+    s.console.snapshot().await
+}
+
+#[tauri::command]
+async fn sign_in(s: State<'_, AppState>, url: String, token: String) -> CmdResult<AppStatus> {
+    s.console.sign_in(&url, &token).await
+}
+
+#[tauri::command]
+async fn sign_out(s: State<'_, AppState>) -> CmdResult<AppStatus> {
+    s.console.sign_out().await
+}
+
+#[tauri::command]
+async fn request_bundle(
+    s: State<'_, AppState>,
+    bundle: String,
+    duration_secs: Option<i64>,
+    justification: Option<String>,
+    ticket: Option<String>,
+) -> CmdResult<ActionResult> {
+    s.console
+        .request_bundle(CreateRequest {
+            bundle,
+            duration_secs,
+            justification,
+            ticket,
+        })
+        .await
+}
+
+#[tauri::command]
+async fn cancel_request(s: State<'_, AppState>, id: String) -> CmdResult<ActionResult> {
+    s.console.cancel(&parse::<RequestId>(&id)?).await
+}
+
+#[tauri::command]
+async fn approve(
+    s: State<'_, AppState>,
+    id: String,
+    comment: Option<String>,
+) -> CmdResult<ActionResult> {
+    s.console
+        .approve(&parse::<RequestId>(&id)?, comment.as_deref())
+        .await
+}
+
+#[tauri::command]
+async fn deny(
+    s: State<'_, AppState>,
+    id: String,
+    reason: Option<String>,
+) -> CmdResult<ActionResult> {
+    s.console
+        .deny(&parse::<RequestId>(&id)?, reason.as_deref())
+        .await
+}
+
+#[tauri::command]
+async fn revoke(s: State<'_, AppState>, grant_id: String) -> CmdResult<ActionResult> {
+    s.console.revoke(&parse::<GrantId>(&grant_id)?).await
+}
+
+#[tauri::command]
+async fn extend(
+    s: State<'_, AppState>,
+    grant_id: String,
+    duration_secs: Option<i64>,
+    justification: Option<String>,
+) -> CmdResult<ActionResult> {
+    s.console
+        .extend(
+            &parse::<GrantId>(&grant_id)?,
+            ExtendBody {
+                duration_secs,
+                justification,
+            },
+        )
+        .await
+}
+
+#[tauri::command]
+async fn credentials(s: State<'_, AppState>, grant_id: String) -> CmdResult<Credentials> {
+    s.console.credentials(&parse::<GrantId>(&grant_id)?).await
+}
+
+#[tauri::command]
+async fn copy_secret(app: AppHandle, text: String) -> CmdResult<()> {
+    app.clipboard()
+        .write_text(text.clone())
+        .map_err(|e| ConsoleError::new("clipboard", format!("Cannot use the clipboard: {e}")))?;
+    tauri::async_runtime::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(CLIPBOARD_CLEAR_SECS)).await;
+        // Clear only if the secret is still what the clipboard holds.
+        if app
+            .clipboard()
+            .read_text()
+            .map(|t| t == text)
+            .unwrap_or(false)
+        {
+            let _ = app.clipboard().write_text(String::new());
+        }
+    });
+    Ok(())
+}
+
+#[tauri::command]
+async fn set_favourite(
+    s: State<'_, AppState>,
+    bundle: String,
+    favourite: bool,
+) -> CmdResult<Snapshot> {
+    s.console.set_favourite(&bundle, favourite).await
+}
+
+#[tauri::command]
+async fn resync(s: State<'_, AppState>) -> CmdResult<Snapshot> {
+    // A failed sync is not an error for the UI: the snapshot says offline.
+    let _ = s.console.sync().await;
+    let _ = s.console.replay_outbox().await;
+    s.console.snapshot().await
+}
+
+#[tauri::command]
+fn ui_ready() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    if ONCE.set(()).is_ok() {
+        let ms = STARTED.get().map(|t| t.elapsed().as_millis()).unwrap_or(0);
+        // Read by scripts/bench-desktop.sh.
+        eprintln!("firedoor: interactive after {ms} ms");
+    }
+}
+
+/// Where the app keeps its cache: `$FIREDOOR_DATA_DIR`, or the platform's app data
+/// dir (XDG_DATA_HOME on Linux).
+fn data_dir(app: &AppHandle, demo: bool) -> anyhow::Result<std::path::PathBuf> {
+    let base = match std::env::var_os("FIREDOOR_DATA_DIR") {
+        Some(d) => d.into(),
+        None => app.path().app_data_dir()?,
+    };
+    Ok(if demo { base.join("demo") } else { base })
+}
+
+fn show_main(app: &AppHandle) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.unminimize();
+        let _ = w.set_focus();
+    }
+}
+
+fn build_tray(app: &AppHandle) -> tauri::Result<TrayIcon> {
+    let open = MenuItem::with_id(app, "open", "Open Firedoor", true, None::<&str>)?;
+    let approvals = MenuItem::with_id(app, "approvals", "Approvals", true, None::<&str>)?;
+    let access = MenuItem::with_id(app, "access", "My access", true, None::<&str>)?;
+    let quit = MenuItem::with_id(app, "quit", "Quit Firedoor", true, None::<&str>)?;
+    let menu = Menu::with_items(app, &[&open, &access, &approvals, &quit])?;
+    let mut b = TrayIconBuilder::with_id("firedoor")
+        .menu(&menu)
+        .tooltip("Firedoor")
+        .on_menu_event(|app, ev| match ev.id().as_ref() {
+            "quit" => app.exit(0),
+            "approvals" | "access" => {
+                show_main(app);
+                let _ = app.emit(
+                    "firedoor://open",
+                    serde_json::json!({ "view": ev.id().as_ref() }),
+                );
+            }
+            _ => show_main(app),
+        });
+    if let Some(icon) = app.default_window_icon() {
+        b = b.icon(icon.clone());
+    }
+    b.build(app)
+}
+
+/// Tray text: how many grants are active and approvals pending.
+fn tray_text(s: &Snapshot) -> String {
+    let active = s.grants.iter().filter(|g| g.state.is_live()).count();
+    let pending = s.approvals.len();
+    let mut t = format!("Firedoor — {active} active, {pending} to approve");
+    if !s.status.online {
+        t.push_str(" (offline)");
+    }
+    t
+}
+
+/// Pushes every change to the UI and the tray, and turns broker events into
+/// desktop notifications.
+fn forward_changes(app: AppHandle, console: Arc<Console>) {
+    let mut rx = console.subscribe();
+    let notifier = notify::Notifier::new(app.clone(), console.clone());
+    tauri::async_runtime::spawn(async move {
+        loop {
+            let change = match rx.recv().await {
+                Ok(c) => c,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => Change::Snapshot,
+                Err(_) => break,
+            };
+            let Ok(snap) = console.snapshot().await else {
+                continue;
+            };
+            let _ = app.emit("firedoor://snapshot", &snap);
+            if let Some(state) = app.try_state::<AppState>() {
+                if let Some(tray) = state
+                    .tray
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .as_ref()
+                {
+                    let text = tray_text(&snap);
+                    let _ = tray.set_tooltip(Some(&text));
+                    let _ = tray.set_title(Some(&format!(
+                        "{}·{}",
+                        snap.grants.len(),
+                        snap.approvals.len()
+                    )));
+                }
+            }
+            match change {
+                Change::Event(ev) => notifier.event(&ev, &snap),
+                Change::OutboxReplayed { summary, outcome } => {
+                    notifier.plain("Queued action sent", &format!("{summary}: {outcome}"))
+                }
+                Change::Connectivity { online } => {
+                    if online {
+                        notifier.plain(
+                            "Firedoor is back online",
+                            "The broker answers again; queued actions are being sent.",
+                        )
+                    }
+                }
+                Change::Snapshot => {}
+            }
+        }
+    });
+}
+
+pub fn run() {
+    let _ = STARTED.set(Instant::now());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FIREDOOR_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,firedoor_app=info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let demo = std::env::args().any(|a| a == "--demo")
+        || std::env::var("FIREDOOR_DEMO").is_ok_and(|v| v == "1");
+
+    let result = tauri::Builder::default()
+        .plugin(tauri_plugin_clipboard_manager::init())
+        .invoke_handler(tauri::generate_handler![
+            status,
+            snapshot,
+            sign_in,
+            sign_out,
+            request_bundle,
+            cancel_request,
+            approve,
+            deny,
+            revoke,
+            extend,
+            credentials,
+            copy_secret,
+            set_favourite,
+            resync,
+            ui_ready
+        ])
+        .setup(move |app| {
+            let handle = app.handle().clone();
+            let dir = data_dir(&handle, demo)?;
+            // Demo tokens die with the process: memory. Otherwise the OS keyring.
+            let secrets: Arc<dyn SecretStore> = if demo {
+                Arc::new(MemoryStore::default())
+            } else {
+                Arc::new(KeyringStore::new("firedoor"))
+            };
+            let console = tauri::async_runtime::block_on(Console::open(&dir, secrets, demo))
+                .map_err(|e| {
+                    anyhow::anyhow!("opening the local cache in {}: {e}", dir.display())
+                })?;
+            let tray = match build_tray(&handle) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no tray icon (no status notifier here?)");
+                    None
+                }
+            };
+            app.manage(AppState {
+                console: console.clone(),
+                tray: std::sync::Mutex::new(tray),
+            });
+            forward_changes(handle.clone(), console.clone());
+            if demo {
+                let c = console.clone();
+                let dir = dir.clone();
+                tauri::async_runtime::spawn(async move {
+                    if let Err(e) = demo::start(&dir, c).await {
+                        tracing::error!(error = %e, "demo broker failed to start");
+                    }
+                });
+            }
+            tauri::async_runtime::spawn(console.run(Duration::from_secs(60)));
+            Ok(())
+        })
+        .on_window_event(|window, event| {
+            // Closing the window keeps Firedoor in the tray (if there is one).
+            if let WindowEvent::CloseRequested { api, .. } = event {
+                let has_tray = window
+                    .app_handle()
+                    .try_state::<AppState>()
+                    .is_some_and(|s| s.tray.lock().map(|t| t.is_some()).unwrap_or(false));
+                if has_tray && std::env::var_os("FIREDOOR_EXIT_ON_CLOSE").is_none() {
+                    api.prevent_close();
+                    let _ = window.hide();
+                }
+            }
+        })
+        .run(tauri::generate_context!());
+    if let Err(e) = result {
+        eprintln!("firedoor: {e}");
+        std::process::exit(1);
+    }
+}

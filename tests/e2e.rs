@@ -1,0 +1,619 @@
+//! End-to-end tests of the real app window: Xvfb, a private session bus with a
+//! notification server (a small fake, recording what is sent and able to press a
+//! button) and an unlocked gnome-keyring, tauri-driver + WebKitWebDriver, and a real
+//! broker over HTTP. Screenshots of each main view are saved under
+//! target/e2e-screenshots/.
+//!
+//! Needs: Xvfb, dbus-daemon, gnome-keyring-daemon, keyctl, WebKitWebDriver,
+//! tauri-driver (scripts/deps.sh installs them) and the app built (cargo builds the
+//! `firedoor` binary for this test). The test fails, never skips, without them.
+#![allow(clippy::unwrap_used)]
+
+use fantoccini::{Client as Wd, ClientBuilder, Locator};
+use firedoor_client::Client;
+use firedoor_core::api::CreateRequest;
+use firedoor_core::lifecycle::{GrantState, RequestState};
+use firedoor_server::audit::Actor;
+use firedoor_server::{auth, Config, RunningBroker};
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use zbus::object_server::SignalEmitter;
+
+const APP: &str = env!("CARGO_BIN_EXE_firedoor");
+
+// ------------------------------------------------------------ fake notifications
+
+#[derive(Debug, Clone)]
+struct Shown {
+    id: u32,
+    summary: String,
+    body: String,
+    actions: Vec<String>,
+}
+
+#[derive(Clone, Default)]
+struct Notifications {
+    shown: Arc<Mutex<Vec<Shown>>>,
+}
+
+#[zbus::interface(name = "org.freedesktop.Notifications")]
+impl Notifications {
+    fn get_capabilities(&self) -> Vec<String> {
+        vec!["actions".into(), "body".into()]
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn notify(
+        &self,
+        _app_name: String,
+        _replaces_id: u32,
+        _app_icon: String,
+        summary: String,
+        body: String,
+        actions: Vec<String>,
+        _hints: HashMap<String, zbus::zvariant::OwnedValue>,
+        _expire_timeout: i32,
+    ) -> u32 {
+        let mut shown = self.shown.lock().unwrap();
+        let id = shown.len() as u32 + 1;
+        shown.push(Shown {
+            id,
+            summary,
+            body,
+            actions,
+        });
+        id
+    }
+
+    fn close_notification(&self, _id: u32) {}
+
+    fn get_server_information(&self) -> (String, String, String, String) {
+        (
+            "firedoor-test".into(),
+            "firedoor".into(),
+            "1".into(),
+            "1.2".into(),
+        )
+    }
+
+    #[zbus(signal)]
+    async fn action_invoked(
+        emitter: &SignalEmitter<'_>,
+        id: u32,
+        action_key: &str,
+    ) -> zbus::Result<()>;
+}
+
+// ------------------------------------------------------------------ the desktop
+
+struct Desktop {
+    children: Vec<Child>,
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    bus: zbus::Connection,
+    notes: Notifications,
+    driver_port: u16,
+}
+
+impl Drop for Desktop {
+    fn drop(&mut self) {
+        for c in self.children.iter_mut().rev() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn need(cmd: &str) {
+    let ok = Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {cmd}"))
+        .stdout(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "{cmd} is not installed: run scripts/deps.sh");
+}
+
+impl Desktop {
+    async fn start() -> Desktop {
+        for c in [
+            "Xvfb",
+            "dbus-daemon",
+            "gnome-keyring-daemon",
+            "keyctl",
+            "tauri-driver",
+            "WebKitWebDriver",
+        ] {
+            need(c);
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut children = Vec::new();
+
+        // A display.
+        let mut xvfb = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "1280x800x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(xvfb.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let display = format!(":{}", line.trim());
+        children.push(xvfb);
+
+        // A private session bus.
+        let mut dbus = Command::new("dbus-daemon")
+            .args(["--session", "--nofork", "--print-address=1"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut addr = String::new();
+        BufReader::new(dbus.stdout.take().unwrap())
+            .read_line(&mut addr)
+            .unwrap();
+        let addr = addr.trim().to_string();
+        children.push(dbus);
+
+        let home = dir.path().join("home");
+        std::fs::create_dir_all(&home).unwrap();
+        let mut env: Vec<(String, String)> = vec![
+            ("DISPLAY".into(), display),
+            ("DBUS_SESSION_BUS_ADDRESS".into(), addr.clone()),
+            ("HOME".into(), home.display().to_string()),
+            (
+                "XDG_DATA_HOME".into(),
+                dir.path().join("data").display().to_string(),
+            ),
+            (
+                "XDG_CONFIG_HOME".into(),
+                dir.path().join("config").display().to_string(),
+            ),
+            (
+                "XDG_CACHE_HOME".into(),
+                dir.path().join("cache").display().to_string(),
+            ),
+            ("XDG_RUNTIME_DIR".into(), dir.path().display().to_string()),
+            (
+                "FIREDOOR_DATA_DIR".into(),
+                dir.path().join("app").display().to_string(),
+            ),
+            ("FIREDOOR_EXIT_ON_CLOSE".into(), "1".into()),
+            ("WEBKIT_DISABLE_DMABUF_RENDERER".into(), "1".into()),
+            ("NO_AT_BRIDGE".into(), "1".into()),
+        ];
+
+        // The notification server, on that bus.
+        let notes = Notifications::default();
+        let bus = zbus::connection::Builder::address(addr.as_str())
+            .unwrap()
+            .name("org.freedesktop.Notifications")
+            .unwrap()
+            .serve_at("/org/freedesktop/Notifications", notes.clone())
+            .unwrap()
+            .build()
+            .await
+            .unwrap();
+
+        // An unlocked Secret Service keyring on that bus.
+        let mut gk = Command::new("gnome-keyring-daemon")
+            .args(["--unlock", "--components=secrets", "--foreground"])
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        {
+            use std::io::Write;
+            let mut stdin = gk.stdin.take().unwrap();
+            stdin.write_all(b"e2e-keyring-password").unwrap();
+        }
+        let mut gk_out = BufReader::new(gk.stdout.take().unwrap());
+        for _ in 0..4 {
+            let mut l = String::new();
+            if gk_out.read_line(&mut l).unwrap_or(0) == 0 {
+                break;
+            }
+            if let Some((k, v)) = l.trim().split_once('=') {
+                env.push((k.to_string(), v.to_string()));
+            }
+        }
+        children.push(gk);
+        let proxy = zbus::fdo::DBusProxy::new(&bus).await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !proxy
+            .name_has_owner("org.freedesktop.secrets".try_into().unwrap())
+            .await
+            .unwrap_or(false)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "gnome-keyring did not register the Secret Service"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+
+        // tauri-driver in its own session keyring (the keyring crate caches there).
+        let driver_port = free_port();
+        let native_port = free_port();
+        let driver = Command::new("keyctl")
+            .args(["session", "-", "tauri-driver", "--port"])
+            .arg(driver_port.to_string())
+            .arg("--native-port")
+            .arg(native_port.to_string())
+            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        children.push(driver);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", driver_port)).is_err() {
+            assert!(Instant::now() < deadline, "tauri-driver did not start");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Desktop {
+            children,
+            dir,
+            env,
+            bus,
+            notes,
+            driver_port,
+        }
+    }
+
+    /// Launches the app (a new WebDriver session).
+    async fn launch(&self) -> Wd {
+        let mut caps = serde_json::Map::new();
+        caps.insert("browserName".into(), "wry".into());
+        caps.insert(
+            "tauri:options".into(),
+            serde_json::json!({ "application": APP }),
+        );
+        let wd = ClientBuilder::rustls()
+            .unwrap()
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.driver_port))
+            .await
+            .expect("WebDriver session with the app");
+        wd
+    }
+
+    fn shown(&self) -> Vec<Shown> {
+        self.notes.shown.lock().unwrap().clone()
+    }
+
+    async fn press(&self, id: u32, action: &str) {
+        let iface = self
+            .bus
+            .object_server()
+            .interface::<_, Notifications>("/org/freedesktop/Notifications")
+            .await
+            .unwrap();
+        Notifications::action_invoked(iface.signal_emitter(), id, action)
+            .await
+            .unwrap();
+    }
+
+    #[allow(dead_code)]
+    fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+}
+
+fn shots_dir() -> PathBuf {
+    let d = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/e2e-screenshots");
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn shot(wd: &Wd, name: &str) {
+    let png = wd.screenshot().await.unwrap();
+    std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
+}
+
+fn tid(id: &str) -> Locator<'_> {
+    Locator::Css(Box::leak(
+        format!("[data-testid=\"{id}\"]").into_boxed_str(),
+    ))
+}
+
+/// Waits for an element and returns it.
+async fn el(wd: &Wd, id: &str) -> fantoccini::elements::Element {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Ok(e) = wd.find(tid(id)).await {
+            return e;
+        }
+        if Instant::now() > deadline {
+            shot(wd, &format!("failure-{id}")).await;
+            panic!("element {id} did not appear");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn click(wd: &Wd, id: &str) {
+    el(wd, id).await.click().await.unwrap();
+}
+
+async fn text(wd: &Wd, id: &str) -> String {
+    el(wd, id).await.text().await.unwrap()
+}
+
+async fn until<T, F, Fut>(what: &str, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some(v) = f().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn broker(dir: &Path, listen: SocketAddr) -> RunningBroker {
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let mut cfg = Config::new(dir, policy);
+    cfg.listen = listen;
+    firedoor_server::start(cfg).await.unwrap()
+}
+
+async fn user(b: &RunningBroker, name: &str, groups: &[&str], admin: bool) -> String {
+    let g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
+    let t = auth::add_user(
+        &b.broker.pool,
+        &Actor::System,
+        name,
+        &g,
+        admin,
+        b.broker.now(),
+    )
+    .await
+    .unwrap();
+    secrecy::ExposeSecret::expose_secret(&t.token).to_string()
+}
+
+fn countdown_secs(t: &str) -> i64 {
+    let parts: Vec<i64> = t
+        .trim()
+        .split(':')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    parts.iter().fold(0, |acc, p| acc * 60 + p)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_end_to_end() {
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let url = b.url();
+    let alice = user(&b, "alice", &["oncall"], false).await;
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let carol = user(&b, "carol", &["security"], true).await;
+    let as_alice = Client::new(&url, Some(&alice)).unwrap();
+    let as_bob = Client::new(&url, Some(&bob)).unwrap();
+    let as_carol = Client::new(&url, Some(&carol)).unwrap();
+
+    // --- sign in (a wrong token first)
+    let wd = desk.launch().await;
+    el(&wd, "signin-url").await.send_keys(&url).await.unwrap();
+    el(&wd, "signin-token")
+        .await
+        .send_keys("fdt_wrong")
+        .await
+        .unwrap();
+    click(&wd, "signin-submit").await;
+    let err = text(&wd, "signin-error").await;
+    assert!(
+        err.contains("does not accept this token"),
+        "readable sign-in error: {err}"
+    );
+    shot(&wd, "01-sign-in-error").await;
+    let token_field = el(&wd, "signin-token").await;
+    token_field.clear().await.unwrap();
+    token_field.send_keys(&bob).await.unwrap();
+    click(&wd, "signin-submit").await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "bob");
+    el(&wd, "bundle-prod-db-read").await;
+    shot(&wd, "02-bundles").await;
+
+    // --- a teammate's request reaches bob as a notification with Approve/Deny
+    let (req, _) = as_alice
+        .create_request(
+            &CreateRequest {
+                bundle: "prod-db-read".into(),
+                justification: Some("INC-77 slow checkout".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let note = until("approval notification", || async {
+        desk.shown()
+            .into_iter()
+            .find(|n| n.summary == "Approval needed")
+    })
+    .await;
+    assert!(
+        note.body.contains("alice requests Prod DB read"),
+        "{}",
+        note.body
+    );
+    assert!(
+        note.actions.contains(&"approve".to_string()) && note.actions.contains(&"deny".to_string()),
+        "{:?}",
+        note.actions
+    );
+    click(&wd, "nav-approvals").await;
+    el(&wd, &format!("approval-{}", req.id)).await;
+    assert_eq!(text(&wd, "approvals-count").await.trim(), "1");
+    shot(&wd, "03-approvals").await;
+    // Press Approve on the notification.
+    let approved = until("approved through the notification", || async {
+        desk.press(note.id, "approve").await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let r = as_alice.request(&req.id).await.ok()?;
+        (r.state == RequestState::Active).then_some(r)
+    })
+    .await;
+    assert_eq!(approved.decisions[0].by, "bob");
+    until("inbox emptied", || async {
+        (text(&wd, "approvals-count").await.trim() == "0").then_some(())
+    })
+    .await;
+
+    // --- one click: bob requests the automatic staging bundle; countdown ticks
+    click(&wd, "nav-bundles").await;
+    click(&wd, "request-staging-shell").await;
+    let grant = until("grant at the broker", || async {
+        as_bob
+            .grants("mine", true)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|g| g.bundle == "staging-shell")
+    })
+    .await;
+    click(&wd, "nav-access").await;
+    let cd = format!("countdown-{}", grant.id);
+    let first = countdown_secs(&text(&wd, &cd).await);
+    assert!(first > 7000 && first <= 7200, "2h grant: {first}");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let second = countdown_secs(&text(&wd, &cd).await);
+    assert!(second < first, "the countdown ticks: {first} then {second}");
+    shot(&wd, "04-my-access").await;
+
+    // --- revoke with confirmation; the broker shows it revoked
+    click(&wd, &format!("revoke-{}", grant.id)).await;
+    click(&wd, "confirm-yes").await;
+    until("revoked at the broker", || async {
+        (as_bob.grant(&grant.id).await.ok()?.state == GrantState::Revoked).then_some(())
+    })
+    .await;
+
+    // --- a grant for the offline part: prod read for bob, approved by carol
+    let (r2, _) = as_bob
+        .create_request(
+            &CreateRequest {
+                bundle: "prod-db-read".into(),
+                justification: Some("INC-78".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let g2 = as_carol
+        .approve(&r2.id, None)
+        .await
+        .unwrap()
+        .grant_id
+        .unwrap();
+    el(&wd, &format!("grant-{g2}")).await;
+    click(&wd, "nav-requests").await;
+    el(&wd, &format!("myreq-{}", r2.id)).await;
+    shot(&wd, "05-requests").await;
+    wd.close().await.unwrap();
+
+    // --- the broker dies; the app restarts from its cache
+    b.stop().await;
+    let wd = desk.launch().await;
+    el(&wd, "offline-banner").await;
+    click(&wd, "nav-access").await;
+    el(&wd, &format!("grant-{g2}")).await;
+    let left = countdown_secs(&text(&wd, &format!("countdown-{g2}")).await);
+    assert!(left > 3000, "the cached grant still counts down: {left}");
+    // A request made offline is queued and visible as such.
+    click(&wd, "nav-bundles").await;
+    click(&wd, "request-staging-shell").await;
+    assert!(text(&wd, "toast").await.contains("Queued"), "queued toast");
+    click(&wd, "nav-access").await;
+    let outbox = until("outbox row", || async {
+        wd.find(Locator::Css("[data-testid^=\"outbox-\"]"))
+            .await
+            .ok()
+    })
+    .await;
+    assert!(outbox.text().await.unwrap().contains("Queued"));
+    click(&wd, "nav-approvals").await;
+    el(&wd, "approvals-offline").await;
+    shot(&wd, "06-offline").await;
+
+    // --- the broker is back: the queued request is sent exactly once
+    let b = broker(&bdir, addr).await;
+    until("queued request replayed", || async {
+        let mine = as_bob.requests("mine").await.ok()?;
+        let staging: Vec<_> = mine
+            .iter()
+            .filter(|r| r.bundle == "staging-shell")
+            .collect();
+        (staging.len() == 2).then_some(())
+    })
+    .await;
+    until("back online", || async {
+        wd.find(tid("offline-banner")).await.is_err().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let mine = as_bob.requests("mine").await.unwrap();
+    assert_eq!(
+        mine.iter().filter(|r| r.bundle == "staging-shell").count(),
+        2,
+        "replayed once, not twice"
+    );
+    wd.close().await.unwrap();
+
+    // No token or credential in the app's files or the WebView's storage.
+    let mut stack = vec![
+        desk.dir.path().join("app"),
+        desk.dir.path().join("data"),
+        desk.dir.path().join("config"),
+    ];
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else {
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(&bob), "bob's token in {}", p.display());
+        }
+    }
+    b.stop().await;
+}

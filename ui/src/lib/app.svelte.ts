@@ -1,0 +1,288 @@
+// The UI's state and the actions every view shares. One instance per window,
+// handed to components through context (see useApp()).
+
+import { getContext, setContext, tick } from 'svelte';
+import { SvelteSet } from 'svelte/reactivity';
+import { toBackendError, type Backend } from './backend';
+import { needsForm } from './format';
+import type { ActionResult, Bundle, Grant, NewRequest, Snapshot } from './types';
+
+export type View = 'bundles' | 'access' | 'requests' | 'approvals';
+export const VIEWS: { id: View; label: string }[] = [
+  { id: 'bundles', label: 'Bundles' },
+  { id: 'access', label: 'My access' },
+  { id: 'requests', label: 'Requests' },
+  { id: 'approvals', label: 'Approvals' },
+];
+
+/** Names the backend may use in onOpen, mapped to our views. */
+const VIEW_ALIASES: Record<string, View> = {
+  bundles: 'bundles', bundle: 'bundles',
+  access: 'access', my_access: 'access', 'my-access': 'access', grants: 'access', grant: 'access',
+  requests: 'requests', request: 'requests', my_requests: 'requests', 'my-requests': 'requests',
+  approvals: 'approvals', approval: 'approvals', inbox: 'approvals',
+};
+
+export interface Toast {
+  id: number;
+  text: string;
+  kind: 'info' | 'warn' | 'error';
+}
+
+/** What the single open dialog is, if any. */
+export type Dialog =
+  | { kind: 'request'; bundle: Bundle }
+  | { kind: 'revoke'; grant: Grant }
+  | { kind: 'extend'; grant: Grant }
+  | { kind: 'credentials'; grant: Grant }
+  | { kind: 'deny'; requestId: string; title: string };
+
+const KEY = Symbol('firedoor-app');
+
+export function useApp(): AppState {
+  const app = getContext<AppState | undefined>(KEY);
+  if (!app) throw new Error('AppState missing: components must render inside <App>.');
+  return app;
+}
+
+export class AppState {
+  readonly backend: Backend;
+  /** The latest snapshot; replaced whole, never mutated. */
+  snapshot = $state.raw<Snapshot | null>(null);
+  loadError = $state<string | null>(null);
+  view = $state<View>('bundles');
+  highlight = $state<string | null>(null);
+  toast = $state<Toast | null>(null);
+  dialog = $state<Dialog | null>(null);
+  quickOpen = $state(false);
+  /** Keys of actions in flight ("request:prod-db", "revoke:grt_1"), to stop double clicks. */
+  pending = new SvelteSet<string>();
+
+  private snapshotSeq = 0;
+  private toastTimer: ReturnType<typeof setTimeout> | null = null;
+  private highlightTimer: ReturnType<typeof setTimeout> | null = null;
+  private toastSeq = 0;
+  private unsubs: (() => void)[] = [];
+  private readySent = false;
+  private disposed = false;
+
+  constructor(backend: Backend) {
+    this.backend = backend;
+  }
+
+  provide(): this {
+    setContext(KEY, this);
+    return this;
+  }
+
+  get status() {
+    return this.snapshot?.status ?? null;
+  }
+  get online(): boolean {
+    return this.snapshot?.status.online ?? false;
+  }
+
+  /** Cached snapshot first, then live updates. Resolves once the first one has rendered. */
+  async start(): Promise<void> {
+    const seqAtStart = this.snapshotSeq;
+    const first = this.backend.snapshot();
+    // Subscribe right away (after asking for the cache) so no change slips between the two.
+    const subs = Promise.all([
+      this.backend.onSnapshot((s) => this.applySnapshot(s)),
+      this.backend.onOpen((t) => this.open(t.view, t.id)),
+    ]).then((u) => {
+      if (this.disposed) u.forEach((f) => f());
+      else this.unsubs.push(...u);
+    }, (e) => this.showError(e, 'Live updates are unavailable'));
+    try {
+      const s = await first;
+      // A live snapshot that arrived meanwhile is newer than the cache read.
+      if (this.snapshotSeq === seqAtStart) this.applySnapshot(s);
+      this.loadError = null;
+    } catch (e) {
+      this.loadError = toBackendError(e).message || 'The local cache could not be read.';
+      return;
+    }
+    await tick();
+    await this.markReady();
+    await subs;
+  }
+
+  stop(): void {
+    this.disposed = true;
+    this.unsubs.forEach((f) => f());
+    this.unsubs = [];
+    if (this.toastTimer) clearTimeout(this.toastTimer);
+    if (this.highlightTimer) clearTimeout(this.highlightTimer);
+  }
+
+  private async markReady() {
+    if (this.readySent) return;
+    this.readySent = true;
+    document.body.dataset.ready = '1';
+    try {
+      await this.backend.uiReady();
+    } catch {
+      // Only a measurement; never bother the user with it.
+    }
+  }
+
+  applySnapshot(s: Snapshot): void {
+    this.snapshotSeq++;
+    this.snapshot = s;
+  }
+
+  /** Re-reads the cache after an action, unless a live snapshot already came in. */
+  async refresh(): Promise<void> {
+    const seq = this.snapshotSeq;
+    try {
+      const s = await this.backend.snapshot();
+      if (this.snapshotSeq === seq) this.applySnapshot(s);
+    } catch (e) {
+      this.showError(e);
+    }
+  }
+
+  async retryLoad(): Promise<void> {
+    this.loadError = null;
+    try {
+      this.applySnapshot(await this.backend.snapshot());
+    } catch (e) {
+      this.loadError = toBackendError(e).message || 'The local cache could not be read.';
+      return;
+    }
+    await tick();
+    await this.markReady();
+  }
+
+  setView(v: View): void {
+    this.view = v;
+  }
+
+  /** Shows a view (and flashes one item), as a clicked notification asks. */
+  open(view: string, id?: string): void {
+    const v = VIEW_ALIASES[view?.toLowerCase?.() ?? ''];
+    if (v) this.view = v;
+    if (id) {
+      this.highlight = id;
+      if (this.highlightTimer) clearTimeout(this.highlightTimer);
+      this.highlightTimer = setTimeout(() => { this.highlight = null; }, 8000);
+      void tick().then(() => {
+        const el = document.querySelector(`[data-item-id="${CSS.escape(id)}"]`) as HTMLElement | null;
+        el?.scrollIntoView?.({ block: 'nearest' });
+      });
+    }
+  }
+
+  notify(text: string, kind: Toast['kind'] = 'info'): void {
+    this.toast = { id: ++this.toastSeq, text, kind };
+    if (this.toastTimer) clearTimeout(this.toastTimer);
+    // Errors stay until replaced or dismissed; the rest fades.
+    if (kind !== 'error') {
+      this.toastTimer = setTimeout(() => { this.toast = null; }, 10_000);
+    }
+  }
+
+  dismissToast(): void {
+    this.toast = null;
+  }
+
+  showError(e: unknown, prefix?: string): void {
+    const err = toBackendError(e);
+    const msg = err.message?.trim() || `Something went wrong (${err.code}).`;
+    this.notify(prefix ? `${prefix}: ${msg}` : msg, 'error');
+  }
+
+  isPending(key: string): boolean {
+    return this.pending.has(key);
+  }
+
+  /** Runs a backend call; errors become a readable toast. Returns undefined on failure. */
+  async run<T>(key: string | null, fn: () => Promise<T>): Promise<T | undefined> {
+    if (key && this.pending.has(key)) return undefined;
+    if (key) this.pending.add(key);
+    try {
+      return await fn();
+    } catch (e) {
+      this.showError(e);
+      return undefined;
+    } finally {
+      if (key) this.pending.delete(key);
+    }
+  }
+
+  /** Runs an action and reports its result ("Queued offline: …" when it went to the outbox). */
+  async act(key: string | null, fn: () => Promise<ActionResult>): Promise<ActionResult | undefined> {
+    const r = await this.run(key, fn);
+    if (r) {
+      if (r.queued) this.notify(`Queued offline: ${r.message}`, 'warn');
+      else this.notify(r.message);
+      void this.refresh();
+    }
+    return r;
+  }
+
+  // ---- shared actions ----
+
+  /** One click: request straight away when nothing must be typed, else open the form. */
+  startRequest(bundle: Bundle): void {
+    this.quickOpen = false;
+    if (needsForm(bundle.terms)) {
+      this.dialog = { kind: 'request', bundle };
+    } else {
+      void this.act(`request:${bundle.name}`, () => this.backend.requestBundle({ bundle: bundle.name }));
+    }
+  }
+
+  async submitRequest(req: NewRequest): Promise<boolean> {
+    const r = await this.act(`request:${req.bundle}`, () => this.backend.requestBundle(req));
+    if (r) this.dialog = null;
+    return !!r;
+  }
+
+  async toggleFavourite(bundle: string, favourite: boolean): Promise<void> {
+    const s = await this.run(`fav:${bundle}`, () => this.backend.setFavourite(bundle, favourite));
+    if (s) this.applySnapshot(s);
+  }
+
+  async resync(): Promise<void> {
+    const s = await this.run('resync', () => this.backend.resync());
+    if (s) {
+      this.applySnapshot(s);
+      this.notify(s.status.online ? 'Synced with the broker.' : 'Still offline — showing cached data.');
+    }
+  }
+
+  async signIn(url: string, token: string): Promise<void> {
+    // Errors are shown inline by the sign-in form, so they are thrown, not toasted.
+    this.pending.add('signin');
+    try {
+      const status = await this.backend.signIn(url, token);
+      this.applySnapshot({ ...(this.snapshot ?? emptySnapshot()), status });
+      await this.refresh();
+    } finally {
+      this.pending.delete('signin');
+    }
+  }
+
+  async signOut(): Promise<void> {
+    const status = await this.run('signout', () => this.backend.signOut());
+    if (status) {
+      this.dialog = null;
+      this.quickOpen = false;
+      this.toast = null;
+      this.applySnapshot({ ...emptySnapshot(), status });
+      void this.refresh();
+    }
+  }
+}
+
+function emptySnapshot(): Snapshot {
+  return {
+    status: {
+      signed_in: false, demo: false, user: null, groups: [], broker_url: null, online: false,
+      offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
+    },
+    bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
+  };
+}

@@ -1,0 +1,73 @@
+// The one module through which the UI reaches Rust. Components import `backend`
+// from here (or receive a Backend in tests), never `@tauri-apps/*` directly.
+
+import type {
+  ActionResult, AppStatus, BackendError, Credentials, NewRequest, Snapshot,
+} from './types';
+
+export interface Backend {
+  status(): Promise<AppStatus>;
+  /** Cached snapshot; never needs the network. */
+  snapshot(): Promise<Snapshot>;
+  signIn(url: string, token: string): Promise<AppStatus>;
+  signOut(): Promise<AppStatus>;
+  requestBundle(req: NewRequest): Promise<ActionResult>;
+  cancelRequest(id: string): Promise<ActionResult>;
+  approve(id: string, comment?: string): Promise<ActionResult>;
+  deny(id: string, reason?: string): Promise<ActionResult>;
+  revoke(grantId: string): Promise<ActionResult>;
+  extend(grantId: string, durationSecs?: number, justification?: string): Promise<ActionResult>;
+  credentials(grantId: string): Promise<Credentials>;
+  /** Copies to the clipboard; the backend clears it again after 30 s. */
+  copySecret(text: string): Promise<void>;
+  setFavourite(bundle: string, favourite: boolean): Promise<Snapshot>;
+  /** Full resync with the broker now. */
+  resync(): Promise<Snapshot>;
+  /** Tells the backend the window shows data (cold-start measurement). */
+  uiReady(): Promise<void>;
+  /** Called with a fresh snapshot whenever anything changes. Returns unsubscribe. */
+  onSnapshot(cb: (s: Snapshot) => void): Promise<() => void>;
+  /** Called when the backend asks to show something (e.g. a notification was clicked). */
+  onOpen(cb: (target: { view: string; id?: string }) => void): Promise<() => void>;
+}
+
+/** Turns anything thrown by a backend call into a readable BackendError. */
+export function toBackendError(e: unknown): BackendError {
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
+    return { code: String((e as BackendError).code), message: String((e as BackendError).message) };
+  }
+  if (typeof e === 'string') return { code: 'error', message: e };
+  if (e instanceof Error) return { code: 'error', message: e.message };
+  return { code: 'error', message: 'Something went wrong.' };
+}
+
+/** The real backend: Tauri commands and events. */
+export async function tauriBackend(): Promise<Backend> {
+  const { invoke } = await import('@tauri-apps/api/core');
+  const { listen } = await import('@tauri-apps/api/event');
+  const call = <T>(cmd: string, args?: Record<string, unknown>) =>
+    invoke<T>(cmd, args).catch((e) => { throw toBackendError(e); });
+  return {
+    status: () => call('status'),
+    snapshot: () => call('snapshot'),
+    signIn: (url, token) => call('sign_in', { url, token }),
+    signOut: () => call('sign_out'),
+    requestBundle: (r) => call('request_bundle', {
+      bundle: r.bundle, durationSecs: r.duration_secs ?? null,
+      justification: r.justification ?? null, ticket: r.ticket ?? null,
+    }),
+    cancelRequest: (id) => call('cancel_request', { id }),
+    approve: (id, comment) => call('approve', { id, comment: comment ?? null }),
+    deny: (id, reason) => call('deny', { id, reason: reason ?? null }),
+    revoke: (grantId) => call('revoke', { grantId }),
+    extend: (grantId, durationSecs, justification) =>
+      call('extend', { grantId, durationSecs: durationSecs ?? null, justification: justification ?? null }),
+    credentials: (grantId) => call('credentials', { grantId }),
+    copySecret: (text) => call('copy_secret', { text }),
+    setFavourite: (bundle, favourite) => call('set_favourite', { bundle, favourite }),
+    resync: () => call('resync'),
+    uiReady: () => call('ui_ready'),
+    onSnapshot: async (cb) => listen<Snapshot>('firedoor://snapshot', (e) => cb(e.payload)),
+    onOpen: async (cb) => listen<{ view: string; id?: string }>('firedoor://open', (e) => cb(e.payload)),
+  };
+}

@@ -1,0 +1,431 @@
+// An in-memory Backend: the demo for `npm run dev` in a plain browser, and the
+// backend the component tests drive. It keeps the same rules the UI relies on
+// (queued when offline, approvals need the broker, errors as {code, message}).
+
+import type { Backend } from './backend';
+import type {
+  ActionResult, AppStatus, BackendError, Bundle, CredentialItem, Credentials, Grant,
+  NewRequest, OutboxItem, Request, Snapshot,
+} from './types';
+
+export interface FakeCall {
+  method: keyof Backend;
+  args: unknown[];
+}
+
+export interface FakeOptions {
+  /** Artificial latency for every call (ms), to make the demo feel real. */
+  latencyMs?: number;
+  /** Start the demo clock at this time (ms since epoch). */
+  now?: () => number;
+}
+
+export interface FakeBackend extends Backend {
+  /** Every call made, in order. */
+  calls: FakeCall[];
+  /** The calls to one method. */
+  callsTo(method: keyof Backend): unknown[][];
+  /** The live state (mutate it, then call emit()). */
+  state: Snapshot;
+  /** Pushes the current state (or the given one) to onSnapshot listeners. */
+  emit(s?: Snapshot): void;
+  /** Asks the UI to show something, as a clicked notification would. */
+  open(target: { view: string; id?: string }): void;
+  /** Makes the next call to `method` fail with this error. */
+  failNext(method: keyof Backend, err: BackendError): void;
+  /** Goes offline (or back online), as the sync loop would report it. */
+  setOnline(online: boolean, error?: string | null): void;
+  /** Number of onSnapshot listeners currently subscribed. */
+  listenerCount(): number;
+}
+
+const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
+let seq = 1000;
+const nextId = (prefix: string) => `${prefix}_${(++seq).toString(36)}`;
+
+const terms = (over: Partial<Bundle['terms']> = {}): Bundle['terms'] => ({
+  flow: 'self-service',
+  approvals: 0,
+  default_duration_secs: 3600,
+  max_duration_secs: 4 * 3600,
+  justification_required: false,
+  ticket_required: false,
+  pending_ttl_secs: 1800,
+  break_glass: false,
+  ...over,
+});
+
+/** The seeded team of the demo mode. */
+export function demoSnapshot(now: number = Date.now()): Snapshot {
+  const iso = (offsetMs: number) => new Date(now + offsetMs).toISOString();
+  const min = 60_000;
+  const bundles: Bundle[] = [
+    {
+      name: 'prod-db-read', title: 'Production database (read-only)',
+      description: 'SELECT on the orders and billing schemas of the production PostgreSQL.',
+      tags: ['postgres', 'prod', 'read-only'],
+      resources: [{ integration: 'postgres', resource: 'orders', permission: 'read' }],
+      terms: terms({ flow: 'auto-1h' }),
+    },
+    {
+      name: 'prod-db-write', title: 'Production database (write)',
+      description: 'Write access to production PostgreSQL for data fixes.',
+      tags: ['postgres', 'prod'],
+      resources: [{ integration: 'postgres', resource: 'orders', permission: 'write' }],
+      terms: terms({ flow: 'one-approver', approvals: 1, justification_required: true, ticket_required: true }),
+    },
+    {
+      name: 'k8s-prod-admin', title: 'Kubernetes prod cluster admin',
+      description: 'cluster-admin on the production cluster. Use during incidents only.',
+      tags: ['kubernetes', 'prod', 'incident'],
+      resources: [{ integration: 'demo', resource: 'k8s/prod', permission: 'admin' }],
+      terms: terms({ flow: 'break-glass', justification_required: true, break_glass: true, default_duration_secs: 1800, max_duration_secs: 2 * 3600 }),
+    },
+    {
+      name: 'staging-ssh', title: 'Staging SSH',
+      description: 'Shell on the staging hosts.',
+      tags: ['ssh', 'staging'],
+      resources: [{ integration: 'ssh', resource: 'staging-*', permission: 'login' }],
+      terms: terms({ flow: 'auto-8h', default_duration_secs: 4 * 3600, max_duration_secs: 8 * 3600 }),
+    },
+    {
+      name: 'billing-console', title: 'Billing console (support)',
+      description: 'Refunds and invoice corrections in the billing console.',
+      tags: ['billing', 'support'],
+      resources: [{ integration: 'demo', resource: 'billing', permission: 'support' }],
+      terms: terms({ flow: 'two-approvers', approvals: 2, justification_required: true, max_duration_secs: 3600 }),
+    },
+  ];
+  const baseReq = {
+    kind: 'access' as const, justification: null, ticket: null, decisions: [],
+    grant_id: null, error: null, approvals_needed: 0,
+  };
+  const my_requests: Request[] = [
+    {
+      ...baseReq, id: 'req_demo1', bundle: 'prod-db-read', bundle_title: 'Production database (read-only)',
+      requester: 'alice', state: 'active', duration_secs: 3600, created_at: iso(-18 * min),
+      pending_until: iso(12 * min), grant_id: 'grt_demo1',
+    },
+    {
+      ...baseReq, id: 'req_demo2', bundle: 'prod-db-write', bundle_title: 'Production database (write)',
+      requester: 'alice', state: 'pending', duration_secs: 1800, justification: 'Fix stuck order #4411',
+      ticket: 'OPS-2231', created_at: iso(-4 * min), pending_until: iso(26 * min), approvals_needed: 1,
+    },
+    {
+      ...baseReq, id: 'req_demo3', bundle: 'billing-console', bundle_title: 'Billing console (support)',
+      requester: 'alice', state: 'denied', duration_secs: 3600, justification: 'Refund check',
+      created_at: iso(-3 * 3600_000), pending_until: iso(-2.5 * 3600_000), approvals_needed: 2,
+      decisions: [{ by: 'carol', at: iso(-2.9 * 3600_000), decision: 'deny', comment: 'Ask support lead first' }],
+    },
+  ];
+  const approvals: Request[] = [
+    {
+      ...baseReq, id: 'req_demo4', bundle: 'prod-db-write', bundle_title: 'Production database (write)',
+      requester: 'bob', state: 'pending', duration_secs: 3600, justification: 'Backfill missing invoices',
+      ticket: 'INC-881', created_at: iso(-2 * min), pending_until: iso(28 * min), approvals_needed: 1,
+    },
+    {
+      ...baseReq, id: 'req_demo5', bundle: 'billing-console', bundle_title: 'Billing console (support)',
+      requester: 'dave', state: 'pending', duration_secs: 1800, justification: 'Customer refund escalation',
+      created_at: iso(-9 * min), pending_until: iso(21 * min), approvals_needed: 2,
+      decisions: [{ by: 'carol', at: iso(-5 * min), decision: 'approve', comment: null }],
+    },
+  ];
+  const grants: Grant[] = [
+    {
+      id: 'grt_demo1', request_id: 'req_demo1', bundle: 'prod-db-read', bundle_title: 'Production database (read-only)',
+      holder: 'alice', state: 'active', activated_at: iso(-18 * min), expires_at: iso(42 * min),
+      ended_at: null, end_reason: null, ended_by: null, last_error: null, attempts: 0, next_attempt_at: null,
+    },
+    {
+      id: 'grt_demo0', request_id: 'req_demo0', bundle: 'staging-ssh', bundle_title: 'Staging SSH',
+      holder: 'alice', state: 'revoke_failed', activated_at: iso(-5 * 3600_000), expires_at: iso(-60 * min),
+      ended_at: null, end_reason: 'expired', ended_by: null,
+      last_error: 'ssh: could not remove principal from staging-2 (connection timed out)', attempts: 3,
+      next_attempt_at: iso(2 * min),
+    },
+  ];
+  return {
+    status: {
+      signed_in: true, demo: true, user: 'alice', groups: ['sre', 'oncall'],
+      broker_url: 'demo://in-process', online: true, offline_since: null,
+      last_synced_at: iso(-20_000), clock_offset_ms: 0, last_error: null,
+    },
+    bundles,
+    favourites: ['prod-db-read'],
+    my_requests,
+    approvals,
+    grants,
+    outbox: [],
+  };
+}
+
+/** A signed-out, empty snapshot. */
+export function signedOutSnapshot(): Snapshot {
+  return {
+    status: {
+      signed_in: false, demo: false, user: null, groups: [], broker_url: null, online: false,
+      offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
+    },
+    bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
+  };
+}
+
+export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: FakeOptions = {}): FakeBackend {
+  const now = opts.now ?? (() => Date.now());
+  const state: Snapshot = clone(initial);
+  const snapListeners = new Set<(s: Snapshot) => void>();
+  const openListeners = new Set<(t: { view: string; id?: string }) => void>();
+  const failures = new Map<keyof Backend, BackendError>();
+  const calls: FakeCall[] = [];
+  const iso = (offset = 0) => new Date(now() + offset).toISOString();
+
+  const wait = () => (opts.latencyMs ? new Promise((r) => setTimeout(r, opts.latencyMs)) : Promise.resolve());
+
+  const fail = (code: string, message: string): BackendError => ({ code, message });
+
+  async function call<T>(method: keyof Backend, args: unknown[], body: () => T): Promise<T> {
+    calls.push({ method, args });
+    await wait();
+    const f = failures.get(method);
+    if (f) {
+      failures.delete(method);
+      throw f;
+    }
+    return body();
+  }
+
+  function emit(s?: Snapshot) {
+    if (s) Object.assign(state, clone(s));
+    const copy = clone(state);
+    for (const l of snapListeners) l(clone(copy));
+  }
+  const changed = () => { void Promise.resolve().then(() => emit()); };
+
+  const result = (message: string, extra: Partial<ActionResult> = {}): ActionResult =>
+    ({ queued: false, message, request: null, grant: null, ...extra });
+
+  function requireSignedIn() {
+    if (!state.status.signed_in) throw fail('unauthenticated', 'You are signed out. Sign in to a broker first.');
+  }
+  function requireOnline(what: string) {
+    if (!state.status.online) throw fail('offline', `${what} needs the broker, which is unreachable right now.`);
+  }
+  function queue(kind: OutboxItem['kind'], summary: string, bundle: string | null, grantId: string | null): ActionResult {
+    const item: OutboxItem = {
+      id: nextId('obx'), kind, summary, created_at: iso(), attempts: 0, last_error: null, bundle, grant_id: grantId,
+    };
+    state.outbox.push(item);
+    changed();
+    return result(summary, { queued: true });
+  }
+  function findBundle(name: string): Bundle {
+    const b = state.bundles.find((x) => x.name === name);
+    if (!b) throw fail('not_found', `No bundle named “${name}”.`);
+    return b;
+  }
+  function findGrant(id: string): Grant {
+    const g = state.grants.find((x) => x.id === id);
+    if (!g) throw fail('not_found', 'That grant is no longer live.');
+    return g;
+  }
+  function activate(req: Request, bundle: Bundle): Grant {
+    const g: Grant = {
+      id: nextId('grt'), request_id: req.id, bundle: bundle.name, bundle_title: bundle.title,
+      holder: req.requester, state: 'active', activated_at: iso(), expires_at: iso(req.duration_secs * 1000),
+      ended_at: null, end_reason: null, ended_by: null, last_error: null, attempts: 0, next_attempt_at: null,
+    };
+    req.state = 'active';
+    req.grant_id = g.id;
+    state.grants.unshift(g);
+    return g;
+  }
+
+  const backend: FakeBackend = {
+    calls,
+    state,
+    callsTo: (m) => calls.filter((c) => c.method === m).map((c) => c.args),
+    emit,
+    open: (t) => { for (const l of openListeners) l({ ...t }); },
+    failNext: (m, e) => { failures.set(m, e); },
+    setOnline(online, error = null) {
+      state.status.online = online;
+      state.status.offline_since = online ? null : iso();
+      state.status.last_error = online ? null : (error ?? 'broker unreachable');
+      if (online) {
+        state.status.last_synced_at = iso();
+        state.outbox = [];
+      }
+      emit();
+    },
+    listenerCount: () => snapListeners.size,
+
+    status: () => call('status', [], () => clone(state.status)),
+    snapshot: () => call('snapshot', [], () => clone(state)),
+
+    signIn: (url, token) => call('signIn', [url, token], (): AppStatus => {
+      if (!/^https?:\/\/\S+$/.test(url.trim())) {
+        throw fail('invalid_url', 'The broker URL must start with http:// or https://.');
+      }
+      if (url.includes('unreachable')) {
+        throw fail('unreachable', `Could not reach ${url.trim()}: connection refused.`);
+      }
+      if (!token.trim() || token.trim() === 'wrong') {
+        throw fail('unauthenticated', 'The broker rejected this API token.');
+      }
+      const demo = demoSnapshot(now());
+      Object.assign(state, demo);
+      Object.assign(state.status, {
+        signed_in: true, demo: false, broker_url: url.trim(), online: true, last_synced_at: iso(),
+      });
+      changed();
+      return clone(state.status);
+    }),
+
+    signOut: () => call('signOut', [], (): AppStatus => {
+      Object.assign(state, signedOutSnapshot(), { status: { ...signedOutSnapshot().status, broker_url: state.status.broker_url } });
+      changed();
+      return clone(state.status);
+    }),
+
+    requestBundle: (r: NewRequest) => call('requestBundle', [r], (): ActionResult => {
+      requireSignedIn();
+      const b = findBundle(r.bundle);
+      const t = b.terms;
+      const duration = r.duration_secs ?? t.default_duration_secs;
+      if (duration <= 0 || duration > t.max_duration_secs) {
+        throw fail('invalid_duration', `Duration must be between 1 minute and ${Math.round(t.max_duration_secs / 60)} minutes.`);
+      }
+      if (t.justification_required && !r.justification?.trim()) {
+        throw fail('justification_required', `${b.title} needs a justification.`);
+      }
+      if (t.ticket_required && !r.ticket?.trim()) {
+        throw fail('ticket_required', `${b.title} needs a ticket reference.`);
+      }
+      if (!state.status.online) {
+        return queue('request', `Request for ${b.title} will be sent when the broker is back.`, b.name, null);
+      }
+      const req: Request = {
+        id: nextId('req'), kind: 'access', bundle: b.name, bundle_title: b.title,
+        requester: state.status.user ?? 'me', state: 'pending', duration_secs: duration,
+        justification: r.justification ?? null, ticket: r.ticket ?? null, created_at: iso(),
+        pending_until: iso(t.pending_ttl_secs * 1000), approvals_needed: t.approvals, decisions: [],
+        grant_id: null, error: null,
+      };
+      state.my_requests.unshift(req);
+      let grant: Grant | null = null;
+      if (t.approvals === 0) grant = activate(req, b);
+      changed();
+      const msg = grant
+        ? `${b.title} granted for ${Math.round(duration / 60)} min.`
+        : `Requested ${b.title}: waiting for ${t.approvals} approval${t.approvals === 1 ? '' : 's'}.`;
+      return result(msg, { request: clone(req), grant: grant && clone(grant) });
+    }),
+
+    cancelRequest: (id) => call('cancelRequest', [id], (): ActionResult => {
+      const req = state.my_requests.find((x) => x.id === id);
+      if (!req) throw fail('not_found', 'That request no longer exists.');
+      if (req.state !== 'pending') throw fail('conflict', `The request is ${req.state}, it can no longer be cancelled.`);
+      requireOnline('Cancelling');
+      req.state = 'cancelled';
+      changed();
+      return result(`Cancelled the request for ${req.bundle_title}.`, { request: clone(req) });
+    }),
+
+    approve: (id, comment) => call('approve', [id, comment], (): ActionResult => {
+      requireOnline('Approving');
+      const req = state.approvals.find((x) => x.id === id);
+      if (!req) throw fail('not_found', 'That request is no longer waiting for you.');
+      req.decisions.push({ by: state.status.user ?? 'me', at: iso(), decision: 'approve', comment: comment ?? null });
+      state.approvals = state.approvals.filter((x) => x.id !== id);
+      changed();
+      return result(`Approved ${req.requester}’s request for ${req.bundle_title}.`, { request: clone(req) });
+    }),
+
+    deny: (id, reason) => call('deny', [id, reason], (): ActionResult => {
+      requireOnline('Denying');
+      const req = state.approvals.find((x) => x.id === id);
+      if (!req) throw fail('not_found', 'That request is no longer waiting for you.');
+      req.state = 'denied';
+      req.decisions.push({ by: state.status.user ?? 'me', at: iso(), decision: 'deny', comment: reason ?? null });
+      state.approvals = state.approvals.filter((x) => x.id !== id);
+      changed();
+      return result(`Denied ${req.requester}’s request for ${req.bundle_title}.`, { request: clone(req) });
+    }),
+
+    revoke: (grantId) => call('revoke', [grantId], (): ActionResult => {
+      const g = findGrant(grantId);
+      if (!state.status.online) {
+        return queue('revoke', `Revoke of ${g.bundle_title} will be sent when the broker is back.`, g.bundle, g.id);
+      }
+      g.state = 'revoked';
+      g.ended_at = iso();
+      g.end_reason = 'revoked';
+      g.ended_by = state.status.user;
+      state.grants = state.grants.filter((x) => x.id !== grantId);
+      const req = state.my_requests.find((x) => x.grant_id === grantId);
+      if (req) req.state = 'revoked';
+      changed();
+      return result(`Revoked ${g.bundle_title}.`, { grant: clone(g) });
+    }),
+
+    extend: (grantId, durationSecs, justification) => call('extend', [grantId, durationSecs, justification], (): ActionResult => {
+      requireOnline('Extending');
+      const g = findGrant(grantId);
+      const b = state.bundles.find((x) => x.name === g.bundle);
+      const secs = durationSecs ?? b?.terms.default_duration_secs ?? 3600;
+      if (b?.terms.justification_required && !justification?.trim()) {
+        throw fail('justification_required', `Extending ${g.bundle_title} needs a justification.`);
+      }
+      g.expires_at = new Date(new Date(g.expires_at).getTime() + secs * 1000).toISOString();
+      changed();
+      return result(`Extended ${g.bundle_title} by ${Math.round(secs / 60)} min.`, { grant: clone(g) });
+    }),
+
+    credentials: (grantId) => call('credentials', [grantId], (): Credentials => {
+      const g = findGrant(grantId);
+      if (g.state !== 'active') throw fail('conflict', `The grant is ${g.state}; no credentials to show.`);
+      const items: CredentialItem[] = [
+        {
+          integration: 'postgres', kind: 'postgres', resource: 'orders', username: `fd_${g.holder}_${g.id.slice(-4)}`,
+          secret: 'pg-S3cret-' + g.id.slice(-4), host: 'db.prod.internal', port: 5432, note: 'VALID UNTIL the grant expires',
+        },
+        {
+          integration: 'demo', kind: 'demo', resource: g.bundle, username: g.holder,
+          secret: 'demo-token-' + g.id.slice(-4), host: null, port: null, note: null,
+        },
+      ];
+      return { grant_id: g.id, expires_at: g.expires_at, items };
+    }),
+
+    copySecret: (text) => call('copySecret', [text], () => undefined),
+
+    setFavourite: (bundle, favourite) => call('setFavourite', [bundle, favourite], (): Snapshot => {
+      findBundle(bundle);
+      state.favourites = state.favourites.filter((x) => x !== bundle);
+      if (favourite) state.favourites.push(bundle);
+      changed();
+      return clone(state);
+    }),
+
+    resync: () => call('resync', [], (): Snapshot => {
+      requireSignedIn();
+      if (state.status.online) state.status.last_synced_at = iso();
+      changed();
+      return clone(state);
+    }),
+
+    uiReady: () => call('uiReady', [], () => undefined),
+
+    onSnapshot: (cb) => call('onSnapshot', [], () => {
+      snapListeners.add(cb);
+      return () => { snapListeners.delete(cb); };
+    }),
+
+    onOpen: (cb) => call('onOpen', [], () => {
+      openListeners.add(cb);
+      return () => { openListeners.delete(cb); };
+    }),
+  };
+  return backend;
+}

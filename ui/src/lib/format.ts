@@ -1,0 +1,127 @@
+// Pure formatting and filtering helpers: no Svelte, no backend, easy to test.
+
+import type { AppStatus, Bundle, FlowTerms } from './types';
+
+const pad = (n: number) => String(n).padStart(2, '0');
+
+/** Local wall-clock time of an RFC 3339 timestamp as HH:MM. */
+export function hhmm(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '—';
+  return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+/** "14:02" today, "2026-03-04 14:02" otherwise (local time). */
+export function dateTime(iso: string, now: number = Date.now()): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '—';
+  const today = new Date(now);
+  const sameDay = d.getFullYear() === today.getFullYear()
+    && d.getMonth() === today.getMonth() && d.getDate() === today.getDate();
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return sameDay ? time : `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
+}
+
+/** A duration in seconds, human-readable and short: "4h", "1h 30m", "45m", "2d", "30s". */
+export function humanDuration(secs: number): string {
+  if (!Number.isFinite(secs) || secs <= 0) return '0m';
+  const s = Math.round(secs);
+  if (s < 60) return `${s}s`;
+  const d = Math.floor(s / 86400);
+  const h = Math.floor((s % 86400) / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const parts: string[] = [];
+  if (d) parts.push(`${d}d`);
+  if (h) parts.push(`${h}h`);
+  if (m) parts.push(`${m}m`);
+  return parts.length ? parts.join(' ') : `${s}s`;
+}
+
+/** Milliseconds left until `expiresAt`, measured on the broker's clock. */
+export function remainingMs(expiresAt: string, nowMs: number, clockOffsetMs: number): number {
+  const end = new Date(expiresAt).getTime();
+  if (Number.isNaN(end)) return 0;
+  return end - (nowMs + clockOffsetMs);
+}
+
+/** H:MM:SS (hours unpadded), or "expired" once nothing is left. */
+export function countdown(ms: number): string {
+  if (!(ms > 0)) return 'expired';
+  const total = Math.ceil(ms / 1000);
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  return `${h}:${pad(m)}:${pad(s)}`;
+}
+
+/** "Offline since 14:02 · last synced 14:01" (local times). */
+export function offlineText(status: Pick<AppStatus, 'offline_since' | 'last_synced_at'>): string {
+  const since = status.offline_since ? `Offline since ${hhmm(status.offline_since)}` : 'Offline';
+  const synced = status.last_synced_at ? `last synced ${hhmm(status.last_synced_at)}` : 'never synced';
+  return `${since} · ${synced}`;
+}
+
+/** The terms of a flow as short labels, in the order they matter. */
+export function termLabels(t: FlowTerms): string[] {
+  const out: string[] = [];
+  if (t.break_glass) out.push('BREAK GLASS');
+  out.push(`max ${humanDuration(t.max_duration_secs)}`);
+  out.push(t.approvals > 0 ? `approvals: ${t.approvals}` : 'automatic');
+  if (t.justification_required) out.push('justification required');
+  if (t.ticket_required) out.push('ticket required');
+  return out;
+}
+
+/** Whether requesting needs a form (anything the user must type). */
+export function needsForm(t: FlowTerms): boolean {
+  return t.justification_required || t.ticket_required;
+}
+
+/** Search-box filter: every word must appear in the name, title, description or a tag. */
+export function filterBundles(bundles: Bundle[], query: string): Bundle[] {
+  const words = query.toLowerCase().split(/\s+/).filter(Boolean);
+  if (words.length === 0) return bundles;
+  return bundles.filter((b) => {
+    const hay = [b.name, b.title, b.description, ...b.tags].join('\n').toLowerCase();
+    return words.every((w) => hay.includes(w));
+  });
+}
+
+/** Favourites first; otherwise the backend's order is kept. */
+export function sortFavouritesFirst(bundles: Bundle[], favourites: string[]): Bundle[] {
+  const fav = new Set(favourites);
+  return bundles
+    .map((b, i) => ({ b, i, f: fav.has(b.name) ? 0 : 1 }))
+    .sort((x, y) => x.f - y.f || x.i - y.i)
+    .map((x) => x.b);
+}
+
+function isSubsequence(needle: string, hay: string): boolean {
+  let i = 0;
+  for (const ch of hay) {
+    if (ch === needle[i]) i++;
+    if (i === needle.length) return true;
+  }
+  return needle.length === 0;
+}
+
+/** Quick-switcher ranking: prefix > substring > tag/description > letters in order. */
+export function fuzzyBundles(bundles: Bundle[], query: string, favourites: string[] = []): Bundle[] {
+  const q = query.trim().toLowerCase();
+  const ordered = sortFavouritesFirst(bundles, favourites);
+  if (!q) return ordered;
+  const scored: { b: Bundle; score: number; i: number }[] = [];
+  ordered.forEach((b, i) => {
+    const name = b.name.toLowerCase();
+    const title = b.title.toLowerCase();
+    const rest = [b.description, ...b.tags].join('\n').toLowerCase();
+    const words = q.split(/\s+/).filter(Boolean);
+    let score = 0;
+    if (name.startsWith(q) || title.startsWith(q)) score = 4;
+    else if (name.includes(q) || title.includes(q)) score = 3;
+    else if (words.every((w) => name.includes(w) || title.includes(w) || rest.includes(w))) score = 2;
+    else if (isSubsequence(q.replace(/\s+/g, ''), name) || isSubsequence(q.replace(/\s+/g, ''), title)) score = 1;
+    if (score > 0) scored.push({ b, score, i });
+  });
+  return scored.sort((x, y) => y.score - x.score || x.i - y.i).map((x) => x.b);
+}

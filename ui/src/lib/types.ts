@@ -1,0 +1,159 @@
+// The shapes the desktop backend (Rust, crates/client + src-tauri) sends to the UI.
+// Field names are snake_case exactly as serialized by serde on the Rust side;
+// timestamps are RFC 3339 strings in UTC.
+
+export type RequestState =
+  | 'pending' | 'approved' | 'active' | 'expired' | 'revoked'
+  | 'denied' | 'cancelled' | 'timed_out' | 'failed';
+
+export type GrantState =
+  | 'provisioning' | 'active' | 'revoking' | 'revoke_failed'
+  | 'revoked' | 'expired' | 'failed';
+
+export interface FlowTerms {
+  flow: string;
+  approvals: number; // 0 = automatic
+  default_duration_secs: number;
+  max_duration_secs: number;
+  justification_required: boolean;
+  ticket_required: boolean;
+  pending_ttl_secs: number;
+  break_glass: boolean;
+}
+
+export interface ResourceGrant {
+  integration: string;
+  resource: string;
+  permission: string;
+}
+
+export interface Bundle {
+  name: string;
+  title: string;
+  description: string;
+  tags: string[];
+  resources: ResourceGrant[];
+  terms: FlowTerms;
+}
+
+export interface Decision {
+  by: string;
+  at: string;
+  decision: 'approve' | 'deny';
+  comment: string | null;
+}
+
+export interface Request {
+  id: string;
+  kind: 'access' | 'extension';
+  bundle: string;
+  bundle_title: string;
+  requester: string;
+  state: RequestState;
+  duration_secs: number;
+  justification: string | null;
+  ticket: string | null;
+  created_at: string;
+  pending_until: string;
+  approvals_needed: number;
+  decisions: Decision[];
+  grant_id: string | null;
+  error: string | null;
+}
+
+export interface Grant {
+  id: string;
+  request_id: string;
+  bundle: string;
+  bundle_title: string;
+  holder: string;
+  state: GrantState;
+  activated_at: string | null;
+  expires_at: string;
+  ended_at: string | null;
+  end_reason: string | null;
+  ended_by: string | null;
+  last_error: string | null;
+  attempts: number;
+  next_attempt_at: string | null;
+}
+
+export interface CredentialItem {
+  integration: string;
+  kind: string; // 'postgres' | 'demo'
+  resource: string;
+  username: string;
+  secret: string;
+  host: string | null;
+  port: number | null;
+  note: string | null;
+}
+
+export interface Credentials {
+  grant_id: string;
+  expires_at: string;
+  items: CredentialItem[];
+}
+
+export interface AppStatus {
+  signed_in: boolean;
+  /** Demo mode: an in-process broker with a seeded team. */
+  demo: boolean;
+  user: string | null;
+  groups: string[];
+  broker_url: string | null;
+  /** The broker answered the last call or the event stream is connected. */
+  online: boolean;
+  offline_since: string | null;
+  last_synced_at: string | null;
+  /** broker clock minus local clock, in ms: add it to Date.now() for countdowns. */
+  clock_offset_ms: number;
+  /** The last sync/network error, readable, if any. */
+  last_error: string | null;
+}
+
+/** An action taken offline, waiting to be sent to the broker exactly once. */
+export interface OutboxItem {
+  id: string;
+  kind: 'request' | 'revoke';
+  summary: string;
+  created_at: string;
+  attempts: number;
+  last_error: string | null;
+  bundle: string | null;
+  grant_id: string | null;
+}
+
+/** Everything the UI shows, served from the local cache (works offline). */
+export interface Snapshot {
+  status: AppStatus;
+  bundles: Bundle[];
+  favourites: string[];
+  my_requests: Request[];
+  /** Requests waiting for my decision. */
+  approvals: Request[];
+  /** My grants whose access may still be live. */
+  grants: Grant[];
+  outbox: OutboxItem[];
+}
+
+export interface ActionResult {
+  /** True when the broker was unreachable and the action went to the outbox. */
+  queued: boolean;
+  message: string;
+  request: Request | null;
+  grant: Grant | null;
+}
+
+/** Every error from the backend: a stable code and a readable message. */
+export interface BackendError {
+  code: string;
+  message: string;
+}
+
+export interface NewRequest {
+  bundle: string;
+  duration_secs?: number;
+  justification?: string;
+  ticket?: string;
+}
