@@ -50,7 +50,7 @@ case "$PROFILE" in
 esac
 
 for t in cargo python3 curl xvfb-run Xvfb xauth keyctl dbus-run-session gnome-keyring-daemon \
-  secret-tool setsid timeout pgrep import; do
+  secret-tool setsid timeout pgrep import xdotool; do
   command -v "$t" >/dev/null 2>&1 || die "$t not found: run scripts/deps.sh"
 done
 
@@ -70,7 +70,7 @@ kill_marked() {
     p=${d#/proc/}
     [ "$p" = "$$" ] && continue
     # Builtins only: spawning a helper here would put a marked process in the scan.
-    mapfile -d '' envv <"$d/environ" 2>/dev/null || continue
+    mapfile -d "" envv 2>/dev/null <"$d/environ" || continue
     local e
     for e in "${envv[@]}"; do
       if [ "$e" = "FD_BENCH_MARK=$WORK" ]; then
@@ -245,15 +245,29 @@ tree_cpu() {
   awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'
 }
 
-# Screenshot of the Xvfb display inside session $1.
-screenshot() {
-  local sid=$1 out=$2 xpid args disp auth
+# Runs an X client against the Xvfb display inside session $1 (display and auth file
+# from the Xvfb command line that xvfb-run wrote).
+on_display() {
+  local sid=$1 xpid args disp auth="" i
+  shift
   xpid=$(pgrep -s "$sid" -x Xvfb | head -n 1) || return 1
   mapfile -d '' args <"/proc/$xpid/cmdline"
   disp=${args[1]}
-  auth=""
   for i in "${!args[@]}"; do [ "${args[$i]}" = "-auth" ] && auth=${args[$((i + 1))]}; done
-  DISPLAY=$disp XAUTHORITY=$auth timeout 20 import -window root "$out" 2>/dev/null
+  DISPLAY=$disp XAUTHORITY=$auth timeout 20 "$@"
+}
+
+screenshot() { on_display "$1" import -window root "$2" 2>/dev/null; }
+
+# Focuses the window titled $2 and presses keys $3… (there is no window manager).
+press_keys() {
+  local sid=$1 title=$2 k
+  shift 2
+  for k in "$@"; do
+    on_display "$sid" xdotool search --onlyvisible --name "^$title\$" windowfocus --sync key --clearmodifiers "$k" ||
+      return 1
+    sleep 2
+  done
 }
 
 median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%d\n", (a[NR/2]+a[NR/2+1])/2}'; }
@@ -348,7 +362,8 @@ log "  broker has $BROKER_GRANTS live grants and $BROKER_REQUESTS requests for u
 # One idle-memory launch inside a throwaway unlocked keyring on a private D-Bus, under
 # Xvfb. Sets MEM_KB, MEM_PARTS, MEM_CPU, MEM_READY_MS; leaves the run dir in $d.
 mem_run() {
-  local tag=$1 comm=$2 prefix=$3 bin=$4 store_token=$5
+  local tag=$1 comm=$2 prefix=$3 bin=$4 store_token=$5 title=$6 keys=$7
+  MEM_VIEW="initial view"
   d="$WORK/mem/$tag"
   fresh_dirs "$d"
   mkdir -p "$d/keyring-data" "$d/fd-data"
@@ -386,13 +401,36 @@ EOF
     tail -n 20 "$d/stderr.log" >&2
     die "$tag: not interactive within ${START_TIMEOUT}s (log: $OUT_DIR/failed-$tag.stderr.log)"
   fi
-  log "  $tag: interactive after $MEM_READY_MS ms; idling ${IDLE_SECS}s"
-  sleep "$IDLE_SECS"
-  local pid
+  log "  $tag: interactive after $MEM_READY_MS ms"
+  if [ -n "$keys" ]; then
+    # Let the first sync land, then show the lists (each view renders its list).
+    sleep 3
+    # shellcheck disable=SC2086
+    if press_keys "$sid" "$title" $keys; then
+      MEM_VIEW="pressed $keys"
+    else
+      MEM_VIEW="could not press $keys"
+      log "  WARNING: could not press $keys in the $title window"
+    fi
+  fi
+  log "  $tag: idling ${IDLE_SECS}s"
+  local pid pss t=0 step cpu prev_cpu
   pid=$(app_pid "$sid" "$comm") || true
-  [ -n "$pid" ] || { stop_group "$sid"; tail -n 20 "$d/stderr.log" >&2; die "$tag: the app is gone after idling"; }
-  local pss
-  pss=$(tree_pss "$pid")
+  [ -n "$pid" ] || { stop_group "$sid"; tail -n 20 "$d/stderr.log" >&2; die "$tag: the app is not running"; }
+  # A sample every 10 s shows whether the app has settled.
+  MEM_SERIES=""
+  prev_cpu=$(tree_cpu "$pid")
+  while [ "$t" -lt "$IDLE_SECS" ]; do
+    step=$((IDLE_SECS - t < 10 ? IDLE_SECS - t : 10))
+    sleep "$step"
+    t=$((t + step))
+    kill -0 "$pid" 2>/dev/null || { stop_group "$sid"; tail -n 20 "$d/stderr.log" >&2; die "$tag: the app exited while idling"; }
+    pss=$(tree_pss "$pid")
+    cpu=$(tree_cpu "$pid")
+    MEM_SERIES="$MEM_SERIES${MEM_SERIES:+, }${t}s $((${pss%%$'\t'*} / 1024)) MB/+$(awk -v a="$cpu" -v b="$prev_cpu" 'BEGIN { printf "%.1f", a - b }')s cpu"
+    prev_cpu=$cpu
+  done
+  log "  $tag idle samples (PSS / cpu used in the interval): $MEM_SERIES"
   MEM_KB=${pss%%$'\t'*}
   MEM_PARTS=${pss#*$'\t'}
   MEM_CPU=$(tree_cpu "$pid")
@@ -400,8 +438,10 @@ EOF
   MEM_SID=$sid
 }
 
-mem_run firedoor-mem firedoor firedoor "$FIREDOOR" 1
-FD_KB=$MEM_KB FD_PARTS=$MEM_PARTS FD_CPU=$MEM_CPU FD_SID=$MEM_SID FD_DIR=$d
+# Firedoor: visit Requests (Alt+3), then stay on My access (Alt+2), the grants list
+# with its live countdowns.
+mem_run firedoor-mem firedoor firedoor "$FIREDOOR" 1 Firedoor "alt+3 alt+2"
+FD_KB=$MEM_KB FD_PARTS=$MEM_PARTS FD_CPU=$MEM_CPU FD_SID=$MEM_SID FD_DIR=$d FD_VIEW=$MEM_VIEW FD_SERIES=$MEM_SERIES
 # What the app synced from the broker, read from its cache while it runs.
 FD_CACHE=$(python3 - "$FD_DIR/fd-data/cache.db" <<'EOF'
 import sqlite3, sys
@@ -419,8 +459,8 @@ log "  firedoor: PSS $((FD_KB / 1024)) MB ($FD_PARTS); cpu ${FD_CPU}s; cache: $C
 [ "$C_GRANTS" = "$BROKER_GRANTS" ] && [ "$C_PENDING" = "$N_PENDING" ] ||
   log "  WARNING: the app's cache does not hold what the broker has ($BROKER_GRANTS grants, $N_PENDING pending)"
 
-mem_run hello-mem fd-bench-hello hello "$HELLO" 0
-HELLO_KB=$MEM_KB HELLO_PARTS=$MEM_PARTS HELLO_CPU=$MEM_CPU
+mem_run hello-mem fd-bench-hello hello "$HELLO" 0 Hello ""
+HELLO_KB=$MEM_KB HELLO_PARTS=$MEM_PARTS HELLO_CPU=$MEM_CPU HELLO_SERIES=$MEM_SERIES
 stop_group "$MEM_SID"
 log "  hello-world: PSS $((HELLO_KB / 1024)) MB ($HELLO_PARTS); cpu ${HELLO_CPU}s"
 
@@ -437,8 +477,11 @@ R_MEM=$(ratio "$FD_KB" "$HELLO_KB")
   echo "Firedoor desktop benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, profile $PROFILE, $(uname -r)"
   echo "cold start runs (ms): firedoor ${FD_MS[*]}; hello-world ${HELLO_MS[*]}"
   echo "firedoor idle tree: $FD_PARTS; cpu ${FD_CPU}s since start"
+  echo "firedoor idle samples (PSS / cpu in the interval): $FD_SERIES"
   echo "hello-world idle tree: $HELLO_PARTS; cpu ${HELLO_CPU}s since start"
+  echo "hello-world idle samples: $HELLO_SERIES"
   echo "firedoor synced from the broker (its cache): $C_GRANTS grants, $C_REQS own requests of which $C_PENDING pending, last sync $C_SYNCED"
+  echo "firedoor view while idling: $FD_VIEW (alt+3 = Requests, alt+2 = My access, the grants list)"
   echo "screenshots: $OUT_DIR/firedoor-mem-idle.png, $OUT_DIR/hello-mem-idle.png"
   echo
   echo "cold start to interactive (median of $RUNS): firedoor $FD_MED ms, hello-world $HELLO_MED ms, ratio $R_START (goal <= 1.5: $(verdict "$R_START" 1.5))"

@@ -130,6 +130,8 @@ fn need(cmd: &str) {
 
 impl Desktop {
     async fn start() -> Desktop {
+        // fantoccini builds a TLS config even for plain HTTP; pick the provider.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         for c in [
             "Xvfb",
             "dbus-daemon",
@@ -163,6 +165,7 @@ impl Desktop {
             .read_line(&mut line)
             .unwrap();
         let display = format!(":{}", line.trim());
+        let _ = DISPLAY.set(display.clone());
         children.push(xvfb);
 
         // A private session bus.
@@ -331,10 +334,23 @@ fn shots_dir() -> PathBuf {
     d
 }
 
-async fn shot(wd: &Wd, name: &str) {
-    let png = wd.screenshot().await.unwrap();
-    std::fs::write(shots_dir().join(format!("{name}.png")), png).unwrap();
+/// Saves a screenshot of the display (WebKitWebDriver's own screenshot hangs under
+/// Xvfb without a GPU, so the X server is asked instead).
+async fn shot(_wd: &Wd, name: &str) {
+    let display = DISPLAY.get().cloned().unwrap_or_default();
+    let out = shots_dir().join(format!("{name}.png"));
+    let ok = Command::new("import")
+        .args(["-display", &display, "-window", "root"])
+        .arg(&out)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("e2e: screenshot {name} failed");
+    }
 }
+
+static DISPLAY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 fn tid(id: &str) -> Locator<'_> {
     Locator::Css(Box::leak(
@@ -344,10 +360,13 @@ fn tid(id: &str) -> Locator<'_> {
 
 /// Waits for an element and returns it.
 async fn el(wd: &Wd, id: &str) -> fantoccini::elements::Element {
+    eprintln!("e2e: find {id}");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
-        if let Ok(e) = wd.find(tid(id)).await {
-            return e;
+        match tokio::time::timeout(Duration::from_secs(10), wd.find(tid(id))).await {
+            Ok(Ok(e)) => return e,
+            Ok(Err(_)) => {}
+            Err(_) => eprintln!("e2e: find {id}: WebDriver did not answer in 10 s"),
         }
         if Instant::now() > deadline {
             shot(wd, &format!("failure-{id}")).await;
