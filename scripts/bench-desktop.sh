@@ -223,17 +223,36 @@ tree_pids() {
   for c in $(pgrep -P "$p"); do tree_pids "$c"; done
 }
 
-# "total_kB<TAB>name=kB,name=kB…" for a process tree, from smaps_rollup.
-tree_pss() {
-  local total=0 parts="" p kb name
+# "PSS_kB USS_kB RSS_kB<TAB>name PSS MB, …" for a process tree, from smaps_rollup.
+# PSS splits each shared page among all processes mapping it, including processes
+# outside the tree (other WebKit apps share libwebkit2gtk's pages); USS (private pages
+# only) does not depend on what else runs.
+tree_mem() {
+  local pss=0 uss=0 rss=0 parts="" p v name a b c
   for p in $(tree_pids "$1"); do
-    kb=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
-    [ -n "$kb" ] || continue
+    v=$(awk '/^Pss:/ {p=$2} /^Rss:/ {r=$2} /^Private_(Clean|Dirty|Hugetlb):/ {u+=$2}
+             END {if (p != "") print p, u + 0, r + 0}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+    [ -n "$v" ] || continue
+    read -r a b c <<<"$v"
     name=$(cat "/proc/$p/comm" 2>/dev/null || echo "?")
-    total=$((total + kb))
-    parts="$parts${parts:+, }$name $((kb / 1024)) MB"
+    pss=$((pss + a))
+    uss=$((uss + b))
+    rss=$((rss + c))
+    parts="$parts${parts:+, }$name $((a / 1024)) MB"
   done
-  printf '%s\t%s\n' "$total" "$parts"
+  printf '%s %s %s\t%s\n' "$pss" "$uss" "$rss" "$parts"
+}
+
+# How many processes outside tree $1 map WebKitGTK (they lower the tree's PSS).
+foreign_webkit() {
+  local ours n=0 m p
+  ours=" $(tree_pids "$1" | tr '\n' ' ') "
+  for m in $(grep -l -e libwebkit2gtk -e libjavascriptcoregtk /proc/[0-9]*/maps 2>/dev/null); do
+    p=${m#/proc/}
+    p=${p%/maps}
+    case "$ours" in *" $p "*) ;; *) n=$((n + 1)) ;; esac
+  done
+  echo "$n"
 }
 
 # CPU seconds (user+system) used so far by a process tree.
@@ -295,7 +314,10 @@ cold_run() {
   echo "$ms"
 }
 
-log "(a) cold start to interactive: 1 warm-up + $RUNS runs each, interleaved"
+# Other work on the machine skews both parts (2 cores: a concurrent build shows).
+busy() { echo "load $(cut -d' ' -f1-3 /proc/loadavg), $(pgrep -c -x rustc || true) rustc running"; }
+LOAD_A="before: $(busy)"
+log "(a) cold start to interactive: 1 warm-up + $RUNS runs each, interleaved ($LOAD_A)"
 ms=$(cold_run fd-warmup firedoor "$FIREDOOR" --demo) || exit 1
 log "  warm-up: firedoor $ms ms"
 ms=$(cold_run hello-warmup hello "$HELLO") || exit 1
@@ -309,6 +331,7 @@ for i in $(seq "$RUNS"); do
   HELLO_MS+=("$ms")
   log "  run $i: firedoor ${FD_MS[-1]} ms, hello-world ${HELLO_MS[-1]} ms"
 done
+LOAD_A="$LOAD_A; after: $(busy)"
 FD_MED=$(median "${FD_MS[@]}")
 HELLO_MED=$(median "${HELLO_MS[@]}")
 
@@ -414,7 +437,7 @@ EOF
     fi
   fi
   log "  $tag: idling ${IDLE_SECS}s"
-  local pid pss t=0 step cpu prev_cpu
+  local pid mem t=0 step cpu prev_cpu foreign
   pid=$(app_pid "$sid" "$comm") || true
   [ -n "$pid" ] || { stop_group "$sid"; tail -n 20 "$d/stderr.log" >&2; die "$tag: the app is not running"; }
   # A sample every 10 s shows whether the app has settled.
@@ -425,14 +448,18 @@ EOF
     sleep "$step"
     t=$((t + step))
     kill -0 "$pid" 2>/dev/null || { stop_group "$sid"; tail -n 20 "$d/stderr.log" >&2; die "$tag: the app exited while idling"; }
-    pss=$(tree_pss "$pid")
+    mem=$(tree_mem "$pid")
     cpu=$(tree_cpu "$pid")
-    MEM_SERIES="$MEM_SERIES${MEM_SERIES:+, }${t}s $((${pss%%$'\t'*} / 1024)) MB/+$(awk -v a="$cpu" -v b="$prev_cpu" 'BEGIN { printf "%.1f", a - b }')s cpu"
+    foreign=$(foreign_webkit "$pid")
+    read -r MEM_KB MEM_USS_KB MEM_RSS_KB <<<"${mem%%$'\t'*}"
+    local note=""
+    [ "$foreign" -eq 0 ] || note=" [$foreign other WebKit processes]"
+    MEM_SERIES="$MEM_SERIES${MEM_SERIES:+, }${t}s $((MEM_KB / 1024))/$((MEM_USS_KB / 1024)) MB +$(awk -v a="$cpu" -v b="$prev_cpu" 'BEGIN { printf "%.1f", a - b }')s$note"
     prev_cpu=$cpu
   done
-  log "  $tag idle samples (PSS / cpu used in the interval): $MEM_SERIES"
-  MEM_KB=${pss%%$'\t'*}
-  MEM_PARTS=${pss#*$'\t'}
+  log "  $tag idle samples (PSS/USS, cpu used in the interval): $MEM_SERIES"
+  MEM_FOREIGN=$foreign
+  MEM_PARTS=${mem#*$'\t'}
   MEM_CPU=$(tree_cpu "$pid")
   screenshot "$sid" "$OUT_DIR/$tag-idle.png" || log "  (no screenshot)"
   MEM_SID=$sid
@@ -441,7 +468,7 @@ EOF
 # Firedoor: visit Requests (Alt+3), then stay on My access (Alt+2), the grants list
 # with its live countdowns.
 mem_run firedoor-mem firedoor firedoor "$FIREDOOR" 1 Firedoor "alt+3 alt+2"
-FD_KB=$MEM_KB FD_PARTS=$MEM_PARTS FD_CPU=$MEM_CPU FD_SID=$MEM_SID FD_DIR=$d FD_VIEW=$MEM_VIEW FD_SERIES=$MEM_SERIES
+FD_KB=$MEM_KB FD_USS=$MEM_USS_KB FD_RSS=$MEM_RSS_KB FD_FOREIGN=$MEM_FOREIGN FD_PARTS=$MEM_PARTS FD_CPU=$MEM_CPU FD_SID=$MEM_SID FD_DIR=$d FD_VIEW=$MEM_VIEW FD_SERIES=$MEM_SERIES
 # What the app synced from the broker, read from its cache while it runs.
 FD_CACHE=$(python3 - "$FD_DIR/fd-data/cache.db" <<'EOF'
 import sqlite3, sys
@@ -455,16 +482,19 @@ EOF
 read -r C_GRANTS C_REQS C_PENDING C_APPROVALS C_SYNCED <<<"$FD_CACHE"
 cp "$FD_DIR/stderr.log" "$OUT_DIR/firedoor-mem.stderr.log"
 stop_group "$FD_SID"
-log "  firedoor: PSS $((FD_KB / 1024)) MB ($FD_PARTS); cpu ${FD_CPU}s; cache: $C_GRANTS grants, $C_REQS my requests ($C_PENDING pending), $C_APPROVALS approvals, synced $C_SYNCED"
+log "  firedoor: PSS $((FD_KB / 1024)) MB ($FD_PARTS), USS $((FD_USS / 1024)) MB; cpu ${FD_CPU}s; cache: $C_GRANTS grants, $C_REQS my requests ($C_PENDING pending), $C_APPROVALS approvals, synced $C_SYNCED"
+# The token only exists in the keyring: a full cache means the app resumed the session
+# from keyring + cache and synced.
 [ "$C_GRANTS" = "$BROKER_GRANTS" ] && [ "$C_PENDING" = "$N_PENDING" ] ||
-  log "  WARNING: the app's cache does not hold what the broker has ($BROKER_GRANTS grants, $N_PENDING pending)"
+  die "the app's cache does not hold what the broker has ($BROKER_GRANTS grants, $N_PENDING pending): did it find the token in the keyring? (log: $OUT_DIR/firedoor-mem.stderr.log)"
 
 mem_run hello-mem fd-bench-hello hello "$HELLO" 0 Hello ""
-HELLO_KB=$MEM_KB HELLO_PARTS=$MEM_PARTS HELLO_CPU=$MEM_CPU HELLO_SERIES=$MEM_SERIES
+HELLO_KB=$MEM_KB HELLO_USS=$MEM_USS_KB HELLO_RSS=$MEM_RSS_KB HELLO_FOREIGN=$MEM_FOREIGN HELLO_PARTS=$MEM_PARTS HELLO_CPU=$MEM_CPU HELLO_SERIES=$MEM_SERIES
 stop_group "$MEM_SID"
-log "  hello-world: PSS $((HELLO_KB / 1024)) MB ($HELLO_PARTS); cpu ${HELLO_CPU}s"
+log "  hello-world: PSS $((HELLO_KB / 1024)) MB ($HELLO_PARTS), USS $((HELLO_USS / 1024)) MB; cpu ${HELLO_CPU}s"
 
 stop_group "$BROKER_PID"
+LOAD_B=$(busy)
 
 # ---------------------------------------------------------------- summary
 
@@ -472,18 +502,26 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 verdict() { awk -v r="$1" -v g="$2" 'BEGIN { print (r <= g ? "meets" : "MISSES") }'; }
 R_START=$(ratio "$FD_MED" "$HELLO_MED")
 R_MEM=$(ratio "$FD_KB" "$HELLO_KB")
+R_USS=$(ratio "$FD_USS" "$HELLO_USS")
+R_RSS=$(ratio "$FD_RSS" "$HELLO_RSS")
+MEM_NOTE=""
+if [ "$FD_FOREIGN" != 0 ] || [ "$HELLO_FOREIGN" != 0 ]; then
+  MEM_NOTE=" [other WebKit processes on the machine at measurement: firedoor run $FD_FOREIGN, hello run $HELLO_FOREIGN; PSS is skewed, see USS]"
+fi
 {
   echo
   echo "Firedoor desktop benchmark — $(date -u +%Y-%m-%dT%H:%M:%SZ), $(nproc) cores, profile $PROFILE, $(uname -r)"
-  echo "cold start runs (ms): firedoor ${FD_MS[*]}; hello-world ${HELLO_MS[*]}"
+  echo "cold start runs (ms): firedoor ${FD_MS[*]}; hello-world ${HELLO_MS[*]} (machine $LOAD_A)"
+  echo "machine after the memory runs: $LOAD_B"
   echo "firedoor idle tree: $FD_PARTS; cpu ${FD_CPU}s since start"
-  echo "firedoor idle samples (PSS / cpu in the interval): $FD_SERIES"
+  echo "firedoor idle samples (PSS/USS, cpu in the interval): $FD_SERIES"
   echo "hello-world idle tree: $HELLO_PARTS; cpu ${HELLO_CPU}s since start"
-  echo "hello-world idle samples: $HELLO_SERIES"
+  echo "hello-world idle samples (PSS/USS, cpu in the interval): $HELLO_SERIES"
+  echo "USS (private) after $IDLE_SECS s: firedoor $((FD_USS / 1024)) MB, hello-world $((HELLO_USS / 1024)) MB, ratio $R_USS; RSS: $((FD_RSS / 1024)) MB vs $((HELLO_RSS / 1024)) MB, ratio $R_RSS"
   echo "firedoor synced from the broker (its cache): $C_GRANTS grants, $C_REQS own requests of which $C_PENDING pending, last sync $C_SYNCED"
   echo "firedoor view while idling: $FD_VIEW (alt+3 = Requests, alt+2 = My access, the grants list)"
   echo "screenshots: $OUT_DIR/firedoor-mem-idle.png, $OUT_DIR/hello-mem-idle.png"
   echo
   echo "cold start to interactive (median of $RUNS): firedoor $FD_MED ms, hello-world $HELLO_MED ms, ratio $R_START (goal <= 1.5: $(verdict "$R_START" 1.5))"
-  echo "PSS after $IDLE_SECS s idle: firedoor $((FD_KB / 1024)) MB ($C_GRANTS grants + $C_PENDING pending requests listed), hello-world $((HELLO_KB / 1024)) MB, ratio $R_MEM (goal <= 1.2: $(verdict "$R_MEM" 1.2))"
+  echo "PSS after $IDLE_SECS s idle: firedoor $((FD_KB / 1024)) MB ($C_GRANTS grants + $C_PENDING pending requests listed), hello-world $((HELLO_KB / 1024)) MB, ratio $R_MEM (goal <= 1.2: $(verdict "$R_MEM" 1.2))$MEM_NOTE"
 } | tee "$OUT_DIR/summary.txt"

@@ -474,23 +474,28 @@ impl Console {
                         .map_err(|e| ConsoleError::new("internal", e.to_string()))?,
                     idempotency_key: key,
                 };
-                self.cache.push_outbox(&item).await?;
-                self.changed(Change::Snapshot);
-                Ok(ActionResult {
-                    queued: true,
-                    message: format!(
-                        "The broker is unreachable: {} is queued and will be sent when it is back.",
-                        item.summary
-                    ),
-                    request: None,
-                    grant: None,
-                })
+                self.queue(item).await
             }
             Err(e) => {
                 self.mark_online().await;
                 Err(e.into())
             }
         }
+    }
+
+    /// Puts an action in the outbox and says so.
+    async fn queue(&self, item: OutboxItem) -> Result<ActionResult> {
+        self.cache.push_outbox(&item).await?;
+        self.changed(Change::Snapshot);
+        Ok(ActionResult {
+            queued: true,
+            message: format!(
+                "The broker is unreachable: {} is queued and will be sent when it is back.",
+                item.summary
+            ),
+            request: None,
+            grant: None,
+        })
     }
 
     /// Revokes a grant; queued in the outbox while offline.
@@ -530,17 +535,7 @@ impl Console {
                     payload: String::new(),
                     idempotency_key: key,
                 };
-                self.cache.push_outbox(&item).await?;
-                self.changed(Change::Snapshot);
-                Ok(ActionResult {
-                    queued: true,
-                    message: format!(
-                        "The broker is unreachable: {} is queued and will be sent when it is back.",
-                        item.summary
-                    ),
-                    request: None,
-                    grant: None,
-                })
+                self.queue(item).await
             }
             Err(e) => {
                 self.mark_online().await;
