@@ -223,7 +223,7 @@ tree_pids() {
   for c in $(pgrep -P "$p"); do tree_pids "$c"; done
 }
 
-# "PSS_kB USS_kB RSS_kB<TAB>name PSS MB, …" for a process tree, from smaps_rollup.
+# "PSS_kB USS_kB RSS_kB<TAB>name PSS MB/cpu s, …" for a process tree, from smaps_rollup.
 # PSS splits each shared page among all processes mapping it, including processes
 # outside the tree (other WebKit apps share libwebkit2gtk's pages); USS (private pages
 # only) does not depend on what else runs.
@@ -238,7 +238,7 @@ tree_mem() {
     pss=$((pss + a))
     uss=$((uss + b))
     rss=$((rss + c))
-    parts="$parts${parts:+, }$name $((a / 1024)) MB"
+    parts="$parts${parts:+, }$name $((a / 1024)) MB/$(awk -v hz="$(getconf CLK_TCK)" '{printf "%.1f", ($14 + $15) / hz}' "/proc/$p/stat" 2>/dev/null)s cpu"
   done
   printf '%s %s %s\t%s\n' "$pss" "$uss" "$rss" "$parts"
 }
