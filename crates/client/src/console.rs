@@ -12,7 +12,7 @@ use firedoor_core::api::{
     BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, RequestView,
 };
 use firedoor_core::{GrantId, RequestId};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::sync::Arc;
@@ -732,15 +732,44 @@ impl Console {
                 }
             };
             backoff = Duration::from_millis(500);
+            // Events older than this are history, not news (only matters when the
+            // stream starts from the beginning, i.e. on the first connection).
+            let offset = self.live.lock().await.clock_offset_ms;
+            let fresh_after = Utc::now() + chrono::Duration::milliseconds(offset)
+                - chrono::Duration::seconds(120);
             let mut resync = tokio::time::interval(resync_every);
             resync.tick().await;
             loop {
                 tokio::select! {
                     next = stream.next() => match next {
-                        Some(Ok(ev)) => {
-                            let _ = self.cache.set(K_EVENT, Some(&ev.id.to_string())).await;
+                        Some(Ok(first)) => {
+                            // Take everything already waiting, then sync once.
+                            let mut batch = vec![first];
+                            let mut broke = false;
+                            while let Some(more) = stream.next().now_or_never() {
+                                match more {
+                                    Some(Ok(ev)) => batch.push(ev),
+                                    _ => {
+                                        broke = true;
+                                        break;
+                                    }
+                                }
+                            }
+                            if let Some(last) = batch.last() {
+                                let _ = self.cache.set(K_EVENT, Some(&last.id.to_string())).await;
+                            }
                             let _ = self.sync().await;
-                            self.changed(Change::Event(ev));
+                            for ev in batch {
+                                // On a first connection the broker replays the user's
+                                // history: keep it out of notifications.
+                                if ev.at >= fresh_after {
+                                    self.changed(Change::Event(ev));
+                                }
+                            }
+                            if broke {
+                                self.mark_offline("the event stream broke").await;
+                                break;
+                            }
                         }
                         Some(Err(e)) => {
                             self.mark_offline(&ConsoleError::from(e).message).await;

@@ -1,5 +1,6 @@
-//! Where the API token lives: the OS keyring (Secret Service with the kernel keyring
-//! as cache on Linux), never a file. A small trait so tests and demo mode can use an
+//! Where the API token lives: the OS keyring (on Linux the Secret Service, e.g.
+//! gnome-keyring; keyring 3.6's "persistent" backend reads it directly, its kernel
+//! keyring cache is not used), never a file. A small trait so tests and demo mode can use an
 //! in-memory store.
 
 use std::collections::BTreeMap;
