@@ -191,7 +191,11 @@ pub struct EventView {
     pub id: i64,
     /// `request_awaiting_approval`, `request_approved`, `request_denied`,
     /// `request_timed_out`, `grant_active`, `grant_expiring`, `grant_revoked`,
-    /// `grant_expired`, `grant_revoke_failed`, `grant_extended`, `grant_failed`.
+    /// `grant_expired`, `grant_revoke_failed`, `grant_extended`, `grant_failed`,
+    /// `break_glass_unlocked` (to admins and the secret's alert audience),
+    /// `security_alert` (a rejected unlock chain, a failed rotation: to admins),
+    /// `envelopes_changed` (to holders of a secret's envelopes after a rotation).
+    /// Break-glass events name the secret in `bundle`.
     pub kind: String,
     pub at: DateTime<Utc>,
     pub request_id: Option<RequestId>,
@@ -215,4 +219,7 @@ pub const EVENT_KINDS: &[&str] = &[
     "grant_revoke_failed",
     "grant_extended",
     "grant_failed",
+    "break_glass_unlocked",
+    "security_alert",
+    "envelopes_changed",
 ];

@@ -31,6 +31,14 @@ pub enum AuditAction {
     GrantRevokeFailed,
     CredentialsViewed,
     AuditExported,
+    DeviceRegistered,
+    SecretStored,
+    SecretRotated,
+    SecretRotationFailed,
+    EnvelopesSealed,
+    BreakGlassOfflineUnlock,
+    BreakGlassOnlineUnlock,
+    UnlockChainRejected,
 }
 
 impl AuditAction {
@@ -55,6 +63,14 @@ impl AuditAction {
             AuditAction::GrantRevokeFailed => "grant_revoke_failed",
             AuditAction::CredentialsViewed => "credentials_viewed",
             AuditAction::AuditExported => "audit_exported",
+            AuditAction::DeviceRegistered => "device_registered",
+            AuditAction::SecretStored => "secret_stored",
+            AuditAction::SecretRotated => "secret_rotated",
+            AuditAction::SecretRotationFailed => "secret_rotation_failed",
+            AuditAction::EnvelopesSealed => "envelopes_sealed",
+            AuditAction::BreakGlassOfflineUnlock => "break_glass_offline_unlock",
+            AuditAction::BreakGlassOnlineUnlock => "break_glass_online_unlock",
+            AuditAction::UnlockChainRejected => "unlock_chain_rejected",
         }
     }
 }

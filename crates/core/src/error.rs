@@ -24,6 +24,8 @@ pub enum ErrorCode {
     MethodNotAllowed,
     NotEligible,
     NoCredentials,
+    /// An uploaded offline-unlock chain has a gap, an edit or a bad signature.
+    ChainRejected,
     Internal,
 }
 
@@ -47,6 +49,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::NotEligible => "not_eligible",
             ErrorCode::NoCredentials => "no_credentials",
+            ErrorCode::ChainRejected => "chain_rejected",
             ErrorCode::Internal => "internal",
         }
     }
@@ -62,6 +65,7 @@ impl ErrorCode {
                 409
             }
             ErrorCode::PayloadTooLarge => 413,
+            ErrorCode::ChainRejected => 422,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidJson
             | ErrorCode::InvalidRequest

@@ -6,10 +6,12 @@
 //! - [`lifecycle`]: the request and grant state machine and every rule about who may
 //!   do what, when.
 //! - [`audit`]: the hash-chained audit record and its verification.
+//! - [`breakglass`]: sealed envelopes and the signed, hash-chained unlock record.
 //! - [`api`]: the JSON shapes exchanged over HTTP, shared by broker and client.
 
 pub mod api;
 pub mod audit;
+pub mod breakglass;
 pub mod duration;
 pub mod error;
 pub mod ids;

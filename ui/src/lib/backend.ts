@@ -2,7 +2,7 @@
 // from here (or receive a Backend in tests), never `@tauri-apps/*` directly.
 
 import type {
-  ActionResult, AppStatus, BackendError, Credentials, NewRequest, Snapshot,
+  ActionResult, AppStatus, BackendError, Credentials, NewRequest, Snapshot, UnlockResult,
 } from './types';
 
 export interface Backend {
@@ -21,6 +21,15 @@ export interface Backend {
   /** Copies to the clipboard; the backend clears it again after 30 s. */
   copySecret(text: string): Promise<void>;
   setFavourite(bundle: string, favourite: boolean): Promise<Snapshot>;
+  /** Creates this device's keys, wrapped with a local unlock passphrase, and registers
+   *  the public halves with the broker. Errors: 'weak_passphrase', 'offline', … */
+  enrolDevice(passphrase: string): Promise<Snapshot>;
+  /** Break glass. Online: the broker's break-glass flow (loud alert). Offline: opens the
+   *  sealed envelope after checking the pinned broker signature and validity window,
+   *  and appends a signed record to the local audit chain first. Errors:
+   *  'wrong_passphrase' (message says attempts left), 'locked_out' (message says time
+   *  left), 'envelope_invalid', 'envelope_expired', 'not_enrolled', 'validation'. */
+  unlockSecret(name: string, reason: string, passphrase: string): Promise<UnlockResult>;
   /** Full resync with the broker now. */
   resync(): Promise<Snapshot>;
   /** Tells the backend the window shows data (cold-start measurement). */
@@ -65,6 +74,8 @@ export async function tauriBackend(): Promise<Backend> {
     credentials: (grantId) => call('credentials', { grantId }),
     copySecret: (text) => call('copy_secret', { text }),
     setFavourite: (bundle, favourite) => call('set_favourite', { bundle, favourite }),
+    enrolDevice: (passphrase) => call('enrol_device', { passphrase }),
+    unlockSecret: (name, reason, passphrase) => call('unlock_secret', { name, reason, passphrase }),
     resync: () => call('resync'),
     uiReady: () => call('ui_ready'),
     onSnapshot: async (cb) => listen<Snapshot>('firedoor://snapshot', (e) => cb(e.payload)),

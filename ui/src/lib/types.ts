@@ -135,6 +135,8 @@ export interface Snapshot {
   /** My grants whose access may still be live. */
   grants: Grant[];
   outbox: OutboxItem[];
+  /** Offline break glass: this device's enrolment and its sealed credentials. */
+  break_glass: BreakGlass;
 }
 
 export interface ActionResult {
@@ -156,4 +158,60 @@ export interface NewRequest {
   duration_secs?: number;
   justification?: string;
   ticket?: string;
+}
+
+// ---- Offline break glass -------------------------------------------------------
+
+export interface DeviceStatus {
+  /** The device has its keys (age identity + signing key) and is registered. */
+  enrolled: boolean;
+  device_id: string | null;
+  device_name: string | null;
+  /** Fingerprint of the broker signing key pinned at sign-in, e.g. "SHA256:3q2+7w…". */
+  broker_fingerprint: string | null;
+  /** Wrong passphrases in the current 15-minute window (5 locks the device). */
+  failed_attempts: number;
+  /** Set while locked out after 5 wrong passphrases. */
+  locked_until: string | null;
+  /** Unlock records waiting to be acknowledged by the broker. */
+  pending_records: number;
+  /** The local signed audit chain verified; false if a record was edited or removed. */
+  chain_ok: boolean;
+  chain_error: string | null;
+}
+
+export type SealedState = 'valid' | 'expired' | 'not_yet_valid' | 'invalid';
+
+/** A break-glass credential cached on this device as a sealed envelope. */
+export interface SealedCredential {
+  name: string;
+  title: string;
+  description: string;
+  version: number;
+  /** When the broker sealed this envelope. */
+  sealed_at: string;
+  not_before: string;
+  not_after: string;
+  /** 'invalid': signature, pinned key or ciphertext check failed; see `problem`. */
+  state: SealedState;
+  problem: string | null;
+}
+
+export interface BreakGlass {
+  device: DeviceStatus;
+  credentials: SealedCredential[];
+}
+
+/** A revealed break-glass secret. Shown masked; the UI hides it after `hide_after_secs`. */
+export interface UnlockResult {
+  name: string;
+  title: string;
+  version: number;
+  secret: string;
+  /** 'offline': opened from the sealed envelope; 'online': released by the broker. */
+  mode: 'offline' | 'online';
+  /** Sequence number of the local audit record written before the secret was shown. */
+  record_seq: number | null;
+  hide_after_secs: number;
+  message: string;
 }
