@@ -13,7 +13,7 @@ async function pickBackend(): Promise<Backend> {
   if (window.__TAURI_INTERNALS__) return tauriBackend();
   // A plain browser (`npm run dev`): the in-memory demo.
   const { createFakeBackend, demoSnapshot } = await import('./lib/fake');
-  const fake = createFakeBackend(demoSnapshot(), { latencyMs: 120 });
+  const fake = createFakeBackend(demoSnapshot(), { latencyMs: 120, kdfMs: 900 });
   // For poking the demo from the console: __firedoorDemo.setOnline(false), .open({view:'approvals'}).
   (window as unknown as { __firedoorDemo: unknown }).__firedoorDemo = fake;
   return fake;

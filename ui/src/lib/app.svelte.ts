@@ -5,14 +5,15 @@ import { getContext, setContext, tick } from 'svelte';
 import { SvelteSet } from 'svelte/reactivity';
 import { toBackendError, type Backend } from './backend';
 import { needsForm } from './format';
-import type { ActionResult, Bundle, Grant, NewRequest, Snapshot } from './types';
+import type { ActionResult, Bundle, Grant, NewRequest, SealedCredential, Snapshot } from './types';
 
-export type View = 'bundles' | 'access' | 'requests' | 'approvals';
+export type View = 'bundles' | 'access' | 'requests' | 'approvals' | 'breakglass';
 export const VIEWS: { id: View; label: string }[] = [
   { id: 'bundles', label: 'Bundles' },
   { id: 'access', label: 'My access' },
   { id: 'requests', label: 'Requests' },
   { id: 'approvals', label: 'Approvals' },
+  { id: 'breakglass', label: 'Break glass' },
 ];
 
 /** Names the backend may use in onOpen, mapped to our views. */
@@ -21,6 +22,7 @@ const VIEW_ALIASES: Record<string, View> = {
   access: 'access', my_access: 'access', 'my-access': 'access', grants: 'access', grant: 'access',
   requests: 'requests', request: 'requests', my_requests: 'requests', 'my-requests': 'requests',
   approvals: 'approvals', approval: 'approvals', inbox: 'approvals',
+  breakglass: 'breakglass', break_glass: 'breakglass', 'break-glass': 'breakglass', unlock: 'breakglass',
 };
 
 export interface Toast {
@@ -35,7 +37,8 @@ export type Dialog =
   | { kind: 'revoke'; grant: Grant }
   | { kind: 'extend'; grant: Grant }
   | { kind: 'credentials'; grant: Grant }
-  | { kind: 'deny'; requestId: string; title: string };
+  | { kind: 'deny'; requestId: string; title: string }
+  | { kind: 'unlock'; credential: SealedCredential };
 
 const KEY = Symbol('firedoor-app');
 
@@ -284,5 +287,12 @@ function emptySnapshot(): Snapshot {
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
+    break_glass: {
+      device: {
+        enrolled: false, device_id: null, device_name: null, broker_fingerprint: null, failed_attempts: 0,
+        locked_until: null, pending_records: 0, chain_ok: true, chain_error: null,
+      },
+      credentials: [],
+    },
   };
 }

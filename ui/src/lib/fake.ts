@@ -4,8 +4,8 @@
 
 import type { Backend } from './backend';
 import type {
-  ActionResult, AppStatus, BackendError, Bundle, CredentialItem, Credentials, Grant,
-  NewRequest, OutboxItem, Request, Snapshot,
+  ActionResult, AppStatus, BackendError, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
+  NewRequest, OutboxItem, Request, SealedCredential, Snapshot, UnlockResult,
 } from './types';
 
 export interface FakeCall {
@@ -18,6 +18,8 @@ export interface FakeOptions {
   latencyMs?: number;
   /** Start the demo clock at this time (ms since epoch). */
   now?: () => number;
+  /** Extra latency of the slow KDF that wraps/unwraps the device keys (enrolment, unlock). */
+  kdfMs?: number;
 }
 
 export interface FakeBackend extends Backend {
@@ -37,6 +39,70 @@ export interface FakeBackend extends Backend {
   setOnline(online: boolean, error?: string | null): void;
   /** Number of onSnapshot listeners currently subscribed. */
   listenerCount(): number;
+}
+
+/** The unlock passphrase of the seeded demo device. */
+export const DEMO_PASSPHRASE = 'correct horse battery';
+export const DEMO_BROKER_FINGERPRINT = 'SHA256:3q2+7wZk1n0x8JtQpVd4mL9cR6sYb2uE5hA7fG0iKoM';
+/** Wrong passphrases in a row that lock the device, and for how long. */
+export const MAX_ATTEMPTS = 5;
+export const LOCKOUT_MS = 15 * 60_000;
+const SEAL_VALIDITY_MS = 7 * 24 * 3600_000;
+
+/** The secret the fake "opens" for a credential (deterministic, for tests). */
+export const demoSecret = (name: string, version: number) => `bg-${name}-v${version}-Zq7mK2xR`;
+
+const SEALABLE: Pick<SealedCredential, 'name' | 'title' | 'description' | 'version'>[] = [
+  {
+    name: 'prod-db-root', title: 'Production database root', version: 4,
+    description: 'postgres superuser on the production cluster. Rotated after every use.',
+  },
+  {
+    name: 'k8s-breakglass', title: 'Kubernetes emergency kubeconfig', version: 7,
+    description: 'cluster-admin token for the production cluster when SSO is down.',
+  },
+  {
+    name: 'aws-root', title: 'AWS root account', version: 2,
+    description: 'Root password of the production AWS account (MFA device is in the safe).',
+  },
+];
+
+function sealed(meta: (typeof SEALABLE)[number], sealedAt: number, now: number): SealedCredential {
+  const notAfter = sealedAt + SEAL_VALIDITY_MS;
+  return {
+    ...meta,
+    sealed_at: new Date(sealedAt).toISOString(),
+    not_before: new Date(sealedAt).toISOString(),
+    not_after: new Date(notAfter).toISOString(),
+    state: now >= notAfter ? 'expired' : now < sealedAt ? 'not_yet_valid' : 'valid',
+    problem: null,
+  };
+}
+
+/** Break-glass state of the demo: an enrolled device with envelopes of different freshness. */
+export function demoBreakGlass(now: number = Date.now(), enrolled = true): BreakGlass {
+  if (!enrolled) {
+    return {
+      device: {
+        enrolled: false, device_id: null, device_name: null, broker_fingerprint: null, failed_attempts: 0,
+        locked_until: null, pending_records: 0, chain_ok: true, chain_error: null,
+      },
+      credentials: [],
+    };
+  }
+  const h = 3600_000;
+  return {
+    device: {
+      enrolled: true, device_id: 'dev_7f3a9c', device_name: 'alice-laptop',
+      broker_fingerprint: DEMO_BROKER_FINGERPRINT, failed_attempts: 0, locked_until: null,
+      pending_records: 0, chain_ok: true, chain_error: null,
+    },
+    credentials: [
+      sealed(SEALABLE[0], now - 3 * h, now), // sealed 3 h ago, valid 6 more days
+      sealed(SEALABLE[1], now - 50 * h, now), // sealed 2 days ago, valid 4 more days
+      sealed(SEALABLE[2], now - 9 * 24 * h, now), // expired 2 days ago
+    ],
+  };
 }
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
@@ -157,6 +223,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
     approvals,
     grants,
     outbox: [],
+    break_glass: demoBreakGlass(now),
   };
 }
 
@@ -168,6 +235,7 @@ export function signedOutSnapshot(): Snapshot {
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
+    break_glass: demoBreakGlass(0, false),
   };
 }
 
@@ -180,13 +248,21 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
   const calls: FakeCall[] = [];
   const iso = (offset = 0) => new Date(now() + offset).toISOString();
 
-  const wait = () => (opts.latencyMs ? new Promise((r) => setTimeout(r, opts.latencyMs)) : Promise.resolve());
+  const SLOW: (keyof Backend)[] = ['enrolDevice', 'unlockSecret'];
+  const wait = (method: keyof Backend) => {
+    const ms = (opts.latencyMs ?? 0) + (SLOW.includes(method) ? opts.kdfMs ?? 0 : 0);
+    return ms ? new Promise((r) => setTimeout(r, ms)) : Promise.resolve();
+  };
+  // Break glass: the local unlock passphrase, the audit chain's last record, what was opened offline.
+  let passphrase = DEMO_PASSPHRASE;
+  let recordSeq = 0;
+  const openedOffline = new Set<string>();
 
   const fail = (code: string, message: string): BackendError => ({ code, message });
 
   async function call<T>(method: keyof Backend, args: unknown[], body: () => T): Promise<T> {
     calls.push({ method, args });
-    await wait();
+    await wait(method);
     const f = failures.get(method);
     if (f) {
       failures.delete(method);
@@ -229,6 +305,18 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     if (!g) throw fail('not_found', 'That grant is no longer live.');
     return g;
   }
+  /** The broker re-seals envelopes that were opened offline (rotated) or have expired. */
+  function reseal() {
+    const bg = state.break_glass;
+    if (!bg?.device.enrolled) return;
+    bg.device.pending_records = 0;
+    bg.credentials = bg.credentials.map((c) => {
+      const opened = openedOffline.has(c.name);
+      if (!opened && c.state !== 'expired') return c;
+      return sealed({ ...c, version: opened ? c.version + 1 : c.version }, now(), now());
+    });
+    openedOffline.clear();
+  }
   function activate(req: Request, bundle: Bundle): Grant {
     const g: Grant = {
       id: nextId('grt'), request_id: req.id, bundle: bundle.name, bundle_title: bundle.title,
@@ -255,6 +343,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       if (online) {
         state.status.last_synced_at = iso();
         state.outbox = [];
+        reseal();
       }
       emit();
     },
@@ -408,9 +497,91 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       return clone(state);
     }),
 
+    enrolDevice: (pass) => call('enrolDevice', [pass], (): Snapshot => {
+      requireSignedIn();
+      const device = state.break_glass.device;
+      if (device.enrolled) throw fail('conflict', 'This device is already enrolled.');
+      if (pass.length < 8) throw fail('weak_passphrase', 'The passphrase must be at least 8 characters.');
+      if (['password', '12345678', '123456789', 'firedoor', 'qwertyui'].includes(pass.toLowerCase())) {
+        throw fail('weak_passphrase', 'That passphrase is too easy to guess. Use three or four unrelated words.');
+      }
+      requireOnline('Enrolling this device');
+      passphrase = pass;
+      recordSeq = 0;
+      openedOffline.clear();
+      // The broker seals the break-glass credentials to the new device key.
+      state.break_glass = {
+        device: {
+          enrolled: true, device_id: nextId('dev'), device_name: `${state.status.user ?? 'my'}-laptop`,
+          broker_fingerprint: DEMO_BROKER_FINGERPRINT, failed_attempts: 0, locked_until: null,
+          pending_records: 0, chain_ok: true, chain_error: null,
+        },
+        credentials: SEALABLE.map((m) => sealed(m, now(), now())),
+      };
+      changed();
+      return clone(state);
+    }),
+
+    unlockSecret: (name, reason, pass) => call('unlockSecret', [name, reason, pass], (): UnlockResult => {
+      requireSignedIn();
+      const bg = state.break_glass;
+      const device = bg.device;
+      if (!device.enrolled) throw fail('not_enrolled', 'This device is not enrolled for offline break glass.');
+      const lockedFor = device.locked_until ? new Date(device.locked_until).getTime() - now() : 0;
+      if (lockedFor > 0) {
+        throw fail('locked_out', `Locked out after ${MAX_ATTEMPTS} wrong passphrases. Try again in ${Math.ceil(lockedFor / 60_000)} min.`);
+      }
+      if (device.locked_until) {
+        device.locked_until = null;
+        device.failed_attempts = 0;
+      }
+      if (!reason.trim()) throw fail('validation', 'A reason is required to break glass.');
+      const c = bg.credentials.find((x) => x.name === name);
+      if (!c) throw fail('not_found', `No sealed credential named “${name}” on this device.`);
+      if (pass !== passphrase) {
+        device.failed_attempts += 1;
+        changed();
+        if (device.failed_attempts >= MAX_ATTEMPTS) {
+          device.locked_until = iso(LOCKOUT_MS); // before the deferred emit runs
+          throw fail('locked_out', `Locked out after ${MAX_ATTEMPTS} wrong passphrases. Try again in ${LOCKOUT_MS / 60_000} min.`);
+        }
+        const left = MAX_ATTEMPTS - device.failed_attempts;
+        throw fail('wrong_passphrase', `Wrong passphrase. ${left} attempt${left === 1 ? '' : 's'} left before a 15-minute lock-out.`);
+      }
+      device.failed_attempts = 0;
+      if (state.status.online) {
+        changed();
+        return {
+          name: c.name, title: c.title, version: c.version, secret: demoSecret(c.name, c.version),
+          mode: 'online', record_seq: null, hide_after_secs: 60,
+          message: `Released ${c.title} by the broker. Security has been alerted; it is rotated after use.`,
+        };
+      }
+      if (c.state === 'invalid') throw fail('envelope_invalid', `Refused: ${c.problem ?? 'the sealed envelope did not verify'}.`);
+      if (now() >= new Date(c.not_after).getTime() || c.state === 'expired') {
+        throw fail('envelope_expired', `The sealed copy of ${c.title} expired at ${c.not_after}. Connect to the broker to refresh it.`);
+      }
+      if (now() < new Date(c.not_before).getTime() || c.state === 'not_yet_valid') {
+        throw fail('envelope_invalid', `The sealed copy of ${c.title} is not valid before ${c.not_before}. Check this device’s clock.`);
+      }
+      // The record is written before the secret is shown.
+      recordSeq += 1;
+      device.pending_records += 1;
+      openedOffline.add(c.name);
+      changed();
+      return {
+        name: c.name, title: c.title, version: c.version, secret: demoSecret(c.name, c.version),
+        mode: 'offline', record_seq: recordSeq, hide_after_secs: 60,
+        message: `Opened ${c.title} offline. The broker rotates it once it receives record #${recordSeq}.`,
+      };
+    }),
+
     resync: () => call('resync', [], (): Snapshot => {
       requireSignedIn();
-      if (state.status.online) state.status.last_synced_at = iso();
+      if (state.status.online) {
+        state.status.last_synced_at = iso();
+        reseal();
+      }
       changed();
       return clone(state);
     }),

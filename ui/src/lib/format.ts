@@ -1,6 +1,6 @@
 // Pure formatting and filtering helpers: no Svelte, no backend, easy to test.
 
-import type { AppStatus, Bundle, FlowTerms } from './types';
+import type { AppStatus, Bundle, FlowTerms, SealedCredential, SealedState } from './types';
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
@@ -124,4 +124,86 @@ export function fuzzyBundles(bundles: Bundle[], query: string, favourites: strin
     if (score > 0) scored.push({ b, score, i });
   });
   return scored.sort((x, y) => y.score - x.score || x.i - y.i).map((x) => x.b);
+}
+
+// ---- Offline break glass -------------------------------------------------------
+
+const MIN = 60_000;
+const HOUR = 60 * MIN;
+const DAY = 24 * HOUR;
+const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
+
+/** A coarse span, rounded down to its largest unit: "45 s", "12 min", "3 h", "1 day", "6 days". */
+export function spanText(ms: number): string {
+  const v = Math.max(0, ms);
+  if (v < MIN) return `${Math.floor(v / 1000)} s`;
+  if (v < HOUR) return `${Math.floor(v / MIN)} min`;
+  if (v < DAY) return `${Math.floor(v / HOUR)} h`;
+  return plural(Math.floor(v / DAY), 'day', 'days');
+}
+
+/** "3 h ago", "2 days ago"; "just now" under a minute (or when the clocks disagree). */
+export function agoText(ms: number): string {
+  return ms < MIN ? 'just now' : `${spanText(ms)} ago`;
+}
+
+/** Time still left, rounded down: "6 more days", "3 more hours", "12 more min". */
+export function moreText(ms: number): string {
+  if (ms >= DAY) return plural(Math.floor(ms / DAY), 'more day', 'more days');
+  if (ms >= HOUR) return plural(Math.floor(ms / HOUR), 'more hour', 'more hours');
+  if (ms >= MIN) return `${Math.floor(ms / MIN)} more min`;
+  return 'less than a minute more';
+}
+
+/**
+ * The state to show for a sealed credential now. The backend's state is authoritative;
+ * only a 'valid' envelope whose window has passed since the snapshot shows as 'expired'
+ * (time only moves forward; the backend refuses it anyway). A just-sealed envelope is
+ * never shown as "not valid yet" because of a second of clock lag.
+ */
+export function sealedState(c: SealedCredential, nowMs: number, clockOffsetMs: number): SealedState {
+  if (c.state === 'valid' && remainingMs(c.not_after, nowMs, clockOffsetMs) <= 0) return 'expired';
+  return c.state;
+}
+
+/**
+ * One line on how fresh a sealed envelope is:
+ * "sealed 3 h ago, valid 6 more days", "expired 2 days ago — connect to refresh",
+ * "not valid yet — becomes valid in 2 h", "refused: <problem>".
+ */
+export function sealedFreshness(c: SealedCredential, nowMs: number, clockOffsetMs: number): string {
+  const state = sealedState(c, nowMs, clockOffsetMs);
+  switch (state) {
+    case 'invalid':
+      return `refused: ${c.problem?.trim() || 'the sealed envelope did not verify'}`;
+    case 'expired': {
+      const since = -remainingMs(c.not_after, nowMs, clockOffsetMs);
+      return since >= 0 ? `expired ${agoText(since)} — connect to refresh` : 'expired — connect to refresh';
+    }
+    case 'not_yet_valid': {
+      const until = remainingMs(c.not_before, nowMs, clockOffsetMs);
+      return until > 0 ? `not valid yet — becomes valid in ${spanText(until)}` : 'not valid yet';
+    }
+    default: {
+      const sealedAgo = -remainingMs(c.sealed_at, nowMs, clockOffsetMs);
+      const left = remainingMs(c.not_after, nowMs, clockOffsetMs);
+      return `sealed ${agoText(sealedAgo)}, valid ${moreText(left)}`;
+    }
+  }
+}
+
+/** A lock-out's time left, to the second: "14 min 3 s", "45 s", "1 h 2 min". */
+export function lockoutText(ms: number): string {
+  const total = Math.max(0, Math.ceil(ms / 1000));
+  const h = Math.floor(total / 3600);
+  const m = Math.floor((total % 3600) / 60);
+  const s = total % 60;
+  if (h > 0) return m > 0 ? `${h} h ${m} min` : `${h} h`;
+  if (m > 0) return s > 0 ? `${m} min ${s} s` : `${m} min`;
+  return `${s} s`;
+}
+
+/** "2 unlock records waiting to reach the broker". */
+export function pendingRecordsText(n: number): string {
+  return `${plural(n, 'unlock record', 'unlock records')} waiting to reach the broker`;
 }

@@ -219,8 +219,13 @@ describe('Sign in / out', () => {
 });
 
 describe('Keyboard', () => {
-  it('Alt+1..4 switches views and / focuses the search', async () => {
+  it('Alt+1..5 switches views and / focuses the search', async () => {
     const { user } = await renderApp();
+    await user.keyboard('{Alt>}5{/Alt}');
+    expect(byId('nav-breakglass')).toHaveAttribute('aria-current', 'page');
+    expect(screen.getByRole('heading', { level: 1, name: 'Break glass' })).toBeInTheDocument();
+    await user.keyboard('{Alt>}6{/Alt}');
+    expect(byId('nav-breakglass')).toHaveAttribute('aria-current', 'page');
     await user.keyboard('{Alt>}4{/Alt}');
     expect(byId('nav-approvals')).toHaveAttribute('aria-current', 'page');
     await user.keyboard('{Alt>}2{/Alt}');

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import {
-  countdown, filterBundles, fuzzyBundles, hhmm, humanDuration, needsForm, offlineText, remainingMs,
-  sortFavouritesFirst, termLabels,
+  agoText, countdown, filterBundles, fuzzyBundles, hhmm, humanDuration, lockoutText, moreText, needsForm,
+  offlineText, pendingRecordsText, remainingMs, sealedFreshness, sealedState, sortFavouritesFirst, spanText,
+  termLabels,
 } from '../lib/format';
+import type { SealedCredential } from '../lib/types';
 import { bundle } from './helpers';
 
 const local = (h: number, m: number) => new Date(2026, 2, 4, h, m, 30).toISOString();
@@ -80,5 +82,78 @@ describe('format', () => {
     expect(fuzzyBundles(list, 'pdr').map((b) => b.name)).toEqual(['prod-db-read']);
     expect(fuzzyBundles(list, 'zzz')).toEqual([]);
     expect(fuzzyBundles(list, '', ['db-admin'])[0].name).toBe('db-admin');
+  });
+
+  it('writes coarse spans, "ago" and "more" rounded down', () => {
+    const s = 1000, m = 60_000, h = 3_600_000, d = 86_400_000;
+    expect(spanText(45 * s)).toBe('45 s');
+    expect(spanText(12 * m + 59 * s)).toBe('12 min');
+    expect(spanText(3 * h + 59 * m)).toBe('3 h');
+    expect(spanText(d)).toBe('1 day');
+    expect(spanText(6 * d + 23 * h)).toBe('6 days');
+    expect(spanText(-5 * s)).toBe('0 s');
+    expect(agoText(59 * s)).toBe('just now');
+    expect(agoText(-h)).toBe('just now'); // clocks disagree: never "in the future ago"
+    expect(agoText(2 * d + h)).toBe('2 days ago');
+    expect(moreText(6 * d + 21 * h)).toBe('6 more days');
+    expect(moreText(d)).toBe('1 more day');
+    expect(moreText(h + 1)).toBe('1 more hour');
+    expect(moreText(5 * h)).toBe('5 more hours');
+    expect(moreText(12 * m)).toBe('12 more min');
+    expect(moreText(30 * s)).toBe('less than a minute more');
+  });
+
+  it('describes how fresh a sealed envelope is, on the broker clock', () => {
+    const now = Date.UTC(2026, 5, 1, 12, 0, 0);
+    const h = 3_600_000, d = 86_400_000;
+    const at = (ms: number) => new Date(now + ms).toISOString();
+    const cred = (over: Partial<SealedCredential>): SealedCredential => ({
+      name: 'db', title: 'DB', description: '', version: 1, sealed_at: at(-3 * h), not_before: at(-3 * h),
+      not_after: at(7 * d - 3 * h), state: 'valid', problem: null, ...over,
+    });
+    expect(sealedFreshness(cred({}), now, 0)).toBe('sealed 3 h ago, valid 6 more days');
+    // The broker is 2 h ahead: sealed 5 h ago by its clock.
+    expect(sealedFreshness(cred({}), now, 2 * h)).toBe('sealed 5 h ago, valid 6 more days');
+    expect(sealedFreshness(cred({ sealed_at: at(-20_000), not_after: at(5 * h) }), now, 0))
+      .toBe('sealed just now, valid 5 more hours');
+
+    const expired = cred({ sealed_at: at(-9 * d), not_before: at(-9 * d), not_after: at(-2 * d), state: 'expired' });
+    expect(sealedFreshness(expired, now, 0)).toBe('expired 2 days ago — connect to refresh');
+    expect(sealedFreshness(cred({ not_after: at(d), state: 'expired' }), now, 0)).toBe('expired — connect to refresh');
+
+    const early = cred({ sealed_at: at(-60_000), not_before: at(2 * h + 30_000), state: 'not_yet_valid' });
+    expect(sealedFreshness(early, now, 0)).toBe('not valid yet — becomes valid in 2 h');
+
+    expect(sealedFreshness(cred({ state: 'invalid', problem: 'signature does not match the pinned broker key' }), now, 0))
+      .toBe('refused: signature does not match the pinned broker key');
+    expect(sealedFreshness(cred({ state: 'invalid', problem: null }), now, 0))
+      .toBe('refused: the sealed envelope did not verify');
+  });
+
+  it('shows a "valid" envelope whose window has passed as expired', () => {
+    const now = Date.UTC(2026, 5, 1, 12, 0, 0);
+    const c: SealedCredential = {
+      name: 'db', title: 'DB', description: '', version: 1, sealed_at: new Date(now - 8 * 86_400_000).toISOString(),
+      not_before: new Date(now - 8 * 86_400_000).toISOString(), not_after: new Date(now - 3 * 3_600_000).toISOString(),
+      state: 'valid', problem: null,
+    };
+    expect(sealedState(c, now, 0)).toBe('expired');
+    expect(sealedFreshness(c, now, 0)).toBe('expired 3 h ago — connect to refresh');
+    expect(sealedState(c, now - 4 * 3_600_000, 0)).toBe('valid');
+    // Sealed a moment "in the future" by our clock: still valid, as the backend says.
+    expect(sealedState({ ...c, not_before: new Date(now + 900).toISOString(), not_after: new Date(now + 3_600_000).toISOString() }, now, 0))
+      .toBe('valid');
+    expect(sealedState({ ...c, state: 'invalid' }, now - 4 * 3_600_000, 0)).toBe('invalid');
+  });
+
+  it('writes lock-out time to the second and pending records in words', () => {
+    expect(lockoutText(14 * 60_000 + 3000)).toBe('14 min 3 s');
+    expect(lockoutText(14 * 60_000 + 2001)).toBe('14 min 3 s'); // rounds up, like countdown()
+    expect(lockoutText(15 * 60_000)).toBe('15 min');
+    expect(lockoutText(45_000)).toBe('45 s');
+    expect(lockoutText(3_720_000)).toBe('1 h 2 min');
+    expect(lockoutText(-1)).toBe('0 s');
+    expect(pendingRecordsText(1)).toBe('1 unlock record waiting to reach the broker');
+    expect(pendingRecordsText(2)).toBe('2 unlock records waiting to reach the broker');
   });
 });
