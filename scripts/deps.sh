@@ -9,7 +9,9 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   libssl-dev libwebkit2gtk-4.1-dev libxdo-dev libayatana-appindicator3-dev librsvg2-dev file
   # its headless tests: a real window under Xvfb, WebDriver, session bus, keyrings, notifications
   xvfb xauth dbus-x11 webkit2gtk-driver gnome-keyring libsecret-tools keyutils libnotify-bin
-  x11-utils xdotool imagemagick)
+  x11-utils xdotool imagemagick
+  # offline break glass: the reference age tool opens envelopes in the interop tests
+  age)
 # Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
 # Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

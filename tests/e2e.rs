@@ -15,6 +15,7 @@ use firedoor_core::api::CreateRequest;
 use firedoor_core::lifecycle::{GrantState, RequestState};
 use firedoor_server::audit::Actor;
 use firedoor_server::{auth, Config, RunningBroker};
+use firedoor_testkit::PgServer;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -25,6 +26,9 @@ use std::time::{Duration, Instant};
 use zbus::object_server::SignalEmitter;
 
 const APP: &str = env!("CARGO_BIN_EXE_firedoor");
+
+/// One app window at a time: two WebKit processes on 2 cores make both tests flaky.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 // ------------------------------------------------------------ fake notifications
 
@@ -102,6 +106,14 @@ struct Desktop {
 
 impl Drop for Desktop {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            let log = self.log();
+            let tail: Vec<&str> = log.lines().rev().take(40).collect();
+            eprintln!("--- last lines of the app log:");
+            for l in tail.iter().rev() {
+                eprintln!("{l}");
+            }
+        }
         for c in self.children.iter_mut().rev() {
             let _ = c.kill();
             let _ = c.wait();
@@ -270,7 +282,7 @@ impl Desktop {
             .arg(native_port.to_string())
             .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
+            .stderr(std::fs::File::create(dir.path().join("app.log")).unwrap())
             .spawn()
             .unwrap();
         children.push(driver);
@@ -320,6 +332,11 @@ impl Desktop {
         Notifications::action_invoked(iface.signal_emitter(), id, action)
             .await
             .unwrap();
+    }
+
+    /// What the app (through tauri-driver) printed so far.
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
     }
 
     #[allow(dead_code)]
@@ -432,6 +449,7 @@ fn countdown_secs(t: &str) -> i64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_end_to_end() {
+    let _one_window_at_a_time = SERIAL.lock().await;
     let desk = Desktop::start().await;
     let bdir = desk.dir.path().join("broker");
     let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
@@ -635,4 +653,372 @@ async fn the_console_end_to_end() {
         }
     }
     b.stop().await;
+}
+
+// ------------------------------------------------------------ offline break glass
+
+/// A policy whose break-glass secret is the password of a real PostgreSQL role,
+/// rotated by the broker through the postgres integration.
+const BREAK_GLASS_POLICY: &str = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "FIREDOOR_E2E_PG_URL"
+[integrations.pg.permissions]
+read = ["app_read"]
+
+[bundles.orders-read]
+title = "Orders DB read"
+description = "SELECT on the orders database."
+resources = [{ integration = "pg", resource = "app", permission = "read" }]
+
+[flows.read]
+bundles = ["orders-read"]
+requesters = { groups = ["oncall"] }
+approvers = { groups = ["security"] }
+approvals = 1
+default_duration = "15m"
+max_duration = "1h"
+
+[secrets.orders-breakglass]
+title = "Orders DB break-glass login"
+description = "Password of the PostgreSQL role fd_breakglass on the orders database."
+unlock = { groups = ["oncall"] }
+alert = { groups = ["security"] }
+validity = "7d"
+rotate = { integration = "pg", role = "fd_breakglass" }
+"#;
+
+async fn bg_broker(dir: &Path, listen: SocketAddr) -> RunningBroker {
+    let policy = firedoor_core::policy::parse_policy("break-glass", BREAK_GLASS_POLICY).unwrap();
+    let mut cfg = Config::new(dir, policy);
+    cfg.listen = listen;
+    cfg.worker_interval = Duration::from_millis(200);
+    firedoor_server::start(cfg).await.unwrap()
+}
+
+/// Can `user` log in to the `app` database with `password`?
+fn pg_login(pg: &PgServer, user: &str, password: &str) -> bool {
+    pg.psql(user, password, "app", "SELECT 1").status.success()
+}
+
+async fn fill(wd: &Wd, id: &str, value: &str) {
+    let f = el(wd, id).await;
+    f.clear().await.unwrap();
+    f.send_keys(value).await.unwrap();
+}
+
+/// Opens the unlock dialog for `name` and submits reason and passphrase.
+async fn try_unlock(wd: &Wd, name: &str, reason: &str, passphrase: &str) {
+    if wd.find(tid("unlock-reason")).await.is_err() {
+        click(wd, &format!("unlock-{name}")).await;
+    }
+    fill(wd, "unlock-reason", reason).await;
+    fill(wd, "unlock-passphrase", passphrase).await;
+    click(wd, "unlock-submit").await;
+}
+
+/// Waits for the unlock dialog's outcome: the revealed secret, or the error text.
+async fn unlock_outcome(wd: &Wd) -> Result<String, String> {
+    until("unlock outcome", || async {
+        if let Ok(e) = wd.find(tid("unlock-error")).await {
+            let t = e.text().await.unwrap_or_default();
+            if !t.trim().is_empty() {
+                return Some(Err(t));
+            }
+        }
+        if wd.find(tid("unlock-result")).await.is_ok() {
+            let masked = text(wd, "secret-value").await;
+            assert!(
+                masked.contains('•'),
+                "the secret is masked at first: {masked}"
+            );
+            click(wd, "secret-reveal").await;
+            return Some(Ok(text(wd, "secret-value").await.trim().to_string()));
+        }
+        None
+    })
+    .await
+}
+
+/// A test value nobody else uses (not a real secret, so no CSPRNG needed).
+fn uuid_like() -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{nanos:x}{:x}", std::process::id())
+}
+
+/// Closes whichever dialog is open.
+async fn close_dialog_any(wd: &Wd) {
+    wd.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{e00c}")
+        .await
+        .unwrap();
+    until("dialog closed", || async {
+        wd.find(tid("unlock-reason")).await.is_err().then_some(())
+    })
+    .await;
+}
+
+async fn close_dialog(wd: &Wd) {
+    wd.active_element()
+        .await
+        .unwrap()
+        .send_keys("\u{e00c}") // Escape
+        .await
+        .unwrap();
+    until("dialog closed", || async {
+        wd.find(tid("unlock-result")).await.is_err().then_some(())
+    })
+    .await;
+}
+
+async fn secret_version(c: &Client, name: &str) -> i64 {
+    c.secrets()
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|s| s.name == name)
+        .map(|s| s.version)
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn break_glass_end_to_end() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let pg = PgServer::start();
+    pg.seed_app();
+    // The break-glass role; its first password is set from a SCRAM verifier so the
+    // password itself never reaches the server log.
+    let first = format!("bg-{}", uuid_like());
+    pg.admin(
+        "app",
+        &format!(
+            "CREATE ROLE fd_breakglass LOGIN PASSWORD '{}'; GRANT CONNECT ON DATABASE app TO fd_breakglass;",
+            firedoor_server::connectors::postgres::scram_verifier(&first)
+        ),
+    );
+    assert!(pg_login(&pg, "fd_breakglass", &first));
+    std::env::set_var("FIREDOOR_E2E_PG_URL", pg.admin_url("postgres"));
+
+    let desk = Desktop::start().await;
+    // The in-process broker's log, scanned for secrets at the end.
+    let broker_log = desk.dir.path().join("broker.log");
+    let log_path = broker_log.clone();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("info,firedoor_server=debug,firedoor_client=debug")
+        .with_ansi(false)
+        .with_writer(move || {
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&log_path)
+                .unwrap()
+        })
+        .try_init();
+    let bdir = desk.dir.path().join("broker");
+    let b = bg_broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let url = b.url();
+    let alice = user(&b, "alice", &["oncall"], false).await;
+    let carol = user(&b, "carol", &["security"], true).await;
+    let as_alice = Client::new(&url, Some(&alice)).unwrap();
+    let as_carol = Client::new(&url, Some(&carol)).unwrap();
+    as_carol
+        .put_secret("orders-breakglass", &first)
+        .await
+        .unwrap();
+    let identity = as_alice.broker_identity().await.unwrap();
+
+    // --- sign in, enrol this device with a local unlock passphrase
+    let passphrase = "correct horse battery staple";
+    let wd = desk.launch().await;
+    fill(&wd, "signin-url", &url).await;
+    fill(&wd, "signin-token", &alice).await;
+    click(&wd, "signin-submit").await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "alice");
+    click(&wd, "nav-breakglass").await;
+    fill(&wd, "enrol-passphrase", "short").await;
+    fill(&wd, "enrol-confirm", "short").await;
+    click(&wd, "enrol-submit").await;
+    assert!(
+        !text(&wd, "enrol-error").await.trim().is_empty(),
+        "weak passphrase refused"
+    );
+    fill(&wd, "enrol-passphrase", passphrase).await;
+    fill(&wd, "enrol-confirm", passphrase).await;
+    click(&wd, "enrol-submit").await;
+    let fp = text(&wd, "broker-fingerprint").await;
+    assert!(
+        fp.contains(&identity.fingerprint),
+        "pinned fingerprint shown: {fp}"
+    );
+    el(&wd, "sealed-orders-breakglass").await;
+    let fresh = text(&wd, "freshness-orders-breakglass").await;
+    assert!(
+        fresh.contains("sealed") && fresh.contains("valid"),
+        "{fresh}"
+    );
+    shot(&wd, "07-break-glass-sealed").await;
+
+    // --- pull the cable: the broker is down
+    b.stop().await;
+    until("offline", || async {
+        wd.find(tid("offline-banner")).await.ok()
+    })
+    .await;
+    let reason = "INC-900 broker down, payments stuck";
+    try_unlock(&wd, "orders-breakglass", reason, "not my passphrase").await;
+    let e = unlock_outcome(&wd).await.unwrap_err();
+    assert!(
+        e.contains("Wrong passphrase") && e.contains("4 attempts left"),
+        "{e}"
+    );
+    try_unlock(&wd, "orders-breakglass", reason, passphrase).await;
+    let opened = unlock_outcome(&wd).await.unwrap();
+    assert_eq!(
+        opened, first,
+        "the sealed envelope opens to the stored secret"
+    );
+    assert!(pg_login(&pg, "fd_breakglass", &opened), "and it logs in");
+    shot(&wd, "08-break-glass-unlocked-offline").await;
+    close_dialog(&wd).await;
+    assert!(text(&wd, "pending-records").await.contains('1'));
+
+    // --- plug it back in: the record arrives, admins hear of it, the secret rotates
+    let b = bg_broker(&bdir, addr).await;
+    let rec = until("unlock record at the broker", || async {
+        as_carol
+            .audit(0, 1000)
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.action == "break_glass_offline_unlock")
+    })
+    .await;
+    assert_eq!(rec.actor, "alice");
+    assert_eq!(rec.subject, "orders-breakglass");
+    assert!(rec.details.contains(reason), "{}", rec.details);
+    let alert = b
+        .broker
+        .events_after("carol", 0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|e| e.kind == "break_glass_unlocked")
+        .expect("the admin is alerted");
+    assert!(alert.message.contains("alice"), "{}", alert.message);
+    until("rotated", || async {
+        (secret_version(&as_carol, "orders-breakglass").await >= 2).then_some(())
+    })
+    .await;
+    assert!(
+        !pg_login(&pg, "fd_breakglass", &first),
+        "the old password stopped working"
+    );
+    until("record acknowledged", || async {
+        wd.find(tid("pending-records")).await.is_err().then_some(())
+    })
+    .await;
+    until("new envelope cached", || async {
+        text(&wd, "sealed-orders-breakglass")
+            .await
+            .contains("v2")
+            .then_some(())
+    })
+    .await;
+    assert!(firedoor_server::audit::verify(&b.broker.pool)
+        .await
+        .unwrap()
+        .is_ok());
+
+    // --- down again: the new envelope opens to the new password
+    b.stop().await;
+    until("offline", || async {
+        wd.find(tid("offline-banner")).await.ok()
+    })
+    .await;
+    try_unlock(
+        &wd,
+        "orders-breakglass",
+        "INC-901 second outage",
+        passphrase,
+    )
+    .await;
+    let second = unlock_outcome(&wd).await.unwrap();
+    assert_ne!(second, first);
+    assert!(
+        pg_login(&pg, "fd_breakglass", &second),
+        "the rotated password logs in"
+    );
+    close_dialog(&wd).await;
+
+    // --- five wrong passphrases lock the device out
+    let mut last = String::new();
+    for _ in 0..5 {
+        try_unlock(&wd, "orders-breakglass", "guessing", "wrong wrong wrong").await;
+        last = unlock_outcome(&wd).await.unwrap_err();
+    }
+    assert!(last.contains("Locked out"), "{last}");
+    close_dialog_any(&wd).await;
+    let lock = text(&wd, "lockout").await;
+    assert!(lock.contains("min"), "time left shown: {lock}");
+    assert!(
+        !el(&wd, "unlock-orders-breakglass")
+            .await
+            .is_enabled()
+            .await
+            .unwrap(),
+        "unlock disabled while locked out"
+    );
+    shot(&wd, "09-break-glass-locked-out").await;
+    wd.close().await.unwrap();
+
+    // --- nothing secret at rest: app files, WebView storage, broker database, logs
+    let mut needles: Vec<(&str, String)> = vec![
+        ("first secret", first.clone()),
+        ("rotated secret", second.clone()),
+        ("passphrase", passphrase.to_string()),
+        ("alice's token", alice.clone()),
+        ("carol's token", carol.clone()),
+    ];
+    needles.push(("an age identity", "AGE-SECRET-KEY-".to_string()));
+    let mut stack = vec![desk.dir.path().to_path_buf()];
+    let mut scanned = 0;
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            for e in std::fs::read_dir(&p).unwrap() {
+                stack.push(e.unwrap().path());
+            }
+        } else if meta.is_file() {
+            // The broker's own key file holds the broker's age identity by design.
+            if p.file_name().is_some_and(|n| n == "broker.key") {
+                continue;
+            }
+            let bytes = std::fs::read(&p).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            for (what, n) in &needles {
+                assert!(
+                    !text.contains(n.as_str()),
+                    "{what} found in {}",
+                    p.display()
+                );
+            }
+            scanned += 1;
+        }
+    }
+    assert!(scanned > 5, "scanned {scanned} files");
+    let blog = std::fs::read_to_string(&broker_log).unwrap_or_default();
+    assert!(blog.contains("firedoor"), "the broker log was captured");
+    let log = desk.log();
+    assert!(log.contains("firedoor"), "the app log was captured");
+    for (what, n) in &needles {
+        assert!(!log.contains(n.as_str()), "{what} in the app log");
+    }
 }

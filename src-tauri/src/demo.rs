@@ -1,7 +1,9 @@
 //! Demo mode: the broker runs in-process on an embedded SQLite database with the
 //! built-in demo policy and a seeded team. You are bob (on call, SRE lead): you can
 //! request bundles and approve. Shortly after start, teammate alice asks for prod
-//! read access, so an approval arrives as a desktop notification.
+//! read access, so an approval arrives as a desktop notification. The demo policy's
+//! break-glass secret gets a (demo) value, so the Break glass view has something to
+//! seal once you set a passphrase.
 
 use firedoor_client::console::Console;
 use firedoor_client::Client;
@@ -11,6 +13,9 @@ use firedoor_server::{auth, Config};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The demo policy's break-glass secret (rotated by the demo connector).
+const DEMO_SECRET: &str = "payments-db-breakglass";
 
 /// The seeded team: name, groups, admin.
 const TEAM: &[(&str, &[&str], bool)] = &[
@@ -56,6 +61,18 @@ pub async fn start(dir: &Path, console: Arc<Console>) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(%url, "demo broker running; you are bob");
+    // The admin stores the demo break-glass secret once (later the broker rotates it).
+    let carol = Client::new(&url, Some(&tokens["carol"]))?;
+    let stored = carol
+        .secrets()
+        .await?
+        .iter()
+        .any(|s| s.name == DEMO_SECRET && s.version > 0);
+    if !stored {
+        carol
+            .put_secret(DEMO_SECRET, "DEMO-ONLY-payments-breakglass-password")
+            .await?;
+    }
     // A teammate's request, to approve from the notification.
     let alice = Client::new(&url, Some(&tokens["alice"]))?;
     tokio::time::sleep(Duration::from_secs(4)).await;

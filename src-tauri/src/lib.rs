@@ -7,7 +7,9 @@
 mod demo;
 mod notify;
 
-use firedoor_client::console::{ActionResult, AppStatus, Change, Console, ConsoleError, Snapshot};
+use firedoor_client::console::{
+    ActionResult, AppStatus, Change, Console, ConsoleError, Snapshot, UnlockResult,
+};
 use firedoor_client::secrets::{KeyringStore, MemoryStore, SecretStore};
 use firedoor_core::api::{CreateRequest, Credentials, ExtendBody};
 use firedoor_core::{GrantId, RequestId};
@@ -150,6 +152,31 @@ async fn copy_secret(app: AppHandle, text: String) -> CmdResult<()> {
         }
     });
     Ok(())
+}
+
+/// Offline break glass: creates this device's keys, wrapped with the local unlock
+/// passphrase, and registers their public halves with the broker.
+#[tauri::command]
+async fn enrol_device(s: State<'_, AppState>, passphrase: String) -> CmdResult<Snapshot> {
+    let passphrase = secrecy::SecretString::from(passphrase);
+    s.console
+        .enrol_device(&passphrase, chrono::Utc::now())
+        .await
+}
+
+/// Break glass: online through the broker, offline from the sealed envelope (recorded
+/// on the signed local chain before the secret comes back).
+#[tauri::command]
+async fn unlock_secret(
+    s: State<'_, AppState>,
+    name: String,
+    reason: String,
+    passphrase: String,
+) -> CmdResult<UnlockResult> {
+    let passphrase = secrecy::SecretString::from(passphrase);
+    s.console
+        .unlock_secret(&name, &reason, &passphrase, chrono::Utc::now())
+        .await
 }
 
 #[tauri::command]
@@ -313,6 +340,8 @@ pub fn run() {
             credentials,
             copy_secret,
             set_favourite,
+            enrol_device,
+            unlock_secret,
             resync,
             ui_ready
         ])

@@ -65,6 +65,9 @@ impl Notifier {
             "grant_revoke_failed" => self.plain("Revocation failed — retrying", &ev.message),
             "grant_failed" => self.plain("Access could not be provisioned", &ev.message),
             "grant_extended" => self.plain(&format!("Extended: {title}"), &ev.message),
+            // Loud: every admin (and the secret's alert audience) sees each unlock.
+            "break_glass_unlocked" => self.plain(&format!("BREAK GLASS: {title}"), &ev.message),
+            "security_alert" => self.plain("Security alert", &ev.message),
             _ => {}
         }
     }

@@ -1,10 +1,18 @@
 //! The desktop app's local cache: a SQLite file in the app data dir holding what the
 //! UI shows (bundles, my requests, approvals waiting on me, my live grants), the
-//! favourites, the sync state and the outbox of actions taken offline. Never a token,
-//! never a credential.
+//! favourites, the sync state, the outbox of actions taken offline, and for offline
+//! break glass the sealed envelopes (ciphertext), the device's pending signed unlock
+//! records and the device's public data. Never a token, never a credential, never a
+//! private key or passphrase.
+//!
+//! Keys of the `kv` table that start with [`KEEP_PREFIX`] hold a device enrolment's
+//! state (per broker and user) and, like the `unlock_chain` table, survive
+//! [`Cache::clear`]: signing out must not lose unlock records the broker has not
+//! acknowledged yet.
 
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{BundleView, GrantView, RequestView};
+use firedoor_core::breakglass::{Envelope, EnvelopeItem, SignedRecord};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions};
@@ -74,10 +82,66 @@ CREATE TABLE IF NOT EXISTS favourites (bundle TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS outbox (id TEXT PRIMARY KEY, kind TEXT NOT NULL, summary TEXT NOT NULL,
     created_at TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, last_error TEXT, bundle TEXT, grant_id TEXT,
     payload TEXT NOT NULL, idempotency_key TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS envelopes (name TEXT PRIMARY KEY, pos INTEGER NOT NULL, title TEXT NOT NULL,
+    description TEXT NOT NULL, envelope TEXT NOT NULL, fetched_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS unlock_chain (account TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL,
+    PRIMARY KEY (account, seq));
 ";
+
+/// `kv` keys with this prefix survive [`Cache::clear`] (device enrolment state).
+pub const KEEP_PREFIX: &str = "bg/";
+
+/// A sealed envelope as cached. A damaged row still names its secret, so the UI can
+/// say what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CachedEnvelope {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    pub fetched_at: Option<DateTime<Utc>>,
+    /// The envelope, or why it cannot be read.
+    pub envelope: std::result::Result<Envelope, String>,
+}
 
 fn corrupt(e: impl std::fmt::Display) -> CacheError {
     CacheError::Corrupt(e.to_string())
+}
+
+async fn kv_set(
+    tx: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    key: &str,
+    value: Option<&str>,
+) -> Result<()> {
+    match value {
+        Some(v) => sqlx::query(
+            "INSERT INTO kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        )
+        .bind(key)
+        .bind(v)
+        .execute(&mut **tx)
+        .await?,
+        None => sqlx::query("DELETE FROM kv WHERE key = ?")
+            .bind(key)
+            .execute(&mut **tx)
+            .await?,
+    };
+    Ok(())
+}
+
+type EnvelopeRow = (String, String, String, String, String);
+
+fn envelope_row(r: EnvelopeRow) -> CachedEnvelope {
+    let (name, title, description, envelope, fetched_at) = r;
+    CachedEnvelope {
+        name,
+        title,
+        description,
+        fetched_at: DateTime::parse_from_rfc3339(&fetched_at)
+            .ok()
+            .map(|t| t.with_timezone(&Utc)),
+        envelope: serde_json::from_str(&envelope)
+            .map_err(|e| format!("the cached envelope is unreadable ({e})")),
+    }
 }
 
 impl Cache {
@@ -278,10 +342,162 @@ impl Cache {
         Ok(())
     }
 
-    /// Forgets everything (sign-out, or signing in as someone else).
+    /// Sets several keys in one transaction (`None` deletes).
+    pub async fn set_many(&self, entries: &[(&str, Option<&str>)]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        for (k, v) in entries {
+            kv_set(&mut tx, k, *v).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces the cached envelopes.
+    pub async fn put_envelopes(
+        &self,
+        items: &[EnvelopeItem],
+        fetched_at: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM envelopes")
+            .execute(&mut *tx)
+            .await?;
+        for (pos, item) in items.iter().enumerate() {
+            sqlx::query(
+                "INSERT OR REPLACE INTO envelopes (name, pos, title, description, envelope, fetched_at)
+                 VALUES (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(&item.name)
+            .bind(pos as i64)
+            .bind(&item.title)
+            .bind(&item.description)
+            .bind(serde_json::to_string(&item.envelope).map_err(corrupt)?)
+            .bind(fetched_at.to_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The cached envelopes, in the broker's order.
+    pub async fn envelopes(&self) -> Result<Vec<CachedEnvelope>> {
+        let rows: Vec<EnvelopeRow> = sqlx::query_as(
+            "SELECT name, title, description, envelope, fetched_at FROM envelopes ORDER BY pos, name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows.into_iter().map(envelope_row).collect())
+    }
+
+    pub async fn envelope(&self, name: &str) -> Result<Option<CachedEnvelope>> {
+        let row: Option<EnvelopeRow> = sqlx::query_as(
+            "SELECT name, title, description, envelope, fetched_at FROM envelopes WHERE name = ?",
+        )
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(envelope_row))
+    }
+
+    /// How many unlock records of an account await the broker's acknowledgement.
+    pub async fn unlock_record_count(&self, account: &str) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM unlock_chain WHERE account = ?")
+            .bind(account)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    /// An account's pending unlock records by `seq` (each parsed, or why it does not
+    /// parse) and some `kv` values (the chain's acknowledged head and tip), read in
+    /// one transaction: a consistent view even while an acknowledgement is written.
+    #[allow(clippy::type_complexity)]
+    pub async fn unlock_chain_view(
+        &self,
+        account: &str,
+        keys: &[&str],
+    ) -> Result<(
+        Vec<(i64, std::result::Result<SignedRecord, String>)>,
+        Vec<Option<String>>,
+    )> {
+        let mut tx = self.pool.begin().await?;
+        let rows: Vec<(i64, String)> =
+            sqlx::query_as("SELECT seq, record FROM unlock_chain WHERE account = ? ORDER BY seq")
+                .bind(account)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut values = Vec::with_capacity(keys.len());
+        for k in keys {
+            values.push(
+                sqlx::query_scalar("SELECT value FROM kv WHERE key = ?")
+                    .bind(k)
+                    .fetch_optional(&mut *tx)
+                    .await?,
+            );
+        }
+        tx.rollback().await?;
+        let records = rows
+            .into_iter()
+            .map(|(seq, r)| (seq, serde_json::from_str(&r).map_err(|e| e.to_string())))
+            .collect();
+        Ok((records, values))
+    }
+
+    /// Appends a record and sets `kv` entries (the chain tip) in one transaction: the
+    /// record is on disk before anything that depends on it happens.
+    pub async fn append_unlock_record(
+        &self,
+        account: &str,
+        seq: u64,
+        record: &SignedRecord,
+        kv: &[(&str, Option<&str>)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("INSERT INTO unlock_chain (account, seq, record) VALUES (?, ?, ?)")
+            .bind(account)
+            .bind(i64::try_from(seq).map_err(corrupt)?)
+            .bind(serde_json::to_string(record).map_err(corrupt)?)
+            .execute(&mut *tx)
+            .await?;
+        for (k, v) in kv {
+            kv_set(&mut tx, k, *v).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Drops an account's records up to `seq` (the broker has them) and sets `kv`
+    /// entries (the acknowledged head) in one transaction.
+    pub async fn ack_unlock_records(
+        &self,
+        account: &str,
+        up_to_seq: u64,
+        kv: &[(&str, Option<&str>)],
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM unlock_chain WHERE account = ? AND seq <= ?")
+            .bind(account)
+            .bind(i64::try_from(up_to_seq).map_err(corrupt)?)
+            .execute(&mut *tx)
+            .await?;
+        for (k, v) in kv {
+            kv_set(&mut tx, k, *v).await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Forgets the cache (sign-out, or signing in as someone else), except device
+    /// enrolment state and unlock records (see the module docs).
     pub async fn clear(&self) -> Result<()> {
+        sqlx::query("DELETE FROM kv WHERE substr(key, 1, length(?)) <> ?")
+            .bind(KEEP_PREFIX)
+            .bind(KEEP_PREFIX)
+            .execute(&self.pool)
+            .await?;
         sqlx::raw_sql(
-            "DELETE FROM kv; DELETE FROM items; DELETE FROM favourites; DELETE FROM outbox;",
+            "DELETE FROM items; DELETE FROM favourites; DELETE FROM outbox; DELETE FROM envelopes;",
         )
         .execute(&self.pool)
         .await?;

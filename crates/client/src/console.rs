@@ -3,7 +3,13 @@
 //! offline), sync with the broker, live events over SSE with `Last-Event-ID`, and an
 //! outbox that replays requests and revokes taken offline exactly once (each carries
 //! an idempotency key). The Tauri shell only adapts these calls.
+//!
+//! Offline break glass (device enrolment, sealed envelopes, unlocking, the signed
+//! unlock chain) is in [`crate::breakglass`], as more methods of [`Console`].
 
+pub use crate::breakglass::{
+    BreakGlass, DeviceStatus, SealedCredential, SealedState, UnlockMode, UnlockResult,
+};
 use crate::cache::{Cache, CacheError, List, OutboxItem};
 use crate::secrets::SecretStore;
 use crate::{Client, ClientError};
@@ -80,6 +86,8 @@ pub struct Snapshot {
     pub approvals: Vec<RequestView>,
     pub grants: Vec<GrantView>,
     pub outbox: Vec<OutboxItem>,
+    /// Offline break glass: this device's enrolment and its sealed credentials.
+    pub break_glass: BreakGlass,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,28 +111,43 @@ pub enum Change {
     OutboxReplayed { summary: String, outcome: String },
 }
 
-struct Session {
-    client: Client,
-    url: String,
-    user: String,
+pub(crate) struct Session {
+    pub(crate) client: Client,
+    pub(crate) url: String,
+    pub(crate) user: String,
     groups: Vec<String>,
 }
 
-struct Live {
-    session: Option<Session>,
+pub(crate) struct Live {
+    pub(crate) session: Option<Session>,
     online: bool,
     offline_since: Option<DateTime<Utc>>,
     clock_offset_ms: i64,
     last_error: Option<String>,
 }
 
+/// Settings of a [`Console`] beyond where its data lives.
+#[derive(Debug, Clone, Default)]
+pub struct ConsoleOptions {
+    /// scrypt work factor (log2 N) that wraps the device keys at enrolment. `None`
+    /// (the default): calibrated on this machine at enrolment, the smallest factor
+    /// whose derivation takes at least 0.5 s (see
+    /// [`crate::device::calibrate_work_factor`]). Tests pass a low factor, e.g. 10.
+    pub kdf_work_factor: Option<u8>,
+}
+
 pub struct Console {
-    cache: Cache,
-    secrets: Arc<dyn SecretStore>,
+    pub(crate) cache: Cache,
+    pub(crate) secrets: Arc<dyn SecretStore>,
     demo: bool,
-    live: Mutex<Live>,
+    pub(crate) options: ConsoleOptions,
+    pub(crate) live: Mutex<Live>,
     /// Serialises outbox replays so an item is never sent twice at once.
     replaying: Mutex<()>,
+    /// Serialises what reads then writes the device's break-glass state: enrolment,
+    /// an unlock (lock-out count, chain append) and recording an upload's
+    /// acknowledgement. Never held while a sync waits on the broker.
+    pub(crate) break_glass_turn: Mutex<()>,
     changes: broadcast::Sender<Change>,
 }
 
@@ -140,13 +163,15 @@ fn token_account(url: &str) -> String {
     format!("api-token:{url}")
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T> {
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| ConsoleError::new("internal", format!("keyring call failed: {e}")))
 }
 
-fn is_network(e: &ClientError) -> bool {
+pub(crate) fn is_network(e: &ClientError) -> bool {
     matches!(e, ClientError::Network(_))
 }
 
@@ -158,6 +183,16 @@ impl Console {
         data_dir: &Path,
         secrets: Arc<dyn SecretStore>,
         demo: bool,
+    ) -> Result<Arc<Console>> {
+        Self::open_with(data_dir, secrets, demo, ConsoleOptions::default()).await
+    }
+
+    /// As [`Console::open`], with options.
+    pub async fn open_with(
+        data_dir: &Path,
+        secrets: Arc<dyn SecretStore>,
+        demo: bool,
+        options: ConsoleOptions,
     ) -> Result<Arc<Console>> {
         let cache = Cache::open(&data_dir.join("cache.db")).await?;
         let (changes, _) = broadcast::channel(256);
@@ -196,6 +231,7 @@ impl Console {
             cache,
             secrets,
             demo,
+            options,
             live: Mutex::new(Live {
                 session,
                 // Unknown until the broker answers; the UI shows the cache meanwhile.
@@ -205,6 +241,7 @@ impl Console {
                 last_error: None,
             }),
             replaying: Mutex::new(()),
+            break_glass_turn: Mutex::new(()),
             changes,
         }))
     }
@@ -213,7 +250,7 @@ impl Console {
         self.changes.subscribe()
     }
 
-    fn changed(&self, c: Change) {
+    pub(crate) fn changed(&self, c: Change) {
         let _ = self.changes.send(c);
     }
 
@@ -249,6 +286,11 @@ impl Console {
 
     /// Everything the UI shows, from the cache.
     pub async fn snapshot(&self) -> Result<Snapshot> {
+        self.snapshot_at(Utc::now()).await
+    }
+
+    /// As [`Console::snapshot`], judging envelope windows and the lock-out at `now`.
+    pub async fn snapshot_at(&self, now: DateTime<Utc>) -> Result<Snapshot> {
         Ok(Snapshot {
             status: self.status().await?,
             bundles: self.cache.bundles().await?,
@@ -257,10 +299,11 @@ impl Console {
             approvals: self.cache.approvals().await?,
             grants: self.cache.grants().await?,
             outbox: self.cache.outbox().await?,
+            break_glass: self.break_glass(now).await?,
         })
     }
 
-    async fn mark_online(&self) {
+    pub(crate) async fn mark_online(&self) {
         let mut live = self.live.lock().await;
         let was = live.online;
         live.online = true;
@@ -273,7 +316,7 @@ impl Console {
         }
     }
 
-    async fn mark_offline(&self, why: &str) {
+    pub(crate) async fn mark_offline(&self, why: &str) {
         let mut live = self.live.lock().await;
         let was = live.online;
         live.online = false;
@@ -309,7 +352,8 @@ impl Console {
     }
 
     /// Checks the URL and token with the broker, keeps the token in the keyring and
-    /// the rest in the cache, then syncs.
+    /// the rest in the cache, pins the broker's signing key (break-glass envelopes must
+    /// be signed by it; [`Console::sync`] never re-pins), then syncs.
     pub async fn sign_in(&self, url: &str, token: &str) -> Result<AppStatus> {
         let url = url.trim().trim_end_matches('/').to_string();
         let token = token.trim().to_string();
@@ -362,6 +406,7 @@ impl Console {
                 Some(&serde_json::to_string(&me.groups).unwrap_or_default()),
             )
             .await?;
+        self.pin_broker_key(&client, &url, &me.name).await?;
         self.live.lock().await.session = Some(Session {
             client,
             url,
@@ -376,7 +421,12 @@ impl Console {
         self.status().await
     }
 
-    /// Removes the token from the keyring and forgets the cache.
+    /// Removes the token from the keyring and forgets the cache — except this
+    /// device's break-glass enrolment: its wrapped keys stay in the keyring and its
+    /// public data and pending unlock records stay in the cache, so the device stays
+    /// enrolled for that broker and user, and records not yet acknowledged by the
+    /// broker are uploaded at the next sign-in to the same broker as the same user.
+    /// (Signing in as someone else, or to another broker, uses a separate enrolment.)
     pub async fn sign_out(&self) -> Result<AppStatus> {
         let session = self.live.lock().await.session.take();
         if let Some(s) = session {
@@ -391,13 +441,16 @@ impl Console {
         self.status().await
     }
 
-    /// Fetches everything the UI shows and replaces the cache with it.
+    /// Fetches everything the UI shows and replaces the cache with it. When this
+    /// device is enrolled for break glass it first uploads pending unlock records,
+    /// then refreshes the sealed envelopes.
     pub async fn sync(&self) -> Result<()> {
         let c = self.client().await?;
         let sent = Utc::now();
         let health = self.online(c.health().await).await?;
         let rtt = Utc::now() - sent;
         let offset = (health.time - (sent + rtt / 2)).num_milliseconds();
+        let break_glass_problem = self.sync_break_glass(&c).await?;
         let (bundles, mine, awaiting, grants) = tokio::join!(
             c.bundles(),
             c.requests("mine"),
@@ -422,7 +475,13 @@ impl Console {
             .await?;
         self.cache.set_time(K_SYNCED, Some(Utc::now())).await?;
         self.cache.set(K_OFFSET, Some(&offset.to_string())).await?;
-        self.live.lock().await.clock_offset_ms = offset;
+        {
+            let mut live = self.live.lock().await;
+            live.clock_offset_ms = offset;
+            if break_glass_problem.is_some() {
+                live.last_error = break_glass_problem;
+            }
+        }
         self.changed(Change::Snapshot);
         Ok(())
     }

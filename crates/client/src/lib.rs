@@ -1,10 +1,14 @@
 //! Firedoor's client library: the typed HTTP client for the broker (this module),
 //! and everything the desktop app does that is not UI: the offline cache
 //! ([`cache`]), the console engine with sync, live events and the outbox
-//! ([`console`]), and the OS keyring store for the API token ([`secrets`]).
+//! ([`console`]), offline break glass on this device ([`breakglass`], keys in
+//! [`device`]), and the OS keyring store for the API token and the wrapped device
+//! keys ([`secrets`]).
 
+pub mod breakglass;
 pub mod cache;
 pub mod console;
+pub mod device;
 pub mod secrets;
 
 use firedoor_core::api::{
@@ -12,6 +16,10 @@ use firedoor_core::api::{
     ExtendBody, ExtendResult, GrantView, Health, Me, RequestView,
 };
 use firedoor_core::audit::AuditRecord;
+use firedoor_core::breakglass::{
+    BrokerIdentity, DeviceView, EnvelopeList, OnlineUnlock, PutSecret, RegisterDevice, SecretView,
+    UnlockedSecret, UnlocksAck, UploadUnlocks,
+};
 use firedoor_core::{GrantId, RequestId};
 use futures::{Stream, StreamExt};
 use reqwest::{Method, StatusCode};
@@ -67,6 +75,9 @@ fn net(e: reqwest::Error) -> ClientError {
 }
 
 pub type Result<T> = std::result::Result<T, ClientError>;
+
+/// How long an online break-glass call may take before the broker counts as down.
+pub const ONLINE_UNLOCK_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Live events as they arrive.
 pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<EventView>> + Send>>;
@@ -161,22 +172,22 @@ impl Client {
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(net)?;
         if !status.is_success() {
-            return Err(match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(b) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: b.code,
-                    message: b.message,
-                },
-                Err(_) => ClientError::Api {
-                    status: status.as_u16(),
-                    code: "http_error".into(),
-                    message: format!("HTTP {status} without an error body"),
-                },
-            });
+            return Err(api_error(status, &bytes));
         }
         serde_json::from_slice(&bytes)
             .map(|v| (status, v))
             .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// For answers without a body (204).
+    async fn send_no_body(&self, r: reqwest::RequestBuilder) -> Result<()> {
+        let resp = r.send().await.map_err(net)?;
+        let status = resp.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let bytes = resp.bytes().await.map_err(net)?;
+        Err(api_error(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
@@ -185,6 +196,10 @@ impl Client {
 
     async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         Ok(self.send(self.req(Method::POST, path).json(body)).await?.1)
+    }
+
+    async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        Ok(self.send(self.req(Method::PUT, path).json(body)).await?.1)
     }
 
     pub async fn health(&self) -> Result<Health> {
@@ -285,6 +300,81 @@ impl Client {
         .map(|x| x.1)
     }
 
+    // ---- Offline break glass --------------------------------------------------
+
+    /// The broker's public signing key (apps pin it at sign-in).
+    pub async fn broker_identity(&self) -> Result<BrokerIdentity> {
+        self.get("/broker").await
+    }
+
+    /// Registers this device's public keys for the caller.
+    pub async fn register_device(&self, body: &RegisterDevice) -> Result<DeviceView> {
+        self.post("/devices", body).await
+    }
+
+    /// The caller's devices.
+    pub async fn devices(&self) -> Result<Vec<DeviceView>> {
+        #[derive(serde::Deserialize)]
+        struct DeviceList {
+            devices: Vec<DeviceView>,
+        }
+        Ok(self.get::<DeviceList>("/devices").await?.devices)
+    }
+
+    /// Revokes one of the caller's devices (admins: anyone's); its envelopes go at once.
+    pub async fn revoke_device(&self, device_id: &str) -> Result<()> {
+        self.send_no_body(self.req(Method::DELETE, &format!("/devices/{}", seg(device_id))))
+            .await
+    }
+
+    /// The current envelopes sealed to one of the caller's devices.
+    pub async fn envelopes(&self, device_id: &str) -> Result<EnvelopeList> {
+        self.get(&format!("/devices/{}/envelopes", seg(device_id)))
+            .await
+    }
+
+    /// Uploads offline unlock records. Re-sending records the broker already holds is
+    /// acknowledged again.
+    pub async fn upload_unlocks(
+        &self,
+        device_id: &str,
+        body: &UploadUnlocks,
+    ) -> Result<UnlocksAck> {
+        self.post(&format!("/devices/{}/unlocks", seg(device_id)), body)
+            .await
+    }
+
+    /// Online break glass: the broker releases the secret (and alerts). A broker that
+    /// has not answered within [`ONLINE_UNLOCK_TIMEOUT`] counts as unreachable: in an
+    /// emergency the app must fall back to the sealed copy quickly.
+    pub async fn unlock_secret(&self, name: &str, body: &OnlineUnlock) -> Result<UnlockedSecret> {
+        let r = self
+            .req(Method::POST, &format!("/secrets/{}/unlock", seg(name)))
+            .json(body)
+            .timeout(ONLINE_UNLOCK_TIMEOUT);
+        Ok(self.send(r).await?.1)
+    }
+
+    /// The break-glass secrets the caller may see (their public facts).
+    pub async fn secrets(&self) -> Result<Vec<SecretView>> {
+        #[derive(serde::Deserialize)]
+        struct SecretList {
+            secrets: Vec<SecretView>,
+        }
+        Ok(self.get::<SecretList>("/secrets").await?.secrets)
+    }
+
+    /// Admins: stores a new value of a break-glass secret.
+    pub async fn put_secret(&self, name: &str, value: &str) -> Result<SecretView> {
+        self.put(
+            &format!("/secrets/{}", seg(name)),
+            &PutSecret {
+                value: value.to_string(),
+            },
+        )
+        .await
+    }
+
     /// The caller's live events from after `last_event_id`, as they arrive. The
     /// stream ends when the connection does; reconnect with the last id seen.
     pub async fn events(&self, last_event_id: Option<i64>) -> Result<EventStream> {
@@ -335,6 +425,35 @@ impl Client {
         };
         Ok(Box::pin(s))
     }
+}
+
+/// The error of a non-success answer, from its `{code, message}` body.
+fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(b) => ClientError::Api {
+            status: status.as_u16(),
+            code: b.code,
+            message: b.message,
+        },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            code: "http_error".into(),
+            message: format!("HTTP {status} without an error body"),
+        },
+    }
+}
+
+/// A path segment: names and ids are slugs, but never let one add a path level.
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Finds the end of the first SSE frame: (end of content, end including separator).

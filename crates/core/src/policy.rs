@@ -118,6 +118,49 @@ impl Flow {
     }
 }
 
+/// How a break-glass secret is rotated: the integration whose connector sets a new
+/// value on `role`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretRotation {
+    pub integration: String,
+    /// The account in the target system whose password is the secret.
+    pub role: String,
+}
+
+/// A break-glass secret: held by the broker, sealed to the devices of the people who
+/// may unlock it, rotated after every unlock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretPolicy {
+    pub name: String,
+    pub title: String,
+    pub description: String,
+    /// Who may unlock it (offline from an envelope, or online from the broker).
+    pub unlock: Audience,
+    /// Who is alerted on every unlock besides the admins.
+    pub alert: Audience,
+    /// How long a sealed envelope stays valid.
+    pub validity_secs: i64,
+    pub rotate: Option<SecretRotation>,
+    /// An online unlock rotates the secret this long after the value was released.
+    pub rotate_after_online_secs: i64,
+}
+
+impl SecretPolicy {
+    pub fn may_unlock(&self, p: &Principal) -> bool {
+        self.unlock.contains(p)
+    }
+}
+
+/// Envelope validity when the policy does not say.
+pub const DEFAULT_SECRET_VALIDITY_SECS: i64 = 7 * 86_400;
+/// Shortest and longest envelope validity.
+pub const SECRET_VALIDITY_RANGE: (i64, i64) = (3600, 90 * 86_400);
+/// Delay before an online unlock's rotation when the policy does not say.
+pub const DEFAULT_ROTATE_AFTER_ONLINE_SECS: i64 = 3600;
+/// Shortest and longest delay before an online unlock's rotation.
+pub const ROTATE_AFTER_ONLINE_RANGE: (i64, i64) = (60, 30 * 86_400);
+
 /// A validated policy.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Policy {
@@ -126,6 +169,9 @@ pub struct Policy {
     pub flows: BTreeMap<String, Flow>,
     /// bundle name -> the one flow that governs it.
     pub bundle_flow: BTreeMap<String, String>,
+    /// Break-glass secrets by name.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, SecretPolicy>,
 }
 
 impl Policy {
@@ -137,6 +183,16 @@ impl Policy {
     }
     pub fn integration(&self, name: &str) -> Option<&Integration> {
         self.integrations.get(name)
+    }
+    pub fn secret(&self, name: &str) -> Option<&SecretPolicy> {
+        self.secrets.get(name)
+    }
+    /// The secrets a principal may unlock.
+    pub fn unlockable_by<'a>(
+        &'a self,
+        p: &'a Principal,
+    ) -> impl Iterator<Item = &'a SecretPolicy> + 'a {
+        self.secrets.values().filter(move |s| s.may_unlock(p))
     }
     /// The bundles a principal may request, with their flow.
     pub fn requestable_by<'a>(
@@ -171,6 +227,26 @@ struct RawPolicy {
     bundles: BTreeMap<Spanned<String>, Spanned<RawBundle>>,
     #[serde(default)]
     flows: BTreeMap<Spanned<String>, Spanned<RawFlow>>,
+    #[serde(default)]
+    secrets: BTreeMap<Spanned<String>, Spanned<RawSecret>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSecret {
+    #[serde(default)]
+    title: Option<String>,
+    #[serde(default)]
+    description: String,
+    unlock: Option<Spanned<Audience>>,
+    #[serde(default)]
+    alert: Audience,
+    #[serde(default)]
+    validity: Option<Spanned<String>>,
+    #[serde(default)]
+    rotate: Option<Spanned<SecretRotation>>,
+    #[serde(default)]
+    rotate_after_online: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -466,11 +542,118 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         );
     }
 
+    let mut secrets = BTreeMap::new();
+    for (name, raw_s) in raw.secrets {
+        let sname = name.get_ref().clone();
+        if !valid_name(&sname) {
+            return Err(ctx.err(name.span(), format!("secret name '{sname}': {NAME_RULE}")));
+        }
+        let span = raw_s.span();
+        let s = raw_s.into_inner();
+        let unlock = match s.unlock {
+            Some(u) if !u.get_ref().is_empty() => u.into_inner(),
+            Some(u) => {
+                return Err(ctx.err(
+                    u.span(),
+                    format!("secret '{sname}': unlock names nobody; say who may unlock it, e.g. unlock = {{ groups = [\"oncall\"] }}"),
+                ))
+            }
+            None => {
+                return Err(ctx.err(
+                    span,
+                    format!("secret '{sname}' needs unlock = {{ users = [...], groups = [...] }}: who may unlock it"),
+                ))
+            }
+        };
+        let bounded = |v: &Option<Spanned<String>>,
+                       what: &str,
+                       default: i64,
+                       (lo, hi): (i64, i64)|
+         -> Result<i64, PolicyError> {
+            let Some(v) = v else { return Ok(default) };
+            let secs = parse_duration(v.get_ref())
+                .map_err(|e| ctx.err(v.span(), format!("{what}: {e}")))?;
+            if secs < lo || secs > hi {
+                return Err(ctx.err(
+                    v.span(),
+                    format!(
+                        "{what} '{}' is out of range: use {} to {}",
+                        v.get_ref(),
+                        crate::duration::format_duration(lo),
+                        crate::duration::format_duration(hi)
+                    ),
+                ));
+            }
+            Ok(secs)
+        };
+        let validity_secs = bounded(
+            &s.validity,
+            "validity",
+            DEFAULT_SECRET_VALIDITY_SECS,
+            SECRET_VALIDITY_RANGE,
+        )?;
+        let rotate_after_online_secs = bounded(
+            &s.rotate_after_online,
+            "rotate_after_online",
+            DEFAULT_ROTATE_AFTER_ONLINE_SECS,
+            ROTATE_AFTER_ONLINE_RANGE,
+        )?;
+        let rotate = match s.rotate {
+            None => None,
+            Some(r) => {
+                let rspan = r.span();
+                let r = r.into_inner();
+                let Some(integ) = integrations.get(&r.integration) else {
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "secret '{sname}' is rotated through integration '{}', which is not declared",
+                            r.integration
+                        ),
+                    ));
+                };
+                let ok = match integ.kind {
+                    IntegrationKind::Postgres { .. } => valid_pg_ident(&r.role),
+                    IntegrationKind::Demo => valid_name(&r.role),
+                };
+                if !ok {
+                    return Err(ctx.err(
+                        rspan,
+                        match integ.kind {
+                            IntegrationKind::Postgres { .. } => format!(
+                                "secret '{sname}': role '{}' is not a plain PostgreSQL role name (a-z, 0-9, _)",
+                                r.role
+                            ),
+                            IntegrationKind::Demo => {
+                                format!("secret '{sname}': role '{}': {NAME_RULE}", r.role)
+                            }
+                        },
+                    ));
+                }
+                Some(r)
+            }
+        };
+        secrets.insert(
+            sname.clone(),
+            SecretPolicy {
+                title: s.title.unwrap_or_else(|| sname.clone()),
+                name: sname,
+                description: s.description,
+                unlock,
+                alert: s.alert,
+                validity_secs,
+                rotate,
+                rotate_after_online_secs,
+            },
+        );
+    }
+
     Ok(Policy {
         integrations,
         bundles,
         flows,
         bundle_flow,
+        secrets,
     })
 }
 
@@ -553,6 +736,116 @@ justification_required = true
 
         let e = err_of("this is = not toml [");
         assert_eq!(e.line, 1);
+    }
+
+    const SECRETS: &str = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "PG_URL"
+permissions = { read = ["app_read"] }
+
+[secrets.payments-db-breakglass]
+title = "Payments DB break-glass login"
+description = "Password of the PostgreSQL role fd_breakglass."
+unlock = { groups = ["oncall"] }
+alert = { groups = ["security"] }
+validity = "7d"
+rotate = { integration = "pg", role = "fd_breakglass" }
+rotate_after_online = "1h"
+
+[secrets.manual]
+unlock = { users = ["alice"] }
+"#;
+
+    #[test]
+    fn parses_secrets_with_defaults() {
+        let p = parse_policy("s.toml", SECRETS).expect("valid");
+        let s = p.secret("payments-db-breakglass").expect("declared");
+        assert_eq!(s.title, "Payments DB break-glass login");
+        assert_eq!(s.validity_secs, 7 * 86_400);
+        assert_eq!(s.rotate_after_online_secs, 3600);
+        assert_eq!(
+            s.rotate,
+            Some(SecretRotation {
+                integration: "pg".into(),
+                role: "fd_breakglass".into()
+            })
+        );
+        assert_eq!(s.alert.groups, vec!["security".to_string()]);
+        let m = p.secret("manual").expect("declared");
+        assert_eq!(m.title, "manual", "the title defaults to the name");
+        assert_eq!(m.validity_secs, DEFAULT_SECRET_VALIDITY_SECS);
+        assert_eq!(m.rotate_after_online_secs, DEFAULT_ROTATE_AFTER_ONLINE_SECS);
+        assert!(m.rotate.is_none() && m.alert.is_empty());
+        let alice = Principal {
+            name: "alice".into(),
+            groups: vec!["oncall".into()],
+            admin: false,
+        };
+        let carol = Principal {
+            name: "carol".into(),
+            groups: vec!["security".into()],
+            admin: true,
+        };
+        let names: Vec<_> = p.unlockable_by(&alice).map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["manual", "payments-db-breakglass"]);
+        assert_eq!(
+            p.unlockable_by(&carol).count(),
+            0,
+            "being an admin or in the alert audience does not let you unlock"
+        );
+        // A policy without secrets still parses (and has none).
+        assert!(parse_policy("g", GOOD).unwrap().secrets.is_empty());
+    }
+
+    #[test]
+    fn secret_errors_name_the_line() {
+        let e = err_of(&SECRETS.replace("unlock = { users = [\"alice\"] }", "title = \"x\""));
+        assert!(e.message.contains("needs unlock"), "{e}");
+        assert_eq!(e.line, 16, "points at the secret: {e}");
+
+        let e = err_of(&SECRETS.replace("unlock = { users = [\"alice\"] }", "unlock = {}"));
+        assert!(e.message.contains("unlock names nobody"), "{e}");
+        assert_eq!(e.line, 17);
+
+        let e = err_of(&SECRETS.replace("validity = \"7d\"", "validity = \"30m\""));
+        assert!(e.message.contains("validity '30m' is out of range"), "{e}");
+        assert_eq!(e.line, 12);
+        let e = err_of(&SECRETS.replace("validity = \"7d\"", "validity = \"91d\""));
+        assert!(e.message.contains("out of range: use 1h to 90d"), "{e}");
+        let e = err_of(&SECRETS.replace("validity = \"7d\"", "validity = \"week\""));
+        assert!(e.message.starts_with("validity:"), "{e}");
+
+        let e = err_of(&SECRETS.replace(
+            "rotate_after_online = \"1h\"",
+            "rotate_after_online = \"10s\"",
+        ));
+        assert!(e.message.contains("rotate_after_online"), "{e}");
+        assert_eq!(e.line, 14);
+
+        let e =
+            err_of(&SECRETS.replace("integration = \"pg\", role", "integration = \"nope\", role"));
+        assert!(
+            e.message
+                .contains("integration 'nope', which is not declared"),
+            "{e}"
+        );
+        assert_eq!(e.line, 13);
+
+        let e = err_of(&SECRETS.replace("role = \"fd_breakglass\"", "role = \"x; drop role y\""));
+        assert!(
+            e.message.contains("not a plain PostgreSQL role name"),
+            "{e}"
+        );
+
+        let e = err_of(&SECRETS.replace("rotate_after_online", "rotate_after_onlin"));
+        assert!(
+            e.message.contains("rotate_after_onlin"),
+            "unknown keys are named: {e}"
+        );
+
+        let e = err_of(&SECRETS.replace("[secrets.manual]", "[secrets.Manual]"));
+        assert!(e.message.contains("secret name 'Manual'"), "{e}");
     }
 
     #[test]

@@ -10,19 +10,26 @@ use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post, put};
 use axum::{Json, Router};
 use firedoor_core::api::{BundleView, ErrorBody, FlowTerms, Health, Me};
+use firedoor_core::breakglass::{
+    BrokerIdentity, DeviceView, OnlineUnlock, PutSecret, RegisterDevice, SecretView, UploadUnlocks,
+};
 use firedoor_core::lifecycle::RequestState;
 use firedoor_core::policy::Principal;
 use firedoor_core::{ErrorCode, GrantId, RequestId};
 use serde::de::DeserializeOwned;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::convert::Infallible;
 use std::sync::Arc;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
+/// Body limit of an unlock-chain upload (up to 1000 records).
+pub const UNLOCKS_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Body limit of `PUT /secrets/{name}` (a 64 KiB value, JSON-escaped).
+pub const SECRET_BODY_LIMIT: usize = 512 * 1024;
 
 pub type AppState = Arc<Broker>;
 
@@ -111,46 +118,71 @@ impl FromRequestParts<AppState> for Caller {
 /// A JSON body, strictly parsed. An empty body reads as the type's default.
 pub struct Body<T>(pub T);
 
+/// A JSON body that must be there.
+pub struct Required<T>(pub T);
+
+/// Reads and parses a JSON body; `None` if it is empty.
+async fn read_json<T: DeserializeOwned, S: Send + Sync>(
+    req: Request,
+    state: &S,
+) -> Result<Option<T>, ApiError> {
+    let is_json = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|ct| {
+            ct.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("application/json")
+        });
+    let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
+        if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                ErrorCode::PayloadTooLarge,
+                "request body is larger than this endpoint accepts",
+            )
+        } else {
+            ApiError::new(ErrorCode::InvalidRequest, "could not read the request body")
+        }
+    })?;
+    if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    if is_json != Some(true) {
+        return Err(ApiError::new(
+            ErrorCode::UnsupportedMediaType,
+            "send the body as JSON with Content-Type: application/json",
+        ));
+    }
+    serde_json::from_slice(&bytes).map(Some).map_err(|e| {
+        let code = if e.is_data() {
+            ErrorCode::InvalidRequest
+        } else {
+            ErrorCode::InvalidJson
+        };
+        // serde's messages name the field and the expected type, never echo values
+        // beyond a short excerpt; bodies with secrets are checked by their handler.
+        ApiError::new(code, format!("request body: {e}"))
+    })
+}
+
 impl<T: DeserializeOwned + Default, S: Send + Sync> FromRequest<S> for Body<T> {
     type Rejection = ApiError;
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let is_json = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|ct| {
-                ct.split(';')
-                    .next()
-                    .unwrap_or("")
-                    .trim()
-                    .eq_ignore_ascii_case("application/json")
-            });
-        let bytes = Bytes::from_request(req, state).await.map_err(|rej| {
-            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(
-                    ErrorCode::PayloadTooLarge,
-                    format!("request body is larger than {BODY_LIMIT} bytes"),
-                )
-            } else {
-                ApiError::new(ErrorCode::InvalidRequest, "could not read the request body")
-            }
-        })?;
-        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
-            return Ok(Body(T::default()));
-        }
-        if is_json != Some(true) {
-            return Err(ApiError::new(
-                ErrorCode::UnsupportedMediaType,
-                "send the body as JSON with Content-Type: application/json",
-            ));
-        }
-        serde_json::from_slice(&bytes).map(Body).map_err(|e| {
-            let code = if e.is_data() {
-                ErrorCode::InvalidRequest
-            } else {
-                ErrorCode::InvalidJson
-            };
-            ApiError::new(code, format!("request body: {e}"))
+        Ok(Body(read_json(req, state).await?.unwrap_or_default()))
+    }
+}
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Required<T> {
+    type Rejection = ApiError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_json(req, state).await?.map(Required).ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                "this endpoint needs a JSON body (see /api/v1/openapi.json)",
+            )
         })
     }
 }
@@ -180,7 +212,22 @@ pub fn router(state: AppState) -> Router {
         .route("/grants/{id}/revoke", post(revoke))
         .route("/grants/{id}/extend", post(extend))
         .route("/audit", get(audit))
-        .route("/events", get(events));
+        .route("/events", get(events))
+        .route("/broker", get(broker_identity))
+        .route("/devices", get(list_devices).post(register_device))
+        .route("/devices/{id}", delete(revoke_device))
+        .route("/devices/{id}/envelopes", get(device_envelopes))
+        .route(
+            "/devices/{id}/unlocks",
+            post(upload_unlocks).layer(axum::extract::DefaultBodyLimit::max(UNLOCKS_BODY_LIMIT)),
+        )
+        .route("/secrets", get(list_secrets))
+        .route(
+            "/secrets/{name}",
+            put(put_secret).layer(axum::extract::DefaultBodyLimit::max(SECRET_BODY_LIMIT)),
+        )
+        .route("/secrets/{name}/rotate", post(rotate_secret))
+        .route("/secrets/{name}/unlock", post(online_unlock));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
@@ -536,4 +583,137 @@ async fn events(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+// ---------------------------------------------------------------- break glass
+
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    resp
+}
+
+async fn broker_identity(State(b): State<AppState>, Caller(_): Caller) -> Json<BrokerIdentity> {
+    Json(b.identity())
+}
+
+/// `GET /devices`.
+#[derive(Serialize)]
+struct DeviceList {
+    devices: Vec<DeviceView>,
+}
+
+/// `GET /secrets`.
+#[derive(Serialize)]
+struct SecretList {
+    secrets: Vec<SecretView>,
+}
+
+async fn register_device(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Required(body): Required<RegisterDevice>,
+) -> ApiResult<Response> {
+    let view = b.register_device(&p, body).await?;
+    Ok((StatusCode::CREATED, Json(view)).into_response())
+}
+
+async fn list_devices(State(b): State<AppState>, Caller(p): Caller) -> ApiResult<Response> {
+    Ok(Json(DeviceList {
+        devices: b.list_devices(&p).await?,
+    })
+    .into_response())
+}
+
+async fn revoke_device(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    b.revoke_device(&p, &id).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn device_envelopes(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    Ok(no_store(
+        Json(b.device_envelopes(&p, &id).await?).into_response(),
+    ))
+}
+
+async fn upload_unlocks(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(id): Path<String>,
+    Required(body): Required<UploadUnlocks>,
+) -> ApiResult<Response> {
+    Ok(Json(b.upload_unlocks(&p, &id, body).await?).into_response())
+}
+
+async fn list_secrets(State(b): State<AppState>, Caller(p): Caller) -> ApiResult<Response> {
+    Ok(Json(SecretList {
+        secrets: b.list_secrets(&p).await?,
+    })
+    .into_response())
+}
+
+fn admins_only(p: &Principal, what: &str) -> ApiResult<()> {
+    if p.admin {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            ErrorCode::Forbidden,
+            format!("only admins may {what}"),
+        ))
+    }
+}
+
+async fn put_secret(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+    body: Result<Required<PutSecret>, ApiError>,
+) -> ApiResult<Response> {
+    admins_only(&p, "store break-glass secrets")?;
+    // A body that does not parse may hold the value: never echo serde's excerpt.
+    let Required(body) = body.map_err(|e| match e.code {
+        ErrorCode::InvalidJson | ErrorCode::InvalidRequest => ApiError::new(
+            e.code,
+            "send {\"value\": \"...\"}: the body must be a JSON object with a string field value",
+        ),
+        _ => e,
+    })?;
+    let value = zeroize::Zeroizing::new(body.value);
+    let view = b
+        .put_secret(&crate::audit::Actor::User(p.name.clone()), &name, &value)
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+async fn rotate_secret(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+    Body(_): Body<Empty>,
+) -> ApiResult<Response> {
+    admins_only(&p, "rotate break-glass secrets")?;
+    let view = b
+        .rotate_secret_now(&crate::audit::Actor::User(p.name.clone()), &name)
+        .await?;
+    Ok(Json(view).into_response())
+}
+
+async fn online_unlock(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+    Required(body): Required<OnlineUnlock>,
+) -> ApiResult<Response> {
+    let unlocked = b.online_unlock(&p, &name, body).await?;
+    Ok(no_store(Json(unlocked).into_response()))
 }

@@ -5,6 +5,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod breakglass;
 pub mod clock;
 pub mod connectors;
 pub mod error;
@@ -24,7 +25,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The demo policy, built in so the demo needs no files.
@@ -53,6 +54,9 @@ pub struct Config {
     pub worker_interval: Duration,
     /// Extra facts recorded in the `broker_started` audit record.
     pub start_details: serde_json::Value,
+    /// The broker's key file (age identity and envelope signing key); default
+    /// `<data_dir>/broker.key`.
+    pub key_file: Option<PathBuf>,
 }
 
 impl Config {
@@ -66,8 +70,57 @@ impl Config {
             connectors: None,
             worker_interval: Duration::from_millis(500),
             start_details: serde_json::json!({}),
+            key_file: None,
         }
     }
+
+    /// Where the broker's key file is.
+    pub fn key_path(&self) -> PathBuf {
+        key_path(&self.data_dir, self.key_file.as_deref())
+    }
+}
+
+/// The key file: `explicit`, or `<data_dir>/broker.key`.
+pub fn key_path(data_dir: &Path, explicit: Option<&Path>) -> PathBuf {
+    explicit
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| data_dir.join("broker.key"))
+}
+
+/// Loads the broker key, creating it only if nothing in the store was sealed with a
+/// key before: a wrong `--key-file` must not silently start a second key.
+async fn load_key(pool: &sqlx::SqlitePool, path: &Path) -> anyhow::Result<vault::BrokerKey> {
+    if !path.exists() {
+        let (sealed,): (i64,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM secrets WHERE value IS NOT NULL OR pending_value IS NOT NULL)
+                 OR EXISTS (SELECT 1 FROM grants WHERE credentials IS NOT NULL)",
+        )
+        .fetch_one(pool)
+        .await?;
+        if sealed != 0 {
+            anyhow::bail!(
+                "{}: no broker key there, but the database holds values sealed with one; \
+                 pass the broker's key file with --key-file (or FIREDOOR_KEY_FILE)",
+                path.display()
+            );
+        }
+    }
+    Ok(vault::BrokerKey::load_or_create(path)?)
+}
+
+/// Opens the store and key of a data directory as a [`Broker`] without serving it:
+/// the CLI acts on the data directory with the same operations the API uses.
+pub async fn open_broker(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+    policy: Policy,
+    connectors: Connectors,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Broker> {
+    ensure_data_dir(data_dir)?;
+    let pool = store::open(&db_path(data_dir)).await?;
+    let key = load_key(&pool, &key_path(data_dir, key_file)).await?;
+    Ok(Broker::new(pool, policy, connectors, clock, key))
 }
 
 /// A running broker.
@@ -140,24 +193,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
     };
     ensure_data_dir(&cfg.data_dir)?;
     let pool = store::open(&db_path(&cfg.data_dir)).await?;
-    let key = vault::BrokerKey::load_or_create(&cfg.data_dir.join("broker.key"))?;
+    let key = load_key(&pool, &cfg.key_path()).await?;
     let connectors = match cfg.connectors {
         Some(c) => c,
         None => connectors::from_policy(&cfg.policy).map_err(|e| anyhow::anyhow!("{e}"))?,
     };
-    let (events, _) = watch::channel(0u64);
-    let broker = Arc::new(Broker {
-        pool,
-        policy: Arc::new(cfg.policy),
-        connectors,
-        clock: cfg.clock,
-        key,
-        events,
-        wake_worker: Notify::new(),
-        write_lock: Arc::new(tokio::sync::Mutex::new(())),
-        audit_head: Arc::default(),
-        closing: watch::channel(false).0,
-    });
+    let broker = Arc::new(Broker::new(pool, cfg.policy, connectors, cfg.clock, key));
     broker.release_leases().await?;
     {
         let now = broker.now();
@@ -172,6 +213,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
             },
             "bundles": broker.policy.bundles.len(),
             "flows": broker.policy.flows.len(),
+            "secrets": broker.policy.secrets.len(),
+            "signing_key": broker.identity().fingerprint,
         });
         if let (Some(d), Some(extra)) = (details.as_object_mut(), cfg.start_details.as_object()) {
             d.extend(extra.clone());

@@ -4,12 +4,14 @@ use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
 use firedoor_server::audit::Actor;
 use firedoor_server::clock::{Clock, SystemClock};
+use firedoor_server::connectors::Connectors;
 use firedoor_server::{auth, db_path, ensure_data_dir, store, Config, Tls};
 use secrecy::ExposeSecret;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use zeroize::Zeroizing;
 
 #[derive(Parser)]
 #[command(
@@ -26,6 +28,10 @@ struct Cli {
         default_value = "firedoor-data"
     )]
     data_dir: PathBuf,
+    /// The broker's key file (age identity and envelope signing key; created 0600
+    /// on first start). Default: <data-dir>/broker.key.
+    #[arg(long, global = true, env = "FIREDOOR_KEY_FILE")]
+    key_file: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -69,6 +75,57 @@ enum Cmd {
     Audit {
         #[command(subcommand)]
         cmd: AuditCmd,
+    },
+    /// Break-glass secrets: store, list, rotate. Values are never printed.
+    Secret {
+        #[command(subcommand)]
+        cmd: SecretCmd,
+    },
+    /// Devices enrolled for offline break glass.
+    Device {
+        #[command(subcommand)]
+        cmd: DeviceCmd,
+    },
+}
+
+#[derive(clap::Args)]
+struct PolicyArg {
+    /// The policy file the broker serves (it declares the secrets).
+    #[arg(long, env = "FIREDOOR_POLICY")]
+    policy: PathBuf,
+}
+
+#[derive(Subcommand)]
+enum SecretCmd {
+    /// Store a new value of a secret declared in the policy (version + 1) and seal it
+    /// to every eligible device. The value is read from a file, or from standard
+    /// input with `--from-file -`; one trailing newline is dropped.
+    Put {
+        name: String,
+        #[arg(long, value_name = "FILE")]
+        from_file: PathBuf,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// List the policy's secrets with version, rotation state and sealed devices.
+    List {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Rotate a secret now through its connector (a new random value).
+    Rotate {
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeviceCmd {
+    /// List enrolled devices (all users, or one).
+    List {
+        #[arg(long)]
+        user: Option<String>,
     },
 }
 
@@ -165,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let pol = load_policy(&policy)?;
             let mut cfg = Config::new(&cli.data_dir, pol);
+            cfg.key_file = cli.key_file.clone();
             cfg.listen = listen;
             cfg.tls = match (tls_cert, tls_key, behind_tls_proxy) {
                 (Some(cert), Some(key), _) => Tls::Files { cert, key },
@@ -215,12 +273,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             pool.close().await;
             let mut cfg = Config::new(&cli.data_dir, pol);
+            cfg.key_file = cli.key_file.clone();
             cfg.listen = listen;
             cfg.start_details = serde_json::json!({ "policy": "built-in demo policy" });
             let running = firedoor_server::start(cfg).await?;
+            let seeded = running.broker.seed_missing_secrets(&actor).await?;
             println!("Firedoor demo broker (DEMO connector: nothing real is provisioned)");
             println!("URL: {}", running.url());
             println!("data: {}", cli.data_dir.display());
+            for (name, version) in &seeded {
+                println!("break-glass secret {name}: seeded version {version} (the value is only shown to whoever unlocks it)");
+            }
             for (name, groups, admin, issued) in &tokens {
                 println!(
                     "{name:<6} groups={}{}  token: {}",
@@ -292,6 +355,94 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Cmd::Secret { cmd } => {
+            let actor = Actor::cli();
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+            let open = |policy: firedoor_core::policy::Policy, connectors: Connectors| {
+                firedoor_server::open_broker(
+                    &cli.data_dir,
+                    cli.key_file.as_deref(),
+                    policy,
+                    connectors,
+                    clock.clone(),
+                )
+            };
+            match cmd {
+                SecretCmd::Put {
+                    name,
+                    from_file,
+                    policy,
+                } => {
+                    let pol = load_policy(&policy.policy)?;
+                    let value = read_value(&from_file)?;
+                    let b = open(pol, Connectors::new()).await?;
+                    let v = b.put_secret(&actor, &name, &value).await?;
+                    println!(
+                        "stored {} version {} (sealed for {} devices)",
+                        v.name, v.version, v.sealed_devices
+                    );
+                }
+                SecretCmd::List { policy } => {
+                    let pol = load_policy(&policy.policy)?;
+                    let b = open(pol, Connectors::new()).await?;
+                    for s in b.all_secrets().await? {
+                        println!("{}", secret_line(&s));
+                    }
+                }
+                SecretCmd::Rotate { name, policy } => {
+                    let pol = load_policy(&policy.policy)?;
+                    let connectors = firedoor_server::connectors::from_policy(&pol)
+                        .map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let b = open(pol, connectors).await?;
+                    let v = b.rotate_secret_now(&actor, &name).await?;
+                    if let Some(e) = &v.last_rotation_error {
+                        println!("rotating {name} failed (the broker retries it): {e}");
+                        return Ok(1);
+                    }
+                    println!(
+                        "rotated {} to version {} (sealed for {} devices)",
+                        v.name, v.version, v.sealed_devices
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Device { cmd } => {
+            let path = db_path(&cli.data_dir);
+            if !path.exists() {
+                bail!("no broker database at {}", path.display());
+            }
+            match cmd {
+                DeviceCmd::List { user } => {
+                    let b = firedoor_server::open_broker(
+                        &cli.data_dir,
+                        cli.key_file.as_deref(),
+                        firedoor_core::policy::parse_policy("empty", "")?,
+                        Connectors::new(),
+                        Arc::new(SystemClock::default()),
+                    )
+                    .await?;
+                    for (d, revoked) in b.all_devices().await? {
+                        if user.as_ref().is_some_and(|u| u != &d.user) {
+                            continue;
+                        }
+                        println!(
+                            "{}\t{}\t{}\t{}\tenrolled {}\tunlocks {}\t{}",
+                            d.id,
+                            d.user,
+                            d.name,
+                            d.fingerprint,
+                            d.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                            d.head.seq,
+                            revoked
+                                .map(|r| format!("revoked {}", r.format("%Y-%m-%dT%H:%M:%SZ")))
+                                .unwrap_or_else(|| "active".into())
+                        );
+                    }
+                }
+            }
+            Ok(0)
+        }
         Cmd::Audit { cmd } => {
             let path = db_path(&cli.data_dir);
             if !path.exists() {
@@ -337,6 +488,60 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
     }
+}
+
+/// Reads a secret value from a file or standard input (`-`), dropping one trailing
+/// newline.
+fn read_value(path: &Path) -> anyhow::Result<Zeroizing<String>> {
+    let mut text = Zeroizing::new(String::new());
+    if path == Path::new("-") {
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading the value from standard input")?;
+    } else {
+        let mut f = std::fs::File::open(path)
+            .with_context(|| format!("reading the value from {}", path.display()))?;
+        f.read_to_string(&mut text).with_context(|| {
+            format!(
+                "reading the value from {} (it must be UTF-8 text)",
+                path.display()
+            )
+        })?;
+    }
+    if text.ends_with('\n') {
+        text.pop();
+        if text.ends_with('\r') {
+            text.pop();
+        }
+    }
+    Ok(text)
+}
+
+fn secret_line(s: &firedoor_core::breakglass::SecretView) -> String {
+    let mut line = format!(
+        "{}\tversion={}\tsealed_devices={}\tvalidity={}",
+        s.name,
+        s.version,
+        s.sealed_devices,
+        firedoor_core::duration::format_duration(s.validity_secs)
+    );
+    if let Some(u) = s.updated_at {
+        line.push_str(&format!("\tupdated={}", u.format("%Y-%m-%dT%H:%M:%SZ")));
+    }
+    line.push_str(&format!(
+        "\trotated_by={}",
+        s.rotated_by.as_deref().unwrap_or("(manual)")
+    ));
+    if let Some(d) = s.rotation_due_at {
+        line.push_str(&format!(
+            "\tROTATION DUE {}",
+            d.format("%Y-%m-%dT%H:%M:%SZ")
+        ));
+    }
+    if let Some(e) = &s.last_rotation_error {
+        line.push_str(&format!("\terror: {e}"));
+    }
+    line
 }
 
 async fn open_existing_or_new(dir: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {

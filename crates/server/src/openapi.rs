@@ -43,7 +43,7 @@ pub fn document() -> String {
     let doc = json!({
         "openapi": "3.1.0",
         "info": { "title": "Firedoor broker API", "version": env!("CARGO_PKG_VERSION"),
-                  "description": "Request, approve and revoke time-boxed access. Authenticate with `Authorization: Bearer <token>`." },
+                  "description": "Request, approve and revoke time-boxed access; offline break glass (devices, sealed envelopes, unlock chains, secrets). Authenticate with `Authorization: Bearer <token>`." },
         "servers": [{ "url": "/api/v1" }],
         "security": [{ "bearer": [] }],
         "paths": {
@@ -78,6 +78,40 @@ pub fn document() -> String {
             "/audit": { "get": op("Audit records (admins)", json!([
                     { "name": "after", "in": "query", "schema": { "type": "integer" } },
                     { "name": "limit", "in": "query", "schema": { "type": "integer" } }]), None, arr("AuditRecord")) },
+            "/broker": { "get": op("The broker's envelope signing key (pin it at sign-in)", json!([]), None, r("BrokerIdentity")) },
+            "/devices": {
+                "get": op("My enrolled devices", json!([]), None, json!({ "type": "object", "properties": { "devices": arr("Device") } })),
+                "post": {
+                    "summary": "Enrol this device (age recipient, ed25519 key); envelopes are sealed to it at once",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": r("RegisterDevice") } } },
+                    "responses": { "201": ok(r("Device")), "4XX": err_resp() }
+                }
+            },
+            "/devices/{id}": { "delete": {
+                "summary": "Revoke a device (its owner or an admin); its envelopes are deleted",
+                "parameters": id_param("device"),
+                "responses": { "204": { "description": "revoked" }, "4XX": err_resp() } } },
+            "/devices/{id}/envelopes": { "get": op("Sealed break-glass secrets for my device (refreshed when old or near expiry)", id_param("device"), None, r("EnvelopeList")) },
+            "/devices/{id}/unlocks": { "post": {
+                "summary": "Upload my device's signed unlock chain (at most 1000 records, oldest first). Records already acknowledged are acknowledged again; a gap, an edit or a bad signature is refused with 422 chain_rejected and raised to the admins.",
+                "parameters": id_param("device"),
+                "requestBody": { "required": true, "content": { "application/json": { "schema": r("UploadUnlocks") } } },
+                "responses": { "200": ok(r("UnlocksAck")), "4XX": err_resp() } } },
+            "/secrets": { "get": op("Break-glass secrets (admins: all; others: those they may unlock). Never values.", json!([]), None, json!({ "type": "object", "properties": { "secrets": arr("Secret") } })) },
+            "/secrets/{name}": { "put": {
+                "summary": "Store a new value (admins); version + 1, sealed to every eligible device",
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": r("PutSecret") } } },
+                "responses": { "200": ok(r("Secret")), "4XX": err_resp() } } },
+            "/secrets/{name}/rotate": { "post": {
+                "summary": "Rotate now through the policy's connector (admins)",
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "responses": { "200": ok(r("Secret")), "4XX": err_resp() } } },
+            "/secrets/{name}/unlock": { "post": {
+                "summary": "Online break glass: the current value, loudly alerted and rotated after the policy's rotate_after_online",
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": r("OnlineUnlock") } } },
+                "responses": { "200": ok(r("UnlockedSecret")), "4XX": err_resp() } } },
             "/events": { "get": {
                 "summary": "Live events for me as server-sent events; resume with Last-Event-ID",
                 "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": { "type": "integer" } }],
@@ -124,6 +158,31 @@ pub fn document() -> String {
                 "AuditRecord": { "type": "object", "properties": {
                     "seq": s("integer"), "at": s("string"), "actor": s("string"), "action": s("string"), "subject": s("string"),
                     "details": s("string"), "prev_hash": s("string"), "hash": s("string") } },
+                "BrokerIdentity": { "type": "object", "properties": { "signing_key": s("string"), "fingerprint": s("string") } },
+                "RegisterDevice": { "type": "object", "required": ["name", "recipient", "signing_key"], "properties": {
+                    "name": s("string"), "recipient": { "type": "string", "description": "age X25519 recipient, age1…" },
+                    "signing_key": { "type": "string", "description": "base64 ed25519 public key" } } },
+                "ChainHead": { "type": "object", "properties": { "seq": s("integer"), "hash": s("string") } },
+                "Device": { "type": "object", "properties": {
+                    "id": s("string"), "user": s("string"), "name": s("string"), "recipient": s("string"),
+                    "signing_key": s("string"), "fingerprint": s("string"), "created_at": ts, "head": r("ChainHead") } },
+                "Envelope": { "type": "object", "description": "meta_json is signed by the broker (ed25519, base64 signature); ciphertext is an ASCII-armoured age file",
+                    "properties": { "meta_json": s("string"), "signature": s("string"), "ciphertext": s("string") } },
+                "EnvelopeList": { "type": "object", "properties": { "envelopes": { "type": "array", "items": { "type": "object", "properties": {
+                    "name": s("string"), "title": s("string"), "description": s("string"), "envelope": r("Envelope") } } } } },
+                "SignedRecord": { "type": "object", "properties": { "body": s("string"), "hash": s("string"), "signature": s("string") } },
+                "UploadUnlocks": { "type": "object", "required": ["records"], "properties": { "records": { "type": "array", "maxItems": 1000, "items": r("SignedRecord") } } },
+                "UnlocksAck": { "type": "object", "properties": { "head": r("ChainHead"), "accepted": s("integer"), "rotating": { "type": "array", "items": s("string") } } },
+                "PutSecret": { "type": "object", "required": ["value"], "properties": { "value": { "type": "string", "minLength": 1 } } },
+                "Secret": { "type": "object", "properties": {
+                    "name": s("string"), "title": s("string"), "description": s("string"), "version": s("integer"),
+                    "updated_at": { "type": ["string", "null"], "format": "date-time" }, "validity_secs": s("integer"),
+                    "rotated_by": opt("string"), "rotation_due_at": { "type": ["string", "null"], "format": "date-time" },
+                    "last_rotation_error": opt("string"), "sealed_devices": s("integer") } },
+                "OnlineUnlock": { "type": "object", "required": ["reason"], "properties": { "reason": s("string"), "device_id": opt("string") } },
+                "UnlockedSecret": { "type": "object", "properties": {
+                    "name": s("string"), "version": s("integer"), "value": s("string"),
+                    "rotates_at": { "type": ["string", "null"], "format": "date-time" } } },
                 "Event": { "type": "object", "properties": {
                     "id": s("integer"), "kind": s("string"), "at": ts, "request_id": opt("string"), "grant_id": opt("string"),
                     "bundle": opt("string"), "actor": opt("string"), "message": s("string") } }

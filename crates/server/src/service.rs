@@ -177,16 +177,16 @@ where
 }
 
 /// A live event about to be stored for some recipients.
-struct NewEvent<'a> {
-    kind: &'a str,
-    request_id: Option<RequestId>,
-    grant_id: Option<GrantId>,
-    bundle: Option<&'a str>,
-    actor: Option<&'a str>,
-    message: String,
+pub(crate) struct NewEvent<'a> {
+    pub(crate) kind: &'a str,
+    pub(crate) request_id: Option<RequestId>,
+    pub(crate) grant_id: Option<GrantId>,
+    pub(crate) bundle: Option<&'a str>,
+    pub(crate) actor: Option<&'a str>,
+    pub(crate) message: String,
 }
 
-async fn emit(
+pub(crate) async fn emit(
     tx: &mut Tx,
     recipients: &[String],
     e: NewEvent<'_>,
@@ -236,6 +236,30 @@ pub fn check_idempotency_key(key: &str) -> Result<()> {
 }
 
 impl Broker {
+    /// A broker over an open store (no HTTP server, no worker: see
+    /// [`crate::start`] for those).
+    pub fn new(
+        pool: SqlitePool,
+        policy: Policy,
+        connectors: Connectors,
+        clock: Arc<dyn Clock>,
+        key: BrokerKey,
+    ) -> Broker {
+        let (events, _) = watch::channel(0u64);
+        Broker {
+            pool,
+            policy: Arc::new(policy),
+            connectors,
+            clock,
+            key,
+            events,
+            wake_worker: Notify::new(),
+            write_lock: Arc::new(tokio::sync::Mutex::new(())),
+            audit_head: Arc::default(),
+            closing: watch::channel(false).0,
+        }
+    }
+
     pub async fn write_tx(&self) -> Result<Tx> {
         write_tx_queued(&self.pool, &self.write_lock, &self.audit_head).await
     }
@@ -282,7 +306,7 @@ impl Broker {
             .collect())
     }
 
-    async fn admins(&self, tx: &mut Tx) -> Result<Vec<String>> {
+    pub(crate) async fn admins(&self, tx: &mut Tx) -> Result<Vec<String>> {
         Ok(crate::auth::all_users(&mut **tx)
             .await?
             .into_iter()
@@ -1770,6 +1794,8 @@ impl Broker {
             tx.commit().await?;
             self.events_changed();
         }
+
+        self.rotate_due_secrets().await?;
         Ok(())
     }
 
@@ -1781,6 +1807,7 @@ impl Broker {
         .bind(ts(self.now()))
         .execute(&self.pool)
         .await?;
+        self.release_secret_leases().await?;
         Ok(())
     }
 

@@ -311,3 +311,202 @@ async fn failed_deprovision_is_retried_and_visible() {
         "login fails after the retry"
     );
 }
+
+const BREAKGLASS_POLICY: &str = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "UNUSED_IN_THESE_TESTS"
+permissions = { read = ["app_read"] }
+
+[secrets.payments-db-breakglass]
+unlock = { groups = ["oncall"] }
+alert = { groups = ["security"] }
+rotate = { integration = "pg", role = "fd_breakglass" }
+"#;
+
+async fn bg_call(
+    tb: &TestBroker,
+    method: &str,
+    path: &str,
+    user: &str,
+    body: Option<serde_json::Value>,
+) -> serde_json::Value {
+    let http = reqwest::Client::new();
+    let mut r = http
+        .request(method.parse().unwrap(), tb.url(path))
+        .bearer_auth(tb.token(user));
+    if let Some(b) = body {
+        r = r.json(&b);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status();
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert!(status.is_success(), "{method} {path}: {status} {v}");
+    v
+}
+
+#[tokio::test]
+async fn break_glass_rotation_changes_the_role_password() {
+    use firedoor_core::breakglass::{
+        encode_public_key, EnvelopeList, SignedRecord, UnlockRecord, GENESIS_HASH,
+    };
+    use firedoor_server::connectors::postgres::scram_verifier;
+
+    let pg = PgServer::start();
+    pg.seed_app();
+    // The standing break-glass role. Its first password is set as a SCRAM verifier
+    // too, so no plaintext password ever reaches the server's statement log.
+    let initial = "initial-Bg-7f3a9c2e1d";
+    pg.admin(
+        "app",
+        &format!(
+            "CREATE ROLE fd_breakglass LOGIN PASSWORD '{}'; GRANT app_read TO fd_breakglass;
+             GRANT CONNECT ON DATABASE app TO fd_breakglass;",
+            scram_verifier(initial)
+        ),
+    );
+    assert_eq!(
+        ok_stdout(&pg.psql(
+            "fd_breakglass",
+            initial,
+            "app",
+            "SELECT count(*) FROM orders"
+        )),
+        "2"
+    );
+    let policy = parse_policy("bg.toml", BREAKGLASS_POLICY).unwrap();
+    let conn = PostgresConnector::new(
+        "pg",
+        &pg.admin_url("postgres"),
+        None,
+        policy.integrations["pg"].kind.clone(),
+    )
+    .unwrap();
+    let mut c: Connectors = BTreeMap::new();
+    c.insert("pg".into(), Arc::new(conn) as Arc<dyn Connector>);
+    let tb = spawn_with(BREAKGLASS_POLICY, Some(c)).await;
+
+    let identity = age::x25519::Identity::generate();
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let dev = bg_call(
+        &tb,
+        "POST",
+        "/devices",
+        "alice",
+        Some(serde_json::json!({
+            "name": "laptop", "recipient": identity.to_public().to_string(),
+            "signing_key": encode_public_key(&key.verifying_key()),
+        })),
+    )
+    .await;
+    let dev_id = dev["id"].as_str().unwrap().to_string();
+    let v = bg_call(
+        &tb,
+        "PUT",
+        "/secrets/payments-db-breakglass",
+        "carol",
+        Some(serde_json::json!({ "value": initial })),
+    )
+    .await;
+    assert_eq!(v["version"], 1);
+    let open = |list: &EnvelopeList| {
+        String::from_utf8(
+            age::decrypt(&identity, list.envelopes[0].envelope.ciphertext.as_bytes()).unwrap(),
+        )
+        .unwrap()
+    };
+    let list: EnvelopeList = serde_json::from_value(
+        bg_call(
+            &tb,
+            "GET",
+            &format!("/devices/{dev_id}/envelopes"),
+            "alice",
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    assert_eq!(open(&list), initial);
+
+    // Offline unlock, reported later.
+    let rec = UnlockRecord {
+        format: 1,
+        seq: 1,
+        device_id: dev_id.clone(),
+        user: "alice".into(),
+        secret: "payments-db-breakglass".into(),
+        version: 1,
+        at: common::t0(),
+        reason: "INC-3 payments DB".into(),
+        mode: "offline".into(),
+        prev_hash: GENESIS_HASH.into(),
+    };
+    let ack = bg_call(
+        &tb,
+        "POST",
+        &format!("/devices/{dev_id}/unlocks"),
+        "alice",
+        Some(serde_json::json!({ "records": [SignedRecord::sign(&rec, &key)] })),
+    )
+    .await;
+    assert_eq!(ack["rotating"][0], "payments-db-breakglass");
+    tb.running.run_due_work().await.unwrap();
+    eventually("rotated", || async {
+        let l = bg_call(&tb, "GET", "/secrets", "carol", None).await;
+        (l["secrets"][0]["version"] == 2).then_some(())
+    })
+    .await;
+
+    let old = pg.psql("fd_breakglass", initial, "app", "SELECT 1");
+    assert!(
+        !old.status.success(),
+        "the unlocked password no longer logs in"
+    );
+    let list: EnvelopeList = serde_json::from_value(
+        bg_call(
+            &tb,
+            "GET",
+            &format!("/devices/{dev_id}/envelopes"),
+            "alice",
+            None,
+        )
+        .await,
+    )
+    .unwrap();
+    let new = open(&list);
+    assert_ne!(new, initial);
+    assert_eq!(
+        ok_stdout(&pg.psql("fd_breakglass", &new, "app", "SELECT count(*) FROM orders")),
+        "2",
+        "the value in the new envelope logs in"
+    );
+
+    // A role that does not exist: a clear, recorded error, and the secret stays due.
+    pg.admin(
+        "app",
+        "DROP OWNED BY fd_breakglass; DROP ROLE fd_breakglass",
+    );
+    let rotated = bg_call(
+        &tb,
+        "POST",
+        "/secrets/payments-db-breakglass/rotate",
+        "carol",
+        None,
+    )
+    .await;
+    let err = rotated["last_rotation_error"].as_str().unwrap();
+    assert!(err.contains("role fd_breakglass does not exist"), "{err}");
+    assert_eq!(rotated["version"], 2);
+
+    let log = pg.log();
+    assert!(
+        log.contains("ALTER ROLE \"fd_breakglass\" WITH LOGIN PASSWORD 'SCRAM-SHA-256$"),
+        "statement logging is on and shows only the verifier"
+    );
+    for p in [initial, new.as_str()] {
+        assert!(
+            !log.contains(p),
+            "a break-glass password is in the PostgreSQL log"
+        );
+    }
+}

@@ -368,3 +368,195 @@ async fn cli_users_tokens_and_audit_tampering() {
         "removing the last record is caught too"
     );
 }
+
+#[tokio::test]
+async fn cli_secret_put_list_rotate_never_prints_the_value() {
+    use std::io::Write as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-policy.toml");
+    let policy = policy.to_str().unwrap();
+    let value = "Cli-Breakglass-0b7e41d2c9";
+    let file = tmp.path().join("value.txt");
+    std::fs::write(&file, format!("{value}\n")).unwrap();
+
+    let put = cli(
+        &data,
+        &[
+            "secret",
+            "put",
+            "payments-db-breakglass",
+            "--policy",
+            policy,
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    let out = String::from_utf8_lossy(&put.stdout).to_string();
+    let err = String::from_utf8_lossy(&put.stderr).to_string();
+    assert!(put.status.success(), "{out}{err}");
+    assert!(
+        out.contains("stored payments-db-breakglass version 1"),
+        "{out}"
+    );
+    assert!(!out.contains(value) && !err.contains(value), "never echoed");
+
+    // From standard input, with `-`.
+    let mut child = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args([
+            "secret",
+            "put",
+            "payments-db-breakglass",
+            "--policy",
+            policy,
+        ])
+        .args(["--from-file", "-"])
+        .env("FIREDOOR_LOG", "debug")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let second = "Cli-Breakglass-second-5d1c";
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(format!("{second}\n").as_bytes())
+        .unwrap();
+    let o = child.wait_with_output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let err = String::from_utf8_lossy(&o.stderr).to_string();
+    assert!(o.status.success(), "{out}{err}");
+    assert!(out.contains("version 2"), "{out}");
+    assert!(
+        !out.contains(second) && !err.contains(second),
+        "not even in debug logs"
+    );
+
+    let list = cli(&data, &["secret", "list", "--policy", policy]);
+    let out = String::from_utf8_lossy(&list.stdout).to_string();
+    assert!(list.status.success());
+    assert!(
+        out.contains("payments-db-breakglass\tversion=2\tsealed_devices=0"),
+        "{out}"
+    );
+    assert!(out.contains("rotated_by=demo"), "{out}");
+    assert!(!out.contains(value) && !out.contains(second));
+
+    let bad = cli(
+        &data,
+        &[
+            "secret",
+            "put",
+            "nope",
+            "--policy",
+            policy,
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("no secret named nope in the policy"));
+    let empty = tmp.path().join("empty.txt");
+    std::fs::write(&empty, "\n").unwrap();
+    let bad = cli(
+        &data,
+        &[
+            "secret",
+            "put",
+            "payments-db-breakglass",
+            "--policy",
+            policy,
+            "--from-file",
+            empty.to_str().unwrap(),
+        ],
+    );
+    assert!(!bad.status.success(), "an empty value is refused");
+
+    // Rotation through the demo connector, from the CLI.
+    let rot = cli(
+        &data,
+        &[
+            "secret",
+            "rotate",
+            "payments-db-breakglass",
+            "--policy",
+            policy,
+        ],
+    );
+    let out = String::from_utf8_lossy(&rot.stdout).to_string();
+    assert!(
+        rot.status.success(),
+        "{out}{}",
+        String::from_utf8_lossy(&rot.stderr)
+    );
+    assert!(
+        out.contains("rotated payments-db-breakglass to version 3"),
+        "{out}"
+    );
+
+    let devices = cli(&data, &["device", "list"]);
+    assert!(devices.status.success());
+    assert!(String::from_utf8_lossy(&devices.stdout).trim().is_empty());
+
+    // Audited as the operator; nothing secret on disk; the key file is private and
+    // holds the envelope signing key.
+    let export = cli(&data, &["audit", "export"]);
+    let text = String::from_utf8_lossy(&export.stdout).to_string();
+    let stored: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["action"] == "secret_stored")
+        .collect();
+    assert_eq!(stored.len(), 2);
+    assert!(stored[0]["actor"].as_str().unwrap().starts_with("cli:"));
+    assert!(text.contains("secret_rotated"));
+    assert!(cli(&data, &["audit", "verify"]).status.success());
+    for entry in std::fs::read_dir(&data).unwrap() {
+        let p = entry.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains(value) && !text.contains(second),
+            "{} holds a secret value",
+            p.display()
+        );
+    }
+    // Pointing the CLI at a key file that does not exist must not start a new key.
+    let wrong = tmp.path().join("missing.key");
+    let o = cli(
+        &data,
+        &[
+            "--key-file",
+            wrong.to_str().unwrap(),
+            "secret",
+            "put",
+            "payments-db-breakglass",
+            "--policy",
+            policy,
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("pass the broker's key file with --key-file"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!wrong.exists());
+
+    use std::os::unix::fs::PermissionsExt;
+    let key = data.join("broker.key");
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    assert!(std::fs::read_to_string(&key)
+        .unwrap()
+        .lines()
+        .any(|l| l.starts_with("FIREDOOR-SIGNING-KEY-")));
+}

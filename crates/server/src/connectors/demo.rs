@@ -1,18 +1,22 @@
 //! DEMO connector: provisions nothing real. It issues a random, clearly labelled
 //! credential so the demo policy runs with no external system. It keeps the set of
-//! live demo credentials in memory so tests can see provisioning and removal happen.
+//! live demo credentials in memory so tests can see provisioning and removal happen,
+//! and the current value of each break-glass "role" it rotates, so tests can see
+//! which value is live.
 
 use super::{Connector, ConnectorError, Target};
 use firedoor_core::api::CredentialItem;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use rand::distributions::{Alphanumeric, DistString};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Mutex;
 
 #[derive(Default)]
 pub struct DemoConnector {
     live: Mutex<BTreeSet<String>>,
+    secrets: Mutex<BTreeMap<String, String>>,
+    fail_rotations: Mutex<Option<String>>,
 }
 
 impl DemoConnector {
@@ -27,6 +31,24 @@ impl DemoConnector {
     /// Usernames currently provisioned.
     pub fn live(&self) -> BTreeSet<String> {
         self.live.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+    /// The value a break-glass role's password currently has in this (pretend)
+    /// target, if it was ever rotated.
+    pub fn live_secret(&self, role: &str) -> Option<String> {
+        self.secrets
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(role)
+            .cloned()
+    }
+    /// Makes every rotation report `error` until called with `None` (tests). The
+    /// value is applied all the same, as when a target takes a new password but the
+    /// answer is lost: a correct broker retries with the same value.
+    pub fn fail_rotations(&self, error: Option<&str>) {
+        *self
+            .fail_rotations
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = error.map(String::from);
     }
 }
 
@@ -75,5 +97,27 @@ impl Connector for DemoConnector {
     }
     fn extend<'a>(&'a self, _t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
         async move { Ok(()) }.boxed()
+    }
+    fn rotate_secret<'a>(
+        &'a self,
+        role: &'a str,
+        new_value: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        async move {
+            self.secrets
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(role.to_string(), new_value.to_string());
+            match self
+                .fail_rotations
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                Some(e) => Err(ConnectorError(e)),
+                None => Ok(()),
+            }
+        }
+        .boxed()
     }
 }

@@ -40,6 +40,22 @@ pub trait Connector: Send + Sync + 'static {
     fn deprovision<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>>;
     /// Moves the backstop expiry in the target system after an extension.
     fn extend<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    /// Sets a break-glass secret: `role`'s password becomes `new_value`. Must be
+    /// idempotent (a retry after a crash sends the same value again) and must never
+    /// put `new_value` in an error message or a log line.
+    fn rotate_secret<'a>(
+        &'a self,
+        role: &'a str,
+        new_value: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        let _ = (role, new_value);
+        Box::pin(async move {
+            Err(ConnectorError(format!(
+                "this integration ({}) cannot rotate secrets",
+                self.kind()
+            )))
+        })
+    }
 }
 
 pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;

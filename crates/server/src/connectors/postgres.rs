@@ -264,4 +264,40 @@ impl Connector for PostgresConnector {
         }
         .boxed()
     }
+
+    /// `ALTER ROLE … WITH LOGIN PASSWORD '<SCRAM verifier>'`: only the verifier
+    /// reaches the server (and its statement log). The role must already exist: the
+    /// broker rotates a standing break-glass role, it does not create one.
+    fn rotate_secret<'a>(
+        &'a self,
+        role: &'a str,
+        new_value: &'a str,
+    ) -> BoxFuture<'a, Result<(), ConnectorError>> {
+        async move {
+            let mut conn = self.pool.acquire().await.map_err(|e| err("connect", e))?;
+            let exists: Option<(String,)> =
+                sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname = $1")
+                    .bind(role)
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .map_err(|e| err("look up role", e))?;
+            if exists.is_none() {
+                return Err(ConnectorError(format!(
+                    "postgres: role {role} does not exist on integration '{}'; create it once \
+                     (CREATE ROLE {role} LOGIN) and grant it what break glass needs",
+                    self.name
+                )));
+            }
+            sqlx::query(AssertSqlSafe(format!(
+                "ALTER ROLE {} WITH LOGIN PASSWORD {}",
+                quote_ident(role),
+                quote_literal(&scram_verifier(new_value))
+            )))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| err(&format!("set the password of role {role}"), e))?;
+            Ok(())
+        }
+        .boxed()
+    }
 }
