@@ -864,6 +864,23 @@ async fn break_glass_end_to_end() {
     );
     shot(&wd, "07-break-glass-sealed").await;
 
+    // --- broker up: the same button is the online break-glass flow (loud, audited)
+    try_unlock(
+        &wd,
+        "orders-breakglass",
+        "INC-899 checking the flow",
+        passphrase,
+    )
+    .await;
+    let online = unlock_outcome(&wd).await.unwrap();
+    assert_eq!(online, first);
+    assert!(text(&wd, "unlock-mode").await.contains("broker"));
+    close_dialog(&wd).await;
+    assert!(
+        wd.find(tid("pending-records")).await.is_err(),
+        "online unlocks are recorded by the broker"
+    );
+
     // --- pull the cable: the broker is down
     b.stop().await;
     until("offline", || async {
@@ -908,7 +925,7 @@ async fn break_glass_end_to_end() {
         .await
         .unwrap()
         .into_iter()
-        .find(|e| e.kind == "break_glass_unlocked")
+        .find(|e| e.kind == "break_glass_unlocked" && e.message.contains("offline"))
         .expect("the admin is alerted");
     assert!(alert.message.contains("alice"), "{}", alert.message);
     until("rotated", || async {
@@ -975,7 +992,38 @@ async fn break_glass_end_to_end() {
         "unlock disabled while locked out"
     );
     shot(&wd, "09-break-glass-locked-out").await;
+
+    // --- back online once more: the second record uploads and rotates again
+    let b = bg_broker(&bdir, addr).await;
+    until("second record acknowledged", || async {
+        wd.find(tid("pending-records")).await.is_err().then_some(())
+    })
+    .await;
+    until("rotated again", || async {
+        (secret_version(&as_carol, "orders-breakglass").await >= 3).then_some(())
+    })
+    .await;
+    assert!(!pg_login(&pg, "fd_breakglass", &second));
+
+    // --- an admin's app raises each unlock as a loud desktop notification
+    click(&wd, "sign-out").await;
+    fill(&wd, "signin-url", &url).await;
+    fill(&wd, "signin-token", &carol).await;
+    click(&wd, "signin-submit").await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "carol");
+    let loud = until("break-glass notification for the admin", || async {
+        desk.shown()
+            .into_iter()
+            .find(|n| n.summary.starts_with("BREAK GLASS") && n.body.contains("offline"))
+    })
+    .await;
+    assert!(
+        loud.body.contains("alice") && loud.body.contains("offline"),
+        "{}",
+        loud.body
+    );
     wd.close().await.unwrap();
+    b.stop().await;
 
     // --- nothing secret at rest: app files, WebView storage, broker database, logs
     let mut needles: Vec<(&str, String)> = vec![

@@ -69,10 +69,13 @@ async fn count_at(pool: &sqlx::SqlitePool, version: i64) -> i64 {
 }
 
 async fn reseal() {
-    let devices = env_n("FIREDOOR_BENCH_DEVICES", 1000);
+    // `cargo bench` passes --bench and gets the full figure; `cargo test --benches`
+    // runs a small smoke version.
+    let full = std::env::args().any(|a| a == "--bench");
+    let devices = env_n("FIREDOOR_BENCH_DEVICES", if full { 1000 } else { 40 });
     let per_user = 20usize;
     let users = devices.div_ceil(per_user);
-    let rounds = env_n("FIREDOOR_BENCH_ROTATIONS", 5);
+    let rounds = env_n("FIREDOOR_BENCH_ROTATIONS", if full { 5 } else { 2 });
 
     let dir = tempfile::tempdir().unwrap();
     let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
@@ -207,7 +210,7 @@ async fn reseal() {
         .await;
         version += 1;
         while count_at(&pool, version).await < devices as i64 {
-            tokio::time::sleep(Duration::from_millis(1)).await;
+            tokio::time::sleep(Duration::from_millis(2)).await;
         }
         via_worker.push(t.elapsed());
     }

@@ -403,9 +403,23 @@ impl Broker {
             .bind(&sp.name)
             .execute(&mut **tx)
             .await?;
-        for s in sealed {
-            Self::store_envelope(tx, &sp.name, s).await?;
-            affected.insert(s.user.clone());
+        // Multi-row inserts: one statement per 200 envelopes (8 variables each).
+        for chunk in sealed.chunks(200) {
+            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "INSERT INTO envelopes (device_id, secret, version, meta_json, signature, ciphertext, sealed_at, not_after) ",
+            );
+            q.push_values(chunk, |mut row, s| {
+                row.push_bind(s.device_id.clone())
+                    .push_bind(sp.name.clone())
+                    .push_bind(s.version)
+                    .push_bind(s.envelope.meta_json.clone())
+                    .push_bind(s.envelope.signature.clone())
+                    .push_bind(s.envelope.ciphertext.clone())
+                    .push_bind(ts(s.sealed_at))
+                    .push_bind(ts(s.not_after));
+            });
+            q.build().execute(&mut **tx).await?;
+            affected.extend(chunk.iter().map(|s| s.user.clone()));
         }
         append(
             tx,
