@@ -149,6 +149,9 @@ pub struct Console {
     /// acknowledgement. Never held while a sync waits on the broker.
     pub(crate) break_glass_turn: Mutex<()>,
     changes: broadcast::Sender<Change>,
+    /// Bumped at every sign-in and sign-out: the event stream belongs to one session
+    /// and reconnects as the new one.
+    session_gen: tokio::sync::watch::Sender<u64>,
 }
 
 const K_URL: &str = "broker_url";
@@ -243,6 +246,7 @@ impl Console {
             replaying: Mutex::new(()),
             break_glass_turn: Mutex::new(()),
             changes,
+            session_gen: tokio::sync::watch::channel(0).0,
         }))
     }
 
@@ -365,6 +369,10 @@ impl Console {
         }
         let client = Client::new(&url, Some(&token))
             .map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
+        let previous = match (self.cache.get(K_URL).await?, self.cache.get(K_USER).await?) {
+            (Some(u), Some(n)) => Some((u, n)),
+            _ => None,
+        };
         let me = match client.me().await {
             Ok(me) => me,
             Err(ClientError::Api { status: 401, .. }) => {
@@ -407,12 +415,17 @@ impl Console {
             )
             .await?;
         self.pin_broker_key(&client, &url, &me.name).await?;
+        if previous != Some((url.clone(), me.name.clone())) {
+            // Another user's or broker's event ids mean nothing to this session.
+            self.cache.set(K_EVENT, None).await?;
+        }
         self.live.lock().await.session = Some(Session {
             client,
             url,
             user: me.name,
             groups: me.groups,
         });
+        self.session_gen.send_modify(|g| *g += 1);
         self.mark_online().await;
         if let Err(e) = self.sync().await {
             tracing::warn!(error = %e, "first sync");
@@ -437,6 +450,7 @@ impl Console {
                 .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
         }
         self.cache.clear().await?;
+        self.session_gen.send_modify(|g| *g += 1);
         self.changed(Change::Snapshot);
         self.status().await
     }
@@ -772,6 +786,8 @@ impl Console {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
             }
+            let mut session_changed = self.session_gen.subscribe();
+            session_changed.borrow_and_update();
             let connected = async {
                 self.sync().await?;
                 self.replay_outbox().await?;
@@ -842,6 +858,7 @@ impl Console {
                     _ = resync.tick() => {
                         let _ = self.sync().await;
                     }
+                    _ = session_changed.changed() => break,
                 }
                 if self.live.lock().await.session.is_none() {
                     break;
