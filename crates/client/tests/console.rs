@@ -263,3 +263,74 @@ async fn live_events_arrive_and_update_the_cache() {
     assert!(console.snapshot().await.unwrap().approvals.is_empty());
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_event_stream_follows_a_change_of_user() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let alice = token(&b, "alice", &["oncall"]).await;
+    let bob = token(&b, "bob", &["sre-leads"]).await;
+    let erin = token(&b, "erin", &["oncall"]).await;
+    let console = Console::open(
+        &dir.path().join("app"),
+        Arc::new(MemoryStore::default()),
+        false,
+    )
+    .await
+    .unwrap();
+    console.sign_in(&b.url(), &bob).await.unwrap();
+    let mut changes = console.subscribe();
+    tokio::spawn(console.clone().run(Duration::from_secs(3600)));
+    let as_alice = firedoor_client::Client::new(&b.url(), Some(&alice)).unwrap();
+    let next_event = |changes: &mut tokio::sync::broadcast::Receiver<Change>| {
+        let mut changes = changes.resubscribe();
+        async move {
+            tokio::time::timeout(Duration::from_secs(5), async {
+                loop {
+                    if let Ok(Change::Event(e)) = changes.recv().await {
+                        break e;
+                    }
+                }
+            })
+            .await
+            .expect("an event arrives")
+        }
+    };
+    // Bob's stream is live: an event for him arrives (and moves the stream position).
+    let waiting = next_event(&mut changes);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    as_alice
+        .create_request(&justified("prod-db-read"), None)
+        .await
+        .unwrap();
+    assert_eq!(waiting.await.kind, "request_awaiting_approval");
+
+    // Erin signs in on the same app and asks for access; bob approves. The approval
+    // reaches erin on a stream of her own, although no event ended bob's stream first.
+    console.sign_out().await.unwrap();
+    console.sign_in(&b.url(), &erin).await.unwrap();
+    let mut mine = changes.resubscribe();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let (r, _) = firedoor_client::Client::new(&b.url(), Some(&erin))
+        .unwrap()
+        .create_request(&justified("prod-db-read"), None)
+        .await
+        .unwrap();
+    firedoor_client::Client::new(&b.url(), Some(&bob))
+        .unwrap()
+        .approve(&r.id, None)
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            if let Ok(Change::Event(e)) = mine.recv().await {
+                if e.kind == "grant_active" && e.request_id == Some(r.id) {
+                    break;
+                }
+            }
+        }
+    })
+    .await
+    .expect("erin hears that her access is active (an event only she receives)");
+    b.stop().await;
+}
