@@ -30,6 +30,8 @@ check: ui
 
 bench: deps
 	cargo bench -p firedoor-server --bench broker
+	cargo bench -p firedoor-server --bench breakglass
+	cargo bench -p firedoor-client --bench unlock
 
 bench-desktop: ui
 	./scripts/bench-desktop.sh

@@ -39,6 +39,11 @@ GRANT SELECT ON orders TO app_read;
 GRANT SELECT, INSERT, UPDATE, DELETE ON orders TO app_write;
 GRANT USAGE ON SEQUENCE orders_id_seq TO app_write;
 REVOKE CONNECT ON DATABASE app FROM PUBLIC;
+-- The break-glass login. No password: the broker sets one (as a SCRAM verifier) when
+-- it rotates the secret payments-db-breakglass of examples/postgres-policy.toml.
+CREATE ROLE fd_breakglass LOGIN;
+GRANT CONNECT ON DATABASE app TO fd_breakglass;
+GRANT app_write TO fd_breakglass;
 SQL
   fi
   echo "export FIREDOOR_PG_URL='postgres://firedoor_admin:$pw@127.0.0.1:$port/postgres'"
