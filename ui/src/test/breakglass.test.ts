@@ -102,6 +102,19 @@ describe('Break glass: enrolment', () => {
     expect(byId('freshness-prod-db-root')).toHaveTextContent(/^sealed just now, valid 6 more days$/);
     await toastSays('This device is enrolled for offline break glass.');
   });
+
+  it('the nav says "set up" until the device is enrolled, then counts waiting records', async () => {
+    const { user, backend } = await renderApp(unenrolled);
+    expect(byId('breakglass-setup')).toHaveTextContent('set up');
+    await user.click(byId('nav-breakglass'));
+    await user.type(byId('enrol-passphrase'), 'staple battery horse');
+    await user.type(byId('enrol-confirm'), 'staple battery horse');
+    await user.click(byId('enrol-submit'));
+    await waitFor(() => expect(queryId('breakglass-setup')).toBeNull());
+    backend.state.break_glass.device.pending_records = 2;
+    backend.emit();
+    await waitFor(() => expect(byId('nav-breakglass')).toHaveTextContent(/Break glass\s*2/));
+  });
 });
 
 describe('Break glass: device and sealed credentials', () => {
