@@ -728,6 +728,8 @@ async fn a_revoked_device_loses_its_envelopes_and_can_enrol_again() {
         .revoke_device(&first)
         .await
         .unwrap();
+    // Revoking rotates what the device held (the worker does it at once; make sure).
+    b.run_due_work().await.unwrap();
     console.sync().await.unwrap();
     let snap = console.snapshot().await.unwrap();
     assert!(
@@ -771,7 +773,11 @@ async fn a_revoked_device_loses_its_envelopes_and_can_enrol_again() {
         .await
         .unwrap();
     assert_eq!((r.mode, r.record_seq), (UnlockMode::Offline, Some(1)));
-    assert_eq!(r.secret, "value-r");
+    assert_ne!(
+        r.secret, "value-r",
+        "what the revoked device held was rotated; the new device holds the new value"
+    );
+    assert!(r.version >= 2, "version {}", r.version);
 }
 
 #[tokio::test]

@@ -588,21 +588,36 @@ impl Broker {
             .bind(id)
             .execute(&mut *tx)
             .await?;
+        // The device may be lost with its envelopes: whatever it held sealed is
+        // rotated, so a copy of the laptop opens nothing that still works.
+        let held: Vec<(String, i64)> =
+            sqlx::query_as("SELECT secret, version FROM envelopes WHERE device_id = ?")
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await?;
+        for (secret, version) in &held {
+            self.mark_due(&mut tx, secret, *version, now, "device_revoked")
+                .await?;
+        }
         let dropped = sqlx::query("DELETE FROM envelopes WHERE device_id = ?")
             .bind(id)
             .execute(&mut *tx)
             .await?
             .rows_affected();
+        let rotating: Vec<&str> = held.iter().map(|(s, _)| s.as_str()).collect();
         append(
             &mut tx,
             &Actor::User(who.name.clone()),
             AuditAction::DeviceRevoked,
             id,
-            serde_json::json!({ "user": d.user_name, "name": d.name, "envelopes_deleted": dropped }),
+            serde_json::json!({ "user": d.user_name, "name": d.name, "envelopes_deleted": dropped, "rotating": rotating }),
             now,
         )
         .await?;
         tx.commit().await?;
+        if !held.is_empty() {
+            self.wake_worker.notify_one();
+        }
         Ok(())
     }
 

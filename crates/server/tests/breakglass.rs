@@ -721,7 +721,12 @@ async fn seal_unlock_offline_report_rotate() {
         "conflict",
     )
     .await;
-    assert_eq!(secret(&tb, SECRET).await.sealed_devices, 0);
+    let after = secret(&tb, SECRET).await;
+    assert_eq!(after.sealed_devices, 0);
+    assert!(
+        after.rotation_due_at.is_some(),
+        "what the revoked device held sealed is due for rotation"
+    );
     // A revoked device may still report what happened on it.
     let r5 = alice.unlock(SECRET, 4, "offline", "INC-11 on the old laptop");
     let (s, v) = upload(&tb, &alice, &[r5]).await;
