@@ -303,11 +303,16 @@ impl Desktop {
 
     /// Launches the app (a new WebDriver session).
     async fn launch(&self) -> Wd {
+        self.launch_with(&[]).await
+    }
+
+    /// Launches the app with command-line arguments.
+    async fn launch_with(&self, args: &[&str]) -> Wd {
         let mut caps = serde_json::Map::new();
         caps.insert("browserName".into(), "wry".into());
         caps.insert(
             "tauri:options".into(),
-            serde_json::json!({ "application": APP }),
+            serde_json::json!({ "application": APP, "args": args }),
         );
         let wd = ClientBuilder::rustls()
             .unwrap()
@@ -1069,4 +1074,56 @@ async fn break_glass_end_to_end() {
     for (what, n) in &needles {
         assert!(!log.contains(n.as_str()), "{what} in the app log");
     }
+}
+
+/// Demo mode: the in-process broker can be stopped from the app ("Pull the cable"), so
+/// offline break glass can be tried with `make run` alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_mode_pull_the_cable_and_break_glass() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let wd = desk.launch_with(&["--demo"]).await;
+    until("signed in as bob", || async {
+        let t = wd.find(tid("current-user")).await.ok()?.text().await.ok()?;
+        (t.trim() == "bob").then_some(())
+    })
+    .await;
+    el(&wd, "breakglass-setup").await;
+    click(&wd, "nav-breakglass").await;
+    let passphrase = "demo passphrase for bob";
+    fill(&wd, "enrol-passphrase", passphrase).await;
+    fill(&wd, "enrol-confirm", passphrase).await;
+    click(&wd, "enrol-submit").await;
+    el(&wd, "sealed-payments-db-breakglass").await;
+    assert!(wd.find(tid("breakglass-setup")).await.is_err());
+
+    click(&wd, "demo-broker-toggle").await;
+    el(&wd, "offline-banner").await;
+    assert!(text(&wd, "demo-broker-toggle")
+        .await
+        .contains("Plug it back in"));
+    try_unlock(&wd, "payments-db-breakglass", "demo outage", passphrase).await;
+    let opened = unlock_outcome(&wd).await.unwrap();
+    assert_eq!(opened, "DEMO-ONLY-payments-breakglass-password");
+    close_dialog(&wd).await;
+    el(&wd, "pending-records").await;
+    shot(&wd, "10-demo-offline-break-glass").await;
+
+    click(&wd, "demo-broker-toggle").await;
+    until("back online", || async {
+        wd.find(tid("offline-banner")).await.is_err().then_some(())
+    })
+    .await;
+    until("record uploaded and the demo secret rotated", || async {
+        let row = wd
+            .find(tid("sealed-payments-db-breakglass"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (wd.find(tid("pending-records")).await.is_err() && row.contains("v2")).then_some(())
+    })
+    .await;
+    wd.close().await.unwrap();
 }

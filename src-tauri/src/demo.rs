@@ -9,10 +9,61 @@ use firedoor_client::console::Console;
 use firedoor_client::Client;
 use firedoor_core::api::CreateRequest;
 use firedoor_server::audit::Actor;
-use firedoor_server::{auth, Config};
-use std::path::Path;
+use firedoor_server::{auth, Config, RunningBroker};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::Mutex;
+
+/// The in-process demo broker. It can be stopped and started again on the same
+/// address ("pull the cable"), so offline mode and offline break glass can be tried
+/// without a real outage.
+#[derive(Default)]
+pub struct DemoBroker {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    dir: Option<PathBuf>,
+    addr: Option<SocketAddr>,
+    running: Option<RunningBroker>,
+}
+
+fn config(dir: &Path, listen: Option<SocketAddr>) -> anyhow::Result<Config> {
+    let policy =
+        firedoor_core::policy::parse_policy("demo-policy.toml", firedoor_server::DEMO_POLICY)?;
+    let mut cfg = Config::new(dir.join("broker"), policy);
+    if let Some(addr) = listen {
+        cfg.listen = addr;
+    }
+    cfg.start_details =
+        serde_json::json!({ "policy": "built-in demo policy", "mode": "desktop demo" });
+    Ok(cfg)
+}
+
+impl DemoBroker {
+    /// Stops the broker (`up = false`) or starts it again on its address.
+    pub async fn set_up(&self, up: bool) -> anyhow::Result<()> {
+        let mut inner = self.inner.lock().await;
+        match (up, inner.running.take()) {
+            (false, Some(running)) => {
+                running.stop().await;
+                tracing::info!("demo broker stopped: the app is offline now");
+            }
+            (true, None) => {
+                let (Some(dir), Some(addr)) = (inner.dir.clone(), inner.addr) else {
+                    anyhow::bail!("the demo broker has not started yet");
+                };
+                inner.running = Some(firedoor_server::start(config(&dir, Some(addr))?).await?);
+                tracing::info!(%addr, "demo broker started again");
+            }
+            (_, same) => inner.running = same,
+        }
+        Ok(())
+    }
+}
 
 /// The demo policy's break-glass secret (rotated by the demo connector).
 const DEMO_SECRET: &str = "payments-db-breakglass";
@@ -43,15 +94,16 @@ async fn token_for(
     Ok(issued.token.expose())
 }
 
-pub async fn start(dir: &Path, console: Arc<Console>) -> anyhow::Result<()> {
-    let policy =
-        firedoor_core::policy::parse_policy("demo-policy.toml", firedoor_server::DEMO_POLICY)?;
-    let mut cfg = Config::new(dir.join("broker"), policy);
-    cfg.start_details =
-        serde_json::json!({ "policy": "built-in demo policy", "mode": "desktop demo" });
-    let broker = firedoor_server::start(cfg).await?;
+pub async fn start(dir: &Path, console: Arc<Console>, demo: Arc<DemoBroker>) -> anyhow::Result<()> {
+    let broker = firedoor_server::start(config(dir, None)?).await?;
     let url = broker.url();
     let pool = broker.broker.pool.clone();
+    {
+        let mut inner = demo.inner.lock().await;
+        inner.dir = Some(dir.to_path_buf());
+        inner.addr = Some(broker.addr);
+        inner.running = Some(broker);
+    }
     let mut tokens = std::collections::BTreeMap::new();
     for (name, groups, admin) in TEAM {
         tokens.insert(*name, token_for(&pool, name, groups, *admin).await?);
@@ -92,9 +144,6 @@ pub async fn start(dir: &Path, console: Arc<Console>) -> anyhow::Result<()> {
     {
         tracing::warn!(error = %e, "demo teammate request");
     }
-    // Keep the broker alive for the life of the app.
-    std::future::pending::<()>().await;
-    drop(broker);
     Ok(())
 }
 

@@ -28,6 +28,8 @@ const CLIPBOARD_CLEAR_SECS: u64 = 30;
 
 pub struct AppState {
     pub console: Arc<Console>,
+    /// Demo mode only: the in-process broker, which the UI can stop and start.
+    demo: Option<Arc<demo::DemoBroker>>,
     tray: std::sync::Mutex<Option<TrayIcon>>,
 }
 
@@ -177,6 +179,27 @@ async fn unlock_secret(
     s.console
         .unlock_secret(&name, &reason, &passphrase, chrono::Utc::now())
         .await
+}
+
+/// Demo mode: stops the in-process broker (`up = false`, as if the network cable
+/// were pulled) or starts it again.
+#[tauri::command]
+async fn demo_broker(s: State<'_, AppState>, up: bool) -> CmdResult<Snapshot> {
+    let Some(db) = &s.demo else {
+        return Err(ConsoleError::new(
+            "not_demo",
+            "Only the demo's built-in broker can be stopped from the app.",
+        ));
+    };
+    db.set_up(up)
+        .await
+        .map_err(|e| ConsoleError::new("demo", format!("Demo broker: {e}")))?;
+    // Learn the new state now rather than at the next event or resync.
+    let _ = s.console.sync().await;
+    if up {
+        let _ = s.console.replay_outbox().await;
+    }
+    s.console.snapshot().await
 }
 
 #[tauri::command]
@@ -342,6 +365,7 @@ pub fn run() {
             set_favourite,
             enrol_device,
             unlock_secret,
+            demo_broker,
             resync,
             ui_ready
         ])
@@ -365,16 +389,18 @@ pub fn run() {
                     None
                 }
             };
+            let demo_broker = demo.then(|| Arc::new(demo::DemoBroker::default()));
             app.manage(AppState {
                 console: console.clone(),
+                demo: demo_broker.clone(),
                 tray: std::sync::Mutex::new(tray),
             });
             forward_changes(handle.clone(), console.clone());
-            if demo {
+            if let Some(db) = demo_broker {
                 let c = console.clone();
                 let dir = dir.clone();
                 tauri::async_runtime::spawn(async move {
-                    if let Err(e) = demo::start(&dir, c).await {
+                    if let Err(e) = demo::start(&dir, c, db).await {
                         tracing::error!(error = %e, "demo broker failed to start");
                     }
                 });

@@ -256,6 +256,15 @@ export class AppState {
     }
   }
 
+  /** Demo mode: stop or restart the in-process broker. */
+  async setDemoBroker(up: boolean): Promise<void> {
+    const s = await this.run('demo-broker', () => this.backend.demoBroker(up));
+    if (s) {
+      this.applySnapshot(s);
+      this.notify(up ? 'Demo broker started again: back online.' : 'Demo broker stopped: Firedoor is offline now. Try Break glass.');
+    }
+  }
+
   async signIn(url: string, token: string): Promise<void> {
     // Errors are shown inline by the sign-in form, so they are thrown, not toasted.
     this.pending.add('signin');

@@ -32,6 +32,9 @@ export interface Backend {
   unlockSecret(name: string, reason: string, passphrase: string): Promise<UnlockResult>;
   /** Full resync with the broker now. */
   resync(): Promise<Snapshot>;
+  /** Demo mode only: stops (`up = false`, "pull the cable") or restarts the
+   *  in-process broker. Errors: 'not_demo'. */
+  demoBroker(up: boolean): Promise<Snapshot>;
   /** Tells the backend the window shows data (cold-start measurement). */
   uiReady(): Promise<void>;
   /** Called with a fresh snapshot whenever anything changes. Returns unsubscribe. */
@@ -77,6 +80,7 @@ export async function tauriBackend(): Promise<Backend> {
     enrolDevice: (passphrase) => call('enrol_device', { passphrase }),
     unlockSecret: (name, reason, passphrase) => call('unlock_secret', { name, reason, passphrase }),
     resync: () => call('resync'),
+    demoBroker: (up) => call('demo_broker', { up }),
     uiReady: () => call('ui_ready'),
     onSnapshot: async (cb) => listen<Snapshot>('firedoor://snapshot', (e) => cb(e.payload)),
     onOpen: async (cb) => listen<{ view: string; id?: string }>('firedoor://open', (e) => cb(e.payload)),

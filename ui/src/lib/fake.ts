@@ -586,6 +586,12 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       return clone(state);
     }),
 
+    demoBroker: (up) => call('demoBroker', [up], (): Snapshot => {
+      if (!state.status.demo) throw fail('not_demo', 'Only the demo\'s built-in broker can be stopped from the app.');
+      backend.setOnline(up, up ? null : 'The broker cannot be reached (demo: stopped from the app).');
+      return clone(state);
+    }),
+
     uiReady: () => call('uiReady', [], () => undefined),
 
     onSnapshot: (cb) => call('onSnapshot', [], () => {

@@ -111,9 +111,22 @@ describe('Status bar', () => {
     expect(screen.getByText('demo://in-process')).toBeInTheDocument();
   });
 
-  it('has no DEMO badge for a real broker', async () => {
+  it('has no DEMO badge and no broker switch for a real broker', async () => {
     await renderApp((s) => { s.status.demo = false; s.status.broker_url = 'https://fd.example.com'; });
     expect(queryId('demo-badge')).toBeNull();
+    expect(queryId('demo-broker-toggle')).toBeNull();
+  });
+
+  it('demo: "Pull the cable" stops the built-in broker, "Plug it back in" starts it', async () => {
+    const { user, backend } = await renderApp();
+    await user.click(byId('demo-broker-toggle'));
+    expect(backend.callsTo('demoBroker')).toEqual([[false]]);
+    await waitFor(() => expect(byId('offline-banner')).toHaveTextContent('demo: stopped from the app'));
+    expect(byId('demo-broker-toggle')).toHaveTextContent('Plug it back in');
+    await user.click(byId('demo-broker-toggle'));
+    expect(backend.callsTo('demoBroker')).toEqual([[false], [true]]);
+    await waitFor(() => expect(queryId('offline-banner')).toBeNull());
+    expect(byId('demo-broker-toggle')).toHaveTextContent('Pull the cable');
   });
 
   it('shows "Offline since HH:MM · last synced HH:MM" and the last error', async () => {
