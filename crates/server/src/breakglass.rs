@@ -1033,21 +1033,14 @@ impl Broker {
                 now,
             )
             .await?;
-            let to = self.admins(&mut tx).await?;
-            emit(
+            self.security_alert(
                 &mut tx,
-                &to,
-                NewEvent {
-                    kind: "security_alert",
-                    request_id: None,
-                    grant_id: None,
-                    bundle: None,
-                    actor: Some(&who.name),
-                    message: format!(
-                        "SECURITY: the unlock chain uploaded by {} from device {} ({}) was rejected: {problem}",
-                        who.name, d.name, d.id
-                    ),
-                },
+                None,
+                Some(&who.name),
+                format!(
+                    "SECURITY: the unlock chain uploaded by {} from device {} ({}) was rejected: {problem}",
+                    who.name, d.name, d.id
+                ),
                 now,
             )
             .await?;
@@ -1061,6 +1054,32 @@ impl Broker {
         }
         tracing::warn!(device = %d.id, user = %who.name, %problem, "unlock chain rejected");
         chain_rejected(problem)
+    }
+
+    /// A `security_alert` event to every admin, in `tx`.
+    async fn security_alert(
+        &self,
+        tx: &mut Tx,
+        secret: Option<&str>,
+        actor: Option<&str>,
+        message: String,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let to = self.admins(tx).await?;
+        emit(
+            tx,
+            &to,
+            NewEvent {
+                kind: "security_alert",
+                request_id: None,
+                grant_id: None,
+                bundle: secret,
+                actor,
+                message,
+            },
+            now,
+        )
+        .await
     }
 
     /// Makes a rotation of `name` due at `at` (or keeps an earlier due time), if the
@@ -1423,21 +1442,14 @@ impl Broker {
             now,
         )
         .await?;
-        let to = self.admins(&mut tx).await?;
-        emit(
+        self.security_alert(
             &mut tx,
-            &to,
-            NewEvent {
-                kind: "security_alert",
-                request_id: None,
-                grant_id: None,
-                bundle: Some(&sp.name),
-                actor: None,
-                message: format!(
-                    "SECURITY: {} was unlocked and must be changed by hand: set a new value on the target and store it (`firedoor-server secret put {}`)",
-                    sp.name, sp.name
-                ),
-            },
+            Some(&sp.name),
+            None,
+            format!(
+                "SECURITY: {} was unlocked and must be changed by hand: set a new value on the target and store it (`firedoor-server secret put {}`)",
+                sp.name, sp.name
+            ),
             now,
         )
         .await?;
@@ -1617,21 +1629,14 @@ impl Broker {
         )
         .await?;
         if attempts == 1 {
-            let to = self.admins(&mut tx).await?;
-            emit(
+            self.security_alert(
                 &mut tx,
-                &to,
-                NewEvent {
-                    kind: "security_alert",
-                    request_id: None,
-                    grant_id: None,
-                    bundle: Some(&sp.name),
-                    actor: None,
-                    message: format!(
-                        "SECURITY: rotating {} failed and is being retried: {error}",
-                        sp.name
-                    ),
-                },
+                Some(&sp.name),
+                None,
+                format!(
+                    "SECURITY: rotating {} failed and is being retried: {error}",
+                    sp.name
+                ),
                 now,
             )
             .await?;
