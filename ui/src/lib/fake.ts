@@ -84,7 +84,7 @@ export function demoBreakGlass(now: number = Date.now(), enrolled = true): Break
   if (!enrolled) {
     return {
       device: {
-        enrolled: false, device_id: null, device_name: null, broker_fingerprint: null, failed_attempts: 0,
+        enrolled: false, device_id: null, device_name: null, broker_fingerprint: DEMO_BROKER_FINGERPRINT, failed_attempts: 0,
         locked_until: null, pending_records: 0, chain_ok: true, chain_error: null,
       },
       credentials: [],

@@ -32,7 +32,8 @@ describe('Break glass: enrolment', () => {
     expect(byId('nav-breakglass')).toHaveAttribute('aria-current', 'page');
     expect(byId('enrol-card')).toHaveTextContent('needs a local unlock passphrase');
     expect(byId('enrol-card')).toHaveTextContent('a copied disk or a borrowed session alone opens nothing');
-    expect(queryId('broker-fingerprint')).toBeNull();
+    // The pinned broker key is shown before enrolment too, to be compared out of band.
+    expect(byId('broker-fingerprint')).toHaveTextContent(backend.state.break_glass.device.broker_fingerprint!);
     expect(screen.getByLabelText(/^Unlock passphrase/)).toBe(byId('enrol-passphrase'));
     expect(screen.getByLabelText('Confirm passphrase')).toBe(byId('enrol-confirm'));
     expect(byId('enrol-passphrase')).toHaveAttribute('type', 'password');
