@@ -64,13 +64,25 @@ impl ClientError {
 fn net(e: reqwest::Error) -> ClientError {
     // The URL is left out (the caller knows it); the token is a header, never shown.
     let e = e.without_url();
-    let mut msg = e.to_string();
+    let mut chain = vec![e.to_string()];
     let mut src = std::error::Error::source(&e);
     while let Some(s) = src {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        chain.push(s.to_string());
         src = s.source();
     }
+    // People recognise the innermost cause ("Connection refused"), not the layers
+    // of HTTP client wording around it.
+    let root = chain.last().cloned().unwrap_or_default();
+    let msg = if e.is_timeout() {
+        "no answer in time (timed out)".to_string()
+    } else if e.is_connect() {
+        format!(
+            "cannot connect: {}",
+            root.trim_end_matches(" (os error 111)")
+        )
+    } else {
+        chain.join(": ")
+    };
     ClientError::Network(msg)
 }
 

@@ -68,6 +68,13 @@ async fn sign_in_errors_are_readable() {
         "{}",
         e.message
     );
+    // The cause people recognise, without the HTTP client's layers of wording.
+    assert!(
+        e.message.contains("cannot connect: Connection refused")
+            && !e.message.contains("error sending request"),
+        "{}",
+        e.message
+    );
     let e = console.sign_in("not a url", "fdt_x").await.unwrap_err();
     assert_eq!(e.code, "invalid_url");
     assert!(!console.status().await.unwrap().signed_in);
