@@ -29,28 +29,21 @@ use crate::cache::{CachedEnvelope, KEEP_PREFIX};
 use crate::console::{blocking, is_network, Change, Console, ConsoleError, Result, Snapshot};
 use crate::device::{self, DeviceKeyError, DeviceKeys};
 use crate::{Client, ClientError};
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use firedoor_core::breakglass::{
-    decode_public_key, encode_public_key, fingerprint, verify_chain, BreakGlassError, ChainHead,
-    EnvelopeMeta, OnlineUnlock, RegisterDevice, SignedRecord, UnlockRecord, UploadUnlocks,
-    MAX_REASON_CHARS,
+    decode_public_key, encode_public_key, failures_in_window, fingerprint, locked_until,
+    verify_chain, BreakGlassError, ChainHead, EnvelopeMeta, OnlineUnlock, RegisterDevice,
+    SignedRecord, UnlockRecord, UploadUnlocks, LOCKOUT_WINDOW_MINUTES, MAX_FAILED_PASSPHRASES,
+    MAX_REASON_CHARS, MIN_PASSPHRASE_CHARS,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use zeroize::Zeroizing;
 
-/// Wrong passphrases allowed per [`LOCKOUT_WINDOW_MINUTES`].
-pub const MAX_FAILED_PASSPHRASES: usize = 5;
-pub const LOCKOUT_WINDOW_MINUTES: i64 = 15;
-pub const MIN_PASSPHRASE_CHARS: usize = 8;
 /// How long the UI shows a revealed secret.
 pub const HIDE_AFTER_SECS: u64 = 60;
-/// How far this device's clock may run behind the broker's before a freshly sealed
-/// envelope counts as not yet valid. Only `not_before` gets this leeway; expiry is
-/// exact.
-pub const CLOCK_LEEWAY_SECS: i64 = 300;
 /// Unlock records per upload (the broker takes up to 1000).
 const UPLOAD_BATCH: usize = 200;
 
@@ -202,10 +195,6 @@ fn damaged(what: &str) -> ConsoleError {
     )
 }
 
-fn window() -> Duration {
-    Duration::minutes(LOCKOUT_WINDOW_MINUTES)
-}
-
 /// Whole minutes until `until`, rounded up, at least 1.
 fn minutes_left(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
     let secs = (until - now).num_seconds().max(0);
@@ -222,29 +211,9 @@ fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> ConsoleError {
     )
 }
 
-/// When the lock-out given these failures (sorted, within the window) ends.
-fn locked_until(failures: &[DateTime<Utc>]) -> Option<DateTime<Utc>> {
-    let n = failures.len();
-    (n >= MAX_FAILED_PASSPHRASES).then(|| failures[n - MAX_FAILED_PASSPHRASES] + window())
-}
-
 /// The broker cannot serve the call (down, or a proxy in front says it is).
 fn unreachable(e: &ClientError) -> bool {
     is_network(e) || matches!(e.status(), Some(502..=504))
-}
-
-/// [`EnvelopeMeta::check_window`] with [`CLOCK_LEEWAY_SECS`] before `not_before`.
-fn check_window(
-    meta: &EnvelopeMeta,
-    now: DateTime<Utc>,
-) -> std::result::Result<(), BreakGlassError> {
-    let early = meta.not_before - now;
-    let now = if early > Duration::zero() && early <= Duration::seconds(CLOCK_LEEWAY_SECS) {
-        meta.not_before
-    } else {
-        now
-    };
-    meta.check_window(now)
 }
 
 fn fmt_time(t: DateTime<Utc>) -> String {
@@ -395,16 +364,13 @@ impl Console {
 
     /// Wrong-passphrase times within the window before `now`, oldest first.
     async fn failures(&self, a: &Account, now: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
-        let mut list: Vec<DateTime<Utc>> = self
+        let list: Vec<DateTime<Utc>> = self
             .cache
             .get(&a.key(K_FAILURES))
             .await?
             .and_then(|v| serde_json::from_str(&v).ok())
             .unwrap_or_default();
-        // Times after `now` (the clock went back) still count: never fewer guesses.
-        list.retain(|t| *t > now - window());
-        list.sort();
-        Ok(list)
+        Ok(failures_in_window(list, now))
     }
 
     /// Records a wrong passphrase; returns the failures now in the window.
@@ -816,7 +782,7 @@ impl Console {
             .verify(&pin.key)
             .map_err(|e| invalid(e.to_string()))?;
         check_binding(&meta, name, &enr, &user).map_err(&invalid)?;
-        match check_window(&meta, now) {
+        match meta.check_window(now) {
             Ok(()) => {}
             Err(BreakGlassError::Expired(t)) => {
                 return Err(ConsoleError::new(
@@ -1093,7 +1059,7 @@ fn judge(
             cred.sealed_at = meta.sealed_at;
             cred.not_before = meta.not_before;
             cred.not_after = meta.not_after;
-            match check_window(&meta, now) {
+            match meta.check_window(now) {
                 Ok(()) => cred.state = SealedState::Valid,
                 Err(BreakGlassError::Expired(t)) => {
                     cred.state = SealedState::Expired;
@@ -1120,44 +1086,14 @@ fn judge(
 mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
-    use chrono::TimeZone;
+    use chrono::{Duration, TimeZone};
 
     #[test]
-    fn lockout_ends_when_the_fifth_latest_failure_ages_out() {
+    fn minutes_left_rounds_up() {
         let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
-        let f: Vec<_> = (0..5).map(|i| t0 + Duration::minutes(i)).collect();
-        assert_eq!(locked_until(&f[..4]), None);
-        assert_eq!(locked_until(&f), Some(t0 + Duration::minutes(15)));
         assert_eq!(minutes_left(t0 + Duration::minutes(15), t0), 15);
         assert_eq!(minutes_left(t0 + Duration::seconds(61), t0), 2);
         assert_eq!(minutes_left(t0, t0), 1);
-    }
-
-    #[test]
-    fn not_before_has_a_small_leeway_and_expiry_none() {
-        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
-        let meta = EnvelopeMeta {
-            format: 1,
-            secret: "s".into(),
-            version: 1,
-            device_id: "d".into(),
-            user: "u".into(),
-            recipient: "age1x".into(),
-            sealed_at: t0,
-            not_before: t0,
-            not_after: t0 + Duration::days(7),
-            ciphertext_sha256: String::new(),
-        };
-        assert!(check_window(&meta, t0 - Duration::seconds(2)).is_ok());
-        assert!(check_window(&meta, t0 - Duration::seconds(CLOCK_LEEWAY_SECS)).is_ok());
-        assert!(matches!(
-            check_window(&meta, t0 - Duration::seconds(CLOCK_LEEWAY_SECS + 1)),
-            Err(BreakGlassError::NotYetValid(_))
-        ));
-        assert!(matches!(
-            check_window(&meta, meta.not_after),
-            Err(BreakGlassError::Expired(_))
-        ));
     }
 
     #[test]

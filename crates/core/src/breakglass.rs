@@ -28,6 +28,38 @@ const ENVELOPE_DOMAIN: &[u8] = b"firedoor envelope v1\n";
 const RECORD_DOMAIN: &[u8] = b"firedoor unlock record v1\n";
 /// Longest accepted unlock reason, in characters.
 pub const MAX_REASON_CHARS: usize = 2000;
+/// Shortest local unlock passphrase, in characters.
+pub const MIN_PASSPHRASE_CHARS: usize = 8;
+/// Wrong passphrases allowed per [`LOCKOUT_WINDOW_MINUTES`]; the next one locks.
+pub const MAX_FAILED_PASSPHRASES: usize = 5;
+pub const LOCKOUT_WINDOW_MINUTES: i64 = 15;
+/// How far a device's clock may run behind the broker's before a freshly sealed
+/// envelope counts as not yet valid. Only `not_before` gets this leeway; expiry is
+/// exact.
+pub const CLOCK_LEEWAY_SECS: i64 = 300;
+
+/// The wrong-passphrase times that still count at `now` (within the lock-out
+/// window), sorted. Times after `now` (the clock went back) still count: a clock
+/// change never buys more guesses.
+pub fn failures_in_window(
+    mut failures: Vec<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Vec<DateTime<Utc>> {
+    let window = chrono::Duration::minutes(LOCKOUT_WINDOW_MINUTES);
+    failures.retain(|t| *t > now - window);
+    failures.sort();
+    failures
+}
+
+/// When the lock-out caused by these failures (from [`failures_in_window`]) ends, if
+/// there is one: [`LOCKOUT_WINDOW_MINUTES`] after the oldest of the last
+/// [`MAX_FAILED_PASSPHRASES`].
+pub fn locked_until(failures: &[DateTime<Utc>]) -> Option<DateTime<Utc>> {
+    let n = failures.len();
+    (n >= MAX_FAILED_PASSPHRASES).then(|| {
+        failures[n - MAX_FAILED_PASSPHRASES] + chrono::Duration::minutes(LOCKOUT_WINDOW_MINUTES)
+    })
+}
 
 fn b64() -> base64::engine::GeneralPurpose {
     base64::engine::general_purpose::STANDARD
@@ -170,8 +202,10 @@ impl Envelope {
 }
 
 impl EnvelopeMeta {
+    /// Is the envelope usable at `now`? `not_before` has [`CLOCK_LEEWAY_SECS`] of
+    /// leeway for a device clock a little behind the broker's; `not_after` is exact.
     pub fn check_window(&self, now: DateTime<Utc>) -> Result<(), BreakGlassError> {
-        if now < self.not_before {
+        if now + chrono::Duration::seconds(CLOCK_LEEWAY_SECS) < self.not_before {
             return Err(BreakGlassError::NotYetValid(self.not_before));
         }
         if now >= self.not_after {
@@ -470,8 +504,13 @@ mod tests {
             m.check_window(m.not_after),
             Err(BreakGlassError::Expired(_))
         ));
+        let lee = chrono::Duration::seconds(CLOCK_LEEWAY_SECS);
+        assert!(
+            m.check_window(m.not_before - lee).is_ok(),
+            "a clock a little behind"
+        );
         assert!(matches!(
-            m.check_window(m.not_before - chrono::Duration::seconds(1)),
+            m.check_window(m.not_before - lee - chrono::Duration::seconds(1)),
             Err(BreakGlassError::NotYetValid(_))
         ));
 
@@ -563,6 +602,33 @@ mod tests {
         )
         .is_err());
         assert!(verify_chain(&ChainHead::genesis(), &recs, "dev_2", &pk).is_err());
+    }
+
+    #[test]
+    fn lockout_after_five_failures_ends_when_the_fifth_latest_ages_out() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
+        let f: Vec<_> = (0..5).map(|i| t0 + chrono::Duration::minutes(i)).collect();
+        assert_eq!(locked_until(&f[..4]), None);
+        assert_eq!(locked_until(&f), Some(t0 + chrono::Duration::minutes(15)));
+        let six: Vec<_> = (0..6).map(|i| t0 + chrono::Duration::minutes(i)).collect();
+        assert_eq!(locked_until(&six), Some(t0 + chrono::Duration::minutes(16)));
+        // Older than the window: forgotten; from the future (clock went back): kept.
+        let now = t0 + chrono::Duration::minutes(20);
+        let kept = failures_in_window(
+            vec![
+                now + chrono::Duration::minutes(1),
+                t0,
+                now - chrono::Duration::minutes(1),
+            ],
+            now,
+        );
+        assert_eq!(
+            kept,
+            vec![
+                now - chrono::Duration::minutes(1),
+                now + chrono::Duration::minutes(1)
+            ]
+        );
     }
 
     #[test]
