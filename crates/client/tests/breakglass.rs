@@ -4,17 +4,18 @@
 //! unlock chain, upload when the broker is back, rotation, and what is at rest.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{broker, token};
+use firedoor_server::RunningBroker;
+
 use chrono::{Duration, Utc};
 use firedoor_client::breakglass::{SealedState, UnlockMode};
 use firedoor_client::console::{Console, ConsoleOptions};
 use firedoor_client::secrets::{MemoryStore, SecretStore};
 use firedoor_client::Client;
-use firedoor_server::audit::Actor;
-use firedoor_server::{auth, Config, RunningBroker};
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::SqlitePool;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -24,27 +25,6 @@ const FIRST_VALUE: &str = "pw-first-7a1c9e";
 
 fn pass(s: &str) -> SecretString {
     SecretString::from(s)
-}
-
-async fn broker(dir: &Path, listen: SocketAddr) -> RunningBroker {
-    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
-    let mut cfg = Config::new(dir, policy);
-    cfg.listen = listen;
-    firedoor_server::start(cfg).await.unwrap()
-}
-
-async fn token(b: &RunningBroker, name: &str, groups: &[&str], admin: bool) -> String {
-    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    let pool = &b.broker.pool;
-    let issued = match auth::get_user(pool, name).await.unwrap() {
-        Some(_) => auth::issue_token(pool, &Actor::System, name, b.broker.now())
-            .await
-            .unwrap(),
-        None => auth::add_user(pool, &Actor::System, name, &groups, admin, b.broker.now())
-            .await
-            .unwrap(),
-    };
-    issued.token.expose_secret().to_string()
 }
 
 /// A console with a low scrypt work factor (tests must not spend seconds per unlock).

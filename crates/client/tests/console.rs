@@ -2,38 +2,15 @@
 //! sign-in, cache-first snapshots, offline outbox replayed exactly once, live events.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+use common::{broker, token};
+
 use firedoor_client::console::{Change, Console};
 use firedoor_client::secrets::{MemoryStore, SecretStore};
 use firedoor_core::api::CreateRequest;
 use firedoor_core::lifecycle::RequestState;
-use firedoor_server::audit::Actor;
-use firedoor_server::{auth, Config, RunningBroker};
-use secrecy::ExposeSecret;
-use std::net::SocketAddr;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-
-async fn broker(dir: &Path, listen: SocketAddr) -> RunningBroker {
-    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
-    let mut cfg = Config::new(dir, policy);
-    cfg.listen = listen;
-    firedoor_server::start(cfg).await.unwrap()
-}
-
-async fn token(b: &RunningBroker, name: &str, groups: &[&str]) -> String {
-    let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    let pool = &b.broker.pool;
-    let issued = match auth::get_user(pool, name).await.unwrap() {
-        Some(_) => auth::issue_token(pool, &Actor::System, name, b.broker.now())
-            .await
-            .unwrap(),
-        None => auth::add_user(pool, &Actor::System, name, &groups, false, b.broker.now())
-            .await
-            .unwrap(),
-    };
-    issued.token.expose_secret().to_string()
-}
 
 fn justified(bundle: &str) -> CreateRequest {
     CreateRequest {
@@ -87,7 +64,7 @@ async fn offline_cache_and_outbox_replayed_exactly_once() {
     let appdir = dir.path().join("app");
     let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
     let addr = b.addr;
-    let alice = token(&b, "alice", &["oncall"]).await;
+    let alice = token(&b, "alice", &["oncall"], false).await;
     let secrets = Arc::new(MemoryStore::default());
     let console = Console::open(&appdir, secrets.clone(), false)
         .await
@@ -193,7 +170,7 @@ async fn replay_after_a_lost_answer_creates_nothing_twice() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
     let addr = b.addr;
-    let alice = token(&b, "alice", &["oncall"]).await;
+    let alice = token(&b, "alice", &["oncall"], false).await;
     let appdir = dir.path().join("app");
     let console = Console::open(&appdir, Arc::new(MemoryStore::default()), false)
         .await
@@ -230,8 +207,8 @@ async fn replay_after_a_lost_answer_creates_nothing_twice() {
 async fn live_events_arrive_and_update_the_cache() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
-    let alice = token(&b, "alice", &["oncall"]).await;
-    let bob = token(&b, "bob", &["sre-leads"]).await;
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let bob = token(&b, "bob", &["sre-leads"], false).await;
     let console = Console::open(
         &dir.path().join("app"),
         Arc::new(MemoryStore::default()),
@@ -275,9 +252,9 @@ async fn live_events_arrive_and_update_the_cache() {
 async fn the_event_stream_follows_a_change_of_user() {
     let dir = tempfile::tempdir().unwrap();
     let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
-    let alice = token(&b, "alice", &["oncall"]).await;
-    let bob = token(&b, "bob", &["sre-leads"]).await;
-    let erin = token(&b, "erin", &["oncall"]).await;
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let bob = token(&b, "bob", &["sre-leads"], false).await;
+    let erin = token(&b, "erin", &["oncall"], false).await;
     let console = Console::open(
         &dir.path().join("app"),
         Arc::new(MemoryStore::default()),
