@@ -31,6 +31,7 @@ use crate::device::{self, DeviceKeyError, DeviceKeys};
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
+use firedoor_core::breakglass::upload_batches;
 use firedoor_core::breakglass::{
     decode_public_key, encode_public_key, failures_in_window, fingerprint, locked_until,
     verify_chain, BreakGlassError, ChainHead, EnvelopeMeta, OnlineUnlock, RegisterDevice,
@@ -911,7 +912,7 @@ impl Console {
     ) -> Result<Option<String>> {
         let st = self.chain_state(a, enr).await?;
         let mut acked = st.acked.clone();
-        for batch in st.records.chunks(UPLOAD_BATCH) {
+        for batch in upload_batches(&st.records, UPLOAD_BATCH) {
             let sent = c
                 .upload_unlocks(
                     &enr.device_id,

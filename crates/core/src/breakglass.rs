@@ -26,8 +26,17 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 const ENVELOPE_DOMAIN: &[u8] = b"firedoor envelope v1\n";
 /// Domain separation for the device's record signatures.
 const RECORD_DOMAIN: &[u8] = b"firedoor unlock record v1\n";
-/// Longest accepted unlock reason, in characters.
-pub const MAX_REASON_CHARS: usize = 2000;
+/// Longest accepted unlock reason, in characters: a sentence or two for the audit
+/// trail and the alert. It bounds every unlock record (see [`MAX_RECORD_BODY_CHARS`]).
+pub const MAX_REASON_CHARS: usize = 500;
+/// Longest unlock record body, in characters: the fixed fields (about 400) plus a
+/// reason of [`MAX_REASON_CHARS`] characters even if every one of them is written
+/// as a six-character JSON escape.
+pub const MAX_RECORD_BODY_CHARS: usize = 4096;
+/// The most bytes of records a device sends in one upload (the broker takes 2 MiB).
+pub const UNLOCKS_BATCH_BYTES: usize = 1024 * 1024;
+/// Longest name of a secret, user or device id inside an unlock record.
+pub const MAX_RECORD_NAME_CHARS: usize = 64;
 /// Shortest local unlock passphrase, in characters.
 pub const MIN_PASSPHRASE_CHARS: usize = 8;
 /// Wrong passphrases allowed per [`LOCKOUT_WINDOW_MINUTES`]; the next one locks.
@@ -284,6 +293,95 @@ impl SignedRecord {
     }
 }
 
+impl SignedRecord {
+    /// Cheap bounds on an uploaded record, checked before any parsing or signature
+    /// work. The problem never quotes the offending field.
+    pub fn check_size(&self) -> Result<(), String> {
+        // Bytes bound characters from above: only a long body is counted.
+        if self.body.len() > MAX_RECORD_BODY_CHARS
+            && self.body.chars().count() > MAX_RECORD_BODY_CHARS
+        {
+            return Err(format!(
+                "its body is longer than {MAX_RECORD_BODY_CHARS} characters"
+            ));
+        }
+        if !is_hex_sha256(&self.hash) {
+            return Err("its hash is not 64 lowercase hex digits".into());
+        }
+        if self.signature.len() > 100 {
+            return Err("its signature is not an ed25519 signature".into());
+        }
+        Ok(())
+    }
+}
+
+/// Splits records (oldest first) into uploads of at most `max_records` records and
+/// [`UNLOCKS_BATCH_BYTES`] of record text each. A batch always holds at least one
+/// record, so nothing is ever stuck behind the limit.
+pub fn upload_batches(records: &[SignedRecord], max_records: usize) -> Vec<&[SignedRecord]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut bytes = 0;
+    for (i, r) in records.iter().enumerate() {
+        // Escaping in the upload's JSON can at most double the body.
+        let size = 2 * r.body.len() + r.hash.len() + r.signature.len() + 64;
+        if i > start && (i - start >= max_records.max(1) || bytes + size > UNLOCKS_BATCH_BYTES) {
+            out.push(&records[start..i]);
+            start = i;
+            bytes = 0;
+        }
+        bytes += size;
+    }
+    if start < records.len() {
+        out.push(&records[start..]);
+    }
+    out
+}
+
+fn is_hex_sha256(s: &str) -> bool {
+    s.len() == 64
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+impl UnlockRecord {
+    /// Bounds on every field, checked before the record is verified, stored, audited
+    /// or shown to anyone. The problem names the field and its size, never its text.
+    pub fn check_bounds(&self) -> Result<(), String> {
+        if self.format != 1 {
+            return Err(format!("unknown format {}", self.format));
+        }
+        if self.mode != "offline" && self.mode != "online" {
+            return Err(format!(
+                "unknown mode ({} characters; expected offline or online)",
+                self.mode.chars().count()
+            ));
+        }
+        for (field, value) in [
+            ("device_id", &self.device_id),
+            ("user", &self.user),
+            ("secret", &self.secret),
+        ] {
+            let n = value.chars().count();
+            if n == 0 || n > MAX_RECORD_NAME_CHARS {
+                return Err(format!(
+                    "{field} is {n} characters; expected 1 to {MAX_RECORD_NAME_CHARS}"
+                ));
+            }
+        }
+        let n = self.reason.chars().count();
+        if n > MAX_REASON_CHARS {
+            return Err(format!(
+                "reason is {n} characters; at most {MAX_REASON_CHARS}"
+            ));
+        }
+        if !is_hex_sha256(&self.prev_hash) {
+            return Err("prev_hash is not 64 lowercase hex digits".into());
+        }
+        Ok(())
+    }
+}
+
 /// The last accepted record of a chain: sequence number and hash. A fresh device's
 /// head is `(0, GENESIS_HASH)`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -487,6 +585,102 @@ mod tests {
             not_after: t + chrono::Duration::days(7),
             ciphertext_sha256: String::new(),
         }
+    }
+
+    fn record(reason: &str) -> UnlockRecord {
+        UnlockRecord {
+            format: 1,
+            seq: 1,
+            device_id: "dev_1".into(),
+            user: "alice".into(),
+            secret: "pg-breakglass".into(),
+            version: 1,
+            at: Utc.with_ymd_and_hms(2026, 11, 22, 1, 0, 0).unwrap(),
+            reason: reason.into(),
+            mode: "offline".into(),
+            prev_hash: GENESIS_HASH.into(),
+        }
+    }
+
+    #[test]
+    fn record_bounds_hold_the_longest_legitimate_record() {
+        // The worst legitimate reason: every character a 4-byte emoji, or a control
+        // character escaped as \u00XX.
+        for c in ['\u{1F525}', '\u{1}', '"'] {
+            let reason: String = std::iter::repeat_n(c, MAX_REASON_CHARS).collect();
+            let mut r = record(&reason);
+            r.device_id = "d".repeat(MAX_RECORD_NAME_CHARS);
+            r.user = "u".repeat(MAX_RECORD_NAME_CHARS);
+            r.secret = "s".repeat(MAX_RECORD_NAME_CHARS);
+            r.seq = u64::MAX;
+            r.version = i64::MIN;
+            assert_eq!(r.check_bounds(), Ok(()));
+            let sr = SignedRecord::sign(&r, &key(2));
+            assert_eq!(
+                sr.check_size(),
+                Ok(()),
+                "a legitimate record must fit: {} bytes",
+                sr.body.len()
+            );
+        }
+    }
+
+    #[test]
+    fn record_bounds_refuse_oversized_fields_without_quoting_them() {
+        let huge = "A".repeat(3 * 1024 * 1024);
+        let mut r = record(&huge);
+        let p = r.check_bounds().unwrap_err();
+        assert!(p.len() < 100 && !p.contains("AAAA"), "{p}");
+        r.reason = "ok".into();
+        r.mode = huge.clone();
+        let p = r.check_bounds().unwrap_err();
+        assert!(p.len() < 100 && !p.contains("AAAA"), "{p}");
+        r.mode = "offline".into();
+        r.secret = huge.clone();
+        assert!(r.check_bounds().is_err());
+        r.secret = String::new();
+        assert!(r.check_bounds().is_err(), "an empty name");
+        r.secret = "x".into();
+        r.prev_hash = "zz".into();
+        assert!(r.check_bounds().is_err());
+        let sr = SignedRecord {
+            body: huge.clone(),
+            hash: "0".repeat(64),
+            signature: "s".into(),
+        };
+        let p = sr.check_size().unwrap_err();
+        assert!(p.len() < 100 && !p.contains("AAAA"), "{p}");
+        let sr = SignedRecord {
+            body: "{}".into(),
+            hash: huge,
+            signature: "s".into(),
+        };
+        assert!(sr.check_size().is_err());
+    }
+
+    #[test]
+    fn upload_batches_split_by_count_and_bytes_and_never_stall() {
+        let small = SignedRecord::sign(&record("x"), &key(2));
+        let recs = vec![small.clone(); 450];
+        let b = upload_batches(&recs, 200);
+        assert_eq!(
+            b.iter().map(|b| b.len()).collect::<Vec<_>>(),
+            vec![200, 200, 50]
+        );
+        let big: String = std::iter::repeat_n('\u{1}', MAX_REASON_CHARS).collect();
+        let big = SignedRecord::sign(&record(&big), &key(2));
+        let recs = vec![big; 1000];
+        let b = upload_batches(&recs, 1000);
+        assert!(b.len() > 1, "a megabyte of records is split");
+        assert_eq!(b.iter().map(|b| b.len()).sum::<usize>(), 1000);
+        for batch in b {
+            let wire = serde_json::to_string(&UploadUnlocks {
+                records: batch.to_vec(),
+            })
+            .unwrap();
+            assert!(wire.len() <= UNLOCKS_BATCH_BYTES + 1024, "{}", wire.len());
+        }
+        assert!(upload_batches(&[], 10).is_empty());
     }
 
     #[test]

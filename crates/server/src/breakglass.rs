@@ -42,6 +42,49 @@ use zeroize::Zeroizing;
 pub const MAX_DEVICES_PER_USER: i64 = 20;
 /// Unlock records in one upload.
 pub const MAX_RECORDS_PER_UPLOAD: usize = 1000;
+/// Longest problem text of a refused upload in the audit log, an alert or an error.
+const MAX_PROBLEM_CHARS: usize = 300;
+/// A device's refused uploads raise at most one security alert per this many minutes.
+pub const REJECTION_ALERT_INTERVAL_MINUTES: i64 = 10;
+
+/// When each device last raised a security alert for a refused upload, and how many
+/// refusals were not alerted since. In memory: a restart may alert once more.
+#[derive(Default)]
+pub struct RejectionAlerts(std::sync::Mutex<std::collections::HashMap<String, AlertWindow>>);
+
+struct AlertWindow {
+    last_alert: DateTime<Utc>,
+    quiet: u64,
+    quiet_since: Option<DateTime<Utc>>,
+}
+
+impl RejectionAlerts {
+    /// Whether a refusal of `device` at `now` is alerted: `Some(quiet)` with the
+    /// refusals not alerted since the last alert (count, first time), or `None` to
+    /// stay quiet and count it.
+    pub fn due(&self, device: &str, now: DateTime<Utc>) -> Option<Option<(u64, DateTime<Utc>)>> {
+        let mut map = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let interval = chrono::Duration::minutes(REJECTION_ALERT_INTERVAL_MINUTES);
+        match map.get_mut(device) {
+            Some(w) if now < w.last_alert + interval && now >= w.last_alert => {
+                w.quiet += 1;
+                w.quiet_since.get_or_insert(now);
+                None
+            }
+            _ => {
+                let prev = map.insert(
+                    device.to_string(),
+                    AlertWindow {
+                        last_alert: now,
+                        quiet: 0,
+                        quiet_since: None,
+                    },
+                );
+                Some(prev.and_then(|w| w.quiet_since.map(|t| (w.quiet, t))))
+            }
+        }
+    }
+}
 /// Longest secret value, in bytes.
 pub const MAX_SECRET_BYTES: usize = 65536;
 /// Length of a value the broker generates at rotation (a-z, A-Z, 0-9).
@@ -944,12 +987,29 @@ impl Broker {
             return Err(Error::Corrupt(format!("device {}: stored key", d.id)));
         };
         // Records up to the head must be the very ones acknowledged before.
-        let mut fresh_from = records.len();
+        // Bounds first: nothing oversized is parsed deeply, verified, stored or shown.
+        let mut parsed = Vec::with_capacity(records.len());
         for (i, sr) in records.iter().enumerate() {
-            let seq = match serde_json::from_str::<UnlockRecord>(&sr.body) {
-                Ok(r) => r.seq,
-                Err(e) => return Ok(Err(format!("record {}: unreadable: {e}", i + 1))),
+            if let Err(p) = sr.check_size() {
+                return Ok(Err(format!("record {} of the upload: {p}", i + 1)));
+            }
+            let r = match serde_json::from_str::<UnlockRecord>(&sr.body) {
+                Ok(r) => r,
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "record {} of the upload: unreadable ({})",
+                        i + 1,
+                        truncate_chars(&e.to_string(), 120)
+                    )))
+                }
             };
+            if let Err(p) = r.check_bounds() {
+                return Ok(Err(format!("record {} of the upload: {p}", i + 1)));
+            }
+            parsed.push(r.seq);
+        }
+        let mut fresh_from = records.len();
+        for (i, (sr, &seq)) in records.iter().zip(&parsed).enumerate() {
             if seq > head.seq {
                 fresh_from = i;
                 break;
@@ -991,18 +1051,6 @@ impl Broker {
                     r.seq, r.user, d.id, d.user_name
                 )));
             }
-            if r.format != 1 {
-                return Ok(Err(format!(
-                    "record {}: unknown format {}",
-                    r.seq, r.format
-                )));
-            }
-            if r.mode != "offline" && r.mode != "online" {
-                return Ok(Err(format!(
-                    "record {}: unknown mode '{}' (expected offline or online)",
-                    r.seq, r.mode
-                )));
-            }
             let current: Option<(i64,)> =
                 sqlx::query_as("SELECT version FROM secrets WHERE name = ?")
                     .bind(&r.secret)
@@ -1018,9 +1066,13 @@ impl Broker {
     }
 
     /// Audits a refused upload and raises it to the admins, in its own transaction;
-    /// returns the error for the caller.
+    /// returns the error for the caller. Every refusal is audited (its text bounded);
+    /// the admins hear of a device's refusals at most once per
+    /// [`REJECTION_ALERT_INTERVAL_MINUTES`], with a count of those in between.
     async fn reject_chain(&self, who: &Principal, d: &DeviceRow, problem: &str, n: usize) -> Error {
         let now = self.now();
+        let problem = truncate_chars(problem, MAX_PROBLEM_CHARS);
+        let alert = self.rejection_alerts.due(&d.id, now);
         let result: Result<()> = async {
             let mut tx = self.write_tx().await?;
             append(
@@ -1029,21 +1081,25 @@ impl Broker {
                 AuditAction::UnlockChainRejected,
                 &d.id,
                 serde_json::json!({ "user": d.user_name, "device_name": d.name, "problem": problem,
-                    "records": n, "head_seq": d.head_seq, "head_hash": d.head_hash }),
+                    "records": n, "head_seq": d.head_seq, "head_hash": d.head_hash,
+                    "alerted": alert.is_some() }),
                 now,
             )
             .await?;
-            self.security_alert(
-                &mut tx,
-                None,
-                Some(&who.name),
-                format!(
+            if let Some(quiet) = alert {
+                let mut message = format!(
                     "SECURITY: the unlock chain uploaded by {} from device {} ({}) was rejected: {problem}",
                     who.name, d.name, d.id
-                ),
-                now,
-            )
-            .await?;
+                );
+                if let Some((count, since)) = quiet {
+                    message.push_str(&format!(
+                        " (and {count} more rejected uploads from this device since {}, not alerted one by one: see the audit log)",
+                        since.format("%Y-%m-%d %H:%M UTC")
+                    ));
+                }
+                self.security_alert(&mut tx, None, Some(&who.name), message, now)
+                    .await?;
+            }
             tx.commit().await?;
             self.events_changed();
             Ok(())
@@ -1270,6 +1326,15 @@ impl Broker {
             return Err(Error::rule(
                 ErrorCode::InvalidRequest,
                 format!("reason is longer than {MAX_REASON_CHARS} characters"),
+            ));
+        }
+        if reason
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\t')
+        {
+            return Err(Error::rule(
+                ErrorCode::InvalidRequest,
+                "reason contains control characters",
             ));
         }
         if let Some(dev) = &body.device_id {

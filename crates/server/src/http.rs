@@ -26,8 +26,11 @@ use std::sync::Arc;
 
 /// Request bodies larger than this are refused with 413.
 pub const BODY_LIMIT: usize = 64 * 1024;
-/// Body limit of an unlock-chain upload (up to 1000 records).
-pub const UNLOCKS_BODY_LIMIT: usize = 4 * 1024 * 1024;
+/// Body limit of an unlock-chain upload: 1000 records with a full-length reason are
+/// about 1.3 MB; the app sends at most [`UNLOCKS_BATCH_BYTES`] per upload, so a
+/// backlog of records with long non-ASCII reasons is split, never stuck.
+pub const UNLOCKS_BODY_LIMIT: usize = 2 * 1024 * 1024;
+pub use firedoor_core::breakglass::UNLOCKS_BATCH_BYTES;
 /// Body limit of `PUT /secrets/{name}` (a 64 KiB value, JSON-escaped).
 pub const SECRET_BODY_LIMIT: usize = 512 * 1024;
 
@@ -232,6 +235,7 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(json_errors))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             ApiError::new(
@@ -241,6 +245,50 @@ pub fn router(state: AppState) -> Router {
             .into_response()
         }))
         .with_state(state)
+}
+
+/// Every error answer is `{code, message}` JSON, also those that axum's own
+/// extractors produce before a handler runs (a path parameter that is not UTF-8, a
+/// malformed query string): their plain text becomes the message.
+async fn json_errors(resp: Response) -> Response {
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return resp;
+    }
+    let is_json = resp
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.starts_with("application/json"));
+    if is_json {
+        return resp;
+    }
+    let code = match status.as_u16() {
+        401 => ErrorCode::Unauthenticated,
+        403 => ErrorCode::Forbidden,
+        404 => ErrorCode::NotFound,
+        405 => ErrorCode::MethodNotAllowed,
+        413 => ErrorCode::PayloadTooLarge,
+        415 => ErrorCode::UnsupportedMediaType,
+        s if s >= 500 => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let text = axum::body::to_bytes(resp.into_body(), 4096)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).into_owned())
+        .unwrap_or_default();
+    let message = match code {
+        ErrorCode::Internal => "internal error; the broker's log has the details".to_string(),
+        _ if text.trim().is_empty() => status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_string(),
+        _ => text.trim().chars().take(300).collect(),
+    };
+    let mut out = ApiError::new(code, message).into_response();
+    // Keep the status axum chose (e.g. 400 for a bad path) even if the code maps elsewhere.
+    *out.status_mut() = status;
+    out
 }
 
 async fn not_found() -> ApiError {
@@ -265,10 +313,10 @@ async fn health(State(b): State<AppState>) -> Json<Health> {
     })
 }
 
-async fn openapi() -> Response {
+async fn openapi(State(b): State<AppState>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
-        crate::openapi::document(),
+        crate::openapi::document(&b.policy),
     )
         .into_response()
 }

@@ -1,7 +1,79 @@
 //! The OpenAPI 3.1 document served at `/api/v1/openapi.json`. A test checks that it
-//! lists every route the router serves.
+//! lists every route the router serves, and that requests valid by its schemas are not
+//! refused as malformed: every bound the broker enforces on input (lengths, character
+//! sets, integer ranges, the policy's bundles and their flows' duration limits and
+//! required fields) is stated here.
 
+use firedoor_core::breakglass::{MAX_REASON_CHARS, MAX_RECORD_BODY_CHARS};
+use firedoor_core::lifecycle::MAX_TEXT;
+use firedoor_core::policy::Policy;
 use serde_json::{json, Value};
+
+/// Text without control characters (tab and newline allowed), as the broker takes
+/// justifications, tickets, comments and reasons.
+const NO_CONTROL: &str = "^[^\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]*$";
+/// A one-line label: no control characters at all.
+const NO_CONTROL_AT_ALL: &str = "^[^\\u0000-\\u001F\\u007F-\\u009F]*$";
+/// Policy names: bundles, secrets.
+const NAME: &str = "^[a-z0-9][a-z0-9_-]{0,63}$";
+
+/// Optional free text of at most `max` characters.
+fn text(max: usize) -> Value {
+    json!({ "type": ["string", "null"], "maxLength": max, "pattern": NO_CONTROL })
+}
+
+/// Free text that must say something (not only spaces).
+fn required_text(max: usize) -> Value {
+    json!({ "type": "string", "maxLength": max, "allOf": [{ "pattern": NO_CONTROL }, { "pattern": "\\S" }] })
+}
+
+fn int_range(min: i64, max: i64) -> Value {
+    json!({ "type": "integer", "format": "int64", "minimum": min, "maximum": max })
+}
+
+/// `CreateRequest`: one alternative per access flow, so that a body valid by the
+/// schema names a bundle of that flow, a duration within its maximum and the fields it
+/// requires.
+fn create_request(policy: &Policy) -> Value {
+    let mut alternatives: Vec<Value> = policy
+        .flows
+        .values()
+        .filter(|f| !f.bundles.is_empty())
+        .map(|f| {
+            let mut required = vec!["bundle"];
+            let justification = if f.justification_required {
+                required.push("justification");
+                required_text(MAX_TEXT)
+            } else {
+                text(MAX_TEXT)
+            };
+            let ticket = if f.ticket_required {
+                required.push("ticket");
+                required_text(MAX_TEXT)
+            } else {
+                text(MAX_TEXT)
+            };
+            json!({
+                "type": "object",
+                "title": format!("flow {}", f.name),
+                "additionalProperties": false,
+                "required": required,
+                "properties": {
+                    "bundle": { "enum": f.bundles },
+                    "duration_secs": { "type": ["integer", "null"], "format": "int64", "minimum": 1, "maximum": f.max_duration_secs,
+                        "description": format!("default {} s", f.default_duration_secs) },
+                    "justification": justification,
+                    "ticket": ticket,
+                }
+            })
+        })
+        .collect();
+    if alternatives.is_empty() {
+        alternatives.push(json!({ "not": {} }));
+    }
+    json!({ "description": "A bundle of the policy; the bundle's access flow sets the duration limit and the required fields.",
+            "anyOf": alternatives })
+}
 
 fn err_resp() -> Value {
     json!({ "description": "error", "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } } })
@@ -20,7 +92,11 @@ fn arr(name: &str) -> Value {
 }
 
 fn id_param(what: &str) -> Value {
-    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" }, "description": format!("{what} id") }])
+    json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 200 }, "description": format!("{what} id") }])
+}
+
+fn name_param() -> Value {
+    json!([{ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "pattern": NAME }, "description": "the secret's name in the policy" }])
 }
 
 fn op(summary: &str, params: Value, body: Option<&str>, resp: Value) -> Value {
@@ -36,7 +112,7 @@ fn op(summary: &str, params: Value, body: Option<&str>, resp: Value) -> Value {
     o
 }
 
-pub fn document() -> String {
+pub fn document(policy: &Policy) -> String {
     let ts = json!({ "type": "string", "format": "date-time" });
     let s = |t: &str| json!({ "type": t });
     let opt = |t: &str| json!({ "type": [t, "null"] });
@@ -54,11 +130,11 @@ pub fn document() -> String {
             "/requests": {
                 "get": op("List requests", json!([
                     { "name": "scope", "in": "query", "schema": { "enum": ["mine", "awaiting_me", "all"] } },
-                    { "name": "state", "in": "query", "schema": { "type": "string" } },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer" } }]), None, arr("Request")),
+                    { "name": "state", "in": "query", "schema": { "enum": ["pending", "approved", "active", "expired", "revoked", "denied", "cancelled", "timed_out", "failed"] } },
+                    { "name": "limit", "in": "query", "schema": int_range(1, 1000) }]), None, arr("Request")),
                 "post": {
                     "summary": "Request a bundle. With Idempotency-Key, a replay returns the first result (200).",
-                    "parameters": [{ "name": "Idempotency-Key", "in": "header", "schema": { "type": "string", "maxLength": 200 } }],
+                    "parameters": [{ "name": "Idempotency-Key", "in": "header", "schema": { "type": "string", "pattern": "^[\\x21-\\x7E]{1,200}$" } }],
                     "requestBody": { "required": true, "content": { "application/json": { "schema": r("CreateRequest") } } },
                     "responses": { "201": ok(r("Request")), "200": ok(r("Request")), "4XX": err_resp() }
                 }
@@ -70,14 +146,14 @@ pub fn document() -> String {
             "/grants": { "get": op("List grants", json!([
                     { "name": "scope", "in": "query", "schema": { "enum": ["mine", "all"] } },
                     { "name": "state", "in": "query", "schema": { "enum": ["live"] } },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer" } }]), None, arr("Grant")) },
+                    { "name": "limit", "in": "query", "schema": int_range(1, 1000) }]), None, arr("Grant")) },
             "/grants/{id}": { "get": op("One grant", id_param("grant"), None, r("Grant")) },
             "/grants/{id}/credentials": { "get": op("Credentials of my active grant (audited)", id_param("grant"), None, r("Credentials")) },
             "/grants/{id}/revoke": { "post": op("Revoke an active grant", id_param("grant"), None, r("Grant")) },
             "/grants/{id}/extend": { "post": op("Extend an active grant", id_param("grant"), Some("ExtendBody"), r("ExtendResult")) },
             "/audit": { "get": op("Audit records (admins)", json!([
-                    { "name": "after", "in": "query", "schema": { "type": "integer" } },
-                    { "name": "limit", "in": "query", "schema": { "type": "integer" } }]), None, arr("AuditRecord")) },
+                    { "name": "after", "in": "query", "schema": int_range(0, i64::MAX) },
+                    { "name": "limit", "in": "query", "schema": int_range(1, 5000) }]), None, arr("AuditRecord")) },
             "/broker": { "get": op("The broker's envelope signing key (pin it at sign-in)", json!([]), None, r("BrokerIdentity")) },
             "/devices": {
                 "get": op("My enrolled devices", json!([]), None, json!({ "type": "object", "properties": { "devices": arr("Device") } })),
@@ -100,21 +176,21 @@ pub fn document() -> String {
             "/secrets": { "get": op("Break-glass secrets (admins: all; others: those they may unlock). Never values.", json!([]), None, json!({ "type": "object", "properties": { "secrets": arr("Secret") } })) },
             "/secrets/{name}": { "put": {
                 "summary": "Store a new value (admins); version + 1, sealed to every eligible device",
-                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "parameters": name_param(),
                 "requestBody": { "required": true, "content": { "application/json": { "schema": r("PutSecret") } } },
                 "responses": { "200": ok(r("Secret")), "4XX": err_resp() } } },
             "/secrets/{name}/rotate": { "post": {
                 "summary": "Rotate now through the policy's connector (admins)",
-                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "parameters": name_param(),
                 "responses": { "200": ok(r("Secret")), "4XX": err_resp() } } },
             "/secrets/{name}/unlock": { "post": {
                 "summary": "Online break glass: the current value, loudly alerted and rotated after the policy's rotate_after_online",
-                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string" } }],
+                "parameters": name_param(),
                 "requestBody": { "required": true, "content": { "application/json": { "schema": r("OnlineUnlock") } } },
                 "responses": { "200": ok(r("UnlockedSecret")), "4XX": err_resp() } } },
             "/events": { "get": {
                 "summary": "Live events for me as server-sent events; resume with Last-Event-ID",
-                "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": { "type": "integer" } }],
+                "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": int_range(0, i64::MAX) }],
                 "responses": { "200": { "description": "text/event-stream of Event", "content": { "text/event-stream": { "schema": r("Event") } } }, "4XX": err_resp() } } }
         },
         "components": {
@@ -130,11 +206,12 @@ pub fn document() -> String {
                     "name": s("string"), "title": s("string"), "description": s("string"), "tags": { "type": "array", "items": s("string") },
                     "resources": { "type": "array", "items": { "type": "object", "properties": { "integration": s("string"), "resource": s("string"), "permission": s("string") } } },
                     "terms": r("Terms") } },
-                "CreateRequest": { "type": "object", "required": ["bundle"], "additionalProperties": false, "properties": {
-                    "bundle": s("string"), "duration_secs": opt("integer"), "justification": opt("string"), "ticket": opt("string") } },
-                "ApproveBody": { "type": "object", "additionalProperties": false, "properties": { "comment": opt("string") } },
-                "DenyBody": { "type": "object", "additionalProperties": false, "properties": { "reason": opt("string") } },
-                "ExtendBody": { "type": "object", "additionalProperties": false, "properties": { "duration_secs": opt("integer"), "justification": opt("string") } },
+                "CreateRequest": create_request(policy),
+                "ApproveBody": { "type": "object", "additionalProperties": false, "properties": { "comment": text(MAX_TEXT) } },
+                "DenyBody": { "type": "object", "additionalProperties": false, "properties": { "reason": text(MAX_TEXT) } },
+                "ExtendBody": { "type": "object", "additionalProperties": false, "properties": {
+                    "duration_secs": { "type": ["integer", "null"], "format": "int64", "minimum": 1, "description": "extra seconds; the grant's total stays within its flow's max_duration" },
+                    "justification": text(MAX_TEXT) } },
                 "Request": { "type": "object", "properties": {
                     "id": s("string"), "kind": { "enum": ["access", "extension"] }, "bundle": s("string"), "bundle_title": s("string"),
                     "requester": s("string"),
@@ -160,8 +237,9 @@ pub fn document() -> String {
                     "details": s("string"), "prev_hash": s("string"), "hash": s("string") } },
                 "BrokerIdentity": { "type": "object", "properties": { "signing_key": s("string"), "fingerprint": s("string") } },
                 "RegisterDevice": { "type": "object", "required": ["name", "recipient", "signing_key"], "properties": {
-                    "name": s("string"), "recipient": { "type": "string", "description": "age X25519 recipient, age1…" },
-                    "signing_key": { "type": "string", "description": "base64 ed25519 public key" } } },
+                    "name": { "type": "string", "minLength": 1, "maxLength": 100, "allOf": [{ "pattern": NO_CONTROL_AT_ALL }, { "pattern": "\\S" }] },
+                    "recipient": { "type": "string", "pattern": "^age1[02-9ac-hj-np-z]{58}$", "description": "age X25519 recipient, age1… (bech32, checksummed: a string of this shape with a wrong checksum is refused)" },
+                    "signing_key": { "type": "string", "pattern": "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$", "description": "base64 ed25519 public key (32 bytes that must be a point on the curve)" } } },
                 "ChainHead": { "type": "object", "properties": { "seq": s("integer"), "hash": s("string") } },
                 "Device": { "type": "object", "properties": {
                     "id": s("string"), "user": s("string"), "name": s("string"), "recipient": s("string"),
@@ -170,16 +248,18 @@ pub fn document() -> String {
                     "properties": { "meta_json": s("string"), "signature": s("string"), "ciphertext": s("string") } },
                 "EnvelopeList": { "type": "object", "properties": { "envelopes": { "type": "array", "items": { "type": "object", "properties": {
                     "name": s("string"), "title": s("string"), "description": s("string"), "envelope": r("Envelope") } } } } },
-                "SignedRecord": { "type": "object", "properties": { "body": s("string"), "hash": s("string"), "signature": s("string") } },
-                "UploadUnlocks": { "type": "object", "required": ["records"], "properties": { "records": { "type": "array", "maxItems": 1000, "items": r("SignedRecord") } } },
+                "SignedRecord": { "type": "object", "required": ["body", "hash", "signature"], "properties": {
+                    "body": { "type": "string", "maxLength": MAX_RECORD_BODY_CHARS, "description": format!("the record's JSON, at most {MAX_RECORD_BODY_CHARS} bytes; its reason at most {MAX_REASON_CHARS} characters") },
+                    "hash": { "type": "string", "pattern": "^[0-9a-f]{64}$" }, "signature": { "type": "string", "maxLength": 100 } } },
+                "UploadUnlocks": { "type": "object", "required": ["records"], "description": "at most 2 MiB in all", "properties": { "records": { "type": "array", "maxItems": 1000, "items": r("SignedRecord") } } },
                 "UnlocksAck": { "type": "object", "properties": { "head": r("ChainHead"), "accepted": s("integer"), "rotating": { "type": "array", "items": s("string") } } },
-                "PutSecret": { "type": "object", "required": ["value"], "properties": { "value": { "type": "string", "minLength": 1 } } },
+                "PutSecret": { "type": "object", "required": ["value"], "properties": { "value": { "type": "string", "minLength": 1, "maxLength": 16384, "description": "at most 65536 bytes of UTF-8" } } },
                 "Secret": { "type": "object", "properties": {
                     "name": s("string"), "title": s("string"), "description": s("string"), "version": s("integer"),
                     "updated_at": { "type": ["string", "null"], "format": "date-time" }, "validity_secs": s("integer"),
                     "rotated_by": opt("string"), "rotation_due_at": { "type": ["string", "null"], "format": "date-time" },
                     "last_rotation_error": opt("string"), "sealed_devices": s("integer") } },
-                "OnlineUnlock": { "type": "object", "required": ["reason"], "properties": { "reason": s("string"), "device_id": opt("string") } },
+                "OnlineUnlock": { "type": "object", "required": ["reason"], "properties": { "reason": required_text(MAX_REASON_CHARS), "device_id": { "type": ["string", "null"], "maxLength": 200 } } },
                 "UnlockedSecret": { "type": "object", "properties": {
                     "name": s("string"), "version": s("integer"), "value": s("string"),
                     "rotates_at": { "type": ["string", "null"], "format": "date-time" } } },

@@ -62,6 +62,8 @@ pub struct Broker {
     pub audit_head: crate::store::AuditHead,
     /// Set when the broker stops, so long-lived event streams end.
     pub closing: watch::Sender<bool>,
+    /// Rate limit of security alerts for refused unlock uploads, per device.
+    pub rejection_alerts: crate::breakglass::RejectionAlerts,
 }
 
 #[derive(sqlx::FromRow, Debug, Clone)]
@@ -257,6 +259,7 @@ impl Broker {
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             audit_head: Arc::default(),
             closing: watch::channel(false).0,
+            rejection_alerts: Default::default(),
         }
     }
 
@@ -270,7 +273,14 @@ impl Broker {
 
     fn bundle_and_flow(&self, bundle: &str) -> Result<(&Bundle, &Flow)> {
         let b = self.policy.bundle(bundle).ok_or_else(|| {
-            Error::rule(ErrorCode::NotFound, format!("no bundle named '{bundle}'"))
+            if firedoor_core::policy::valid_name(bundle) {
+                Error::rule(ErrorCode::NotFound, format!("no bundle named '{bundle}'"))
+            } else {
+                Error::rule(
+                    ErrorCode::NotFound,
+                    "no such bundle: bundle names are 1-64 of a-z, 0-9, '-' and '_'",
+                )
+            }
         })?;
         let f = self.policy.flow_for_bundle(bundle).ok_or_else(|| {
             Error::rule(

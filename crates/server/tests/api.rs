@@ -1065,3 +1065,232 @@ async fn serves_tls_with_rustls() {
     );
     running.stop().await;
 }
+
+/// Attack: axum's own extractors answered a path parameter that is not UTF-8 with
+/// `text/plain`, so clients (and fuzzers) got an error without a code. Every route
+/// with a path parameter, every method, must answer JSON `{code, message}`.
+#[tokio::test]
+async fn non_utf8_path_parameters_get_json_errors() {
+    let tb = spawn().await;
+    let (_, doc) = raw(&tb, "GET", "/openapi.json", None, None, None).await;
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        if !path.contains('{') {
+            continue;
+        }
+        let concrete = path.replace("{id}", "%FF").replace("{name}", "%FF%FE");
+        for method in ops.as_object().unwrap().keys() {
+            // raw() asserts the body is JSON and the status is not a 5xx.
+            let (status, v) = raw(
+                &tb,
+                &method.to_uppercase(),
+                &concrete,
+                Some(tb.token("carol")),
+                Some("{}"),
+                Some("application/json"),
+            )
+            .await;
+            assert!(status.is_client_error(), "{method} {concrete}: {status}");
+            assert!(
+                v["code"].as_str().is_some_and(|c| !c.is_empty()) && v["message"].is_string(),
+                "{method} {concrete}: {v}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 12, "routes with a path parameter: {checked}");
+}
+
+/// The longest string the document allows at `pointer` (a schema with maxLength),
+/// made of a two-byte character that every text pattern of the document accepts.
+fn longest(doc: &Value, pointer: &str) -> String {
+    let schema = doc
+        .pointer(pointer)
+        .unwrap_or_else(|| panic!("no schema at {pointer}"));
+    let n = schema["maxLength"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{pointer} states no maxLength: {schema}"));
+    "é".repeat(n as usize)
+}
+
+fn max_of(doc: &Value, pointer: &str) -> i64 {
+    doc.pointer(pointer)
+        .and_then(|s| s["maximum"].as_i64())
+        .unwrap_or_else(|| panic!("{pointer} states no maximum"))
+}
+
+/// A schema-driven fuzzer must find no request that is valid by the served OpenAPI
+/// document and still refused as malformed. This sends, for every body and
+/// parameter the document bounds, a value at the bound: the broker may say 403/404/409
+/// (who you are, what exists, what state it is in) but never 400/413/415/422.
+#[tokio::test]
+async fn requests_at_the_documented_bounds_are_accepted() {
+    let tb = spawn().await;
+    let (_, doc) = raw(&tb, "GET", "/openapi.json", None, None, None).await;
+    let s = "/components/schemas";
+    let bob = tb.token("bob").to_string();
+    let carol = tb.token("carol").to_string();
+    let alice = tb.token("alice").to_string();
+    let json_ct = Some("application/json");
+    let malformed = |status: StatusCode| matches!(status.as_u16(), 400 | 413 | 415 | 422);
+
+    // Every flow's alternative of CreateRequest: its bundles, its maximum duration,
+    // justification and ticket at their maximum length, the longest idempotency key.
+    let alternatives = doc
+        .pointer(&format!("{s}/CreateRequest/anyOf"))
+        .and_then(Value::as_array)
+        .expect("CreateRequest lists one alternative per flow")
+        .clone();
+    assert_eq!(alternatives.len(), 4, "one per flow of the demo policy");
+    let mut pending = None;
+    for (i, alt) in alternatives.iter().enumerate() {
+        let base = format!("{s}/CreateRequest/anyOf/{i}");
+        for bundle in alt["properties"]["bundle"]["enum"].as_array().unwrap() {
+            let body = serde_json::json!({
+                "bundle": bundle,
+                "duration_secs": max_of(&doc, &format!("{base}/properties/duration_secs")),
+                "justification": longest(&doc, &format!("{base}/properties/justification")),
+                "ticket": longest(&doc, &format!("{base}/properties/ticket")),
+            });
+            let bundle_name = bundle.as_str().unwrap();
+            let key = format!("{}{bundle_name}", "~".repeat(200 - bundle_name.len()));
+            let resp = reqwest::Client::new()
+                .post(tb.url("/requests"))
+                .bearer_auth(&alice)
+                .header("idempotency-key", &key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = resp.status();
+            let v: Value = resp.json().await.unwrap();
+            assert!(
+                status.is_success(),
+                "{bundle} at the documented bounds: {status} {v}"
+            );
+            if v["state"] == "pending" {
+                pending = Some(v["id"].as_str().unwrap().to_string());
+            }
+        }
+    }
+
+    // Approve and deny with the longest comment / reason.
+    let id = pending.expect("a pending request");
+    let comment = serde_json::json!({ "comment": longest(&doc, &format!("{s}/ApproveBody/properties/comment")) });
+    let (st, v) = raw(
+        &tb,
+        "POST",
+        &format!("/requests/{id}/approve"),
+        Some(&bob),
+        Some(&comment.to_string()),
+        json_ct,
+    )
+    .await;
+    assert!(!malformed(st), "approve: {st} {v}");
+    let reason =
+        serde_json::json!({ "reason": longest(&doc, &format!("{s}/DenyBody/properties/reason")) });
+    let (st, v) = raw(
+        &tb,
+        "POST",
+        &format!("/requests/{id}/deny"),
+        Some(&carol),
+        Some(&reason.to_string()),
+        json_ct,
+    )
+    .await;
+    assert!(!malformed(st), "deny: {st} {v}");
+
+    // Query parameters and headers at their documented extremes.
+    let p = |op: &str, i: usize| format!("/paths/{op}/parameters/{i}/schema");
+    let lim = max_of(&doc, &p("~1requests/get", 2));
+    let (st, v) = raw(
+        &tb,
+        "GET",
+        &format!("/requests?scope=all&state=timed_out&limit={lim}"),
+        Some(&carol),
+        None,
+        None,
+    )
+    .await;
+    assert!(st.is_success(), "{st} {v}");
+    let lim = max_of(&doc, &p("~1grants/get", 2));
+    let (st, v) = raw(
+        &tb,
+        "GET",
+        &format!("/grants?scope=all&state=live&limit={lim}"),
+        Some(&carol),
+        None,
+        None,
+    )
+    .await;
+    assert!(st.is_success(), "{st} {v}");
+    let after = max_of(&doc, &p("~1audit/get", 0));
+    let lim = max_of(&doc, &p("~1audit/get", 1));
+    let (st, v) = raw(
+        &tb,
+        "GET",
+        &format!("/audit?after={after}&limit={lim}"),
+        Some(&carol),
+        None,
+        None,
+    )
+    .await;
+    assert!(st.is_success(), "{st} {v}");
+    let resp = reqwest::Client::new()
+        .get(tb.url("/events"))
+        .bearer_auth(&alice)
+        .header(
+            "last-event-id",
+            max_of(&doc, &p("~1events/get", 0)).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success(), "events: {}", resp.status());
+    drop(resp);
+
+    // Break glass: the longest device name, secret value and unlock reason.
+    let keys = firedoor_client::device::DeviceKeys::generate();
+    let dev = serde_json::json!({
+        "name": longest(&doc, &format!("{s}/RegisterDevice/properties/name")),
+        "recipient": keys.recipient(),
+        "signing_key": keys.signing_key_b64(),
+    });
+    let (st, v) = raw(
+        &tb,
+        "POST",
+        "/devices",
+        Some(&alice),
+        Some(&dev.to_string()),
+        json_ct,
+    )
+    .await;
+    assert!(st.is_success(), "register: {st} {v}");
+    let n = doc
+        .pointer(&format!("{s}/PutSecret/properties/value/maxLength"))
+        .and_then(Value::as_u64)
+        .unwrap() as usize;
+    // Four bytes a character: the documented length is the byte limit's worst case.
+    let value = serde_json::json!({ "value": "\u{1F525}".repeat(n) });
+    let (st, v) = raw(
+        &tb,
+        "PUT",
+        "/secrets/payments-db-breakglass",
+        Some(&carol),
+        Some(&value.to_string()),
+        json_ct,
+    )
+    .await;
+    assert!(st.is_success(), "put secret: {st} {v}");
+    let unlock = serde_json::json!({ "reason": longest(&doc, &format!("{s}/OnlineUnlock/properties/reason")) });
+    let (st, v) = raw(
+        &tb,
+        "POST",
+        "/secrets/payments-db-breakglass/unlock",
+        Some(&alice),
+        Some(&unlock.to_string()),
+        json_ct,
+    )
+    .await;
+    assert!(st.is_success(), "online unlock: {st} {v}");
+}

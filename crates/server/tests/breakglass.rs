@@ -623,8 +623,8 @@ async fn seal_unlock_offline_report_rotate() {
         );
         assert_eq!(
             events_of(&tb, "carol", "security_alert").await.len(),
-            alerts_before + i + 1,
-            "{what}: admins alerted"
+            alerts_before + 1,
+            "{what}: admins alerted by the first refusal; the next ones within ten minutes are counted, not alerted one by one"
         );
         let head: Value = ok(&tb, "GET", "/devices", "alice", None).await;
         assert_eq!(head, head_before, "{what}: the head is unchanged");
@@ -1358,7 +1358,7 @@ async fn bad_input_gets_clear_4xx() {
         "invalid_request",
     )
     .await;
-    let garbage = json!({ "records": [{ "body": "{", "hash": "x", "signature": "y" }] });
+    let garbage = json!({ "records": [{ "body": "{", "hash": "0".repeat(64), "signature": "y" }] });
     let m = fails(
         &tb,
         "POST",
@@ -1426,4 +1426,132 @@ async fn old_key_file_gains_a_signing_key_and_the_identity_survives_restarts() {
         "a different key file, a different key"
     );
     b.stop().await;
+}
+
+/// Attack: an enrolled device (or whoever holds its keys) uploads records with huge
+/// fields, properly signed, over and over. Before the fix every byte went into the
+/// append-only audit log and into every admin's alert, once per request. Now: the
+/// fields are bounded before any signature work, a refusal's text in the audit log is
+/// short, an oversized body is refused at the door, and the admins get one alert per
+/// device per ten minutes, with a count of what they were not told one by one.
+#[tokio::test]
+async fn oversized_unlock_uploads_are_bounded_and_alerts_rate_limited() {
+    let tb = spawn().await;
+    let mut d = register(&tb, "alice", "laptop").await;
+    let huge = "A".repeat(1024 * 1024);
+    let alerts = || async { events_of(&tb, "carol", "security_alert").await };
+    let before = alerts().await.len();
+
+    // Each field in turn, signed by the device: refused, and the text stays out.
+    let mut bad = Vec::new();
+    for field in ["reason", "mode", "secret", "user", "device_id"] {
+        let mut rec = UnlockRecord {
+            format: 1,
+            seq: 1,
+            device_id: d.id.clone(),
+            user: "alice".into(),
+            secret: SECRET.into(),
+            version: 1,
+            at: t0(),
+            reason: "db down".into(),
+            mode: "offline".into(),
+            prev_hash: GENESIS_HASH.into(),
+        };
+        match field {
+            "reason" => rec.reason = huge.clone(),
+            "mode" => rec.mode = huge.clone(),
+            "secret" => rec.secret = huge.clone(),
+            "user" => rec.user = huge.clone(),
+            _ => rec.device_id = huge.clone(),
+        }
+        bad.push(SignedRecord::sign(&rec, &d.key));
+    }
+    for sr in &bad {
+        let (s, v) = upload(&tb, &d, std::slice::from_ref(sr)).await;
+        assert_eq!(
+            (s.as_u16(), v["code"].as_str()),
+            (422, Some("chain_rejected")),
+            "{v}"
+        );
+        assert!(
+            v["message"].as_str().unwrap().len() < 500,
+            "the answer is short"
+        );
+    }
+    // A body that is only too long (no valid JSON inside) is refused the same way.
+    let (s, v) = upload(
+        &tb,
+        &d,
+        &[SignedRecord {
+            body: huge.clone(),
+            hash: "0".repeat(64),
+            signature: "x".into(),
+        }],
+    )
+    .await;
+    assert_eq!(s.as_u16(), 422, "{v}");
+    // Larger than the upload limit: refused before it is read.
+    let (s, v) = upload(
+        &tb,
+        &d,
+        &[SignedRecord {
+            body: "A".repeat(3 * 1024 * 1024),
+            hash: "0".repeat(64),
+            signature: "x".into(),
+        }],
+    )
+    .await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
+
+    let rejected: Vec<_> = audit(&tb)
+        .await
+        .into_iter()
+        .filter(|a| a.action == "unlock_chain_rejected")
+        .collect();
+    assert_eq!(rejected.len(), 6, "every refusal is audited");
+    for a in &rejected {
+        assert!(
+            a.details.len() < 2000,
+            "audit details are bounded: {} bytes",
+            a.details.len()
+        );
+        assert!(
+            !a.details.contains("AAAAAAAAAA"),
+            "no field text in the audit log"
+        );
+    }
+    let after = alerts().await;
+    assert_eq!(
+        after.len() - before,
+        1,
+        "one alert for six refusals in a row"
+    );
+    assert!(after
+        .iter()
+        .all(|e| e.message.len() < 1000 && !e.message.contains("AAAAAAAAAA")));
+
+    // Ten minutes later the next refusal alerts again, with the count in between.
+    tb.advance(Duration::minutes(10));
+    let (s, _) = upload(&tb, &d, std::slice::from_ref(&bad[0])).await;
+    assert_eq!(s.as_u16(), 422);
+    let after = alerts().await;
+    assert_eq!(after.len() - before, 2);
+    assert!(
+        after
+            .last()
+            .unwrap()
+            .message
+            .contains("and 5 more rejected uploads"),
+        "{}",
+        after.last().unwrap().message
+    );
+
+    // The device's real chain still goes through.
+    let ok_rec = d.unlock(SECRET, 0, "offline", "db down, INC-9");
+    let (s, v) = upload(&tb, &d, &[ok_rec]).await;
+    assert!(s.is_success(), "{v}");
 }
