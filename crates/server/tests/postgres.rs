@@ -52,10 +52,12 @@ max_duration = "1h"
 async fn setup() -> (PgServer, TestBroker) {
     let pg = PgServer::start();
     pg.seed_app();
+    // As a DBA would for data fixes: write grantees may create objects in public.
+    pg.admin("app", "GRANT CREATE ON SCHEMA public TO app_write");
     let policy = parse_policy("pg.toml", POLICY).unwrap();
     let conn = PostgresConnector::new(
         "pg",
-        &pg.admin_url("postgres"),
+        &pg.app_broker_url(&[]),
         None,
         policy.integrations["pg"].kind.clone(),
     )
@@ -251,8 +253,8 @@ async fn expiry_drops_the_role_and_objects_it_made() {
             "app",
             "SELECT tableowner FROM pg_tables WHERE tablename = 'scratch'"
         ),
-        pg.admin_user,
-        "objects the role made are handed back to the admin"
+        "firedoor_orphans",
+        "objects the role made go to the orphan role, never to the admin"
     );
 }
 
@@ -377,7 +379,7 @@ async fn break_glass_rotation_changes_the_role_password() {
     let policy = parse_policy("bg.toml", BREAKGLASS_POLICY).unwrap();
     let conn = PostgresConnector::new(
         "pg",
-        &pg.admin_url("postgres"),
+        &pg.app_broker_url(&["fd_breakglass"]),
         None,
         policy.integrations["pg"].kind.clone(),
     )
@@ -509,4 +511,139 @@ async fn break_glass_rotation_changes_the_role_password() {
             "a break-glass password is in the PostgreSQL log"
         );
     }
+}
+
+/// A write grant for alice (the write flow approves automatically).
+async fn write_grant(
+    tb: &TestBroker,
+) -> (firedoor_core::GrantId, firedoor_core::api::CredentialItem) {
+    let alice = tb.client("alice");
+    let (r, _) = alice
+        .create_request(
+            &CreateRequest {
+                bundle: "app-write".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let gid = r.grant_id.unwrap();
+    let c = alice.credentials(&gid).await.unwrap().items.remove(0);
+    (gid, c)
+}
+
+/// A read grant for `user`, approved by erin.
+async fn read_grant(
+    tb: &TestBroker,
+    user: &str,
+) -> (firedoor_core::GrantId, firedoor_core::api::CredentialItem) {
+    let who = tb.client(user);
+    let (r, _) = who
+        .create_request(
+            &CreateRequest {
+                bundle: "app-read".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let r = tb.client("erin").approve(&r.id, None).await.unwrap();
+    let gid = r.grant_id.unwrap();
+    let c = who.credentials(&gid).await.unwrap().items.remove(0);
+    (gid, c)
+}
+
+/// The details of the audit record `action` about grant `gid`.
+async fn audit_details(
+    tb: &TestBroker,
+    action: &str,
+    gid: &firedoor_core::GrantId,
+) -> serde_json::Value {
+    let audit = tb.client("carol").audit(0, 1000).await.unwrap();
+    let rec = audit
+        .iter()
+        .rfind(|a| a.action == action && a.subject == gid.to_string())
+        .unwrap_or_else(|| panic!("no {action} audit record for {gid}"));
+    serde_json::from_str(&rec.details).unwrap()
+}
+
+/// ATTACK (issue 8, item 1): a write grantee plants a `SECURITY DEFINER` function that
+/// runs its text argument (EXECUTE is granted to PUBLIC by default). When the grant
+/// ends, its objects used to be handed to the broker's admin, a superuser, so the
+/// function then ran as superuser, and any later grantee, even read-only, could call
+/// it to make itself a superuser. Now the function goes to the orphan role (NOLOGIN,
+/// no privileges), becomes SECURITY INVOKER, loses every EXECUTE grant, and the audit
+/// record of the revoke says what the grant role left behind and where it went.
+#[tokio::test]
+async fn security_definer_backdoor_does_not_outlive_the_grant() {
+    let (pg, tb) = setup().await;
+    let (wgid, w) = write_grant(&tb).await;
+    ok_stdout(&pg.psql(
+        &w.username,
+        &w.secret,
+        "app",
+        "CREATE FUNCTION public.run_sql(cmd text) RETURNS void LANGUAGE plpgsql \
+         SECURITY DEFINER AS $$ BEGIN EXECUTE cmd; END $$",
+    ));
+    let g = tb.client("alice").revoke(&wgid).await.unwrap();
+    assert_eq!(g.state, GrantState::Revoked);
+
+    // Later, a read-only grantee finds the function and tries to become superuser.
+    let (_rgid, r) = read_grant(&tb, "bob").await;
+    let out = pg.psql(
+        &r.username,
+        &r.secret,
+        "app",
+        "SELECT public.run_sql('CREATE ROLE x SUPERUSER LOGIN')",
+    );
+    assert!(
+        !out.status.success(),
+        "the planted function still runs for a later grantee"
+    );
+    let _ = pg.psql(
+        &r.username,
+        &r.secret,
+        "app",
+        &format!(
+            "SELECT public.run_sql('ALTER ROLE {} SUPERUSER')",
+            r.username
+        ),
+    );
+    assert_eq!(
+        pg.admin(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolsuper AND rolname <> 'firedoor_admin'"
+        ),
+        "0",
+        "no new superuser"
+    );
+    // The function is kept, owned by the orphan role, and inert.
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT pg_get_userbyid(proowner) || ' ' || prosecdef || ' ' || coalesce(proacl::text, 'default') \
+             FROM pg_proc WHERE proname = 'run_sql'"
+        ),
+        "firedoor_orphans false {firedoor_orphans=X/firedoor_orphans}"
+    );
+
+    // The audit of the revoke names what was left behind, where, who made it and
+    // where it went.
+    let d = audit_details(&tb, "grant_revoked", &wgid).await;
+    let left = d["leftovers"].as_array().expect("leftovers in the audit");
+    let f = left
+        .iter()
+        .find(|l| l["identity"] == "public.run_sql(pg_catalog.text)")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(f["integration"], "pg");
+    assert_eq!(f["database"], "app");
+    assert_eq!(f["kind"], "function");
+    assert_eq!(f["created_by"], w.username.as_str());
+    let action = f["action"].as_str().unwrap();
+    assert!(
+        action.contains("firedoor_orphans") && action.contains("SECURITY INVOKER"),
+        "{action}"
+    );
 }
