@@ -5,6 +5,11 @@
 # It listens on 127.0.0.1:${FIREDOOR_DEV_PG_PORT:-55432}, keeps its data in
 # /tmp/firedoor-dev-pg, and has a database "app" with a table "orders" and the roles
 # app_read / app_write that examples/postgres-policy.toml grants.
+#
+# The superuser (firedoor_admin) only sets things up. The broker gets its own role,
+# firedoor_broker: LOGIN, CREATEROLE, not a superuser, ADMIN OPTION on the roles the
+# policy grants and on the break-glass role, CONNECT on app WITH GRANT OPTION.
+# FIREDOOR_PG_URL is its URL; the broker refuses a superuser URL.
 set -euo pipefail
 port=${FIREDOOR_DEV_PG_PORT:-55432}
 root=/tmp/firedoor-dev-pg
@@ -17,12 +22,15 @@ start)
     mkdir -p "$root/data"
     pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
     printf '%s' "$pw" > "$root/pw"
+    head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$root/broker-pw"
+    chmod 600 "$root/pw" "$root/broker-pw"
     chmod 755 "$root"
     [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$root"
     as_pg "$bindir/initdb" -D "$root/data" -U firedoor_admin --auth-local=trust \
       --auth-host=scram-sha-256 --pwfile="$root/pw" -E UTF8 --locale=C >/dev/null
   fi
   pw=$(cat "$root/pw")
+  broker_pw=$(cat "$root/broker-pw")
   if ! as_pg "$bindir/pg_ctl" -D "$root/data" status >/dev/null 2>&1; then
     as_pg "$bindir/pg_ctl" -D "$root/data" -l "$root/server.log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=''" start >/dev/null
@@ -45,8 +53,15 @@ CREATE ROLE fd_breakglass LOGIN;
 GRANT CONNECT ON DATABASE app TO fd_breakglass;
 GRANT app_write TO fd_breakglass;
 SQL
+    # The broker's admin role (not a superuser; PostgreSQL 16+ rules, fine on 15).
+    psql -X -q -h 127.0.0.1 -p "$port" -U firedoor_admin -d app -v broker_pw="$broker_pw" >/dev/null <<'SQL'
+CREATE ROLE firedoor_broker LOGIN CREATEROLE NOSUPERUSER NOCREATEDB NOREPLICATION NOBYPASSRLS
+  PASSWORD :'broker_pw';
+GRANT app_read, app_write, fd_breakglass TO firedoor_broker WITH ADMIN OPTION;
+GRANT CONNECT ON DATABASE app TO firedoor_broker WITH GRANT OPTION;
+SQL
   fi
-  echo "export FIREDOOR_PG_URL='postgres://firedoor_admin:$pw@127.0.0.1:$port/postgres'"
+  echo "export FIREDOOR_PG_URL='postgres://firedoor_broker:$broker_pw@127.0.0.1:$port/postgres'"
   echo "# PostgreSQL for Firedoor is up on 127.0.0.1:$port (data in $root)" >&2
   ;;
 stop)

@@ -807,7 +807,7 @@ async fn break_glass_end_to_end() {
         ),
     );
     assert!(pg_login(&pg, "fd_breakglass", &first));
-    std::env::set_var("FIREDOOR_E2E_PG_URL", pg.admin_url("postgres"));
+    std::env::set_var("FIREDOOR_E2E_PG_URL", pg.app_broker_url(&["fd_breakglass"]));
 
     let desk = Desktop::start().await;
     // The in-process broker's log, scanned for secrets at the end.

@@ -61,7 +61,36 @@ pub enum IntegrationKind {
         connect_host: Option<String>,
         /// Permission level -> database roles granted to the issued login role.
         permissions: BTreeMap<String, Vec<String>>,
+        /// The dedicated `NOLOGIN` role, with no privileges and no memberships, that
+        /// receives the objects a grant role leaves behind (never the broker's admin).
+        #[serde(default = "default_orphan_role")]
+        orphan_role: String,
+        /// What happens to those objects when the grant ends.
+        #[serde(default)]
+        on_revoke: OnRevoke,
     },
+}
+
+/// The orphan role when the policy names none.
+pub const DEFAULT_ORPHAN_ROLE: &str = "firedoor_orphans";
+
+fn default_orphan_role() -> String {
+    DEFAULT_ORPHAN_ROLE.to_string()
+}
+
+/// What the PostgreSQL connector does with the objects a grant role created, once
+/// the grant ends. Either way its functions and procedures are first made
+/// `SECURITY INVOKER` and lose every EXECUTE grant, and the privileges others were
+/// given on its relations are revoked.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRevoke {
+    /// Kept, owned by the orphan role (`REASSIGN OWNED` + `DROP OWNED`).
+    #[default]
+    Reassign,
+    /// Dropped (`DROP OWNED`, no CASCADE: an object of someone else that depends on
+    /// one of them makes the revoke fail, visibly, until it is resolved).
+    Drop,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -332,11 +361,28 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         if let IntegrationKind::Postgres {
             url_env,
             permissions,
+            orphan_role,
             ..
         } = kind.get_ref()
         {
             if url_env.trim().is_empty() {
                 return Err(ctx.err(kind.span(), "postgres integration needs url_env"));
+            }
+            if !valid_pg_ident(orphan_role) {
+                return Err(ctx.err(
+                    kind.span(),
+                    format!(
+                        "orphan_role '{orphan_role}' is not a plain PostgreSQL role name (a-z, 0-9, _, not starting with a digit)"
+                    ),
+                ));
+            }
+            if permissions.values().flatten().any(|r| r == orphan_role) {
+                return Err(ctx.err(
+                    kind.span(),
+                    format!(
+                        "orphan_role '{orphan_role}' is also a role that permission levels grant; it must be a dedicated role"
+                    ),
+                ));
             }
             if permissions.is_empty() {
                 return Err(ctx.err(
@@ -865,5 +911,55 @@ resources = [{ integration = "pg", resource = "app", permission = "write" }]
         parse_policy("x", &ok).expect("valid");
         let inj = ok.replace("[\"app_read\"]", "[\"x; drop table y\"]");
         assert!(err_of(&inj).message.contains("not a plain PostgreSQL role"));
+    }
+
+    #[test]
+    fn postgres_orphan_role_and_on_revoke() {
+        let src = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "PG_URL"
+permissions = { read = ["app_read"] }
+"#;
+        let p = parse_policy("x", src).expect("valid");
+        let IntegrationKind::Postgres {
+            orphan_role,
+            on_revoke,
+            ..
+        } = &p.integrations["pg"].kind
+        else {
+            panic!("postgres")
+        };
+        assert_eq!(orphan_role, DEFAULT_ORPHAN_ROLE);
+        assert_eq!(*on_revoke, OnRevoke::Reassign, "the default keeps the data");
+
+        let with = |extra: &str| src.replace("permissions =", &format!("{extra}\npermissions ="));
+        let p = parse_policy(
+            "x",
+            &with("orphan_role = \"left_behind\"\non_revoke = \"drop\""),
+        )
+        .expect("valid");
+        let IntegrationKind::Postgres {
+            orphan_role,
+            on_revoke,
+            ..
+        } = &p.integrations["pg"].kind
+        else {
+            panic!("postgres")
+        };
+        assert_eq!(orphan_role, "left_behind");
+        assert_eq!(*on_revoke, OnRevoke::Drop);
+
+        let e = err_of(&with("on_revoke = \"cascade\""));
+        assert_eq!(e.file, "policy.toml");
+        assert!(e.line >= 2, "points into the integration: {e}");
+        assert!(e.message.contains("cascade"), "{e}");
+        assert!(e.message.contains("reassign"), "names the choices: {e}");
+
+        let e = err_of(&with("orphan_role = \"Orphans; DROP ROLE x\""));
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("orphan_role"), "{e}");
+        let e = err_of(&with("orphan_role = \"app_read\""));
+        assert!(e.message.contains("dedicated"), "{e}");
     }
 }

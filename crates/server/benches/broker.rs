@@ -144,7 +144,8 @@ async fn postgres_latency() {
     let n = env_n("FIREDOOR_BENCH_PG_SAMPLES", 300);
     let pg = PgServer::start();
     pg.seed_app();
-    let admin_url = pg.admin_url("postgres");
+    // The broker's own admin role (CREATEROLE, not a superuser), as in production.
+    let admin_url = pg.app_broker_url(&[]);
 
     // The floor: what the connector must do at least, straight over one connection.
     let mut conn = sqlx::postgres::PgConnectOptions::from_str(&admin_url)

@@ -198,6 +198,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         Some(c) => c,
         None => connectors::from_policy(&cfg.policy).map_err(|e| anyhow::anyhow!("{e}"))?,
     };
+    for c in connectors.values() {
+        c.check().await.map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
     let broker = Arc::new(Broker::new(pool, cfg.policy, connectors, cfg.clock, key));
     broker.release_leases().await?;
     {

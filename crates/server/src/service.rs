@@ -1325,6 +1325,7 @@ impl Broker {
             .ok_or_else(|| corrupt("end reason", g.end_reason.as_deref().unwrap_or("")))?;
         let expires = parse_ts(&g.expires_at)?;
         let mut failure = None;
+        let mut leftovers = Vec::new();
         if let Some(bundle) = self.policy.bundle(&g.bundle) {
             for (index, res) in bundle.resources.iter().enumerate() {
                 let target = Target {
@@ -1341,8 +1342,9 @@ impl Broker {
                         res.integration
                     )),
                 };
-                if let Err(e) = result {
-                    failure = Some(e);
+                match result {
+                    Ok(report) => leftovers.extend(report.leftovers),
+                    Err(e) => failure = Some(e),
                 }
             }
         } else {
@@ -1387,7 +1389,10 @@ impl Broker {
                     &Actor::System,
                     action,
                     &gid_s,
-                    serde_json::json!({ "holder": g.holder, "by": g.ended_by, "expires_at": g.expires_at, "attempts": g.attempts + 1 }),
+                    with_leftovers(
+                        serde_json::json!({ "holder": g.holder, "by": g.ended_by, "expires_at": g.expires_at, "attempts": g.attempts + 1 }),
+                        &leftovers,
+                    ),
                     now,
                 )
                 .await?;
@@ -1435,7 +1440,10 @@ impl Broker {
                     &Actor::System,
                     AuditAction::GrantRevokeFailed,
                     &gid_s,
-                    serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": ts(next) }),
+                    with_leftovers(
+                        serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": ts(next) }),
+                        &leftovers,
+                    ),
                     now,
                 )
                 .await?;
@@ -1840,4 +1848,16 @@ impl Broker {
             })
             .collect()
     }
+}
+
+/// Adds to an audit record's details what the connectors found left behind by the
+/// grant's accounts and did with it (who created what, where), if anything.
+fn with_leftovers(
+    mut details: serde_json::Value,
+    leftovers: &[crate::connectors::Leftover],
+) -> serde_json::Value {
+    if !leftovers.is_empty() {
+        details["leftovers"] = serde_json::json!(leftovers);
+    }
+    details
 }

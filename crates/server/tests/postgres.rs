@@ -50,19 +50,25 @@ max_duration = "1h"
 "#;
 
 async fn setup() -> (PgServer, TestBroker) {
+    setup_with(POLICY).await
+}
+
+async fn setup_with(policy_src: &str) -> (PgServer, TestBroker) {
     let pg = PgServer::start();
     pg.seed_app();
-    let policy = parse_policy("pg.toml", POLICY).unwrap();
+    // As a DBA would for data fixes: write grantees may create objects in public.
+    pg.admin("app", "GRANT CREATE ON SCHEMA public TO app_write");
+    let policy = parse_policy("pg.toml", policy_src).unwrap();
     let conn = PostgresConnector::new(
         "pg",
-        &pg.admin_url("postgres"),
+        &pg.app_broker_url(&[]),
         None,
         policy.integrations["pg"].kind.clone(),
     )
     .unwrap();
     let mut c: Connectors = BTreeMap::new();
     c.insert("pg".into(), Arc::new(conn) as Arc<dyn Connector>);
-    let tb = spawn_with(POLICY, Some(c)).await;
+    let tb = spawn_with(policy_src, Some(c)).await;
     (pg, tb)
 }
 
@@ -251,8 +257,8 @@ async fn expiry_drops_the_role_and_objects_it_made() {
             "app",
             "SELECT tableowner FROM pg_tables WHERE tablename = 'scratch'"
         ),
-        pg.admin_user,
-        "objects the role made are handed back to the admin"
+        "firedoor_orphans",
+        "objects the role made go to the orphan role, never to the admin"
     );
 }
 
@@ -377,7 +383,7 @@ async fn break_glass_rotation_changes_the_role_password() {
     let policy = parse_policy("bg.toml", BREAKGLASS_POLICY).unwrap();
     let conn = PostgresConnector::new(
         "pg",
-        &pg.admin_url("postgres"),
+        &pg.app_broker_url(&["fd_breakglass"]),
         None,
         policy.integrations["pg"].kind.clone(),
     )
@@ -509,4 +515,398 @@ async fn break_glass_rotation_changes_the_role_password() {
             "a break-glass password is in the PostgreSQL log"
         );
     }
+}
+
+/// A write grant for alice (the write flow approves automatically).
+async fn write_grant(
+    tb: &TestBroker,
+) -> (firedoor_core::GrantId, firedoor_core::api::CredentialItem) {
+    let alice = tb.client("alice");
+    let (r, _) = alice
+        .create_request(
+            &CreateRequest {
+                bundle: "app-write".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let gid = r.grant_id.unwrap();
+    let c = alice.credentials(&gid).await.unwrap().items.remove(0);
+    (gid, c)
+}
+
+/// A read grant for `user`, approved by erin.
+async fn read_grant(
+    tb: &TestBroker,
+    user: &str,
+) -> (firedoor_core::GrantId, firedoor_core::api::CredentialItem) {
+    let who = tb.client(user);
+    let (r, _) = who
+        .create_request(
+            &CreateRequest {
+                bundle: "app-read".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let r = tb.client("erin").approve(&r.id, None).await.unwrap();
+    let gid = r.grant_id.unwrap();
+    let c = who.credentials(&gid).await.unwrap().items.remove(0);
+    (gid, c)
+}
+
+/// The details of the audit record `action` about grant `gid`.
+async fn audit_details(
+    tb: &TestBroker,
+    action: &str,
+    gid: &firedoor_core::GrantId,
+) -> serde_json::Value {
+    let audit = tb.client("carol").audit(0, 1000).await.unwrap();
+    let rec = audit
+        .iter()
+        .rfind(|a| a.action == action && a.subject == gid.to_string())
+        .unwrap_or_else(|| panic!("no {action} audit record for {gid}"));
+    serde_json::from_str(&rec.details).unwrap()
+}
+
+/// ATTACK (issue 8, item 1): a write grantee plants a `SECURITY DEFINER` function that
+/// runs its text argument (EXECUTE is granted to PUBLIC by default). When the grant
+/// ends, its objects used to be handed to the broker's admin, a superuser, so the
+/// function then ran as superuser, and any later grantee, even read-only, could call
+/// it to make itself a superuser. Now the function goes to the orphan role (NOLOGIN,
+/// no privileges), becomes SECURITY INVOKER, loses every EXECUTE grant, and the audit
+/// record of the revoke says what the grant role left behind and where it went.
+#[tokio::test]
+async fn security_definer_backdoor_does_not_outlive_the_grant() {
+    let (pg, tb) = setup().await;
+    let (wgid, w) = write_grant(&tb).await;
+    ok_stdout(&pg.psql(
+        &w.username,
+        &w.secret,
+        "app",
+        "CREATE FUNCTION public.run_sql(cmd text) RETURNS void LANGUAGE plpgsql \
+         SECURITY DEFINER AS $$ BEGIN EXECUTE cmd; END $$",
+    ));
+    let g = tb.client("alice").revoke(&wgid).await.unwrap();
+    assert_eq!(g.state, GrantState::Revoked);
+
+    // Later, a read-only grantee finds the function and tries to become superuser.
+    let (_rgid, r) = read_grant(&tb, "bob").await;
+    let out = pg.psql(
+        &r.username,
+        &r.secret,
+        "app",
+        "SELECT public.run_sql('CREATE ROLE x SUPERUSER LOGIN')",
+    );
+    assert!(
+        !out.status.success(),
+        "the planted function still runs for a later grantee"
+    );
+    let _ = pg.psql(
+        &r.username,
+        &r.secret,
+        "app",
+        &format!(
+            "SELECT public.run_sql('ALTER ROLE {} SUPERUSER')",
+            r.username
+        ),
+    );
+    assert_eq!(
+        pg.admin(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolsuper AND rolname <> 'firedoor_admin'"
+        ),
+        "0",
+        "no new superuser"
+    );
+    // The function is kept, owned by the orphan role, and inert.
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT pg_get_userbyid(proowner) || ' ' || prosecdef || ' ' || coalesce(proacl::text, 'default') \
+             FROM pg_proc WHERE proname = 'run_sql'"
+        ),
+        "firedoor_orphans false {firedoor_orphans=X/firedoor_orphans}"
+    );
+
+    // The audit of the revoke names what was left behind, where, who made it and
+    // where it went.
+    let d = audit_details(&tb, "grant_revoked", &wgid).await;
+    let left = d["leftovers"].as_array().expect("leftovers in the audit");
+    let f = left
+        .iter()
+        .find(|l| l["identity"] == "public.run_sql(pg_catalog.text)")
+        .unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(f["integration"], "pg");
+    assert_eq!(f["database"], "app");
+    assert_eq!(f["kind"], "function");
+    assert_eq!(f["created_by"], w.username.as_str());
+    let action = f["action"].as_str().unwrap();
+    assert!(
+        action.contains("firedoor_orphans") && action.contains("SECURITY INVOKER"),
+        "{action}"
+    );
+}
+
+/// Tables (and views) a write grantee created hold data someone may need, so under
+/// the default `on_revoke = "reassign"` they are kept, owned by the orphan role,
+/// with every privilege others were given on them revoked: no later grantee can read
+/// them through a grant the old role handed out. This also covers a second database
+/// the grantee could create in: every database where the role owns something is
+/// cleaned, not just the granted one.
+#[tokio::test]
+async fn write_grantee_tables_are_kept_by_the_orphan_role_with_no_privileges() {
+    let (pg, tb) = setup().await;
+    pg.admin("postgres", "CREATE DATABASE other");
+    pg.admin("other", "GRANT CREATE ON SCHEMA public TO app_write");
+    let (wgid, w) = write_grant(&tb).await;
+    ok_stdout(&pg.psql(
+        &w.username,
+        &w.secret,
+        "app",
+        "CREATE TABLE public.scratch (x int); INSERT INTO public.scratch VALUES (1);
+         GRANT SELECT ON public.scratch TO PUBLIC; GRANT ALL ON public.scratch TO app_read;
+         GRANT SELECT (x) ON public.scratch TO app_write;
+         CREATE VIEW public.scratch_v AS SELECT * FROM public.scratch;
+         GRANT SELECT ON public.scratch_v TO app_read;",
+    ));
+    ok_stdout(&pg.psql(
+        &w.username,
+        &w.secret,
+        "other",
+        "CREATE FUNCTION public.run_sql(cmd text) RETURNS void LANGUAGE plpgsql \
+         SECURITY DEFINER AS $$ BEGIN EXECUTE cmd; END $$;
+         CREATE TABLE public.t2 (y int);",
+    ));
+
+    tb.advance(Duration::minutes(16));
+    eventually("expired", || async {
+        (tb.client("alice").grant(&wgid).await.ok()?.state == GrantState::Expired).then_some(())
+    })
+    .await;
+
+    // Kept, with its data, owned by the orphan role.
+    assert_eq!(pg.admin("app", "SELECT count(*) FROM public.scratch"), "1");
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT string_agg(relname || ':' || pg_get_userbyid(relowner), ',' ORDER BY relname)
+             FROM pg_class WHERE relname IN ('scratch', 'scratch_v')"
+        ),
+        "scratch:firedoor_orphans,scratch_v:firedoor_orphans"
+    );
+    // Nobody but the owner holds a privilege on them, table- or column-level.
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT count(*) FROM pg_class c, aclexplode(c.relacl) a
+             WHERE c.relname IN ('scratch', 'scratch_v') AND a.grantee <> c.relowner"
+        ),
+        "0"
+    );
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT count(*) FROM pg_attribute WHERE attrelid = 'public.scratch'::regclass AND attacl IS NOT NULL"
+        ),
+        "0"
+    );
+    // The orphan role cannot log in, is a member of nothing and has no attributes.
+    assert_eq!(
+        pg.admin(
+            "postgres",
+            "SELECT rolcanlogin OR rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls
+                    OR EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid)
+             FROM pg_roles r WHERE rolname = 'firedoor_orphans'"
+        ),
+        "f"
+    );
+    // A later read grantee cannot read them.
+    let (_, r) = read_grant(&tb, "bob").await;
+    for sql in [
+        "SELECT * FROM public.scratch",
+        "SELECT * FROM public.scratch_v",
+    ] {
+        let out = pg.psql(&r.username, &r.secret, "app", sql);
+        assert!(!out.status.success(), "{sql} is refused");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("permission denied"));
+    }
+    // The data the grant was for is untouched, and app_write still works for others.
+    assert_eq!(pg.admin("app", "SELECT count(*) FROM orders"), "2");
+    // In the other database too: the function is inert and orphaned.
+    assert_eq!(
+        pg.admin(
+            "other",
+            "SELECT pg_get_userbyid(proowner) || ' ' || prosecdef FROM pg_proc WHERE proname = 'run_sql'"
+        ),
+        "firedoor_orphans false"
+    );
+
+    // The expiry's audit record lists each, in its database.
+    let d = audit_details(&tb, "grant_expired", &wgid).await;
+    let left: Vec<(String, String, String)> = d["leftovers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{d}"))
+        .iter()
+        .map(|l| {
+            assert_eq!(l["created_by"], w.username.as_str());
+            (
+                l["database"].as_str().unwrap().to_string(),
+                l["kind"].as_str().unwrap().to_string(),
+                l["identity"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for want in [
+        ("app", "table", "public.scratch"),
+        ("app", "view", "public.scratch_v"),
+        ("other", "function", "public.run_sql(pg_catalog.text)"),
+        ("other", "table", "public.t2"),
+    ] {
+        assert!(
+            left.iter()
+                .any(|l| (l.0.as_str(), l.1.as_str(), l.2.as_str()) == want),
+            "{want:?} in {left:?}"
+        );
+    }
+}
+
+/// Under `on_revoke = "drop"` what the grantee made is dropped. DROP OWNED runs
+/// without CASCADE: when someone else's object depends on one of them (here a view a
+/// DBA built on the grantee's table) the revoke fails with a clear message and is
+/// retried, but login is already disabled and the grantee's functions already
+/// inert; once the dependency is gone the retry finishes.
+#[tokio::test]
+async fn on_revoke_drop_drops_what_the_grantee_made() {
+    let policy = POLICY.replace(
+        "permissions = { read",
+        "on_revoke = \"drop\"\npermissions = { read",
+    );
+    let (pg, tb) = setup_with(&policy).await;
+    let (wgid, w) = write_grant(&tb).await;
+    ok_stdout(&pg.psql(
+        &w.username,
+        &w.secret,
+        "app",
+        "CREATE TABLE public.scratch (x int);
+         CREATE FUNCTION public.run_sql(cmd text) RETURNS void LANGUAGE plpgsql \
+         SECURITY DEFINER AS $$ BEGIN EXECUTE cmd; END $$;",
+    ));
+    pg.admin(
+        "app",
+        "CREATE VIEW public.dba_view AS SELECT * FROM public.scratch",
+    );
+
+    let alice = tb.client("alice");
+    let g = alice.revoke(&wgid).await.unwrap();
+    assert_eq!(g.state, GrantState::RevokeFailed);
+    let e = g.last_error.unwrap_or_default();
+    assert!(
+        e.contains("on_revoke = \"drop\"") && e.contains("depend"),
+        "{e}"
+    );
+    assert!(
+        !pg.psql(&w.username, &w.secret, "app", "SELECT 1")
+            .status
+            .success(),
+        "login is disabled while the revoke waits"
+    );
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT prosecdef::text || ' ' || coalesce(proacl::text, 'default') FROM pg_proc WHERE proname = 'run_sql'"
+        ),
+        format!("false {{{}=X/{}}}", w.username, w.username),
+        "the function is already inert"
+    );
+
+    pg.admin("app", "DROP VIEW public.dba_view");
+    tb.advance(Duration::seconds(5));
+    eventually("retried revoke", || async {
+        (alice.grant(&wgid).await.ok()?.state == GrantState::Revoked).then_some(())
+    })
+    .await;
+    assert_eq!(
+        pg.admin(
+            "app",
+            "SELECT (SELECT count(*) FROM pg_class WHERE relname = 'scratch')
+                  + (SELECT count(*) FROM pg_proc WHERE proname = 'run_sql')"
+        ),
+        "0",
+        "dropped"
+    );
+    let d = audit_details(&tb, "grant_revoked", &wgid).await;
+    let left = d["leftovers"].as_array().unwrap_or_else(|| panic!("{d}"));
+    assert_eq!(left.len(), 2, "{d}");
+    assert!(left.iter().all(|l| l["action"] == "dropped"), "{d}");
+    assert_eq!(
+        pg.admin(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'firedoor_orphans'"
+        ),
+        "0",
+        "no orphan role is needed when nothing is kept"
+    );
+}
+
+/// An orphan role that could be used (it can log in, or someone is a member of
+/// it) would make everything handed to it reachable again: the revoke refuses,
+/// says why, and keeps retrying; login is disabled all the same.
+#[tokio::test]
+async fn an_orphan_role_that_can_log_in_is_refused() {
+    let (pg, tb) = setup().await;
+    pg.admin("postgres", "CREATE ROLE firedoor_orphans LOGIN");
+    let (wgid, w) = write_grant(&tb).await;
+    let g = tb.client("alice").revoke(&wgid).await.unwrap();
+    assert_eq!(g.state, GrantState::RevokeFailed);
+    let e = g.last_error.unwrap_or_default();
+    assert!(e.contains("orphan role firedoor_orphans can log in"), "{e}");
+    assert!(!pg
+        .psql(&w.username, &w.secret, "app", "SELECT 1")
+        .status
+        .success());
+}
+
+/// The connector never acts through a superuser connection, even when the check
+/// at start did not run or could not (PostgreSQL down then): every new pooled
+/// connection is checked, and the operation fails saying why.
+#[tokio::test]
+async fn the_connector_refuses_to_act_as_a_superuser() {
+    let pg = PgServer::start();
+    pg.seed_app();
+    let policy = parse_policy("pg.toml", POLICY).unwrap();
+    let conn = PostgresConnector::new(
+        "pg",
+        &pg.admin_url("postgres"),
+        None,
+        policy.integrations["pg"].kind.clone(),
+    )
+    .unwrap();
+    let e = conn.check().await.expect_err("superuser refused at start");
+    assert!(
+        e.0.contains("integration 'pg'") && e.0.contains("superuser"),
+        "{e}"
+    );
+    let resource = &policy.bundles["app-read"].resources[0];
+    let t = firedoor_server::connectors::Target {
+        grant_id: firedoor_core::GrantId::new(),
+        index: 0,
+        holder: "alice",
+        resource,
+        expires_at: common::t0() + Duration::minutes(15),
+    };
+    let e = conn.provision(&t).await.expect_err("refused");
+    assert!(e.0.contains("superuser"), "{e}");
+    assert_eq!(
+        pg.admin(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'fd_%'"
+        ),
+        "0",
+        "nothing was created"
+    );
 }

@@ -117,7 +117,8 @@ async fn sigkilled_broker_revokes_what_fell_due_while_down() {
     let policy = write_policy(tmp.path());
     let token = last_line(&cli(&data, &["user", "add", "alice", "--group", "oncall"]));
     let port = free_port();
-    let pg_url = pg.admin_url("postgres");
+    // The broker's own admin role, not the superuser (which only sets it up).
+    let pg_url = pg.app_broker_url(&[]);
 
     let mut broker = serve(&data, &policy, &pg_url, port, &[]).await;
     let alice = Client::new(&broker.url, Some(&token)).unwrap();
@@ -559,4 +560,40 @@ async fn cli_secret_put_list_rotate_never_prints_the_value() {
         .unwrap()
         .lines()
         .any(|l| l.starts_with("FIREDOOR-SIGNING-KEY-")));
+}
+
+/// The broker refuses to start when its PostgreSQL admin connection is a superuser:
+/// whatever a grantee leaves behind, or tricks the broker into running, would run
+/// with a superuser's rights. The error names the integration and what to do, and
+/// not the URL's password.
+#[tokio::test]
+async fn serve_refuses_a_superuser_postgres_admin() {
+    let pg = PgServer::start();
+    pg.seed_app();
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let policy = write_policy(tmp.path());
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["serve", "--policy"])
+        .arg(&policy)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("FIREDOOR_PG_URL", pg.admin_url("postgres"))
+        .env("FIREDOOR_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "must not start: {stderr}");
+    assert!(
+        stderr.contains("integration 'pg'")
+            && stderr.contains("superuser")
+            && stderr.contains("CREATEROLE"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains(&pg.admin_password),
+        "no password in the error"
+    );
 }

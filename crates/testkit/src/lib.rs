@@ -214,8 +214,76 @@ impl PgServer {
         )
     }
 
+    /// Creates (or resets), as the superuser, the broker's admin role
+    /// `firedoor_broker` the way an operator should: `LOGIN`, `CREATEROLE`, not a
+    /// superuser, ADMIN OPTION on `roles` (the roles bundles grant and the
+    /// break-glass roles it rotates: PostgreSQL 16+ requires it to grant, alter or
+    /// drop them; 15 lets any CREATEROLE role do that to every non-superuser role),
+    /// and CONNECT on `databases` WITH GRANT OPTION (so it can pass CONNECT on to
+    /// the roles it issues). Returns its connection URL to database `postgres`.
+    ///
+    /// The password is set with statement logging off for that session, so it does
+    /// not reach the server log that tests inspect.
+    pub fn broker_url(&self, roles: &[&str], databases: &[&str]) -> String {
+        let password = Alphanumeric.sample_string(&mut rand::thread_rng(), 24);
+        let exists = self.admin(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'firedoor_broker'",
+        ) == "1";
+        let verb = if exists { "ALTER" } else { "CREATE" };
+        // Statement logging off for this one session (a superuser may set it at
+        // connection start): the password is in the statement.
+        let out = self.psql_opts(
+            &self.admin_user,
+            &self.admin_password,
+            "postgres",
+            &format!(
+                "{verb} ROLE firedoor_broker LOGIN PASSWORD '{password}' CREATEROLE NOSUPERUSER
+                   NOCREATEDB NOREPLICATION NOBYPASSRLS INHERIT"
+            ),
+            "-c log_statement=none",
+        );
+        assert!(
+            out.status.success(),
+            "creating firedoor_broker failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut sql = String::new();
+        for r in roles {
+            sql.push_str(&format!(
+                "GRANT \"{r}\" TO firedoor_broker WITH ADMIN OPTION;"
+            ));
+        }
+        for d in databases {
+            sql.push_str(&format!(
+                "GRANT CONNECT ON DATABASE \"{d}\" TO firedoor_broker WITH GRANT OPTION;"
+            ));
+        }
+        if !sql.is_empty() {
+            self.admin("postgres", &sql);
+        }
+        format!(
+            "postgres://firedoor_broker:{password}@127.0.0.1:{}/postgres",
+            self.port
+        )
+    }
+
+    /// [`PgServer::broker_url`] for the database [`PgServer::seed_app`] makes: ADMIN
+    /// OPTION on app_read and app_write (plus `extra_roles`, e.g. a break-glass role),
+    /// CONNECT on app.
+    pub fn app_broker_url(&self, extra_roles: &[&str]) -> String {
+        let mut roles = vec!["app_read", "app_write"];
+        roles.extend_from_slice(extra_roles);
+        self.broker_url(&roles, &["app"])
+    }
+
     /// Runs SQL as `user` with `password` through the real `psql` client over TCP.
     pub fn psql(&self, user: &str, password: &str, db: &str, sql: &str) -> Output {
+        self.psql_opts(user, password, db, sql, "")
+    }
+
+    /// [`PgServer::psql`] with server options for the session (`PGOPTIONS`).
+    fn psql_opts(&self, user: &str, password: &str, db: &str, sql: &str, opts: &str) -> Output {
         Command::new("psql")
             .args([
                 "-X",
@@ -231,6 +299,7 @@ impl PgServer {
             .arg(self.port.to_string())
             .args(["-U", user, "-d", db, "-c", sql])
             .env("PGPASSWORD", password)
+            .env("PGOPTIONS", opts)
             .env("PGCONNECT_TIMEOUT", "5")
             .stdin(Stdio::null())
             .output()

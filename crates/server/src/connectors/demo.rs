@@ -4,7 +4,7 @@
 //! and the current value of each break-glass "role" it rotates, so tests can see
 //! which value is live.
 
-use super::{Connector, ConnectorError, Target};
+use super::{Connector, ConnectorError, DeprovisionReport, Target};
 use firedoor_core::api::CredentialItem;
 use futures::future::BoxFuture;
 use futures::FutureExt;
@@ -85,13 +85,16 @@ impl Connector for DemoConnector {
         }
         .boxed()
     }
-    fn deprovision<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    fn deprovision<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<DeprovisionReport, ConnectorError>> {
         async move {
             self.live
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .remove(&Self::username(t));
-            Ok(())
+            Ok(DeprovisionReport::default())
         }
         .boxed()
     }

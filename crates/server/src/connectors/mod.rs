@@ -29,6 +29,30 @@ pub struct Target<'a> {
 #[error("{0}")]
 pub struct ConnectorError(pub String);
 
+/// An object a grant's account created in the target system and left behind, and
+/// what the connector did with it. Recorded in the audit record of the revoke or
+/// expiry, so it says who made what, where.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Leftover {
+    pub integration: String,
+    /// The database (or other container) it is in.
+    pub database: String,
+    /// e.g. `function`, `table`, `view`, `sequence`.
+    pub kind: String,
+    /// The object's qualified name (with argument types for routines).
+    pub identity: String,
+    /// The grant's account that created (owned) it.
+    pub created_by: String,
+    /// What was done, e.g. `made SECURITY INVOKER, EXECUTE revoked, reassigned to firedoor_orphans`.
+    pub action: String,
+}
+
+/// What deprovisioning found and did beyond removing the access itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeprovisionReport {
+    pub leftovers: Vec<Leftover>,
+}
+
 pub trait Connector: Send + Sync + 'static {
     /// A short label for logs and the audit log.
     fn kind(&self) -> &'static str;
@@ -36,8 +60,18 @@ pub trait Connector: Send + Sync + 'static {
         &'a self,
         t: &'a Target<'a>,
     ) -> BoxFuture<'a, Result<CredentialItem, ConnectorError>>;
-    /// Removes the access. Succeeds if there is nothing (left) to remove.
-    fn deprovision<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>>;
+    /// Removes the access. Succeeds if there is nothing (left) to remove. Reports the
+    /// objects the grant's account left behind and what was done with them.
+    fn deprovision<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<DeprovisionReport, ConnectorError>>;
+    /// Checked when the broker starts: refuses a setup the broker must not run with
+    /// (e.g. a PostgreSQL admin that is a superuser). A target that cannot be reached
+    /// is not an error here.
+    fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
+        Box::pin(async { Ok(()) })
+    }
     /// Moves the backstop expiry in the target system after an extension.
     fn extend<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>>;
     /// Sets a break-glass secret: `role`'s password becomes `new_value`. Must be

@@ -1,25 +1,32 @@
 //! PostgreSQL connector: each grant gets its own login role, `VALID UNTIL` its expiry
 //! as a backstop, member of the database roles its permission level maps to. On
-//! revoke or expiry the role loses LOGIN, its sessions are terminated, what it owns is
-//! handed back, and the role is dropped.
+//! revoke or expiry the role loses LOGIN, its sessions are terminated, what it left
+//! behind is neutralised and handed to the orphan role (or dropped), and the role is
+//! dropped.
+//!
+//! The broker's admin role must not be a superuser: anything it takes over (and
+//! anything it could be tricked into running) would run with a superuser's rights.
+//! The connector refuses to act through a superuser connection, at start and on
+//! every new connection.
 //!
 //! The password is generated here and sent to the server only as a SCRAM-SHA-256
 //! verifier, so it never appears in the server's statement log.
 
-use super::{Connector, ConnectorError, Target};
+use super::{Connector, ConnectorError, DeprovisionReport, Leftover, Target};
 use base64::Engine;
 use firedoor_core::api::CredentialItem;
-use firedoor_core::policy::IntegrationKind;
+use firedoor_core::policy::{IntegrationKind, OnRevoke};
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use hmac::{Hmac, Mac};
 use rand::distributions::{Alphanumeric, DistString};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
 use std::collections::BTreeMap;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 pub struct PostgresConnector {
@@ -29,6 +36,11 @@ pub struct PostgresConnector {
     permissions: BTreeMap<String, Vec<String>>,
     connect_host: String,
     connect_port: u16,
+    orphan_role: String,
+    on_revoke: OnRevoke,
+    /// Why the pool's last new connection was refused (admin is a superuser), so
+    /// an operation that then times out says why.
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 fn err(ctx: &str, e: impl std::fmt::Display) -> ConnectorError {
@@ -76,7 +88,13 @@ impl PostgresConnector {
         connect_host: Option<String>,
         kind: IntegrationKind,
     ) -> Result<Self, ConnectorError> {
-        let IntegrationKind::Postgres { permissions, .. } = kind else {
+        let IntegrationKind::Postgres {
+            permissions,
+            orphan_role,
+            on_revoke,
+            ..
+        } = kind
+        else {
             return Err(ConnectorError("not a postgres integration".into()));
         };
         // Never echo the URL: it carries the admin password.
@@ -87,9 +105,23 @@ impl PostgresConnector {
                 ))
             })?
             .disable_statement_logging();
+        let refused: Arc<Mutex<Option<String>>> = Arc::default();
+        let (hook_name, hook_refused) = (name.to_string(), refused.clone());
         let pool = PgPoolOptions::new()
             .max_connections(4)
             .acquire_timeout(Duration::from_secs(10))
+            // Every new connection is checked, so the broker never acts as a
+            // superuser even if the URL changed meaning after start (or PostgreSQL
+            // was down then).
+            .after_connect(move |conn, _meta| {
+                let (name, refused) = (hook_name.clone(), hook_refused.clone());
+                Box::pin(async move {
+                    let r = refuse_superuser(conn, &name).await;
+                    *refused.lock().unwrap_or_else(|p| p.into_inner()) =
+                        r.as_ref().err().map(|e| e.0.clone());
+                    r.map_err(|e| sqlx::Error::Configuration(e.0.into()))
+                })
+            })
             .connect_lazy_with(opts.clone());
         let connect_port = opts.get_port();
         let connect_host = connect_host.unwrap_or_else(|| opts.get_host().to_string());
@@ -100,7 +132,40 @@ impl PostgresConnector {
             permissions,
             connect_host,
             connect_port,
+            orphan_role,
+            on_revoke,
+            refused,
         })
+    }
+
+    /// A pooled admin connection (checked not to be a superuser).
+    async fn acquire(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Postgres>, ConnectorError> {
+        self.pool.acquire().await.map_err(|e| {
+            match self
+                .refused
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone()
+            {
+                Some(why) => ConnectorError(why),
+                None => err("connect", e),
+            }
+        })
+    }
+
+    /// A fresh admin connection to `database` with `search_path=pg_catalog`, so no
+    /// name a grantee created can stand in for a catalog function or operator.
+    async fn connect_db(&self, database: &str) -> Result<PgConnection, ConnectorError> {
+        let mut c = self
+            .opts
+            .clone()
+            .database(database)
+            .options([("search_path", "pg_catalog")])
+            .connect()
+            .await
+            .map_err(|e| err(&format!("connect to database {database}"), e))?;
+        refuse_superuser(&mut c, &self.name).await?;
+        Ok(c)
     }
 
     /// The login role of one resource of one grant.
@@ -128,8 +193,8 @@ impl PostgresConnector {
         t.expires_at.format("%Y-%m-%d %H:%M:%S+00").to_string()
     }
 
-    async fn drop_role(&self, role: &str, database: &str) -> Result<(), ConnectorError> {
-        let mut conn = self.pool.acquire().await.map_err(|e| err("connect", e))?;
+    async fn drop_role(&self, role: &str) -> Result<DeprovisionReport, ConnectorError> {
+        let mut conn = self.acquire().await?;
         let exists: Option<(String,)> =
             sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname = $1")
                 .bind(role)
@@ -137,42 +202,346 @@ impl PostgresConnector {
                 .await
                 .map_err(|e| err("look up role", e))?;
         if exists.is_none() {
-            return Ok(());
+            return Ok(DeprovisionReport::default());
         }
         let q = quote_ident(role);
         sqlx::query(AssertSqlSafe(format!("ALTER ROLE {q} NOLOGIN")))
             .execute(&mut *conn)
             .await
             .map_err(|e| err("disable login", e))?;
+        // The admin needs the grant role's privileges to end its sessions and act on
+        // its objects (the admin is not a superuser).
+        self.become_member(&mut conn, role).await?;
         sqlx::query("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1")
             .bind(role)
             .execute(&mut *conn)
             .await
             .map_err(|e| err("terminate sessions", e))?;
-        // Objects the role created in the granted database go back to the admin.
-        let mut db = self
-            .opts
-            .clone()
-            .database(database)
-            .connect()
-            .await
-            .map_err(|e| err(&format!("connect to database {database}"), e))?;
-        for stmt in [
-            format!("REASSIGN OWNED BY {q} TO CURRENT_USER"),
-            format!("DROP OWNED BY {q}"),
-        ] {
-            sqlx::query(AssertSqlSafe(stmt))
-                .execute(&mut db)
-                .await
-                .map_err(|e| err("hand back owned objects", e))?;
+        if self.on_revoke == OnRevoke::Reassign {
+            self.ensure_orphan_role(&mut conn).await?;
         }
-        let _ = db.close().await;
+        // Every database where the role owns something or holds a privilege; shared
+        // objects (e.g. CONNECT on a database) are handled from the admin's own.
+        let databases: Vec<(String,)> = sqlx::query_as(
+            "SELECT DISTINCT CASE WHEN s.dbid = 0 THEN current_database() ELSE d.datname END::text
+             FROM pg_shdepend s LEFT JOIN pg_database d ON d.oid = s.dbid
+             WHERE s.refclassid = 'pg_authid'::regclass
+               AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1)
+               AND (s.dbid = 0 OR d.datallowconn)
+             ORDER BY 1",
+        )
+        .bind(role)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|e| err("find the databases the role has objects in", e))?;
+        let mut report = DeprovisionReport::default();
+        for (database,) in &databases {
+            report
+                .leftovers
+                .extend(self.clean_database(role, database).await?);
+        }
         sqlx::query(AssertSqlSafe(format!("DROP ROLE IF EXISTS {q}")))
             .execute(&mut *conn)
             .await
             .map_err(|e| err("drop role", e))?;
+        Ok(report)
+    }
+
+    /// Makes the admin a member (with its privileges) of `role`, a role the broker
+    /// created or the orphan role. This direction is safe: the admin gains what
+    /// that role has; the role gains nothing of the admin's.
+    async fn become_member(
+        &self,
+        conn: &mut PgConnection,
+        role: &str,
+    ) -> Result<(), ConnectorError> {
+        let (has, version): (bool, i32) = sqlx::query_as(
+            "SELECT pg_has_role(current_user, $1, 'USAGE'), current_setting('server_version_num')::int",
+        )
+        .bind(role)
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|e| err(&format!("check membership in {role}"), e))?;
+        if has {
+            return Ok(());
+        }
+        // PostgreSQL 16+: the membership a CREATEROLE admin gets for the roles it
+        // creates has ADMIN only; ask for the role's privileges explicitly.
+        let with = if version >= 160000 {
+            " WITH INHERIT TRUE"
+        } else {
+            ""
+        };
+        sqlx::query(AssertSqlSafe(format!(
+            "GRANT {} TO CURRENT_USER{with}",
+            quote_ident(role)
+        )))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| err(&format!("make the admin a member of {role}"), e))?;
         Ok(())
     }
+
+    /// The orphan role exists, cannot log in, has no attributes that grant power and
+    /// is a member of nothing; nobody but the admin is a member of it. Creates it if
+    /// missing; refuses a role that fails any of this.
+    async fn ensure_orphan_role(&self, conn: &mut PgConnection) -> Result<(), ConnectorError> {
+        let orphan = &self.orphan_role;
+        let look = || {
+            sqlx::query_as::<_, (bool, bool, bool, bool, bool, bool, bool, bool, bool)>(
+                "SELECT r.rolcanlogin, r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
+                        r.rolbypassrls,
+                        EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.member = r.oid),
+                        EXISTS (SELECT 1 FROM pg_auth_members m WHERE m.roleid = r.oid
+                                AND m.member <> (SELECT oid FROM pg_roles WHERE rolname = current_user)),
+                        r.rolname = current_user
+                 FROM pg_roles r WHERE r.rolname = $1",
+            )
+            .bind(orphan)
+        };
+        let mut found = look()
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(|e| err("look up the orphan role", e))?;
+        if found.is_none() {
+            let created = sqlx::query(AssertSqlSafe(format!(
+                "CREATE ROLE {} NOLOGIN",
+                quote_ident(orphan)
+            )))
+            .execute(&mut *conn)
+            .await;
+            // Another deprovisioning may have created it meanwhile.
+            found = look()
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(|e| err("look up the orphan role", e))?;
+            if let (Err(e), None) = (created, &found) {
+                return Err(err(&format!("create the orphan role {orphan}"), e));
+            }
+        }
+        let Some((
+            login,
+            sup,
+            createrole,
+            createdb,
+            repl,
+            bypassrls,
+            member_of,
+            has_members,
+            is_admin,
+        )) = found
+        else {
+            return Err(ConnectorError(format!(
+                "postgres: the orphan role {orphan} could not be created"
+            )));
+        };
+        let mut bad = Vec::new();
+        for (flag, what) in [
+            (is_admin, "is the broker's admin role itself"),
+            (login, "can log in"),
+            (sup, "is a superuser"),
+            (createrole, "has CREATEROLE"),
+            (createdb, "has CREATEDB"),
+            (repl, "has REPLICATION"),
+            (bypassrls, "has BYPASSRLS"),
+            (member_of, "is a member of another role"),
+            (has_members, "has members other than the broker's admin"),
+        ] {
+            if flag {
+                bad.push(what);
+            }
+        }
+        if !bad.is_empty() {
+            return Err(ConnectorError(format!(
+                "postgres: integration '{}': the orphan role {orphan} {}; it receives what \
+                 grant roles leave behind, so it must be a dedicated NOLOGIN role with no \
+                 attributes and no memberships (fix the role, or name another orphan_role \
+                 in the policy: the broker creates it)",
+                self.name,
+                bad.join(", ")
+            )));
+        }
+        self.become_member(conn, orphan).await
+    }
+
+    /// In one database: neutralises the routines `role` owns, revokes what others
+    /// were given on its relations and schemas, then hands everything to the orphan
+    /// role or drops it. Returns what was there and what was done.
+    async fn clean_database(
+        &self,
+        role: &str,
+        database: &str,
+    ) -> Result<Vec<Leftover>, ConnectorError> {
+        let ctx = |what: &str| format!("database {database}: {what}");
+        let mut db = self.connect_db(database).await?;
+        let owned: Vec<(String, String, bool)> = sqlx::query_as(
+            "SELECT coalesce(o.type, 'object'), coalesce(o.identity, '?'),
+                    s.classid IN ('pg_proc'::regclass, 'pg_class'::regclass, 'pg_namespace'::regclass)
+             FROM pg_shdepend s, LATERAL pg_identify_object(s.classid, s.objid, s.objsubid) o
+             WHERE s.deptype = 'o' AND s.refclassid = 'pg_authid'::regclass
+               AND s.refobjid = (SELECT oid FROM pg_roles WHERE rolname = $1)
+               AND s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             ORDER BY 1, 2",
+        )
+        .bind(role)
+        .fetch_all(&mut db)
+        .await
+        .map_err(|e| err(&ctx("list the objects the role owns"), e))?;
+
+        // 1. Neutralise, whatever happens next, in its own transaction: if dropping
+        //    fails below, nothing the role left can still run with its rights.
+        let mut stmts: Vec<String> = Vec::new();
+        let routines: Vec<(String, Vec<String>)> = sqlx::query_as(
+            "SELECT p.oid::regprocedure::text,
+                    array(SELECT DISTINCT a.grantee::regrole::text FROM aclexplode(p.proacl) a
+                          WHERE a.grantee <> 0 AND a.grantee <> p.proowner)
+             FROM pg_proc p
+             WHERE p.proowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+               AND p.prokind IN ('f', 'p')",
+        )
+        .bind(role)
+        .fetch_all(&mut db)
+        .await
+        .map_err(|e| err(&ctx("list the routines the role owns"), e))?;
+        for (sig, grantees) in &routines {
+            stmts.push(format!("ALTER ROUTINE {sig} SECURITY INVOKER"));
+            for g in grantees {
+                stmts.push(format!("REVOKE ALL ON ROUTINE {sig} FROM {g} CASCADE"));
+            }
+            stmts.push(format!("REVOKE ALL ON ROUTINE {sig} FROM PUBLIC CASCADE"));
+        }
+        let relations: Vec<(String, String, Vec<String>)> = sqlx::query_as(
+            "SELECT c.oid::regclass::text, CASE c.relkind WHEN 'S' THEN 'SEQUENCE' ELSE 'TABLE' END,
+                    array(SELECT DISTINCT CASE WHEN g = 0 THEN 'PUBLIC' ELSE g::regrole::text END
+                          FROM (SELECT a.grantee AS g FROM aclexplode(c.relacl) a
+                                UNION SELECT a.grantee FROM pg_attribute att, aclexplode(att.attacl) a
+                                      WHERE att.attrelid = c.oid) x
+                          WHERE g <> c.relowner)
+             FROM pg_class c
+             WHERE c.relowner = (SELECT oid FROM pg_roles WHERE rolname = $1)
+               AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')
+             UNION ALL
+             SELECT n.oid::regnamespace::text, 'SCHEMA',
+                    array(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END
+                          FROM aclexplode(n.nspacl) a WHERE a.grantee <> n.nspowner)
+             FROM pg_namespace n
+             WHERE n.nspowner = (SELECT oid FROM pg_roles WHERE rolname = $1)",
+        )
+        .bind(role)
+        .fetch_all(&mut db)
+        .await
+        .map_err(|e| err(&ctx("list the relations the role owns"), e))?;
+        for (name, keyword, grantees) in &relations {
+            for g in grantees {
+                stmts.push(format!("REVOKE ALL ON {keyword} {name} FROM {g} CASCADE"));
+            }
+        }
+        let mut tx = db.begin().await.map_err(|e| err(&ctx("begin"), e))?;
+        for stmt in stmts {
+            sqlx::query(AssertSqlSafe(stmt))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| err(&ctx("neutralise what the role left"), e))?;
+        }
+        tx.commit().await.map_err(|e| err(&ctx("commit"), e))?;
+
+        // 2. Hand over or drop.
+        let q = quote_ident(role);
+        let orphan = quote_ident(&self.orphan_role);
+        let mut tx = db.begin().await.map_err(|e| err(&ctx("begin"), e))?;
+        match self.on_revoke {
+            OnRevoke::Reassign => {
+                // The new owner of a routine must be able to create in its schema;
+                // the grant role could. The orphan role borrows that for the
+                // duration of this transaction only: nobody ever sees it committed.
+                for stmt in [
+                    format!("GRANT {q} TO {orphan}"),
+                    format!("REASSIGN OWNED BY {q} TO {orphan}"),
+                    format!("REVOKE {q} FROM {orphan}"),
+                    format!("DROP OWNED BY {q}"),
+                ] {
+                    sqlx::query(AssertSqlSafe(stmt))
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(|e| {
+                            err(
+                                &ctx(&format!(
+                                    "hand what the role left to the orphan role {}",
+                                    self.orphan_role
+                                )),
+                                e,
+                            )
+                        })?;
+                }
+            }
+            OnRevoke::Drop => {
+                sqlx::query(AssertSqlSafe(format!("DROP OWNED BY {q}")))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| {
+                        ConnectorError(format!(
+                            "postgres: database {database}: on_revoke = \"drop\" could not drop \
+                             what {role} left behind: {e}. Objects of other roles depend on them: \
+                             remove those dependencies (or switch the integration to \
+                             on_revoke = \"reassign\"); login is already disabled and the broker \
+                             retries"
+                        ))
+                    })?;
+            }
+        }
+        tx.commit().await.map_err(|e| err(&ctx("commit"), e))?;
+        let _ = db.close().await;
+
+        Ok(owned
+            .into_iter()
+            .map(|(kind, identity, neutralised)| {
+                let action = match (self.on_revoke, kind.as_str()) {
+                    (OnRevoke::Drop, _) => "dropped".to_string(),
+                    (OnRevoke::Reassign, "function" | "procedure") => format!(
+                        "made SECURITY INVOKER, EXECUTE revoked from PUBLIC and every grantee, \
+                         reassigned to {}",
+                        self.orphan_role
+                    ),
+                    (OnRevoke::Reassign, _) if neutralised => format!(
+                        "privileges of every other role revoked, reassigned to {}",
+                        self.orphan_role
+                    ),
+                    (OnRevoke::Reassign, _) => format!("reassigned to {}", self.orphan_role),
+                };
+                Leftover {
+                    integration: self.name.clone(),
+                    database: database.to_string(),
+                    kind,
+                    identity,
+                    created_by: role.to_string(),
+                    action,
+                }
+            })
+            .collect())
+    }
+}
+
+/// Refuses a connection whose role is a superuser.
+async fn refuse_superuser(
+    conn: &mut PgConnection,
+    integration: &str,
+) -> Result<(), ConnectorError> {
+    let (sup, who): (bool, String) =
+        sqlx::query_as("SELECT rolsuper, rolname::text FROM pg_roles WHERE rolname = current_user")
+            .fetch_one(conn)
+            .await
+            .map_err(|e| err("check the admin role", e))?;
+    if sup {
+        return Err(ConnectorError(format!(
+            "postgres: integration '{integration}': the admin connection logs in as {who}, a \
+             superuser; Firedoor refuses to act as a superuser (what a grantee leaves behind \
+             would end up with a superuser's rights). Create a non-superuser admin role \
+             (CREATEROLE, ADMIN OPTION on the roles the permission levels grant, CONNECT on \
+             the databases WITH GRANT OPTION; see scripts/dev-postgres.sh) and put its URL in \
+             the integration's url_env variable"
+        )));
+    }
+    Ok(())
 }
 
 impl Connector for PostgresConnector {
@@ -196,7 +565,7 @@ impl Connector for PostgresConnector {
                 })?;
             let role = Self::role_name(t);
             // A retry after a crash may find the role of an earlier attempt.
-            self.drop_role(&role, &t.resource.resource).await?;
+            self.drop_role(&role).await?;
             let password = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
             // INHERIT so the member roles' privileges apply without SET ROLE.
             let mut stmt = format!(
@@ -209,7 +578,8 @@ impl Connector for PostgresConnector {
                 let list: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
                 stmt.push_str(&format!(" IN ROLE {}", list.join(", ")));
             }
-            let mut tx = self.pool.begin().await.map_err(|e| err("connect", e))?;
+            let mut admin = self.acquire().await?;
+            let mut tx = admin.begin().await.map_err(|e| err("connect", e))?;
             sqlx::query(AssertSqlSafe(stmt))
                 .execute(&mut *tx)
                 .await
@@ -242,10 +612,29 @@ impl Connector for PostgresConnector {
         .boxed()
     }
 
-    fn deprovision<'a>(&'a self, t: &'a Target<'a>) -> BoxFuture<'a, Result<(), ConnectorError>> {
+    fn deprovision<'a>(
+        &'a self,
+        t: &'a Target<'a>,
+    ) -> BoxFuture<'a, Result<DeprovisionReport, ConnectorError>> {
+        async move { self.drop_role(&Self::role_name(t)).await }.boxed()
+    }
+
+    /// At start: refuses a superuser admin. PostgreSQL being down is not an error
+    /// here; every new connection is checked again.
+    fn check(&self) -> BoxFuture<'_, Result<(), ConnectorError>> {
         async move {
-            self.drop_role(&Self::role_name(t), &t.resource.resource)
-                .await
+            match self.opts.connect().await {
+                Ok(mut c) => {
+                    let r = refuse_superuser(&mut c, &self.name).await;
+                    let _ = c.close().await;
+                    r
+                }
+                Err(e) => {
+                    tracing::warn!(integration = %self.name, error = %e,
+                        "PostgreSQL cannot be reached at start; the admin role is checked on every new connection");
+                    Ok(())
+                }
+            }
         }
         .boxed()
     }
@@ -257,7 +646,7 @@ impl Connector for PostgresConnector {
                 quote_ident(&Self::role_name(t)),
                 quote_literal(&Self::valid_until(t))
             )))
-            .execute(&self.pool)
+            .execute(&mut *self.acquire().await?)
             .await
             .map_err(|e| err("extend role", e))?;
             Ok(())
@@ -274,7 +663,7 @@ impl Connector for PostgresConnector {
         new_value: &'a str,
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         async move {
-            let mut conn = self.pool.acquire().await.map_err(|e| err("connect", e))?;
+            let mut conn = self.acquire().await?;
             let exists: Option<(String,)> =
                 sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname = $1")
                     .bind(role)
