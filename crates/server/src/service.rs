@@ -62,6 +62,8 @@ pub struct Broker {
     pub audit_head: crate::store::AuditHead,
     /// Set when the broker stops, so long-lived event streams end.
     pub closing: watch::Sender<bool>,
+    /// Who may authenticate changed; open event streams (see [`crate::access`]).
+    pub access: crate::access::AccessState,
 }
 
 #[derive(sqlx::FromRow, Debug, Clone)]
@@ -257,6 +259,7 @@ impl Broker {
             write_lock: Arc::new(tokio::sync::Mutex::new(())),
             audit_head: Arc::default(),
             closing: watch::channel(false).0,
+            access: crate::access::AccessState::default(),
         }
     }
 
@@ -1216,6 +1219,14 @@ impl Broker {
             return Err(Error::not_found("grant"));
         };
         if holder != who.name {
+            // Someone who may not see the grant learns nothing, not even that the
+            // id exists: the same 404 as `GET /grants/{id}`.
+            let visible = load_grant(&self.pool, id)
+                .await?
+                .is_some_and(|g| self.may_see_grant(who, &g));
+            if !visible {
+                return Err(Error::not_found("grant"));
+            }
             return Err(Error::rule(
                 ErrorCode::Forbidden,
                 "credentials are only shown to the grant's holder",
@@ -1795,6 +1806,7 @@ impl Broker {
             self.events_changed();
         }
 
+        self.access_due_work().await?;
         self.rotate_due_secrets().await?;
         Ok(())
     }
