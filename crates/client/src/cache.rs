@@ -34,7 +34,7 @@ pub type Result<T> = std::result::Result<T, CacheError>;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OutboxItem {
     pub id: String,
-    /// `request` or `revoke`.
+    /// `request`, `revoke` or `revoke_token` (sign-out while offline).
     pub kind: String,
     pub summary: String,
     pub created_at: DateTime<Utc>,
@@ -496,8 +496,9 @@ impl Cache {
             .bind(KEEP_PREFIX)
             .execute(&self.pool)
             .await?;
+        // A token revocation queued at sign-out outlives the session it ended.
         sqlx::raw_sql(
-            "DELETE FROM items; DELETE FROM favourites; DELETE FROM outbox; DELETE FROM envelopes;",
+            "DELETE FROM items; DELETE FROM favourites; DELETE FROM outbox WHERE kind <> 'revoke_token'; DELETE FROM envelopes;",
         )
         .execute(&self.pool)
         .await?;

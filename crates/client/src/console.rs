@@ -166,6 +166,14 @@ fn token_account(url: &str) -> String {
     format!("api-token:{url}")
 }
 
+/// Outbox kind of a token revocation queued at sign-out.
+pub const REVOKE_TOKEN: &str = "revoke_token";
+
+/// The keyring entry holding a signed-out token until the broker has revoked it.
+fn pending_revocation_account(item_id: &str) -> String {
+    format!("pending-revocation:{item_id}")
+}
+
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T> {
@@ -427,6 +435,9 @@ impl Console {
         });
         self.session_gen.send_modify(|g| *g += 1);
         self.mark_online().await;
+        if let Err(e) = self.send_pending_revocations().await {
+            tracing::warn!(error = %e, "sending queued token revocations");
+        }
         if let Err(e) = self.sync().await {
             tracing::warn!(error = %e, "first sync");
         }
@@ -440,19 +451,133 @@ impl Console {
     /// enrolled for that broker and user, and records not yet acknowledged by the
     /// broker are uploaded at the next sign-in to the same broker as the same user.
     /// (Signing in as someone else, or to another broker, uses a separate enrolment.)
+    ///
+    /// The token is revoked at the broker first (`DELETE /me/token`). If the broker
+    /// cannot be reached, the revocation waits in the outbox (see
+    /// [`Console::send_pending_revocations`]): the token moves to a separate keyring
+    /// entry that only the revocation uses, never to the cache file.
     pub async fn sign_out(&self) -> Result<AppStatus> {
         let session = self.live.lock().await.session.take();
+        let mut pending = None;
         if let Some(s) = session {
+            match s.client.revoke_my_token().await {
+                // 401: the token already works nowhere.
+                Ok(()) | Err(ClientError::Api { status: 401, .. }) => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "the broker did not revoke the token; queued");
+                    pending = Some(s.url.clone());
+                }
+            }
+            let item_id = Self::new_key();
+            if let Some(url) = &pending {
+                // Keep the token where it was (the keyring), under an entry only the
+                // queued revocation reads, before the session's entry goes.
+                let store = self.secrets.clone();
+                let from = token_account(url);
+                let to = pending_revocation_account(&item_id);
+                blocking(
+                    move || -> std::result::Result<(), crate::secrets::SecretError> {
+                        if let Some(t) = store.get(&from)? {
+                            store.set(&to, &t)?;
+                        }
+                        Ok(())
+                    },
+                )
+                .await?
+                .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+            }
             let store = self.secrets.clone();
             let account = token_account(&s.url);
             blocking(move || store.delete(&account))
                 .await?
                 .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+            self.cache.clear().await?;
+            if let Some(url) = pending {
+                self.cache
+                    .push_outbox(&OutboxItem {
+                        id: item_id.clone(),
+                        kind: REVOKE_TOKEN.into(),
+                        summary: format!("Revoke the signed-out token at {url}"),
+                        created_at: Utc::now(),
+                        attempts: 0,
+                        last_error: None,
+                        bundle: None,
+                        grant_id: None,
+                        payload: serde_json::json!({ "url": url }).to_string(),
+                        idempotency_key: item_id,
+                    })
+                    .await?;
+            }
+        } else {
+            self.cache.clear().await?;
         }
-        self.cache.clear().await?;
         self.session_gen.send_modify(|g| *g += 1);
         self.changed(Change::Snapshot);
         self.status().await
+    }
+
+    /// Sends the token revocations queued by signing out while the broker was
+    /// unreachable, each with the token kept for it in the keyring (deleted once the
+    /// broker has revoked it, or says it no longer works). Works signed out too.
+    /// Stops at the first network error; returns how many were done.
+    pub async fn send_pending_revocations(&self) -> Result<usize> {
+        let _turn = self.replaying.lock().await;
+        let mut done = 0;
+        for item in self.cache.outbox().await? {
+            if item.kind != REVOKE_TOKEN {
+                continue;
+            }
+            let url = serde_json::from_str::<serde_json::Value>(&item.payload)
+                .ok()
+                .and_then(|v| v.get("url").and_then(|u| u.as_str()).map(String::from));
+            let account = pending_revocation_account(&item.id);
+            let store = self.secrets.clone();
+            let a = account.clone();
+            let token = blocking(move || store.get(&a))
+                .await?
+                .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+            let outcome = match (url, token) {
+                (Some(url), Some(token)) => match Client::new(&url, Some(&token)) {
+                    Ok(c) => match c.revoke_my_token().await {
+                        Ok(()) => Ok("token revoked".to_string()),
+                        Err(ClientError::Api { status: 401, .. }) => {
+                            Ok("token already no longer valid".to_string())
+                        }
+                        Err(e) => Err(e),
+                    },
+                    Err(e) => Ok(format!("dropped: {e}")),
+                },
+                _ => Ok("dropped: nothing left to revoke".to_string()),
+            };
+            match outcome {
+                Ok(what) => {
+                    let store = self.secrets.clone();
+                    blocking(move || store.delete(&account))
+                        .await?
+                        .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+                    self.cache.remove_outbox(&item.id).await?;
+                    done += 1;
+                    self.changed(Change::OutboxReplayed {
+                        summary: item.summary.clone(),
+                        outcome: what,
+                    });
+                }
+                Err(e) => {
+                    // Network or a broker error: keep it and try again later (the
+                    // token must not be forgotten while it may still work).
+                    let network = is_network(&e);
+                    let ce = ConsoleError::from(e);
+                    self.cache.outbox_failed(&item.id, &ce.message).await?;
+                    if network {
+                        break;
+                    }
+                }
+            }
+        }
+        if done > 0 {
+            self.changed(Change::Snapshot);
+        }
+        Ok(done)
     }
 
     /// Fetches everything the UI shows and replaces the cache with it. When this
@@ -717,6 +842,9 @@ impl Console {
         let c = self.client().await?;
         let mut sent = 0;
         for item in self.cache.outbox().await? {
+            if item.kind == REVOKE_TOKEN {
+                continue; // sent by send_pending_revocations, with its own token
+            }
             let outcome: std::result::Result<String, ClientError> = match item.kind.as_str() {
                 "request" => {
                     let body: CreateRequest = serde_json::from_str(&item.payload)
@@ -781,7 +909,23 @@ impl Console {
     /// backoff, and a periodic full resync repairs anything missed.
     pub async fn run(self: Arc<Self>, resync_every: Duration) {
         let mut backoff = Duration::from_millis(500);
+        let mut revocations_at = tokio::time::Instant::now();
+        let mut revocations_backoff = Duration::from_secs(1);
         loop {
+            if tokio::time::Instant::now() >= revocations_at {
+                let ok = self.send_pending_revocations().await.is_ok()
+                    && !self
+                        .cache
+                        .outbox()
+                        .await
+                        .is_ok_and(|o| o.iter().any(|i| i.kind == REVOKE_TOKEN));
+                if ok {
+                    revocations_backoff = Duration::from_secs(1);
+                } else {
+                    revocations_backoff = (revocations_backoff * 2).min(Duration::from_secs(60));
+                }
+                revocations_at = tokio::time::Instant::now() + revocations_backoff;
+            }
             if self.live.lock().await.session.is_none() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;

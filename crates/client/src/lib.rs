@@ -483,3 +483,34 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
         (x, y) => x.or(y),
     }
 }
+
+/// Access ends: sign-out and admin user management.
+impl Client {
+    /// Revokes the token this client signs in with (`DELETE /me/token`).
+    pub async fn revoke_my_token(&self) -> Result<()> {
+        self.send_no_body(self.req(Method::DELETE, "/me/token"))
+            .await
+    }
+
+    /// Disables a user (admins): tokens, devices and live grants are revoked.
+    pub async fn disable_user(&self, name: &str) -> Result<serde_json::Value> {
+        self.post(
+            &format!("/users/{}/disable", seg(name)),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
+    /// Replaces a user's groups (admins).
+    pub async fn set_user_groups(
+        &self,
+        name: &str,
+        groups: &[String],
+    ) -> Result<serde_json::Value> {
+        self.put(
+            &format!("/users/{}/groups", seg(name)),
+            &serde_json::json!({ "groups": groups }),
+        )
+        .await
+    }
+}

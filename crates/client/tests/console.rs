@@ -300,7 +300,9 @@ async fn the_event_stream_follows_a_change_of_user() {
         .create_request(&justified("prod-db-read"), None)
         .await
         .unwrap();
-    firedoor_client::Client::new(&b.url(), Some(&bob))
+    // (Signing out revoked the app's token: bob approves with another one.)
+    let bob_elsewhere = token(&b, "bob", &["sre-leads"], false).await;
+    firedoor_client::Client::new(&b.url(), Some(&bob_elsewhere))
         .unwrap()
         .approve(&r.id, None)
         .await
@@ -317,4 +319,104 @@ async fn the_event_stream_follows_a_change_of_user() {
     .await
     .expect("erin hears that her access is active (an event only she receives)");
     b.stop().await;
+}
+
+/// Every file under `dir`, concatenated (the cache database and its WAL).
+fn all_bytes(dir: &std::path::Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() {
+            out.extend(std::fs::read(&p).unwrap());
+        } else if p.is_dir() {
+            out.extend(all_bytes(&p));
+        }
+    }
+    out
+}
+
+/// Attack: signing out of the app only forgot the token on this machine; a copy of
+/// it (a backup of the keyring, malware that read it earlier) kept working at the
+/// broker. And when the broker was unreachable at sign-out, nothing was ever sent.
+#[tokio::test]
+async fn sign_out_revokes_the_token_at_the_broker_even_when_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let appdir = dir.path().join("app");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let url = b.url();
+    let secrets = Arc::new(MemoryStore::default());
+    let console = Console::open(&appdir, secrets.clone(), false)
+        .await
+        .unwrap();
+
+    // Online: the broker revokes it at once.
+    let t1 = token(&b, "alice", &["oncall"], false).await;
+    console.sign_in(&url, &t1).await.unwrap();
+    let st = console.sign_out().await.unwrap();
+    assert!(!st.signed_in);
+    let e = firedoor_client::Client::new(&url, Some(&t1))
+        .unwrap()
+        .me()
+        .await
+        .unwrap_err();
+    assert_eq!(e.status(), Some(401), "signed out: the token is dead: {e}");
+    assert!(secrets.get(&format!("api-token:{url}")).unwrap().is_none());
+    let audit = firedoor_server::audit::records(&b.broker.pool, 0, 10_000)
+        .await
+        .unwrap();
+    assert!(
+        audit.iter().any(|r| r.action == "token_revoked"
+            && r.actor == "alice"
+            && r.details.contains("sign_out")),
+        "the sign-out is audited"
+    );
+
+    // Offline: queued, sent when the broker is back.
+    let t2 = token(&b, "alice", &["oncall"], false).await;
+    console.sign_in(&url, &t2).await.unwrap();
+    b.stop().await;
+    let st = console.sign_out().await.unwrap();
+    assert!(!st.signed_in);
+    let snap = console.snapshot().await.unwrap();
+    assert_eq!(snap.outbox.len(), 1, "the revocation waits in the outbox");
+    assert_eq!(snap.outbox[0].kind, "revoke_token");
+    assert!(
+        !contains(&all_bytes(&appdir), t2.as_bytes()),
+        "the token is never written to the cache"
+    );
+    assert!(
+        secrets.get(&format!("api-token:{url}")).unwrap().is_none(),
+        "the session's token entry is gone"
+    );
+
+    let b = broker(&bdir, addr).await;
+    let c2 = firedoor_client::Client::new(&url, Some(&t2)).unwrap();
+    c2.me().await.expect("not revoked yet: the broker was down");
+    let runner = tokio::spawn(console.clone().run(Duration::from_secs(60)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while c2.me().await.is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queued revocation is sent when the broker is back"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(c2.me().await.unwrap_err().status(), Some(401));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !console.snapshot().await.unwrap().outbox.is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the outbox empties");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !contains(&all_bytes(&appdir), t2.as_bytes()),
+        "nor afterwards"
+    );
+    runner.abort();
+    b.stop().await;
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
 }

@@ -40,6 +40,11 @@ pub enum AuditAction {
     BreakGlassOfflineUnlock,
     BreakGlassOnlineUnlock,
     UnlockChainRejected,
+    UserDisabled,
+    UserGroupsChanged,
+    /// Envelopes of people no longer eligible were deleted and the secret marked for
+    /// rotation.
+    EnvelopesWithdrawn,
 }
 
 impl AuditAction {
@@ -73,6 +78,9 @@ impl AuditAction {
             AuditAction::BreakGlassOfflineUnlock => "break_glass_offline_unlock",
             AuditAction::BreakGlassOnlineUnlock => "break_glass_online_unlock",
             AuditAction::UnlockChainRejected => "unlock_chain_rejected",
+            AuditAction::UserDisabled => "user_disabled",
+            AuditAction::UserGroupsChanged => "user_groups_changed",
+            AuditAction::EnvelopesWithdrawn => "envelopes_withdrawn",
         }
     }
 }

@@ -26,6 +26,8 @@ pub enum ErrorCode {
     NoCredentials,
     /// An uploaded offline-unlock chain has a gap, an edit or a bad signature.
     ChainRejected,
+    /// The caller already has as many open event streams as a user may.
+    TooManyStreams,
     Internal,
 }
 
@@ -50,6 +52,7 @@ impl ErrorCode {
             ErrorCode::NotEligible => "not_eligible",
             ErrorCode::NoCredentials => "no_credentials",
             ErrorCode::ChainRejected => "chain_rejected",
+            ErrorCode::TooManyStreams => "too_many_streams",
             ErrorCode::Internal => "internal",
         }
     }
@@ -66,6 +69,7 @@ impl ErrorCode {
             }
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::ChainRejected => 422,
+            ErrorCode::TooManyStreams => 429,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidJson
             | ErrorCode::InvalidRequest

@@ -173,6 +173,9 @@ pub struct SecretPolicy {
     pub rotate: Option<SecretRotation>,
     /// An online unlock rotates the secret this long after the value was released.
     pub rotate_after_online_secs: i64,
+    /// The broker rotates the secret at least this often, so an envelope copied off a
+    /// device opens nothing that still works for long (default: `validity_secs`).
+    pub max_age_secs: i64,
 }
 
 impl SecretPolicy {
@@ -276,6 +279,8 @@ struct RawSecret {
     rotate: Option<Spanned<SecretRotation>>,
     #[serde(default)]
     rotate_after_online: Option<Spanned<String>>,
+    #[serde(default)]
+    max_age: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -644,6 +649,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
             DEFAULT_ROTATE_AFTER_ONLINE_SECS,
             ROTATE_AFTER_ONLINE_RANGE,
         )?;
+        let max_age_secs = bounded(&s.max_age, "max_age", validity_secs, SECRET_VALIDITY_RANGE)?;
         let rotate = match s.rotate {
             None => None,
             Some(r) => {
@@ -690,6 +696,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 validity_secs,
                 rotate,
                 rotate_after_online_secs,
+                max_age_secs,
             },
         );
     }
@@ -822,6 +829,10 @@ unlock = { users = ["alice"] }
         assert_eq!(m.title, "manual", "the title defaults to the name");
         assert_eq!(m.validity_secs, DEFAULT_SECRET_VALIDITY_SECS);
         assert_eq!(m.rotate_after_online_secs, DEFAULT_ROTATE_AFTER_ONLINE_SECS);
+        assert_eq!(
+            m.max_age_secs, m.validity_secs,
+            "a secret is rotated at least as often as its envelopes expire"
+        );
         assert!(m.rotate.is_none() && m.alert.is_empty());
         let alice = Principal {
             name: "alice".into(),
@@ -854,6 +865,20 @@ unlock = { users = ["alice"] }
         assert!(e.message.contains("unlock names nobody"), "{e}");
         assert_eq!(e.line, 17);
 
+        // max_age: how often the broker rotates at the latest (an envelope copied off
+        // a laptop stops opening anything that works).
+        let p = parse_policy(
+            "s.toml",
+            &SECRETS.replace("validity = \"7d\"", "validity = \"7d\"\nmax_age = \"2d\""),
+        )
+        .expect("max_age parses");
+        assert_eq!(
+            p.secret("payments-db-breakglass").unwrap().max_age_secs,
+            2 * 86_400
+        );
+        let e =
+            err_of(&SECRETS.replace("validity = \"7d\"", "validity = \"7d\"\nmax_age = \"1m\""));
+        assert!(e.message.contains("max_age '1m' is out of range"), "{e}");
         let e = err_of(&SECRETS.replace("validity = \"7d\"", "validity = \"30m\""));
         assert!(e.message.contains("validity '30m' is out of range"), "{e}");
         assert_eq!(e.line, 12);

@@ -16,6 +16,11 @@ use sqlx::SqlitePool;
 
 const TOKEN_PREFIX: &str = "fdt_";
 
+/// How long an API token lives unless issued with another `--ttl`.
+pub const DEFAULT_TOKEN_TTL_SECS: i64 = 90 * 24 * 3600;
+/// The longest lifetime a token may be issued with.
+pub const MAX_TOKEN_TTL_SECS: i64 = 366 * 24 * 3600;
+
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -27,19 +32,67 @@ fn new_token() -> SecretString {
     SecretString::from(format!("{TOKEN_PREFIX}{body}"))
 }
 
-/// Finds the user behind a bearer token, if it is valid and not revoked.
-pub async fn authenticate(pool: &SqlitePool, token: &str) -> Result<Option<Principal>> {
+/// Finds the user behind a bearer token, if it is valid at `now`: not revoked, not
+/// expired, and its user not disabled.
+pub async fn authenticate(
+    pool: &SqlitePool,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Principal>> {
+    Ok(authenticate_session(pool, token, now)
+        .await?
+        .map(|s| s.principal))
+}
+
+/// A token that authenticated: who, and which token (for `DELETE /me/token` and for
+/// event streams that re-check it).
+#[derive(Debug, Clone)]
+pub struct Session {
+    pub principal: Principal,
+    pub token_id: String,
+    pub token_hash: String,
+}
+
+/// As [`authenticate`], also naming the token.
+pub async fn authenticate_session(
+    pool: &SqlitePool,
+    token: &str,
+    now: DateTime<Utc>,
+) -> Result<Option<Session>> {
     if !token.starts_with(TOKEN_PREFIX) || token.len() > 200 {
         return Ok(None);
     }
-    let row: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT u.name, u.groups_json, u.admin FROM tokens t JOIN users u ON u.name = t.user_name
-         WHERE t.hash = ? AND t.revoked_at IS NULL",
+    let hash = hash_token(token);
+    let row: Option<(String, String, i64, String)> = sqlx::query_as(
+        "SELECT u.name, u.groups_json, u.admin, t.id FROM tokens t JOIN users u ON u.name = t.user_name
+         WHERE t.hash = ? AND t.revoked_at IS NULL AND t.expires_at > ? AND u.disabled_at IS NULL",
     )
-    .bind(hash_token(token))
+    .bind(&hash)
+    .bind(ts(now))
     .fetch_optional(pool)
     .await?;
-    row.map(principal_from_row).transpose()
+    row.map(|(name, groups, admin, token_id)| {
+        Ok(Session {
+            principal: principal_from_row((name, groups, admin))?,
+            token_id,
+            token_hash: hash.clone(),
+        })
+    })
+    .transpose()
+}
+
+/// Whether the token with this hash still authenticates at `now` (event streams ask
+/// this while they are open).
+pub async fn token_hash_valid(pool: &SqlitePool, hash: &str, now: DateTime<Utc>) -> Result<bool> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM tokens t JOIN users u ON u.name = t.user_name
+         WHERE t.hash = ? AND t.revoked_at IS NULL AND t.expires_at > ? AND u.disabled_at IS NULL",
+    )
+    .bind(hash)
+    .bind(ts(now))
+    .fetch_optional(pool)
+    .await?;
+    Ok(row.is_some())
 }
 
 fn principal_from_row((name, groups_json, admin): (String, String, i64)) -> Result<Principal> {
@@ -76,6 +129,22 @@ where
 pub struct IssuedToken {
     pub id: TokenId,
     pub token: SecretString,
+    pub expires_at: DateTime<Utc>,
+}
+
+/// Checks a token lifetime: 1 minute to [`MAX_TOKEN_TTL_SECS`].
+pub fn check_ttl(ttl_secs: i64) -> Result<()> {
+    if !(60..=MAX_TOKEN_TTL_SECS).contains(&ttl_secs) {
+        return Err(Error::rule(
+            ErrorCode::InvalidDuration,
+            format!(
+                "a token lives between 1m and {} (asked for {})",
+                firedoor_core::duration::format_duration(MAX_TOKEN_TTL_SECS),
+                firedoor_core::duration::format_duration(ttl_secs.max(0))
+            ),
+        ));
+    }
+    Ok(())
 }
 
 async fn issue_in(
@@ -83,29 +152,39 @@ async fn issue_in(
     actor: &Actor,
     user: &str,
     now: DateTime<Utc>,
+    ttl_secs: i64,
 ) -> Result<IssuedToken> {
+    check_ttl(ttl_secs)?;
     let id = TokenId::new();
     let token = new_token();
-    sqlx::query("INSERT INTO tokens (id, user_name, hash, created_at) VALUES (?, ?, ?, ?)")
-        .bind(id.to_string())
-        .bind(user)
-        .bind(hash_token(token.expose_secret()))
-        .bind(ts(now))
-        .execute(&mut **tx)
-        .await?;
+    let expires_at = now + chrono::Duration::seconds(ttl_secs);
+    sqlx::query(
+        "INSERT INTO tokens (id, user_name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(id.to_string())
+    .bind(user)
+    .bind(hash_token(token.expose_secret()))
+    .bind(ts(now))
+    .bind(ts(expires_at))
+    .execute(&mut **tx)
+    .await?;
     append(
         tx,
         actor,
         AuditAction::TokenIssued,
         &id.to_string(),
-        serde_json::json!({ "user": user }),
+        serde_json::json!({ "user": user, "expires_at": ts(expires_at) }),
         now,
     )
     .await?;
-    Ok(IssuedToken { id, token })
+    Ok(IssuedToken {
+        id,
+        token,
+        expires_at,
+    })
 }
 
-/// Creates a user and its first token.
+/// Creates a user and its first token (valid [`DEFAULT_TOKEN_TTL_SECS`]).
 pub async fn add_user(
     pool: &SqlitePool,
     actor: &Actor,
@@ -114,6 +193,29 @@ pub async fn add_user(
     admin: bool,
     now: DateTime<Utc>,
 ) -> Result<IssuedToken> {
+    add_user_with_ttl(
+        pool,
+        actor,
+        name,
+        groups,
+        admin,
+        now,
+        DEFAULT_TOKEN_TTL_SECS,
+    )
+    .await
+}
+
+/// Creates a user and its first token, valid `ttl_secs`.
+pub async fn add_user_with_ttl(
+    pool: &SqlitePool,
+    actor: &Actor,
+    name: &str,
+    groups: &[String],
+    admin: bool,
+    now: DateTime<Utc>,
+    ttl_secs: i64,
+) -> Result<IssuedToken> {
+    check_ttl(ttl_secs)?;
     if !valid_name(name) {
         return Err(Error::rule(
             ErrorCode::InvalidRequest,
@@ -160,27 +262,46 @@ pub async fn add_user(
         now,
     )
     .await?;
-    let issued = issue_in(&mut tx, actor, name, now).await?;
+    let issued = issue_in(&mut tx, actor, name, now, ttl_secs).await?;
     tx.commit().await?;
     Ok(issued)
 }
 
-/// Issues another token for an existing user.
+/// Issues another token for an existing user (valid [`DEFAULT_TOKEN_TTL_SECS`]).
 pub async fn issue_token(
     pool: &SqlitePool,
     actor: &Actor,
     user: &str,
     now: DateTime<Utc>,
 ) -> Result<IssuedToken> {
+    issue_token_with_ttl(pool, actor, user, now, DEFAULT_TOKEN_TTL_SECS).await
+}
+
+/// Issues another token for an existing, enabled user, valid `ttl_secs`.
+pub async fn issue_token_with_ttl(
+    pool: &SqlitePool,
+    actor: &Actor,
+    user: &str,
+    now: DateTime<Utc>,
+    ttl_secs: i64,
+) -> Result<IssuedToken> {
     let mut tx = write_tx(pool).await?;
-    let exists: Option<(String,)> = sqlx::query_as("SELECT name FROM users WHERE name = ?")
-        .bind(user)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_none() {
-        return Err(Error::not_found("user"));
+    let exists: Option<(String, Option<String>)> =
+        sqlx::query_as("SELECT name, disabled_at FROM users WHERE name = ?")
+            .bind(user)
+            .fetch_optional(&mut *tx)
+            .await?;
+    match exists {
+        None => return Err(Error::not_found("user")),
+        Some((_, Some(_))) => {
+            return Err(Error::rule(
+                ErrorCode::Conflict,
+                format!("user '{user}' is disabled; a disabled user gets no tokens"),
+            ))
+        }
+        Some(_) => {}
     }
-    let issued = issue_in(&mut tx, actor, user, now).await?;
+    let issued = issue_in(&mut tx, actor, user, now, ttl_secs).await?;
     tx.commit().await?;
     Ok(issued)
 }
@@ -222,13 +343,13 @@ pub async fn revoke_token(
     Ok(user)
 }
 
-/// Token ids of a user, newest first, with their revocation time.
+/// Token ids of a user, newest first: (id, created, expires, revoked).
 pub async fn list_tokens(
     pool: &SqlitePool,
     user: &str,
-) -> Result<Vec<(String, String, Option<String>)>> {
+) -> Result<Vec<(String, String, Option<String>, Option<String>)>> {
     Ok(sqlx::query_as(
-        "SELECT id, created_at, revoked_at FROM tokens WHERE user_name = ? ORDER BY created_at DESC",
+        "SELECT id, created_at, expires_at, revoked_at FROM tokens WHERE user_name = ? ORDER BY created_at DESC",
     )
     .bind(user)
     .fetch_all(pool)

@@ -793,6 +793,11 @@ impl Broker {
             done.push(serde_json::json!({ "secret": secret, "version": s.version }));
         }
         for secret in &to_drop {
+            // The owner lost eligibility but may keep a copy: rotate what they held.
+            if let Some((version, _)) = have.get(*secret) {
+                self.mark_due(&mut tx, secret, *version, now, "eligibility_changed")
+                    .await?;
+            }
             sqlx::query("DELETE FROM envelopes WHERE device_id = ? AND secret = ?")
                 .bind(&d.id)
                 .bind(secret)
@@ -1140,7 +1145,7 @@ impl Broker {
 
     /// Makes a rotation of `name` due at `at` (or keeps an earlier due time), if the
     /// secret is still at `version`.
-    async fn mark_due(
+    pub(crate) async fn mark_due(
         &self,
         tx: &mut Tx,
         name: &str,

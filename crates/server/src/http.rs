@@ -100,6 +100,20 @@ impl FromRequestParts<AppState> for Caller {
         parts: &mut Parts,
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        let Authed(s) = Authed::from_request_parts(parts, state).await?;
+        Ok(Caller(s.principal))
+    }
+}
+
+/// The signed-in caller and the token they came with (sign-out, event streams).
+pub struct Authed(pub crate::auth::Session);
+
+impl FromRequestParts<AppState> for Authed {
+    type Rejection = ApiError;
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let unauth = |m: &str| ApiError::new(ErrorCode::Unauthenticated, m);
         let value = parts
             .headers
@@ -111,9 +125,11 @@ impl FromRequestParts<AppState> for Caller {
         let token = text
             .strip_prefix("Bearer ")
             .ok_or_else(|| unauth("the Authorization header must be 'Bearer <token>'"))?;
-        match crate::auth::authenticate(&state.pool, token.trim()).await? {
-            Some(p) => Ok(Caller(p)),
-            None => Err(unauth("the token is not valid or has been revoked")),
+        match crate::auth::authenticate_session(&state.pool, token.trim(), state.now()).await? {
+            Some(s) => Ok(Authed(s)),
+            None => Err(unauth(
+                "the token is not valid, has expired or has been revoked",
+            )),
         }
     }
 }
@@ -216,6 +232,9 @@ pub fn router(state: AppState) -> Router {
         .route("/grants/{id}/extend", post(extend))
         .route("/audit", get(audit))
         .route("/events", get(events))
+        .route("/me/token", delete(revoke_my_token))
+        .route("/users/{name}/disable", post(disable_user))
+        .route("/users/{name}/groups", put(set_user_groups))
         .route("/broker", get(broker_identity))
         .route("/devices", get(list_devices).post(register_device))
         .route("/devices/{id}", delete(revoke_device))
@@ -579,12 +598,17 @@ async fn audit(
     Ok(Json(records).into_response())
 }
 
-/// Server-sent events for the caller, resumable with `Last-Event-ID`.
+/// Server-sent events for the caller, resumable with `Last-Event-ID`. The stream
+/// ends within [`crate::access::STREAM_RECHECK`] of its token being revoked or
+/// expiring, or its user being disabled; a user has at most
+/// [`crate::access::MAX_STREAMS_PER_USER`] streams open.
 async fn events(
     State(b): State<AppState>,
-    Caller(p): Caller,
+    Authed(session): Authed,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
+    let p = session.principal;
+    let token_hash = session.token_hash;
     let mut cursor: i64 = match headers.get("last-event-id") {
         None => 0,
         Some(v) => v
@@ -599,10 +623,24 @@ async fn events(
                 )
             })?,
     };
+    let slot = b.access.open_stream(&p.name).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::TooManyStreams,
+            format!(
+                "{} event streams are already open for {}; close one first",
+                crate::access::MAX_STREAMS_PER_USER,
+                p.name
+            ),
+        )
+    })?;
     let mut changes = b.events.subscribe();
     let mut closing = b.closing.subscribe();
+    let mut access_epoch = b.access.subscribe();
+    let mut recheck = tokio::time::interval(crate::access::STREAM_RECHECK);
+    recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let user = p.name;
     let stream = async_stream::stream! {
+        let _slot = slot;
         loop {
             changes.mark_unchanged();
             match b.events_after(&user, cursor, 200).await {
@@ -622,9 +660,26 @@ async fn events(
                     return;
                 }
             }
-            tokio::select! {
-                changed = changes.changed() => if changed.is_err() { return },
-                _ = closing.wait_for(|c| *c) => return,
+            loop {
+                let mut new_events = false;
+                tokio::select! {
+                    changed = changes.changed() => if changed.is_err() { return } else { new_events = true },
+                    _ = closing.wait_for(|c| *c) => return,
+                    _ = access_epoch.changed() => {}
+                    _ = recheck.tick() => {}
+                }
+                // Revoked (here or by the CLI), expired, or the user disabled: end.
+                match crate::auth::token_hash_valid(&b.pool, &token_hash, b.now()).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::error!(error = %e, "re-checking a stream's token");
+                        return;
+                    }
+                }
+                if new_events {
+                    break;
+                }
             }
         }
     };
@@ -764,4 +819,58 @@ async fn online_unlock(
 ) -> ApiResult<Response> {
     let unlocked = b.online_unlock(&p, &name, body).await?;
     Ok(no_store(Json(unlocked).into_response()))
+}
+
+// ------------------------------------------------------------- access ends
+
+/// `DELETE /me/token`: revokes the token this request came with (sign-out).
+async fn revoke_my_token(State(b): State<AppState>, Authed(s): Authed) -> ApiResult<Response> {
+    b.revoke_own_token(&s).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /users/{name}/disable` (admins).
+async fn disable_user(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+    Body(_): Body<Empty>,
+) -> ApiResult<Response> {
+    admins_only(&p, "disable users")?;
+    let done = b
+        .disable_user(&crate::audit::Actor::User(p.name.clone()), &name, true)
+        .await?;
+    Ok(Json(done).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SetGroups {
+    groups: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct GroupsView {
+    user: String,
+    groups: Vec<String>,
+}
+
+/// `PUT /users/{name}/groups` (admins): replaces the user's groups.
+async fn set_user_groups(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+    Path(name): Path<String>,
+    Required(body): Required<SetGroups>,
+) -> ApiResult<Response> {
+    admins_only(&p, "change a user's groups")?;
+    let groups = b
+        .set_groups(
+            &crate::audit::Actor::User(p.name.clone()),
+            &name,
+            &body.groups,
+        )
+        .await?;
+    b.withdraw_ineligible_envelopes().await?;
+    b.wake_worker.notify_one();
+    Ok(Json(GroupsView { user: name, groups }).into_response())
 }

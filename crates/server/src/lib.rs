@@ -3,6 +3,7 @@
 //! worker) on a data directory and returns a handle. The `firedoor-server` binary and
 //! the desktop app's demo mode both call it.
 
+pub mod access;
 pub mod audit;
 pub mod auth;
 pub mod breakglass;

@@ -138,9 +138,23 @@ enum UserCmd {
         groups: Vec<String>,
         #[arg(long)]
         admin: bool,
+        /// How long the token works (e.g. 30d, 12h; default 90d, at most 366d).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<i64>,
     },
     /// List users.
     List,
+    /// Disable a user: revokes every token and device, revokes live grants (the
+    /// running broker does it through the connectors), cancels pending requests and
+    /// rotates every break-glass secret sealed to one of their devices.
+    Disable { name: String },
+    /// Replace a user's groups (repeat --group; none: no groups). Secrets they may
+    /// no longer unlock are withdrawn from their devices and rotated.
+    SetGroups {
+        name: String,
+        #[arg(long = "group")]
+        groups: Vec<String>,
+    },
     /// Manage API tokens.
     Token {
         #[command(subcommand)]
@@ -151,7 +165,12 @@ enum UserCmd {
 #[derive(Subcommand)]
 enum TokenCmd {
     /// Issue another token for a user; prints it as the last line.
-    Issue { name: String },
+    Issue {
+        name: String,
+        /// How long the token works (e.g. 30d, 12h; default 90d, at most 366d).
+        #[arg(long, value_parser = parse_ttl)]
+        ttl: Option<i64>,
+    },
     /// Revoke a token by its id (tok_…).
     Revoke { id: String },
     /// List a user's token ids.
@@ -168,6 +187,31 @@ enum AuditCmd {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+}
+
+fn parse_ttl(text: &str) -> Result<i64, String> {
+    let secs = firedoor_core::duration::parse_duration(text)?;
+    auth::check_ttl(secs).map_err(|e| e.to_string())?;
+    Ok(secs)
+}
+
+/// The broker over the data directory, for user commands that change devices and
+/// secrets' rotation state (no connectors: the running broker does that work).
+async fn open_for_users(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+) -> anyhow::Result<firedoor_server::service::Broker> {
+    if !db_path(data_dir).exists() {
+        bail!("no broker database at {}", db_path(data_dir).display());
+    }
+    firedoor_server::open_broker(
+        data_dir,
+        key_file,
+        firedoor_core::policy::parse_policy("empty", "")?,
+        Connectors::new(),
+        Arc::new(SystemClock::default()),
+    )
+    .await
 }
 
 fn load_policy(path: &PathBuf) -> anyhow::Result<firedoor_core::policy::Policy> {
@@ -309,31 +353,75 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     name,
                     groups,
                     admin,
+                    ttl,
                 } => {
-                    let issued =
-                        auth::add_user(&pool, &actor, &name, &groups, admin, now()).await?;
+                    let issued = auth::add_user_with_ttl(
+                        &pool,
+                        &actor,
+                        &name,
+                        &groups,
+                        admin,
+                        now(),
+                        ttl.unwrap_or(auth::DEFAULT_TOKEN_TTL_SECS),
+                    )
+                    .await?;
                     println!(
                         "created user {name} (groups: {}{})",
                         groups.join(", "),
                         if admin { "; admin" } else { "" }
                     );
                     println!("token id: {}", issued.id);
+                    println!("expires: {}", day(issued.expires_at));
                     println!("{}", issued.token.expose_secret());
                 }
                 UserCmd::List => {
                     for u in auth::all_users(&pool).await? {
+                        let disabled = firedoor_server::access::is_disabled(&pool, &u.name).await?;
                         println!(
-                            "{}\tgroups={}{}",
+                            "{}\tgroups={}{}{}",
                             u.name,
                             u.groups.join(","),
-                            if u.admin { "\tadmin" } else { "" }
+                            if u.admin { "\tadmin" } else { "" },
+                            if disabled { "\tDISABLED" } else { "" }
                         );
                     }
                 }
+                UserCmd::Disable { name } => {
+                    pool.close().await;
+                    let b = open_for_users(&cli.data_dir, cli.key_file.as_deref()).await?;
+                    let d = b.disable_user(&actor, &name, false).await?;
+                    println!(
+                        "disabled {name}: {} tokens and {} devices revoked, {} live grants being revoked by the broker, {} pending requests cancelled",
+                        d.tokens_revoked, d.devices_revoked, d.grants_revoked, d.requests_cancelled
+                    );
+                    if !d.rotating.is_empty() {
+                        println!(
+                            "rotating (held by their devices): {}",
+                            d.rotating.join(", ")
+                        );
+                    }
+                }
+                UserCmd::SetGroups { name, groups } => {
+                    pool.close().await;
+                    let b = open_for_users(&cli.data_dir, cli.key_file.as_deref()).await?;
+                    let g = b.set_groups(&actor, &name, &groups).await?;
+                    println!(
+                        "{name} is now in groups: {} (the broker withdraws and rotates secrets they may no longer unlock)",
+                        if g.is_empty() { "(none)".to_string() } else { g.join(", ") }
+                    );
+                }
                 UserCmd::Token { cmd } => match cmd {
-                    TokenCmd::Issue { name } => {
-                        let issued = auth::issue_token(&pool, &actor, &name, now()).await?;
+                    TokenCmd::Issue { name, ttl } => {
+                        let issued = auth::issue_token_with_ttl(
+                            &pool,
+                            &actor,
+                            &name,
+                            now(),
+                            ttl.unwrap_or(auth::DEFAULT_TOKEN_TTL_SECS),
+                        )
+                        .await?;
                         println!("token id: {}", issued.id);
+                        println!("expires: {}", day(issued.expires_at));
                         println!("{}", issued.token.expose_secret());
                     }
                     TokenCmd::Revoke { id } => {
@@ -342,13 +430,17 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                         println!("revoked {id} (user {user})");
                     }
                     TokenCmd::List { name } => {
-                        for (id, created, revoked) in auth::list_tokens(&pool, &name).await? {
-                            println!(
-                                "{id}\tcreated {created}\t{}",
-                                revoked
-                                    .map(|r| format!("revoked {r}"))
-                                    .unwrap_or_else(|| "active".into())
-                            );
+                        let now_s = firedoor_server::clock::ts(now());
+                        for (id, created, expires, revoked) in
+                            auth::list_tokens(&pool, &name).await?
+                        {
+                            let expires = expires.unwrap_or_default();
+                            let state = match revoked {
+                                Some(r) => format!("revoked {r}"),
+                                None if expires <= now_s => "expired".into(),
+                                None => "active".into(),
+                            };
+                            println!("{id}\tcreated {created}\texpires {expires}\t{state}");
                         }
                     }
                 },
@@ -488,6 +580,10 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
         }
     }
+}
+
+fn day(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 /// Reads a secret value from a file or standard input (`-`), dropping one trailing

@@ -191,12 +191,28 @@ pub fn document(policy: &Policy) -> String {
             "/events": { "get": {
                 "summary": "Live events for me as server-sent events; resume with Last-Event-ID",
                 "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": int_range(0, i64::MAX) }],
-                "responses": { "200": { "description": "text/event-stream of Event", "content": { "text/event-stream": { "schema": r("Event") } } }, "4XX": err_resp() } } }
+                "responses": { "200": { "description": "text/event-stream of Event. The stream ends within 1 s once its token is revoked or expires or its user is disabled; at most 8 per user (the 9th: 429 too_many_streams)", "content": { "text/event-stream": { "schema": r("Event") } } }, "4XX": err_resp() } } },
+            "/me/token": { "delete": {
+                "summary": "Revoke the token this request is made with (sign-out)",
+                "parameters": [],
+                "responses": { "204": { "description": "revoked" }, "4XX": err_resp() } } },
+            "/users/{name}/disable": { "post": {
+                "summary": "Disable a user (admins): every token and device revoked, live grants revoked, pending requests cancelled, secrets their devices held rotated",
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "responses": { "200": ok(r("Disabled")), "4XX": err_resp() } } },
+            "/users/{name}/groups": { "put": {
+                "summary": "Replace a user's groups (admins); secrets they may no longer unlock are withdrawn from their devices and rotated",
+                "parameters": [{ "name": "name", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["groups"], "additionalProperties": false,
+                    "properties": { "groups": { "type": "array", "maxItems": 100, "items": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" } } } } } } },
+                "responses": { "200": ok(json!({ "type": "object", "properties": { "user": s("string"), "groups": { "type": "array", "items": s("string") } } })), "4XX": err_resp() } } }
         },
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
                 "Error": { "type": "object", "required": ["code", "message"], "properties": { "code": s("string"), "message": s("string") } },
+                "Disabled": { "type": "object", "properties": { "user": s("string"), "tokens_revoked": s("integer"), "devices_revoked": s("integer"),
+                    "grants_revoked": s("integer"), "requests_cancelled": s("integer"), "rotating": { "type": "array", "items": s("string") } } },
                 "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "time": ts } },
                 "Me": { "type": "object", "properties": { "name": s("string"), "groups": { "type": "array", "items": s("string") }, "admin": s("boolean"), "time": ts } },
                 "Terms": { "type": "object", "properties": {

@@ -64,6 +64,8 @@ pub struct Broker {
     pub closing: watch::Sender<bool>,
     /// Rate limit of security alerts for refused unlock uploads, per device.
     pub rejection_alerts: crate::breakglass::RejectionAlerts,
+    /// Who may authenticate changed; open event streams (see [`crate::access`]).
+    pub access: crate::access::AccessState,
 }
 
 #[derive(sqlx::FromRow, Debug, Clone)]
@@ -260,6 +262,7 @@ impl Broker {
             audit_head: Arc::default(),
             closing: watch::channel(false).0,
             rejection_alerts: Default::default(),
+            access: crate::access::AccessState::default(),
         }
     }
 
@@ -1226,6 +1229,14 @@ impl Broker {
             return Err(Error::not_found("grant"));
         };
         if holder != who.name {
+            // Someone who may not see the grant learns nothing, not even that the
+            // id exists: the same 404 as `GET /grants/{id}`.
+            let visible = load_grant(&self.pool, id)
+                .await?
+                .is_some_and(|g| self.may_see_grant(who, &g));
+            if !visible {
+                return Err(Error::not_found("grant"));
+            }
             return Err(Error::rule(
                 ErrorCode::Forbidden,
                 "credentials are only shown to the grant's holder",
@@ -1813,6 +1824,7 @@ impl Broker {
             self.events_changed();
         }
 
+        self.access_due_work().await?;
         self.rotate_due_secrets().await?;
         Ok(())
     }

@@ -899,8 +899,8 @@ async fn openapi_describes_every_route() {
     assert!(paths.len() >= 16, "all endpoints listed: {}", paths.len());
     for (path, ops) in paths {
         for method in ops.as_object().unwrap().keys() {
-            if path == "/events" {
-                continue; // a stream; covered by its own test
+            if path == "/events" || path == "/me/token" {
+                continue; // a stream / sign-out; covered by their own tests
             }
             let concrete = path.replace(
                 "{id}",
@@ -1293,4 +1293,254 @@ async fn requests_at_the_documented_bounds_are_accepted() {
     )
     .await;
     assert!(st.is_success(), "online unlock: {st} {v}");
+}
+
+// ------------------------------------------------- access ends everywhere (issue 8 §2)
+
+/// Waits up to 2 s for an event stream to end (a deadline on a liveness property:
+/// the broker must close it within 1 s; nothing here waits for time to pass).
+async fn stream_ends(events: &mut firedoor_client::EventStream) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match tokio::time::timeout_at(deadline, events.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => continue, // history or news: keep reading
+        }
+    }
+}
+
+/// A fresh token for `user` valid `ttl_secs` at the broker's clock.
+async fn token_for(tb: &common::TestBroker, user: &str, ttl_secs: i64) -> String {
+    use secrecy::ExposeSecret;
+    firedoor_server::auth::issue_token_with_ttl(
+        &tb.running.broker.pool,
+        &firedoor_server::audit::Actor::System,
+        user,
+        tb.running.broker.now(),
+        ttl_secs,
+    )
+    .await
+    .unwrap()
+    .token
+    .expose_secret()
+    .to_string()
+}
+
+/// Attack: a stolen or signed-out token keeps an open event stream and goes on
+/// receiving everything the user is told (requests, grants, security alerts) after
+/// the token was revoked, expired, or its user was disabled.
+#[tokio::test]
+async fn open_event_streams_end_when_the_token_or_the_person_ends() {
+    let tb = spawn().await;
+    let url = tb.running.url();
+
+    // 1. Revoked through the API (sign-out).
+    let t = token_for(&tb, "alice", 3600).await;
+    let c = firedoor_client::Client::new(&url, Some(&t)).unwrap();
+    let mut s = c.events(None).await.unwrap();
+    c.revoke_my_token().await.unwrap();
+    assert!(
+        stream_ends(&mut s).await,
+        "revoked by sign-out: the stream ends"
+    );
+    let e = c.me().await.unwrap_err();
+    assert_eq!(e.status(), Some(401), "{e}");
+
+    // 2. Revoked in the store by another process (the CLI writes the database):
+    // the stream notices without being told.
+    let t = token_for(&tb, "alice", 3600).await;
+    let c = firedoor_client::Client::new(&url, Some(&t)).unwrap();
+    let mut s = c.events(None).await.unwrap();
+    sqlx::query("UPDATE tokens SET revoked_at = '2030-01-01T00:00:00.000000Z' WHERE hash = ?")
+        .bind(firedoor_server::auth::hash_token(&t))
+        .execute(&tb.running.broker.pool)
+        .await
+        .unwrap();
+    // (the CLI path itself is covered in tests/process.rs)
+    assert!(
+        stream_ends(&mut s).await,
+        "revoked elsewhere: the stream ends"
+    );
+
+    // 3. Expired: the manual clock moves past the token's end.
+    let t = token_for(&tb, "alice", 3600).await;
+    let c = firedoor_client::Client::new(&url, Some(&t)).unwrap();
+    let mut s = c.events(None).await.unwrap();
+    tb.advance(Duration::minutes(61));
+    assert!(stream_ends(&mut s).await, "expired: the stream ends");
+    assert_eq!(c.me().await.unwrap_err().status(), Some(401));
+
+    // 4. The user is disabled by an admin (alice's default token lives 90 days).
+    let alice = tb.client("alice");
+    let mut s = alice.events(None).await.unwrap();
+    let e = tb.client("bob").disable_user("alice").await.unwrap_err();
+    assert_eq!(e.code(), Some("forbidden"), "only admins disable: {e}");
+    tb.client("carol").disable_user("alice").await.unwrap();
+    assert!(stream_ends(&mut s).await, "disabled: the stream ends");
+    assert_eq!(alice.me().await.unwrap_err().status(), Some(401));
+
+    // A stream that is still valid stays open meanwhile.
+    let mut bob = tb.client("bob").events(None).await.unwrap();
+    assert!(!stream_ends(&mut bob).await, "bob's stream is unaffected");
+}
+
+/// Attack: a token leaked months ago still works forever; and one user opens
+/// unbounded event streams to exhaust the broker.
+#[tokio::test]
+async fn tokens_expire_and_streams_are_capped_per_user() {
+    let tb = spawn().await;
+    let url = tb.running.url();
+    // Streams: 8 per user; the 9th is refused with JSON; closing one frees a slot.
+    let erin = tb.client("erin");
+    let mut open = Vec::new();
+    for _ in 0..8 {
+        open.push(erin.events(None).await.unwrap());
+    }
+    let (s, v) = raw(&tb, "GET", "/events", Some(tb.token("erin")), None, None).await;
+    assert_eq!(
+        (s.as_u16(), v["code"].as_str()),
+        (429, Some("too_many_streams")),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("8 event streams"));
+    let _other = tb
+        .client("alice")
+        .events(None)
+        .await
+        .expect("another user is not affected");
+    drop(open.pop());
+    eventually("a closed stream frees its slot", || async {
+        (tb.running.broker.access.open_streams("erin") < 8).then_some(())
+    })
+    .await;
+    open.push(erin.events(None).await.unwrap());
+    drop(open);
+
+    let short = token_for(&tb, "bob", 30 * 86_400).await;
+    let bob30 = firedoor_client::Client::new(&url, Some(&short)).unwrap();
+    bob30.me().await.unwrap();
+    let tokens = firedoor_server::auth::list_tokens(&tb.running.broker.pool, "bob")
+        .await
+        .unwrap();
+    assert!(
+        tokens.iter().all(|t| t.2.is_some()),
+        "every token has an expiry: {tokens:?}"
+    );
+    tb.advance(Duration::days(31));
+    let e = bob30.me().await.unwrap_err();
+    assert_eq!((e.status(), e.code()), (Some(401), Some("unauthenticated")));
+    tb.client("bob")
+        .me()
+        .await
+        .expect("the default token lives 90 days");
+    tb.advance(Duration::days(60));
+    let e = tb.client("bob").me().await.unwrap_err();
+    assert_eq!(e.status(), Some(401), "past 90 days: {e}");
+    let e = firedoor_server::auth::issue_token_with_ttl(
+        &tb.running.broker.pool,
+        &firedoor_server::audit::Actor::System,
+        "bob",
+        tb.running.broker.now(),
+        400 * 86_400,
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("a token lives between"), "{e}");
+}
+
+/// Attack: probing `GET /grants/{id}/credentials` with someone else's grant id
+/// answered 403, telling the prober the grant exists.
+#[tokio::test]
+async fn credentials_of_a_grant_you_may_not_see_is_404() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let r = alice
+        .create_request(&req("staging-shell"), None)
+        .await
+        .unwrap()
+        .0;
+    let gid = r.grant_id.unwrap();
+    alice.credentials(&gid).await.unwrap();
+    let unknown = firedoor_core::GrantId::new();
+    let (s1, v1) = raw(
+        &tb,
+        "GET",
+        &format!("/grants/{gid}/credentials"),
+        Some(tb.token("dave")),
+        None,
+        None,
+    )
+    .await;
+    let (s2, v2) = raw(
+        &tb,
+        "GET",
+        &format!("/grants/{unknown}"),
+        Some(tb.token("dave")),
+        None,
+        None,
+    )
+    .await;
+    let (s3, v3) = raw(
+        &tb,
+        "GET",
+        &format!("/grants/{gid}"),
+        Some(tb.token("dave")),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(
+        (s1.as_u16(), &v1),
+        (404, &v2),
+        "same answer as an unknown id"
+    );
+    assert_eq!((s3.as_u16(), &v3), (404, &v2));
+    assert_eq!(s2.as_u16(), 404);
+}
+
+/// Attack: tokens issued before expiry existed would live forever. The migration
+/// gives each of them created_at + 90 days, in the stored time format.
+#[tokio::test]
+async fn existing_tokens_get_90_days_from_their_creation() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = dir.path().join("old-migrations");
+    std::fs::create_dir(&old).unwrap();
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations")).unwrap() {
+        let p = f.unwrap().path();
+        let name = p.file_name().unwrap().to_string_lossy().to_string();
+        if name.starts_with("0001_") || name.starts_with("0002_") {
+            std::fs::copy(&p, old.join(&name)).unwrap();
+        }
+    }
+    let db = dir.path().join("firedoor.db");
+    let opts = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(&db)
+        .create_if_missing(true);
+    let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+    sqlx::migrate::Migrator::new(old.as_path())
+        .await
+        .unwrap()
+        .run(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO users (name, groups_json, admin, created_at) VALUES ('old', '[]', 0, '2026-01-31T10:20:30.123456Z')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("INSERT INTO tokens (id, user_name, hash, created_at) VALUES ('tok_00000000000000000000000000000001', 'old', 'h', '2026-01-31T10:20:30.123456Z')")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let pool = firedoor_server::store::open(&db).await.unwrap();
+    let tokens = firedoor_server::auth::list_tokens(&pool, "old")
+        .await
+        .unwrap();
+    assert_eq!(
+        tokens[0].2.as_deref(),
+        Some("2026-05-01T10:20:30.123456Z"),
+        "created_at + 90 days"
+    );
 }

@@ -1555,3 +1555,238 @@ async fn oversized_unlock_uploads_are_bounded_and_alerts_rate_limited() {
     let (s, v) = upload(&tb, &d, &[ok_rec]).await;
     assert!(s.is_success(), "{v}");
 }
+
+// ------------------------------------------------- access ends everywhere (issue 8 §2)
+
+async fn version_becomes(tb: &TestBroker, v: i64) {
+    eventually(&format!("{SECRET} rotated to version {v}"), || async {
+        tb.running.broker.wake_worker.notify_one();
+        (secret(tb, SECRET).await.version == v).then_some(())
+    })
+    .await;
+}
+
+/// Attack: a person leaves (or their laptop and token are stolen); an admin revokes
+/// one token, but other tokens, the enrolled laptop with its sealed envelopes, and
+/// their live grants all keep working.
+#[tokio::test]
+async fn disabling_a_user_ends_tokens_devices_grants_and_rotates_what_they_held() {
+    let tb = spawn().await;
+    let alice = register(&tb, "alice", "alice-laptop").await;
+    let bob = register(&tb, "bob", "bob-laptop").await;
+    let v1 = random_value();
+    assert_eq!(put(&tb, SECRET, &v1).await.sealed_devices, 2);
+    let grant: Value = ok(
+        &tb,
+        "POST",
+        "/requests",
+        "alice",
+        Some(json!({ "bundle": "staging-shell" })),
+    )
+    .await;
+    let gid = grant["grant_id"].as_str().unwrap().to_string();
+    assert!(!tb.demo.live().is_empty(), "alice holds live access");
+
+    fails(
+        &tb,
+        "POST",
+        "/users/alice/disable",
+        Some("bob"),
+        None,
+        403,
+        "forbidden",
+    )
+    .await;
+    fails(
+        &tb,
+        "POST",
+        "/users/nobody/disable",
+        Some("carol"),
+        None,
+        404,
+        "not_found",
+    )
+    .await;
+    let done: Value = ok(&tb, "POST", "/users/alice/disable", "carol", None).await;
+    assert_eq!(done["devices_revoked"], 1, "{done}");
+    assert_eq!(done["grants_revoked"], 1, "{done}");
+    assert_eq!(done["rotating"], json!([SECRET]), "{done}");
+    assert!(done["tokens_revoked"].as_u64().unwrap() >= 1);
+
+    fails(
+        &tb,
+        "GET",
+        "/me",
+        Some("alice"),
+        None,
+        401,
+        "unauthenticated",
+    )
+    .await;
+    let g: Value = ok(&tb, "GET", &format!("/grants/{gid}"), "carol", None).await;
+    assert_eq!(g["state"], "revoked", "{g}");
+    assert!(tb.demo.live().is_empty(), "access removed in the target");
+    version_becomes(&tb, 2).await;
+    let v2 = tb.demo.live_secret(ROLE).unwrap();
+    assert_ne!(v2, v1, "what alice's laptop held no longer works");
+    let list = envelopes(&tb, &bob).await;
+    assert_eq!(list.envelopes.len(), 1);
+    assert_eq!(bob.open(&list.envelopes[0].envelope.ciphertext), v2);
+    let devices = tb.running.broker.all_devices().await.unwrap();
+    assert!(
+        devices
+            .iter()
+            .any(|(d, revoked)| d.id == alice.id && revoked.is_some()),
+        "alice's device is revoked"
+    );
+    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM envelopes WHERE device_id = ?")
+        .bind(&alice.id)
+        .fetch_one(&tb.running.broker.pool)
+        .await
+        .unwrap();
+    assert_eq!(n, 0, "no envelope of alice's is kept");
+    assert_eq!(audit_count(&tb, "user_disabled").await, 1);
+    fails(
+        &tb,
+        "POST",
+        "/users/alice/disable",
+        Some("carol"),
+        None,
+        409,
+        "conflict",
+    )
+    .await;
+    let e = firedoor_server::auth::issue_token(
+        &tb.running.broker.pool,
+        &firedoor_server::audit::Actor::System,
+        "alice",
+        tb.running.broker.now(),
+    )
+    .await
+    .err()
+    .unwrap();
+    assert!(e.to_string().contains("disabled"), "{e}");
+    assert!(firedoor_server::audit::verify(&tb.running.broker.pool)
+        .await
+        .unwrap()
+        .is_ok());
+}
+
+/// Attack: someone moved out of the on-call group keeps the envelope on their
+/// laptop, and the value in it keeps working.
+#[tokio::test]
+async fn losing_eligibility_rotates_and_reseals_for_those_still_eligible() {
+    let tb = spawn().await;
+    let alice = register(&tb, "alice", "alice-laptop").await;
+    let bob = register(&tb, "bob", "bob-laptop").await;
+    let v1 = random_value();
+    assert_eq!(put(&tb, SECRET, &v1).await.sealed_devices, 2);
+    fails(
+        &tb,
+        "PUT",
+        "/users/alice/groups",
+        Some("alice"),
+        Some(json!({ "groups": ["oncall", "security"] })),
+        403,
+        "forbidden",
+    )
+    .await;
+    let changed: Value = ok(
+        &tb,
+        "PUT",
+        "/users/alice/groups",
+        "carol",
+        Some(json!({ "groups": ["dev"] })),
+    )
+    .await;
+    assert_eq!(changed["groups"], json!(["dev"]));
+    version_becomes(&tb, 2).await;
+    let v2 = tb.demo.live_secret(ROLE).unwrap();
+    assert_ne!(v1, v2);
+    assert!(envelopes(&tb, &alice).await.envelopes.is_empty());
+    let list = envelopes(&tb, &bob).await;
+    assert_eq!(bob.open(&list.envelopes[0].envelope.ciphertext), v2);
+    assert_eq!(audit_count(&tb, "user_groups_changed").await, 1);
+    assert_eq!(audit_count(&tb, "envelopes_withdrawn").await, 1);
+}
+
+/// Attack: the policy is edited to take someone out of a secret's audience and the
+/// broker restarted; their laptop's envelope still opens a working value.
+#[tokio::test]
+async fn a_policy_change_at_restart_rotates_where_the_holders_shrank() {
+    let tb = spawn().await;
+    let _alice = register(&tb, "alice", "alice-laptop").await;
+    let bob = register(&tb, "bob", "bob-laptop").await;
+    let v1 = random_value();
+    assert_eq!(put(&tb, SECRET, &v1).await.sealed_devices, 2);
+    let common::TestBroker {
+        running,
+        clock,
+        demo,
+        dir,
+        tokens,
+    } = tb;
+    running.stop().await;
+    // Now only sre-leads (bob) may unlock it.
+    let policy = firedoor_server::DEMO_POLICY.replace(
+        "unlock = { groups = [\"oncall\"] }",
+        "unlock = { groups = [\"sre-leads\"] }",
+    );
+    let policy = firedoor_core::policy::parse_policy("p.toml", &policy).unwrap();
+    let mut connectors: firedoor_server::connectors::Connectors = Default::default();
+    connectors.insert(
+        "demo".into(),
+        demo.clone() as Arc<dyn firedoor_server::connectors::Connector>,
+    );
+    let mut cfg = firedoor_server::Config::new(dir.path().join("data"), policy);
+    cfg.clock = clock.clone();
+    cfg.connectors = Some(connectors);
+    cfg.worker_interval = std::time::Duration::from_millis(50);
+    let running = firedoor_server::start(cfg).await.unwrap();
+    let tb = common::TestBroker {
+        running,
+        clock,
+        demo,
+        dir,
+        tokens,
+    };
+    version_becomes(&tb, 2).await;
+    let v2 = tb.demo.live_secret(ROLE).unwrap();
+    assert_ne!(v1, v2);
+    let list = envelopes(&tb, &bob).await;
+    assert_eq!(bob.open(&list.envelopes[0].envelope.ciphertext), v2);
+    let withdrawn: Vec<_> = audit(&tb)
+        .await
+        .into_iter()
+        .filter(|r| r.action == "envelopes_withdrawn")
+        .collect();
+    assert_eq!(withdrawn.len(), 1);
+    assert!(withdrawn[0].details.contains("alice"), "{:?}", withdrawn[0]);
+}
+
+/// Attack: an envelope copied off a laptop (or a value noted down) keeps working
+/// for as long as nobody unlocks the secret.
+#[tokio::test]
+async fn secrets_are_rotated_at_least_every_max_age() {
+    let policy = firedoor_server::DEMO_POLICY
+        .replace("validity = \"7d\"", "validity = \"7d\"\nmax_age = \"2d\"");
+    let tb = spawn_with(&policy, None).await;
+    let v1 = random_value();
+    put(&tb, SECRET, &v1).await;
+    tb.advance(Duration::days(1));
+    tb.running.run_due_work().await.unwrap();
+    assert_eq!(secret(&tb, SECRET).await.version, 1, "young enough");
+    tb.advance(Duration::days(1) + Duration::seconds(1));
+    version_becomes(&tb, 2).await;
+    assert_ne!(tb.demo.live_secret(ROLE).unwrap(), v1);
+    let rotated = audit(&tb)
+        .await
+        .into_iter()
+        .rfind(|r| r.action == "secret_rotated")
+        .unwrap();
+    assert!(rotated.details.contains("max_age"), "{rotated:?}");
+    // Not again before another max_age has passed.
+    tb.advance(Duration::days(1));
+    tb.running.run_due_work().await.unwrap();
+    assert_eq!(secret(&tb, SECRET).await.version, 2);
+}

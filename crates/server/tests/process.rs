@@ -597,3 +597,104 @@ async fn serve_refuses_a_superuser_postgres_admin() {
         "no password in the error"
     );
 }
+
+/// Waits up to 2 s for an event stream to end (the broker must close it within 1 s).
+async fn stream_ends(s: &mut firedoor_client::EventStream) -> bool {
+    use futures::StreamExt;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        match tokio::time::timeout_at(deadline, s.next()).await {
+            Err(_) => return false,
+            Ok(None) | Ok(Some(Err(_))) => return true,
+            Ok(Some(Ok(_))) => continue,
+        }
+    }
+}
+
+/// Attack: `user token revoke` (or disabling a person) from the CLI leaves a stream
+/// that was open in the running broker delivering events; a disabled person's live
+/// grants stay. The CLI writes the store from another process: the broker must
+/// notice by itself.
+#[tokio::test]
+async fn cli_token_revoke_and_user_disable_end_access_in_the_running_broker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-policy.toml");
+    let add = cli(
+        &data,
+        &["user", "add", "alice", "--group", "oncall", "--ttl", "30d"],
+    );
+    let alice = last_line(&add);
+    let out = String::from_utf8_lossy(&add.stdout).to_string();
+    let token_id = out
+        .lines()
+        .find_map(|l| l.strip_prefix("token id: "))
+        .unwrap()
+        .to_string();
+    assert!(out.contains("expires: "), "{out}");
+    let carol = last_line(&cli(&data, &["user", "add", "carol", "--admin"]));
+    let bad = cli(&data, &["user", "token", "issue", "alice", "--ttl", "400d"]);
+    assert!(!bad.status.success(), "a token lives at most 366 days");
+    let alice2 = last_line(&cli(
+        &data,
+        &["user", "token", "issue", "alice", "--ttl", "12h"],
+    ));
+    let list = String::from_utf8_lossy(&cli(&data, &["user", "token", "list", "alice"]).stdout)
+        .to_string();
+    assert_eq!(list.matches("\texpires ").count(), 2, "{list}");
+
+    let port = free_port();
+    let b = serve(&data, &demo, "", port, &[]).await;
+    let a1 = Client::new(&b.url, Some(&alice)).unwrap();
+    let a2 = Client::new(&b.url, Some(&alice2)).unwrap();
+    let mut s1 = a1.events(None).await.unwrap();
+    let mut s2 = a2.events(None).await.unwrap();
+    assert!(cli(&data, &["user", "token", "revoke", &token_id])
+        .status
+        .success());
+    assert!(
+        stream_ends(&mut s1).await,
+        "the revoked token's stream ends"
+    );
+    assert_eq!(a1.me().await.unwrap_err().status(), Some(401));
+    a2.me().await.expect("the other token still works");
+
+    let r = a2
+        .create_request(
+            &CreateRequest {
+                bundle: "staging-shell".into(),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap()
+        .0;
+    let gid = r.grant_id.unwrap();
+    let o = cli(&data, &["user", "disable", "alice"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stream_ends(&mut s2).await, "a disabled user's stream ends");
+    assert_eq!(a2.me().await.unwrap_err().status(), Some(401));
+    let admin = Client::new(&b.url, Some(&carol)).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let g = admin.grant(&gid).await.unwrap();
+        if g.state == GrantState::Revoked {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the broker revokes the grant: {g:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let users = String::from_utf8_lossy(&cli(&data, &["user", "list"]).stdout).to_string();
+    assert!(users.contains("alice\tgroups=oncall\tDISABLED"), "{users}");
+    let o = cli(
+        &data,
+        &["user", "set-groups", "carol", "--group", "security"],
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let users = String::from_utf8_lossy(&cli(&data, &["user", "list"]).stdout).to_string();
+    assert!(users.contains("carol\tgroups=security\tadmin"), "{users}");
+}

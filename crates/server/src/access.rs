@@ -1,0 +1,521 @@
+//! Access ends everywhere when a token or a person ends (design: "Security stance").
+//!
+//! - Event streams belong to one token: each stream re-checks its token against the
+//!   store and the clock every [`STREAM_RECHECK`] and at once when this broker
+//!   changes who may authenticate ([`AccessState::bump`]), and ends when the token
+//!   was revoked (API or CLI, which writes the store from another process), expired,
+//!   or its user was disabled. At most [`MAX_STREAMS_PER_USER`] streams per user.
+//! - Disabling a user revokes their tokens and devices, revokes their live grants
+//!   through the connectors, cancels their pending requests and marks every secret
+//!   sealed to one of their devices for rotation (as revoking a device does).
+//! - The worker withdraws envelopes held by people who are no longer eligible
+//!   (groups changed, policy changed at restart, user disabled) and marks the secret
+//!   for rotation; and it rotates every secret at least every `max_age`.
+
+use crate::audit::{append, Actor};
+use crate::auth::Session;
+use crate::clock::{parse_ts, ts};
+use crate::error::{Error, Result};
+use crate::service::Broker;
+use chrono::Duration;
+use firedoor_core::audit::AuditAction;
+use firedoor_core::lifecycle::CLAIM_LEASE_SECS;
+use firedoor_core::policy::{valid_name, Principal};
+use firedoor_core::{ErrorCode, GrantId};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use tokio::sync::watch;
+
+/// Open event streams one user may have at once.
+pub const MAX_STREAMS_PER_USER: usize = 8;
+/// How often an open event stream re-checks its token.
+pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Who may authenticate changed (bumped in this process), and the open streams.
+pub struct AccessState {
+    epoch: watch::Sender<u64>,
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Default for AccessState {
+    fn default() -> Self {
+        AccessState {
+            epoch: watch::channel(0).0,
+            streams: Arc::default(),
+        }
+    }
+}
+
+impl AccessState {
+    /// Tells open streams to re-check their token now.
+    pub fn bump(&self) {
+        self.epoch.send_modify(|e| *e = e.wrapping_add(1));
+    }
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.epoch.subscribe()
+    }
+    /// Takes one of `user`'s stream slots; `None` when all are taken. The slot is
+    /// freed when the returned guard is dropped (the stream ended or the client left).
+    pub fn open_stream(&self, user: &str) -> Option<StreamSlot> {
+        let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        let n = m.entry(user.to_string()).or_insert(0);
+        if *n >= MAX_STREAMS_PER_USER {
+            return None;
+        }
+        *n += 1;
+        Some(StreamSlot {
+            user: user.to_string(),
+            streams: self.streams.clone(),
+        })
+    }
+    /// Open streams of `user` (tests, diagnostics).
+    pub fn open_streams(&self, user: &str) -> usize {
+        self.streams
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(user)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// One open event stream's slot.
+pub struct StreamSlot {
+    user: String,
+    streams: Arc<Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for StreamSlot {
+    fn drop(&mut self) {
+        let mut m = self.streams.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = m.get_mut(&self.user) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                m.remove(&self.user);
+            }
+        }
+    }
+}
+
+/// What disabling a user did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Disabled {
+    pub user: String,
+    pub tokens_revoked: u64,
+    pub devices_revoked: usize,
+    pub grants_revoked: usize,
+    pub requests_cancelled: u64,
+    /// Secrets marked for rotation because one of the user's devices held them.
+    pub rotating: Vec<String>,
+}
+
+/// A user row with its disabled mark.
+struct UserRow {
+    principal: Principal,
+    disabled: bool,
+}
+
+async fn users_with_state<'e, E>(ex: E) -> Result<Vec<UserRow>>
+where
+    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
+{
+    let rows: Vec<(String, String, i64, Option<String>)> =
+        sqlx::query_as("SELECT name, groups_json, admin, disabled_at FROM users ORDER BY name")
+            .fetch_all(ex)
+            .await?;
+    rows.into_iter()
+        .map(|(name, groups_json, admin, disabled_at)| {
+            let groups: Vec<String> = serde_json::from_str(&groups_json)
+                .map_err(|e| Error::Corrupt(format!("groups of user {name}: {e}")))?;
+            Ok(UserRow {
+                principal: Principal {
+                    name,
+                    groups,
+                    admin: admin != 0,
+                },
+                disabled: disabled_at.is_some(),
+            })
+        })
+        .collect()
+}
+
+/// Whether `name` is disabled (unknown users count as not disabled).
+pub async fn is_disabled(pool: &sqlx::SqlitePool, name: &str) -> Result<bool> {
+    let row: Option<(Option<String>,)> =
+        sqlx::query_as("SELECT disabled_at FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(pool)
+            .await?;
+    Ok(matches!(row, Some((Some(_),))))
+}
+
+fn check_groups(groups: &[String]) -> Result<Vec<String>> {
+    for g in groups {
+        if !valid_name(g) {
+            return Err(Error::rule(
+                ErrorCode::InvalidRequest,
+                format!("'{g}' is not a valid group name: use 1-64 of a-z, 0-9, '-' and '_'"),
+            ));
+        }
+    }
+    if groups.len() > 100 {
+        return Err(Error::rule(
+            ErrorCode::InvalidRequest,
+            "a user is in at most 100 groups",
+        ));
+    }
+    let mut g = groups.to_vec();
+    g.sort();
+    g.dedup();
+    Ok(g)
+}
+
+impl Broker {
+    /// Revokes the token a request came with (sign-out).
+    pub async fn revoke_own_token(&self, s: &Session) -> Result<()> {
+        let now = self.now();
+        let mut tx = self.write_tx().await?;
+        let done =
+            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(ts(now))
+                .bind(&s.token_id)
+                .execute(&mut *tx)
+                .await?;
+        if done.rows_affected() != 1 {
+            return Err(Error::rule(ErrorCode::Conflict, "token is already revoked"));
+        }
+        append(
+            &mut tx,
+            &Actor::User(s.principal.name.clone()),
+            AuditAction::TokenRevoked,
+            &s.token_id,
+            serde_json::json!({ "user": s.principal.name, "by": "sign_out" }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.access.bump();
+        Ok(())
+    }
+
+    /// Disables a user: every token and device revoked, live grants revoked through
+    /// the connectors, pending requests cancelled, and every secret one of their
+    /// devices held marked for rotation.
+    ///
+    /// `revoke_now`: revoke grants from this process at once (the broker); the CLI,
+    /// which has no connectors, leaves them `revoking` and due now, so the running
+    /// broker's worker revokes them on its next pass (or at its next start).
+    pub async fn disable_user(
+        &self,
+        actor: &Actor,
+        name: &str,
+        revoke_now: bool,
+    ) -> Result<Disabled> {
+        let now = self.now();
+        let mut tx = self.write_tx().await?;
+        let row: Option<(Option<String>,)> =
+            sqlx::query_as("SELECT disabled_at FROM users WHERE name = ?")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        match row {
+            None => return Err(Error::not_found("user")),
+            Some((Some(_),)) => {
+                return Err(Error::rule(
+                    ErrorCode::Conflict,
+                    format!("user '{name}' is already disabled"),
+                ))
+            }
+            Some((None,)) => {}
+        }
+        sqlx::query("UPDATE users SET disabled_at = ? WHERE name = ?")
+            .bind(ts(now))
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        let tokens_revoked = sqlx::query(
+            "UPDATE tokens SET revoked_at = ? WHERE user_name = ? AND revoked_at IS NULL",
+        )
+        .bind(ts(now))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+
+        // Devices, as `revoke_device` does: what they held is rotated.
+        let devices: Vec<(String,)> =
+            sqlx::query_as("SELECT id FROM devices WHERE user_name = ? AND revoked_at IS NULL")
+                .bind(name)
+                .fetch_all(&mut *tx)
+                .await?;
+        let mut rotating = BTreeSet::new();
+        for (id,) in &devices {
+            let held: Vec<(String, i64)> =
+                sqlx::query_as("SELECT secret, version FROM envelopes WHERE device_id = ?")
+                    .bind(id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+            for (secret, version) in &held {
+                self.mark_due(&mut tx, secret, *version, now, "user_disabled")
+                    .await?;
+                rotating.insert(secret.clone());
+            }
+            sqlx::query("DELETE FROM envelopes WHERE device_id = ?")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+                .bind(ts(now))
+                .bind(id)
+                .execute(&mut *tx)
+                .await?;
+        }
+
+        // Live grants: claimed for revocation (the same state change as a revoke).
+        let lease = if revoke_now {
+            now + Duration::seconds(CLAIM_LEASE_SECS)
+        } else {
+            now
+        };
+        let grants: Vec<(String,)> = sqlx::query_as(
+            "UPDATE grants SET state = 'revoking', end_reason = 'revoked', ended_by = ?, next_attempt_at = ?
+             WHERE holder = ? AND state = 'active' RETURNING id",
+        )
+        .bind(actor.name())
+        .bind(ts(lease))
+        .bind(name)
+        .fetch_all(&mut *tx)
+        .await?;
+        let requests_cancelled = sqlx::query(
+            "UPDATE requests SET state = 'cancelled', updated_at = ? WHERE requester = ? AND state = 'pending'",
+        )
+        .bind(ts(now))
+        .bind(name)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let out = Disabled {
+            user: name.to_string(),
+            tokens_revoked,
+            devices_revoked: devices.len(),
+            grants_revoked: grants.len(),
+            requests_cancelled,
+            rotating: rotating.into_iter().collect(),
+        };
+        append(
+            &mut tx,
+            actor,
+            AuditAction::UserDisabled,
+            name,
+            serde_json::json!({
+                "tokens_revoked": out.tokens_revoked,
+                "devices": devices.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
+                "grants": grants.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
+                "requests_cancelled": out.requests_cancelled,
+                "rotating": out.rotating,
+            }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.access.bump();
+        if revoke_now {
+            for (id,) in &grants {
+                if let Ok(gid) = id.parse::<GrantId>() {
+                    if let Err(e) = self.finish_end(&gid).await {
+                        tracing::warn!(grant = %id, error = %e, "revoking a disabled user's grant; the worker retries");
+                    }
+                }
+            }
+            self.events_changed();
+            self.wake_worker.notify_one();
+        }
+        Ok(out)
+    }
+
+    /// Replaces a user's groups. Envelopes the user may no longer hold are
+    /// withdrawn and their secrets rotated by the worker (at once in this process,
+    /// within a worker pass when the CLI changed them).
+    pub async fn set_groups(
+        &self,
+        actor: &Actor,
+        name: &str,
+        groups: &[String],
+    ) -> Result<Vec<String>> {
+        let groups = check_groups(groups)?;
+        let now = self.now();
+        let mut tx = self.write_tx().await?;
+        let row: Option<(String,)> = sqlx::query_as("SELECT groups_json FROM users WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some((before,)) = row else {
+            return Err(Error::not_found("user"));
+        };
+        let before: Vec<String> = serde_json::from_str(&before)
+            .map_err(|e| Error::Corrupt(format!("groups of user {name}: {e}")))?;
+        sqlx::query("UPDATE users SET groups_json = ? WHERE name = ?")
+            .bind(serde_json::to_string(&groups).map_err(|e| Error::Corrupt(e.to_string()))?)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        append(
+            &mut tx,
+            actor,
+            AuditAction::UserGroupsChanged,
+            name,
+            serde_json::json!({ "from": before, "to": groups }),
+            now,
+        )
+        .await?;
+        tx.commit().await?;
+        self.access.bump();
+        Ok(groups)
+    }
+
+    /// Worker step: deletes envelopes whose holder may no longer unlock the secret
+    /// (device revoked, user disabled or no longer in its unlock audience, policy
+    /// changed) and marks the secret for rotation, since they may keep a copy.
+    /// At start this compares who holds envelopes with who is eligible now.
+    pub async fn withdraw_ineligible_envelopes(&self) -> Result<Vec<String>> {
+        let users: BTreeMap<String, UserRow> = users_with_state(&self.pool)
+            .await?
+            .into_iter()
+            .map(|u| (u.principal.name.clone(), u))
+            .collect();
+        let held: Vec<(String, String, String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT e.secret, e.device_id, d.user_name, e.version, d.revoked_at
+             FROM envelopes e JOIN devices d ON d.id = e.device_id ORDER BY e.secret, e.device_id",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        // secret -> (device, user, version) no longer eligible
+        let mut gone: BTreeMap<String, Vec<(String, String, i64)>> = BTreeMap::new();
+        for (secret, device, user, version, revoked) in held {
+            let Some(sp) = self.policy.secret(&secret) else {
+                continue; // not served any more; nothing to rotate it with
+            };
+            let eligible = revoked.is_none()
+                && users
+                    .get(&user)
+                    .is_some_and(|u| !u.disabled && sp.may_unlock(&u.principal));
+            if !eligible {
+                gone.entry(secret)
+                    .or_default()
+                    .push((device, user, version));
+            }
+        }
+        let mut withdrawn = Vec::new();
+        for (secret, holders) in gone {
+            let now = self.now();
+            let mut tx = self.write_tx().await?;
+            let mut deleted = 0;
+            for (device, _, version) in &holders {
+                let n = sqlx::query(
+                    "DELETE FROM envelopes WHERE device_id = ? AND secret = ? AND version = ?",
+                )
+                .bind(device)
+                .bind(&secret)
+                .bind(version)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+                if n == 1 {
+                    deleted += 1;
+                    self.mark_due(&mut tx, &secret, *version, now, "eligibility_changed")
+                        .await?;
+                }
+            }
+            if deleted == 0 {
+                continue;
+            }
+            let users: BTreeSet<&str> = holders.iter().map(|h| h.1.as_str()).collect();
+            append(
+                &mut tx,
+                &Actor::System,
+                AuditAction::EnvelopesWithdrawn,
+                &secret,
+                serde_json::json!({
+                    "devices": holders.iter().map(|h| h.0.clone()).collect::<Vec<_>>(),
+                    "users": users,
+                    "reason": "eligibility_changed",
+                }),
+                now,
+            )
+            .await?;
+            tx.commit().await?;
+            withdrawn.push(secret);
+        }
+        Ok(withdrawn)
+    }
+
+    /// Worker step: marks for rotation every secret whose value is older than its
+    /// `max_age`.
+    pub async fn mark_aged_secrets(&self) -> Result<()> {
+        let now = self.now();
+        let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
+            "SELECT name, version, updated_at FROM secrets WHERE version > 0 AND rotation_due_at IS NULL",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        for (name, version, updated_at) in rows {
+            let Some(sp) = self.policy.secret(&name) else {
+                continue;
+            };
+            let Some(updated) = updated_at.as_deref().map(parse_ts).transpose()? else {
+                continue;
+            };
+            let due = updated + Duration::seconds(sp.max_age_secs);
+            if due > now {
+                continue;
+            }
+            let mut tx = self.write_tx().await?;
+            self.mark_due(&mut tx, &name, version, due, "max_age")
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Worker step: grants that became active for a user who is disabled (a
+    /// provisioning that finished after the disable) are revoked.
+    async fn revoke_grants_of_disabled(&self) -> Result<()> {
+        let (any,): (i64,) = sqlx::query_as(
+            "SELECT EXISTS (SELECT 1 FROM grants WHERE state = 'active'
+               AND holder IN (SELECT name FROM users WHERE disabled_at IS NOT NULL))",
+        )
+        .fetch_one(&self.pool)
+        .await?;
+        if any == 0 {
+            return Ok(());
+        }
+        let now = self.now();
+        let grants: Vec<(String,)> = {
+            let mut tx = self.write_tx().await?;
+            let g: Vec<(String,)> = sqlx::query_as(
+                "UPDATE grants SET state = 'revoking', end_reason = 'revoked', ended_by = 'system', next_attempt_at = ?
+                 WHERE state = 'active' AND holder IN (SELECT name FROM users WHERE disabled_at IS NOT NULL)
+                 RETURNING id",
+            )
+            .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            g
+        };
+        for (id,) in grants {
+            if let Ok(gid) = id.parse::<GrantId>() {
+                self.finish_end(&gid).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The worker's access steps (see the module's doc).
+    pub async fn access_due_work(&self) -> Result<()> {
+        self.revoke_grants_of_disabled().await?;
+        self.withdraw_ineligible_envelopes().await?;
+        self.mark_aged_secrets().await?;
+        Ok(())
+    }
+}
