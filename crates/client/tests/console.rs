@@ -399,11 +399,8 @@ async fn an_app_reports_a_rolled_back_audit_log() {
             }
         }
     }
-    assert_eq!(
-        raised,
-        [alert.clone()],
-        "one security alert, not one per sync"
-    );
+    assert_eq!(raised.len(), 1, "one security alert, not one per sync");
+    assert_eq!(raised[0], alert);
 
     // The broker writes on past the seq the app saw: different records there, still
     // reported.
