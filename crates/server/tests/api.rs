@@ -1065,3 +1065,105 @@ async fn serves_tls_with_rustls() {
     );
     running.stop().await;
 }
+
+/// Any signed-in user gets the broker's signed audit head and the signed head at an
+/// earlier record (a count and a hash, no content); every record and head verifies
+/// with the public key of `GET /broker`. Bad sequence numbers are JSON 4xx.
+#[tokio::test]
+async fn audit_heads_are_signed_and_served_to_any_user() {
+    let tb = common::spawn().await;
+    let dave = tb.token("dave");
+    let (s, id) = raw(&tb, "GET", "/broker", Some(dave), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let key =
+        firedoor_core::breakglass::decode_public_key(id["signing_key"].as_str().unwrap()).unwrap();
+    let (s, head) = raw(&tb, "GET", "/audit/head", Some(dave), None, None).await;
+    assert_eq!(s, StatusCode::OK, "{head}");
+    let head: firedoor_core::audit::SignedHead = serde_json::from_value(head).unwrap();
+    assert!(head.signature_valid(&key));
+    let records = tb.client("carol").audit(0, 5000).await.unwrap();
+    assert_eq!(head.seq, records.len() as i64);
+    assert_eq!(head.hash, records.last().unwrap().hash);
+    for r in &records {
+        assert!(
+            firedoor_core::audit::head_signature_valid(
+                &key,
+                r.seq,
+                &r.hash,
+                r.signature.as_deref().unwrap()
+            ),
+            "record {} is signed",
+            r.seq
+        );
+    }
+    let (s, first) = raw(&tb, "GET", "/audit/heads/1", Some(dave), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let first: firedoor_core::audit::SignedHead = serde_json::from_value(first).unwrap();
+    assert_eq!((first.seq, &first.hash), (1, &records[0].hash));
+    assert!(first.signature_valid(&key));
+    assert_eq!(
+        serde_json::to_value(&first)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    for (path, status) in [
+        ("/audit/heads/0", StatusCode::BAD_REQUEST),
+        ("/audit/heads/-3", StatusCode::BAD_REQUEST),
+        ("/audit/heads/abc", StatusCode::BAD_REQUEST),
+        ("/audit/heads/99999999", StatusCode::NOT_FOUND),
+    ] {
+        let (s, body) = raw(&tb, "GET", path, Some(dave), None, None).await;
+        assert_eq!(s, status, "{path}: {body}");
+        assert!(
+            body["code"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
+    }
+    let (s, _) = raw(&tb, "GET", "/audit/head", None, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+/// The upgrade: records written before audit signatures (no signature) are signed at
+/// the first start, while nothing is anchored yet. Afterwards an unsigned record
+/// means someone without the key wrote it, and the broker refuses to start.
+#[tokio::test]
+async fn records_from_before_signatures_are_signed_at_the_first_start_only() {
+    let tb = common::spawn().await;
+    let data = tb.dir.path().join("data");
+    let n = tb.client("carol").audit(0, 5000).await.unwrap().len() as i64;
+    tb.running.stop().await;
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("firedoor.db").display()))
+            .await
+            .unwrap();
+    // As the database looks right after migration 0003, with no anchor yet.
+    sqlx::query("UPDATE audit SET signature = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    std::fs::remove_file(data.join("audit-anchor.log")).unwrap();
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let cfg = firedoor_server::Config::new(&data, policy.clone());
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let v = firedoor_server::audit::verify(&b.broker.pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.records, n + 1, "all signed, plus broker_started");
+    b.stop().await;
+
+    // Now anchored: an unsigned record is refused, not signed.
+    sqlx::query("UPDATE audit SET signature = NULL WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = firedoor_server::start(firedoor_server::Config::new(&data, policy))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("record 2 has no signature"), "{e}");
+}
