@@ -1167,3 +1167,48 @@ async fn records_from_before_signatures_are_signed_at_the_first_start_only() {
         .unwrap();
     assert!(e.to_string().contains("record 2 has no signature"), "{e}");
 }
+
+/// While records are written the broker anchors its head every `anchor_interval`
+/// (a minute by default), not only at start and shutdown: a crash loses at most
+/// that much from the anchor.
+#[tokio::test]
+async fn the_head_is_anchored_periodically_while_records_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let mut cfg = firedoor_server::Config::new(&data, policy);
+    cfg.anchor_interval = std::time::Duration::from_millis(50);
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let anchored = || {
+        std::fs::read_to_string(data.join("audit-anchor.log"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<firedoor_core::audit::SignedHead>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(anchored().last().unwrap().seq, 1, "anchored at start");
+    firedoor_server::auth::add_user(
+        &b.broker.pool,
+        &firedoor_server::audit::Actor::System,
+        "alice",
+        &[],
+        false,
+        b.broker.now(),
+    )
+    .await
+    .unwrap();
+    eventually("the new head is anchored", || async {
+        (anchored().last().unwrap().seq == 3).then_some(())
+    })
+    .await;
+    let key = b.broker.key.verifying_key();
+    assert!(anchored().iter().all(|h| h.signature_valid(&key)));
+    let before = anchored().len();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        anchored().len(),
+        before,
+        "an idle log is not anchored again"
+    );
+    b.stop().await;
+}
