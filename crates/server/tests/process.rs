@@ -673,14 +673,31 @@ async fn audit_rewrite_with_recomputed_hashes_is_caught_by_signatures() {
     let ok = audit_cli(&data, &["audit", "verify"]);
     assert!(ok.status.success(), "{}", text(&ok));
 
-    // The public key, and an export checked offline with it.
-    let key = last_line(&audit_cli(&data, &["audit", "public-key"]));
     let export = tmp.path().join("audit.jsonl");
     let e = audit_cli(
         &data,
         &["audit", "export", "--out", export.to_str().unwrap()],
     );
     assert!(e.status.success(), "{}", text(&e));
+
+    // The attack: record 3 (bob's user_added) is edited; every later hash is
+    // recomputed.
+    let pool = open_db(&data).await;
+    rewrite_record(&pool, 3, r#"{"user":"mallory"}"#).await;
+    assert!(
+        plain_chain_ok(&pool).await,
+        "the hash chain alone is fooled by the attack"
+    );
+    let v = audit_cli(&data, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(
+        text(&v).contains("BROKEN at record 3") && text(&v).contains("signature"),
+        "names the edited record: {}",
+        text(&v)
+    );
+
+    // The public key, and the export taken before the attack checked offline with it.
+    let key = last_line(&audit_cli(&data, &["audit", "public-key"]));
     let first: serde_json::Value = serde_json::from_str(
         std::fs::read_to_string(&export)
             .unwrap()
@@ -706,22 +723,6 @@ async fn audit_rewrite_with_recomputed_hashes_is_caught_by_signatures() {
         ],
     );
     assert!(v.status.success(), "{}", text(&v));
-
-    // The attack: record 3 (bob's user_added) is edited; every later hash is
-    // recomputed.
-    let pool = open_db(&data).await;
-    rewrite_record(&pool, 3, r#"{"user":"mallory"}"#).await;
-    assert!(
-        plain_chain_ok(&pool).await,
-        "the hash chain alone is fooled by the attack"
-    );
-    let v = audit_cli(&data, &["audit", "verify"]);
-    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
-    assert!(
-        text(&v).contains("BROKEN at record 3") && text(&v).contains("signature"),
-        "names the edited record: {}",
-        text(&v)
-    );
 
     // The same on an export, offline, with only the public key.
     let forged = tmp.path().join("forged.jsonl");
@@ -766,18 +767,18 @@ async fn audit_rewrite_with_recomputed_hashes_is_caught_by_signatures() {
 
 /// Starts `serve` with an empty policy; `Err(output)` if it exits instead (within
 /// 20 s).
-async fn try_serve(data: &Path, port: u16, extra: &[&str]) -> Result<Broker, String> {
+async fn try_serve(data: &Path, port: u16, anchor: &Path) -> Result<Broker, String> {
     let policy = data.parent().unwrap().join("empty-policy.toml");
     std::fs::write(&policy, "").unwrap();
     let mut child = Command::new(audit_bin())
         .arg("--data-dir")
         .arg(data)
-        .args(extra)
         .arg("serve")
         .arg("--policy")
         .arg(&policy)
         .args(["--listen", &format!("127.0.0.1:{port}")])
         .env("FIREDOOR_LOG", "warn")
+        .env("FIREDOOR_AUDIT_ANCHOR", anchor)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -817,37 +818,37 @@ fn terminate(mut b: Broker) {
     }
 }
 
+/// `audit_cli` with the anchor file at `anchor` (through the environment).
+fn audit_cli_at(data: &Path, anchor: &Path, args: &[&str]) -> Output {
+    Command::new(audit_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("FIREDOOR_LOG", "warn")
+        .env("FIREDOOR_AUDIT_ANCHOR", anchor)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 /// Attack (issue 8 §3): roll the log back to an earlier head: delete its end and
 /// reset SQLite's AUTOINCREMENT counter so the database alone looks whole. The
-/// anchor file (here on "another disk", --audit-anchor) still holds the later signed
-/// head: `audit verify` fails naming it and the broker refuses to start.
+/// anchor file (here on "another disk", FIREDOOR_AUDIT_ANCHOR / --audit-anchor)
+/// still holds the later signed head: `audit verify` fails naming it and the broker
+/// refuses to start.
 #[tokio::test]
 async fn audit_rollback_is_caught_by_the_anchor_file() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let anchor = tmp.path().join("other-disk").join("anchor.log");
-    let anchor_arg = ["--audit-anchor", anchor.to_str().unwrap()];
     last_line(&audit_cli(&data, &["user", "add", "alice"])); // records 1, 2
-    let port = free_port();
-    let b = try_serve(&data, port, &anchor_arg).await.unwrap(); // 3: broker_started
+    let b = try_serve(&data, free_port(), &anchor).await.unwrap(); // 3: broker_started
     for name in ["bob", "carol"] {
         // 4..=7, written beside the running broker
         last_line(&audit_cli(&data, &["user", "add", name]));
     }
     terminate(b);
-    let lines: Vec<firedoor_core::audit::SignedHead> = std::fs::read_to_string(&anchor)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    assert_eq!(
-        lines.iter().map(|h| h.seq).collect::<Vec<_>>(),
-        [3, 7],
-        "anchored at start and at shutdown"
-    );
-    let mut args = vec!["audit", "verify"];
-    args.extend(anchor_arg);
-    let v = audit_cli(&data, &args);
+    let v = audit_cli_at(&data, &anchor, &["audit", "verify"]);
     assert!(v.status.success(), "{}", text(&v));
 
     // The attack: back to record 4.
@@ -861,30 +862,37 @@ async fn audit_rollback_is_caught_by_the_anchor_file() {
         .await
         .unwrap();
     pool.close().await;
-    let plain = audit_cli(
-        &data,
-        &["audit", "verify", "--audit-anchor", "/nonexistent/x"],
-    );
+    let plain = audit_cli_at(&data, Path::new("/nonexistent/x"), &["audit", "verify"]);
     assert!(
         plain.status.success(),
         "without the anchor the database alone looks whole: {}",
         text(&plain)
     );
 
-    let v = audit_cli(&data, &args);
+    let v = audit_cli_at(&data, &anchor, &["audit", "verify"]);
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
     assert!(
         text(&v).contains("ROLLED BACK") && text(&v).contains("record 7"),
         "{}",
         text(&v)
     );
-    let refused = try_serve(&data, free_port(), &anchor_arg).await;
+    let refused = try_serve(&data, free_port(), &anchor).await;
     let err = refused
         .err()
         .expect("the broker must not start on a rolled-back log");
     assert!(
         err.contains("refusing to start") && err.contains("record 7"),
         "{err}"
+    );
+    let lines: Vec<firedoor_core::audit::SignedHead> = std::fs::read_to_string(&anchor)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.iter().map(|h| h.seq).collect::<Vec<_>>(),
+        [3, 7],
+        "anchored at start and at shutdown (only appended, never rewritten)"
     );
 
     // Rolled back and written again (the same seqs, other content): still caught.
@@ -897,8 +905,8 @@ async fn audit_rollback_is_caught_by_the_anchor_file() {
     for name in ["dave", "erin", "frank"] {
         last_line(&audit_cli(&data, &["user", "add", name])); // 3..=8 again
     }
-    let v = audit_cli(&data, &args);
+    let v = audit_cli_at(&data, &anchor, &["audit", "verify"]);
     assert_eq!(v.status.code(), Some(1), "{}", text(&v));
     assert!(text(&v).contains("not the one seen signed"), "{}", text(&v));
-    assert!(try_serve(&data, free_port(), &anchor_arg).await.is_err());
+    assert!(try_serve(&data, free_port(), &anchor).await.is_err());
 }
