@@ -269,7 +269,7 @@ fn check_link(r: &AuditRecord, expected_seq: i64, prev: &str) -> Result<(), Chai
 /// Why a log does not contain a head seen earlier (in the anchor file, by a client).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RollbackError {
-    #[error("the signed head at record {seq} is not signed by the broker key (forged)")]
+    #[error("the signed head at record {seq} is not signed by this broker key (forged, or the broker key was replaced: check --key-file)")]
     BadSignature { seq: i64 },
     #[error("the log ends at record {now} but record {seen} was seen signed earlier: the records after {now} were removed (the log was truncated or rolled back)")]
     Truncated { seen: i64, now: i64 },

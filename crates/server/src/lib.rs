@@ -117,6 +117,17 @@ async fn load_key(pool: &sqlx::SqlitePool, path: &Path) -> anyhow::Result<vault:
                 path.display()
             );
         }
+        let (signed,): (i64,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM audit WHERE signature IS NOT NULL)")
+                .fetch_one(pool)
+                .await?;
+        if signed != 0 {
+            anyhow::bail!(
+                "{}: no broker key there, but the database's audit log is signed with one; \
+                 pass the broker's key file with --key-file (or FIREDOOR_KEY_FILE)",
+                path.display()
+            );
+        }
     }
     let key = vault::BrokerKey::load_or_create(path)?;
     audit::register_signer(pool, key.signing_key());
