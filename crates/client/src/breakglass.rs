@@ -144,7 +144,7 @@ impl Account {
             id: format!("{user}@{url}"),
         }
     }
-    fn key(&self, name: &str) -> String {
+    pub(crate) fn key(&self, name: &str) -> String {
         format!("{KEEP_PREFIX}{}/{name}", self.id)
     }
     /// Where the wrapped device keys live in the secret store.
@@ -175,8 +175,8 @@ struct Enrolment {
     kdf_log_n: u8,
 }
 
-struct Pin {
-    key: VerifyingKey,
+pub(crate) struct Pin {
+    pub(crate) key: VerifyingKey,
     fingerprint: String,
 }
 
@@ -295,7 +295,7 @@ impl Console {
         }))
     }
 
-    async fn pinned(&self, a: &Account) -> Result<Option<Pin>> {
+    pub(crate) async fn pinned(&self, a: &Account) -> Result<Option<Pin>> {
         let Some(k) = self.cache.get(&a.key(K_BROKER_KEY)).await? else {
             return Ok(None);
         };

@@ -75,6 +75,11 @@ pub struct AppStatus {
     /// Broker clock minus local clock, in milliseconds.
     pub clock_offset_ms: i64,
     pub last_error: Option<String>,
+    /// Set while the broker's audit log does not extend the signed head this app
+    /// saw earlier (rolled back, rewritten, or not signed by the pinned key): a
+    /// security alert (see `crate::audit_head`).
+    #[serde(default)]
+    pub audit_alert: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -293,6 +298,7 @@ impl Console {
             last_synced_at: self.cache.get_time(K_SYNCED).await?,
             clock_offset_ms: live.clock_offset_ms,
             last_error: live.last_error.clone(),
+            audit_alert: self.audit_alert(&live).await?,
         })
     }
 
@@ -590,6 +596,7 @@ impl Console {
         let rtt = Utc::now() - sent;
         let offset = (health.time - (sent + rtt / 2)).num_milliseconds();
         let break_glass_problem = self.sync_break_glass(&c).await?;
+        let audit_problem = self.check_audit_head(&c).await?;
         let (bundles, mine, awaiting, grants) = tokio::join!(
             c.bundles(),
             c.requests("mine"),
@@ -619,6 +626,9 @@ impl Console {
             live.clock_offset_ms = offset;
             if break_glass_problem.is_some() {
                 live.last_error = break_glass_problem;
+            }
+            if audit_problem.is_some() {
+                live.last_error = audit_problem;
             }
         }
         self.changed(Change::Snapshot);

@@ -5,6 +5,7 @@
 //! [`device`]), and the OS keyring store for the API token and the wrapped device
 //! keys ([`secrets`]).
 
+mod audit_head;
 pub mod breakglass;
 pub mod cache;
 pub mod console;
@@ -310,6 +311,16 @@ impl Client {
         )
         .await
         .map(|x| x.1)
+    }
+
+    /// The broker's signed audit head (any signed-in user).
+    pub async fn audit_head(&self) -> Result<firedoor_core::audit::SignedHead> {
+        self.get("/audit/head").await
+    }
+
+    /// The broker's signed audit head as it was at record `seq`.
+    pub async fn audit_head_at(&self, seq: i64) -> Result<firedoor_core::audit::SignedHead> {
+        self.get(&format!("/audit/heads/{seq}")).await
     }
 
     // ---- Offline break glass --------------------------------------------------

@@ -420,3 +420,110 @@ async fn sign_out_revokes_the_token_at_the_broker_even_when_offline() {
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
     hay.windows(needle.len()).any(|w| w == needle)
 }
+/// Attack (issue 8 §3): the broker's database is rolled back to an earlier audit head
+/// (its end deleted, SQLite's counter reset) and the anchor file deleted too, so the
+/// broker starts again. An app that saw the later signed head reports the rollback
+/// as a security alert, and keeps reporting it when the broker writes new records
+/// over the old sequence numbers.
+#[tokio::test]
+async fn an_app_reports_a_rolled_back_audit_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let console = Console::open(
+        &dir.path().join("app"),
+        Arc::new(MemoryStore::default()),
+        false,
+    )
+    .await
+    .unwrap();
+    let mut changes = console.subscribe();
+    console.sign_in(&b.url(), &alice).await.unwrap();
+    console
+        .request_bundle(justified("prod-db-read"))
+        .await
+        .unwrap();
+    console.sync().await.unwrap();
+    let st = console.status().await.unwrap();
+    assert_eq!(st.audit_alert, None, "a log that only grows is fine");
+    let seen = firedoor_server::audit::head(&b.broker.pool, b.broker.now())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq;
+    assert!(seen > 3, "{seen}");
+    b.stop().await;
+
+    // The attack: back to record 2.
+    let db = bdir.join("firedoor.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq > 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sqlite_sequence SET seq = 2 WHERE name = 'audit'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+
+    // The anchor file stops the broker from starting on it...
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let mut cfg = firedoor_server::Config::new(&bdir, policy);
+    cfg.listen = addr;
+    let refused = firedoor_server::start(cfg).await.err().unwrap();
+    assert!(
+        refused.to_string().contains("refusing to start"),
+        "{refused}"
+    );
+    // ...so the attacker deletes it too.
+    std::fs::remove_file(bdir.join("audit-anchor.log")).unwrap();
+    let b = broker(&bdir, addr).await;
+
+    console.sync().await.unwrap();
+    let st = console.status().await.unwrap();
+    let alert = st.audit_alert.clone().expect("the rollback is reported");
+    assert!(
+        alert.contains("rolled back") && alert.contains(&format!("record {seen}")),
+        "{alert}"
+    );
+    assert_eq!(st.last_error.as_deref(), Some(alert.as_str()));
+    let mut raised = Vec::new();
+    while let Ok(c) = changes.try_recv() {
+        if let Change::Event(ev) = c {
+            if ev.kind == "security_alert" {
+                raised.push(ev.message);
+            }
+        }
+    }
+    assert_eq!(raised.len(), 1, "one security alert, not one per sync");
+    assert_eq!(raised[0], alert);
+
+    // The broker writes on past the seq the app saw: different records there, still
+    // reported.
+    let mut n = 0;
+    while firedoor_server::audit::head(&b.broker.pool, b.broker.now())
+        .await
+        .unwrap()
+        .unwrap()
+        .seq
+        <= seen
+    {
+        token(&b, &format!("u{n}"), &[], false).await;
+        n += 1;
+    }
+    console.sync().await.unwrap();
+    let st = console.status().await.unwrap();
+    assert!(
+        st.audit_alert
+            .as_deref()
+            .is_some_and(|a| a.contains("not the one seen signed")),
+        "{:?}",
+        st.audit_alert
+    );
+    b.stop().await;
+}

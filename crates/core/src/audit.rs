@@ -1,7 +1,17 @@
 //! The tamper-evident audit log: every record carries the hash of the one before it,
 //! `hash = SHA-256(prev_hash ‖ record)`, so an edited, inserted or removed record
 //! breaks the chain at that point.
+//!
+//! The hash chain alone stops nobody who can write the database: they edit a record
+//! and recompute every later hash. So each record also carries an ed25519 signature
+//! by the broker's signing key (kept in the key file, never in the database) over
+//! [`head_message`] — its sequence number and hash, which commit to every record up
+//! to it. A signed `(seq, hash)` is a *signed head*: the broker appends them to an
+//! anchor file outside the database and hands them to clients, and [`check_anchor`]
+//! / [`check_extends`] say whether a log still contains a head seen earlier.
 
+use base64::Engine;
+use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -100,6 +110,11 @@ pub struct AuditRecord {
     pub details: String,
     pub prev_hash: String,
     pub hash: String,
+    /// Base64 ed25519 signature by the broker's signing key over
+    /// [`head_message`]`(seq, hash)`. `None` only in a database written before
+    /// signatures existed and not yet signed (the broker signs those at start).
+    #[serde(default)]
+    pub signature: Option<String>,
 }
 
 /// The hash of a record given the one before it. Each field is length-prefixed so
@@ -151,6 +166,186 @@ pub struct ChainError {
     pub problem: String,
 }
 
+/// Domain separation: an audit signature can never be mistaken for an envelope or
+/// unlock-record signature made with the same key.
+const HEAD_DOMAIN: &str = "firedoor audit head v1\n";
+
+/// The bytes the broker signs for the record (or head) `seq` with hash `hash`.
+pub fn head_message(seq: i64, hash: &str) -> Vec<u8> {
+    format!("{HEAD_DOMAIN}{seq}\n{hash}").into_bytes()
+}
+
+fn b64() -> base64::engine::GeneralPurpose {
+    base64::engine::general_purpose::STANDARD
+}
+
+/// Signs `(seq, hash)`; base64 signature.
+pub fn sign_head(key: &SigningKey, seq: i64, hash: &str) -> String {
+    b64().encode(key.sign(&head_message(seq, hash)).to_bytes())
+}
+
+/// Whether `signature` (base64) is `key`'s signature over `(seq, hash)`.
+pub fn head_signature_valid(key: &VerifyingKey, seq: i64, hash: &str, signature: &str) -> bool {
+    let Ok(bytes) = b64().decode(signature.trim()) else {
+        return false;
+    };
+    let Ok(arr) = <[u8; 64]>::try_from(bytes.as_slice()) else {
+        return false;
+    };
+    key.verify(&head_message(seq, hash), &Signature::from_bytes(&arr))
+        .is_ok()
+}
+
+/// A signed head: the log had `seq` records and the last one's hash was `hash`. Lines
+/// of the anchor file and the broker's `GET /audit/head` answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedHead {
+    pub seq: i64,
+    pub hash: String,
+    /// Base64 ed25519 signature over [`head_message`]`(seq, hash)`.
+    pub signature: String,
+    /// When the head was written out (anchored or served). Not signed: informational.
+    pub at: String,
+}
+
+impl SignedHead {
+    pub fn signature_valid(&self, key: &VerifyingKey) -> bool {
+        head_signature_valid(key, self.seq, &self.hash, &self.signature)
+    }
+}
+
+/// Walks the chain in order and checks every record's signature with the broker's
+/// public key. Returns the number of records and the head hash. The first record
+/// that fails any check is named: an attacker who edits a record and recomputes the
+/// later hashes cannot sign the new hashes, so the edited record is the first bad one.
+pub fn verify_signed_chain<'a>(
+    records: impl IntoIterator<Item = &'a AuditRecord>,
+    key: &VerifyingKey,
+) -> Result<(i64, String), ChainError> {
+    let mut expected_seq = 1;
+    let mut prev = GENESIS_HASH.to_string();
+    for r in records {
+        check_link(r, expected_seq, &prev)?;
+        match &r.signature {
+            None => {
+                return Err(ChainError {
+                    seq: r.seq,
+                    problem: "it has no signature (it was added or edited by someone without the broker key)".into(),
+                })
+            }
+            Some(sig) if !head_signature_valid(key, r.seq, &r.hash, sig) => {
+                return Err(ChainError {
+                    seq: r.seq,
+                    problem: "its signature does not match (it was edited and re-hashed by someone without the broker key, or it is signed by another key)".into(),
+                })
+            }
+            Some(_) => {}
+        }
+        prev = r.hash.clone();
+        expected_seq += 1;
+    }
+    Ok((expected_seq - 1, prev))
+}
+
+fn check_link(r: &AuditRecord, expected_seq: i64, prev: &str) -> Result<(), ChainError> {
+    if r.seq != expected_seq {
+        return Err(ChainError {
+            seq: expected_seq,
+            problem: format!(
+                "missing: the next record present is {} (records were removed)",
+                r.seq
+            ),
+        });
+    }
+    if r.prev_hash != prev {
+        return Err(ChainError {
+            seq: r.seq,
+            problem:
+                "does not link to the record before it (a record before it was edited or removed)"
+                    .into(),
+        });
+    }
+    if r.expected_hash() != r.hash {
+        return Err(ChainError {
+            seq: r.seq,
+            problem: "its content does not match its hash (the record was edited)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Why a log does not contain a head seen earlier (in the anchor file, by a client).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RollbackError {
+    #[error("the signed head at record {seq} is not signed by this broker key (forged, or the broker key was replaced: check --key-file)")]
+    BadSignature { seq: i64 },
+    #[error("the log ends at record {now} but record {seen} was seen signed earlier: the records after {now} were removed (the log was truncated or rolled back)")]
+    Truncated { seen: i64, now: i64 },
+    #[error("record {seq} is not the one seen signed earlier (its hash changed): the log was rewritten from there or rolled back and written again")]
+    Rewritten { seq: i64 },
+}
+
+/// The anchor rule: a head seen earlier (`anchored`, from the anchor file) must be
+/// signed by the broker key, the log (whose head is `log_head_seq`) must reach it,
+/// and the log's record at that seq must have the anchored hash (`log_hash_at` is
+/// the log's hash at `anchored.seq`, `None` if there is no such record).
+pub fn check_anchor(
+    anchored: &SignedHead,
+    key: &VerifyingKey,
+    log_head_seq: i64,
+    log_hash_at: Option<&str>,
+) -> Result<(), RollbackError> {
+    if !anchored.signature_valid(key) {
+        return Err(RollbackError::BadSignature { seq: anchored.seq });
+    }
+    if log_head_seq < anchored.seq {
+        return Err(RollbackError::Truncated {
+            seen: anchored.seq,
+            now: log_head_seq,
+        });
+    }
+    match log_hash_at {
+        Some(h) if h == anchored.hash => Ok(()),
+        _ => Err(RollbackError::Rewritten { seq: anchored.seq }),
+    }
+}
+
+/// The client rule: the broker's new head `new` extends the head `seen` earlier when
+/// it is signed, its seq is not lower, and the broker's signed hash at `seen.seq`
+/// (`signed_at_seen`, fetched from `GET /audit/heads/{seq}`; not needed when the seqs
+/// are equal) is the one seen.
+pub fn check_extends(
+    seen: &SignedHead,
+    new: &SignedHead,
+    signed_at_seen: Option<&SignedHead>,
+    key: &VerifyingKey,
+) -> Result<(), RollbackError> {
+    if !new.signature_valid(key) {
+        return Err(RollbackError::BadSignature { seq: new.seq });
+    }
+    if new.seq < seen.seq {
+        return Err(RollbackError::Truncated {
+            seen: seen.seq,
+            now: new.seq,
+        });
+    }
+    let at_seen = if new.seq == seen.seq {
+        new
+    } else {
+        match signed_at_seen {
+            Some(h) if h.seq == seen.seq => h,
+            _ => return Err(RollbackError::Rewritten { seq: seen.seq }),
+        }
+    };
+    if !at_seen.signature_valid(key) {
+        return Err(RollbackError::BadSignature { seq: at_seen.seq });
+    }
+    if at_seen.hash != seen.hash {
+        return Err(RollbackError::Rewritten { seq: seen.seq });
+    }
+    Ok(())
+}
+
 /// Walks the chain in order. Returns the number of records and the head hash.
 pub fn verify_chain<'a>(
     records: impl IntoIterator<Item = &'a AuditRecord>,
@@ -158,27 +353,7 @@ pub fn verify_chain<'a>(
     let mut expected_seq = 1;
     let mut prev = GENESIS_HASH.to_string();
     for r in records {
-        if r.seq != expected_seq {
-            return Err(ChainError {
-                seq: expected_seq,
-                problem: format!(
-                    "missing: the next record present is {} (records were removed)",
-                    r.seq
-                ),
-            });
-        }
-        if r.prev_hash != prev {
-            return Err(ChainError {
-                seq: r.seq,
-                problem: "does not link to the record before it (a record before it was edited or removed)".into(),
-            });
-        }
-        if r.expected_hash() != r.hash {
-            return Err(ChainError {
-                seq: r.seq,
-                problem: "its content does not match its hash (the record was edited)".into(),
-            });
-        }
+        check_link(r, expected_seq, &prev)?;
         prev = r.hash.clone();
         expected_seq += 1;
     }
@@ -205,6 +380,7 @@ mod tests {
                 details: "{}".into(),
                 prev_hash: prev,
                 hash: String::new(),
+                signature: None,
             };
             r.hash = r.expected_hash();
             out.push(r);
@@ -230,5 +406,191 @@ mod tests {
         rehashed[2].details = r#"{"x":1}"#.into();
         rehashed[2].hash = rehashed[2].expected_hash();
         assert_eq!(verify_chain(&rehashed).unwrap_err().seq, 4);
+    }
+
+    fn key(n: u8) -> SigningKey {
+        SigningKey::from_bytes(&[n; 32])
+    }
+
+    fn signed_chain(n: i64, k: &SigningKey) -> Vec<AuditRecord> {
+        let mut c = chain(n);
+        for r in &mut c {
+            r.signature = Some(sign_head(k, r.seq, &r.hash));
+        }
+        c
+    }
+
+    /// What an attacker with the database but without the key does: edit a record
+    /// and recompute every hash and link after it.
+    fn rewrite_from(c: &mut [AuditRecord], index: usize) {
+        for i in index..c.len() {
+            if i > 0 {
+                c[i].prev_hash = c[i - 1].hash.clone();
+            }
+            c[i].hash = c[i].expected_hash();
+        }
+    }
+
+    #[test]
+    fn signed_chain_verifies_and_names_the_edited_record() {
+        let k = key(1);
+        let vk = k.verifying_key();
+        let c = signed_chain(6, &k);
+        assert_eq!(verify_signed_chain(&c, &vk).unwrap().0, 6);
+        assert_eq!(verify_signed_chain(&c, &vk).unwrap().1, c[5].hash);
+
+        // Attack: edit record 3 and recompute every SHA-256 after it. The plain chain
+        // check passes; the signature check names record 3.
+        let mut forged = c.clone();
+        forged[2].details = r#"{"reason":"nothing to see"}"#.into();
+        rewrite_from(&mut forged, 2);
+        assert!(verify_chain(&forged).is_ok(), "the unsigned rule is fooled");
+        let e = verify_signed_chain(&forged, &vk).unwrap_err();
+        assert_eq!(e.seq, 3, "{e}");
+        assert!(e.problem.contains("signature"), "{e}");
+
+        // Dropping the signatures does not help.
+        let mut unsigned = forged.clone();
+        for r in &mut unsigned[2..] {
+            r.signature = None;
+        }
+        assert_eq!(verify_signed_chain(&unsigned, &vk).unwrap_err().seq, 3);
+
+        // A log signed by another key (a replaced key file) fails at record 1.
+        let other = signed_chain(6, &key(2));
+        assert_eq!(verify_signed_chain(&other, &vk).unwrap_err().seq, 1);
+
+        // Garbage signatures are a failure, not a panic.
+        let mut junk = c.clone();
+        junk[4].signature = Some("not base64!".into());
+        assert_eq!(verify_signed_chain(&junk, &vk).unwrap_err().seq, 5);
+        junk[4].signature = Some("AAAA".into());
+        assert_eq!(verify_signed_chain(&junk, &vk).unwrap_err().seq, 5);
+
+        // Edits without re-hashing are still named by the hash check.
+        let mut edited = c.clone();
+        edited[1].actor = "mallory".into();
+        assert_eq!(verify_signed_chain(&edited, &vk).unwrap_err().seq, 2);
+    }
+
+    #[test]
+    fn signatures_are_domain_separated() {
+        let k = key(1);
+        let sig = k.sign(b"42\nabc");
+        let b = b64().encode(sig.to_bytes());
+        assert!(!head_signature_valid(&k.verifying_key(), 42, "abc", &b));
+        assert!(head_signature_valid(
+            &k.verifying_key(),
+            42,
+            "abc",
+            &sign_head(&k, 42, "abc")
+        ));
+        assert!(!head_signature_valid(
+            &k.verifying_key(),
+            43,
+            "abc",
+            &sign_head(&k, 42, "abc")
+        ));
+    }
+
+    fn head_of(c: &[AuditRecord], seq: i64) -> SignedHead {
+        let r = &c[(seq - 1) as usize];
+        SignedHead {
+            seq,
+            hash: r.hash.clone(),
+            signature: r.signature.clone().unwrap(),
+            at: r.at.clone(),
+        }
+    }
+
+    #[test]
+    fn anchor_rule_detects_truncation_rewrite_and_forgery() {
+        let k = key(1);
+        let vk = k.verifying_key();
+        let c = signed_chain(6, &k);
+        let anchored = head_of(&c, 4);
+        let at = |log: &[AuditRecord], seq: i64| {
+            log.iter().find(|r| r.seq == seq).map(|r| r.hash.clone())
+        };
+        // The log reaches the anchored head, with that hash: fine.
+        assert_eq!(
+            check_anchor(&anchored, &vk, 6, at(&c, 4).as_deref()),
+            Ok(())
+        );
+        assert_eq!(
+            check_anchor(&anchored, &vk, 4, at(&c, 4).as_deref()),
+            Ok(())
+        );
+
+        // Truncated to record 2.
+        assert_eq!(
+            check_anchor(&anchored, &vk, 2, None),
+            Err(RollbackError::Truncated { seen: 4, now: 2 })
+        );
+
+        // Truncated to record 2, then the broker wrote on: same seqs, other hashes.
+        let mut forked = c[..2].to_vec();
+        forked.extend(signed_chain(6, &k)[2..].iter().cloned().map(|mut r| {
+            r.details = r#"{"after":"rollback"}"#.into();
+            r
+        }));
+        rewrite_from(&mut forked, 2);
+        assert_eq!(
+            check_anchor(&anchored, &vk, 6, at(&forked, 4).as_deref()),
+            Err(RollbackError::Rewritten { seq: 4 })
+        );
+
+        // A forged anchor line (not signed by the broker key).
+        let mut forged = anchored.clone();
+        forged.seq = 5;
+        assert_eq!(
+            check_anchor(&forged, &vk, 6, at(&c, 5).as_deref()),
+            Err(RollbackError::BadSignature { seq: 5 })
+        );
+    }
+
+    #[test]
+    fn client_rule_requires_later_heads_to_extend_the_one_seen() {
+        let k = key(1);
+        let vk = k.verifying_key();
+        let c = signed_chain(6, &k);
+        let seen = head_of(&c, 3);
+        // Same head, or a later one whose signed hash at seq 3 is the one seen.
+        assert_eq!(check_extends(&seen, &seen, None, &vk), Ok(()));
+        assert_eq!(
+            check_extends(&seen, &head_of(&c, 6), Some(&head_of(&c, 3)), &vk),
+            Ok(())
+        );
+        // Rolled back below what the client saw.
+        assert_eq!(
+            check_extends(&seen, &head_of(&c, 2), None, &vk),
+            Err(RollbackError::Truncated { seen: 3, now: 2 })
+        );
+        // Rolled back and written again: the signed hash at seq 3 differs.
+        let mut forked = c.clone();
+        forked[2].subject = "other".into();
+        rewrite_from(&mut forked, 2);
+        for r in &mut forked {
+            r.signature = Some(sign_head(&k, r.seq, &r.hash));
+        }
+        assert_eq!(
+            check_extends(&seen, &head_of(&forked, 6), Some(&head_of(&forked, 3)), &vk),
+            Err(RollbackError::Rewritten { seq: 3 })
+        );
+        assert_eq!(
+            check_extends(&seen, &head_of(&forked, 3), None, &vk),
+            Err(RollbackError::Rewritten { seq: 3 })
+        );
+        // The broker does not answer the earlier head: not proven, so reported.
+        assert_eq!(
+            check_extends(&seen, &head_of(&c, 6), None, &vk),
+            Err(RollbackError::Rewritten { seq: 3 })
+        );
+        // A head signed by another key.
+        let other = signed_chain(6, &key(2));
+        assert_eq!(
+            check_extends(&seen, &head_of(&other, 6), Some(&head_of(&c, 3)), &vk),
+            Err(RollbackError::BadSignature { seq: 6 })
+        );
     }
 }

@@ -137,6 +137,7 @@ impl Model {
             details: "{}".into(),
             prev_hash: prev,
             hash,
+            signature: None,
         });
     }
 

@@ -1,14 +1,52 @@
-//! Appending to and checking the hash-chained audit log. Appends happen inside the
-//! same transaction as the state change they record.
+//! Appending to and checking the hash-chained, signed audit log. Appends happen
+//! inside the same transaction as the state change they record; each record is
+//! signed there with the broker's signing key (see [`firedoor_core::audit`]), which
+//! the process registers for its database with [`register_signer`] when it loads the
+//! key file.
 
 use crate::clock::ts;
 use crate::error::{Error, Result};
 use crate::store::Tx;
 use chrono::{DateTime, Utc};
+use ed25519_dalek::{SigningKey, VerifyingKey};
 use firedoor_core::audit::{
-    record_hash, verify_chain, AuditAction, AuditRecord, ChainError, GENESIS_HASH,
+    record_hash, sign_head, verify_signed_chain, AuditAction, AuditRecord, ChainError, SignedHead,
+    GENESIS_HASH,
 };
 use sqlx::SqlitePool;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, OnceLock};
+
+type Signers = Mutex<HashMap<PathBuf, Arc<SigningKey>>>;
+
+fn signers() -> &'static Signers {
+    static SIGNERS: OnceLock<Signers> = OnceLock::new();
+    SIGNERS.get_or_init(Signers::default)
+}
+
+fn db_file(pool: &SqlitePool) -> PathBuf {
+    pool.connect_options().get_filename().to_path_buf()
+}
+
+/// Makes `key` sign the audit records this process appends to `pool`'s database.
+/// Every writer (the broker, and the CLI's user and token commands) loads the key
+/// file and registers it; an append without a registered key fails.
+pub fn register_signer(pool: &SqlitePool, key: &SigningKey) {
+    signers()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(db_file(pool), Arc::new(key.clone()));
+}
+
+/// The audit signing key registered for `pool`'s database.
+pub fn signer_for(pool: &SqlitePool) -> Option<Arc<SigningKey>> {
+    signers()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(&db_file(pool))
+        .cloned()
+}
 
 /// Who acted.
 #[derive(Debug, Clone)]
@@ -47,6 +85,12 @@ pub async fn append(
     let details = serde_json::to_string(&details).map_err(|e| Error::Corrupt(e.to_string()))?;
     let at = ts(now);
     let actor = actor.name();
+    let key = tx.audit_key.clone().ok_or_else(|| {
+        Error::Config(
+            "no audit signing key is loaded for this database (load the broker key file first)"
+                .into(),
+        )
+    })?;
     let hint = tx
         .audit_head
         .as_ref()
@@ -64,9 +108,10 @@ pub async fn append(
             subject,
             &details,
         );
+        let signature = sign_head(&key, seq, &hash);
         let done = sqlx::query(
-            "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash)
-             SELECT ?, ?, ?, ?, ?, ?, ?, ?
+            "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash, signature)
+             SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?
              WHERE (SELECT hash FROM audit ORDER BY seq DESC LIMIT 1) = ?",
         )
         .bind(seq)
@@ -77,6 +122,7 @@ pub async fn append(
         .bind(&details)
         .bind(&head_hash)
         .bind(&hash)
+        .bind(&signature)
         .bind(&head_hash)
         .execute(&mut **tx)
         .await?;
@@ -94,9 +140,10 @@ pub async fn append(
         None => (1, GENESIS_HASH.to_string()),
     };
     let hash = record_hash(&prev, seq, &at, &actor, action.as_str(), subject, &details);
+    let signature = sign_head(&key, seq, &hash);
     sqlx::query(
-        "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash, signature)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(seq)
     .bind(&at)
@@ -106,6 +153,7 @@ pub async fn append(
     .bind(&details)
     .bind(&prev)
     .bind(&hash)
+    .bind(&signature)
     .execute(&mut **tx)
     .await?;
     remember(tx, seq, hash);
@@ -118,7 +166,17 @@ fn remember(tx: &Tx, seq: i64, hash: String) {
     }
 }
 
-type Row = (i64, String, String, String, String, String, String, String);
+type Row = (
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+);
 
 fn to_record(r: Row) -> AuditRecord {
     AuditRecord {
@@ -130,13 +188,14 @@ fn to_record(r: Row) -> AuditRecord {
         details: r.5,
         prev_hash: r.6,
         hash: r.7,
+        signature: r.8,
     }
 }
 
 /// Records in order, `after` exclusive, at most `limit`.
 pub async fn records(pool: &SqlitePool, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
     let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit
+        "SELECT seq, at, actor, action, subject, details, prev_hash, hash, signature FROM audit
          WHERE seq > ? ORDER BY seq LIMIT ?",
     )
     .bind(after)
@@ -153,11 +212,26 @@ pub struct Verified {
     pub head: String,
 }
 
-/// Verifies the whole chain. A removed last record is caught through SQLite's
-/// AUTOINCREMENT counter, which remembers the highest sequence ever written.
+/// Verifies the whole chain (hashes, links and signatures) with the public key
+/// registered for `pool` (see [`register_signer`]).
 pub async fn verify(pool: &SqlitePool) -> Result<Result<Verified, ChainError>> {
+    let key = signer_for(pool).ok_or_else(|| {
+        Error::Config("no broker key is loaded for this database: cannot check signatures".into())
+    })?;
+    verify_with(pool, &key.verifying_key()).await
+}
+
+/// Verifies the whole chain: hashes, links, and every record's signature with the
+/// broker's public key `key`. A removed last record is caught through SQLite's
+/// AUTOINCREMENT counter, which remembers the highest sequence ever written (an
+/// attacker can reset it: the anchor file and clients catch that, see
+/// [`crate::anchor`]).
+pub async fn verify_with(
+    pool: &SqlitePool,
+    key: &VerifyingKey,
+) -> Result<Result<Verified, ChainError>> {
     let all = records(pool, 0, i64::MAX).await?;
-    let (n, head) = match verify_chain(&all) {
+    let (n, head) = match verify_signed_chain(&all, key) {
         Ok(v) => v,
         Err(e) => return Ok(Err(e)),
     };
@@ -177,4 +251,87 @@ pub async fn verify(pool: &SqlitePool) -> Result<Result<Verified, ChainError>> {
         }
     }
     Ok(Ok(Verified { records: n, head }))
+}
+
+/// The signed head of the log now (`None` while it is empty), stamped `at`.
+pub async fn head(pool: &SqlitePool, at: DateTime<Utc>) -> Result<Option<SignedHead>> {
+    let row: Option<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT seq, hash, signature FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(seq, hash, sig)| signed(seq, hash, sig, at)))
+}
+
+/// The signed head as it was at record `seq` (`None` if there is no such record).
+pub async fn head_at(pool: &SqlitePool, seq: i64, at: DateTime<Utc>) -> Result<Option<SignedHead>> {
+    let row: Option<(i64, String, Option<String>)> =
+        sqlx::query_as("SELECT seq, hash, signature FROM audit WHERE seq = ?")
+            .bind(seq)
+            .fetch_optional(pool)
+            .await?;
+    Ok(row.and_then(|(seq, hash, sig)| signed(seq, hash, sig, at)))
+}
+
+fn signed(seq: i64, hash: String, sig: Option<String>, at: DateTime<Utc>) -> Option<SignedHead> {
+    sig.map(|signature| SignedHead {
+        seq,
+        hash,
+        signature,
+        at: ts(at),
+    })
+}
+
+/// Signs the records written before audit signatures existed (migration 0003 left
+/// them without one). Only allowed while nothing was anchored yet (`anchored` is
+/// false): that is the first start after the upgrade. Afterwards an unsigned record
+/// was written by someone without the key, and this refuses. The old records are
+/// signed as they are, so they are only as trustworthy as the unsigned chain was;
+/// their hashes are checked first. Returns how many were signed.
+pub async fn sign_legacy(pool: &SqlitePool, key: &SigningKey, anchored: bool) -> Result<u64> {
+    let unsigned: Vec<(i64,)> =
+        sqlx::query_as("SELECT seq FROM audit WHERE signature IS NULL ORDER BY seq LIMIT 1")
+            .fetch_all(pool)
+            .await?;
+    let Some((first,)) = unsigned.first().copied() else {
+        return Ok(0);
+    };
+    if anchored {
+        return Err(Error::Config(format!(
+            "audit record {first} has no signature although the log was already signed and              anchored: it was added or edited by someone without the broker key              (run `firedoor-server audit verify`)"
+        )));
+    }
+    let all = records(pool, 0, i64::MAX).await?;
+    // Legacy records come first: an unsigned record after a signed one was not
+    // written before the upgrade.
+    if let Some(r) = all
+        .iter()
+        .skip_while(|r| r.signature.is_none())
+        .find(|r| r.signature.is_none())
+    {
+        return Err(Error::Config(format!(
+            "audit record {} has no signature but follows signed records: it was added or \
+             edited by someone without the broker key (run `firedoor-server audit verify`)",
+            r.seq
+        )));
+    }
+    if let Err(e) = firedoor_core::audit::verify_chain(&all) {
+        return Err(Error::Config(format!(
+            "not signing the audit records written before signatures existed: {e}"
+        )));
+    }
+    let mut tx = crate::store::write_tx(pool).await?;
+    let mut n = 0;
+    for r in all.iter().filter(|r| r.signature.is_none()) {
+        sqlx::query(
+            "UPDATE audit SET signature = ? WHERE seq = ? AND hash = ? AND signature IS NULL",
+        )
+        .bind(sign_head(key, r.seq, &r.hash))
+        .bind(r.seq)
+        .bind(&r.hash)
+        .execute(&mut *tx)
+        .await?;
+        n += 1;
+    }
+    tx.commit().await?;
+    Ok(n)
 }

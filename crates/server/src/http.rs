@@ -231,6 +231,8 @@ pub fn router(state: AppState) -> Router {
         .route("/grants/{id}/revoke", post(revoke))
         .route("/grants/{id}/extend", post(extend))
         .route("/audit", get(audit))
+        .route("/audit/head", get(audit_head))
+        .route("/audit/heads/{seq}", get(audit_head_at))
         .route("/events", get(events))
         .route("/me/token", delete(revoke_my_token))
         .route("/users/{name}/disable", post(disable_user))
@@ -873,4 +875,37 @@ async fn set_user_groups(
     b.withdraw_ineligible_envelopes().await?;
     b.wake_worker.notify_one();
     Ok(Json(GroupsView { user: name, groups }).into_response())
+}
+
+// ---------------------------------------------------------------- audit heads
+
+/// `GET /audit/head`: the broker's signed audit head, for any signed-in user (it
+/// reveals the number of records and a hash, no content). Clients keep the latest
+/// one and check that later heads extend it.
+async fn audit_head(
+    State(b): State<AppState>,
+    Caller(_): Caller,
+) -> ApiResult<Json<firedoor_core::audit::SignedHead>> {
+    crate::audit::head(&b.pool, b.now())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the audit log is empty"))
+}
+
+/// `GET /audit/heads/{seq}`: the signed head as it was at record `seq`.
+async fn audit_head_at(
+    State(b): State<AppState>,
+    Caller(_): Caller,
+    Path(seq): Path<String>,
+) -> ApiResult<Json<firedoor_core::audit::SignedHead>> {
+    let seq: i64 = seq.parse().ok().filter(|n| *n >= 1).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::InvalidRequest,
+            "seq must be a positive integer (an audit record's sequence number)",
+        )
+    })?;
+    crate::audit::head_at(&b.pool, seq, b.now())
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no audit record {seq}")))
 }

@@ -4,6 +4,7 @@
 //! the desktop app's demo mode both call it.
 
 pub mod access;
+pub mod anchor;
 pub mod audit;
 pub mod auth;
 pub mod breakglass;
@@ -58,6 +59,11 @@ pub struct Config {
     /// The broker's key file (age identity and envelope signing key); default
     /// `<data_dir>/broker.key`.
     pub key_file: Option<PathBuf>,
+    /// The audit anchor file (signed heads, append-only); default
+    /// `<data_dir>/audit-anchor.log`.
+    pub audit_anchor: Option<PathBuf>,
+    /// How often the head is anchored while records are written.
+    pub anchor_interval: Duration,
 }
 
 impl Config {
@@ -72,7 +78,14 @@ impl Config {
             worker_interval: Duration::from_millis(500),
             start_details: serde_json::json!({}),
             key_file: None,
+            audit_anchor: None,
+            anchor_interval: Duration::from_secs(60),
         }
+    }
+
+    /// Where the audit anchor file is.
+    pub fn anchor_path(&self) -> PathBuf {
+        anchor::path(&self.data_dir, self.audit_anchor.as_deref())
     }
 
     /// Where the broker's key file is.
@@ -105,8 +118,64 @@ async fn load_key(pool: &sqlx::SqlitePool, path: &Path) -> anyhow::Result<vault:
                 path.display()
             );
         }
+        let (signed,): (i64,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM audit WHERE signature IS NOT NULL)")
+                .fetch_one(pool)
+                .await?;
+        if signed != 0 {
+            anyhow::bail!(
+                "{}: no broker key there, but the database's audit log is signed with one; \
+                 pass the broker's key file with --key-file (or FIREDOOR_KEY_FILE)",
+                path.display()
+            );
+        }
     }
-    Ok(vault::BrokerKey::load_or_create(path)?)
+    let key = vault::BrokerKey::load_or_create(path)?;
+    audit::register_signer(pool, key.signing_key());
+    Ok(key)
+}
+
+/// Opens the store of a data directory for the CLI's writes (users, tokens): loads
+/// the broker key (creating it on a fresh data directory) so the audit records it
+/// appends are signed.
+pub async fn open_store(
+    data_dir: &Path,
+    key_file: Option<&Path>,
+) -> anyhow::Result<sqlx::SqlitePool> {
+    ensure_data_dir(data_dir)?;
+    let pool = store::open(&db_path(data_dir)).await?;
+    load_key(&pool, &key_path(data_dir, key_file)).await?;
+    Ok(pool)
+}
+
+/// Before serving: signs the records written before audit signatures existed (only
+/// on the first start after the upgrade, while nothing is anchored), then checks the
+/// database against the anchor file. A log that no longer holds the highest anchored
+/// head (truncated, restored from an older copy, rewritten) stops the start.
+async fn check_audit_at_start(
+    pool: &sqlx::SqlitePool,
+    key: &vault::BrokerKey,
+    anchor_path: &Path,
+) -> anyhow::Result<i64> {
+    let anchors = anchor::read(anchor_path)?;
+    let signed = audit::sign_legacy(pool, key.signing_key(), !anchors.is_empty()).await?;
+    if signed > 0 {
+        tracing::info!(
+            records = signed,
+            "signed the audit records written before audit signatures existed (first start after the upgrade)"
+        );
+    }
+    if let Err(e) = anchor::check(pool, anchor_path, &anchors, &key.verifying_key(), false).await? {
+        tracing::error!(problem = %e, "AUDIT LOG ROLLED BACK: refusing to start");
+        anyhow::bail!(
+            "refusing to start: the audit log does not hold a head anchored earlier: {e}. \
+             Someone with access to the database removed or rewrote audit records, or an older \
+             copy of the database was restored. Investigate (`firedoor-server audit verify`), \
+             then restore the database that reaches the anchored head; to accept the loss \
+             instead, move the anchor file aside (the next start begins a new one)."
+        );
+    }
+    Ok(anchors.iter().map(|h| h.seq).max().unwrap_or(0))
 }
 
 /// Opens the store and key of a data directory as a [`Broker`] without serving it:
@@ -132,6 +201,9 @@ pub struct RunningBroker {
     shutdown: watch::Sender<bool>,
     server: JoinHandle<()>,
     worker: JoinHandle<()>,
+    anchor: JoinHandle<()>,
+    /// Tells the anchoring task to write the final head (after the worker stopped).
+    anchor_stop: watch::Sender<bool>,
 }
 
 impl RunningBroker {
@@ -155,6 +227,8 @@ impl RunningBroker {
             abort.abort();
         }
         let _ = self.worker.await;
+        let _ = self.anchor_stop.send(true);
+        let _ = self.anchor.await;
     }
     /// Waits until the server stops (it runs until [`RunningBroker::stop`] or an error).
     pub async fn wait(self) {
@@ -195,6 +269,9 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
     ensure_data_dir(&cfg.data_dir)?;
     let pool = store::open(&db_path(&cfg.data_dir)).await?;
     let key = load_key(&pool, &cfg.key_path()).await?;
+    let anchor_path = cfg.anchor_path();
+    let anchored = check_audit_at_start(&pool, &key, &anchor_path).await?;
+    let mut anchor_log = anchor::AnchorLog::open(&anchor_path, anchored)?;
     let connectors = match cfg.connectors {
         Some(c) => c,
         None => connectors::from_policy(&cfg.policy).map_err(|e| anyhow::anyhow!("{e}"))?,
@@ -234,8 +311,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         .await?;
         tx.commit().await?;
     }
+    anchor_log.anchor_now(&broker.pool, broker.now()).await?;
 
     let (shutdown, mut stop_rx) = watch::channel(false);
+    let (anchor_stop, anchor_rx) = watch::channel(false);
+    let anchor = spawn_anchoring(broker.clone(), anchor_log, cfg.anchor_interval, anchor_rx);
     let app = http::router(broker.clone());
     let std_listener = std::net::TcpListener::bind(cfg.listen)?;
     std_listener.set_nonblocking(true)?;
@@ -298,5 +378,33 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         shutdown,
         server,
         worker,
+        anchor,
+        anchor_stop,
+    })
+}
+
+/// Anchors the head every `interval` while it moves, and once more at shutdown.
+fn spawn_anchoring(
+    broker: Arc<Broker>,
+    mut log: anchor::AnchorLog,
+    interval: Duration,
+    mut stop: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            let stopping = tokio::select! {
+                _ = tick.tick() => false,
+                _ = stop.wait_for(|s| *s) => true,
+            };
+            if let Err(e) = log.anchor_now(&broker.pool, broker.now()).await {
+                tracing::error!(error = %e, path = %log.path().display(), "could not anchor the audit head");
+            }
+            if stopping {
+                break;
+            }
+        }
     })
 }

@@ -5,13 +5,15 @@ use clap::{Parser, Subcommand};
 use firedoor_server::audit::Actor;
 use firedoor_server::clock::{Clock, SystemClock};
 use firedoor_server::connectors::Connectors;
-use firedoor_server::{auth, db_path, ensure_data_dir, store, Config, Tls};
+use firedoor_server::{auth, db_path, store, Config, Tls};
 use secrecy::ExposeSecret;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use zeroize::Zeroizing;
+
+mod audit_cli;
 
 #[derive(Parser)]
 #[command(
@@ -32,6 +34,10 @@ struct Cli {
     /// on first start). Default: <data-dir>/broker.key.
     #[arg(long, global = true, env = "FIREDOOR_KEY_FILE")]
     key_file: Option<PathBuf>,
+    /// The audit anchor: an append-only file of signed audit heads, best on another
+    /// disk than the database. Default: <data-dir>/audit-anchor.log.
+    #[arg(long, global = true, env = "FIREDOOR_AUDIT_ANCHOR")]
+    audit_anchor: Option<PathBuf>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -179,8 +185,21 @@ enum TokenCmd {
 
 #[derive(Subcommand)]
 enum AuditCmd {
-    /// Check the hash chain; exits non-zero naming the first bad record.
-    Verify,
+    /// Check the hash chain, every record's signature and the anchor file; exits
+    /// non-zero naming the first bad record. With --export, checks an exported file
+    /// with only the broker's public key (no database, no key file).
+    Verify {
+        /// An export (`audit export`) to check instead of the database.
+        #[arg(long, value_name = "FILE", requires = "public_key")]
+        export: Option<PathBuf>,
+        /// The broker's public key, base64, as `audit public-key` and
+        /// `GET /api/v1/broker` (signing_key) show it. Default: from the key file.
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+    /// Print the public key that verifies the audit log's signatures (base64
+    /// ed25519, the `signing_key` of `GET /api/v1/broker`) and its fingerprint.
+    PublicKey,
     /// Write the log as JSON lines.
     Export {
         /// File to write (default: standard output).
@@ -267,6 +286,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let pol = load_policy(&policy)?;
             let mut cfg = Config::new(&cli.data_dir, pol);
             cfg.key_file = cli.key_file.clone();
+            cfg.audit_anchor = cli.audit_anchor.clone();
             cfg.listen = listen;
             cfg.tls = match (tls_cert, tls_key, behind_tls_proxy) {
                 (Some(cert), Some(key), _) => Tls::Files { cert, key },
@@ -298,8 +318,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "demo-policy.toml",
                 firedoor_server::DEMO_POLICY,
             )?;
-            ensure_data_dir(&cli.data_dir)?;
-            let pool = store::open(&db_path(&cli.data_dir)).await?;
+            let pool = firedoor_server::open_store(&cli.data_dir, cli.key_file.as_deref()).await?;
             let actor = Actor::cli();
             let mut tokens = Vec::new();
             for (name, groups, admin) in [
@@ -318,6 +337,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             pool.close().await;
             let mut cfg = Config::new(&cli.data_dir, pol);
             cfg.key_file = cli.key_file.clone();
+            cfg.audit_anchor = cli.audit_anchor.clone();
             cfg.listen = listen;
             cfg.start_details = serde_json::json!({ "policy": "built-in demo policy" });
             let running = firedoor_server::start(cfg).await?;
@@ -346,7 +366,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::User { cmd } => {
-            let pool = open_existing_or_new(&cli.data_dir).await?;
+            let pool = firedoor_server::open_store(&cli.data_dir, cli.key_file.as_deref()).await?;
             let actor = Actor::cli();
             match cmd {
                 UserCmd::Add {
@@ -536,22 +556,29 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Audit { cmd } => {
+            if let AuditCmd::Verify {
+                export: Some(file),
+                public_key: Some(key),
+            } = &cmd
+            {
+                return audit_cli::verify_export(file, key, cli.audit_anchor.as_deref());
+            }
+            let key_path = firedoor_server::key_path(&cli.data_dir, cli.key_file.as_deref());
+            if let AuditCmd::PublicKey = &cmd {
+                return audit_cli::print_public_key(&key_path);
+            }
             let path = db_path(&cli.data_dir);
             if !path.exists() {
                 bail!("no broker database at {}", path.display());
             }
             let pool = store::open(&path).await?;
             match cmd {
-                AuditCmd::Verify => match firedoor_server::audit::verify(&pool).await? {
-                    Ok(v) => {
-                        println!("audit log ok: {} records, head {}", v.records, v.head);
-                        Ok(0)
-                    }
-                    Err(e) => {
-                        println!("AUDIT LOG BROKEN at record {}: {}", e.seq, e.problem);
-                        Ok(1)
-                    }
-                },
+                AuditCmd::PublicKey => Ok(0),
+                AuditCmd::Verify { public_key, .. } => {
+                    let anchor =
+                        firedoor_server::anchor::path(&cli.data_dir, cli.audit_anchor.as_deref());
+                    audit_cli::verify_db(&pool, &key_path, public_key.as_deref(), &anchor).await
+                }
                 AuditCmd::Export { out } => {
                     let mut w: Box<dyn Write> = match &out {
                         Some(p) => Box::new(std::io::BufWriter::new(std::fs::File::create(p)?)),
@@ -638,11 +665,6 @@ fn secret_line(s: &firedoor_core::breakglass::SecretView) -> String {
         line.push_str(&format!("\terror: {e}"));
     }
     line
-}
-
-async fn open_existing_or_new(dir: &std::path::Path) -> anyhow::Result<sqlx::SqlitePool> {
-    ensure_data_dir(dir)?;
-    Ok(store::open(&db_path(dir)).await?)
 }
 
 async fn wait_for_signal() {

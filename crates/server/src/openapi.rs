@@ -154,6 +154,9 @@ pub fn document(policy: &Policy) -> String {
             "/audit": { "get": op("Audit records (admins)", json!([
                     { "name": "after", "in": "query", "schema": int_range(0, i64::MAX) },
                     { "name": "limit", "in": "query", "schema": int_range(1, 5000) }]), None, arr("AuditRecord")) },
+            "/audit/head": { "get": op("The signed audit head (any signed-in user)", json!([]), None, r("SignedHead")) },
+            "/audit/heads/{seq}": { "get": op("The signed audit head at an earlier record", json!([
+                    { "name": "seq", "in": "path", "required": true, "schema": int_range(1, i64::MAX) }]), None, r("SignedHead")) },
             "/broker": { "get": op("The broker's envelope signing key (pin it at sign-in)", json!([]), None, r("BrokerIdentity")) },
             "/devices": {
                 "get": op("My enrolled devices", json!([]), None, json!({ "type": "object", "properties": { "devices": arr("Device") } })),
@@ -250,7 +253,10 @@ pub fn document(policy: &Policy) -> String {
                         "host": opt("string"), "port": opt("integer"), "note": opt("string") } } } } },
                 "AuditRecord": { "type": "object", "properties": {
                     "seq": s("integer"), "at": s("string"), "actor": s("string"), "action": s("string"), "subject": s("string"),
-                    "details": s("string"), "prev_hash": s("string"), "hash": s("string") } },
+                    "details": s("string"), "prev_hash": s("string"), "hash": s("string"),
+                    "signature": { "type": ["string", "null"], "description": "base64 ed25519 signature by the broker key over \"firedoor audit head v1\\n{seq}\\n{hash}\"" } } },
+                "SignedHead": { "type": "object", "description": "The audit log's head signed by the broker key (GET /broker's signing_key)", "properties": {
+                    "seq": s("integer"), "hash": s("string"), "signature": s("string"), "at": s("string") } },
                 "BrokerIdentity": { "type": "object", "properties": { "signing_key": s("string"), "fingerprint": s("string") } },
                 "RegisterDevice": { "type": "object", "required": ["name", "recipient", "signing_key"], "properties": {
                     "name": { "type": "string", "minLength": 1, "maxLength": 100, "allOf": [{ "pattern": NO_CONTROL_AT_ALL }, { "pattern": "\\S" }] },

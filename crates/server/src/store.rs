@@ -20,6 +20,8 @@ pub struct Tx {
     /// The last audit record this process wrote (seq, hash): a hint that saves a
     /// read per append. It is checked against the table in the insert itself.
     pub(crate) audit_head: Option<AuditHead>,
+    /// The key that signs audit records appended in this transaction.
+    pub(crate) audit_key: Option<Arc<ed25519_dalek::SigningKey>>,
 }
 
 pub type AuditHead = Arc<std::sync::Mutex<Option<(i64, String)>>>;
@@ -69,6 +71,7 @@ pub async fn write_tx(pool: &SqlitePool) -> Result<Tx> {
         inner: pool.begin_with("BEGIN IMMEDIATE").await?,
         _turn: None,
         audit_head: None,
+        audit_key: crate::audit::signer_for(pool),
     })
 }
 
@@ -83,5 +86,6 @@ pub async fn write_tx_queued(
         inner: pool.begin_with("BEGIN IMMEDIATE").await?,
         _turn: Some(turn),
         audit_head: Some(audit_head.clone()),
+        audit_key: crate::audit::signer_for(pool),
     })
 }

@@ -1544,3 +1544,150 @@ async fn existing_tokens_get_90_days_from_their_creation() {
         "created_at + 90 days"
     );
 }
+
+/// Any signed-in user gets the broker's signed audit head and the signed head at an
+/// earlier record (a count and a hash, no content); every record and head verifies
+/// with the public key of `GET /broker`. Bad sequence numbers are JSON 4xx.
+#[tokio::test]
+async fn audit_heads_are_signed_and_served_to_any_user() {
+    let tb = common::spawn().await;
+    let dave = tb.token("dave");
+    let (s, id) = raw(&tb, "GET", "/broker", Some(dave), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let key =
+        firedoor_core::breakglass::decode_public_key(id["signing_key"].as_str().unwrap()).unwrap();
+    let (s, head) = raw(&tb, "GET", "/audit/head", Some(dave), None, None).await;
+    assert_eq!(s, StatusCode::OK, "{head}");
+    let head: firedoor_core::audit::SignedHead = serde_json::from_value(head).unwrap();
+    assert!(head.signature_valid(&key));
+    let records = tb.client("carol").audit(0, 5000).await.unwrap();
+    assert_eq!(head.seq, records.len() as i64);
+    assert_eq!(head.hash, records.last().unwrap().hash);
+    for r in &records {
+        assert!(
+            firedoor_core::audit::head_signature_valid(
+                &key,
+                r.seq,
+                &r.hash,
+                r.signature.as_deref().unwrap()
+            ),
+            "record {} is signed",
+            r.seq
+        );
+    }
+    let (s, first) = raw(&tb, "GET", "/audit/heads/1", Some(dave), None, None).await;
+    assert_eq!(s, StatusCode::OK);
+    let first: firedoor_core::audit::SignedHead = serde_json::from_value(first).unwrap();
+    assert_eq!((first.seq, &first.hash), (1, &records[0].hash));
+    assert!(first.signature_valid(&key));
+    assert_eq!(
+        serde_json::to_value(&first)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .len(),
+        4
+    );
+
+    for (path, status) in [
+        ("/audit/heads/0", StatusCode::BAD_REQUEST),
+        ("/audit/heads/-3", StatusCode::BAD_REQUEST),
+        ("/audit/heads/abc", StatusCode::BAD_REQUEST),
+        ("/audit/heads/99999999", StatusCode::NOT_FOUND),
+    ] {
+        let (s, body) = raw(&tb, "GET", path, Some(dave), None, None).await;
+        assert_eq!(s, status, "{path}: {body}");
+        assert!(
+            body["code"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
+    }
+    let (s, _) = raw(&tb, "GET", "/audit/head", None, None, None).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+}
+
+/// The upgrade: records written before audit signatures (no signature) are signed at
+/// the first start, while nothing is anchored yet. Afterwards an unsigned record
+/// means someone without the key wrote it, and the broker refuses to start.
+#[tokio::test]
+async fn records_from_before_signatures_are_signed_at_the_first_start_only() {
+    let tb = common::spawn().await;
+    let data = tb.dir.path().join("data");
+    let n = tb.client("carol").audit(0, 5000).await.unwrap().len() as i64;
+    tb.running.stop().await;
+    let pool =
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("firedoor.db").display()))
+            .await
+            .unwrap();
+    // As the database looks right after migration 0003, with no anchor yet.
+    sqlx::query("UPDATE audit SET signature = NULL")
+        .execute(&pool)
+        .await
+        .unwrap();
+    std::fs::remove_file(data.join("audit-anchor.log")).unwrap();
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let cfg = firedoor_server::Config::new(&data, policy.clone());
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let v = firedoor_server::audit::verify(&b.broker.pool)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.records, n + 1, "all signed, plus broker_started");
+    b.stop().await;
+
+    // Now anchored: an unsigned record is refused, not signed.
+    sqlx::query("UPDATE audit SET signature = NULL WHERE seq = 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let e = firedoor_server::start(firedoor_server::Config::new(&data, policy))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("record 2 has no signature"), "{e}");
+}
+
+/// While records are written the broker anchors its head every `anchor_interval`
+/// (a minute by default), not only at start and shutdown: a crash loses at most
+/// that much from the anchor.
+#[tokio::test]
+async fn the_head_is_anchored_periodically_while_records_are_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let mut cfg = firedoor_server::Config::new(&data, policy);
+    cfg.anchor_interval = std::time::Duration::from_millis(50);
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let anchored = || {
+        std::fs::read_to_string(data.join("audit-anchor.log"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<firedoor_core::audit::SignedHead>(l).unwrap())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(anchored().last().unwrap().seq, 1, "anchored at start");
+    firedoor_server::auth::add_user(
+        &b.broker.pool,
+        &firedoor_server::audit::Actor::System,
+        "alice",
+        &[],
+        false,
+        b.broker.now(),
+    )
+    .await
+    .unwrap();
+    eventually("the new head is anchored", || async {
+        (anchored().last().unwrap().seq == 3).then_some(())
+    })
+    .await;
+    let key = b.broker.key.verifying_key();
+    assert!(anchored().iter().all(|h| h.signature_valid(&key)));
+    let before = anchored().len();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(
+        anchored().len(),
+        before,
+        "an idle log is not anchored again"
+    );
+    b.stop().await;
+}

@@ -698,3 +698,353 @@ async fn cli_token_revoke_and_user_disable_end_access_in_the_running_broker() {
     let users = String::from_utf8_lossy(&cli(&data, &["user", "list"]).stdout).to_string();
     assert!(users.contains("carol\tgroups=security\tadmin"), "{users}");
 }
+
+// ------------------------------------------------------------ signed audit log
+
+/// The binary under test; `FIREDOOR_TEST_SERVER_BIN` runs these attacks against
+/// another build (e.g. one from before audit signatures, to see them succeed).
+fn audit_bin() -> String {
+    std::env::var("FIREDOOR_TEST_SERVER_BIN").unwrap_or_else(|_| BIN.to_string())
+}
+
+fn audit_cli(data: &Path, args: &[&str]) -> Output {
+    Command::new(audit_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("FIREDOOR_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+async fn open_db(data: &Path) -> sqlx::SqlitePool {
+    sqlx::SqlitePool::connect(&format!("sqlite://{}", data.join("firedoor.db").display()))
+        .await
+        .unwrap()
+}
+
+/// What an attacker with write access to the database (but not the key file)
+/// does: edit a record, then recompute every SHA-256 and link after it, exactly as
+/// the broker computes them. Signatures stay as they were (they cannot make new
+/// ones).
+async fn rewrite_record(pool: &sqlx::SqlitePool, seq: i64, details: &str) {
+    type Row = (i64, String, String, String, String, String, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, at, actor, action, subject, details, prev_hash FROM audit ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut prev: Option<String> = None;
+    for (s, at, actor, action, subject, old_details, prev_hash) in rows {
+        if s < seq {
+            continue;
+        }
+        let d = if s == seq {
+            details.to_string()
+        } else {
+            old_details
+        };
+        let p = prev.clone().unwrap_or(prev_hash);
+        let hash = firedoor_core::audit::record_hash(&p, s, &at, &actor, &action, &subject, &d);
+        sqlx::query("UPDATE audit SET details = ?, prev_hash = ?, hash = ? WHERE seq = ?")
+            .bind(&d)
+            .bind(&p)
+            .bind(&hash)
+            .bind(s)
+            .execute(pool)
+            .await
+            .unwrap();
+        prev = Some(hash);
+    }
+}
+
+/// The chain as the pre-signature `audit verify` checked it (hashes and links only).
+async fn plain_chain_ok(pool: &sqlx::SqlitePool) -> bool {
+    type Row = (i64, String, String, String, String, String, String, String);
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let records: Vec<firedoor_core::audit::AuditRecord> = rows
+        .into_iter()
+        .map(|r| firedoor_core::audit::AuditRecord {
+            seq: r.0,
+            at: r.1,
+            actor: r.2,
+            action: r.3,
+            subject: r.4,
+            details: r.5,
+            prev_hash: r.6,
+            hash: r.7,
+            signature: None,
+        })
+        .collect();
+    firedoor_core::audit::verify_chain(&records).is_ok()
+}
+
+/// Attack (issue 8 §3): edit an audit record in the SQLite file and recompute every
+/// SHA-256 after it. Before signatures `audit verify` passed; now it fails naming
+/// the edited record, on the database and on an export checked with only the
+/// public key.
+#[tokio::test]
+async fn audit_rewrite_with_recomputed_hashes_is_caught_by_signatures() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    for name in ["alice", "bob", "carol"] {
+        last_line(&audit_cli(
+            &data,
+            &["user", "add", name, "--group", "oncall"],
+        ));
+    }
+    let ok = audit_cli(&data, &["audit", "verify"]);
+    assert!(ok.status.success(), "{}", text(&ok));
+
+    let export = tmp.path().join("audit.jsonl");
+    let e = audit_cli(
+        &data,
+        &["audit", "export", "--out", export.to_str().unwrap()],
+    );
+    assert!(e.status.success(), "{}", text(&e));
+
+    // The attack: record 3 (bob's user_added) is edited; every later hash is
+    // recomputed.
+    let pool = open_db(&data).await;
+    rewrite_record(&pool, 3, r#"{"user":"mallory"}"#).await;
+    assert!(
+        plain_chain_ok(&pool).await,
+        "the hash chain alone is fooled by the attack"
+    );
+    let v = audit_cli(&data, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(
+        text(&v).contains("BROKEN at record 3") && text(&v).contains("signature"),
+        "names the edited record: {}",
+        text(&v)
+    );
+
+    // The public key, and the export taken before the attack checked offline with it.
+    let key = last_line(&audit_cli(&data, &["audit", "public-key"]));
+    let first: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(&export)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        first["signature"].as_str().is_some_and(|s| s.len() > 60),
+        "the export carries each record's signature: {first}"
+    );
+    let offline = tempfile::tempdir().unwrap();
+    let v = audit_cli(
+        &offline.path().join("nothing-here"),
+        &[
+            "audit",
+            "verify",
+            "--export",
+            export.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ],
+    );
+    assert!(v.status.success(), "{}", text(&v));
+
+    // The same on an export, offline, with only the public key.
+    let forged = tmp.path().join("forged.jsonl");
+    assert!(audit_cli(
+        &data,
+        &["audit", "export", "--out", forged.to_str().unwrap()]
+    )
+    .status
+    .success());
+    let v = audit_cli(
+        &offline.path().join("nothing-here"),
+        &[
+            "audit",
+            "verify",
+            "--export",
+            forged.to_str().unwrap(),
+            "--public-key",
+            &key,
+        ],
+    );
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(text(&v).contains("record 3"), "{}", text(&v));
+
+    // Dropping the signatures from record 3 on is caught too, and a wrong public
+    // key fails at record 1.
+    sqlx::query("UPDATE audit SET signature = NULL WHERE seq >= 3")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let v = audit_cli(&data, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(text(&v).contains("record 3"), "{}", text(&v));
+    let other = firedoor_core::breakglass::encode_public_key(
+        &ed25519_dalek::SigningKey::from_bytes(&[7; 32]).verifying_key(),
+    );
+    let v = audit_cli(&data, &["audit", "verify", "--public-key", &other]);
+    assert_eq!(v.status.code(), Some(1));
+    assert!(text(&v).contains("record 1"), "{}", text(&v));
+    let bad = audit_cli(&data, &["audit", "verify", "--public-key", "nope"]);
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad));
+}
+
+/// Starts `serve` with an empty policy; `Err(output)` if it exits instead (within
+/// 20 s).
+async fn try_serve(data: &Path, port: u16, anchor: &Path) -> Result<Broker, String> {
+    let policy = data.parent().unwrap().join("empty-policy.toml");
+    std::fs::write(&policy, "").unwrap();
+    let mut child = Command::new(audit_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("serve")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("FIREDOOR_LOG", "warn")
+        .env("FIREDOOR_AUDIT_ANCHOR", anchor)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let c = Client::new(&url, None).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(_status) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            return Err(String::from_utf8_lossy(&out.stderr).to_string());
+        }
+        if c.health().await.is_ok() {
+            return Ok(Broker { child, url });
+        }
+        assert!(
+            Instant::now() < deadline,
+            "broker neither came up nor exited"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Stops a broker the way an operator does (SIGTERM): it anchors its head on the way out.
+fn terminate(mut b: Broker) {
+    let pid = b.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.child.try_wait().unwrap().is_none() {
+        assert!(Instant::now() < deadline, "broker did not stop on SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `audit_cli` with the anchor file at `anchor` (through the environment).
+fn audit_cli_at(data: &Path, anchor: &Path, args: &[&str]) -> Output {
+    Command::new(audit_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env("FIREDOOR_LOG", "warn")
+        .env("FIREDOOR_AUDIT_ANCHOR", anchor)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Attack (issue 8 §3): roll the log back to an earlier head: delete its end and
+/// reset SQLite's AUTOINCREMENT counter so the database alone looks whole. The
+/// anchor file (here on "another disk", FIREDOOR_AUDIT_ANCHOR / --audit-anchor)
+/// still holds the later signed head: `audit verify` fails naming it and the broker
+/// refuses to start.
+#[tokio::test]
+async fn audit_rollback_is_caught_by_the_anchor_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let anchor = tmp.path().join("other-disk").join("anchor.log");
+    last_line(&audit_cli(&data, &["user", "add", "alice"])); // records 1, 2
+    let b = try_serve(&data, free_port(), &anchor).await.unwrap(); // 3: broker_started
+    for name in ["bob", "carol"] {
+        // 4..=7, written beside the running broker
+        last_line(&audit_cli(&data, &["user", "add", name]));
+    }
+    terminate(b);
+    let v = audit_cli_at(&data, &anchor, &["audit", "verify"]);
+    assert!(v.status.success(), "{}", text(&v));
+
+    // The attack: back to record 4.
+    let pool = open_db(&data).await;
+    sqlx::query("DELETE FROM audit WHERE seq > 4")
+        .execute(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit'")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let plain = audit_cli_at(&data, Path::new("/nonexistent/x"), &["audit", "verify"]);
+    assert!(
+        plain.status.success(),
+        "without the anchor the database alone looks whole: {}",
+        text(&plain)
+    );
+
+    let v = audit_cli_at(&data, &anchor, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(
+        text(&v).contains("ROLLED BACK") && text(&v).contains("record 7"),
+        "{}",
+        text(&v)
+    );
+    let refused = try_serve(&data, free_port(), &anchor).await;
+    let err = refused
+        .err()
+        .expect("the broker must not start on a rolled-back log");
+    assert!(
+        err.contains("refusing to start") && err.contains("record 7"),
+        "{err}"
+    );
+    let lines: Vec<firedoor_core::audit::SignedHead> = std::fs::read_to_string(&anchor)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines.iter().map(|h| h.seq).collect::<Vec<_>>(),
+        [3, 7],
+        "anchored at start and at shutdown (only appended, never rewritten)"
+    );
+
+    // Rolled back and written again (the same seqs, other content): still caught.
+    let pool = open_db(&data).await;
+    sqlx::query("DELETE FROM audit WHERE seq > 2")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    for name in ["dave", "erin", "frank"] {
+        last_line(&audit_cli(&data, &["user", "add", name])); // 3..=8 again
+    }
+    let v = audit_cli_at(&data, &anchor, &["audit", "verify"]);
+    assert_eq!(v.status.code(), Some(1), "{}", text(&v));
+    assert!(text(&v).contains("not the one seen signed"), "{}", text(&v));
+    assert!(try_serve(&data, free_port(), &anchor).await.is_err());
+}
