@@ -10,7 +10,9 @@
 //!   sealed to one of their devices for rotation (as revoking a device does).
 //! - The worker withdraws envelopes held by people who are no longer eligible
 //!   (groups changed, policy changed at restart, user disabled) and marks the secret
-//!   for rotation; and it rotates every secret at least every `max_age`.
+//!   for rotation (at start, after any change made through this broker, and at least
+//!   every [`ELIGIBILITY_CHECK_EVERY`] for changes the CLI wrote); and it rotates
+//!   every secret at least every `max_age`.
 
 use crate::audit::{append, Actor};
 use crate::auth::Session;
@@ -35,13 +37,22 @@ pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_millis
 pub struct AccessState {
     epoch: watch::Sender<u64>,
     streams: Arc<Mutex<HashMap<String, usize>>>,
+    /// When the worker last compared envelope holders with who is eligible, and the
+    /// epoch it saw then.
+    last_check: Mutex<Option<(std::time::Instant, u64)>>,
 }
+
+/// The worker compares envelope holders with who is eligible at start, whenever
+/// this broker changed who may authenticate, and at least this often (for changes
+/// the CLI wrote to the store).
+pub const ELIGIBILITY_CHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Default for AccessState {
     fn default() -> Self {
         AccessState {
             epoch: watch::channel(0).0,
             streams: Arc::default(),
+            last_check: Mutex::new(None),
         }
     }
 }
@@ -67,6 +78,19 @@ impl AccessState {
             user: user.to_string(),
             streams: self.streams.clone(),
         })
+    }
+    /// Whether the eligibility check is due now (and if so, records that it ran).
+    fn eligibility_check_due(&self) -> bool {
+        let epoch = *self.epoch.borrow();
+        let mut last = self.last_check.lock().unwrap_or_else(|p| p.into_inner());
+        let due = match *last {
+            None => true,
+            Some((at, seen)) => seen != epoch || at.elapsed() >= ELIGIBILITY_CHECK_EVERY,
+        };
+        if due {
+            *last = Some((std::time::Instant::now(), epoch));
+        }
+        due
     }
     /// Open streams of `user` (tests, diagnostics).
     pub fn open_streams(&self, user: &str) -> usize {
@@ -514,7 +538,9 @@ impl Broker {
     /// The worker's access steps (see the module's doc).
     pub async fn access_due_work(&self) -> Result<()> {
         self.revoke_grants_of_disabled().await?;
-        self.withdraw_ineligible_envelopes().await?;
+        if self.access.eligibility_check_due() {
+            self.withdraw_ineligible_envelopes().await?;
+        }
         self.mark_aged_secrets().await?;
         Ok(())
     }

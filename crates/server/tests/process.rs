@@ -1048,3 +1048,78 @@ async fn audit_rollback_is_caught_by_the_anchor_file() {
     assert!(text(&v).contains("not the one seen signed"), "{}", text(&v));
     assert!(try_serve(&data, free_port(), &anchor).await.is_err());
 }
+
+/// Attack: an operator moves someone out of the on-call group with the CLI while the
+/// broker runs; their laptop keeps an envelope whose value keeps working. The
+/// running broker must notice the change the CLI wrote and rotate.
+#[tokio::test]
+async fn cli_set_groups_makes_the_running_broker_rotate_what_they_held() {
+    use firedoor_core::breakglass::encode_public_key;
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/demo-policy.toml");
+    let alice = last_line(&cli(&data, &["user", "add", "alice", "--group", "oncall"]));
+    let carol = last_line(&cli(&data, &["user", "add", "carol", "--admin"]));
+    let port = free_port();
+    let b = serve(&data, &demo, "", port, &[]).await;
+    let http = reqwest::Client::new();
+    let identity = age::x25519::Identity::generate();
+    let key = ed25519_dalek::SigningKey::generate(&mut rand::rngs::OsRng);
+    let resp = http
+        .post(format!("{}/api/v1/devices", b.url))
+        .bearer_auth(&alice)
+        .json(&serde_json::json!({
+            "name": "alice-laptop",
+            "recipient": identity.to_public().to_string(),
+            "signing_key": encode_public_key(&key.verifying_key()),
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let file = tmp.path().join("v.txt");
+    std::fs::write(&file, "First-Value-9f8e7d6c5b4a").unwrap();
+    let put = cli(
+        &data,
+        &[
+            "secret",
+            "put",
+            "payments-db-breakglass",
+            "--policy",
+            demo.to_str().unwrap(),
+            "--from-file",
+            file.to_str().unwrap(),
+        ],
+    );
+    assert!(
+        String::from_utf8_lossy(&put.stdout).contains("sealed for 1 devices"),
+        "{}",
+        String::from_utf8_lossy(&put.stdout)
+    );
+    let o = cli(&data, &["user", "set-groups", "alice", "--group", "dev"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // The broker checks eligibility at least every 5 s; allow 15.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let v: serde_json::Value = http
+            .get(format!("{}/api/v1/secrets", b.url))
+            .bearer_auth(&carol)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if v["secrets"][0]["version"] == 2 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "rotated after the CLI change: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let export = String::from_utf8_lossy(&cli(&data, &["audit", "export"]).stdout).to_string();
+    assert!(export.contains("\"envelopes_withdrawn\""), "{export}");
+    assert!(export.contains("\"user_groups_changed\""), "{export}");
+}
