@@ -369,6 +369,7 @@ impl Console {
         }
         let client = Client::new(&url, Some(&token))
             .map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
+        crate::trust::check_broker_url(&url).map_err(|m| ConsoleError::new("insecure_url", m))?;
         let previous = match (self.cache.get(K_URL).await?, self.cache.get(K_USER).await?) {
             (Some(u), Some(n)) => Some((u, n)),
             _ => None,

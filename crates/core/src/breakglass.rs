@@ -29,7 +29,10 @@ const RECORD_DOMAIN: &[u8] = b"firedoor unlock record v1\n";
 /// Longest accepted unlock reason, in characters.
 pub const MAX_REASON_CHARS: usize = 2000;
 /// Shortest local unlock passphrase, in characters.
-pub const MIN_PASSPHRASE_CHARS: usize = 8;
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+/// Lowest accepted zxcvbn score (0 to 4) of a local unlock passphrase: 3 means
+/// "safely unguessable: moderate protection from an offline slow-hash scenario".
+pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 /// Wrong passphrases allowed per [`LOCKOUT_WINDOW_MINUTES`]; the next one locks.
 pub const MAX_FAILED_PASSPHRASES: usize = 5;
 pub const LOCKOUT_WINDOW_MINUTES: i64 = 15;
