@@ -127,12 +127,27 @@ pub struct UnlockResult {
     pub name: String,
     pub title: String,
     pub version: i64,
-    pub secret: String,
+    /// Zeroized when dropped (after it was sent to the UI).
+    #[serde(with = "zeroizing_string")]
+    pub secret: Zeroizing<String>,
     pub mode: UnlockMode,
     /// Sequence number of the local record written before the secret was shown.
     pub record_seq: Option<u64>,
     pub hide_after_secs: u64,
     pub message: String,
+}
+
+/// (De)serialises a `Zeroizing<String>` as a plain string.
+mod zeroizing_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(v: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_str())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+        String::deserialize(d).map(Zeroizing::new)
+    }
 }
 
 impl fmt::Debug for UnlockResult {
@@ -984,7 +999,7 @@ impl Console {
                     name: u.name,
                     title,
                     version: u.version,
-                    secret: u.value,
+                    secret: Zeroizing::new(u.value),
                     mode: UnlockMode::Online,
                     record_seq: None,
                     hide_after_secs: HIDE_AFTER_SECS,
@@ -1063,8 +1078,10 @@ impl Console {
             age::decrypt(keys.age_identity(), envelope.ciphertext.as_bytes())
                 .map_err(|e| invalid(format!("this device's key does not open it ({e})")))?,
         );
-        let secret = String::from_utf8(plain.to_vec())
-            .map_err(|_| invalid("it does not hold text".into()))?;
+        let secret = Zeroizing::new(
+            String::from_utf8(plain.to_vec())
+                .map_err(|_| invalid("it does not hold text".into()))?,
+        );
         let st = self.chain_state(&a, &enr).await?;
         if let Some(p) = st.problem {
             return Err(ConsoleError::new(
@@ -1405,7 +1422,7 @@ mod tests {
             name: "n".into(),
             title: "T".into(),
             version: 2,
-            secret: "s3cr3t".into(),
+            secret: Zeroizing::new("s3cr3t".into()),
             mode: UnlockMode::Offline,
             record_seq: Some(1),
             hide_after_secs: 60,

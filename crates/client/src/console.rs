@@ -212,6 +212,7 @@ impl Console {
             let token = blocking(move || s.get(&account)).await?;
             match token {
                 Ok(Some(token)) => {
+                    let token = zeroize::Zeroizing::new(token);
                     let groups = cache
                         .get(K_GROUPS)
                         .await?
@@ -360,7 +361,7 @@ impl Console {
     /// be signed by it; [`Console::sync`] never re-pins), then syncs.
     pub async fn sign_in(&self, url: &str, token: &str) -> Result<AppStatus> {
         let url = url.trim().trim_end_matches('/').to_string();
-        let token = token.trim().to_string();
+        let token = zeroize::Zeroizing::new(token.trim().to_string());
         if url.is_empty() || token.is_empty() {
             return Err(ConsoleError::new(
                 "invalid_request",

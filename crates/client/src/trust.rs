@@ -218,6 +218,9 @@ mod tests {
         let s = judge("correct horse battery staple");
         assert!(s.acceptable, "{s:?}");
         assert!(s.score >= 3);
+        // The end-to-end test's demo passphrase (tests/e2e.rs).
+        let s = passphrase_strength(&SecretString::from("demo passphrase for bob"), &["bob"]);
+        assert!(s.acceptable, "{s:?}");
         // Long input is cut for analysis, not rejected or slow.
         let long = "tangerine Orbit 47 quarry ".repeat(40);
         assert!(judge(&long).acceptable);

@@ -184,7 +184,7 @@ async fn offline_break_glass_end_to_end() {
         .await
         .unwrap();
     assert_eq!(r.mode, UnlockMode::Offline);
-    assert_eq!(r.secret, FIRST_VALUE);
+    assert_eq!(r.secret.as_str(), FIRST_VALUE);
     assert_eq!(r.record_seq, Some(1));
     assert_eq!(r.version, v1);
     assert_eq!(r.hide_after_secs, 60);
@@ -249,7 +249,7 @@ async fn offline_break_glass_end_to_end() {
         .await
         .unwrap();
     assert_eq!(r.record_seq, Some(2));
-    assert_eq!(r.secret, FIRST_VALUE);
+    assert_eq!(r.secret.as_str(), FIRST_VALUE);
 
     // Envelope tampering in the cache: refused as invalid.
     let original = envelope_json(&db).await;
@@ -446,13 +446,13 @@ async fn offline_break_glass_end_to_end() {
         .unwrap();
     assert_eq!(r.mode, UnlockMode::Offline);
     assert_eq!(r.version, v2);
-    assert_ne!(r.secret, FIRST_VALUE, "rotated");
+    assert_ne!(r.secret.as_str(), FIRST_VALUE, "rotated");
     assert_eq!(
         r.record_seq,
         Some(3),
         "the chain continues after the upload"
     );
-    let rotated_value = r.secret.clone();
+    let rotated_value = r.secret.to_string();
 
     // At rest: no secret value, passphrase, token or private key in any file.
     db.close().await;
@@ -513,7 +513,7 @@ async fn online_unlock_and_preconditions() {
         .unwrap();
     assert_eq!(r.mode, UnlockMode::Online);
     assert_eq!(r.record_seq, None);
-    assert_eq!(r.secret, "online-value-1");
+    assert_eq!(r.secret.as_str(), "online-value-1");
     assert_eq!(r.title, "Payments DB break-glass login");
     let audit = carol.audit(0, 5000).await.unwrap();
     assert!(audit
@@ -778,7 +778,7 @@ async fn a_changed_broker_key_stops_break_glass_until_the_user_confirms_it() {
         .unlock_secret(SECRET, "INC-9", &pass(PASS), Utc::now())
         .await
         .unwrap();
-    assert_eq!(r.secret, "value-b");
+    assert_eq!(r.secret.as_str(), "value-b");
 }
 
 /// Attack: put an older envelope back (its value was rotated away, but it is still in
@@ -901,7 +901,7 @@ async fn the_lock_out_survives_editing_or_restoring_the_cache() {
         .unlock_secret(SECRET, "INC-12", &pass(PASS), t + Duration::minutes(15))
         .await
         .unwrap();
-    assert_eq!(r.secret, "locked-value");
+    assert_eq!(r.secret.as_str(), "locked-value");
 }
 
 /// Attack: a weak passphrase that is long enough (the old rule was 8 characters)
@@ -1017,7 +1017,8 @@ async fn a_revoked_device_loses_its_envelopes_and_can_enrol_again() {
         .unwrap();
     assert_eq!((r.mode, r.record_seq), (UnlockMode::Offline, Some(1)));
     assert_ne!(
-        r.secret, "value-r",
+        r.secret.as_str(),
+        "value-r",
         "what the revoked device held was rotated; the new device holds the new value"
     );
     assert!(r.version >= 2, "version {}", r.version);
@@ -1065,5 +1066,5 @@ async fn a_new_value_reaches_the_device_through_live_events() {
         .unlock_secret(SECRET, "INC-11", &pass(PASS), Utc::now())
         .await
         .unwrap();
-    assert_eq!(r.secret, "value-2");
+    assert_eq!(r.secret.as_str(), "value-2");
 }
