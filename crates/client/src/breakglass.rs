@@ -14,12 +14,21 @@
 //! - **Upload**: every sync first uploads pending records; they leave the cache only
 //!   once the broker acknowledged them.
 //!
-//! What is stored where: the wrapped private keys only in the secret store; in the
-//! cache (`kv` keys under [`KEEP_PREFIX`], per broker + user) the device id and name,
-//! the public recipient and signing key, the scrypt work factor, the pinned broker key
-//! and fingerprint, the acknowledged chain head, the local chain tip and the times of
-//! wrong passphrases; the envelopes (ciphertext) and the signed records. Never a
-//! secret, a passphrase, a token or a private key.
+//! What is stored where: in the secret store (OS keyring), the wrapped private keys and
+//! the break-glass state ([`crate::trust::TrustState`]: the pinned broker key, a changed
+//! key waiting for the user's confirmation, the highest envelope version seen per
+//! secret, the times of wrong passphrases), so that deleting, editing or restoring an
+//! old copy of `cache.db` resets none of it; in the cache (`kv` keys under
+//! [`KEEP_PREFIX`], per broker + user) the device id and name, the public recipient and
+//! signing key, the scrypt work factor, the acknowledged chain head and the local chain
+//! tip; the envelopes (ciphertext) and the signed records. Never a secret, a
+//! passphrase, a token or a private key.
+//!
+//! The broker key is pinned at first sign-in and never re-pinned silently: a different
+//! key at sign-in or sync stops break glass (no unlock, enrolment, upload or new
+//! envelopes) until the user compares both fingerprints and confirms
+//! ([`Console::confirm_broker_key`]) or signs out. An envelope older than the highest
+//! version seen of its secret is refused.
 //!
 //! Lock-out: a correct passphrase does not reset earlier failures; they age out of
 //! the 15-minute window (simpler to reason about: at most 5 guesses per 15 minutes,

@@ -31,7 +31,7 @@ describe('Break glass: enrolment', () => {
     await user.click(byId('nav-breakglass'));
     expect(byId('nav-breakglass')).toHaveAttribute('aria-current', 'page');
     expect(byId('enrol-card')).toHaveTextContent('needs a local unlock passphrase');
-    expect(byId('enrol-card')).toHaveTextContent('a copied disk or a borrowed session alone opens nothing');
+    expect(byId('enrol-card')).toHaveTextContent('a copied disk holds no key, and anyone using your logged-in session still needs the passphrase');
     // The pinned broker key is shown before enrolment too, to be compared out of band.
     expect(byId('broker-fingerprint')).toHaveTextContent(backend.state.break_glass.device.broker_fingerprint!);
     expect(screen.getByLabelText(/^Unlock passphrase/)).toBe(byId('enrol-passphrase'));
