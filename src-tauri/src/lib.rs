@@ -11,6 +11,7 @@ use firedoor_client::console::{
     ActionResult, AppStatus, Change, Console, ConsoleError, Snapshot, UnlockResult,
 };
 use firedoor_client::secrets::{KeyringStore, MemoryStore, SecretStore};
+use firedoor_client::trust::PassphraseStrength;
 use firedoor_core::api::{CreateRequest, Credentials, ExtendBody};
 use firedoor_core::{GrantId, RequestId};
 use std::sync::{Arc, OnceLock};
@@ -19,6 +20,7 @@ use tauri::menu::{Menu, MenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, State, WindowEvent};
 use tauri_plugin_clipboard_manager::ClipboardExt;
+use zeroize::{Zeroize, Zeroizing};
 
 /// When the process started, for the cold-start figure.
 pub static STARTED: OnceLock<Instant> = OnceLock::new();
@@ -55,6 +57,7 @@ async fn snapshot(s: State<'_, AppState>) -> CmdResult<Snapshot> {
 
 #[tauri::command]
 async fn sign_in(s: State<'_, AppState>, url: String, token: String) -> CmdResult<AppStatus> {
+    let token = Zeroizing::new(token);
     s.console.sign_in(&url, &token).await
 }
 
@@ -132,14 +135,36 @@ async fn extend(
 }
 
 #[tauri::command]
-async fn credentials(s: State<'_, AppState>, grant_id: String) -> CmdResult<Credentials> {
-    s.console.credentials(&parse::<GrantId>(&grant_id)?).await
+async fn credentials(s: State<'_, AppState>, grant_id: String) -> CmdResult<Revealed> {
+    s.console
+        .credentials(&parse::<GrantId>(&grant_id)?)
+        .await
+        .map(Revealed)
+}
+
+/// Credentials on their way to the UI: serialised as they are, and their secrets
+/// zeroized when dropped (right after the answer is sent).
+struct Revealed(Credentials);
+
+impl serde::Serialize for Revealed {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl Drop for Revealed {
+    fn drop(&mut self) {
+        for item in &mut self.0.items {
+            item.secret.zeroize();
+        }
+    }
 }
 
 #[tauri::command]
 async fn copy_secret(app: AppHandle, text: String) -> CmdResult<()> {
+    let text = Zeroizing::new(text);
     app.clipboard()
-        .write_text(text.clone())
+        .write_text(text.as_str())
         .map_err(|e| ConsoleError::new("clipboard", format!("Cannot use the clipboard: {e}")))?;
     tauri::async_runtime::spawn(async move {
         tokio::time::sleep(Duration::from_secs(CLIPBOARD_CLEAR_SECS)).await;
@@ -147,7 +172,7 @@ async fn copy_secret(app: AppHandle, text: String) -> CmdResult<()> {
         if app
             .clipboard()
             .read_text()
-            .map(|t| t == text)
+            .map(|t| Zeroizing::new(t) == text)
             .unwrap_or(false)
         {
             let _ = app.clipboard().write_text(String::new());
@@ -156,11 +181,46 @@ async fn copy_secret(app: AppHandle, text: String) -> CmdResult<()> {
     Ok(())
 }
 
+/// A passphrase from the UI as a zeroizing secret (the argument's own buffer is
+/// zeroized too, rather than handed over and reallocated).
+fn secret(text: String) -> secrecy::SecretString {
+    let text = Zeroizing::new(text);
+    secrecy::SecretString::from(text.as_str())
+}
+
+/// How strong a proposed unlock passphrase is, with zxcvbn's feedback, for the UI
+/// to show while it is typed (enrolment applies the same rule).
+#[tauri::command]
+async fn passphrase_strength(
+    s: State<'_, AppState>,
+    passphrase: String,
+) -> CmdResult<PassphraseStrength> {
+    let passphrase = secret(passphrase);
+    let user = s.console.status().await?.user.unwrap_or_default();
+    tokio::task::spawn_blocking(move || {
+        firedoor_client::trust::passphrase_strength(&passphrase, &[user.as_str()])
+    })
+    .await
+    .map_err(|e| ConsoleError::new("internal", e.to_string()))
+}
+
+/// The user compared the broker's new signing key fingerprint with the pinned one
+/// (out of band) and trusts it: re-pins it, which lets break glass work again.
+#[tauri::command]
+async fn confirm_broker_key(
+    s: State<'_, AppState>,
+    new_fingerprint: String,
+) -> CmdResult<Snapshot> {
+    s.console
+        .confirm_broker_key(&new_fingerprint, chrono::Utc::now())
+        .await
+}
+
 /// Offline break glass: creates this device's keys, wrapped with the local unlock
 /// passphrase, and registers their public halves with the broker.
 #[tauri::command]
 async fn enrol_device(s: State<'_, AppState>, passphrase: String) -> CmdResult<Snapshot> {
-    let passphrase = secrecy::SecretString::from(passphrase);
+    let passphrase = secret(passphrase);
     s.console
         .enrol_device(&passphrase, chrono::Utc::now())
         .await
@@ -175,7 +235,7 @@ async fn unlock_secret(
     reason: String,
     passphrase: String,
 ) -> CmdResult<UnlockResult> {
-    let passphrase = secrecy::SecretString::from(passphrase);
+    let passphrase = secret(passphrase);
     s.console
         .unlock_secret(&name, &reason, &passphrase, chrono::Utc::now())
         .await
@@ -365,6 +425,8 @@ pub fn run() {
             set_favourite,
             enrol_device,
             unlock_secret,
+            passphrase_strength,
+            confirm_broker_key,
             demo_broker,
             resync,
             ui_ready

@@ -3,9 +3,15 @@
 //! draw actions; a click (or a server without actions) opens it in the app.
 //! Requesters hear of every decision and of their grants' lifecycle. With no
 //! session bus or no notification server nothing breaks: the in-app inbox remains.
+//!
+//! Bodies carry text people wrote (a reason, a device name, a deny reason, a
+//! justification): it is escaped for servers that render the body markup of the
+//! freedesktop spec, so nobody can make a notification say something else (hide the
+//! rest with a tag, fake a link). An approval shows the justification and the ticket
+//! of the request; when the request is not known yet, it offers no Approve button.
 
 use firedoor_client::console::{Console, Snapshot};
-use firedoor_core::api::EventView;
+use firedoor_core::api::{EventView, RequestView};
 use std::sync::Arc;
 use tauri::{AppHandle, Emitter, Manager};
 
@@ -20,6 +26,69 @@ fn server_has_actions() -> bool {
         .unwrap_or(false)
 }
 
+/// Escapes text for a notification body that may be rendered as markup (the
+/// freedesktop spec's subset of HTML): `&`, `<`, `>` and both quotes. Applied to every
+/// body, whatever the server says it renders: a server that does not render markup
+/// shows the entities, which is legible; one that does and gets raw text can be made to
+/// show something else.
+pub fn escape_markup(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Longest justification shown in a notification (the app shows all of it).
+const MAX_SHOWN_CHARS: usize = 400;
+
+fn shorten(text: &str) -> String {
+    let text = text.trim();
+    if text.chars().count() <= MAX_SHOWN_CHARS {
+        text.to_string()
+    } else {
+        let cut: String = text.chars().take(MAX_SHOWN_CHARS).collect();
+        format!("{cut}…")
+    }
+}
+
+/// The body of an approval notification, escaped: the broker's message, then the
+/// request's justification and ticket (saying so when there are none), so that an
+/// approver sees what they approve. `request` is `None` when the request is not in the
+/// snapshot yet: the body then says to open the app, and the caller offers no Approve.
+pub fn approval_body(ev: &EventView, request: Option<&RequestView>) -> String {
+    let mut lines = vec![ev.message.clone()];
+    match request {
+        Some(r) => {
+            lines.push(format!(
+                "Justification: {}",
+                r.justification
+                    .as_deref()
+                    .filter(|j| !j.trim().is_empty())
+                    .map(shorten)
+                    .unwrap_or_else(|| "(none given)".into())
+            ));
+            lines.push(format!(
+                "Ticket: {}",
+                r.ticket
+                    .as_deref()
+                    .filter(|t| !t.trim().is_empty())
+                    .map(shorten)
+                    .unwrap_or_else(|| "(none)".into())
+            ));
+        }
+        None => lines.push("Open Firedoor to read the justification before deciding.".into()),
+    }
+    escape_markup(&lines.join("\n"))
+}
+
 impl Notifier {
     pub fn new(app: AppHandle, console: Arc<Console>) -> Notifier {
         Notifier { app, console }
@@ -27,7 +96,7 @@ impl Notifier {
 
     /// A notification without actions; failures are logged, never fatal.
     pub fn plain(&self, summary: &str, body: &str) {
-        let (summary, body) = (summary.to_string(), body.to_string());
+        let (summary, body) = (summary.to_string(), escape_markup(body));
         std::thread::spawn(move || {
             if let Err(e) = notify_rust::Notification::new()
                 .appname("Firedoor")
@@ -46,7 +115,7 @@ impl Notifier {
         };
         let title = ev.bundle.clone().unwrap_or_default();
         match ev.kind.as_str() {
-            "request_awaiting_approval" => self.approval(ev),
+            "request_awaiting_approval" => self.approval(ev, snap),
             "request_approved" | "request_denied" | "request_timed_out" if mine(&ev.request_id) => {
                 let what = match ev.kind.as_str() {
                     "request_approved" => "Request approved",
@@ -73,13 +142,16 @@ impl Notifier {
     }
 
     /// A request awaiting my approval: Approve / Deny buttons where supported.
-    fn approval(&self, ev: &EventView) {
+    fn approval(&self, ev: &EventView, snap: &Snapshot) {
         let Some(rid) = ev.request_id else { return };
         let app = self.app.clone();
         let console = self.console.clone();
-        let body = ev.message.clone();
+        let request = snap.approvals.iter().find(|r| r.id == rid);
+        let body = approval_body(ev, request);
+        // Approving from the notification needs the justification in front of you.
+        let known = request.is_some();
         std::thread::spawn(move || {
-            let actions = server_has_actions();
+            let actions = known && server_has_actions();
             let mut n = notify_rust::Notification::new();
             n.appname("Firedoor")
                 .summary("Approval needed")
@@ -119,7 +191,7 @@ impl Notifier {
                             let _ = notify_rust::Notification::new()
                                 .appname("Firedoor")
                                 .summary(summary)
-                                .body(&text)
+                                .body(&escape_markup(&text))
                                 .show();
                         });
                     }
@@ -137,5 +209,97 @@ impl Notifier {
                 }
             });
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use chrono::Utc;
+    use firedoor_core::api::RequestView;
+
+    #[test]
+    fn user_text_is_escaped_for_markup() {
+        assert_eq!(
+            escape_markup(r#"<b>ok</b> & <a href="x">'click'</a>"#),
+            "&lt;b&gt;ok&lt;/b&gt; &amp; &lt;a href=&quot;x&quot;&gt;&#39;click&#39;&lt;/a&gt;"
+        );
+        assert_eq!(
+            escape_markup("&amp;"),
+            "&amp;amp;",
+            "entities are not passed through"
+        );
+        assert_eq!(escape_markup("plain text"), "plain text");
+    }
+
+    fn event(message: &str) -> EventView {
+        serde_json::from_value(serde_json::json!({
+            "id": 7,
+            "kind": "request_awaiting_approval",
+            "at": Utc::now(),
+            "request_id": "req_0123456789abcdef0123456789abcdef",
+            "grant_id": null,
+            "bundle": "payments-db",
+            "actor": "alice",
+            "message": message,
+        }))
+        .unwrap()
+    }
+
+    fn request(id: &str, justification: Option<&str>, ticket: Option<&str>) -> RequestView {
+        serde_json::from_value(serde_json::json!({
+            "id": id,
+            "kind": "access",
+            "bundle": "payments-db",
+            "bundle_title": "Payments DB",
+            "requester": "alice",
+            "state": "pending",
+            "duration_secs": 3600,
+            "justification": justification,
+            "ticket": ticket,
+            "created_at": Utc::now(),
+            "pending_until": Utc::now(),
+            "approvals_needed": 1,
+            "decisions": [],
+            "grant_id": null,
+            "error": null,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_approval_body_shows_justification_and_ticket_escaped() {
+        let ev = event("alice asks for Payments DB for 1 h");
+        let r = request(
+            &ev.request_id.unwrap().to_string(),
+            Some("INC-42 <b>urgent</b> & the DB is down"),
+            Some("OPS-7"),
+        );
+        let body = approval_body(&ev, Some(&r));
+        assert_eq!(
+            body,
+            "alice asks for Payments DB for 1 h\n\
+             Justification: INC-42 &lt;b&gt;urgent&lt;/b&gt; &amp; the DB is down\n\
+             Ticket: OPS-7"
+        );
+        // None given: said so, never left out.
+        let r = request(&ev.request_id.unwrap().to_string(), None, Some("  "));
+        let body = approval_body(&ev, Some(&r));
+        assert!(body.contains("Justification: (none given)"), "{body}");
+        assert!(body.contains("Ticket: (none)"), "{body}");
+        // Unknown request: no blind approval.
+        let body = approval_body(&ev, None);
+        assert!(
+            body.contains("Open Firedoor to read the justification"),
+            "{body}"
+        );
+        // The broker's message is escaped too (it quotes what people wrote).
+        let body = approval_body(&event("device <i>evil</i>"), None);
+        assert!(body.starts_with("device &lt;i&gt;evil&lt;/i&gt;"), "{body}");
+        // A very long justification is cut.
+        let long = "x".repeat(5000);
+        let r = request(&ev.request_id.unwrap().to_string(), Some(&long), None);
+        assert!(approval_body(&ev, Some(&r)).len() < 1000);
     }
 }

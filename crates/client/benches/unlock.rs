@@ -99,7 +99,7 @@ async fn main() {
             .await
             .unwrap();
         unlocks.push(t.elapsed());
-        assert_eq!(r.secret, "bench-secret-value");
+        assert_eq!(r.secret.as_str(), "bench-secret-value");
     }
     println!("offline unlock ({UNLOCKS} runs, broker down, release build):");
     println!(

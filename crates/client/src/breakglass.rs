@@ -14,12 +14,21 @@
 //! - **Upload**: every sync first uploads pending records; they leave the cache only
 //!   once the broker acknowledged them.
 //!
-//! What is stored where: the wrapped private keys only in the secret store; in the
-//! cache (`kv` keys under [`KEEP_PREFIX`], per broker + user) the device id and name,
-//! the public recipient and signing key, the scrypt work factor, the pinned broker key
-//! and fingerprint, the acknowledged chain head, the local chain tip and the times of
-//! wrong passphrases; the envelopes (ciphertext) and the signed records. Never a
-//! secret, a passphrase, a token or a private key.
+//! What is stored where: in the secret store (OS keyring), the wrapped private keys and
+//! the break-glass state ([`crate::trust::TrustState`]: the pinned broker key, a changed
+//! key waiting for the user's confirmation, the highest envelope version seen per
+//! secret, the times of wrong passphrases), so that deleting, editing or restoring an
+//! old copy of `cache.db` resets none of it; in the cache (`kv` keys under
+//! [`KEEP_PREFIX`], per broker + user) the device id and name, the public recipient and
+//! signing key, the scrypt work factor, the acknowledged chain head and the local chain
+//! tip; the envelopes (ciphertext) and the signed records. Never a secret, a
+//! passphrase, a token or a private key.
+//!
+//! The broker key is pinned at first sign-in and never re-pinned silently: a different
+//! key at sign-in or sync stops break glass (no unlock, enrolment, upload or new
+//! envelopes) until the user compares both fingerprints and confirms
+//! ([`Console::confirm_broker_key`]) or signs out. An envelope older than the highest
+//! version seen of its secret is refused.
 //!
 //! Lock-out: a correct passphrase does not reset earlier failures; they age out of
 //! the 15-minute window (simpler to reason about: at most 5 guesses per 15 minutes,
@@ -28,17 +37,18 @@
 use crate::cache::{CachedEnvelope, KEEP_PREFIX};
 use crate::console::{blocking, is_network, Change, Console, ConsoleError, Result, Snapshot};
 use crate::device::{self, DeviceKeyError, DeviceKeys};
+use crate::trust::{passphrase_strength, TrustState};
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::VerifyingKey;
 use firedoor_core::breakglass::upload_batches;
 use firedoor_core::breakglass::{
     decode_public_key, encode_public_key, failures_in_window, fingerprint, locked_until,
-    verify_chain, BreakGlassError, ChainHead, EnvelopeMeta, OnlineUnlock, RegisterDevice,
-    SignedRecord, UnlockRecord, UploadUnlocks, LOCKOUT_WINDOW_MINUTES, MAX_FAILED_PASSPHRASES,
-    MAX_REASON_CHARS, MIN_PASSPHRASE_CHARS,
+    verify_chain, BreakGlassError, ChainHead, EnvelopeItem, EnvelopeMeta, OnlineUnlock,
+    RegisterDevice, SignedRecord, UnlockRecord, UploadUnlocks, LOCKOUT_WINDOW_MINUTES,
+    MAX_FAILED_PASSPHRASES, MAX_REASON_CHARS,
 };
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use zeroize::Zeroizing;
@@ -66,6 +76,20 @@ pub struct DeviceStatus {
     /// The local signed chain verified; false if a record was edited or removed.
     pub chain_ok: bool,
     pub chain_error: Option<String>,
+    /// Set when the broker presented a signing key other than the pinned one: break
+    /// glass stops until the user compares both fingerprints and confirms the new key
+    /// ([`Console::confirm_broker_key`]) or signs out.
+    pub broker_key_change: Option<BrokerKeyChange>,
+}
+
+/// The broker's signing key is not the one pinned for it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrokerKeyChange {
+    /// The key pinned so far (what envelopes have been checked against).
+    pub pinned_fingerprint: String,
+    /// The key the broker presents now.
+    pub new_fingerprint: String,
+    pub seen_at: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -113,12 +137,27 @@ pub struct UnlockResult {
     pub name: String,
     pub title: String,
     pub version: i64,
-    pub secret: String,
+    /// Zeroized when dropped (after it was sent to the UI).
+    #[serde(with = "zeroizing_string")]
+    pub secret: Zeroizing<String>,
     pub mode: UnlockMode,
     /// Sequence number of the local record written before the secret was shown.
     pub record_seq: Option<u64>,
     pub hide_after_secs: u64,
     pub message: String,
+}
+
+/// (De)serialises a `Zeroizing<String>` as a plain string.
+mod zeroizing_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use zeroize::Zeroizing;
+
+    pub fn serialize<S: Serializer>(v: &Zeroizing<String>, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_str())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Zeroizing<String>, D::Error> {
+        String::deserialize(d).map(Zeroizing::new)
+    }
 }
 
 impl fmt::Debug for UnlockResult {
@@ -150,6 +189,10 @@ impl Account {
     /// Where the wrapped device keys live in the secret store.
     fn keyring_account(&self) -> String {
         format!("device-keys:{}", self.id)
+    }
+    /// Where the break-glass state ([`TrustState`]) lives in the secret store.
+    fn state_account(&self) -> String {
+        format!("break-glass-state:{}", self.id)
     }
 }
 
@@ -219,6 +262,72 @@ fn unreachable(e: &ClientError) -> bool {
 
 fn fmt_time(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%d %H:%M UTC").to_string()
+}
+
+/// The pinned broker key in `st`.
+fn pin_of(st: &TrustState) -> Result<Option<Pin>> {
+    let Some(k) = st.broker_key.as_deref() else {
+        return Ok(None);
+    };
+    let key = decode_public_key(k).map_err(|e| damaged(&e.to_string()))?;
+    Ok(Some(Pin {
+        key,
+        fingerprint: fingerprint(&key),
+    }))
+}
+
+/// The broker presented another key than the pinned one, not yet confirmed.
+fn key_change(st: &TrustState) -> Option<BrokerKeyChange> {
+    let fp = |k: &str| {
+        decode_public_key(k)
+            .map(|k| fingerprint(&k))
+            .unwrap_or_else(|_| "(unreadable key)".into())
+    };
+    let offered = st.offered_key.as_deref()?;
+    Some(BrokerKeyChange {
+        pinned_fingerprint: st.broker_key.as_deref().map(fp).unwrap_or_default(),
+        new_fingerprint: fp(offered),
+        seen_at: st.offered_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH),
+    })
+}
+
+fn key_changed_error(ch: &BrokerKeyChange) -> ConsoleError {
+    ConsoleError::new(
+        "broker_key_changed",
+        format!(
+            "The broker's signing key changed: it was {} and is now {}. Break glass is stopped \
+             until you compare both fingerprints with your security team (not through the broker) \
+             and confirm the new key, or sign out.",
+            ch.pinned_fingerprint, ch.new_fingerprint
+        ),
+    )
+}
+
+/// Remembers in `st` the version of each envelope that verifies against `pin` and was
+/// sealed for this device and user. Returns the rolled-back ones: (secret, version
+/// served, highest version seen).
+fn remember_versions(
+    st: &mut TrustState,
+    pin: &Pin,
+    enr: &Enrolment,
+    user: &str,
+    items: &[EnvelopeItem],
+) -> Vec<(String, i64, i64)> {
+    let mut rolled_back = Vec::new();
+    for item in items {
+        let Ok(meta) = item.envelope.verify(&pin.key) else {
+            continue;
+        };
+        if check_binding(&meta, &item.name, enr, user).is_err() {
+            continue;
+        }
+        if let Some(floor) = st.floor(&item.name).filter(|f| meta.version < *f) {
+            rolled_back.push((item.name.clone(), meta.version, floor));
+        } else {
+            st.saw_version(&item.name, meta.version);
+        }
+    }
+    rolled_back
 }
 
 /// Checks that an envelope was sealed for this very secret, device, user and key.
@@ -295,17 +404,75 @@ impl Console {
         }))
     }
 
-    pub(crate) async fn pinned(&self, a: &Account) -> Result<Option<Pin>> {
-        let Some(k) = self.cache.get(&a.key(K_BROKER_KEY)).await? else {
-            return Ok(None);
+    /// The break-glass state kept in the secret store ([`TrustState`]). Before there
+    /// was one (an enrolment made by an older version) the pin and the wrong-passphrase
+    /// times are taken from the cache once, kept in the secret store, and removed from
+    /// the cache: from then on nothing in `cache.db` counts for them.
+    async fn load_state(&self, a: &Account) -> Result<TrustState> {
+        let store = self.secrets.clone();
+        let account = a.state_account();
+        let stored = blocking(move || store.get(&account)).await?.map_err(|e| {
+            ConsoleError::new(
+                "keyring",
+                format!("Cannot read this device's break-glass state: {e}"),
+            )
+        })?;
+        if let Some(json) = stored {
+            return serde_json::from_str(&json).map_err(|_| {
+                ConsoleError::new(
+                    "keyring",
+                    format!(
+                        "This device's break-glass state in the {} is damaged; enrol the device again.",
+                        self.secrets.describe()
+                    ),
+                )
+            });
+        }
+        let st = TrustState {
+            broker_key: self.cache.get(&a.key(K_BROKER_KEY)).await?,
+            failures: self
+                .cache
+                .get(&a.key(K_FAILURES))
+                .await?
+                .and_then(|v| serde_json::from_str(&v).ok())
+                .unwrap_or_default(),
+            ..TrustState::default()
         };
-        let key = decode_public_key(&k).map_err(|e| damaged(&e.to_string()))?;
-        Ok(Some(Pin {
-            key,
-            fingerprint: fingerprint(&key),
-        }))
+        if st != TrustState::default() {
+            self.save_state(a, &st).await?;
+            self.cache
+                .set_many(&[
+                    (&a.key(K_BROKER_KEY), None),
+                    (&a.key(K_BROKER_FP), None),
+                    (&a.key(K_FAILURES), None),
+                ])
+                .await?;
+        }
+        Ok(st)
     }
 
+    /// The broker key pinned for this account (it also verifies the audit heads).
+    pub(crate) async fn pinned(&self, a: &Account) -> Result<Option<Pin>> {
+        pin_of(&self.load_state(a).await?)
+    }
+
+    async fn save_state(&self, a: &Account, st: &TrustState) -> Result<()> {
+        let json =
+            serde_json::to_string(st).map_err(|e| ConsoleError::new("internal", e.to_string()))?;
+        let store = self.secrets.clone();
+        let account = a.state_account();
+        blocking(move || store.set(&account, &json))
+            .await?
+            .map_err(|e| {
+                ConsoleError::new(
+                    "keyring",
+                    format!(
+                        "Cannot keep this device's break-glass state in the {}: {e}",
+                        self.secrets.describe()
+                    ),
+                )
+            })
+    }
     /// The local chain, read consistently, and whether it verifies: every pending
     /// record continues the acknowledged head (signed by this device, no gap, no
     /// edit) and the last one is the recorded tip (so a removed last record shows).
@@ -363,48 +530,69 @@ impl Console {
         })
     }
 
-    /// Wrong-passphrase times within the window before `now`, oldest first.
-    async fn failures(&self, a: &Account, now: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
-        let list: Vec<DateTime<Utc>> = self
-            .cache
-            .get(&a.key(K_FAILURES))
-            .await?
-            .and_then(|v| serde_json::from_str(&v).ok())
-            .unwrap_or_default();
-        Ok(failures_in_window(list, now))
-    }
-
-    /// Records a wrong passphrase; returns the failures now in the window.
-    async fn record_failure(&self, a: &Account, now: DateTime<Utc>) -> Result<Vec<DateTime<Utc>>> {
-        let mut list = self.failures(a, now).await?;
+    /// Records a wrong passphrase in `st` (and the secret store); returns the failures
+    /// now in the window.
+    async fn record_failure(
+        &self,
+        a: &Account,
+        st: &mut TrustState,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DateTime<Utc>>> {
+        let mut list = failures_in_window(std::mem::take(&mut st.failures), now);
         list.push(now);
         list.sort();
-        let json = serde_json::to_string(&list)
-            .map_err(|e| ConsoleError::new("internal", e.to_string()))?;
-        self.cache.set(&a.key(K_FAILURES), Some(&json)).await?;
+        st.failures = list.clone();
+        self.save_state(a, st).await?;
         Ok(list)
     }
 
-    /// Keeps `key` as the pinned broker signing key of `a`.
-    async fn store_pin(&self, a: &Account, key: &VerifyingKey) -> Result<()> {
-        let fp = fingerprint(key);
-        if let Some(old) = self.pinned(a).await.ok().flatten() {
-            if old.key != *key {
-                tracing::warn!(old = %old.fingerprint, new = %fp, "the broker's signing key changed since it was pinned; re-pinned at sign-in");
+    /// Compares `key`, just presented by the broker, with the pin of `a`. First use:
+    /// pins it. The pinned key: clears any earlier offer. Another key: never re-pins
+    /// silently; it is kept as offered, break glass stops, and the user compares both
+    /// fingerprints and confirms ([`Console::confirm_broker_key`]) or signs out.
+    /// Call with `break_glass_turn` held.
+    async fn observe_broker_key(
+        &self,
+        a: &Account,
+        key: &VerifyingKey,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        let mut st = self.load_state(a).await?;
+        let before = st.clone();
+        let encoded = encode_public_key(key);
+        let pinned = st.broker_key.as_deref().map(|k| decode_public_key(k).ok());
+        match pinned {
+            None => {
+                tracing::info!(fingerprint = %fingerprint(key), "pinned the broker's signing key");
+                st.broker_key = Some(encoded);
+                st.offered_key = None;
+                st.offered_at = None;
+            }
+            Some(Some(p)) if p == *key => {
+                st.offered_key = None;
+                st.offered_at = None;
+            }
+            Some(p) => {
+                if st.offered_key.as_deref() != Some(encoded.as_str()) {
+                    tracing::warn!(
+                        pinned = %p.map(|p| fingerprint(&p)).unwrap_or_default(),
+                        presented = %fingerprint(key),
+                        "the broker presents a signing key other than the pinned one; break glass stops until the user confirms it"
+                    );
+                    st.offered_key = Some(encoded);
+                    st.offered_at = Some(now);
+                }
             }
         }
-        let encoded = encode_public_key(key);
-        self.cache
-            .set_many(&[
-                (&a.key(K_BROKER_KEY), Some(&encoded)),
-                (&a.key(K_BROKER_FP), Some(&fp)),
-            ])
-            .await?;
+        if st != before {
+            self.save_state(a, &st).await?;
+        }
         Ok(())
     }
 
-    /// Pins the broker's signing key for `url` + `user` (sign-in only). A broker
-    /// without break glass, or an unreadable answer, leaves the pin as it was.
+    /// Checks the broker's signing key for `url` + `user` at sign-in: pinned on first
+    /// use, compared with the pin afterwards (see [`Console::observe_broker_key`]). A
+    /// broker without break glass, or an unreadable answer, leaves the pin as it was.
     pub(crate) async fn pin_broker_key(
         &self,
         client: &Client,
@@ -412,14 +600,60 @@ impl Console {
         user: &str,
     ) -> Result<()> {
         match fetch_broker_key(client).await {
-            Ok(key) => self.store_pin(&Account::new(url, user), &key).await,
+            Ok(key) => {
+                let _turn = self.break_glass_turn.lock().await;
+                self.observe_broker_key(&Account::new(url, user), &key, Utc::now())
+                    .await
+            }
             Err(e) => {
-                tracing::warn!(error = %e, "the broker's signing key was not pinned");
+                tracing::warn!(error = %e, "the broker's signing key was not checked");
                 Ok(())
             }
         }
     }
 
+    /// The user compared the fingerprints shown in
+    /// [`DeviceStatus::broker_key_change`] and trusts the broker's new signing key:
+    /// pins it (only if `new_fingerprint` is still the key offered, so a key that
+    /// changed again meanwhile is not pinned unseen) and syncs. The highest envelope
+    /// versions seen are kept: a new key does not allow older envelopes back.
+    pub async fn confirm_broker_key(
+        &self,
+        new_fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Snapshot> {
+        let (_, a, _) = self.signed_in_account().await?;
+        {
+            let _turn = self.break_glass_turn.lock().await;
+            let mut st = self.load_state(&a).await?;
+            let Some(offered) = st.offered_key.clone() else {
+                return Err(ConsoleError::new(
+                    "no_key_change",
+                    "The broker's signing key has not changed: there is nothing to confirm.",
+                ));
+            };
+            let key = decode_public_key(&offered).map_err(|e| damaged(&e.to_string()))?;
+            if fingerprint(&key) != new_fingerprint.trim() {
+                return Err(ConsoleError::new(
+                    "fingerprint_mismatch",
+                    format!(
+                        "The broker's new key is {}, not the one confirmed (it may have changed again). Compare again.",
+                        fingerprint(&key)
+                    ),
+                ));
+            }
+            tracing::warn!(fingerprint = %fingerprint(&key), "the user confirmed the broker's new signing key; re-pinned");
+            st.broker_key = Some(offered);
+            st.offered_key = None;
+            st.offered_at = None;
+            self.save_state(&a, &st).await?;
+        }
+        if let Err(e) = self.sync().await {
+            tracing::info!(error = %e, "sync after confirming the broker key");
+        }
+        self.changed(Change::Snapshot);
+        self.snapshot_at(now).await
+    }
     /// This device's break-glass state and its sealed credentials, from the cache
     /// (works offline), judged at `now`.
     pub async fn break_glass(&self, now: DateTime<Utc>) -> Result<BreakGlass> {
@@ -433,6 +667,7 @@ impl Console {
             pending_records: 0,
             chain_ok: true,
             chain_error: None,
+            broker_key_change: None,
         };
         let Some((_, a, user)) = self.session_account().await else {
             return Ok(BreakGlass {
@@ -440,7 +675,15 @@ impl Console {
                 credentials: Vec::new(),
             });
         };
-        let pin = match self.pinned(&a).await {
+        let state = match self.load_state(&a).await {
+            Ok(st) => st,
+            Err(e) => {
+                device.chain_error = Some(e.message);
+                TrustState::default()
+            }
+        };
+        device.broker_key_change = key_change(&state);
+        let pin = match pin_of(&state) {
             Ok(p) => p,
             Err(e) => {
                 device.chain_error = Some(e.message);
@@ -461,7 +704,7 @@ impl Console {
             device.enrolled = true;
             device.device_id = Some(enr.device_id.clone());
             device.device_name = Some(enr.device_name.clone());
-            let failures = self.failures(&a, now).await?;
+            let failures = failures_in_window(state.failures.clone(), now);
             device.failed_attempts = u32::try_from(failures.len()).unwrap_or(u32::MAX);
             device.locked_until = locked_until(&failures).filter(|t| *t > now);
             match self.chain_state(&a, enr).await {
@@ -481,7 +724,10 @@ impl Console {
             .envelopes()
             .await?
             .into_iter()
-            .map(|c| judge(&c, pin.as_ref(), enr.as_ref(), &user, now))
+            .map(|c| {
+                let floor = state.floor(&c.name);
+                judge(&c, pin.as_ref(), enr.as_ref(), &user, floor, now)
+            })
             .collect();
         Ok(BreakGlass {
             device,
@@ -500,15 +746,13 @@ impl Console {
         passphrase: &SecretString,
         now: DateTime<Utc>,
     ) -> Result<Snapshot> {
-        if passphrase.expose_secret().chars().count() < MIN_PASSPHRASE_CHARS {
-            return Err(ConsoleError::new(
-                "weak_passphrase",
-                format!(
-                    "Choose an unlock passphrase of at least {MIN_PASSPHRASE_CHARS} characters."
-                ),
-            ));
+        let (c, a, user) = self.signed_in_account().await?;
+        let (p, u) = (passphrase.clone(), user.clone());
+        let strength =
+            blocking(move || passphrase_strength(&p, &[u.as_str(), &device::host_name()])).await?;
+        if !strength.acceptable {
+            return Err(ConsoleError::new("weak_passphrase", strength.message()));
         }
-        let (c, a, _) = self.signed_in_account().await?;
         let offline = |e: ConsoleError| -> ConsoleError {
             if e.code == "offline" {
                 ConsoleError::new(
@@ -519,10 +763,25 @@ impl Console {
                 e
             }
         };
-        if self.pinned(&a).await?.is_none() {
+        let state = match self.load_state(&a).await {
+            Ok(st) => st,
+            Err(e) if e.code == "keyring" && e.message.contains("damaged") => {
+                // Enrolling again is the way out of a damaged state: start it anew.
+                tracing::warn!(error = %e, "the break-glass state is damaged; enrolment starts it anew");
+                let fresh = TrustState::default();
+                self.save_state(&a, &fresh).await?;
+                fresh
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(ch) = key_change(&state) {
+            return Err(key_changed_error(&ch));
+        }
+        if state.broker_key.is_none() {
             // A session from before break glass existed: pin now (an explicit action).
             let key = fetch_broker_key(&c).await.map_err(offline)?;
-            self.store_pin(&a, &key).await?;
+            let _turn = self.break_glass_turn.lock().await;
+            self.observe_broker_key(&a, &key, now).await?;
         }
         if let Ok(Some(old)) = self.enrolment(&a).await {
             // Records signed by the old keys must reach the broker first.
@@ -616,16 +875,24 @@ impl Console {
             ])
             .await?;
         tracing::info!(device = %view.id, work_factor = factor, "device enrolled for offline break glass");
+        // New keys start with no wrong passphrases and no versions seen.
+        let mut st = self.load_state(&a).await?;
+        st.failures.clear();
+        st.versions.clear();
         match c.envelopes(&view.id).await {
             Ok(list) => {
                 self.cache
                     .put_envelopes(&list.envelopes, Utc::now())
-                    .await?
+                    .await?;
+                if let (Some(pin), Some(enr)) = (pin_of(&st)?, self.enrolment(&a).await?) {
+                    remember_versions(&mut st, &pin, &enr, &user, &list.envelopes);
+                }
             }
             Err(e) => {
                 tracing::warn!(error = %e, "fetching envelopes after enrolment; the next sync retries")
             }
         }
+        self.save_state(&a, &st).await?;
         drop(turn);
         self.changed(Change::Snapshot);
         self.snapshot_at(now).await
@@ -664,7 +931,13 @@ impl Console {
                 "This device is not enrolled for break glass. Enrol it while the broker is reachable.",
             ));
         };
-        if let Some(until) = locked_until(&self.failures(&a, now).await?).filter(|t| *t > now) {
+        let mut state = self.load_state(&a).await?;
+        if let Some(ch) = key_change(&state) {
+            return Err(key_changed_error(&ch));
+        }
+        if let Some(until) =
+            locked_until(&failures_in_window(state.failures.clone(), now)).filter(|t| *t > now)
+        {
             return Err(locked_out(until, now));
         }
         let store = self.secrets.clone();
@@ -686,7 +959,7 @@ impl Console {
         let keys = match blocking(move || DeviceKeys::unwrap(&wrapped, &passphrase, max)).await? {
             Ok(k) => k,
             Err(DeviceKeyError::WrongPassphrase) => {
-                let failures = self.record_failure(&a, now).await?;
+                let failures = self.record_failure(&a, &mut state, now).await?;
                 self.changed(Change::Snapshot);
                 if let Some(until) = locked_until(&failures) {
                     return Err(locked_out(until, now));
@@ -741,7 +1014,7 @@ impl Console {
                     name: u.name,
                     title,
                     version: u.version,
-                    secret: u.value,
+                    secret: Zeroizing::new(u.value),
                     mode: UnlockMode::Online,
                     record_seq: None,
                     hide_after_secs: HIDE_AFTER_SECS,
@@ -773,7 +1046,7 @@ impl Console {
             )
         };
         let envelope = cached.envelope.map_err(&invalid)?;
-        let pin = self.pinned(&a).await?.ok_or_else(|| {
+        let pin = pin_of(&state)?.ok_or_else(|| {
             invalid(
                 "no broker signing key is pinned; sign in again while the broker is reachable"
                     .into(),
@@ -783,6 +1056,20 @@ impl Console {
             .verify(&pin.key)
             .map_err(|e| invalid(e.to_string()))?;
         check_binding(&meta, name, &enr, &user).map_err(&invalid)?;
+        if let Some(floor) = state.floor(name).filter(|f| meta.version < *f) {
+            tracing::error!(secret = %name, version = meta.version, seen = floor, "an older envelope than already seen was refused");
+            return Err(ConsoleError::new(
+                "envelope_rolled_back",
+                format!(
+                    "The sealed copy of {title} cannot be used: it is version {}, older than version {floor} \
+                     this device has already seen (an older copy was put back). It is renewed when the broker is reachable.",
+                    meta.version
+                ),
+            ));
+        }
+        if state.saw_version(name, meta.version) {
+            self.save_state(&a, &state).await?;
+        }
         match meta.check_window(now) {
             Ok(()) => {}
             Err(BreakGlassError::Expired(t)) => {
@@ -806,8 +1093,10 @@ impl Console {
             age::decrypt(keys.age_identity(), envelope.ciphertext.as_bytes())
                 .map_err(|e| invalid(format!("this device's key does not open it ({e})")))?,
         );
-        let secret = String::from_utf8(plain.to_vec())
-            .map_err(|_| invalid("it does not hold text".into()))?;
+        let secret = Zeroizing::new(
+            String::from_utf8(plain.to_vec())
+                .map_err(|_| invalid("it does not hold text".into()))?,
+        );
         let st = self.chain_state(&a, &enr).await?;
         if let Some(p) = st.problem {
             return Err(ConsoleError::new(
@@ -857,9 +1146,30 @@ impl Console {
     /// envelopes. Returns a problem to show (the broker refused the records, …);
     /// fails only when the broker cannot be reached.
     pub(crate) async fn sync_break_glass(&self, c: &Client) -> Result<Option<String>> {
-        let Some((_, a, _)) = self.session_account().await else {
+        let Some((_, a, user)) = self.session_account().await else {
             return Ok(None);
         };
+        // The broker's key first: a change stops break glass (no upload of records to
+        // it, no envelopes from it) until the user confirms it.
+        match fetch_broker_key(c).await {
+            Ok(key) => {
+                let _turn = self.break_glass_turn.lock().await;
+                self.observe_broker_key(&a, &key, Utc::now()).await?;
+            }
+            Err(e) if e.code == "offline" => {
+                self.mark_offline(&e.message).await;
+                return Err(e);
+            }
+            Err(e) => tracing::debug!(error = %e, "the broker's signing key was not checked"),
+        }
+        match self.load_state(&a).await {
+            Ok(st) => {
+                if let Some(ch) = key_change(&st) {
+                    return Ok(Some(key_changed_error(&ch).message));
+                }
+            }
+            Err(e) => return Ok(Some(e.message)),
+        }
         let enr = match self.enrolment(&a).await {
             Ok(Some(e)) => e,
             Ok(None) => return Ok(None),
@@ -875,6 +1185,23 @@ impl Console {
                 self.cache
                     .put_envelopes(&list.envelopes, Utc::now())
                     .await?;
+                let _turn = self.break_glass_turn.lock().await;
+                let mut st = self.load_state(&a).await?;
+                let before = st.clone();
+                if let Some(pin) = pin_of(&st)? {
+                    for (name, served, seen) in
+                        remember_versions(&mut st, &pin, &enr, &user, &list.envelopes)
+                    {
+                        tracing::error!(secret = %name, served, seen, "the broker served an older envelope than already seen");
+                        problems.push(format!(
+                            "The broker served version {served} of '{name}', older than version {seen} \
+                             this device has already seen: it is refused."
+                        ));
+                    }
+                }
+                if st != before {
+                    self.save_state(&a, &st).await?;
+                }
             }
             Err(e) if is_network(&e) => {
                 let ce = ConsoleError::from(e);
@@ -1014,6 +1341,7 @@ fn judge(
     pin: Option<&Pin>,
     enr: Option<&Enrolment>,
     user: &str,
+    floor: Option<i64>,
     now: DateTime<Utc>,
 ) -> SealedCredential {
     let fallback_time = c.fetched_at.unwrap_or(DateTime::<Utc>::UNIX_EPOCH);
@@ -1049,6 +1377,12 @@ fn judge(
         })?;
         let enr = enr.ok_or("this device is not enrolled")?;
         check_binding(&meta, &c.name, enr, user)?;
+        if let Some(floor) = floor.filter(|f| meta.version < *f) {
+            return Err(format!(
+                "it is version {}, older than version {floor} this device has already seen (an older copy was put back)",
+                meta.version
+            ));
+        }
         Ok::<EnvelopeMeta, String>(meta)
     })();
     match verdict {
@@ -1103,7 +1437,7 @@ mod tests {
             name: "n".into(),
             title: "T".into(),
             version: 2,
-            secret: "s3cr3t".into(),
+            secret: Zeroizing::new("s3cr3t".into()),
             mode: UnlockMode::Offline,
             record_seq: Some(1),
             hide_after_secs: 60,

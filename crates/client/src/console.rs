@@ -225,6 +225,7 @@ impl Console {
             let token = blocking(move || s.get(&account)).await?;
             match token {
                 Ok(Some(token)) => {
+                    let token = zeroize::Zeroizing::new(token);
                     let groups = cache
                         .get(K_GROUPS)
                         .await?
@@ -374,7 +375,7 @@ impl Console {
     /// be signed by it; [`Console::sync`] never re-pins), then syncs.
     pub async fn sign_in(&self, url: &str, token: &str) -> Result<AppStatus> {
         let url = url.trim().trim_end_matches('/').to_string();
-        let token = token.trim().to_string();
+        let token = zeroize::Zeroizing::new(token.trim().to_string());
         if url.is_empty() || token.is_empty() {
             return Err(ConsoleError::new(
                 "invalid_request",
@@ -383,6 +384,7 @@ impl Console {
         }
         let client = Client::new(&url, Some(&token))
             .map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
+        crate::trust::check_broker_url(&url).map_err(|m| ConsoleError::new("insecure_url", m))?;
         let previous = match (self.cache.get(K_URL).await?, self.cache.get(K_USER).await?) {
             (Some(u), Some(n)) => Some((u, n)),
             _ => None,

@@ -3,9 +3,12 @@
 //!
 //! Both are made at enrolment and exist at rest only inside the [`SecretStore`] (the OS
 //! keyring in the app), and there only wrapped: an age file encrypted with the user's
-//! local unlock passphrase (age's scrypt recipient). A copied disk holds no key at all,
-//! and a copied keyring or a borrowed logged-in session holds only the wrapped keys, which
-//! open nothing without the passphrase (and an attacker pays the scrypt cost per guess).
+//! local unlock passphrase (age's scrypt recipient). A copied disk holds no key at all.
+//! A logged-in session (the user's, borrowed, or malware running as the user) can read
+//! the wrapped keys from the keyring, like the app does: what stands between it and the
+//! secrets is the passphrase's strength (judged by zxcvbn at enrolment, see
+//! [`crate::trust`]) and scrypt's cost per guess. The app's lock-out only limits guesses
+//! made through the app, not guesses against a copy of the wrapped keys.
 //!
 //! Private halves live in zeroizing types ([`SigningKey`] and age's identity zeroize on
 //! drop; the plaintext of the wrapped file is [`Zeroizing`]) and [`DeviceKeys`]'

@@ -11,6 +11,7 @@ pub mod cache;
 pub mod console;
 pub mod device;
 pub mod secrets;
+pub mod trust;
 
 use firedoor_core::api::{
     ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,

@@ -184,7 +184,7 @@ async fn offline_break_glass_end_to_end() {
         .await
         .unwrap();
     assert_eq!(r.mode, UnlockMode::Offline);
-    assert_eq!(r.secret, FIRST_VALUE);
+    assert_eq!(r.secret.as_str(), FIRST_VALUE);
     assert_eq!(r.record_seq, Some(1));
     assert_eq!(r.version, v1);
     assert_eq!(r.hide_after_secs, 60);
@@ -249,7 +249,7 @@ async fn offline_break_glass_end_to_end() {
         .await
         .unwrap();
     assert_eq!(r.record_seq, Some(2));
-    assert_eq!(r.secret, FIRST_VALUE);
+    assert_eq!(r.secret.as_str(), FIRST_VALUE);
 
     // Envelope tampering in the cache: refused as invalid.
     let original = envelope_json(&db).await;
@@ -446,13 +446,13 @@ async fn offline_break_glass_end_to_end() {
         .unwrap();
     assert_eq!(r.mode, UnlockMode::Offline);
     assert_eq!(r.version, v2);
-    assert_ne!(r.secret, FIRST_VALUE, "rotated");
+    assert_ne!(r.secret.as_str(), FIRST_VALUE, "rotated");
     assert_eq!(
         r.record_seq,
         Some(3),
         "the chain continues after the upload"
     );
-    let rotated_value = r.secret.clone();
+    let rotated_value = r.secret.to_string();
 
     // At rest: no secret value, passphrase, token or private key in any file.
     db.close().await;
@@ -513,7 +513,7 @@ async fn online_unlock_and_preconditions() {
         .unwrap();
     assert_eq!(r.mode, UnlockMode::Online);
     assert_eq!(r.record_seq, None);
-    assert_eq!(r.secret, "online-value-1");
+    assert_eq!(r.secret.as_str(), "online-value-1");
     assert_eq!(r.title, "Payments DB break-glass login");
     let audit = carol.audit(0, 5000).await.unwrap();
     assert!(audit
@@ -622,33 +622,8 @@ async fn sign_out_keeps_the_enrolment_and_pending_records() {
     b.stop().await;
 }
 
-#[tokio::test]
-async fn envelopes_signed_by_another_broker_key_are_invalid() {
-    let dir = tempfile::tempdir().unwrap();
-    let bdir = dir.path().join("broker");
-    let appdir = dir.path().join("app");
-    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
-    let addr = b.addr;
-    let url = b.url();
-    let alice = token(&b, "alice", &["oncall"], false).await;
-    let carol_token = token(&b, "carol", &["security"], true).await;
-    let carol = Client::new(&url, Some(&carol_token)).unwrap();
-    carol.put_secret(SECRET, "value-a").await.unwrap();
-    let console = open_console(&appdir, Arc::new(MemoryStore::default())).await;
-    console.sign_in(&url, &alice).await.unwrap();
-    console.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
-    let pinned = console
-        .snapshot()
-        .await
-        .unwrap()
-        .break_glass
-        .device
-        .broker_fingerprint
-        .unwrap();
-
-    // The broker's signing key changes (its key file loses the signing line and the
-    // broker makes a new one), and a new value is sealed with the new key.
-    b.stop().await;
+/// Removes the signing key from a stopped broker's key file (it makes a new one).
+fn drop_signing_key(bdir: &Path) {
     let keyfile = bdir.join("broker.key");
     let text = std::fs::read_to_string(&keyfile).unwrap();
     let kept: String = text
@@ -660,32 +635,345 @@ async fn envelopes_signed_by_another_broker_key_are_invalid() {
     std::fs::write(&keyfile, kept).unwrap();
     // The audit anchor, signed with the old key, would stop the start: the operator
     // moves it aside to accept the new key.
-    std::fs::rename(bdir.join("audit-anchor.log"), bdir.join("audit-anchor.old")).unwrap();
+    let anchor = bdir.join("audit-anchor.log");
+    if anchor.exists() {
+        std::fs::rename(anchor, bdir.join("audit-anchor.old")).unwrap();
+    }
+}
+
+/// A consistent copy of the app's cache file, as an attacker (or a backup) keeps it.
+async fn copy_cache(appdir: &Path, to: &Path) {
+    let db = cache_db(appdir).await;
+    sqlx::query("VACUUM INTO ?")
+        .bind(to.to_str().unwrap())
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+}
+
+/// Closes the app, replaces (or with `from = None` deletes) its cache file, and
+/// starts the app again with the same secret store (keyring).
+async fn replace_cache(
+    console: Arc<Console>,
+    appdir: &Path,
+    from: Option<&Path>,
+    secrets: Arc<MemoryStore>,
+) -> Arc<Console> {
+    console.close().await;
+    drop(console);
+    for f in ["cache.db", "cache.db-wal", "cache.db-shm"] {
+        let _ = std::fs::remove_file(appdir.join(f));
+    }
+    if let Some(from) = from {
+        std::fs::copy(from, appdir.join("cache.db")).unwrap();
+    }
+    open_console(appdir, secrets).await
+}
+
+/// Attack: the broker's signing key changes (a new broker, an impostor, or a key
+/// lost and remade). Before, sign-in re-pinned it silently (only a log line) and the
+/// envelopes signed by it were then trusted. Now nothing is re-pinned without the
+/// user: break glass stops (no unlock, no enrolment, no upload of records, no
+/// envelopes) and the device status carries both fingerprints to compare, until the
+/// user confirms the new one. Deleting cache.db does not reset the pin (it is in the
+/// keyring).
+#[tokio::test]
+async fn a_changed_broker_key_stops_break_glass_until_the_user_confirms_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let appdir = dir.path().join("app");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let carol_token = token(&b, "carol", &["security"], true).await;
+    let carol = Client::new(&url, Some(&carol_token)).unwrap();
+    carol.put_secret(SECRET, "value-a").await.unwrap();
+    let secrets = Arc::new(MemoryStore::default());
+    let console = open_console(&appdir, secrets.clone()).await;
+    console.sign_in(&url, &alice).await.unwrap();
+    console.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    let pinned = console
+        .snapshot()
+        .await
+        .unwrap()
+        .break_glass
+        .device
+        .broker_fingerprint
+        .unwrap();
+    // An offline unlock while the broker is down leaves a record to upload.
+    let addr = b.addr;
+    b.stop().await;
+    let r = console
+        .unlock_secret(
+            SECRET,
+            "INC-8 before the key change",
+            &pass(PASS),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.record_seq, Some(1));
+
+    drop_signing_key(&bdir);
     let b = broker(&bdir, addr).await;
-    assert_ne!(carol.broker_identity().await.unwrap().fingerprint, pinned);
+    let new_fp = carol.broker_identity().await.unwrap().fingerprint;
+    assert_ne!(new_fp, pinned);
     carol.put_secret(SECRET, "value-b").await.unwrap();
 
-    // Sync does not re-pin: the new envelope shows as invalid and does not open.
+    // Sync notices, does not re-pin, and stops break glass.
     console.sync().await.unwrap();
     let snap = console.snapshot().await.unwrap();
-    assert_eq!(
-        snap.break_glass.device.broker_fingerprint.as_deref(),
-        Some(pinned.as_str())
-    );
-    let cred = &snap.break_glass.credentials[0];
-    assert_eq!(cred.state, SealedState::Invalid);
-    let problem = cred.problem.clone().unwrap();
+    let dev = &snap.break_glass.device;
+    assert_eq!(dev.broker_fingerprint.as_deref(), Some(pinned.as_str()));
+    let change = dev.broker_key_change.clone().expect("the change is shown");
+    assert_eq!(change.pinned_fingerprint, pinned);
+    assert_eq!(change.new_fingerprint, new_fp);
+    let problem = snap.status.last_error.clone().unwrap_or_default();
     assert!(
-        problem.contains("does not verify against the pinned broker key")
-            && problem.contains(&pinned),
+        problem.contains(&pinned) && problem.contains(&new_fp),
         "{problem}"
     );
-    b.stop().await;
+    // The record is not handed to a broker whose key is not confirmed (it could
+    // acknowledge it and make the device drop it).
+    assert_eq!(dev.pending_records, 1);
+    let db = cache_db(&appdir).await;
+    assert_eq!(chain_rows(&db).await.len(), 1);
+    db.close().await;
+    assert!(!carol
+        .audit(0, 5000)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.action == "break_glass_offline_unlock"));
     let e = console
         .unlock_secret(SECRET, "INC-9", &pass(PASS), Utc::now())
         .await
         .unwrap_err();
-    assert_eq!(e.code, "envelope_invalid");
+    assert_eq!(e.code, "broker_key_changed", "{e:?}");
+    assert!(e.message.contains(&pinned) && e.message.contains(&new_fp));
+    let dev = console.snapshot().await.unwrap().break_glass.device;
+    assert_eq!(dev.failed_attempts, 0, "no passphrase was asked for");
+
+    // Signing in again does not re-pin either (it did, silently, before).
+    console.sign_in(&url, &alice).await.unwrap();
+    let dev = console.snapshot().await.unwrap().break_glass.device;
+    assert_eq!(dev.broker_fingerprint.as_deref(), Some(pinned.as_str()));
+    assert!(dev.broker_key_change.is_some());
+
+    // Nor does deleting the cache file and signing in anew.
+    let console = replace_cache(console, &appdir, None, secrets.clone()).await;
+    console.sign_in(&url, &alice).await.unwrap();
+    let dev = console.snapshot().await.unwrap().break_glass.device;
+    assert_eq!(dev.broker_fingerprint.as_deref(), Some(pinned.as_str()));
+    assert_eq!(
+        dev.broker_key_change
+            .as_ref()
+            .map(|c| c.new_fingerprint.as_str()),
+        Some(new_fp.as_str())
+    );
+    let e = console
+        .enrol_device(&pass(PASS), Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "broker_key_changed");
+
+    // Confirming needs the fingerprint of the key actually offered.
+    let e = console
+        .confirm_broker_key(&pinned, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "fingerprint_mismatch");
+    let snap = console
+        .confirm_broker_key(&new_fp, Utc::now())
+        .await
+        .unwrap();
+    let dev = &snap.break_glass.device;
+    assert_eq!(dev.broker_fingerprint.as_deref(), Some(new_fp.as_str()));
+    assert!(dev.broker_key_change.is_none());
+    let e = console
+        .confirm_broker_key(&new_fp, Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "no_key_change");
+
+    // Break glass works again, with envelopes signed by the new key.
+    console.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    let snap = console.snapshot().await.unwrap();
+    assert_eq!(snap.break_glass.credentials[0].state, SealedState::Valid);
+    b.stop().await;
+    let r = console
+        .unlock_secret(SECRET, "INC-9", &pass(PASS), Utc::now())
+        .await
+        .unwrap();
+    assert_eq!(r.secret.as_str(), "value-b");
+}
+
+/// Attack: put an older envelope back (its value was rotated away, but it is still in
+/// its validity window), by editing the cached row or by restoring an older copy of
+/// cache.db. The highest version seen per secret is kept in the keyring, so both are
+/// refused.
+#[tokio::test]
+async fn an_older_envelope_put_back_in_the_cache_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let appdir = dir.path().join("app");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let carol = Client::new(&url, Some(&token(&b, "carol", &["security"], true).await)).unwrap();
+    carol.put_secret(SECRET, "old-value").await.unwrap();
+    let secrets = Arc::new(MemoryStore::default());
+    let console = open_console(&appdir, secrets.clone()).await;
+    console.sign_in(&url, &alice).await.unwrap();
+    console.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    let old_copy = dir.path().join("old-cache.db");
+    copy_cache(&appdir, &old_copy).await;
+    let db = cache_db(&appdir).await;
+    let old_envelope = envelope_json(&db).await;
+
+    carol.put_secret(SECRET, "new-value").await.unwrap();
+    console.sync().await.unwrap();
+    let snap = console.snapshot().await.unwrap();
+    let v2 = snap.break_glass.credentials[0].version;
+    assert_eq!(snap.break_glass.credentials[0].state, SealedState::Valid);
+    b.stop().await;
+
+    // The cached row is replaced by the older (validly signed) envelope.
+    set_envelope_json(&db, &old_envelope).await;
+    let cred = console.snapshot().await.unwrap().break_glass.credentials[0].clone();
+    assert_eq!(cred.state, SealedState::Invalid, "{cred:?}");
+    assert!(
+        cred.problem
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&format!("older than version {v2}")),
+        "{cred:?}"
+    );
+    let e = console
+        .unlock_secret(SECRET, "INC-11", &pass(PASS), Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "envelope_rolled_back", "{e:?}");
+    db.close().await;
+
+    // The whole cache file is replaced by the older copy.
+    let console = replace_cache(console, &appdir, Some(&old_copy), secrets.clone()).await;
+    let e = console
+        .unlock_secret(SECRET, "INC-11", &pass(PASS), Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "envelope_rolled_back", "{e:?}");
+    assert!(chain_rows(&cache_db(&appdir).await).await.is_empty());
+}
+
+/// Attack: wrong passphrases are counted in cache.db; deleting that row, or putting
+/// back a copy of cache.db from before the guesses, gave 5 more guesses each time. The
+/// times are kept in the keyring now: the lock-out holds.
+#[tokio::test]
+async fn the_lock_out_survives_editing_or_restoring_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let appdir = dir.path().join("app");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let carol = Client::new(&url, Some(&token(&b, "carol", &["security"], true).await)).unwrap();
+    carol.put_secret(SECRET, "locked-value").await.unwrap();
+    let secrets = Arc::new(MemoryStore::default());
+    let console = open_console(&appdir, secrets.clone()).await;
+    console.sign_in(&url, &alice).await.unwrap();
+    console.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    let before = dir.path().join("before-guesses.db");
+    copy_cache(&appdir, &before).await;
+    b.stop().await;
+
+    let t = Utc::now();
+    for _ in 0..5 {
+        let _ = console
+            .unlock_secret(SECRET, "guess", &pass("a wrong guess here"), t)
+            .await
+            .unwrap_err();
+    }
+    let e = console
+        .unlock_secret(SECRET, "INC-12", &pass(PASS), t)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "locked_out");
+
+    // Editing cache.db: every break-glass row that could count failures is removed.
+    let db = cache_db(&appdir).await;
+    sqlx::query("DELETE FROM kv WHERE key LIKE '%fail%'")
+        .execute(&db)
+        .await
+        .unwrap();
+    db.close().await;
+    let e = console
+        .unlock_secret(SECRET, "INC-12", &pass(PASS), t + Duration::minutes(1))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "locked_out", "{e:?}");
+
+    // Restoring a copy of cache.db from before the guesses.
+    let console = replace_cache(console, &appdir, Some(&before), secrets.clone()).await;
+    let dev = console.snapshot_at(t).await.unwrap().break_glass.device;
+    assert_eq!(dev.failed_attempts, 5);
+    let e = console
+        .unlock_secret(SECRET, "INC-12", &pass(PASS), t + Duration::minutes(2))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "locked_out", "{e:?}");
+
+    // The window still ends: 15 minutes after the guesses it opens.
+    let r = console
+        .unlock_secret(SECRET, "INC-12", &pass(PASS), t + Duration::minutes(15))
+        .await
+        .unwrap();
+    assert_eq!(r.secret.as_str(), "locked-value");
+}
+
+/// Attack: a weak passphrase that is long enough (the old rule was 8 characters)
+/// falls to a few guesses against the wrapped keys copied from the keyring. Judged by
+/// strength now (zxcvbn score >= 3, at least 12 characters), with its feedback.
+/// And a broker URL over plain http to another machine is refused at sign-in.
+#[tokio::test]
+async fn weak_passphrases_and_plain_http_brokers_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let console = open_console(&dir.path().join("app"), Arc::new(MemoryStore::default())).await;
+
+    let e = console
+        .sign_in("http://firedoor.example.com", &alice)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "insecure_url");
+    assert!(e.message.contains("https://"), "{}", e.message);
+    assert!(
+        !e.message.contains(&alice),
+        "the token is never in a message"
+    );
+    // A broker on this machine may use http (the test broker does).
+    assert!(url.starts_with("http://127.0.0.1"));
+    console.sign_in(&url, &alice).await.unwrap();
+
+    for weak in ["password1234", "alicealice2026", "qwertyuiopasdf"] {
+        let e = console
+            .enrol_device(&pass(weak), Utc::now())
+            .await
+            .unwrap_err();
+        assert_eq!(e.code, "weak_passphrase", "{weak}");
+        assert!(e.message.contains("too easy to guess"), "{}", e.message);
+        assert!(!e.message.contains(weak), "the passphrase is never echoed");
+    }
+    let e = console
+        .enrol_device(&pass("Tr0ub4dor&3"), Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "weak_passphrase", "short");
+    console.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    b.stop().await;
 }
 
 #[tokio::test]
@@ -757,7 +1045,8 @@ async fn a_revoked_device_loses_its_envelopes_and_can_enrol_again() {
         .unwrap();
     assert_eq!((r.mode, r.record_seq), (UnlockMode::Offline, Some(1)));
     assert_ne!(
-        r.secret, "value-r",
+        r.secret.as_str(),
+        "value-r",
         "what the revoked device held was rotated; the new device holds the new value"
     );
     assert!(r.version >= 2, "version {}", r.version);
@@ -805,5 +1094,5 @@ async fn a_new_value_reaches_the_device_through_live_events() {
         .unlock_secret(SECRET, "INC-11", &pass(PASS), Utc::now())
         .await
         .unwrap();
-    assert_eq!(r.secret, "value-2");
+    assert_eq!(r.secret.as_str(), "value-2");
 }

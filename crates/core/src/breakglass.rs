@@ -38,7 +38,10 @@ pub const UNLOCKS_BATCH_BYTES: usize = 1024 * 1024;
 /// Longest name of a secret, user or device id inside an unlock record.
 pub const MAX_RECORD_NAME_CHARS: usize = 64;
 /// Shortest local unlock passphrase, in characters.
-pub const MIN_PASSPHRASE_CHARS: usize = 8;
+pub const MIN_PASSPHRASE_CHARS: usize = 12;
+/// Lowest accepted zxcvbn score (0 to 4) of a local unlock passphrase: 3 means
+/// "safely unguessable: moderate protection from an offline slow-hash scenario".
+pub const MIN_PASSPHRASE_SCORE: u8 = 3;
 /// Wrong passphrases allowed per [`LOCKOUT_WINDOW_MINUTES`]; the next one locks.
 pub const MAX_FAILED_PASSPHRASES: usize = 5;
 pub const LOCKOUT_WINDOW_MINUTES: i64 = 15;

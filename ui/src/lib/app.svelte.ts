@@ -299,7 +299,7 @@ function emptySnapshot(): Snapshot {
     break_glass: {
       device: {
         enrolled: false, device_id: null, device_name: null, broker_fingerprint: null, failed_attempts: 0,
-        locked_until: null, pending_records: 0, chain_ok: true, chain_error: null,
+        locked_until: null, pending_records: 0, chain_ok: true, chain_error: null, broker_key_change: null,
       },
       credentials: [],
     },

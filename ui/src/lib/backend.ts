@@ -2,7 +2,8 @@
 // from here (or receive a Backend in tests), never `@tauri-apps/*` directly.
 
 import type {
-  ActionResult, AppStatus, BackendError, Credentials, NewRequest, Snapshot, UnlockResult,
+  ActionResult, AppStatus, BackendError, Credentials, NewRequest, PassphraseStrength, Snapshot,
+  UnlockResult,
 } from './types';
 
 export interface Backend {
@@ -30,6 +31,11 @@ export interface Backend {
    *  'wrong_passphrase' (message says attempts left), 'locked_out' (message says time
    *  left), 'envelope_invalid', 'envelope_expired', 'not_enrolled', 'validation'. */
   unlockSecret(name: string, reason: string, passphrase: string): Promise<UnlockResult>;
+  /** Judges a proposed unlock passphrase (the rule enrolment applies), with feedback. */
+  passphraseStrength(passphrase: string): Promise<PassphraseStrength>;
+  /** The user compared both fingerprints of a broker key change and trusts the new key:
+   *  re-pins it. Errors: 'fingerprint_mismatch' (the key changed again), 'no_key_change'. */
+  confirmBrokerKey(newFingerprint: string): Promise<Snapshot>;
   /** Full resync with the broker now. */
   resync(): Promise<Snapshot>;
   /** Demo mode only: stops (`up = false`, "pull the cable") or restarts the
@@ -79,6 +85,8 @@ export async function tauriBackend(): Promise<Backend> {
     setFavourite: (bundle, favourite) => call('set_favourite', { bundle, favourite }),
     enrolDevice: (passphrase) => call('enrol_device', { passphrase }),
     unlockSecret: (name, reason, passphrase) => call('unlock_secret', { name, reason, passphrase }),
+    passphraseStrength: (passphrase) => call('passphrase_strength', { passphrase }),
+    confirmBrokerKey: (newFingerprint) => call('confirm_broker_key', { newFingerprint }),
     resync: () => call('resync'),
     demoBroker: (up) => call('demo_broker', { up }),
     uiReady: () => call('ui_ready'),

@@ -5,7 +5,7 @@
 import type { Backend } from './backend';
 import type {
   ActionResult, AppStatus, BackendError, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
-  NewRequest, OutboxItem, Request, SealedCredential, Snapshot, UnlockResult,
+  NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
 } from './types';
 
 export interface FakeCall {
@@ -85,7 +85,7 @@ export function demoBreakGlass(now: number = Date.now(), enrolled = true): Break
     return {
       device: {
         enrolled: false, device_id: null, device_name: null, broker_fingerprint: DEMO_BROKER_FINGERPRINT, failed_attempts: 0,
-        locked_until: null, pending_records: 0, chain_ok: true, chain_error: null,
+        locked_until: null, pending_records: 0, chain_ok: true, chain_error: null, broker_key_change: null,
       },
       credentials: [],
     };
@@ -95,7 +95,7 @@ export function demoBreakGlass(now: number = Date.now(), enrolled = true): Break
     device: {
       enrolled: true, device_id: 'dev_7f3a9c', device_name: 'alice-laptop',
       broker_fingerprint: DEMO_BROKER_FINGERPRINT, failed_attempts: 0, locked_until: null,
-      pending_records: 0, chain_ok: true, chain_error: null,
+      pending_records: 0, chain_ok: true, chain_error: null, broker_key_change: null,
     },
     credentials: [
       sealed(SEALABLE[0], now - 3 * h, now), // sealed 3 h ago, valid 6 more days
@@ -236,6 +236,21 @@ export function signedOutSnapshot(): Snapshot {
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
     break_glass: demoBreakGlass(0, false),
+  };
+}
+
+/** A stand-in for zxcvbn: common or repetitive passphrases are weak, 12 characters minimum. */
+export function fakeStrength(pass: string): PassphraseStrength {
+  const common = ['password', 'passwordpassword', '123456789012', 'qwertyuiopasdf', 'firedoorfiredoor'];
+  const words = pass.trim().split(/\s+/).filter(Boolean).length;
+  const distinct = new Set(pass.toLowerCase()).size;
+  const score = common.includes(pass.toLowerCase()) || distinct < 5 ? 0 : pass.length >= 16 && words >= 3 ? 4 : pass.length >= 12 ? 3 : 1;
+  const acceptable = pass.length >= 12 && score >= 3;
+  return {
+    acceptable,
+    score,
+    warning: common.includes(pass.toLowerCase()) ? 'This is a very common password.' : pass.length < 12 ? 'It is shorter than 12 characters.' : null,
+    suggestions: acceptable ? [] : ['Add another word or two. Uncommon words are better.'],
   };
 }
 
@@ -501,9 +516,10 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       requireSignedIn();
       const device = state.break_glass.device;
       if (device.enrolled) throw fail('conflict', 'This device is already enrolled.');
-      if (pass.length < 8) throw fail('weak_passphrase', 'The passphrase must be at least 8 characters.');
-      if (['password', '12345678', '123456789', 'firedoor', 'qwertyui'].includes(pass.toLowerCase())) {
-        throw fail('weak_passphrase', 'That passphrase is too easy to guess. Use three or four unrelated words.');
+      if (device.broker_key_change) throw fail('broker_key_changed', 'The broker\'s signing key changed.');
+      const strength = fakeStrength(pass);
+      if (!strength.acceptable) {
+        throw fail('weak_passphrase', `This passphrase is too easy to guess (strength ${strength.score} of 4; at least 3 and 12 characters are needed). ${[strength.warning, ...strength.suggestions].filter(Boolean).join(' ')}`);
       }
       requireOnline('Enrolling this device');
       passphrase = pass;
@@ -514,10 +530,24 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
         device: {
           enrolled: true, device_id: nextId('dev'), device_name: `${state.status.user ?? 'my'}-laptop`,
           broker_fingerprint: DEMO_BROKER_FINGERPRINT, failed_attempts: 0, locked_until: null,
-          pending_records: 0, chain_ok: true, chain_error: null,
+          pending_records: 0, chain_ok: true, chain_error: null, broker_key_change: null,
         },
         credentials: SEALABLE.map((m) => sealed(m, now(), now())),
       };
+      changed();
+      return clone(state);
+    }),
+
+    passphraseStrength: (pass) => call('passphraseStrength', [pass], (): PassphraseStrength => fakeStrength(pass)),
+
+    confirmBrokerKey: (fp) => call('confirmBrokerKey', [fp], (): Snapshot => {
+      requireSignedIn();
+      const device = state.break_glass.device;
+      const change = device.broker_key_change;
+      if (!change) throw fail('no_key_change', 'The broker\'s signing key has not changed: there is nothing to confirm.');
+      if (change.new_fingerprint !== fp) throw fail('fingerprint_mismatch', 'The fingerprint confirmed is not the broker\'s new key. Compare again.');
+      device.broker_fingerprint = change.new_fingerprint;
+      device.broker_key_change = null;
       changed();
       return clone(state);
     }),
@@ -527,6 +557,10 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       const bg = state.break_glass;
       const device = bg.device;
       if (!device.enrolled) throw fail('not_enrolled', 'This device is not enrolled for offline break glass.');
+      const change = device.broker_key_change;
+      if (change) {
+        throw fail('broker_key_changed', `The broker's signing key changed: it was ${change.pinned_fingerprint} and is now ${change.new_fingerprint}. Break glass is stopped until you compare both fingerprints and confirm the new key, or sign out.`);
+      }
       const lockedFor = device.locked_until ? new Date(device.locked_until).getTime() - now() : 0;
       if (lockedFor > 0) {
         throw fail('locked_out', `Locked out after ${MAX_ATTEMPTS} wrong passphrases. Try again in ${Math.ceil(lockedFor / 60_000)} min.`);

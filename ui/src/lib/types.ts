@@ -178,6 +178,25 @@ export interface DeviceStatus {
   /** The local signed audit chain verified; false if a record was edited or removed. */
   chain_ok: boolean;
   chain_error: string | null;
+  /** Set when the broker presented a signing key other than the pinned one: break glass
+   *  is stopped until the user compares both fingerprints and confirms, or signs out. */
+  broker_key_change: BrokerKeyChange | null;
+}
+
+export interface BrokerKeyChange {
+  pinned_fingerprint: string;
+  new_fingerprint: string;
+  seen_at: string;
+}
+
+/** How strong a proposed unlock passphrase is (zxcvbn on the Rust side). */
+export interface PassphraseStrength {
+  /** At least 12 characters and a zxcvbn score of at least 3. */
+  acceptable: boolean;
+  /** 0 (guessed at once) to 4 (very hard to guess). */
+  score: number;
+  warning: string | null;
+  suggestions: string[];
 }
 
 export type SealedState = 'valid' | 'expired' | 'not_yet_valid' | 'invalid';

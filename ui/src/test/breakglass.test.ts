@@ -31,7 +31,7 @@ describe('Break glass: enrolment', () => {
     await user.click(byId('nav-breakglass'));
     expect(byId('nav-breakglass')).toHaveAttribute('aria-current', 'page');
     expect(byId('enrol-card')).toHaveTextContent('needs a local unlock passphrase');
-    expect(byId('enrol-card')).toHaveTextContent('a copied disk or a borrowed session alone opens nothing');
+    expect(byId('enrol-card')).toHaveTextContent('a copied disk holds no key, and anyone using your logged-in session still needs the passphrase');
     // The pinned broker key is shown before enrolment too, to be compared out of band.
     expect(byId('broker-fingerprint')).toHaveTextContent(backend.state.break_glass.device.broker_fingerprint!);
     expect(screen.getByLabelText(/^Unlock passphrase/)).toBe(byId('enrol-passphrase'));
@@ -39,12 +39,12 @@ describe('Break glass: enrolment', () => {
     expect(byId('enrol-passphrase')).toHaveAttribute('type', 'password');
 
     await user.click(byId('enrol-submit'));
-    expect(byId('enrol-error')).toHaveTextContent('The passphrase must be at least 8 characters.');
+    expect(byId('enrol-error')).toHaveTextContent('The passphrase must be at least 12 characters.');
 
     await user.type(byId('enrol-passphrase'), 'short');
     await user.type(byId('enrol-confirm'), 'short');
     await user.click(byId('enrol-submit'));
-    expect(byId('enrol-error')).toHaveTextContent('at least 8 characters');
+    expect(byId('enrol-error')).toHaveTextContent('at least 12 characters');
 
     await user.clear(byId('enrol-passphrase'));
     await user.clear(byId('enrol-confirm'));
@@ -57,13 +57,30 @@ describe('Break glass: enrolment', () => {
     // The backend's own refusal is shown as it says it.
     await user.clear(byId('enrol-passphrase'));
     await user.clear(byId('enrol-confirm'));
-    await user.type(byId('enrol-passphrase'), 'password');
-    await user.type(byId('enrol-confirm'), 'password');
+    await user.type(byId('enrol-passphrase'), 'passwordpassword');
+    await user.type(byId('enrol-confirm'), 'passwordpassword');
     await user.click(byId('enrol-submit'));
-    expect(backend.callsTo('enrolDevice')).toEqual([['password']]);
+    expect(backend.callsTo('enrolDevice')).toEqual([['passwordpassword']]);
     await waitFor(() => expect(byId('enrol-error'))
-      .toHaveTextContent('That passphrase is too easy to guess. Use three or four unrelated words.'));
+      .toHaveTextContent(/^This passphrase is too easy to guess \(strength 0 of 4; .*This is a very common password\. Add another word or two\./));
     expect(byId('enrol-card')).toBeInTheDocument();
+  });
+
+  // Attack: a long-enough but guessable passphrase. Its strength is judged (zxcvbn in
+  // Rust) and the feedback is shown while it is typed, not only after a refusal.
+  it('shows the strength feedback while the passphrase is typed', async () => {
+    const { user, backend } = await renderApp(unenrolled);
+    await user.click(byId('nav-breakglass'));
+    expect(queryId('passphrase-feedback')).toBeNull();
+    await user.type(byId('enrol-passphrase'), 'passwordpassword');
+    await waitFor(() => expect(byId('passphrase-feedback'))
+      .toHaveTextContent('Strength 0 of 4: too easy to guess. This is a very common password. Add another word or two.'));
+    expect(byId('passphrase-feedback')).toHaveClass('warn-text');
+    await user.clear(byId('enrol-passphrase'));
+    await user.type(byId('enrol-passphrase'), 'staple battery horse');
+    await waitFor(() => expect(byId('passphrase-feedback')).toHaveTextContent(/^Strength 4 of 4: good\.$/));
+    expect(backend.callsTo('passphraseStrength').at(-1)).toEqual(['staple battery horse']);
+    expect(backend.callsTo('enrolDevice')).toEqual([]);
   });
 
   it('shows an offline enrolment error readably', async () => {
@@ -402,5 +419,45 @@ describe('Break glass: unlocking', () => {
     await waitFor(() => expect(byId('pending-records')).toBeInTheDocument());
     expect(queryId('unlock-result')).toBeNull();
     expect(document.body).not.toHaveTextContent(ROOT_SECRET);
+  });
+});
+
+describe('Break glass: a changed broker key', () => {
+  const OLD = 'SHA256:3q2+7wZk1n0x8JtQpVd4mL9cR6sYb2uE5hA7fG0iKoM';
+  const NEW = 'SHA256:Qm9ndXMgbmV3IGtleSBmcm9tIGFuIGltcG9zdG9yIQ';
+  const changed = (s: Snapshot) => {
+    s.break_glass.device.broker_key_change = { pinned_fingerprint: OLD, new_fingerprint: NEW, seen_at: new Date().toISOString() };
+  };
+
+  // Attack: the broker (or something in its place) presents another signing key. The app
+  // never re-pins it silently: it shows both fingerprints to compare, and break glass waits.
+  it('shows both fingerprints, stops unlocking, and re-pins only when the user confirms', async () => {
+    const { user, backend } = await renderApp(changed);
+    await user.click(byId('nav-breakglass'));
+    expect(byId('broker-key-change')).toHaveTextContent('The broker’s signing key changed. Break glass is stopped.');
+    expect(byId('key-change-pinned')).toHaveTextContent(OLD);
+    expect(byId('key-change-new')).toHaveTextContent(NEW);
+    expect(byId('broker-key-change')).toHaveTextContent('not with anything the broker shows');
+    await expect(backend.unlockSecret('prod-db-root', 'INC-1', DEMO_PASSPHRASE))
+      .rejects.toMatchObject({ code: 'broker_key_changed' });
+
+    await user.click(byId('key-change-confirm'));
+    await waitFor(() => expect(queryId('broker-key-change')).toBeNull());
+    expect(backend.callsTo('confirmBrokerKey')).toEqual([[NEW]]);
+    expect(byId('broker-fingerprint')).toHaveTextContent(NEW);
+    await toastSays('The broker\'s new key is pinned');
+  });
+
+  it('shows a refused confirmation and offers to sign out instead', async () => {
+    const { user, backend } = await renderApp(changed, (b) => ({
+      ...b,
+      confirmBrokerKey: () => Promise.reject({ code: 'fingerprint_mismatch', message: 'The broker’s new key is SHA256:other, not the one confirmed. Compare again.' }),
+    }));
+    await user.click(byId('nav-breakglass'));
+    await user.click(byId('key-change-confirm'));
+    await waitFor(() => expect(byId('key-change-error')).toHaveTextContent('Compare again.'));
+    expect(byId('key-change-pinned')).toHaveTextContent(OLD);
+    await user.click(byId('key-change-signout'));
+    await waitFor(() => expect(backend.callsTo('signOut')).toHaveLength(1));
   });
 });
