@@ -622,11 +622,8 @@ async fn sign_out_keeps_the_enrolment_and_pending_records() {
     b.stop().await;
 }
 
-/// Replaces the broker's signing key (its key file loses the signing line and the
-/// broker makes a new one on start) and restarts it on the same address.
-async fn change_broker_key(b: RunningBroker, bdir: &Path) -> RunningBroker {
-    let addr = b.addr;
-    b.stop().await;
+/// Removes the signing key from a stopped broker's key file (it makes a new one).
+fn drop_signing_key(bdir: &Path) {
     let keyfile = bdir.join("broker.key");
     let text = std::fs::read_to_string(&keyfile).unwrap();
     let kept: String = text
@@ -636,7 +633,6 @@ async fn change_broker_key(b: RunningBroker, bdir: &Path) -> RunningBroker {
         .collect();
     assert_ne!(kept, text);
     std::fs::write(&keyfile, kept).unwrap();
-    broker(bdir, addr).await
 }
 
 /// A consistent copy of the app's cache file, as an attacker (or a backup) keeps it.
@@ -699,8 +695,22 @@ async fn a_changed_broker_key_stops_break_glass_until_the_user_confirms_it() {
         .device
         .broker_fingerprint
         .unwrap();
+    // An offline unlock while the broker is down leaves a record to upload.
+    let addr = b.addr;
+    b.stop().await;
+    let r = console
+        .unlock_secret(
+            SECRET,
+            "INC-8 before the key change",
+            &pass(PASS),
+            Utc::now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(r.record_seq, Some(1));
 
-    let b = change_broker_key(b, &bdir).await;
+    drop_signing_key(&bdir);
+    let b = broker(&bdir, addr).await;
     let new_fp = carol.broker_identity().await.unwrap().fingerprint;
     assert_ne!(new_fp, pinned);
     carol.put_secret(SECRET, "value-b").await.unwrap();
@@ -718,6 +728,18 @@ async fn a_changed_broker_key_stops_break_glass_until_the_user_confirms_it() {
         problem.contains(&pinned) && problem.contains(&new_fp),
         "{problem}"
     );
+    // The record is not handed to a broker whose key is not confirmed (it could
+    // acknowledge it and make the device drop it).
+    assert_eq!(dev.pending_records, 1);
+    let db = cache_db(&appdir).await;
+    assert_eq!(chain_rows(&db).await.len(), 1);
+    db.close().await;
+    assert!(!carol
+        .audit(0, 5000)
+        .await
+        .unwrap()
+        .iter()
+        .any(|a| a.action == "break_glass_offline_unlock"));
     let e = console
         .unlock_secret(SECRET, "INC-9", &pass(PASS), Utc::now())
         .await
