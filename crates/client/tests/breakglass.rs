@@ -1096,3 +1096,63 @@ async fn a_new_value_reaches_the_device_through_live_events() {
         .unwrap();
     assert_eq!(r.secret.as_str(), "value-2");
 }
+
+/// An enrolment made before the break-glass state moved to the keyring kept the pin
+/// and the wrong-passphrase times in cache.db: they are taken over once, kept in the
+/// keyring, and removed from the cache (which no longer counts for them).
+#[tokio::test]
+async fn an_older_enrolment_moves_its_pin_and_failures_to_the_keyring() {
+    let dir = tempfile::tempdir().unwrap();
+    let appdir = dir.path().join("app");
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let carol = Client::new(&url, Some(&token(&b, "carol", &["security"], true).await)).unwrap();
+    let identity = carol.broker_identity().await.unwrap();
+    let secrets = Arc::new(MemoryStore::default());
+    let console = open_console(&appdir, secrets.clone()).await;
+    console.sign_in(&url, &alice).await.unwrap();
+    console.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    b.stop().await;
+
+    // As the older version left it: no state in the keyring, pin and failures in kv.
+    let state_account = format!("break-glass-state:alice@{url}");
+    assert!(secrets.get(&state_account).unwrap().is_some());
+    secrets.delete(&state_account).unwrap();
+    let t = Utc::now();
+    let failures = serde_json::to_string(&vec![t; 5]).unwrap();
+    let db = cache_db(&appdir).await;
+    for (k, v) in [
+        ("broker_key", identity.signing_key.as_str()),
+        ("broker_fingerprint", identity.fingerprint.as_str()),
+        ("failed_passphrases", failures.as_str()),
+    ] {
+        sqlx::query("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)")
+            .bind(format!("bg/alice@{url}/{k}"))
+            .bind(v)
+            .execute(&db)
+            .await
+            .unwrap();
+    }
+
+    let dev = console.snapshot_at(t).await.unwrap().break_glass.device;
+    assert_eq!(
+        dev.broker_fingerprint.as_deref(),
+        Some(identity.fingerprint.as_str())
+    );
+    assert_eq!(dev.failed_attempts, 5);
+    assert!(dev.locked_until.is_some());
+    assert!(secrets.get(&state_account).unwrap().is_some());
+    let left: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM kv WHERE key LIKE '%broker_key' OR key LIKE '%failed_passphrases'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(left, 0, "the cache copies are removed");
+    let e = console
+        .unlock_secret(SECRET, "INC-13", &pass(PASS), t)
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "locked_out");
+}
