@@ -909,4 +909,31 @@ async fn the_connector_refuses_to_act_as_a_superuser() {
         "0",
         "nothing was created"
     );
+
+    // A proper admin works; made a superuser while the broker runs, its pooled
+    // connections are refused before their next use.
+    let conn = PostgresConnector::new(
+        "pg",
+        &pg.app_broker_url(&[]),
+        None,
+        policy.integrations["pg"].kind.clone(),
+    )
+    .unwrap();
+    conn.check().await.unwrap();
+    let c = conn.provision(&t).await.unwrap();
+    assert!(c.username.starts_with("fd_alice_"));
+    pg.admin("postgres", "ALTER ROLE firedoor_broker SUPERUSER");
+    let e = conn.deprovision(&t).await.expect_err("refused");
+    assert!(e.0.contains("superuser"), "{e}");
+    assert_eq!(
+        pg.admin(
+            "postgres",
+            &format!(
+                "SELECT rolcanlogin FROM pg_roles WHERE rolname = '{}'",
+                c.username
+            )
+        ),
+        "t",
+        "the superuser connection did nothing"
+    );
 }

@@ -112,7 +112,7 @@ impl PostgresConnector {
             .acquire_timeout(Duration::from_secs(10))
             // Every new connection is checked, so the broker never acts as a
             // superuser even if the URL changed meaning after start (or PostgreSQL
-            // was down then).
+            // was down then)...
             .after_connect(move |conn, _meta| {
                 let (name, refused) = (hook_name.clone(), hook_refused.clone());
                 Box::pin(async move {
@@ -120,6 +120,18 @@ impl PostgresConnector {
                     *refused.lock().unwrap_or_else(|p| p.into_inner()) =
                         r.as_ref().err().map(|e| e.0.clone());
                     r.map_err(|e| sqlx::Error::Configuration(e.0.into()))
+                })
+            })
+            // ...and an idle one again before reuse (a DBA may have made the role a
+            // superuser meanwhile): one cheap query per operation.
+            .before_acquire(|conn, _meta| {
+                Box::pin(async move {
+                    let (sup,): (bool,) = sqlx::query_as(
+                        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user",
+                    )
+                    .fetch_one(conn)
+                    .await?;
+                    Ok(!sup)
                 })
             })
             .connect_lazy_with(opts.clone());
