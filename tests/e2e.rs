@@ -712,6 +712,15 @@ async fn fill(wd: &Wd, id: &str, value: &str) {
     f.send_keys(value).await.unwrap();
 }
 
+/// Waits until the element's text contains `needle`.
+async fn wait_for_text(wd: &Wd, id: &str, needle: &str) {
+    until(&format!("{id} says '{needle}'"), || async {
+        let t = wd.find(tid(id)).await.ok()?.text().await.ok()?;
+        t.contains(needle).then_some(())
+    })
+    .await
+}
+
 /// Opens the unlock dialog for `name` and submits reason and passphrase.
 async fn try_unlock(wd: &Wd, name: &str, reason: &str, passphrase: &str) {
     if wd.find(tid("unlock-reason")).await.is_err() {
@@ -847,6 +856,9 @@ async fn break_glass_end_to_end() {
     assert_eq!(text(&wd, "current-user").await.trim(), "alice");
     click(&wd, "nav-breakglass").await;
     fill(&wd, "enrol-passphrase", "short").await;
+    // The strength feedback appears as the passphrase is typed and moves the button:
+    // wait for it before clicking.
+    wait_for_text(&wd, "passphrase-feedback", "too easy").await;
     fill(&wd, "enrol-confirm", "short").await;
     click(&wd, "enrol-submit").await;
     assert!(
@@ -854,6 +866,7 @@ async fn break_glass_end_to_end() {
         "weak passphrase refused"
     );
     fill(&wd, "enrol-passphrase", passphrase).await;
+    wait_for_text(&wd, "passphrase-feedback", "good").await;
     fill(&wd, "enrol-confirm", passphrase).await;
     click(&wd, "enrol-submit").await;
     let fp = text(&wd, "broker-fingerprint").await;
@@ -1092,6 +1105,7 @@ async fn demo_mode_pull_the_cable_and_break_glass() {
     click(&wd, "nav-breakglass").await;
     let passphrase = "demo passphrase for bob";
     fill(&wd, "enrol-passphrase", passphrase).await;
+    wait_for_text(&wd, "passphrase-feedback", "good").await;
     fill(&wd, "enrol-confirm", passphrase).await;
     click(&wd, "enrol-submit").await;
     el(&wd, "sealed-payments-db-breakglass").await;

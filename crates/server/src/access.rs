@@ -274,20 +274,10 @@ impl Broker {
                 .await?;
         let mut rotating = BTreeSet::new();
         for (id,) in &devices {
-            let held: Vec<(String, i64)> =
-                sqlx::query_as("SELECT secret, version FROM envelopes WHERE device_id = ?")
-                    .bind(id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-            for (secret, version) in &held {
-                self.mark_due(&mut tx, secret, *version, now, "user_disabled")
-                    .await?;
-                rotating.insert(secret.clone());
-            }
-            sqlx::query("DELETE FROM envelopes WHERE device_id = ?")
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            rotating.extend(
+                self.retire_envelopes(&mut tx, id, now, "user_disabled")
+                    .await?,
+            );
             sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
                 .bind(ts(now))
                 .bind(id)

@@ -631,23 +631,11 @@ impl Broker {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-        // The device may be lost with its envelopes: whatever it held sealed is
-        // rotated, so a copy of the laptop opens nothing that still works.
-        let held: Vec<(String, i64)> =
-            sqlx::query_as("SELECT secret, version FROM envelopes WHERE device_id = ?")
-                .bind(id)
-                .fetch_all(&mut *tx)
-                .await?;
-        for (secret, version) in &held {
-            self.mark_due(&mut tx, secret, *version, now, "device_revoked")
-                .await?;
-        }
-        let dropped = sqlx::query("DELETE FROM envelopes WHERE device_id = ?")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let rotating: Vec<&str> = held.iter().map(|(s, _)| s.as_str()).collect();
+        let held = self
+            .retire_envelopes(&mut tx, id, now, "device_revoked")
+            .await?;
+        let dropped = held.len();
+        let rotating: Vec<&str> = held.iter().map(String::as_str).collect();
         append(
             &mut tx,
             &Actor::User(who.name.clone()),
@@ -662,6 +650,32 @@ impl Broker {
             self.wake_worker.notify_one();
         }
         Ok(())
+    }
+
+    /// A device is gone (revoked, or its owner disabled) and may be lost with its
+    /// envelopes: whatever it held sealed is made due for rotation, so a copy of the
+    /// laptop opens nothing that still works, and its envelopes are deleted. Returns
+    /// the secrets it held.
+    pub(crate) async fn retire_envelopes(
+        &self,
+        tx: &mut Tx,
+        device_id: &str,
+        now: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<Vec<String>> {
+        let held: Vec<(String, i64)> =
+            sqlx::query_as("SELECT secret, version FROM envelopes WHERE device_id = ?")
+                .bind(device_id)
+                .fetch_all(&mut **tx)
+                .await?;
+        for (secret, version) in &held {
+            self.mark_due(tx, secret, *version, now, reason).await?;
+        }
+        sqlx::query("DELETE FROM envelopes WHERE device_id = ?")
+            .bind(device_id)
+            .execute(&mut **tx)
+            .await?;
+        Ok(held.into_iter().map(|(s, _)| s).collect())
     }
 
     /// Loads a device of the caller's (404 for anyone else's, and for a revoked one
