@@ -33,6 +33,14 @@ impl Console {
         Ok(self.cache.get(&a.key(K_AUDIT_ALERT)).await?)
     }
 
+    /// Forgets the head seen (and its alert), when the user accepted a new broker key.
+    pub(crate) async fn forget_audit_head(&self, a: &Account) -> Result<()> {
+        self.cache
+            .set_many(&[(&a.key(K_AUDIT_HEAD), None), (&a.key(K_AUDIT_ALERT), None)])
+            .await?;
+        Ok(())
+    }
+
     /// Fetches and checks the broker's audit head (see the module docs). Returns the
     /// alert, if the head does not extend the one seen.
     pub(crate) async fn check_audit_head(&self, c: &Client) -> Result<Option<String>> {
@@ -42,10 +50,20 @@ impl Console {
         }) else {
             return Ok(None);
         };
-        let Some(pin) = self.pinned(&a).await.ok().flatten() else {
+        let (pin, key_changed) = self.pinned(&a).await.unwrap_or((None, false));
+        let Some(pin) = pin else {
             tracing::info!("no broker key pinned: the audit head is not checked");
             return Ok(None);
         };
+        if key_changed {
+            // The broker presents another key than the pinned one: break glass already
+            // stops and asks the user to compare fingerprints. Its heads are judged once
+            // the user has decided.
+            tracing::info!(
+                "the broker key changed and is not confirmed: the audit head is not checked"
+            );
+            return Ok(None);
+        }
         let new = match c.audit_head().await {
             Ok(h) => h,
             Err(ClientError::Api { status: 404, .. }) => return Ok(None),

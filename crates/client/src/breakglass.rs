@@ -451,9 +451,11 @@ impl Console {
         Ok(st)
     }
 
-    /// The broker key pinned for this account (it also verifies the audit heads).
-    pub(crate) async fn pinned(&self, a: &Account) -> Result<Option<Pin>> {
-        pin_of(&self.load_state(a).await?)
+    /// The broker key pinned for this account (it also verifies the audit heads), and
+    /// whether the broker now presents another key the user has not confirmed.
+    pub(crate) async fn pinned(&self, a: &Account) -> Result<(Option<Pin>, bool)> {
+        let st = self.load_state(a).await?;
+        Ok((pin_of(&st)?, st.offered_key.is_some()))
     }
 
     async fn save_state(&self, a: &Account, st: &TrustState) -> Result<()> {
@@ -647,6 +649,9 @@ impl Console {
             st.offered_key = None;
             st.offered_at = None;
             self.save_state(&a, &st).await?;
+            // Heads seen before were signed by the old key: the new key's log starts
+            // afresh as the one this app witnesses.
+            self.forget_audit_head(&a).await?;
         }
         if let Err(e) = self.sync().await {
             tracing::info!(error = %e, "sync after confirming the broker key");

@@ -443,7 +443,7 @@ impl Console {
         });
         self.session_gen.send_modify(|g| *g += 1);
         self.mark_online().await;
-        if let Err(e) = self.send_pending_revocations().await {
+        if let Err(e) = self.send_pending_revocations_except(Some(&token)).await {
             tracing::warn!(error = %e, "sending queued token revocations");
         }
         if let Err(e) = self.sync().await {
@@ -529,6 +529,13 @@ impl Console {
     /// broker has revoked it, or says it no longer works). Works signed out too.
     /// Stops at the first network error; returns how many were done.
     pub async fn send_pending_revocations(&self) -> Result<usize> {
+        self.send_pending_revocations_except(None).await
+    }
+
+    /// As [`Console::send_pending_revocations`]; a revocation queued for `in_use` (the
+    /// token someone just signed in with again) is dropped instead of sent: signing in
+    /// with it is a choice to keep using it, and sending it would sign them out.
+    async fn send_pending_revocations_except(&self, in_use: Option<&str>) -> Result<usize> {
         let _turn = self.replaying.lock().await;
         let mut done = 0;
         for item in self.cache.outbox().await? {
@@ -544,7 +551,11 @@ impl Console {
             let token = blocking(move || store.get(&a))
                 .await?
                 .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+            let token = token.map(zeroize::Zeroizing::new);
             let outcome = match (url, token) {
+                (_, Some(token)) if in_use == Some(token.as_str()) => {
+                    Ok("not sent: signed in again with this token".to_string())
+                }
                 (Some(url), Some(token)) => match Client::new(&url, Some(&token)) {
                     Ok(c) => match c.revoke_my_token().await {
                         Ok(()) => Ok("token revoked".to_string()),
