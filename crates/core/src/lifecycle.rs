@@ -276,6 +276,26 @@ fn clean_text(
     }
 }
 
+/// How long an API token works unless it is issued with another lifetime.
+pub const DEFAULT_TOKEN_TTL_SECS: i64 = 90 * 24 * 3600;
+/// The longest lifetime a token may be issued with.
+pub const MAX_TOKEN_TTL_SECS: i64 = 366 * 24 * 3600;
+
+/// Checks a token lifetime: 1 minute to [`MAX_TOKEN_TTL_SECS`].
+pub fn check_token_ttl(ttl_secs: i64) -> Result<(), RuleError> {
+    if !(60..=MAX_TOKEN_TTL_SECS).contains(&ttl_secs) {
+        return Err(RuleError::new(
+            ErrorCode::InvalidDuration,
+            format!(
+                "a token lives between 1m and {} (asked for {})",
+                crate::duration::format_duration(MAX_TOKEN_TTL_SECS),
+                crate::duration::format_duration(ttl_secs.max(0))
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Checks a duration against the flow: positive and at most the flow's maximum.
 pub fn check_duration(flow: &Flow, duration_secs: Option<i64>) -> Result<i64, RuleError> {
     let d = duration_secs.unwrap_or(flow.default_duration_secs);
@@ -580,6 +600,17 @@ mod tests {
             state: RequestState::Pending,
             created_at: t0(),
             approved_by: vec![],
+        }
+    }
+
+    #[test]
+    fn token_lifetimes_are_bounded() {
+        assert!(check_token_ttl(DEFAULT_TOKEN_TTL_SECS).is_ok());
+        assert!(check_token_ttl(60).is_ok());
+        assert!(check_token_ttl(MAX_TOKEN_TTL_SECS).is_ok());
+        for bad in [-1, 0, 59, MAX_TOKEN_TTL_SECS + 1, i64::MAX] {
+            let e = check_token_ttl(bad).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidDuration, "{bad}");
         }
     }
 

@@ -16,10 +16,7 @@ use sqlx::SqlitePool;
 
 const TOKEN_PREFIX: &str = "fdt_";
 
-/// How long an API token lives unless issued with another `--ttl`.
-pub const DEFAULT_TOKEN_TTL_SECS: i64 = 90 * 24 * 3600;
-/// The longest lifetime a token may be issued with.
-pub const MAX_TOKEN_TTL_SECS: i64 = 366 * 24 * 3600;
+pub use firedoor_core::lifecycle::{DEFAULT_TOKEN_TTL_SECS, MAX_TOKEN_TTL_SECS};
 
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
@@ -132,19 +129,9 @@ pub struct IssuedToken {
     pub expires_at: DateTime<Utc>,
 }
 
-/// Checks a token lifetime: 1 minute to [`MAX_TOKEN_TTL_SECS`].
+/// Checks a token lifetime (the rule is [`firedoor_core::lifecycle::check_token_ttl`]).
 pub fn check_ttl(ttl_secs: i64) -> Result<()> {
-    if !(60..=MAX_TOKEN_TTL_SECS).contains(&ttl_secs) {
-        return Err(Error::rule(
-            ErrorCode::InvalidDuration,
-            format!(
-                "a token lives between 1m and {} (asked for {})",
-                firedoor_core::duration::format_duration(MAX_TOKEN_TTL_SECS),
-                firedoor_core::duration::format_duration(ttl_secs.max(0))
-            ),
-        ));
-    }
-    Ok(())
+    Ok(firedoor_core::lifecycle::check_token_ttl(ttl_secs)?)
 }
 
 async fn issue_in(

@@ -15,7 +15,11 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_firedoor-server");
 
 fn cli(data: &Path, args: &[&str]) -> Output {
-    Command::new(BIN)
+    run_cli(BIN, data, args)
+}
+
+fn run_cli(bin: &str, data: &Path, args: &[&str]) -> Output {
+    Command::new(bin)
         .arg("--data-dir")
         .arg(data)
         .args(args)
@@ -708,14 +712,7 @@ fn audit_bin() -> String {
 }
 
 fn audit_cli(data: &Path, args: &[&str]) -> Output {
-    Command::new(audit_bin())
-        .arg("--data-dir")
-        .arg(data)
-        .args(args)
-        .env("FIREDOOR_LOG", "warn")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap()
+    run_cli(&audit_bin(), data, args)
 }
 
 fn text(o: &Output) -> String {
@@ -770,27 +767,9 @@ async fn rewrite_record(pool: &sqlx::SqlitePool, seq: i64, details: &str) {
 
 /// The chain as the pre-signature `audit verify` checked it (hashes and links only).
 async fn plain_chain_ok(pool: &sqlx::SqlitePool) -> bool {
-    type Row = (i64, String, String, String, String, String, String, String);
-    let rows: Vec<Row> = sqlx::query_as(
-        "SELECT seq, at, actor, action, subject, details, prev_hash, hash FROM audit ORDER BY seq",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
-    let records: Vec<firedoor_core::audit::AuditRecord> = rows
-        .into_iter()
-        .map(|r| firedoor_core::audit::AuditRecord {
-            seq: r.0,
-            at: r.1,
-            actor: r.2,
-            action: r.3,
-            subject: r.4,
-            details: r.5,
-            prev_hash: r.6,
-            hash: r.7,
-            signature: None,
-        })
-        .collect();
+    let records = firedoor_server::audit::records(pool, 0, i64::MAX)
+        .await
+        .unwrap();
     firedoor_core::audit::verify_chain(&records).is_ok()
 }
 
