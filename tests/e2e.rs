@@ -431,7 +431,7 @@ async fn broker(dir: &Path, listen: SocketAddr) -> RunningBroker {
 async fn user(b: &RunningBroker, name: &str, groups: &[&str], admin: bool) -> String {
     let g: Vec<String> = groups.iter().map(|s| s.to_string()).collect();
     let t = auth::add_user(
-        &b.broker.pool,
+        &b.broker.store,
         &Actor::System,
         name,
         &g,
@@ -965,7 +965,7 @@ async fn break_glass_end_to_end() {
             .then_some(())
     })
     .await;
-    assert!(firedoor_server::audit::verify(&b.broker.pool)
+    assert!(firedoor_server::audit::verify(&b.broker.store)
         .await
         .unwrap()
         .is_ok());

@@ -76,7 +76,7 @@ const TEAM: &[(&str, &[&str], bool)] = &[
 ];
 
 async fn token_for(
-    pool: &sqlx::SqlitePool,
+    pool: &firedoor_server::store::Store,
     name: &str,
     groups: &[&str],
     admin: bool,
@@ -97,7 +97,7 @@ async fn token_for(
 pub async fn start(dir: &Path, console: Arc<Console>, demo: Arc<DemoBroker>) -> anyhow::Result<()> {
     let broker = firedoor_server::start(config(dir, None)?).await?;
     let url = broker.url();
-    let pool = broker.broker.pool.clone();
+    let pool = broker.broker.store.clone();
     {
         let mut inner = demo.inner.lock().await;
         inner.dir = Some(dir.to_path_buf());

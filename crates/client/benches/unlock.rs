@@ -34,7 +34,7 @@ async fn main() {
     let b = firedoor_server::start(Config::new(dir.path().join("broker"), policy))
         .await
         .unwrap();
-    let pool = &b.broker.pool;
+    let pool = &b.broker.store;
     let now = b.broker.now();
     let alice = auth::add_user(
         pool,

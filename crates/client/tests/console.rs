@@ -363,7 +363,7 @@ async fn sign_out_revokes_the_token_at_the_broker_even_when_offline() {
         .unwrap_err();
     assert_eq!(e.status(), Some(401), "signed out: the token is dead: {e}");
     assert!(secrets.get(&format!("api-token:{url}")).unwrap().is_none());
-    let audit = firedoor_server::audit::records(&b.broker.pool, 0, 10_000)
+    let audit = firedoor_server::audit::records(&b.broker.store, 0, 10_000)
         .await
         .unwrap();
     assert!(
@@ -448,7 +448,7 @@ async fn an_app_reports_a_rolled_back_audit_log() {
     console.sync().await.unwrap();
     let st = console.status().await.unwrap();
     assert_eq!(st.audit_alert, None, "a log that only grows is fine");
-    let seen = firedoor_server::audit::head(&b.broker.pool, b.broker.now())
+    let seen = firedoor_server::audit::head(&b.broker.store, b.broker.now())
         .await
         .unwrap()
         .unwrap()
@@ -506,7 +506,7 @@ async fn an_app_reports_a_rolled_back_audit_log() {
     // The broker writes on past the seq the app saw: different records there, still
     // reported.
     let mut n = 0;
-    while firedoor_server::audit::head(&b.broker.pool, b.broker.now())
+    while firedoor_server::audit::head(&b.broker.store, b.broker.now())
         .await
         .unwrap()
         .unwrap()

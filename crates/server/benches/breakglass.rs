@@ -83,9 +83,10 @@ async fn reseal() {
         .await
         .unwrap();
     let pool = b.broker.pool.clone();
+    let store = b.broker.store.clone();
     let now = b.broker.now();
     let admin = auth::add_user(
-        &pool,
+        &store,
         &Actor::System,
         "sec",
         &["security".into()],
@@ -100,7 +101,7 @@ async fn reseal() {
     let mut tokens = Vec::new();
     for i in 0..users {
         let t = auth::add_user(
-            &pool,
+            &store,
             &Actor::System,
             &format!("eng{i}"),
             &["oncall".into()],
@@ -250,7 +251,7 @@ async fn reseal() {
         "  per envelope (median, synchronous): {:.1} µs",
         sync[sync.len() / 2].as_secs_f64() * 1e6 / devices as f64
     );
-    let v = firedoor_server::audit::verify(&pool)
+    let v = firedoor_server::audit::verify(&store)
         .await
         .unwrap()
         .unwrap();

@@ -46,7 +46,7 @@ async fn users(
     for (name, groups) in names {
         let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
         let t = auth::add_user(
-            &b.broker.pool,
+            &b.broker.store,
             &Actor::System,
             name,
             &groups,
@@ -117,7 +117,7 @@ async fn lifecycles() {
         el.as_secs_f64(),
         done as f64 / el.as_secs_f64()
     );
-    let v = firedoor_server::audit::verify(&b.broker.pool)
+    let v = firedoor_server::audit::verify(&b.broker.store)
         .await
         .unwrap()
         .unwrap();

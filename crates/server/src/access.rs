@@ -164,13 +164,11 @@ where
 }
 
 /// Whether `name` is disabled (unknown users count as not disabled).
-pub async fn is_disabled(pool: &sqlx::SqlitePool, name: &str) -> Result<bool> {
-    let row: Option<(Option<String>,)> =
-        sqlx::query_as("SELECT disabled_at FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
-    Ok(matches!(row, Some((Some(_),))))
+pub async fn is_disabled(store: &crate::store::Store, name: &str) -> Result<bool> {
+    Ok(matches!(
+        store.users().disabled_at(name).await?,
+        Some(Some(_))
+    ))
 }
 
 fn check_groups(groups: &[String]) -> Result<Vec<String>> {

@@ -10,9 +10,9 @@
 //! every broker start check (see [`firedoor_core::audit::check_anchor`]).
 
 use crate::error::{Error, Result};
+use crate::store::Store;
 use ed25519_dalek::VerifyingKey;
 use firedoor_core::audit::{check_anchor, RollbackError, SignedHead};
-use sqlx::SqlitePool;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
@@ -119,10 +119,10 @@ impl AnchorLog {
     /// Appends the database's current head if it moved since the last one.
     pub async fn anchor_now(
         &mut self,
-        pool: &SqlitePool,
+        store: &Store,
         now: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool> {
-        match crate::audit::head(pool, now).await? {
+        match crate::audit::head(store, now).await? {
             Some(h) => self.append(&h),
             None => Ok(false),
         }
@@ -143,15 +143,13 @@ pub struct AnchorMismatch {
 /// `audit verify`); otherwise only the head with the highest seq (at start: it
 /// covers every earlier record, since its hash commits to them).
 pub async fn check(
-    pool: &SqlitePool,
+    store: &Store,
     path: &Path,
     anchors: &[SignedHead],
     key: &VerifyingKey,
     all: bool,
 ) -> Result<Result<(), AnchorMismatch>> {
-    let (log_head,): (i64,) = sqlx::query_as("SELECT COALESCE(MAX(seq), 0) FROM audit")
-        .fetch_one(pool)
-        .await?;
+    let log_head = store.audit().max_seq().await?;
     let mut chosen: Vec<(usize, &SignedHead)> = anchors.iter().enumerate().collect();
     if !all {
         chosen = chosen
@@ -161,11 +159,8 @@ pub async fn check(
             .collect();
     }
     for (i, h) in chosen {
-        let at: Option<(String,)> = sqlx::query_as("SELECT hash FROM audit WHERE seq = ?")
-            .bind(h.seq)
-            .fetch_optional(pool)
-            .await?;
-        if let Err(problem) = check_anchor(h, key, log_head, at.as_ref().map(|a| a.0.as_str())) {
+        let at = store.audit().hash_at(h.seq).await?;
+        if let Err(problem) = check_anchor(h, key, log_head, at.as_deref()) {
             return Ok(Err(AnchorMismatch {
                 file: path.display().to_string(),
                 line: i + 1,

@@ -37,13 +37,13 @@ pub fn print_public_key(key_file: &Path) -> anyhow::Result<i32> {
 /// `audit verify` on the database: hashes, links, signatures, the end of the log,
 /// and the anchor file.
 pub async fn verify_db(
-    pool: &sqlx::SqlitePool,
+    store: &firedoor_server::store::Store,
     key_file: &Path,
     given: Option<&str>,
     anchor_path: &Path,
 ) -> anyhow::Result<i32> {
     let vk = public_key_from(key_file, given)?;
-    let v = match firedoor_server::audit::verify_with(pool, &vk).await? {
+    let v = match firedoor_server::audit::verify_with(store, &vk).await? {
         Ok(v) => v,
         Err(e) => {
             println!("AUDIT LOG BROKEN at record {}: {}", e.seq, e.problem);
@@ -51,7 +51,7 @@ pub async fn verify_db(
         }
     };
     let anchors = anchor::read(anchor_path)?;
-    if let Err(e) = anchor::check(pool, anchor_path, &anchors, &vk, true).await? {
+    if let Err(e) = anchor::check(store, anchor_path, &anchors, &vk, true).await? {
         println!("AUDIT LOG ROLLED BACK: {e}");
         return Ok(1);
     }

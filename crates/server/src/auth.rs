@@ -3,7 +3,8 @@
 use crate::audit::{append, Actor};
 use crate::clock::ts;
 use crate::error::{Error, Result};
-use crate::store::{write_tx, Tx};
+use crate::store::Tx;
+use crate::store::{Store, Ts};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use firedoor_core::audit::AuditAction;
@@ -12,7 +13,6 @@ use firedoor_core::{ErrorCode, TokenId};
 use rand::RngCore;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
 
 const TOKEN_PREFIX: &str = "fdt_";
 
@@ -32,11 +32,11 @@ fn new_token() -> SecretString {
 /// Finds the user behind a bearer token, if it is valid at `now`: not revoked, not
 /// expired, and its user not disabled.
 pub async fn authenticate(
-    pool: &SqlitePool,
+    store: &Store,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Principal>> {
-    Ok(authenticate_session(pool, token, now)
+    Ok(authenticate_session(store, token, now)
         .await?
         .map(|s| s.principal))
 }
@@ -52,7 +52,7 @@ pub struct Session {
 
 /// As [`authenticate`], also naming the token.
 pub async fn authenticate_session(
-    pool: &SqlitePool,
+    store: &Store,
     token: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Session>> {
@@ -60,17 +60,10 @@ pub async fn authenticate_session(
         return Ok(None);
     }
     let hash = hash_token(token);
-    let row: Option<(String, String, i64, String)> = sqlx::query_as(
-        "SELECT u.name, u.groups_json, u.admin, t.id FROM tokens t JOIN users u ON u.name = t.user_name
-         WHERE t.hash = ? AND t.revoked_at IS NULL AND t.expires_at > ? AND u.disabled_at IS NULL",
-    )
-    .bind(&hash)
-    .bind(ts(now))
-    .fetch_optional(pool)
-    .await?;
-    row.map(|(name, groups, admin, token_id)| {
+    let row = store.users().by_token_hash(&hash, Ts(now)).await?;
+    row.map(|(user, token_id)| {
         Ok(Session {
-            principal: principal_from_row((name, groups, admin))?,
+            principal: principal_from_row(user)?,
             token_id,
             token_hash: hash.clone(),
         })
@@ -80,16 +73,8 @@ pub async fn authenticate_session(
 
 /// Whether the token with this hash still authenticates at `now` (event streams ask
 /// this while they are open).
-pub async fn token_hash_valid(pool: &SqlitePool, hash: &str, now: DateTime<Utc>) -> Result<bool> {
-    let row: Option<(i64,)> = sqlx::query_as(
-        "SELECT 1 FROM tokens t JOIN users u ON u.name = t.user_name
-         WHERE t.hash = ? AND t.revoked_at IS NULL AND t.expires_at > ? AND u.disabled_at IS NULL",
-    )
-    .bind(hash)
-    .bind(ts(now))
-    .fetch_optional(pool)
-    .await?;
-    Ok(row.is_some())
+pub async fn token_hash_valid(store: &Store, hash: &str, now: DateTime<Utc>) -> Result<bool> {
+    store.users().token_hash_valid(hash, Ts(now)).await
 }
 
 fn principal_from_row((name, groups_json, admin): (String, String, i64)) -> Result<Principal> {
@@ -102,24 +87,23 @@ fn principal_from_row((name, groups_json, admin): (String, String, i64)) -> Resu
     })
 }
 
-pub async fn get_user(pool: &SqlitePool, name: &str) -> Result<Option<Principal>> {
-    let row: Option<(String, String, i64)> =
-        sqlx::query_as("SELECT name, groups_json, admin FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(pool)
-            .await?;
-    row.map(principal_from_row).transpose()
+pub async fn get_user(store: &Store, name: &str) -> Result<Option<Principal>> {
+    store
+        .users()
+        .get(name)
+        .await?
+        .map(principal_from_row)
+        .transpose()
 }
 
-pub async fn all_users<'e, E>(ex: E) -> Result<Vec<Principal>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    let rows: Vec<(String, String, i64)> =
-        sqlx::query_as("SELECT name, groups_json, admin FROM users ORDER BY name")
-            .fetch_all(ex)
-            .await?;
-    rows.into_iter().map(principal_from_row).collect()
+/// Every user, by name.
+pub async fn all_users(mut users: crate::store::users::Users<'_>) -> Result<Vec<Principal>> {
+    users
+        .all()
+        .await?
+        .into_iter()
+        .map(principal_from_row)
+        .collect()
 }
 
 /// A token just issued: its id and the secret, shown once.
@@ -145,16 +129,15 @@ async fn issue_in(
     let id = TokenId::new();
     let token = new_token();
     let expires_at = now + chrono::Duration::seconds(ttl_secs);
-    sqlx::query(
-        "INSERT INTO tokens (id, user_name, hash, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(id.to_string())
-    .bind(user)
-    .bind(hash_token(token.expose_secret()))
-    .bind(ts(now))
-    .bind(ts(expires_at))
-    .execute(&mut **tx)
-    .await?;
+    tx.users()
+        .insert_token(
+            &id.to_string(),
+            user,
+            &hash_token(token.expose_secret()),
+            Ts(now),
+            Ts(expires_at),
+        )
+        .await?;
     append(
         tx,
         actor,
@@ -173,7 +156,7 @@ async fn issue_in(
 
 /// Creates a user and its first token (valid [`DEFAULT_TOKEN_TTL_SECS`]).
 pub async fn add_user(
-    pool: &SqlitePool,
+    store: &Store,
     actor: &Actor,
     name: &str,
     groups: &[String],
@@ -181,7 +164,7 @@ pub async fn add_user(
     now: DateTime<Utc>,
 ) -> Result<IssuedToken> {
     add_user_with_ttl(
-        pool,
+        store,
         actor,
         name,
         groups,
@@ -194,7 +177,7 @@ pub async fn add_user(
 
 /// Creates a user and its first token, valid `ttl_secs`.
 pub async fn add_user_with_ttl(
-    pool: &SqlitePool,
+    store: &Store,
     actor: &Actor,
     name: &str,
     groups: &[String],
@@ -217,12 +200,8 @@ pub async fn add_user_with_ttl(
             ));
         }
     }
-    let mut tx = write_tx(pool).await?;
-    let exists: Option<(String,)> = sqlx::query_as("SELECT name FROM users WHERE name = ?")
-        .bind(name)
-        .fetch_optional(&mut *tx)
-        .await?;
-    if exists.is_some() {
+    let mut tx = store.begin().await?;
+    if tx.users().get(name).await?.is_some() {
         return Err(Error::rule(
             ErrorCode::Conflict,
             format!(
@@ -233,12 +212,9 @@ pub async fn add_user_with_ttl(
     let mut groups = groups.to_vec();
     groups.sort();
     groups.dedup();
-    sqlx::query("INSERT INTO users (name, groups_json, admin, created_at) VALUES (?, ?, ?, ?)")
-        .bind(name)
-        .bind(serde_json::to_string(&groups).map_err(|e| Error::Corrupt(e.to_string()))?)
-        .bind(admin as i64)
-        .bind(ts(now))
-        .execute(&mut *tx)
+    let groups_json = serde_json::to_string(&groups).map_err(|e| Error::Corrupt(e.to_string()))?;
+    tx.users()
+        .insert(name, &groups_json, admin, Ts(now))
         .await?;
     append(
         &mut tx,
@@ -256,31 +232,26 @@ pub async fn add_user_with_ttl(
 
 /// Issues another token for an existing user (valid [`DEFAULT_TOKEN_TTL_SECS`]).
 pub async fn issue_token(
-    pool: &SqlitePool,
+    store: &Store,
     actor: &Actor,
     user: &str,
     now: DateTime<Utc>,
 ) -> Result<IssuedToken> {
-    issue_token_with_ttl(pool, actor, user, now, DEFAULT_TOKEN_TTL_SECS).await
+    issue_token_with_ttl(store, actor, user, now, DEFAULT_TOKEN_TTL_SECS).await
 }
 
 /// Issues another token for an existing, enabled user, valid `ttl_secs`.
 pub async fn issue_token_with_ttl(
-    pool: &SqlitePool,
+    store: &Store,
     actor: &Actor,
     user: &str,
     now: DateTime<Utc>,
     ttl_secs: i64,
 ) -> Result<IssuedToken> {
-    let mut tx = write_tx(pool).await?;
-    let exists: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT name, disabled_at FROM users WHERE name = ?")
-            .bind(user)
-            .fetch_optional(&mut *tx)
-            .await?;
-    match exists {
+    let mut tx = store.begin().await?;
+    match tx.users().disabled_at(user).await? {
         None => return Err(Error::not_found("user")),
-        Some((_, Some(_))) => {
+        Some(Some(_)) => {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 format!("user '{user}' is disabled; a disabled user gets no tokens"),
@@ -295,28 +266,19 @@ pub async fn issue_token_with_ttl(
 
 /// Revokes one token by id. Returns the user it belonged to.
 pub async fn revoke_token(
-    pool: &SqlitePool,
+    store: &Store,
     actor: &Actor,
     id: &TokenId,
     now: DateTime<Utc>,
 ) -> Result<String> {
-    let mut tx = write_tx(pool).await?;
-    let row: Option<(String, Option<String>)> =
-        sqlx::query_as("SELECT user_name, revoked_at FROM tokens WHERE id = ?")
-            .bind(id.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-    let Some((user, revoked)) = row else {
+    let mut tx = store.begin().await?;
+    let Some((user, revoked)) = tx.users().token(&id.to_string()).await? else {
         return Err(Error::not_found("token"));
     };
     if revoked.is_some() {
         return Err(Error::rule(ErrorCode::Conflict, "token is already revoked"));
     }
-    sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-        .bind(ts(now))
-        .bind(id.to_string())
-        .execute(&mut *tx)
-        .await?;
+    tx.users().revoke_token(&id.to_string(), Ts(now)).await?;
     append(
         &mut tx,
         actor,
@@ -331,14 +293,6 @@ pub async fn revoke_token(
 }
 
 /// Token ids of a user, newest first: (id, created, expires, revoked).
-pub async fn list_tokens(
-    pool: &SqlitePool,
-    user: &str,
-) -> Result<Vec<(String, String, Option<String>, Option<String>)>> {
-    Ok(sqlx::query_as(
-        "SELECT id, created_at, expires_at, revoked_at FROM tokens WHERE user_name = ? ORDER BY created_at DESC",
-    )
-    .bind(user)
-    .fetch_all(pool)
-    .await?)
+pub async fn list_tokens(store: &Store, user: &str) -> Result<Vec<crate::store::users::TokenRow>> {
+    store.users().tokens_of(user).await
 }

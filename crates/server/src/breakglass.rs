@@ -326,7 +326,7 @@ impl Broker {
         tx: &mut Tx,
         sp: Option<&SecretPolicy>,
     ) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(&mut **tx)
+        Ok(crate::auth::all_users(tx.users())
             .await?
             .into_iter()
             .filter(|u| u.admin || sp.is_some_and(|s| s.alert.contains(u)))
@@ -336,7 +336,7 @@ impl Broker {
 
     /// Active devices of users who may unlock `sp`.
     async fn eligible_targets(&self, sp: &SecretPolicy) -> Result<Vec<SealTarget>> {
-        let eligible: BTreeSet<String> = crate::auth::all_users(&self.pool)
+        let eligible: BTreeSet<String> = crate::auth::all_users(self.store.users())
             .await?
             .into_iter()
             .filter(|u| sp.may_unlock(u))

@@ -125,7 +125,7 @@ impl FromRequestParts<AppState> for Authed {
         let token = text
             .strip_prefix("Bearer ")
             .ok_or_else(|| unauth("the Authorization header must be 'Bearer <token>'"))?;
-        match crate::auth::authenticate_session(&state.pool, token.trim(), state.now()).await? {
+        match crate::auth::authenticate_session(&state.store, token.trim(), state.now()).await? {
             Some(s) => Ok(Authed(s)),
             None => Err(unauth(
                 "the token is not valid, has expired or has been revoked",
@@ -592,7 +592,7 @@ async fn audit(
     }
     let q = query(q)?;
     let records = crate::audit::records(
-        &b.pool,
+        &b.store,
         q.after.unwrap_or(0).max(0),
         q.limit.unwrap_or(500).clamp(1, 5000),
     )
@@ -671,7 +671,7 @@ async fn events(
                     _ = recheck.tick() => {}
                 }
                 // Revoked (here or by the CLI), expired, or the user disabled: end.
-                match crate::auth::token_hash_valid(&b.pool, &token_hash, b.now()).await {
+                match crate::auth::token_hash_valid(&b.store, &token_hash, b.now()).await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(e) => {
@@ -886,7 +886,7 @@ async fn audit_head(
     State(b): State<AppState>,
     Caller(_): Caller,
 ) -> ApiResult<Json<firedoor_core::audit::SignedHead>> {
-    crate::audit::head(&b.pool, b.now())
+    crate::audit::head(&b.store, b.now())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the audit log is empty"))
@@ -904,7 +904,7 @@ async fn audit_head_at(
             "seq must be a positive integer (an audit record's sequence number)",
         )
     })?;
-    crate::audit::head_at(&b.pool, seq, b.now())
+    crate::audit::head_at(&b.store, seq, b.now())
         .await?
         .map(Json)
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no audit record {seq}")))

@@ -21,6 +21,7 @@ use crate::audit::Actor;
 use crate::clock::Clock;
 use crate::connectors::Connectors;
 use crate::service::Broker;
+use crate::store::{DatabaseUrl, Store};
 use firedoor_core::audit::AuditAction;
 use firedoor_core::policy::Policy;
 use std::net::SocketAddr;
@@ -46,6 +47,8 @@ pub enum Tls {
 
 pub struct Config {
     pub data_dir: PathBuf,
+    /// The store; default: the SQLite file `<data_dir>/firedoor.db`.
+    pub database: Option<DatabaseUrl>,
     pub policy: Policy,
     pub listen: SocketAddr,
     pub tls: Tls,
@@ -70,6 +73,7 @@ impl Config {
     pub fn new(data_dir: impl Into<PathBuf>, policy: Policy) -> Self {
         Config {
             data_dir: data_dir.into(),
+            database: None,
             policy,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: Tls::None,
@@ -103,26 +107,16 @@ pub fn key_path(data_dir: &Path, explicit: Option<&Path>) -> PathBuf {
 
 /// Loads the broker key, creating it only if nothing in the store was sealed with a
 /// key before: a wrong `--key-file` must not silently start a second key.
-async fn load_key(pool: &sqlx::SqlitePool, path: &Path) -> anyhow::Result<vault::BrokerKey> {
+async fn load_key(store: &Store, path: &Path) -> anyhow::Result<vault::BrokerKey> {
     if !path.exists() {
-        let (sealed,): (i64,) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM secrets WHERE value IS NOT NULL OR pending_value IS NOT NULL)
-                 OR EXISTS (SELECT 1 FROM grants WHERE credentials IS NOT NULL)",
-        )
-        .fetch_one(pool)
-        .await?;
-        if sealed != 0 {
+        if store.holds_sealed_values().await? {
             anyhow::bail!(
                 "{}: no broker key there, but the database holds values sealed with one; \
                  pass the broker's key file with --key-file (or FIREDOOR_KEY_FILE)",
                 path.display()
             );
         }
-        let (signed,): (i64,) =
-            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM audit WHERE signature IS NOT NULL)")
-                .fetch_one(pool)
-                .await?;
-        if signed != 0 {
+        if store.audit().any_signed().await? {
             anyhow::bail!(
                 "{}: no broker key there, but the database's audit log is signed with one; \
                  pass the broker's key file with --key-file (or FIREDOOR_KEY_FILE)",
@@ -131,7 +125,7 @@ async fn load_key(pool: &sqlx::SqlitePool, path: &Path) -> anyhow::Result<vault:
         }
     }
     let key = vault::BrokerKey::load_or_create(path)?;
-    audit::register_signer(pool, key.signing_key());
+    store.set_signer(key.signing_key());
     Ok(key)
 }
 
@@ -140,12 +134,23 @@ async fn load_key(pool: &sqlx::SqlitePool, path: &Path) -> anyhow::Result<vault:
 /// appends are signed.
 pub async fn open_store(
     data_dir: &Path,
+    database: Option<&DatabaseUrl>,
     key_file: Option<&Path>,
-) -> anyhow::Result<sqlx::SqlitePool> {
+) -> anyhow::Result<Store> {
+    let store = open_db(data_dir, database).await?;
+    load_key(&store, &key_path(data_dir, key_file)).await?;
+    Ok(store)
+}
+
+/// Opens `database`, or the SQLite file in the data directory.
+pub async fn open_db(data_dir: &Path, database: Option<&DatabaseUrl>) -> anyhow::Result<Store> {
     ensure_data_dir(data_dir)?;
-    let pool = store::open(&db_path(data_dir)).await?;
-    load_key(&pool, &key_path(data_dir, key_file)).await?;
-    Ok(pool)
+    let url = database
+        .cloned()
+        .unwrap_or_else(|| DatabaseUrl::Sqlite(db_path(data_dir)));
+    Store::open(&url)
+        .await
+        .map_err(|e| anyhow::anyhow!("opening the store {}: {e}", store::describe(&url)))
 }
 
 /// Before serving: signs the records written before audit signatures existed (only
@@ -153,19 +158,20 @@ pub async fn open_store(
 /// database against the anchor file. A log that no longer holds the highest anchored
 /// head (truncated, restored from an older copy, rewritten) stops the start.
 async fn check_audit_at_start(
-    pool: &sqlx::SqlitePool,
+    store: &Store,
     key: &vault::BrokerKey,
     anchor_path: &Path,
 ) -> anyhow::Result<i64> {
     let anchors = anchor::read(anchor_path)?;
-    let signed = audit::sign_legacy(pool, key.signing_key(), !anchors.is_empty()).await?;
+    let signed = audit::sign_legacy(store, key.signing_key(), !anchors.is_empty()).await?;
     if signed > 0 {
         tracing::info!(
             records = signed,
             "signed the audit records written before audit signatures existed (first start after the upgrade)"
         );
     }
-    if let Err(e) = anchor::check(pool, anchor_path, &anchors, &key.verifying_key(), false).await? {
+    if let Err(e) = anchor::check(store, anchor_path, &anchors, &key.verifying_key(), false).await?
+    {
         tracing::error!(problem = %e, "AUDIT LOG ROLLED BACK: refusing to start");
         anyhow::bail!(
             "refusing to start: the audit log does not hold a head anchored earlier: {e}. \
@@ -182,15 +188,15 @@ async fn check_audit_at_start(
 /// the CLI acts on the data directory with the same operations the API uses.
 pub async fn open_broker(
     data_dir: &Path,
+    database: Option<&DatabaseUrl>,
     key_file: Option<&Path>,
     policy: Policy,
     connectors: Connectors,
     clock: Arc<dyn Clock>,
 ) -> anyhow::Result<Broker> {
-    ensure_data_dir(data_dir)?;
-    let pool = store::open(&db_path(data_dir)).await?;
-    let key = load_key(&pool, &key_path(data_dir, key_file)).await?;
-    Ok(Broker::new(pool, policy, connectors, clock, key))
+    let store = open_db(data_dir, database).await?;
+    let key = load_key(&store, &key_path(data_dir, key_file)).await?;
+    Ok(Broker::new(store, policy, connectors, clock, key))
 }
 
 /// A running broker.
@@ -266,11 +272,10 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         Tls::Files { .. } => true,
         _ => false,
     };
-    ensure_data_dir(&cfg.data_dir)?;
-    let pool = store::open(&db_path(&cfg.data_dir)).await?;
-    let key = load_key(&pool, &cfg.key_path()).await?;
+    let store = open_db(&cfg.data_dir, cfg.database.as_ref()).await?;
+    let key = load_key(&store, &cfg.key_path()).await?;
     let anchor_path = cfg.anchor_path();
-    let anchored = check_audit_at_start(&pool, &key, &anchor_path).await?;
+    let anchored = check_audit_at_start(&store, &key, &anchor_path).await?;
     let mut anchor_log = anchor::AnchorLog::open(&anchor_path, anchored)?;
     let connectors = match cfg.connectors {
         Some(c) => c,
@@ -279,7 +284,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
     for c in connectors.values() {
         c.check().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let broker = Arc::new(Broker::new(pool, cfg.policy, connectors, cfg.clock, key));
+    let broker = Arc::new(Broker::new(store, cfg.policy, connectors, cfg.clock, key));
     broker.release_leases().await?;
     {
         let now = broker.now();
@@ -311,7 +316,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         .await?;
         tx.commit().await?;
     }
-    anchor_log.anchor_now(&broker.pool, broker.now()).await?;
+    anchor_log.anchor_now(&broker.store, broker.now()).await?;
 
     let (shutdown, mut stop_rx) = watch::channel(false);
     let (anchor_stop, anchor_rx) = watch::channel(false);
@@ -399,7 +404,7 @@ fn spawn_anchoring(
                 _ = tick.tick() => false,
                 _ = stop.wait_for(|s| *s) => true,
             };
-            if let Err(e) = log.anchor_now(&broker.pool, broker.now()).await {
+            if let Err(e) = log.anchor_now(&broker.store, broker.now()).await {
                 tracing::error!(error = %e, path = %log.path().display(), "could not anchor the audit head");
             }
             if stopping {

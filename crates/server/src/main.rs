@@ -5,7 +5,8 @@ use clap::{Parser, Subcommand};
 use firedoor_server::audit::Actor;
 use firedoor_server::clock::{Clock, SystemClock};
 use firedoor_server::connectors::Connectors;
-use firedoor_server::{auth, db_path, store, Config, Tls};
+use firedoor_server::store::DatabaseUrl;
+use firedoor_server::{auth, db_path, Config, Tls};
 use secrecy::ExposeSecret;
 use std::io::{Read, Write};
 use std::net::SocketAddr;
@@ -38,6 +39,10 @@ struct Cli {
     /// disk than the database. Default: <data-dir>/audit-anchor.log.
     #[arg(long, global = true, env = "FIREDOOR_AUDIT_ANCHOR")]
     audit_anchor: Option<PathBuf>,
+    /// The store: sqlite://PATH or postgres://USER@HOST/DB (several brokers share
+    /// one PostgreSQL database). Default: the SQLite file <data-dir>/firedoor.db.
+    #[arg(long, global = true, env = "FIREDOOR_DATABASE_URL", value_parser = parse_database, hide_env_values = true)]
+    database: Option<DatabaseUrl>,
     #[command(subcommand)]
     cmd: Cmd,
 }
@@ -208,6 +213,24 @@ enum AuditCmd {
     },
 }
 
+fn parse_database(text: &str) -> Result<DatabaseUrl, String> {
+    DatabaseUrl::parse(text).map_err(|e| e.to_string())
+}
+
+/// Fails unless the store exists: a SQLite file must be there already (a typo in
+/// --data-dir must not create an empty one); a PostgreSQL URL is checked on open.
+fn require_store(data_dir: &Path, database: Option<&DatabaseUrl>) -> anyhow::Result<()> {
+    let path = match database {
+        None => db_path(data_dir),
+        Some(DatabaseUrl::Sqlite(p)) => p.clone(),
+        Some(DatabaseUrl::Postgres(_)) => return Ok(()),
+    };
+    if !path.exists() {
+        bail!("no broker database at {}", path.display());
+    }
+    Ok(())
+}
+
 fn parse_ttl(text: &str) -> Result<i64, String> {
     let secs = firedoor_core::duration::parse_duration(text)?;
     auth::check_ttl(secs).map_err(|e| e.to_string())?;
@@ -218,13 +241,13 @@ fn parse_ttl(text: &str) -> Result<i64, String> {
 /// secrets' rotation state (no connectors: the running broker does that work).
 async fn open_for_users(
     data_dir: &Path,
+    database: Option<&DatabaseUrl>,
     key_file: Option<&Path>,
 ) -> anyhow::Result<firedoor_server::service::Broker> {
-    if !db_path(data_dir).exists() {
-        bail!("no broker database at {}", db_path(data_dir).display());
-    }
+    require_store(data_dir, database)?;
     firedoor_server::open_broker(
         data_dir,
+        database,
         key_file,
         firedoor_core::policy::parse_policy("empty", "")?,
         Connectors::new(),
@@ -285,6 +308,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         } => {
             let pol = load_policy(&policy)?;
             let mut cfg = Config::new(&cli.data_dir, pol);
+            cfg.database = cli.database.clone();
             cfg.key_file = cli.key_file.clone();
             cfg.audit_anchor = cli.audit_anchor.clone();
             cfg.listen = listen;
@@ -318,7 +342,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 "demo-policy.toml",
                 firedoor_server::DEMO_POLICY,
             )?;
-            let pool = firedoor_server::open_store(&cli.data_dir, cli.key_file.as_deref()).await?;
+            let pool = firedoor_server::open_store(
+                &cli.data_dir,
+                cli.database.as_ref(),
+                cli.key_file.as_deref(),
+            )
+            .await?;
             let actor = Actor::cli();
             let mut tokens = Vec::new();
             for (name, groups, admin) in [
@@ -336,6 +365,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             pool.close().await;
             let mut cfg = Config::new(&cli.data_dir, pol);
+            cfg.database = cli.database.clone();
             cfg.key_file = cli.key_file.clone();
             cfg.audit_anchor = cli.audit_anchor.clone();
             cfg.listen = listen;
@@ -366,7 +396,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::User { cmd } => {
-            let pool = firedoor_server::open_store(&cli.data_dir, cli.key_file.as_deref()).await?;
+            let pool = firedoor_server::open_store(
+                &cli.data_dir,
+                cli.database.as_ref(),
+                cli.key_file.as_deref(),
+            )
+            .await?;
             let actor = Actor::cli();
             match cmd {
                 UserCmd::Add {
@@ -395,7 +430,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     println!("{}", issued.token.expose_secret());
                 }
                 UserCmd::List => {
-                    for u in auth::all_users(&pool).await? {
+                    for u in auth::all_users(pool.users()).await? {
                         let disabled = firedoor_server::access::is_disabled(&pool, &u.name).await?;
                         println!(
                             "{}\tgroups={}{}{}",
@@ -408,7 +443,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 UserCmd::Disable { name } => {
                     pool.close().await;
-                    let b = open_for_users(&cli.data_dir, cli.key_file.as_deref()).await?;
+                    let b = open_for_users(
+                        &cli.data_dir,
+                        cli.database.as_ref(),
+                        cli.key_file.as_deref(),
+                    )
+                    .await?;
                     let d = b.disable_user(&actor, &name, false).await?;
                     println!(
                         "disabled {name}: {} tokens and {} devices revoked, {} live grants being revoked by the broker, {} pending requests cancelled",
@@ -423,7 +463,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                 }
                 UserCmd::SetGroups { name, groups } => {
                     pool.close().await;
-                    let b = open_for_users(&cli.data_dir, cli.key_file.as_deref()).await?;
+                    let b = open_for_users(
+                        &cli.data_dir,
+                        cli.database.as_ref(),
+                        cli.key_file.as_deref(),
+                    )
+                    .await?;
                     let g = b.set_groups(&actor, &name, &groups).await?;
                     println!(
                         "{name} is now in groups: {} (the broker withdraws and rotates secrets they may no longer unlock)",
@@ -454,7 +499,9 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                         for (id, created, expires, revoked) in
                             auth::list_tokens(&pool, &name).await?
                         {
-                            let expires = expires.unwrap_or_default();
+                            let created = created.text();
+                            let revoked = revoked.map(|r| r.text());
+                            let expires = expires.map(|e| e.text()).unwrap_or_default();
                             let state = match revoked {
                                 Some(r) => format!("revoked {r}"),
                                 None if expires <= now_s => "expired".into(),
@@ -473,6 +520,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             let open = |policy: firedoor_core::policy::Policy, connectors: Connectors| {
                 firedoor_server::open_broker(
                     &cli.data_dir,
+                    cli.database.as_ref(),
                     cli.key_file.as_deref(),
                     policy,
                     connectors,
@@ -520,14 +568,12 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Device { cmd } => {
-            let path = db_path(&cli.data_dir);
-            if !path.exists() {
-                bail!("no broker database at {}", path.display());
-            }
+            require_store(&cli.data_dir, cli.database.as_ref())?;
             match cmd {
                 DeviceCmd::List { user } => {
                     let b = firedoor_server::open_broker(
                         &cli.data_dir,
+                        cli.database.as_ref(),
                         cli.key_file.as_deref(),
                         firedoor_core::policy::parse_policy("empty", "")?,
                         Connectors::new(),
@@ -567,11 +613,8 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             if let AuditCmd::PublicKey = &cmd {
                 return audit_cli::print_public_key(&key_path);
             }
-            let path = db_path(&cli.data_dir);
-            if !path.exists() {
-                bail!("no broker database at {}", path.display());
-            }
-            let pool = store::open(&path).await?;
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let pool = firedoor_server::open_db(&cli.data_dir, cli.database.as_ref()).await?;
             match cmd {
                 AuditCmd::PublicKey => Ok(0),
                 AuditCmd::Verify { public_key, .. } => {

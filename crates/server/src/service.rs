@@ -7,7 +7,7 @@ use crate::audit::{append, Actor};
 use crate::clock::{parse_ts, ts, Clock};
 use crate::connectors::{Connectors, Target};
 use crate::error::{Error, Result};
-use crate::store::{write_tx_queued, Tx};
+use crate::store::{Store, Tx};
 use crate::vault::BrokerKey;
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::api::{
@@ -48,6 +48,8 @@ macro_rules! request_query {
 
 /// Everything the broker's operations share.
 pub struct Broker {
+    pub store: Store,
+    /// The SQLite pool, while the operations not yet moved into the store use it.
     pub pool: SqlitePool,
     pub policy: Arc<Policy>,
     pub connectors: Connectors,
@@ -57,9 +59,6 @@ pub struct Broker {
     pub events: watch::Sender<u64>,
     /// Wakes the background worker early.
     pub wake_worker: Notify,
-    /// Writers of this broker take turns on it (see [`crate::store::Tx`]).
-    pub write_lock: Arc<tokio::sync::Mutex<()>>,
-    pub audit_head: crate::store::AuditHead,
     /// Set when the broker stops, so long-lived event streams end.
     pub closing: watch::Sender<bool>,
     /// Rate limit of security alerts for refused unlock uploads, per device.
@@ -243,7 +242,7 @@ impl Broker {
     /// A broker over an open store (no HTTP server, no worker: see
     /// [`crate::start`] for those).
     pub fn new(
-        pool: SqlitePool,
+        store: Store,
         policy: Policy,
         connectors: Connectors,
         clock: Arc<dyn Clock>,
@@ -251,15 +250,14 @@ impl Broker {
     ) -> Broker {
         let (events, _) = watch::channel(0u64);
         Broker {
-            pool,
+            pool: store.legacy_pool().clone(),
+            store,
             policy: Arc::new(policy),
             connectors,
             clock,
             key,
             events,
             wake_worker: Notify::new(),
-            write_lock: Arc::new(tokio::sync::Mutex::new(())),
-            audit_head: Arc::default(),
             closing: watch::channel(false).0,
             rejection_alerts: Default::default(),
             access: crate::access::AccessState::default(),
@@ -267,7 +265,7 @@ impl Broker {
     }
 
     pub async fn write_tx(&self) -> Result<Tx> {
-        write_tx_queued(&self.pool, &self.write_lock, &self.audit_head).await
+        self.store.begin().await
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -311,7 +309,7 @@ impl Broker {
 
     /// Users who may approve requests of a flow.
     async fn approvers(&self, tx: &mut Tx, flow: &Flow) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(&mut **tx)
+        Ok(crate::auth::all_users(tx.users())
             .await?
             .into_iter()
             .filter(|u| flow.may_approve(u))
@@ -320,7 +318,7 @@ impl Broker {
     }
 
     pub(crate) async fn admins(&self, tx: &mut Tx) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(&mut **tx)
+        Ok(crate::auth::all_users(tx.users())
             .await?
             .into_iter()
             .filter(|u| u.admin)

@@ -242,7 +242,7 @@ async fn put(tb: &TestBroker, name: &str, value: &str) -> SecretView {
 }
 
 async fn audit(tb: &TestBroker) -> Vec<firedoor_core::audit::AuditRecord> {
-    firedoor_server::audit::records(&tb.running.broker.pool, 0, 100_000)
+    firedoor_server::audit::records(&tb.running.broker.store, 0, 100_000)
         .await
         .unwrap()
 }
@@ -745,7 +745,7 @@ async fn seal_unlock_offline_report_rotate() {
         "{v}"
     );
 
-    let verified = firedoor_server::audit::verify(&tb.running.broker.pool)
+    let verified = firedoor_server::audit::verify(&tb.running.broker.store)
         .await
         .unwrap();
     assert!(verified.is_ok(), "audit chain verifies: {verified:?}");
@@ -1657,7 +1657,7 @@ async fn disabling_a_user_ends_tokens_devices_grants_and_rotates_what_they_held(
     )
     .await;
     let e = firedoor_server::auth::issue_token(
-        &tb.running.broker.pool,
+        &tb.running.broker.store,
         &firedoor_server::audit::Actor::System,
         "alice",
         tb.running.broker.now(),
@@ -1666,7 +1666,7 @@ async fn disabling_a_user_ends_tokens_devices_grants_and_rotates_what_they_held(
     .err()
     .unwrap();
     assert!(e.to_string().contains("disabled"), "{e}");
-    assert!(firedoor_server::audit::verify(&tb.running.broker.pool)
+    assert!(firedoor_server::audit::verify(&tb.running.broker.store)
         .await
         .unwrap()
         .is_ok());

@@ -767,9 +767,25 @@ async fn rewrite_record(pool: &sqlx::SqlitePool, seq: i64, details: &str) {
 
 /// The chain as the pre-signature `audit verify` checked it (hashes and links only).
 async fn plain_chain_ok(pool: &sqlx::SqlitePool) -> bool {
-    let records = firedoor_server::audit::records(pool, 0, i64::MAX)
-        .await
-        .unwrap();
+    let records: Vec<firedoor_core::audit::AuditRecord> = sqlx::query_as::<_, (i64, String, String, String, String, String, String, String, Option<String>)>(
+        "SELECT seq, at, actor, action, subject, details, prev_hash, hash, signature FROM audit ORDER BY seq",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap()
+    .into_iter()
+    .map(|r| firedoor_core::audit::AuditRecord {
+        seq: r.0,
+        at: r.1,
+        actor: r.2,
+        action: r.3,
+        subject: r.4,
+        details: r.5,
+        prev_hash: r.6,
+        hash: r.7,
+        signature: r.8,
+    })
+    .collect();
     firedoor_core::audit::verify_chain(&records).is_ok()
 }
 

@@ -20,7 +20,7 @@ pub async fn broker(dir: &Path, listen: SocketAddr) -> RunningBroker {
 /// A new API token for `name`, creating the user (with `groups`, `admin`) if needed.
 pub async fn token(b: &RunningBroker, name: &str, groups: &[&str], admin: bool) -> String {
     let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
-    let pool = &b.broker.pool;
+    let pool = &b.broker.store;
     let issued = match auth::get_user(pool, name).await.unwrap() {
         Some(_) => auth::issue_token(pool, &Actor::System, name, b.broker.now())
             .await

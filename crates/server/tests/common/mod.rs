@@ -61,7 +61,7 @@ pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBro
     ] {
         let groups: Vec<String> = groups.into_iter().map(String::from).collect();
         let issued = auth::add_user(
-            &running.broker.pool,
+            &running.broker.store,
             &Actor::System,
             name,
             &groups,

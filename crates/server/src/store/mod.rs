@@ -1,0 +1,384 @@
+//! The broker's store: the only place with SQL. Two backends sit behind one
+//! [`Store`] handle, chosen by the database URL:
+//!
+//! - SQLite (`sqlite://PATH`, the default: `DATA_DIR/firedoor.db`): embedded, WAL,
+//!   one writer at a time (an in-process queue in front of `BEGIN IMMEDIATE`);
+//! - PostgreSQL (`postgres://…`): the shared store of several broker replicas. A
+//!   write transaction takes one transaction-scoped advisory lock first, so writers
+//!   across replicas take turns exactly as they do on SQLite: every read-then-write
+//!   inside a unit of work, every compare-and-set, every claim of due work, audit
+//!   append and event id is serialised, and LISTEN/NOTIFY carries "events were
+//!   written" to the other replicas (see [`postgres`]).
+//!
+//! The SQL text is shared: it is written once with `$N` placeholders (which SQLite
+//! understands too) and types both backends map the same way ([`Ts`] for times,
+//! `i64` for integers and flags, `Vec<u8>` for sealed values). The aggregate modules
+//! ([`audit`], [`users`], …) expose methods named by intent over domain types; the
+//! operations never see a pool or a connection.
+
+pub mod postgres;
+pub mod sqlite;
+mod ts;
+
+pub use ts::Ts;
+
+use crate::error::{Error, Result};
+use ed25519_dalek::SigningKey;
+use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use tokio::sync::{Mutex, OwnedMutexGuard};
+
+/// Runs one statement on a [`Db`] and returns the rows it changed.
+macro_rules! exec {
+    ($db:expr, $sql:expr $(, $arg:expr)* $(,)?) => {{
+        let sql = $sql;
+        match $db.reborrow() {
+            $crate::store::Db::SqlitePool(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
+            $crate::store::Db::Sqlite(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
+            $crate::store::Db::PgPool(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
+            $crate::store::Db::Pg(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
+        }
+    }};
+}
+
+/// Runs one query on a [`Db`] and reads its rows as `$t` (a tuple or a
+/// `sqlx::FromRow` struct): `fetch!(db, all|optional|one, T, SQL, args…)`.
+macro_rules! fetch {
+    ($db:expr, $how:ident, $t:ty, $sql:expr $(, $arg:expr)* $(,)?) => {{
+        let sql = $sql;
+        match $db.reborrow() {
+            $crate::store::Db::SqlitePool(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::Sqlite(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::PgPool(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::Pg(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+        }
+    }};
+}
+
+/// As [`fetch!`], reading the first column of each row.
+macro_rules! scalar {
+    ($db:expr, $how:ident, $t:ty, $sql:expr $(, $arg:expr)* $(,)?) => {{
+        let sql = $sql;
+        match $db.reborrow() {
+            $crate::store::Db::SqlitePool(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::Sqlite(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::PgPool(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::Pg(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+        }
+    }};
+}
+
+pub mod audit;
+pub mod users;
+
+/// Where one statement runs: a pool (reads outside a unit of work) or the
+/// connection of a write transaction.
+pub enum Db<'a> {
+    SqlitePool(&'a SqlitePool),
+    Sqlite(&'a mut SqliteConnection),
+    PgPool(&'a PgPool),
+    Pg(&'a mut PgConnection),
+}
+
+impl Db<'_> {
+    /// The same place, borrowed again (a method runs several statements on it).
+    pub fn reborrow(&mut self) -> Db<'_> {
+        match self {
+            Db::SqlitePool(p) => Db::SqlitePool(p),
+            Db::Sqlite(c) => Db::Sqlite(c),
+            Db::PgPool(p) => Db::PgPool(p),
+            Db::Pg(c) => Db::Pg(c),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Db::PgPool(_) | Db::Pg(_))
+    }
+}
+
+/// Which database a store runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+struct Inner {
+    pool: Pool,
+    /// What to show for this store in messages (no password).
+    display: String,
+    /// Signs the audit records this process appends (see [`Store::set_signer`]).
+    signer: RwLock<Option<Arc<SigningKey>>>,
+    /// Writers of this process take turns here before the database's own lock.
+    write_turn: Arc<Mutex<()>>,
+    /// The last audit record this process wrote: a hint checked in the insert.
+    audit_head: AuditHead,
+}
+
+/// The broker's store. Cheap to clone; every clone is the same store.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+pub type AuditHead = Arc<std::sync::Mutex<Option<(i64, String)>>>;
+
+/// How a database is named on the command line and in `FIREDOOR_DATABASE_URL`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DatabaseUrl {
+    Sqlite(std::path::PathBuf),
+    Postgres(String),
+}
+
+impl DatabaseUrl {
+    /// `sqlite://PATH` (or `sqlite:PATH`), `postgres://…`/`postgresql://…`.
+    pub fn parse(url: &str) -> Result<DatabaseUrl> {
+        let url = url.trim();
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            return Ok(DatabaseUrl::Postgres(url.to_string()));
+        }
+        if let Some(path) = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+        {
+            let path = path.split('?').next().unwrap_or_default();
+            if path.is_empty() {
+                return Err(Error::Config(
+                    "the SQLite database URL names no file: use sqlite:///path/to/firedoor.db"
+                        .into(),
+                ));
+            }
+            return Ok(DatabaseUrl::Sqlite(path.into()));
+        }
+        Err(Error::Config(format!(
+            "unsupported database URL '{}': use sqlite://PATH or postgres://USER@HOST/DB",
+            redact_url(url)
+        )))
+    }
+}
+
+/// A database for messages: a path, or a URL without its password.
+pub fn describe(url: &DatabaseUrl) -> String {
+    match url {
+        DatabaseUrl::Sqlite(p) => format!("sqlite://{}", p.display()),
+        DatabaseUrl::Postgres(u) => redact_url(u),
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or_default();
+            format!("{}{}@{}", &url[..s + 3], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl Store {
+    /// Opens (creating a SQLite file if needed) the database and brings its schema
+    /// up to date.
+    pub async fn open(url: &DatabaseUrl) -> Result<Store> {
+        let (pool, display) = match url {
+            DatabaseUrl::Sqlite(path) => (
+                Pool::Sqlite(sqlite::open(path).await?),
+                format!("sqlite://{}", path.display()),
+            ),
+            DatabaseUrl::Postgres(u) => (Pool::Postgres(postgres::open(u).await?), redact_url(u)),
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                pool,
+                display,
+                signer: RwLock::new(None),
+                write_turn: Arc::new(Mutex::new(())),
+                audit_head: Arc::default(),
+            }),
+        })
+    }
+
+    /// Opens the SQLite file at `path`.
+    pub async fn open_sqlite(path: &Path) -> Result<Store> {
+        Store::open(&DatabaseUrl::Sqlite(path.to_path_buf())).await
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self.inner.pool {
+            Pool::Sqlite(_) => Backend::Sqlite,
+            Pool::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// The store for messages: a path or a URL without its password.
+    pub fn display(&self) -> &str {
+        &self.inner.display
+    }
+
+    /// Reads outside a unit of work run on the pool.
+    pub fn db(&self) -> Db<'_> {
+        match &self.inner.pool {
+            Pool::Sqlite(p) => Db::SqlitePool(p),
+            Pool::Postgres(p) => Db::PgPool(p),
+        }
+    }
+
+    /// Makes `key` sign the audit records this process appends to this store.
+    /// Every writer (the broker, the CLI's user and token commands) loads the key
+    /// file and sets it; an append without one fails.
+    pub fn set_signer(&self, key: &SigningKey) {
+        *self.inner.signer.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(key.clone()));
+    }
+
+    /// The audit signing key set for this store.
+    pub fn signer(&self) -> Option<Arc<SigningKey>> {
+        self.inner
+            .signer
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Begins a write transaction (a unit of work). Writers of this process queue
+    /// on an async lock first, so they wait their turn without the database's
+    /// sleep-and-retry; across processes SQLite's `BEGIN IMMEDIATE` and
+    /// PostgreSQL's advisory lock keep them apart.
+    pub async fn begin(&self) -> Result<Tx> {
+        let turn = self.inner.write_turn.clone().lock_owned().await;
+        let conn = match &self.inner.pool {
+            Pool::Sqlite(p) => TxConn::Sqlite(sqlite::begin(p).await?),
+            Pool::Postgres(p) => TxConn::Pg(postgres::begin(p).await?),
+        };
+        Ok(Tx {
+            conn,
+            _turn: Some(turn),
+            audit_head: Some(self.inner.audit_head.clone()),
+            audit_key: self.signer(),
+            events_written: false,
+        })
+    }
+
+    /// Whether anything in the store was sealed with a broker key (a secret's value,
+    /// a grant's credentials): a missing key file must then not start a new key.
+    pub async fn holds_sealed_values(&self) -> Result<bool> {
+        Ok(scalar!(
+            self.db(),
+            fetch_optional,
+            i64,
+            "SELECT 1 WHERE EXISTS (SELECT 1 FROM secrets WHERE value IS NOT NULL OR pending_value IS NOT NULL)
+                 OR EXISTS (SELECT 1 FROM grants WHERE credentials IS NOT NULL)"
+        )?
+        .is_some())
+    }
+
+    /// Answers a trivial query (readiness).
+    pub async fn ping(&self) -> Result<()> {
+        scalar!(self.db(), fetch_one, i64, "SELECT 1")?;
+        Ok(())
+    }
+
+    /// Closes the pool (the CLI before it exits).
+    pub async fn close(&self) {
+        match &self.inner.pool {
+            Pool::Sqlite(p) => p.close().await,
+            Pool::Postgres(p) => p.close().await,
+        }
+    }
+
+    /// The SQLite pool, while the operations not yet moved into the store use it.
+    pub fn legacy_pool(&self) -> &SqlitePool {
+        match &self.inner.pool {
+            Pool::Sqlite(p) => p,
+            Pool::Postgres(_) => unreachable!("legacy SQLite path on a PostgreSQL store"),
+        }
+    }
+
+    pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
+        match &self.inner.pool {
+            Pool::Postgres(p) => Some(p),
+            Pool::Sqlite(_) => None,
+        }
+    }
+
+    pub fn audit(&self) -> audit::Audit<'_> {
+        audit::Audit(self.db())
+    }
+
+    pub fn users(&self) -> users::Users<'_> {
+        users::Users(self.db())
+    }
+}
+
+enum TxConn {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Pg(sqlx::Transaction<'static, sqlx::Postgres>),
+}
+
+/// A write transaction: the unit of work of one operation.
+pub struct Tx {
+    conn: TxConn,
+    _turn: Option<OwnedMutexGuard<()>>,
+    pub(crate) audit_head: Option<AuditHead>,
+    pub(crate) audit_key: Option<Arc<SigningKey>>,
+    /// Live events were written: other replicas are told at commit.
+    pub(crate) events_written: bool,
+}
+
+impl Tx {
+    pub fn db(&mut self) -> Db<'_> {
+        match &mut self.conn {
+            TxConn::Sqlite(t) => Db::Sqlite(t),
+            TxConn::Pg(t) => Db::Pg(t),
+        }
+    }
+
+    /// Commits; on PostgreSQL, tells every replica's event streams when live events
+    /// were written (delivered at commit, never for a rolled-back transaction).
+    pub async fn commit(self) -> Result<()> {
+        match self.conn {
+            TxConn::Sqlite(t) => t.commit().await?,
+            TxConn::Pg(mut t) => {
+                if self.events_written {
+                    postgres::notify_events(&mut t).await?;
+                }
+                t.commit().await?
+            }
+        }
+        Ok(())
+    }
+
+    pub fn audit(&mut self) -> audit::Audit<'_> {
+        audit::Audit(self.db())
+    }
+
+    pub fn users(&mut self) -> users::Users<'_> {
+        users::Users(self.db())
+    }
+}
+
+/// While operations still use SQLite connections directly.
+impl std::ops::Deref for Tx {
+    type Target = SqliteConnection;
+    fn deref(&self) -> &SqliteConnection {
+        match &self.conn {
+            TxConn::Sqlite(t) => t,
+            TxConn::Pg(_) => unreachable!("legacy SQLite path on a PostgreSQL store"),
+        }
+    }
+}
+
+impl std::ops::DerefMut for Tx {
+    fn deref_mut(&mut self) -> &mut SqliteConnection {
+        match &mut self.conn {
+            TxConn::Sqlite(t) => t,
+            TxConn::Pg(_) => unreachable!("legacy SQLite path on a PostgreSQL store"),
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! Users and their API tokens (only SHA-256 hashes of tokens are kept).
+
+use super::{Db, Ts};
+use crate::error::Result;
+
+pub struct Users<'a>(pub(crate) Db<'a>);
+
+/// A user row: (name, groups_json, admin).
+pub type UserRow = (String, String, i64);
+
+/// A token as listed: (id, created, expires, revoked).
+pub type TokenRow = (String, Ts, Option<Ts>, Option<Ts>);
+
+impl Users<'_> {
+    /// The user and token id behind a token hash that authenticates at `now`: not
+    /// revoked, not expired, its user not disabled.
+    pub async fn by_token_hash(
+        &mut self,
+        hash: &str,
+        now: Ts,
+    ) -> Result<Option<(UserRow, String)>> {
+        let row = fetch!(
+            self.0,
+            fetch_optional,
+            (String, String, i64, String),
+            "SELECT u.name, u.groups_json, u.admin, t.id FROM tokens t JOIN users u ON u.name = t.user_name
+             WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled_at IS NULL",
+            hash,
+            now
+        )?;
+        Ok(row.map(|(n, g, a, id)| ((n, g, a), id)))
+    }
+
+    pub async fn get(&mut self, name: &str) -> Result<Option<UserRow>> {
+        Ok(fetch!(
+            self.0,
+            fetch_optional,
+            UserRow,
+            "SELECT name, groups_json, admin FROM users WHERE name = $1",
+            name
+        )?)
+    }
+
+    /// Whether the user exists, and when they were disabled.
+    pub async fn disabled_at(&mut self, name: &str) -> Result<Option<Option<Ts>>> {
+        Ok(fetch!(
+            self.0,
+            fetch_optional,
+            (Option<Ts>,),
+            "SELECT disabled_at FROM users WHERE name = $1",
+            name
+        )?
+        .map(|r| r.0))
+    }
+
+    /// Every user, by name.
+    pub async fn all(&mut self) -> Result<Vec<UserRow>> {
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            UserRow,
+            "SELECT name, groups_json, admin FROM users ORDER BY name"
+        )?)
+    }
+
+    pub async fn insert(
+        &mut self,
+        name: &str,
+        groups_json: &str,
+        admin: bool,
+        now: Ts,
+    ) -> Result<()> {
+        exec!(
+            self.0,
+            "INSERT INTO users (name, groups_json, admin, created_at) VALUES ($1, $2, $3, $4)",
+            name,
+            groups_json,
+            admin as i64,
+            now
+        )?;
+        Ok(())
+    }
+
+    pub async fn insert_token(
+        &mut self,
+        id: &str,
+        user: &str,
+        hash: &str,
+        now: Ts,
+        expires_at: Ts,
+    ) -> Result<()> {
+        exec!(
+            self.0,
+            "INSERT INTO tokens (id, user_name, hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)",
+            id,
+            user,
+            hash,
+            now,
+            expires_at
+        )?;
+        Ok(())
+    }
+
+    /// A token's user and when it was revoked.
+    pub async fn token(&mut self, id: &str) -> Result<Option<(String, Option<Ts>)>> {
+        Ok(fetch!(
+            self.0,
+            fetch_optional,
+            (String, Option<Ts>),
+            "SELECT user_name, revoked_at FROM tokens WHERE id = $1",
+            id
+        )?)
+    }
+
+    /// Revokes a token that is not revoked yet; false if it already was.
+    pub async fn revoke_token(&mut self, id: &str, now: Ts) -> Result<bool> {
+        Ok(exec!(
+            self.0,
+            "UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL",
+            now,
+            id
+        )? == 1)
+    }
+
+    /// Whether the token with this hash still authenticates at `now`.
+    pub async fn token_hash_valid(&mut self, hash: &str, now: Ts) -> Result<bool> {
+        Ok(scalar!(
+            self.0,
+            fetch_optional,
+            i64,
+            "SELECT 1 FROM tokens t JOIN users u ON u.name = t.user_name
+             WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled_at IS NULL",
+            hash,
+            now
+        )?
+        .is_some())
+    }
+
+    /// A user's tokens, newest first.
+    pub async fn tokens_of(&mut self, user: &str) -> Result<Vec<TokenRow>> {
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            TokenRow,
+            "SELECT id, created_at, expires_at, revoked_at FROM tokens WHERE user_name = $1 ORDER BY created_at DESC",
+            user
+        )?)
+    }
+}
