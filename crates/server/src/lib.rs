@@ -376,6 +376,17 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         }
     });
 
+    // Several replicas on one PostgreSQL store: events committed by any of them wake
+    // this one's streams.
+    if let Some(pool) = broker.store.pg_pool() {
+        let b = broker.clone();
+        tokio::spawn(store::postgres::listen_events(
+            pool.clone(),
+            move || b.events_changed(),
+            broker.closing.subscribe(),
+        ));
+    }
+
     Ok(RunningBroker {
         addr,
         tls: use_tls,

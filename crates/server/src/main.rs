@@ -82,6 +82,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UserCmd,
     },
+    /// Move a store to another database.
+    Store {
+        #[command(subcommand)]
+        cmd: StoreCmd,
+    },
     /// Verify or export the audit log.
     Audit {
         #[command(subcommand)]
@@ -210,6 +215,22 @@ enum AuditCmd {
         /// File to write (default: standard output).
         #[arg(long)]
         out: Option<PathBuf>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCmd {
+    /// Copy a whole store into an empty one (e.g. a team's SQLite file into the
+    /// PostgreSQL database several brokers will share). Stop the brokers first; the
+    /// audit chain, signatures and event ids are kept, so `audit verify` passes on
+    /// the copy with the same key file.
+    Copy {
+        /// The store to read: sqlite://PATH or postgres://…
+        #[arg(long, value_parser = parse_database)]
+        from: DatabaseUrl,
+        /// The empty store to fill (its schema is created).
+        #[arg(long, value_parser = parse_database)]
+        to: DatabaseUrl,
     },
 }
 
@@ -599,6 +620,29 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
                     }
                 }
             }
+            Ok(0)
+        }
+        Cmd::Store {
+            cmd: StoreCmd::Copy { from, to },
+        } => {
+            if let DatabaseUrl::Sqlite(p) = &from {
+                if !p.exists() {
+                    bail!("no broker database at {}", p.display());
+                }
+            }
+            let src = firedoor_server::store::Store::open(&from).await?;
+            let dst = firedoor_server::store::Store::open(&to).await?;
+            let copied = firedoor_server::store::copy::copy(&src, &dst).await?;
+            src.close().await;
+            dst.close().await;
+            for (table, n) in &copied.tables {
+                println!("{table}: {n} rows");
+            }
+            println!(
+                "copied {} to {}; check the copy with `firedoor-server --database <target URL> --key-file <the broker key> audit verify`",
+                firedoor_server::store::describe(&from),
+                firedoor_server::store::describe(&to),
+            );
             Ok(0)
         }
         Cmd::Audit { cmd } => {

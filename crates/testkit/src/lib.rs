@@ -339,6 +339,48 @@ impl PgServer {
     }
 }
 
+/// One server for the whole test binary (one server per binary, not per test),
+/// started on first use. A static is never dropped, so a watchdog process stops the
+/// server and removes its directory once this process has exited, however it ends.
+pub fn shared_server() -> &'static PgServer {
+    static SHARED: std::sync::OnceLock<PgServer> = std::sync::OnceLock::new();
+    SHARED.get_or_init(|| {
+        let s = PgServer::start();
+        let data = s.root.join("data");
+        let pg_ctl = s.bin.join("pg_ctl");
+        let stop = if is_root() {
+            format!("runuser -u postgres -- {} -D {} -m immediate -w stop", pg_ctl.display(), data.display())
+        } else {
+            format!("{} -D {} -m immediate -w stop", pg_ctl.display(), data.display())
+        };
+        let script = format!(
+            "while kill -0 {pid} 2>/dev/null; do sleep 0.5; done; {stop} >/dev/null 2>&1; rm -rf {root}",
+            pid = std::process::id(),
+            root = s.root.display()
+        );
+        Command::new("sh")
+            .args(["-c", &script])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh starts the PostgreSQL watchdog");
+        s
+    })
+}
+
+impl PgServer {
+    /// Creates a fresh, empty database and returns its admin URL: each test gets its
+    /// own store on the binary's shared server.
+    pub fn fresh_database(&self) -> String {
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("store_{}_{n}", std::process::id());
+        self.admin("postgres", &format!("CREATE DATABASE {name}"));
+        self.admin_url(&name)
+    }
+}
+
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();

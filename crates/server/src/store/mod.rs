@@ -70,6 +70,7 @@ macro_rules! scalar {
 }
 
 pub mod audit;
+pub mod copy;
 pub mod users;
 
 /// Where one statement runs: a pool (reads outside a unit of work) or the

@@ -23,6 +23,25 @@ pub struct TestBroker {
     pub tokens: BTreeMap<String, String>,
 }
 
+/// The store the tests run on: SQLite in the data directory, or with
+/// `FIREDOOR_TEST_STORE=postgres` a fresh database on this binary's PostgreSQL
+/// server (`make test` runs the store-level tests both ways).
+pub fn test_store() -> Option<firedoor_server::store::DatabaseUrl> {
+    match std::env::var("FIREDOOR_TEST_STORE").as_deref() {
+        Ok("postgres") => Some(firedoor_server::store::DatabaseUrl::Postgres(
+            firedoor_testkit::shared_server().fresh_database(),
+        )),
+        Ok("sqlite") | Err(_) => None,
+        Ok(other) => panic!("FIREDOOR_TEST_STORE={other}: use sqlite or postgres"),
+    }
+}
+
+/// Whether the tests run on PostgreSQL (tests that open the SQLite file skip their
+/// file-level part there).
+pub fn on_postgres() -> bool {
+    std::env::var("FIREDOOR_TEST_STORE").as_deref() == Ok("postgres")
+}
+
 pub fn t0() -> DateTime<Utc> {
     DateTime::from_timestamp(1_900_000_000, 0).expect("valid time")
 }
@@ -47,6 +66,7 @@ pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBro
         c
     });
     let mut cfg = Config::new(dir.path().join("data"), policy);
+    cfg.database = test_store();
     cfg.clock = clock.clone();
     cfg.connectors = Some(connectors);
     cfg.worker_interval = StdDuration::from_millis(50);

@@ -1,0 +1,171 @@
+//! `firedoor-server store copy`: moves a whole store to another (a team's SQLite
+//! file to the PostgreSQL database several replicas will share, or back). Every
+//! table is copied row for row inside one write transaction on each side: the
+//! source is read under its write lock (a consistent snapshot that no broker writes
+//! into meanwhile), the target must be empty, and it commits all or nothing. Audit
+//! records keep their seq, text and signatures, so `audit verify` passes on the
+//! copy with the same broker key; event ids are kept, so clients resume their
+//! streams where they were.
+
+use super::{Store, Ts};
+use crate::error::{Error, Result};
+
+/// Declares a row type for one table and a function copying the table: the column
+/// list is written once and gives the SELECT, the INSERT and the binds.
+macro_rules! table {
+    ($fn_name:ident, $row:ident, $table:literal, $order:literal, { $($col:ident : $ty:ty),+ $(,)? }) => {
+        #[derive(sqlx::FromRow)]
+        struct $row { $($col: $ty),+ }
+
+        async fn $fn_name(from: &mut super::Tx, to: &mut super::Tx) -> Result<u64> {
+            let rows = fetch!(
+                from.db(),
+                fetch_all,
+                $row,
+                sqlx::AssertSqlSafe(format!(
+                    "SELECT {} FROM {} ORDER BY {}",
+                    [$(stringify!($col)),+].join(", "),
+                    $table,
+                    $order
+                ))
+            )?;
+            let cols = [$(stringify!($col)),+];
+            let insert = format!(
+                "INSERT INTO {} ({}) VALUES ({})",
+                $table,
+                cols.join(", "),
+                (1..=cols.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ")
+            );
+            let mut n = 0;
+            for r in rows {
+                exec!(to.db(), sqlx::AssertSqlSafe(insert.clone()), $(r.$col),+)?;
+                n += 1;
+            }
+            Ok(n)
+        }
+    };
+}
+
+table!(copy_users, UserRow, "users", "name", {
+    name: String, groups_json: String, admin: i64, created_at: Ts, disabled_at: Option<Ts>,
+});
+table!(copy_tokens, TokenRow, "tokens", "id", {
+    id: String, user_name: String, hash: String, created_at: Ts, revoked_at: Option<Ts>,
+    expires_at: Option<Ts>,
+});
+table!(copy_requests, RequestRow, "requests", "id", {
+    id: String, kind: String, bundle: String, flow: String, requester: String, state: String,
+    duration_secs: i64, justification: Option<String>, ticket: Option<String>, created_at: Ts,
+    pending_until: Ts, approvals_needed: i64, grant_id: Option<String>, error: Option<String>,
+    idempotency_key: Option<String>, body_hash: Option<String>, updated_at: Ts,
+});
+table!(copy_decisions, DecisionRow, "decisions", "request_id, by_user", {
+    request_id: String, by_user: String, decision: String, comment: Option<String>, at: Ts,
+});
+table!(copy_grants, GrantRow, "grants", "id", {
+    id: String, request_id: String, bundle: String, flow: String, holder: String, state: String,
+    duration_secs: i64, activated_at: Option<Ts>, expires_at: Ts, ended_at: Option<Ts>,
+    end_reason: Option<String>, ended_by: Option<String>, last_error: Option<String>,
+    attempts: i64, next_attempt_at: Option<Ts>, expiring_notified: i64,
+    credentials: Option<Vec<u8>>,
+});
+table!(copy_events, EventRow, "events", "id", {
+    id: i64, recipient: String, kind: String, at: Ts, body: String,
+});
+table!(copy_audit, AuditRow, "audit", "seq", {
+    seq: i64, at: String, actor: String, action: String, subject: String, details: String,
+    prev_hash: String, hash: String, signature: Option<String>,
+});
+table!(copy_devices, DeviceRow, "devices", "id", {
+    id: String, user_name: String, name: String, recipient: String, signing_key: String,
+    created_at: Ts, revoked_at: Option<Ts>, head_seq: i64, head_hash: String,
+});
+table!(copy_secrets, SecretRow, "secrets", "name", {
+    name: String, version: i64, value: Option<Vec<u8>>, pending_value: Option<Vec<u8>>,
+    updated_at: Option<Ts>, rotation_due_at: Option<Ts>, rotation_attempts: i64,
+    next_rotation_at: Option<Ts>, last_rotation_error: Option<String>,
+    rotating_until: Option<Ts>, rotation_reason: Option<String>,
+});
+table!(copy_envelopes, EnvelopeRow, "envelopes", "device_id, secret", {
+    device_id: String, secret: String, version: i64, meta_json: String, signature: String,
+    ciphertext: String, sealed_at: Ts, not_after: Ts,
+});
+table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
+    device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
+});
+
+/// What a copy moved: rows per table, in copy order.
+#[derive(Debug, Default)]
+pub struct Copied {
+    pub tables: Vec<(&'static str, u64)>,
+}
+
+/// Copies every table of `from` into the empty store `to`.
+pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
+    let mut src = from.begin().await?;
+    let mut dst = to.begin().await?;
+    let used = scalar!(
+        dst.db(),
+        fetch_optional,
+        i64,
+        "SELECT 1 WHERE EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM audit)
+            OR EXISTS (SELECT 1 FROM requests) OR EXISTS (SELECT 1 FROM devices)"
+    )?;
+    if used.is_some() {
+        return Err(Error::Config(format!(
+            "the target store {} is not empty: copy only into a fresh database",
+            to.display()
+        )));
+    }
+    let mut out = Copied::default();
+    // Parents before children (foreign keys).
+    out.tables
+        .push(("users", copy_users(&mut src, &mut dst).await?));
+    out.tables
+        .push(("tokens", copy_tokens(&mut src, &mut dst).await?));
+    out.tables
+        .push(("requests", copy_requests(&mut src, &mut dst).await?));
+    out.tables
+        .push(("decisions", copy_decisions(&mut src, &mut dst).await?));
+    out.tables
+        .push(("grants", copy_grants(&mut src, &mut dst).await?));
+    out.tables
+        .push(("events", copy_events(&mut src, &mut dst).await?));
+    out.tables
+        .push(("audit", copy_audit(&mut src, &mut dst).await?));
+    out.tables
+        .push(("devices", copy_devices(&mut src, &mut dst).await?));
+    out.tables
+        .push(("secrets", copy_secrets(&mut src, &mut dst).await?));
+    out.tables
+        .push(("envelopes", copy_envelopes(&mut src, &mut dst).await?));
+    out.tables
+        .push(("device_unlocks", copy_unlocks(&mut src, &mut dst).await?));
+    // Counters that follow explicit ids: new events continue after the copied ones;
+    // the audit high-water mark is the source's (it may be above the last record if
+    // the source's end was cut, which `audit verify` must still report).
+    let high = src.audit().high_water().await?;
+    if dst.db().is_postgres() {
+        exec!(
+            dst.db(),
+            "SELECT setval(pg_get_serial_sequence('events', 'id'), COALESCE((SELECT MAX(id) FROM events), 0) + 1, false)"
+        )?;
+        if let Some(h) = high {
+            exec!(
+                dst.db(),
+                "INSERT INTO audit_high (one, seq) VALUES (TRUE, $1)
+                 ON CONFLICT (one) DO UPDATE SET seq = GREATEST(audit_high.seq, EXCLUDED.seq)",
+                h
+            )?;
+        }
+    } else if let Some(h) = high {
+        exec!(
+            dst.db(),
+            "UPDATE sqlite_sequence SET seq = MAX(seq, $1) WHERE name = 'audit'",
+            h
+        )?;
+    }
+    dst.commit().await?;
+    src.commit().await?;
+    Ok(out)
+}
