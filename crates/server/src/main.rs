@@ -41,7 +41,15 @@ struct Cli {
     audit_anchor: Option<PathBuf>,
     /// The store: sqlite://PATH or postgres://USER@HOST/DB (several brokers share
     /// one PostgreSQL database). Default: the SQLite file <data-dir>/firedoor.db.
-    #[arg(long, global = true, env = "FIREDOOR_DATABASE_URL", value_parser = parse_database, hide_env_values = true)]
+    /// (Checked after parsing, so an error never echoes a password.)
+    #[arg(
+        long = "database",
+        global = true,
+        env = "FIREDOOR_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database_url: Option<String>,
+    #[arg(skip)]
     database: Option<DatabaseUrl>,
     #[command(subcommand)]
     cmd: Cmd,
@@ -226,16 +234,16 @@ enum StoreCmd {
     /// the copy with the same key file.
     Copy {
         /// The store to read: sqlite://PATH or postgres://…
-        #[arg(long, value_parser = parse_database)]
-        from: DatabaseUrl,
+        #[arg(long)]
+        from: String,
         /// The empty store to fill (its schema is created).
-        #[arg(long, value_parser = parse_database)]
-        to: DatabaseUrl,
+        #[arg(long)]
+        to: String,
     },
 }
 
-fn parse_database(text: &str) -> Result<DatabaseUrl, String> {
-    DatabaseUrl::parse(text).map_err(|e| e.to_string())
+fn parse_database(text: &str) -> anyhow::Result<DatabaseUrl> {
+    DatabaseUrl::parse(text).map_err(|e| anyhow::anyhow!("{e}"))
 }
 
 /// Fails unless the store exists: a SQLite file must be there already (a typo in
@@ -305,7 +313,12 @@ async fn main() {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<i32> {
+async fn run(mut cli: Cli) -> anyhow::Result<i32> {
+    cli.database = cli
+        .database_url
+        .as_deref()
+        .map(parse_database)
+        .transpose()?;
     let now = || SystemClock::default().now();
     match cli.cmd {
         Cmd::CheckPolicy { file } => {
@@ -625,6 +638,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
         Cmd::Store {
             cmd: StoreCmd::Copy { from, to },
         } => {
+            let (from, to) = (parse_database(&from)?, parse_database(&to)?);
             if let DatabaseUrl::Sqlite(p) = &from {
                 if !p.exists() {
                     bail!("no broker database at {}", p.display());

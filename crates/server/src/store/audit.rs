@@ -171,7 +171,7 @@ impl Audit<'_> {
             self.0,
             fetch_optional,
             i64,
-            "SELECT 1 FROM audit WHERE signature IS NOT NULL LIMIT 1"
+            "SELECT CAST(1 AS BIGINT) FROM audit WHERE signature IS NOT NULL LIMIT 1"
         )?
         .is_some())
     }

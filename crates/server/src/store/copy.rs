@@ -108,7 +108,7 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         dst.db(),
         fetch_optional,
         i64,
-        "SELECT 1 WHERE EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM audit)
+        "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM users) OR EXISTS (SELECT 1 FROM audit)
             OR EXISTS (SELECT 1 FROM requests) OR EXISTS (SELECT 1 FROM devices)"
     )?;
     if used.is_some() {

@@ -273,7 +273,7 @@ impl Store {
             self.db(),
             fetch_optional,
             i64,
-            "SELECT 1 WHERE EXISTS (SELECT 1 FROM secrets WHERE value IS NOT NULL OR pending_value IS NOT NULL)
+            "SELECT CAST(1 AS BIGINT) WHERE EXISTS (SELECT 1 FROM secrets WHERE value IS NOT NULL OR pending_value IS NOT NULL)
                  OR EXISTS (SELECT 1 FROM grants WHERE credentials IS NOT NULL)"
         )?
         .is_some())
@@ -281,7 +281,7 @@ impl Store {
 
     /// Answers a trivial query (readiness).
     pub async fn ping(&self) -> Result<()> {
-        scalar!(self.db(), fetch_one, i64, "SELECT 1")?;
+        scalar!(self.db(), fetch_one, i64, "SELECT CAST(1 AS BIGINT)")?;
         Ok(())
     }
 

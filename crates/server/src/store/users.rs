@@ -128,7 +128,7 @@ impl Users<'_> {
             self.0,
             fetch_optional,
             i64,
-            "SELECT 1 FROM tokens t JOIN users u ON u.name = t.user_name
+            "SELECT CAST(1 AS BIGINT) FROM tokens t JOIN users u ON u.name = t.user_name
              WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled_at IS NULL",
             hash,
             now
