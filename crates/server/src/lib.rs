@@ -361,6 +361,16 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         }
     };
 
+    // On PostgreSQL, live events other replicas commit wake this one's streams.
+    if let Some(pool) = broker.store.pg_pool() {
+        let eb = broker.clone();
+        tokio::spawn(store::postgres::listen_events(
+            pool.clone(),
+            move || eb.events_changed(),
+            shutdown.subscribe(),
+        ));
+    }
+
     let wb = broker.clone();
     let interval = cfg.worker_interval;
     let worker = tokio::spawn(async move {
