@@ -4,10 +4,12 @@
 //! updates. Calls to target systems happen outside transactions.
 
 use crate::audit::{append, Actor};
-use crate::clock::{parse_ts, ts, Clock};
+use crate::clock::Clock;
 use crate::connectors::{Connectors, Target};
 use crate::error::{Error, Result};
-use crate::store::{Store, Tx};
+use crate::store::grants::{GrantRow, NewGrant};
+use crate::store::requests::{DecisionRow, NewRequest, RequestRow};
+use crate::store::{Store, Ts, Tx};
 use crate::vault::BrokerKey;
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::api::{
@@ -25,26 +27,6 @@ use sha2::{Digest, Sha256};
 use sqlx::SqlitePool;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
-
-/// `SELECT <every grant column> FROM grants <rest>`.
-macro_rules! grant_query {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, request_id, bundle, flow, holder, state, duration_secs, activated_at, expires_at, ended_at, end_reason, ended_by, last_error, attempts, next_attempt_at FROM grants",
-            $rest
-        )
-    };
-}
-
-/// `SELECT <every request column> FROM requests <rest>`.
-macro_rules! request_query {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error FROM requests",
-            $rest
-        )
-    };
-}
 
 /// Everything the broker's operations share.
 pub struct Broker {
@@ -65,43 +47,6 @@ pub struct Broker {
     pub rejection_alerts: crate::breakglass::RejectionAlerts,
     /// Who may authenticate changed; open event streams (see [`crate::access`]).
     pub access: crate::access::AccessState,
-}
-
-#[derive(sqlx::FromRow, Debug, Clone)]
-struct RequestRow {
-    id: String,
-    kind: String,
-    bundle: String,
-    flow: String,
-    requester: String,
-    state: String,
-    duration_secs: i64,
-    justification: Option<String>,
-    ticket: Option<String>,
-    created_at: String,
-    pending_until: String,
-    approvals_needed: i64,
-    grant_id: Option<String>,
-    error: Option<String>,
-}
-
-#[derive(sqlx::FromRow, Debug, Clone)]
-struct GrantRow {
-    id: String,
-    request_id: String,
-    bundle: String,
-    flow: String,
-    holder: String,
-    state: String,
-    duration_secs: i64,
-    activated_at: Option<String>,
-    expires_at: String,
-    ended_at: Option<String>,
-    end_reason: Option<String>,
-    ended_by: Option<String>,
-    last_error: Option<String>,
-    attempts: i64,
-    next_attempt_at: Option<String>,
 }
 
 fn corrupt(what: &str, v: &str) -> Error {
@@ -128,55 +73,17 @@ impl GrantRow {
         self.id.parse().map_err(|_| corrupt("grant id", &self.id))
     }
     fn facts(&self) -> Result<GrantFacts> {
-        let expires_at = parse_ts(&self.expires_at)?;
+        let expires_at = self.expires_at.0;
         Ok(GrantFacts {
             holder: self.holder.clone(),
             state: self.state()?,
-            activated_at: match &self.activated_at {
-                Some(a) => parse_ts(a)?,
+            activated_at: match self.activated_at {
+                Some(a) => a.0,
                 None => expires_at - Duration::seconds(self.duration_secs),
             },
             expires_at,
         })
     }
-}
-
-/// Reads a request by id; `Ok(None)` if there is none.
-async fn load_request<'e, E>(ex: E, id: &str) -> Result<Option<RequestRow>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    Ok(
-        sqlx::query_as::<_, RequestRow>(request_query!(" WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(ex)
-            .await?,
-    )
-}
-
-async fn load_grant<'e, E>(ex: E, id: &str) -> Result<Option<GrantRow>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    Ok(sqlx::query_as::<_, GrantRow>(grant_query!(" WHERE id = ?"))
-        .bind(id)
-        .fetch_optional(ex)
-        .await?)
-}
-
-async fn decisions_of<'e, E>(
-    ex: E,
-    id: &str,
-) -> Result<Vec<(String, String, Option<String>, String)>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    Ok(sqlx::query_as(
-        "SELECT by_user, decision, comment, at FROM decisions WHERE request_id = ? ORDER BY at, by_user",
-    )
-    .bind(id)
-    .fetch_all(ex)
-    .await?)
 }
 
 /// A live event about to be stored for some recipients.
@@ -211,13 +118,7 @@ pub(crate) async fn emit(
         if !seen.insert(r) {
             continue;
         }
-        sqlx::query("INSERT INTO events (recipient, kind, at, body) VALUES (?, ?, ?, ?)")
-            .bind(r)
-            .bind(e.kind)
-            .bind(ts(now))
-            .bind(&body)
-            .execute(&mut **tx)
-            .await?;
+        tx.events().insert(r, e.kind, Ts(now), &body).await?;
     }
     Ok(())
 }
@@ -351,18 +252,19 @@ impl Broker {
     }
 
     async fn request_view_of(&self, r: &RequestRow) -> Result<RequestView> {
-        let decisions = decisions_of(&self.pool, &r.id)
+        let decisions = self
+            .store
+            .requests()
+            .decisions(&r.id)
             .await?
             .into_iter()
-            .map(|(by, decision, comment, at)| {
-                Ok(Decision {
-                    by,
-                    at: parse_ts(&at)?,
-                    decision,
-                    comment,
-                })
+            .map(|(by, decision, comment, at)| Decision {
+                by,
+                at: at.0,
+                decision,
+                comment,
             })
-            .collect::<Result<Vec<_>>>()?;
+            .collect();
         Ok(RequestView {
             id: r.id()?,
             kind: r.kind()?,
@@ -373,8 +275,8 @@ impl Broker {
             duration_secs: r.duration_secs,
             justification: r.justification.clone(),
             ticket: r.ticket.clone(),
-            created_at: parse_ts(&r.created_at)?,
-            pending_until: parse_ts(&r.pending_until)?,
+            created_at: r.created_at.0,
+            pending_until: r.pending_until.0,
             approvals_needed: r.approvals_needed as u32,
             decisions,
             grant_id: match &r.grant_id {
@@ -396,26 +298,32 @@ impl Broker {
             bundle_title: self.title(&g.bundle),
             holder: g.holder.clone(),
             state: g.state()?,
-            activated_at: g.activated_at.as_deref().map(parse_ts).transpose()?,
-            expires_at: parse_ts(&g.expires_at)?,
-            ended_at: g.ended_at.as_deref().map(parse_ts).transpose()?,
+            activated_at: g.activated_at.map(|t| t.0),
+            expires_at: g.expires_at.0,
+            ended_at: g.ended_at.map(|t| t.0),
             end_reason: g.end_reason.clone(),
             ended_by: g.ended_by.clone(),
             last_error: g.last_error.clone(),
             attempts: g.attempts,
-            next_attempt_at: g.next_attempt_at.as_deref().map(parse_ts).transpose()?,
+            next_attempt_at: g.next_attempt_at.map(|t| t.0),
         })
     }
 
     async fn reload_request(&self, id: &str) -> Result<RequestView> {
-        let r = load_request(&self.pool, id)
+        let r = self
+            .store
+            .requests()
+            .load(id)
             .await?
             .ok_or_else(|| Error::not_found("request"))?;
         self.request_view_of(&r).await
     }
 
     async fn reload_grant(&self, id: &str) -> Result<GrantView> {
-        let g = load_grant(&self.pool, id)
+        let g = self
+            .store
+            .grants()
+            .load(id)
             .await?
             .ok_or_else(|| Error::not_found("grant"))?;
         self.grant_view_of(&g)
@@ -439,13 +347,7 @@ impl Broker {
         let now = self.now();
         let mut tx = self.write_tx().await?;
         if let Some(key) = idempotency_key {
-            let prior: Option<(String, Option<String>)> = sqlx::query_as(
-                "SELECT id, body_hash FROM requests WHERE requester = ? AND idempotency_key = ?",
-            )
-            .bind(&who.name)
-            .bind(key)
-            .fetch_optional(&mut *tx)
-            .await?;
+            let prior = tx.requests().by_idempotency_key(&who.name, key).await?;
             if let Some((id, prior_hash)) = prior {
                 drop(tx);
                 if prior_hash.as_deref() != Some(hash.as_str()) {
@@ -470,27 +372,25 @@ impl Broker {
         } else {
             RequestState::Pending
         };
-        sqlx::query(
-            "INSERT INTO requests (id, kind, bundle, flow, requester, state, duration_secs, justification, ticket,
-                created_at, pending_until, approvals_needed, idempotency_key, body_hash, updated_at)
-             VALUES (?, 'access', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(id.to_string())
-        .bind(&bundle.name)
-        .bind(&flow.name)
-        .bind(&who.name)
-        .bind(state.as_str())
-        .bind(checked.duration_secs)
-        .bind(&checked.justification)
-        .bind(&checked.ticket)
-        .bind(ts(now))
-        .bind(ts(lifecycle::pending_deadline(flow, now)))
-        .bind(flow.approvals as i64)
-        .bind(idempotency_key)
-        .bind(&hash)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
+        tx.requests()
+            .insert(&NewRequest {
+                id: &id.to_string(),
+                kind: "access",
+                bundle: &bundle.name,
+                flow: &flow.name,
+                requester: &who.name,
+                state,
+                duration_secs: checked.duration_secs,
+                justification: checked.justification.as_deref(),
+                ticket: checked.ticket.as_deref(),
+                created_at: Ts(now),
+                pending_until: Ts(lifecycle::pending_deadline(flow, now)),
+                approvals_needed: flow.approvals as i64,
+                grant_id: None,
+                idempotency_key,
+                body_hash: Some(&hash),
+            })
+            .await?;
         let actor = Actor::User(who.name.clone());
         append(
             &mut tx,
@@ -593,32 +493,29 @@ impl Broker {
         now: DateTime<Utc>,
     ) -> Result<GrantId> {
         let gid = GrantId::new();
-        sqlx::query(
-            "INSERT INTO grants (id, request_id, bundle, flow, holder, state, duration_secs, expires_at, next_attempt_at)
-             VALUES (?, ?, ?, ?, ?, 'provisioning', ?, ?, ?)",
-        )
-        .bind(gid.to_string())
-        .bind(request.to_string())
-        .bind(&bundle.name)
-        .bind(&flow.name)
-        .bind(holder)
-        .bind(duration_secs)
-        .bind(ts(now + Duration::seconds(duration_secs)))
-        .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
-        .execute(&mut **tx)
-        .await?;
-        sqlx::query("UPDATE requests SET grant_id = ?, updated_at = ? WHERE id = ?")
-            .bind(gid.to_string())
-            .bind(ts(now))
-            .bind(request.to_string())
-            .execute(&mut **tx)
+        let (gid_s, request_s) = (gid.to_string(), request.to_string());
+        tx.grants()
+            .insert(&NewGrant {
+                id: &gid_s,
+                request_id: &request_s,
+                bundle: &bundle.name,
+                flow: &flow.name,
+                holder,
+                duration_secs,
+                expires_at: Ts(now + Duration::seconds(duration_secs)),
+                next_attempt_at: Ts(now + Duration::seconds(CLAIM_LEASE_SECS)),
+            })
             .await?;
+        tx.requests().set_grant(&request_s, &gid_s, Ts(now)).await?;
         Ok(gid)
     }
 
     /// Reads a request the caller may see.
     pub async fn get_request(&self, who: &Principal, id: &str) -> Result<RequestView> {
-        let r = load_request(&self.pool, id)
+        let r = self
+            .store
+            .requests()
+            .load(id)
             .await?
             .filter(|r| self.may_see_request(who, r))
             .ok_or_else(|| Error::not_found("request"))?;
@@ -637,41 +534,29 @@ impl Broker {
         let limit = limit.clamp(1, 1000);
         let rows: Vec<RequestRow> = match scope {
             "mine" => {
-                sqlx::query_as(
-                    request_query!(" WHERE requester = ? AND (? IS NULL OR state = ?) ORDER BY created_at DESC LIMIT ?"),
-                )
-                .bind(&who.name)
-                .bind(state.map(|s| s.as_str()))
-                .bind(state.map(|s| s.as_str()))
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
+                self.store
+                    .requests()
+                    .of_requester(&who.name, state, limit)
+                    .await?
             }
             "awaiting_me" => {
-                let now = ts(self.now());
-                let rows: Vec<RequestRow> = sqlx::query_as(
-                    request_query!(" r WHERE state = 'pending' AND requester != ? AND pending_until > ?
-                       AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = ?)
-                     ORDER BY created_at"),
-                )
-                .bind(&who.name)
-                .bind(now)
-                .bind(&who.name)
-                .fetch_all(&self.pool)
-                .await?;
+                let rows = self
+                    .store
+                    .requests()
+                    .awaiting_decision_by(&who.name, Ts(self.now()))
+                    .await?;
                 rows.into_iter()
-                    .filter(|r| self.policy.flows.get(&r.flow).is_some_and(|f| f.may_approve(who)))
+                    .filter(|r| {
+                        self.policy
+                            .flows
+                            .get(&r.flow)
+                            .is_some_and(|f| f.may_approve(who))
+                    })
                     .take(limit as usize)
                     .collect()
             }
             "all" => {
-                let rows: Vec<RequestRow> = sqlx::query_as(
-                    request_query!(" WHERE (? IS NULL OR state = ?) ORDER BY created_at DESC"),
-                )
-                .bind(state.map(|s| s.as_str()))
-                .bind(state.map(|s| s.as_str()))
-                .fetch_all(&self.pool)
-                .await?;
+                let rows = self.store.requests().all(state).await?;
                 rows.into_iter()
                     .filter(|r| self.may_see_request(who, r))
                     .take(limit as usize)
@@ -691,14 +576,11 @@ impl Broker {
         Ok(out)
     }
 
-    fn facts(
-        r: &RequestRow,
-        approvals: &[(String, String, Option<String>, String)],
-    ) -> Result<RequestFacts> {
+    fn facts(r: &RequestRow, approvals: &[DecisionRow]) -> Result<RequestFacts> {
         Ok(RequestFacts {
             requester: r.requester.clone(),
             state: r.state()?,
-            created_at: parse_ts(&r.created_at)?,
+            created_at: r.created_at.0,
             approved_by: approvals
                 .iter()
                 .filter(|d| d.1 == "approve")
@@ -714,7 +596,8 @@ impl Broker {
         who: &Principal,
         id: &str,
     ) -> Result<RequestRow> {
-        load_request(&mut **tx, id)
+        tx.requests()
+            .load(id)
             .await?
             .filter(|r| self.may_see_request(who, r))
             .ok_or_else(|| Error::not_found("request"))
@@ -730,17 +613,11 @@ impl Broker {
         error: Option<&str>,
     ) -> Result<()> {
         debug_assert!(from.can_become(to));
-        let done = sqlx::query(
-            "UPDATE requests SET state = ?, updated_at = ?, error = COALESCE(?, error) WHERE id = ? AND state = ?",
-        )
-        .bind(to.as_str())
-        .bind(ts(now))
-        .bind(error)
-        .bind(id)
-        .bind(from.as_str())
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        let done = tx
+            .requests()
+            .cas_state(id, from, to, Ts(now), error)
+            .await?;
+        if !done {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 "the request changed at the same moment; reload it and try again",
@@ -759,7 +636,7 @@ impl Broker {
         let mut tx = self.write_tx().await?;
         let r = self.load_for_decision(&mut tx, who, id).await?;
         let flow = self.flow(&r.flow)?;
-        let decisions = decisions_of(&mut *tx, id).await?;
+        let decisions = tx.requests().decisions(id).await?;
         let outcome = lifecycle::check_approve(flow, &Self::facts(&r, &decisions)?, who, now)?;
         let comment = body.comment.map(|c| {
             c.trim()
@@ -767,12 +644,8 @@ impl Broker {
                 .take(lifecycle::MAX_TEXT)
                 .collect::<String>()
         });
-        sqlx::query("INSERT INTO decisions (request_id, by_user, decision, comment, at) VALUES (?, ?, 'approve', ?, ?)")
-            .bind(id)
-            .bind(&who.name)
-            .bind(&comment)
-            .bind(ts(now))
-            .execute(&mut *tx)
+        tx.requests()
+            .insert_approval(id, &who.name, comment.as_deref(), Ts(now))
             .await?;
         let actor = Actor::User(who.name.clone());
         append(
@@ -871,7 +744,7 @@ impl Broker {
         let mut tx = self.write_tx().await?;
         let r = self.load_for_decision(&mut tx, who, id).await?;
         let flow = self.flow(&r.flow)?;
-        let decisions = decisions_of(&mut *tx, id).await?;
+        let decisions = tx.requests().decisions(id).await?;
         let reason = lifecycle::check_deny(
             flow,
             &Self::facts(&r, &decisions)?,
@@ -879,16 +752,9 @@ impl Broker {
             body.reason.as_deref(),
             now,
         )?;
-        sqlx::query(
-            "INSERT INTO decisions (request_id, by_user, decision, comment, at) VALUES (?, ?, 'deny', ?, ?)
-             ON CONFLICT (request_id, by_user) DO UPDATE SET decision = 'deny', comment = excluded.comment, at = excluded.at",
-        )
-        .bind(id)
-        .bind(&who.name)
-        .bind(&reason)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
+        tx.requests()
+            .upsert_denial(id, &who.name, reason.as_deref(), Ts(now))
+            .await?;
         Self::cas_request(
             &mut tx,
             id,
@@ -943,7 +809,7 @@ impl Broker {
         let now = self.now();
         let mut tx = self.write_tx().await?;
         let r = self.load_for_decision(&mut tx, who, id).await?;
-        let decisions = decisions_of(&mut *tx, id).await?;
+        let decisions = tx.requests().decisions(id).await?;
         lifecycle::check_cancel(&Self::facts(&r, &decisions)?, who)?;
         Self::cas_request(
             &mut tx,
@@ -972,7 +838,10 @@ impl Broker {
     /// Provisions a grant that is in `provisioning`. On success the grant becomes
     /// active and its clock starts; on failure it is retried, then marked failed.
     pub async fn provision(&self, gid: &GrantId) -> Result<()> {
-        let g = load_grant(&self.pool, &gid.to_string())
+        let g = self
+            .store
+            .grants()
+            .load(&gid.to_string())
             .await?
             .ok_or_else(|| Error::not_found("grant"))?;
         if g.state()? != GrantState::Provisioning {
@@ -1010,11 +879,9 @@ impl Broker {
         }
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let still: Option<(String,)> = sqlx::query_as("SELECT state FROM grants WHERE id = ?")
-            .bind(gid.to_string())
-            .fetch_optional(&mut *tx)
-            .await?;
-        if still.map(|s| s.0).as_deref() != Some("provisioning") {
+        let gid_s = gid.to_string();
+        let still = tx.grants().state(&gid_s).await?;
+        if still.as_deref() != Some("provisioning") {
             return Ok(()); // someone else finished it
         }
         match failure {
@@ -1027,16 +894,9 @@ impl Broker {
                 let sealed = self.key.seal(
                     &serde_json::to_vec(&creds).map_err(|e| Error::Corrupt(e.to_string()))?,
                 )?;
-                sqlx::query(
-                    "UPDATE grants SET state = 'active', activated_at = ?, expires_at = ?, credentials = ?,
-                       last_error = NULL, next_attempt_at = NULL WHERE id = ? AND state = 'provisioning'",
-                )
-                .bind(ts(start))
-                .bind(ts(expires))
-                .bind(sealed)
-                .bind(gid.to_string())
-                .execute(&mut *tx)
-                .await?;
+                tx.grants()
+                    .activate(&gid_s, Ts(start), Ts(expires), &sealed)
+                    .await?;
                 Self::cas_request(
                     &mut tx,
                     &g.request_id,
@@ -1052,7 +912,7 @@ impl Broker {
                     AuditAction::GrantActivated,
                     &gid.to_string(),
                     serde_json::json!({ "request": g.request_id, "holder": g.holder, "bundle": g.bundle,
-                        "activated_at": ts(start), "expires_at": ts(expires),
+                        "activated_at": Ts(start).text(), "expires_at": Ts(expires).text(),
                         "resources": creds.items.iter().map(|c| serde_json::json!({"integration": c.integration, "resource": c.resource, "username": c.username})).collect::<Vec<_>>() }),
                     now,
                 )
@@ -1095,16 +955,9 @@ impl Broker {
                 }
                 let attempts = g.attempts + 1;
                 if attempts >= MAX_PROVISION_ATTEMPTS {
-                    sqlx::query(
-                        "UPDATE grants SET state = 'failed', attempts = ?, last_error = ?, ended_at = ?, next_attempt_at = NULL
-                         WHERE id = ? AND state = 'provisioning'",
-                    )
-                    .bind(attempts)
-                    .bind(&error)
-                    .bind(ts(now))
-                    .bind(gid.to_string())
-                    .execute(&mut *tx)
-                    .await?;
+                    tx.grants()
+                        .fail_provisioning(&gid_s, attempts, &error, Ts(now))
+                        .await?;
                     Self::cas_request(
                         &mut tx,
                         &g.request_id,
@@ -1141,12 +994,9 @@ impl Broker {
                     )
                     .await?;
                 } else {
-                    sqlx::query("UPDATE grants SET attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ? AND state = 'provisioning'")
-                        .bind(attempts)
-                        .bind(&error)
-                        .bind(ts(now + Duration::seconds(lifecycle::retry_backoff_secs(attempts))))
-                        .bind(gid.to_string())
-                        .execute(&mut *tx)
+                    let next = now + Duration::seconds(lifecycle::retry_backoff_secs(attempts));
+                    tx.grants()
+                        .retry_provisioning(&gid_s, attempts, &error, Ts(next))
                         .await?;
                     append(
                         &mut tx,
@@ -1166,7 +1016,10 @@ impl Broker {
     }
 
     pub async fn get_grant(&self, who: &Principal, id: &str) -> Result<GrantView> {
-        let g = load_grant(&self.pool, id)
+        let g = self
+            .store
+            .grants()
+            .load(id)
             .await?
             .filter(|g| self.may_see_grant(who, g))
             .ok_or_else(|| Error::not_found("grant"))?;
@@ -1185,17 +1038,8 @@ impl Broker {
     ) -> Result<Vec<GrantView>> {
         let limit = limit.clamp(1, 1000) as usize;
         let rows: Vec<GrantRow> = match scope {
-            "mine" => {
-                sqlx::query_as(grant_query!(" WHERE holder = ? ORDER BY expires_at DESC"))
-                    .bind(&who.name)
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-            "all" => {
-                sqlx::query_as(grant_query!(" ORDER BY expires_at DESC"))
-                    .fetch_all(&self.pool)
-                    .await?
-            }
+            "mine" => self.store.grants().of_holder(&who.name).await?,
+            "all" => self.store.grants().all().await?,
             other => {
                 return Err(Error::rule(
                     ErrorCode::InvalidRequest,
@@ -1218,18 +1062,17 @@ impl Broker {
 
     /// The credentials of an active grant, for its holder only. Audited.
     pub async fn credentials(&self, who: &Principal, id: &str) -> Result<Credentials> {
-        let row: Option<(String, String, Option<Vec<u8>>)> =
-            sqlx::query_as("SELECT holder, state, credentials FROM grants WHERE id = ?")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row = self.store.grants().credentials(id).await?;
         let Some((holder, state, sealed)) = row else {
             return Err(Error::not_found("grant"));
         };
         if holder != who.name {
             // Someone who may not see the grant learns nothing, not even that the
             // id exists: the same 404 as `GET /grants/{id}`.
-            let visible = load_grant(&self.pool, id)
+            let visible = self
+                .store
+                .grants()
+                .load(id)
                 .await?
                 .is_some_and(|g| self.may_see_grant(who, &g));
             if !visible {
@@ -1269,7 +1112,9 @@ impl Broker {
     pub async fn revoke(&self, who: &Principal, id: &str) -> Result<GrantView> {
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let g = load_grant(&mut *tx, id)
+        let g = tx
+            .grants()
+            .load(id)
             .await?
             .filter(|g| self.may_see_grant(who, g))
             .ok_or_else(|| Error::not_found("grant"))?;
@@ -1298,17 +1143,16 @@ impl Broker {
         by: &str,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let done = sqlx::query(
-            "UPDATE grants SET state = 'revoking', end_reason = ?, ended_by = ?, next_attempt_at = ?
-             WHERE id = ? AND state = 'active'",
-        )
-        .bind(reason.as_str())
-        .bind(by)
-        .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
-        .bind(&g.id)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        let done = tx
+            .grants()
+            .claim_end(
+                &g.id,
+                reason,
+                by,
+                Ts(now + Duration::seconds(CLAIM_LEASE_SECS)),
+            )
+            .await?;
+        if !done {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 "the grant is no longer active",
@@ -1320,7 +1164,7 @@ impl Broker {
     /// Removes a revoking grant's access from its targets and records the end; on
     /// failure records `revoke_failed` with the error and a retry time.
     pub async fn finish_end(&self, gid: &GrantId) -> Result<()> {
-        let Some(g) = load_grant(&self.pool, &gid.to_string()).await? else {
+        let Some(g) = self.store.grants().load(&gid.to_string()).await? else {
             return Err(Error::not_found("grant"));
         };
         let state = g.state()?;
@@ -1332,7 +1176,7 @@ impl Broker {
             .as_deref()
             .and_then(EndReason::parse)
             .ok_or_else(|| corrupt("end reason", g.end_reason.as_deref().unwrap_or("")))?;
-        let expires = parse_ts(&g.expires_at)?;
+        let expires = g.expires_at.0;
         let mut failure = None;
         let mut leftovers = Vec::new();
         if let Some(bundle) = self.policy.bundle(&g.bundle) {
@@ -1368,16 +1212,8 @@ impl Broker {
         match failure {
             None => {
                 let fin = reason.final_grant_state();
-                let done = sqlx::query(
-                    "UPDATE grants SET state = ?, ended_at = ?, credentials = NULL, last_error = NULL, next_attempt_at = NULL
-                     WHERE id = ? AND state IN ('revoking', 'revoke_failed')",
-                )
-                .bind(fin.as_str())
-                .bind(ts(now))
-                .bind(&gid_s)
-                .execute(&mut *tx)
-                .await?;
-                if done.rows_affected() == 0 {
+                let done = tx.grants().end(&gid_s, fin, Ts(now)).await?;
+                if !done {
                     return Ok(());
                 }
                 Self::cas_request(
@@ -1399,7 +1235,7 @@ impl Broker {
                     action,
                     &gid_s,
                     with_leftovers(
-                        serde_json::json!({ "holder": g.holder, "by": g.ended_by, "expires_at": g.expires_at, "attempts": g.attempts + 1 }),
+                        serde_json::json!({ "holder": g.holder, "by": g.ended_by, "expires_at": g.expires_at.text(), "attempts": g.attempts + 1 }),
                         &leftovers,
                     ),
                     now,
@@ -1434,23 +1270,16 @@ impl Broker {
                 tracing::warn!(grant = %gid, %error, "deprovisioning failed; will retry");
                 let attempts = g.attempts + 1;
                 let next = now + Duration::seconds(lifecycle::retry_backoff_secs(attempts));
-                sqlx::query(
-                    "UPDATE grants SET state = 'revoke_failed', attempts = ?, last_error = ?, next_attempt_at = ?
-                     WHERE id = ? AND state IN ('revoking', 'revoke_failed')",
-                )
-                .bind(attempts)
-                .bind(&error)
-                .bind(ts(next))
-                .bind(&gid_s)
-                .execute(&mut *tx)
-                .await?;
+                tx.grants()
+                    .end_failed(&gid_s, attempts, &error, Ts(next))
+                    .await?;
                 append(
                     &mut tx,
                     &Actor::System,
                     AuditAction::GrantRevokeFailed,
                     &gid_s,
                     with_leftovers(
-                        serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": ts(next) }),
+                        serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": Ts(next).text() }),
                         &leftovers,
                     ),
                     now,
@@ -1494,7 +1323,9 @@ impl Broker {
     ) -> Result<ExtendResult> {
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let g = load_grant(&mut *tx, id)
+        let g = tx
+            .grants()
+            .load(id)
             .await?
             .filter(|g| self.may_see_grant(who, g))
             .ok_or_else(|| Error::not_found("grant"))?;
@@ -1523,24 +1354,25 @@ impl Broker {
             None,
         )?;
         let rid = RequestId::new();
-        sqlx::query(
-            "INSERT INTO requests (id, kind, bundle, flow, requester, state, duration_secs, justification,
-                created_at, pending_until, approvals_needed, grant_id, updated_at)
-             VALUES (?, 'extension', ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(rid.to_string())
-        .bind(&g.bundle)
-        .bind(&flow.name)
-        .bind(&who.name)
-        .bind(extra)
-        .bind(&checked.justification)
-        .bind(ts(now))
-        .bind(ts(lifecycle::pending_deadline(flow, now)))
-        .bind(flow.approvals as i64)
-        .bind(&g.id)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
+        tx.requests()
+            .insert(&NewRequest {
+                id: &rid.to_string(),
+                kind: "extension",
+                bundle: &g.bundle,
+                flow: &flow.name,
+                requester: &who.name,
+                state: RequestState::Pending,
+                duration_secs: extra,
+                justification: checked.justification.as_deref(),
+                ticket: None,
+                created_at: Ts(now),
+                pending_until: Ts(lifecycle::pending_deadline(flow, now)),
+                approvals_needed: flow.approvals as i64,
+                grant_id: Some(&g.id),
+                idempotency_key: None,
+                body_hash: None,
+            })
+            .await?;
         append(
             &mut tx,
             &actor,
@@ -1590,7 +1422,9 @@ impl Broker {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<GrantId> {
-        let g = load_grant(&mut **tx, gid)
+        let g = tx
+            .grants()
+            .load(gid)
             .await?
             .ok_or_else(|| Error::not_found("grant"))?;
         let facts = g.facts()?;
@@ -1601,15 +1435,11 @@ impl Broker {
             ));
         }
         let new_expiry = lifecycle::apply_extension(flow, &facts, extra)?;
-        let done = sqlx::query(
-            "UPDATE grants SET expires_at = ?, expiring_notified = 0 WHERE id = ? AND state = 'active' AND expires_at = ?",
-        )
-        .bind(ts(new_expiry))
-        .bind(gid)
-        .bind(&g.expires_at)
-        .execute(&mut **tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        let done = tx
+            .grants()
+            .cas_expiry(gid, g.expires_at, Ts(new_expiry))
+            .await?;
+        if !done {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 "the grant changed at the same moment; try again",
@@ -1620,7 +1450,7 @@ impl Broker {
             actor,
             AuditAction::GrantExtended,
             gid,
-            serde_json::json!({ "from": g.expires_at, "to": ts(new_expiry), "added_secs": extra }),
+            serde_json::json!({ "from": g.expires_at.text(), "to": Ts(new_expiry).text(), "added_secs": extra }),
             now,
         )
         .await?;
@@ -1648,13 +1478,13 @@ impl Broker {
     /// Moves the backstop expiry in target systems after an extension. A failure
     /// is recorded on the grant; the broker's own expiry stays authoritative.
     async fn extend_in_targets(&self, gid: &GrantId) {
-        let Ok(Some(g)) = load_grant(&self.pool, &gid.to_string()).await else {
+        let Ok(Some(g)) = self.store.grants().load(&gid.to_string()).await else {
             return;
         };
-        let (Some(bundle), Ok(expires)) = (self.policy.bundle(&g.bundle), parse_ts(&g.expires_at))
-        else {
+        let Some(bundle) = self.policy.bundle(&g.bundle) else {
             return;
         };
+        let expires = g.expires_at.0;
         for (index, res) in bundle.resources.iter().enumerate() {
             let target = Target {
                 grant_id: *gid,
@@ -1666,10 +1496,13 @@ impl Broker {
             if let Some(c) = self.connectors.get(&res.integration) {
                 if let Err(e) = c.extend(&target).await {
                     tracing::warn!(grant = %gid, error = %e, "moving the backstop expiry failed");
-                    let _ = sqlx::query("UPDATE grants SET last_error = ? WHERE id = ?")
-                        .bind(format!("extending in {}: {}", res.integration, e.0))
-                        .bind(gid.to_string())
-                        .execute(&self.pool)
+                    let _ = self
+                        .store
+                        .grants()
+                        .set_last_error(
+                            &gid.to_string(),
+                            &format!("extending in {}: {}", res.integration, e.0),
+                        )
                         .await;
                 }
             }
@@ -1682,14 +1515,11 @@ impl Broker {
     /// requests, expires due grants, retries failed work, sends expiring notices.
     pub async fn run_due_work(&self) -> Result<()> {
         let now = self.now();
-        let now_s = ts(now);
-
-        let stale: Vec<RequestRow> = sqlx::query_as(request_query!(
-            " WHERE state = 'pending' AND pending_until <= ? LIMIT 500"
-        ))
-        .bind(&now_s)
-        .fetch_all(&self.pool)
-        .await?;
+        let stale = self
+            .store
+            .requests()
+            .pending_past_deadline(Ts(now), 500)
+            .await?;
         for r in stale {
             let mut tx = self.write_tx().await?;
             if Self::cas_request(
@@ -1710,7 +1540,7 @@ impl Broker {
                 &Actor::System,
                 AuditAction::RequestTimedOut,
                 &r.id,
-                serde_json::json!({ "pending_until": r.pending_until }),
+                serde_json::json!({ "pending_until": r.pending_until.text() }),
                 now,
             )
             .await?;
@@ -1735,12 +1565,7 @@ impl Broker {
             self.events_changed();
         }
 
-        let due: Vec<GrantRow> = sqlx::query_as(grant_query!(
-            " WHERE state = 'active' AND expires_at <= ? LIMIT 500"
-        ))
-        .bind(&now_s)
-        .fetch_all(&self.pool)
-        .await?;
+        let due = self.store.grants().due_to_expire(Ts(now), 500).await?;
         for g in due {
             let mut tx = self.write_tx().await?;
             if Self::claim_end(&mut tx, &g, EndReason::Expired, "system", now)
@@ -1755,26 +1580,23 @@ impl Broker {
             }
         }
 
-        let retry: Vec<(String, String)> = sqlx::query_as(
-            "SELECT id, state FROM grants WHERE state IN ('revoking', 'revoke_failed', 'provisioning')
-             AND next_attempt_at <= ? LIMIT 100",
-        )
-        .bind(&now_s)
-        .fetch_all(&self.pool)
-        .await?;
+        let retry = self.store.grants().due_retries(Ts(now), 100).await?;
         for (id, state) in retry {
             let Ok(gid) = id.parse::<GrantId>() else {
                 continue;
             };
             // Take the lease before working, so a second broker does not do it too.
-            let taken = sqlx::query("UPDATE grants SET next_attempt_at = ? WHERE id = ? AND state = ? AND next_attempt_at <= ?")
-                .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
-                .bind(&id)
-                .bind(&state)
-                .bind(&now_s)
-                .execute(&self.pool)
+            let taken = self
+                .store
+                .grants()
+                .claim_retry(
+                    &id,
+                    &state,
+                    Ts(now),
+                    Ts(now + Duration::seconds(CLAIM_LEASE_SECS)),
+                )
                 .await?;
-            if taken.rows_affected() != 1 {
+            if !taken {
                 continue;
             }
             if state == "provisioning" {
@@ -1784,22 +1606,17 @@ impl Broker {
             }
         }
 
-        let soon: Vec<GrantRow> = sqlx::query_as(grant_query!(
-            " WHERE state = 'active' AND expiring_notified = 0 AND expires_at <= ? LIMIT 500"
-        ))
-        .bind(ts(now + Duration::seconds(EXPIRING_SOON_SECS)))
-        .fetch_all(&self.pool)
-        .await?;
+        let soon = self
+            .store
+            .grants()
+            .expiring_unnotified(Ts(now + Duration::seconds(EXPIRING_SOON_SECS)), 500)
+            .await?;
         for g in soon {
             let mut tx = self.write_tx().await?;
-            let done = sqlx::query("UPDATE grants SET expiring_notified = 1 WHERE id = ? AND expiring_notified = 0 AND state = 'active'")
-                .bind(&g.id)
-                .execute(&mut *tx)
-                .await?;
-            if done.rows_affected() != 1 {
+            if !tx.grants().mark_expiring_notified(&g.id).await? {
                 continue;
             }
-            let left = (parse_ts(&g.expires_at)? - now).num_seconds().max(0);
+            let left = (g.expires_at.0 - now).num_seconds().max(0);
             emit(
                 &mut tx,
                 std::slice::from_ref(&g.holder),
@@ -1829,26 +1646,14 @@ impl Broker {
 
     /// After a restart nothing is in flight: work claimed before a crash is due now.
     pub async fn release_leases(&self) -> Result<()> {
-        sqlx::query(
-            "UPDATE grants SET next_attempt_at = ? WHERE state IN ('revoking', 'provisioning')",
-        )
-        .bind(ts(self.now()))
-        .execute(&self.pool)
-        .await?;
+        self.store.grants().release_leases(Ts(self.now())).await?;
         self.release_secret_leases().await?;
         Ok(())
     }
 
     /// Live events for `user` after `after`, oldest first.
     pub async fn events_after(&self, user: &str, after: i64, limit: i64) -> Result<Vec<EventView>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT id, body FROM events WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?",
-        )
-        .bind(user)
-        .bind(after)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.store.events().after(user, after, limit).await?;
         rows.into_iter()
             .map(|(id, body)| {
                 let mut e: EventView = serde_json::from_str(&body)

@@ -937,3 +937,298 @@ async fn the_connector_refuses_to_act_as_a_superuser() {
         "the superuser connection did nothing"
     );
 }
+
+/// The requests, grants and events of the store run the same SQL on SQLite and on
+/// PostgreSQL: one walk through a request's and a grant's life on each.
+async fn store_walk(store: &firedoor_server::store::Store) {
+    use firedoor_core::lifecycle::{EndReason, RequestState};
+    use firedoor_server::store::grants::NewGrant;
+    use firedoor_server::store::requests::NewRequest;
+    use firedoor_server::store::Ts;
+
+    let t0 = Ts(common::t0());
+    let at = |s: i64| Ts(common::t0() + Duration::seconds(s));
+    let mut tx = store.begin().await.unwrap();
+    tx.users().insert("alice", "[]", false, t0).await.unwrap();
+    for (id, key) in [("req_1", Some("k1")), ("req_2", None)] {
+        tx.requests()
+            .insert(&NewRequest {
+                id,
+                kind: "access",
+                bundle: "app-read",
+                flow: "read",
+                requester: "alice",
+                state: RequestState::Pending,
+                duration_secs: 900,
+                justification: Some("why"),
+                ticket: None,
+                created_at: t0,
+                pending_until: at(3600),
+                approvals_needed: 1,
+                grant_id: None,
+                idempotency_key: key,
+                body_hash: key.map(|_| "h"),
+            })
+            .await
+            .unwrap();
+    }
+    let prior = tx
+        .requests()
+        .by_idempotency_key("alice", "k1")
+        .await
+        .unwrap();
+    assert_eq!(prior, Some(("req_1".to_string(), Some("h".to_string()))));
+    tx.requests()
+        .insert_approval("req_1", "bob", Some("ok"), at(1))
+        .await
+        .unwrap();
+    tx.requests()
+        .upsert_denial("req_2", "bob", None, at(2))
+        .await
+        .unwrap();
+    tx.requests()
+        .upsert_denial("req_2", "bob", Some("no"), at(3))
+        .await
+        .unwrap();
+    assert!(tx
+        .requests()
+        .cas_state(
+            "req_1",
+            RequestState::Pending,
+            RequestState::Approved,
+            at(1),
+            None
+        )
+        .await
+        .unwrap());
+    assert!(!tx
+        .requests()
+        .cas_state(
+            "req_1",
+            RequestState::Pending,
+            RequestState::Denied,
+            at(1),
+            None
+        )
+        .await
+        .unwrap());
+    tx.grants()
+        .insert(&NewGrant {
+            id: "grt_1",
+            request_id: "req_1",
+            bundle: "app-read",
+            flow: "read",
+            holder: "alice",
+            duration_secs: 900,
+            expires_at: at(900),
+            next_attempt_at: at(60),
+        })
+        .await
+        .unwrap();
+    tx.requests()
+        .set_grant("req_1", "grt_1", at(1))
+        .await
+        .unwrap();
+    tx.events()
+        .insert("alice", "grant_active", at(1), "{}")
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let r = store.requests().load("req_1").await.unwrap().unwrap();
+    assert_eq!(
+        (
+            r.state.as_str(),
+            r.grant_id.as_deref(),
+            r.created_at,
+            r.pending_until
+        ),
+        ("approved", Some("grt_1"), t0, at(3600))
+    );
+    let decisions = store.requests().decisions("req_2").await.unwrap();
+    assert_eq!(
+        decisions,
+        vec![("bob".into(), "deny".into(), Some("no".into()), at(3))]
+    );
+    let mine = store
+        .requests()
+        .of_requester("alice", Some(RequestState::Pending), 10)
+        .await
+        .unwrap();
+    assert_eq!(mine.len(), 1);
+    assert_eq!(store.requests().all(None).await.unwrap().len(), 2);
+    assert!(store
+        .requests()
+        .awaiting_decision_by("bob", at(10))
+        .await
+        .unwrap()
+        .is_empty());
+    let awaiting = store
+        .requests()
+        .awaiting_decision_by("carol", at(10))
+        .await
+        .unwrap();
+    assert_eq!(awaiting.len(), 1);
+    assert_eq!(awaiting[0].id, "req_2");
+    assert!(store
+        .requests()
+        .pending_past_deadline(at(3599), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let stale = store
+        .requests()
+        .pending_past_deadline(at(3600), 10)
+        .await
+        .unwrap();
+    assert_eq!(stale.len(), 1);
+
+    // Provisioning is retried, then the grant is active, extended, ended.
+    let retry = store.grants().due_retries(at(60), 10).await.unwrap();
+    assert_eq!(retry, vec![("grt_1".into(), "provisioning".into())]);
+    assert!(store
+        .grants()
+        .claim_retry("grt_1", "provisioning", at(60), at(120))
+        .await
+        .unwrap());
+    assert!(!store
+        .grants()
+        .claim_retry("grt_1", "provisioning", at(60), at(120))
+        .await
+        .unwrap());
+    let mut tx = store.begin().await.unwrap();
+    assert_eq!(
+        tx.grants().state("grt_1").await.unwrap().as_deref(),
+        Some("provisioning")
+    );
+    assert!(tx
+        .grants()
+        .retry_provisioning("grt_1", 1, "boom", at(130))
+        .await
+        .unwrap());
+    assert!(tx
+        .grants()
+        .activate("grt_1", at(130), at(1030), b"sealed")
+        .await
+        .unwrap());
+    assert!(tx
+        .grants()
+        .cas_expiry("grt_1", at(1030), at(1930))
+        .await
+        .unwrap());
+    assert!(!tx
+        .grants()
+        .cas_expiry("grt_1", at(1030), at(1930))
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    let g = store.grants().load("grt_1").await.unwrap().unwrap();
+    assert_eq!(
+        (g.state.as_str(), g.activated_at, g.expires_at, g.attempts),
+        ("active", Some(at(130)), at(1930), 1)
+    );
+    assert_eq!(
+        store.grants().credentials("grt_1").await.unwrap(),
+        Some(("alice".into(), "active".into(), Some(b"sealed".to_vec())))
+    );
+    assert_eq!(store.grants().of_holder("alice").await.unwrap().len(), 1);
+    assert_eq!(store.grants().all().await.unwrap().len(), 1);
+    let soon = store
+        .grants()
+        .expiring_unnotified(at(1930), 10)
+        .await
+        .unwrap();
+    assert_eq!(soon.len(), 1);
+    assert!(store
+        .grants()
+        .mark_expiring_notified("grt_1")
+        .await
+        .unwrap());
+    assert!(!store
+        .grants()
+        .mark_expiring_notified("grt_1")
+        .await
+        .unwrap());
+    assert!(store
+        .grants()
+        .due_to_expire(at(1929), 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert_eq!(
+        store
+            .grants()
+            .due_to_expire(at(1930), 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    store
+        .grants()
+        .set_last_error("grt_1", "backstop")
+        .await
+        .unwrap();
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx
+        .grants()
+        .claim_end("grt_1", EndReason::Expired, "system", at(2000))
+        .await
+        .unwrap());
+    assert!(tx
+        .grants()
+        .end_failed("grt_1", 2, "down", at(2100))
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    store.grants().release_leases(at(1950)).await.unwrap();
+    let g = store.grants().load("grt_1").await.unwrap().unwrap();
+    // revoke_failed keeps its own retry time; only claimed work is released.
+    assert_eq!(
+        (g.state.as_str(), g.next_attempt_at),
+        ("revoke_failed", Some(at(2100)))
+    );
+    let mut tx = store.begin().await.unwrap();
+    assert!(tx
+        .grants()
+        .end("grt_1", EndReason::Expired.final_grant_state(), at(2100))
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    let g = store.grants().load("grt_1").await.unwrap().unwrap();
+    assert_eq!((g.state.as_str(), g.ended_at), ("expired", Some(at(2100))));
+    assert_eq!(
+        store
+            .grants()
+            .credentials("grt_1")
+            .await
+            .unwrap()
+            .unwrap()
+            .2,
+        None
+    );
+
+    let events = store.events().after("alice", 0, 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert!(store
+        .events()
+        .after("alice", events[0].0, 10)
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+#[tokio::test]
+async fn store_requests_grants_events_on_sqlite_and_postgres() {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite = firedoor_server::store::Store::open_sqlite(&dir.path().join("f.db"))
+        .await
+        .unwrap();
+    store_walk(&sqlite).await;
+
+    let pg = PgServer::start();
+    pg.admin("postgres", "CREATE DATABASE firedoor");
+    let url = firedoor_server::store::DatabaseUrl::parse(&pg.admin_url("firedoor")).unwrap();
+    let store = firedoor_server::store::Store::open(&url).await.unwrap();
+    store_walk(&store).await;
+}

@@ -71,6 +71,9 @@ macro_rules! scalar {
 
 pub mod audit;
 pub mod copy;
+pub mod events;
+pub mod grants;
+pub mod requests;
 pub mod users;
 
 /// Where one statement runs: a pool (reads outside a unit of work) or the

@@ -1,0 +1,69 @@
+//! Live events, one row per recipient; their ids are the event streams' ids.
+
+use super::{Db, Store, Ts, Tx, TxConn};
+use crate::error::Result;
+
+pub struct Events<'a> {
+    db: Db<'a>,
+    /// The transaction's "events were written" flag (none outside a transaction).
+    written: Option<&'a mut bool>,
+}
+
+impl Store {
+    pub fn events(&self) -> Events<'_> {
+        Events {
+            db: self.db(),
+            written: None,
+        }
+    }
+}
+
+impl Tx {
+    pub fn events(&mut self) -> Events<'_> {
+        let db = match &mut self.conn {
+            TxConn::Sqlite(t) => Db::Sqlite(t),
+            TxConn::Pg(t) => Db::Pg(t),
+        };
+        Events {
+            db,
+            written: Some(&mut self.events_written),
+        }
+    }
+}
+
+impl Events<'_> {
+    /// Stores one event for `recipient`; inside a transaction its commit then
+    /// tells the other replicas.
+    pub async fn insert(&mut self, recipient: &str, kind: &str, at: Ts, body: &str) -> Result<()> {
+        exec!(
+            self.db,
+            "INSERT INTO events (recipient, kind, at, body) VALUES ($1, $2, $3, $4)",
+            recipient,
+            kind,
+            at,
+            body
+        )?;
+        if let Some(w) = self.written.as_deref_mut() {
+            *w = true;
+        }
+        Ok(())
+    }
+
+    /// (id, body) of `recipient`'s events after id `after`, oldest first.
+    pub async fn after(
+        &mut self,
+        recipient: &str,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String)>> {
+        Ok(fetch!(
+            self.db,
+            fetch_all,
+            (i64, String),
+            "SELECT id, body FROM events WHERE recipient = $1 AND id > $2 ORDER BY id LIMIT $3",
+            recipient,
+            after,
+            limit
+        )?)
+    }
+}

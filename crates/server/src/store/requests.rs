@@ -1,0 +1,276 @@
+//! Access and extension requests, and the approvers' decisions on them.
+
+use super::{Db, Store, Ts, Tx};
+use crate::error::Result;
+use firedoor_core::lifecycle::RequestState;
+
+pub struct Requests<'a>(pub(crate) Db<'a>);
+
+impl Store {
+    pub fn requests(&self) -> Requests<'_> {
+        Requests(self.db())
+    }
+}
+
+impl Tx {
+    pub fn requests(&mut self) -> Requests<'_> {
+        Requests(self.db())
+    }
+}
+
+/// `SELECT <every request column> FROM requests <rest>`.
+macro_rules! request_query {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error FROM requests",
+            $rest
+        )
+    };
+}
+
+#[derive(sqlx::FromRow, Debug, Clone)]
+pub struct RequestRow {
+    pub id: String,
+    pub kind: String,
+    pub bundle: String,
+    pub flow: String,
+    pub requester: String,
+    pub state: String,
+    pub duration_secs: i64,
+    pub justification: Option<String>,
+    pub ticket: Option<String>,
+    pub created_at: Ts,
+    pub pending_until: Ts,
+    pub approvals_needed: i64,
+    pub grant_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// A decision on a request: (by_user, decision, comment, at).
+pub type DecisionRow = (String, String, Option<String>, Ts);
+
+/// A request about to be stored.
+pub struct NewRequest<'a> {
+    pub id: &'a str,
+    /// `access` or `extension`.
+    pub kind: &'a str,
+    pub bundle: &'a str,
+    pub flow: &'a str,
+    pub requester: &'a str,
+    pub state: RequestState,
+    pub duration_secs: i64,
+    pub justification: Option<&'a str>,
+    pub ticket: Option<&'a str>,
+    pub created_at: Ts,
+    pub pending_until: Ts,
+    pub approvals_needed: i64,
+    /// The grant an extension request would extend.
+    pub grant_id: Option<&'a str>,
+    pub idempotency_key: Option<&'a str>,
+    pub body_hash: Option<&'a str>,
+}
+
+impl Requests<'_> {
+    /// Reads a request by id.
+    pub async fn load(&mut self, id: &str) -> Result<Option<RequestRow>> {
+        Ok(fetch!(
+            self.0,
+            fetch_optional,
+            RequestRow,
+            request_query!(" WHERE id = $1"),
+            id
+        )?)
+    }
+
+    /// The (id, body_hash) of the request `requester` created with this
+    /// idempotency key.
+    pub async fn by_idempotency_key(
+        &mut self,
+        requester: &str,
+        key: &str,
+    ) -> Result<Option<(String, Option<String>)>> {
+        Ok(fetch!(
+            self.0,
+            fetch_optional,
+            (String, Option<String>),
+            "SELECT id, body_hash FROM requests WHERE requester = $1 AND idempotency_key = $2",
+            requester,
+            key
+        )?)
+    }
+
+    pub async fn insert(&mut self, r: &NewRequest<'_>) -> Result<()> {
+        exec!(
+            self.0,
+            "INSERT INTO requests (id, kind, bundle, flow, requester, state, duration_secs, justification, ticket,
+                created_at, pending_until, approvals_needed, grant_id, idempotency_key, body_hash, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            r.id,
+            r.kind,
+            r.bundle,
+            r.flow,
+            r.requester,
+            r.state.as_str(),
+            r.duration_secs,
+            r.justification,
+            r.ticket,
+            r.created_at,
+            r.pending_until,
+            r.approvals_needed,
+            r.grant_id,
+            r.idempotency_key,
+            r.body_hash,
+            r.created_at,
+        )?;
+        Ok(())
+    }
+
+    /// Records the grant an approved access request made.
+    pub async fn set_grant(&mut self, id: &str, grant_id: &str, now: Ts) -> Result<()> {
+        exec!(
+            self.0,
+            "UPDATE requests SET grant_id = $1, updated_at = $2 WHERE id = $3",
+            grant_id,
+            now,
+            id
+        )?;
+        Ok(())
+    }
+
+    /// Moves a request from `from` to `to` only if it is still in `from`, keeping
+    /// `error` if given; false if it was not.
+    pub async fn cas_state(
+        &mut self,
+        id: &str,
+        from: RequestState,
+        to: RequestState,
+        now: Ts,
+        error: Option<&str>,
+    ) -> Result<bool> {
+        let n = exec!(
+            self.0,
+            "UPDATE requests SET state = $1, updated_at = $2, error = COALESCE($3, error) WHERE id = $4 AND state = $5",
+            to.as_str(),
+            now,
+            error,
+            id,
+            from.as_str()
+        )?;
+        Ok(n == 1)
+    }
+
+    /// `requester`'s requests (in `state` if given), newest first.
+    pub async fn of_requester(
+        &mut self,
+        requester: &str,
+        state: Option<RequestState>,
+        limit: i64,
+    ) -> Result<Vec<RequestRow>> {
+        let state = state.map(|s| s.as_str());
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            RequestRow,
+            request_query!(
+                " WHERE requester = $1 AND ($2 IS NULL OR state = $3) ORDER BY created_at DESC LIMIT $4"
+            ),
+            requester,
+            state,
+            state,
+            limit
+        )?)
+    }
+
+    /// Pending requests still open at `now` that `user` neither made nor decided,
+    /// oldest first.
+    pub async fn awaiting_decision_by(&mut self, user: &str, now: Ts) -> Result<Vec<RequestRow>> {
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            RequestRow,
+            request_query!(
+                " r WHERE state = 'pending' AND requester != $1 AND pending_until > $2
+                   AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = $3)
+                 ORDER BY created_at"
+            ),
+            user,
+            now,
+            user
+        )?)
+    }
+
+    /// Every request (in `state` if given), newest first.
+    pub async fn all(&mut self, state: Option<RequestState>) -> Result<Vec<RequestRow>> {
+        let state = state.map(|s| s.as_str());
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            RequestRow,
+            request_query!(" WHERE ($1 IS NULL OR state = $2) ORDER BY created_at DESC"),
+            state,
+            state
+        )?)
+    }
+
+    /// Pending requests whose deadline passed at `now`.
+    pub async fn pending_past_deadline(&mut self, now: Ts, limit: i64) -> Result<Vec<RequestRow>> {
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            RequestRow,
+            request_query!(" WHERE state = 'pending' AND pending_until <= $1 LIMIT $2"),
+            now,
+            limit
+        )?)
+    }
+
+    /// The decisions on a request, in the order they were made.
+    pub async fn decisions(&mut self, id: &str) -> Result<Vec<DecisionRow>> {
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            DecisionRow,
+            "SELECT by_user, decision, comment, at FROM decisions WHERE request_id = $1 ORDER BY at, by_user",
+            id
+        )?)
+    }
+
+    /// Records `by`'s approval (one decision per approver).
+    pub async fn insert_approval(
+        &mut self,
+        id: &str,
+        by: &str,
+        comment: Option<&str>,
+        now: Ts,
+    ) -> Result<()> {
+        exec!(
+            self.0,
+            "INSERT INTO decisions (request_id, by_user, decision, comment, at) VALUES ($1, $2, 'approve', $3, $4)",
+            id,
+            by,
+            comment,
+            now
+        )?;
+        Ok(())
+    }
+
+    /// Records `by`'s denial, replacing an earlier decision of theirs.
+    pub async fn upsert_denial(
+        &mut self,
+        id: &str,
+        by: &str,
+        reason: Option<&str>,
+        now: Ts,
+    ) -> Result<()> {
+        exec!(
+            self.0,
+            "INSERT INTO decisions (request_id, by_user, decision, comment, at) VALUES ($1, $2, 'deny', $3, $4)
+             ON CONFLICT (request_id, by_user) DO UPDATE SET decision = 'deny', comment = excluded.comment, at = excluded.at",
+            id,
+            by,
+            reason,
+            now
+        )?;
+        Ok(())
+    }
+}
