@@ -38,8 +38,24 @@ struct Cli {
     /// disk than the database. Default: <data-dir>/audit-anchor.log.
     #[arg(long, global = true, env = "FIREDOOR_AUDIT_ANCHOR")]
     audit_anchor: Option<PathBuf>,
+    /// Log lines on standard error: `text`, or `json` (one JSON object per line, for
+    /// a log shipper). The level is set by FIREDOOR_LOG (e.g. `info,sqlx=warn`).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREDOOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +76,11 @@ enum Cmd {
         /// terminates TLS.
         #[arg(long, conflicts_with = "tls_cert")]
         behind_tls_proxy: bool,
+        /// A file holding the bearer token Prometheus must send to `GET /metrics`
+        /// (or the token itself in FIREDOOR_METRICS_TOKEN). Without either,
+        /// /metrics is open: it shows counts and timings, no names or ids.
+        #[arg(long, env = "FIREDOOR_METRICS_TOKEN_FILE")]
+        metrics_token_file: Option<PathBuf>,
         /// Shift the broker's clock (expiry drills). Recorded in the audit log.
         #[arg(long, default_value_t = 0, hide = true, allow_hyphen_values = true)]
         clock_offset_secs: i64,
@@ -244,14 +265,8 @@ fn load_policy(path: &PathBuf) -> anyhow::Result<firedoor_core::policy::Policy> 
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FIREDOOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    firedoor_server::logging::init(matches!(cli.log_format, LogFormat::Json));
     match run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -281,10 +296,15 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             tls_cert,
             tls_key,
             behind_tls_proxy,
+            metrics_token_file,
             clock_offset_secs,
         } => {
             let pol = load_policy(&policy)?;
             let mut cfg = Config::new(&cli.data_dir, pol);
+            cfg.metrics_token = firedoor_server::logging::metrics_token(
+                metrics_token_file.as_deref(),
+                std::env::var("FIREDOOR_METRICS_TOKEN").ok(),
+            )?;
             cfg.key_file = cli.key_file.clone();
             cfg.audit_anchor = cli.audit_anchor.clone();
             cfg.listen = listen;

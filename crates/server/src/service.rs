@@ -267,7 +267,10 @@ impl Broker {
     }
 
     pub async fn write_tx(&self) -> Result<Tx> {
-        write_tx_queued(&self.pool, &self.write_lock, &self.audit_head).await
+        let timer = crate::metrics::store_timer("begin");
+        let tx = write_tx_queued(&self.pool, &self.write_lock, &self.audit_head).await?;
+        timer.done();
+        Ok(tx)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -858,6 +861,9 @@ impl Broker {
             .await?;
         }
         tx.commit().await?;
+        if outcome == ApprovalOutcome::Approved {
+            crate::metrics::decision_made("approved", &r.created_at, now);
+        }
         self.events_changed();
         if let Some(g) = grant {
             self.provision(&g).await?;
@@ -937,6 +943,7 @@ impl Broker {
         )
         .await?;
         tx.commit().await?;
+        crate::metrics::decision_made("denied", &r.created_at, now);
         self.events_changed();
         self.reload_request(id).await
     }
@@ -1329,6 +1336,7 @@ impl Broker {
         if !matches!(state, GrantState::Revoking | GrantState::RevokeFailed) {
             return Ok(());
         }
+        crate::metrics::deprovision_attempt(state == GrantState::RevokeFailed);
         let reason = g
             .end_reason
             .as_deref()
@@ -1367,6 +1375,7 @@ impl Broker {
         let now = self.now();
         let mut tx = self.write_tx().await?;
         let gid_s = gid.to_string();
+        let mut ended_expired = false;
         match failure {
             None => {
                 let fin = reason.final_grant_state();
@@ -1382,6 +1391,7 @@ impl Broker {
                 if done.rows_affected() == 0 {
                     return Ok(());
                 }
+                ended_expired = reason == EndReason::Expired;
                 Self::cas_request(
                     &mut tx,
                     &g.request_id,
@@ -1434,6 +1444,7 @@ impl Broker {
             }
             Some(error) => {
                 tracing::warn!(grant = %gid, %error, "deprovisioning failed; will retry");
+                crate::metrics::deprovision_failed(reason.as_str());
                 let attempts = g.attempts + 1;
                 let next = now + Duration::seconds(lifecycle::retry_backoff_secs(attempts));
                 sqlx::query(
@@ -1482,6 +1493,9 @@ impl Broker {
             }
         }
         tx.commit().await?;
+        if ended_expired {
+            crate::metrics::expiry_revoked(expires, now);
+        }
         self.events_changed();
         Ok(())
     }

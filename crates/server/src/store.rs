@@ -41,7 +41,9 @@ impl DerefMut for Tx {
 
 impl Tx {
     pub async fn commit(self) -> Result<()> {
+        let timer = crate::metrics::store_timer("commit");
         self.inner.commit().await?;
+        timer.done();
         Ok(())
     }
 }
