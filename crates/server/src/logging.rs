@@ -1,5 +1,5 @@
 //! Process setup of the `firedoor-server` binary that operators tune: the log
-//! format (text or JSON lines) and the metrics token.
+//! format (text or JSON lines), the metrics token, the drain before stopping.
 
 use secrecy::SecretString;
 use std::path::Path;
@@ -64,4 +64,19 @@ pub fn metrics_token(
         anyhow::bail!("the metrics token is empty");
     }
     Ok(Some(SecretString::from(token)))
+}
+
+/// Before stopping: marks the broker as closing (`/readyz` answers 503, event
+/// streams end so clients reconnect elsewhere) and keeps serving `secs` seconds so a
+/// load balancer takes it out before its listener closes.
+pub async fn drain(broker: &crate::service::Broker, secs: u64) {
+    if secs == 0 {
+        return;
+    }
+    broker.closing.send_replace(true);
+    tracing::info!(
+        drain_secs = secs,
+        "stopping: not ready any more, serving in-flight traffic before closing"
+    );
+    tokio::time::sleep(std::time::Duration::from_secs(secs)).await;
 }

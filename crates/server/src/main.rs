@@ -81,6 +81,11 @@ enum Cmd {
         /// /metrics is open: it shows counts and timings, no names or ids.
         #[arg(long, env = "FIREDOOR_METRICS_TOKEN_FILE")]
         metrics_token_file: Option<PathBuf>,
+        /// On SIGTERM, answer /readyz with 503 and keep serving this many seconds
+        /// before stopping, so a load balancer moves traffic away first (set it
+        /// above the balancer's check interval × fall count).
+        #[arg(long, env = "FIREDOOR_DRAIN_SECS", default_value_t = 0)]
+        drain_secs: u64,
         /// Shift the broker's clock (expiry drills). Recorded in the audit log.
         #[arg(long, default_value_t = 0, hide = true, allow_hyphen_values = true)]
         clock_offset_secs: i64,
@@ -297,6 +302,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             tls_key,
             behind_tls_proxy,
             metrics_token_file,
+            drain_secs,
             clock_offset_secs,
         } => {
             let pol = load_policy(&policy)?;
@@ -330,6 +336,7 @@ async fn run(cli: Cli) -> anyhow::Result<i32> {
             );
             std::io::stdout().flush()?;
             wait_for_signal().await;
+            firedoor_server::logging::drain(&running.broker, drain_secs).await;
             running.stop().await;
             Ok(0)
         }

@@ -470,6 +470,77 @@ async fn json_logs_are_json_lines_without_tokens() {
     }
 }
 
+/// `serve --drain-secs`: on SIGTERM the broker says "not ready" but keeps serving
+/// for the drain, then stops.
+#[tokio::test]
+async fn sigterm_drains_before_stopping() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let policy = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/demo-policy.toml"
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_firedoor-server"))
+        .args(["--data-dir"])
+        .arg(dir.path().join("data"))
+        .args([
+            "serve",
+            "--policy",
+            policy,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .args(["--drain-secs", "3"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let status = |path: &'static str| {
+        let http = http.clone();
+        let url = format!("{base}{path}");
+        async move { http.get(url).send().await.ok().map(|r| r.status().as_u16()) }
+    };
+    eventually("the broker is ready", || async {
+        (status("/readyz").await == Some(200)).then_some(())
+    })
+    .await;
+    let term = Instant::now();
+    assert!(Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap()
+        .success());
+    eventually("readyz says 503 while draining", || async {
+        (status("/readyz").await == Some(503)).then_some(())
+    })
+    .await;
+    assert_eq!(
+        status("/livez").await,
+        Some(200),
+        "still serving while draining"
+    );
+    assert_eq!(status("/api/v1/health").await, Some(200));
+    assert!(
+        term.elapsed() < StdDuration::from_secs(3),
+        "checked within the drain"
+    );
+    let deadline = Instant::now() + StdDuration::from_secs(15);
+    while child.try_wait().unwrap().is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the broker stops after the drain"
+        );
+        tokio::time::sleep(StdDuration::from_millis(50)).await;
+    }
+    assert!(child.wait().unwrap().success());
+    assert!(
+        term.elapsed() >= StdDuration::from_secs(3),
+        "it waited for the drain"
+    );
+}
+
 // -------------------------------------------------------------- alert rules
 
 /// The real promtool checks the shipped rules. Outside CI a machine without it
