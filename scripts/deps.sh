@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Firedoor needs on Debian 12: system packages for the tests (a real
 # PostgreSQL server and client, openssl for TLS test certificates, jq and curl for
-# the README walkthrough). Installs only what is missing; uses sudo when not root.
+# the README walkthrough, HAProxy and promtool for the replica and alert tests).
+# Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 
 pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca-certificates
@@ -11,7 +12,10 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   xvfb xauth dbus-x11 webkit2gtk-driver gnome-keyring libsecret-tools keyutils libnotify-bin
   x11-utils xdotool imagemagick
   # offline break glass: the reference age tool opens envelopes in the interop tests
-  age)
+  age
+  # several replicas: a real HAProxy in front of brokers, and promtool (in the
+  # prometheus package) to check examples/prometheus-alerts.yml
+  haproxy prometheus)
 # Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
 # Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

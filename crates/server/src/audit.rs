@@ -37,8 +37,25 @@ impl Actor {
     }
 }
 
-/// Appends one record, chained to the last.
+/// Appends one record, chained to the last. A failure is counted
+/// (`firedoor_audit_append_failures_total`): the operation that wanted the record
+/// fails with it, and on-call must hear of it.
 pub async fn append(
+    tx: &mut Tx,
+    actor: &Actor,
+    action: AuditAction,
+    subject: &str,
+    details: serde_json::Value,
+    now: DateTime<Utc>,
+) -> Result<i64> {
+    let out = append_record(tx, actor, action, subject, details, now).await;
+    if out.is_err() {
+        crate::metrics::audit_append_failed();
+    }
+    out
+}
+
+async fn append_record(
     tx: &mut Tx,
     actor: &Actor,
     action: AuditAction,

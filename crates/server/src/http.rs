@@ -641,8 +641,10 @@ async fn events(
     let mut recheck = tokio::time::interval(crate::access::STREAM_RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let user = p.name;
+    let counted = crate::metrics::SseClient::connect();
     let stream = async_stream::stream! {
         let _slot = slot;
+        let _counted = counted;
         loop {
             changes.mark_unchanged();
             match b.events_after(&user, cursor, 200).await {

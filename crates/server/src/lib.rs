@@ -12,7 +12,10 @@ pub mod clock;
 pub mod connectors;
 pub mod error;
 pub mod http;
+pub mod logging;
+pub mod metrics;
 pub mod openapi;
+pub mod probes;
 pub mod service;
 pub mod store;
 pub mod vault;
@@ -67,6 +70,8 @@ pub struct Config {
     pub audit_anchor: Option<PathBuf>,
     /// How often the head is anchored while records are written.
     pub anchor_interval: Duration,
+    /// If set, `GET /metrics` wants `Authorization: Bearer <this>`.
+    pub metrics_token: Option<secrecy::SecretString>,
 }
 
 impl Config {
@@ -84,6 +89,7 @@ impl Config {
             key_file: None,
             audit_anchor: None,
             anchor_interval: Duration::from_secs(60),
+            metrics_token: None,
         }
     }
 
@@ -281,6 +287,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         Some(c) => c,
         None => connectors::from_policy(&cfg.policy).map_err(|e| anyhow::anyhow!("{e}"))?,
     };
+    let connectors = connectors::instrumented::wrap(connectors);
     for c in connectors.values() {
         c.check().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
@@ -321,7 +328,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
     let (shutdown, mut stop_rx) = watch::channel(false);
     let (anchor_stop, anchor_rx) = watch::channel(false);
     let anchor = spawn_anchoring(broker.clone(), anchor_log, cfg.anchor_interval, anchor_rx);
-    let app = http::router(broker.clone());
+    let app = probes::wrap(
+        http::router(broker.clone()),
+        broker.clone(),
+        cfg.metrics_token,
+    );
     let std_listener = std::net::TcpListener::bind(cfg.listen)?;
     std_listener.set_nonblocking(true)?;
     let addr = std_listener.local_addr()?;

@@ -51,8 +51,24 @@ struct Cli {
     database_url: Option<String>,
     #[arg(skip)]
     database: Option<DatabaseUrl>,
+    /// Log lines on standard error: `text`, or `json` (one JSON object per line, for
+    /// a log shipper). The level is set by FIREDOOR_LOG (e.g. `info,sqlx=warn`).
+    #[arg(
+        long,
+        global = true,
+        env = "FIREDOOR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     cmd: Cmd,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -73,6 +89,16 @@ enum Cmd {
         /// terminates TLS.
         #[arg(long, conflicts_with = "tls_cert")]
         behind_tls_proxy: bool,
+        /// A file holding the bearer token Prometheus must send to `GET /metrics`
+        /// (or the token itself in FIREDOOR_METRICS_TOKEN). Without either,
+        /// /metrics is open: it shows counts and timings, no names or ids.
+        #[arg(long, env = "FIREDOOR_METRICS_TOKEN_FILE")]
+        metrics_token_file: Option<PathBuf>,
+        /// On SIGTERM, answer /readyz with 503 and keep serving this many seconds
+        /// before stopping, so a load balancer moves traffic away first (set it
+        /// above the balancer's check interval × fall count).
+        #[arg(long, env = "FIREDOOR_DRAIN_SECS", default_value_t = 0)]
+        drain_secs: u64,
         /// Shift the broker's clock (expiry drills). Recorded in the audit log.
         #[arg(long, default_value_t = 0, hide = true, allow_hyphen_values = true)]
         clock_offset_secs: i64,
@@ -296,14 +322,8 @@ fn load_policy(path: &PathBuf) -> anyhow::Result<firedoor_core::policy::Policy> 
 
 #[tokio::main]
 async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FIREDOOR_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx=warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    firedoor_server::logging::init(matches!(cli.log_format, LogFormat::Json));
     match run(cli).await {
         Ok(code) => std::process::exit(code),
         Err(e) => {
@@ -338,11 +358,17 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
             tls_cert,
             tls_key,
             behind_tls_proxy,
+            metrics_token_file,
+            drain_secs,
             clock_offset_secs,
         } => {
             let pol = load_policy(&policy)?;
             let mut cfg = Config::new(&cli.data_dir, pol);
             cfg.database = cli.database.clone();
+            cfg.metrics_token = firedoor_server::logging::metrics_token(
+                metrics_token_file.as_deref(),
+                std::env::var("FIREDOOR_METRICS_TOKEN").ok(),
+            )?;
             cfg.key_file = cli.key_file.clone();
             cfg.audit_anchor = cli.audit_anchor.clone();
             cfg.listen = listen;
@@ -368,6 +394,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
             );
             std::io::stdout().flush()?;
             wait_for_signal().await;
+            firedoor_server::logging::drain(&running.broker, drain_secs).await;
             running.stop().await;
             Ok(0)
         }

@@ -166,7 +166,10 @@ impl Broker {
     }
 
     pub async fn write_tx(&self) -> Result<Tx> {
-        self.store.begin().await
+        let timer = crate::metrics::store_timer("begin");
+        let tx = self.store.begin().await?;
+        timer.done();
+        Ok(tx)
     }
 
     pub fn now(&self) -> DateTime<Utc> {
@@ -729,6 +732,9 @@ impl Broker {
             .await?;
         }
         tx.commit().await?;
+        if outcome == ApprovalOutcome::Approved {
+            crate::metrics::decision_made("approved", r.created_at.0, now);
+        }
         self.events_changed();
         if let Some(g) = grant {
             self.provision(&g).await?;
@@ -801,6 +807,7 @@ impl Broker {
         )
         .await?;
         tx.commit().await?;
+        crate::metrics::decision_made("denied", r.created_at.0, now);
         self.events_changed();
         self.reload_request(id).await
     }
@@ -1171,6 +1178,7 @@ impl Broker {
         if !matches!(state, GrantState::Revoking | GrantState::RevokeFailed) {
             return Ok(());
         }
+        crate::metrics::deprovision_attempt(state == GrantState::RevokeFailed);
         let reason = g
             .end_reason
             .as_deref()
@@ -1209,6 +1217,7 @@ impl Broker {
         let now = self.now();
         let mut tx = self.write_tx().await?;
         let gid_s = gid.to_string();
+        let mut ended_expired = false;
         match failure {
             None => {
                 let fin = reason.final_grant_state();
@@ -1216,6 +1225,7 @@ impl Broker {
                 if !done {
                     return Ok(());
                 }
+                ended_expired = reason == EndReason::Expired;
                 Self::cas_request(
                     &mut tx,
                     &g.request_id,
@@ -1268,6 +1278,7 @@ impl Broker {
             }
             Some(error) => {
                 tracing::warn!(grant = %gid, %error, "deprovisioning failed; will retry");
+                crate::metrics::deprovision_failed(reason.as_str());
                 let attempts = g.attempts + 1;
                 let next = now + Duration::seconds(lifecycle::retry_backoff_secs(attempts));
                 tx.grants()
@@ -1309,6 +1320,9 @@ impl Broker {
             }
         }
         tx.commit().await?;
+        if ended_expired {
+            crate::metrics::expiry_revoked(expires, now);
+        }
         self.events_changed();
         Ok(())
     }

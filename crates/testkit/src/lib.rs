@@ -7,6 +7,8 @@
 //! to install it.
 #![allow(clippy::unwrap_used)]
 
+pub mod haproxy;
+
 use rand::distributions::{Alphanumeric, DistString};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

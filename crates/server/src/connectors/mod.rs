@@ -4,6 +4,7 @@
 //! attempt left behind.
 
 pub mod demo;
+pub mod instrumented;
 pub mod postgres;
 
 use chrono::{DateTime, Utc};

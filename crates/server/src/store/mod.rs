@@ -74,6 +74,7 @@ pub mod copy;
 pub mod events;
 pub mod grants;
 pub mod requests;
+pub mod stats;
 pub mod users;
 
 /// Where one statement runs: a pool (reads outside a unit of work) or the
@@ -346,6 +347,7 @@ impl Tx {
     /// Commits; on PostgreSQL, tells every replica's event streams when live events
     /// were written (delivered at commit, never for a rolled-back transaction).
     pub async fn commit(self) -> Result<()> {
+        let timer = crate::metrics::store_timer("commit");
         match self.conn {
             TxConn::Sqlite(t) => t.commit().await?,
             TxConn::Pg(mut t) => {
@@ -355,6 +357,7 @@ impl Tx {
                 t.commit().await?
             }
         }
+        timer.done();
         Ok(())
     }
 
