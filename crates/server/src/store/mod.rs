@@ -71,6 +71,9 @@ macro_rules! scalar {
 
 pub mod audit;
 pub mod copy;
+pub mod devices;
+pub mod envelopes;
+pub mod secrets;
 pub mod users;
 
 /// Where one statement runs: a pool (reads outside a unit of work) or the
