@@ -69,6 +69,7 @@ macro_rules! scalar {
     }};
 }
 
+pub mod access;
 pub mod audit;
 pub mod copy;
 pub mod devices;
