@@ -16,9 +16,9 @@
 
 use crate::audit::{append, Actor};
 use crate::auth::Session;
-use crate::clock::{parse_ts, ts};
 use crate::error::{Error, Result};
 use crate::service::Broker;
+use crate::store::{Store, Ts};
 use chrono::Duration;
 use firedoor_core::audit::AuditAction;
 use firedoor_core::lifecycle::CLAIM_LEASE_SECS;
@@ -139,14 +139,8 @@ struct UserRow {
     disabled: bool,
 }
 
-async fn users_with_state<'e, E>(ex: E) -> Result<Vec<UserRow>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    let rows: Vec<(String, String, i64, Option<String>)> =
-        sqlx::query_as("SELECT name, groups_json, admin, disabled_at FROM users ORDER BY name")
-            .fetch_all(ex)
-            .await?;
+async fn users_with_state(store: &Store) -> Result<Vec<UserRow>> {
+    let rows = store.users().all_with_state().await?;
     rows.into_iter()
         .map(|(name, groups_json, admin, disabled_at)| {
             let groups: Vec<String> = serde_json::from_str(&groups_json)
@@ -164,7 +158,7 @@ where
 }
 
 /// Whether `name` is disabled (unknown users count as not disabled).
-pub async fn is_disabled(store: &crate::store::Store, name: &str) -> Result<bool> {
+pub async fn is_disabled(store: &Store, name: &str) -> Result<bool> {
     Ok(matches!(
         store.users().disabled_at(name).await?,
         Some(Some(_))
@@ -197,13 +191,7 @@ impl Broker {
     pub async fn revoke_own_token(&self, s: &Session) -> Result<()> {
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let done =
-            sqlx::query("UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(ts(now))
-                .bind(&s.token_id)
-                .execute(&mut *tx)
-                .await?;
-        if done.rows_affected() != 1 {
+        if !tx.users().revoke_token(&s.token_id, Ts(now)).await? {
             return Err(Error::rule(ErrorCode::Conflict, "token is already revoked"));
         }
         append(
@@ -235,52 +223,28 @@ impl Broker {
     ) -> Result<Disabled> {
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let row: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT disabled_at FROM users WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
-        match row {
+        match tx.users().disabled_at(name).await? {
             None => return Err(Error::not_found("user")),
-            Some((Some(_),)) => {
+            Some(Some(_)) => {
                 return Err(Error::rule(
                     ErrorCode::Conflict,
                     format!("user '{name}' is already disabled"),
                 ))
             }
-            Some((None,)) => {}
+            Some(None) => {}
         }
-        sqlx::query("UPDATE users SET disabled_at = ? WHERE name = ?")
-            .bind(ts(now))
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        let tokens_revoked = sqlx::query(
-            "UPDATE tokens SET revoked_at = ? WHERE user_name = ? AND revoked_at IS NULL",
-        )
-        .bind(ts(now))
-        .bind(name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        tx.users().set_disabled(name, Ts(now)).await?;
+        let tokens_revoked = tx.users().revoke_tokens_of(name, Ts(now)).await?;
 
         // Devices, as `revoke_device` does: what they held is rotated.
-        let devices: Vec<(String,)> =
-            sqlx::query_as("SELECT id FROM devices WHERE user_name = ? AND revoked_at IS NULL")
-                .bind(name)
-                .fetch_all(&mut *tx)
-                .await?;
+        let devices = tx.devices().active_ids_of(name).await?;
         let mut rotating = BTreeSet::new();
-        for (id,) in &devices {
+        for id in &devices {
             rotating.extend(
                 self.retire_envelopes(&mut tx, id, now, "user_disabled")
                     .await?,
             );
-            sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-                .bind(ts(now))
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+            tx.devices().revoke(id, Ts(now)).await?;
         }
 
         // Live grants: claimed for revocation (the same state change as a revoke).
@@ -289,23 +253,14 @@ impl Broker {
         } else {
             now
         };
-        let grants: Vec<(String,)> = sqlx::query_as(
-            "UPDATE grants SET state = 'revoking', end_reason = 'revoked', ended_by = ?, next_attempt_at = ?
-             WHERE holder = ? AND state = 'active' RETURNING id",
-        )
-        .bind(actor.name())
-        .bind(ts(lease))
-        .bind(name)
-        .fetch_all(&mut *tx)
-        .await?;
-        let requests_cancelled = sqlx::query(
-            "UPDATE requests SET state = 'cancelled', updated_at = ? WHERE requester = ? AND state = 'pending'",
-        )
-        .bind(ts(now))
-        .bind(name)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected();
+        let grants = tx
+            .access()
+            .revoke_live_grants_of(name, &actor.name(), Ts(lease))
+            .await?;
+        let requests_cancelled = tx
+            .access()
+            .cancel_pending_requests_of(name, Ts(now))
+            .await?;
         let out = Disabled {
             user: name.to_string(),
             tokens_revoked,
@@ -321,8 +276,8 @@ impl Broker {
             name,
             serde_json::json!({
                 "tokens_revoked": out.tokens_revoked,
-                "devices": devices.iter().map(|d| d.0.clone()).collect::<Vec<_>>(),
-                "grants": grants.iter().map(|g| g.0.clone()).collect::<Vec<_>>(),
+                "devices": devices,
+                "grants": grants,
                 "requests_cancelled": out.requests_cancelled,
                 "rotating": out.rotating,
             }),
@@ -332,7 +287,7 @@ impl Broker {
         tx.commit().await?;
         self.access.bump();
         if revoke_now {
-            for (id,) in &grants {
+            for id in &grants {
                 if let Ok(gid) = id.parse::<GrantId>() {
                     if let Err(e) = self.finish_end(&gid).await {
                         tracing::warn!(grant = %id, error = %e, "revoking a disabled user's grant; the worker retries");
@@ -357,20 +312,14 @@ impl Broker {
         let groups = check_groups(groups)?;
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let row: Option<(String,)> = sqlx::query_as("SELECT groups_json FROM users WHERE name = ?")
-            .bind(name)
-            .fetch_optional(&mut *tx)
-            .await?;
-        let Some((before,)) = row else {
+        let Some(before) = tx.users().groups_json(name).await? else {
             return Err(Error::not_found("user"));
         };
         let before: Vec<String> = serde_json::from_str(&before)
             .map_err(|e| Error::Corrupt(format!("groups of user {name}: {e}")))?;
-        sqlx::query("UPDATE users SET groups_json = ? WHERE name = ?")
-            .bind(serde_json::to_string(&groups).map_err(|e| Error::Corrupt(e.to_string()))?)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
+        let groups_json =
+            serde_json::to_string(&groups).map_err(|e| Error::Corrupt(e.to_string()))?;
+        tx.users().set_groups_json(name, &groups_json).await?;
         append(
             &mut tx,
             actor,
@@ -390,17 +339,12 @@ impl Broker {
     /// changed) and marks the secret for rotation, since they may keep a copy.
     /// At start this compares who holds envelopes with who is eligible now.
     pub async fn withdraw_ineligible_envelopes(&self) -> Result<Vec<String>> {
-        let users: BTreeMap<String, UserRow> = users_with_state(&self.pool)
+        let users: BTreeMap<String, UserRow> = users_with_state(&self.store)
             .await?
             .into_iter()
             .map(|u| (u.principal.name.clone(), u))
             .collect();
-        let held: Vec<(String, String, String, i64, Option<String>)> = sqlx::query_as(
-            "SELECT e.secret, e.device_id, d.user_name, e.version, d.revoked_at
-             FROM envelopes e JOIN devices d ON d.id = e.device_id ORDER BY e.secret, e.device_id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let held = self.store.envelopes().holders().await?;
         // secret -> (device, user, version) no longer eligible
         let mut gone: BTreeMap<String, Vec<(String, String, i64)>> = BTreeMap::new();
         for (secret, device, user, version, revoked) in held {
@@ -423,16 +367,11 @@ impl Broker {
             let mut tx = self.write_tx().await?;
             let mut deleted = 0;
             for (device, _, version) in &holders {
-                let n = sqlx::query(
-                    "DELETE FROM envelopes WHERE device_id = ? AND secret = ? AND version = ?",
-                )
-                .bind(device)
-                .bind(&secret)
-                .bind(version)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-                if n == 1 {
+                if tx
+                    .envelopes()
+                    .delete_version(device, &secret, *version)
+                    .await?
+                {
                     deleted += 1;
                     self.mark_due(&mut tx, &secret, *version, now, "eligibility_changed")
                         .await?;
@@ -465,19 +404,15 @@ impl Broker {
     /// `max_age`.
     pub async fn mark_aged_secrets(&self) -> Result<()> {
         let now = self.now();
-        let rows: Vec<(String, i64, Option<String>)> = sqlx::query_as(
-            "SELECT name, version, updated_at FROM secrets WHERE version > 0 AND rotation_due_at IS NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.store.secrets().not_due().await?;
         for (name, version, updated_at) in rows {
             let Some(sp) = self.policy.secret(&name) else {
                 continue;
             };
-            let Some(updated) = updated_at.as_deref().map(parse_ts).transpose()? else {
+            let Some(updated) = updated_at else {
                 continue;
             };
-            let due = updated + Duration::seconds(sp.max_age_secs);
+            let due = updated.0 + Duration::seconds(sp.max_age_secs);
             if due > now {
                 continue;
             }
@@ -492,30 +427,20 @@ impl Broker {
     /// Worker step: grants that became active for a user who is disabled (a
     /// provisioning that finished after the disable) are revoked.
     async fn revoke_grants_of_disabled(&self) -> Result<()> {
-        let (any,): (i64,) = sqlx::query_as(
-            "SELECT EXISTS (SELECT 1 FROM grants WHERE state = 'active'
-               AND holder IN (SELECT name FROM users WHERE disabled_at IS NOT NULL))",
-        )
-        .fetch_one(&self.pool)
-        .await?;
-        if any == 0 {
+        if !self.store.access().disabled_hold_live_grants().await? {
             return Ok(());
         }
         let now = self.now();
-        let grants: Vec<(String,)> = {
+        let grants = {
             let mut tx = self.write_tx().await?;
-            let g: Vec<(String,)> = sqlx::query_as(
-                "UPDATE grants SET state = 'revoking', end_reason = 'revoked', ended_by = 'system', next_attempt_at = ?
-                 WHERE state = 'active' AND holder IN (SELECT name FROM users WHERE disabled_at IS NOT NULL)
-                 RETURNING id",
-            )
-            .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
-            .fetch_all(&mut *tx)
-            .await?;
+            let g = tx
+                .access()
+                .revoke_live_grants_of_disabled(Ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
+                .await?;
             tx.commit().await?;
             g
         };
-        for (id,) in grants {
+        for id in grants {
             if let Ok(gid) = id.parse::<GrantId>() {
                 self.finish_end(&gid).await?;
             }

@@ -16,10 +16,13 @@
 //! URL, or stored unencrypted.
 
 use crate::audit::{append, Actor};
-use crate::clock::{parse_ts, ts};
+use crate::clock::ts;
 use crate::error::{Error, Result};
 use crate::service::{emit, Broker, NewEvent};
-use crate::store::Tx;
+use crate::store::devices::{DeviceRow, NewDevice};
+use crate::store::envelopes::NewEnvelope;
+use crate::store::secrets::SecretRow;
+use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
 use firedoor_core::audit::AuditAction;
@@ -92,29 +95,6 @@ pub const ROTATED_VALUE_CHARS: usize = 32;
 /// Longest device name, in characters.
 pub const MAX_DEVICE_NAME_CHARS: usize = 100;
 
-#[derive(sqlx::FromRow, Debug, Clone)]
-struct DeviceRow {
-    id: String,
-    user_name: String,
-    name: String,
-    recipient: String,
-    signing_key: String,
-    created_at: String,
-    revoked_at: Option<String>,
-    head_seq: i64,
-    head_hash: String,
-}
-
-/// `SELECT <every device column> FROM devices <rest>`.
-macro_rules! device_query {
-    ($rest:literal) => {
-        concat!(
-            "SELECT id, user_name, name, recipient, signing_key, created_at, revoked_at, head_seq, head_hash FROM devices",
-            $rest
-        )
-    };
-}
-
 impl DeviceRow {
     fn view(&self) -> Result<DeviceView> {
         let key = decode_public_key(&self.signing_key)
@@ -126,7 +106,7 @@ impl DeviceRow {
             recipient: self.recipient.clone(),
             signing_key: self.signing_key.clone(),
             fingerprint: fingerprint(&key),
-            created_at: parse_ts(&self.created_at)?,
+            created_at: self.created_at.0,
             head: self.head(),
         })
     }
@@ -145,53 +125,6 @@ impl DeviceRow {
     }
 }
 
-#[derive(sqlx::FromRow, Debug, Clone)]
-struct SecretRow {
-    version: i64,
-    value: Option<Vec<u8>>,
-    pending_value: Option<Vec<u8>>,
-    updated_at: Option<String>,
-    rotation_due_at: Option<String>,
-    rotation_attempts: i64,
-    last_rotation_error: Option<String>,
-    rotating_until: Option<String>,
-    rotation_reason: Option<String>,
-}
-
-/// `SELECT <every secret column> FROM secrets <rest>`.
-macro_rules! secret_query {
-    ($rest:literal) => {
-        concat!(
-            "SELECT version, value, pending_value, updated_at, rotation_due_at, rotation_attempts, last_rotation_error, rotating_until, rotation_reason FROM secrets",
-            $rest
-        )
-    };
-}
-
-async fn load_secret<'e, E>(ex: E, name: &str) -> Result<Option<SecretRow>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    Ok(
-        sqlx::query_as::<_, SecretRow>(secret_query!(" WHERE name = ?"))
-            .bind(name)
-            .fetch_optional(ex)
-            .await?,
-    )
-}
-
-async fn load_device<'e, E>(ex: E, id: &str) -> Result<Option<DeviceRow>>
-where
-    E: sqlx::Executor<'e, Database = sqlx::Sqlite>,
-{
-    Ok(
-        sqlx::query_as::<_, DeviceRow>(device_query!(" WHERE id = ?"))
-            .bind(id)
-            .fetch_optional(ex)
-            .await?,
-    )
-}
-
 /// A device an envelope is sealed for.
 #[derive(Debug, Clone)]
 struct SealTarget {
@@ -208,6 +141,21 @@ struct Sealed {
     envelope: Envelope,
     sealed_at: DateTime<Utc>,
     not_after: DateTime<Utc>,
+}
+
+impl Sealed {
+    /// The envelope as the store takes it.
+    fn row(&self) -> NewEnvelope<'_> {
+        NewEnvelope {
+            device_id: &self.device_id,
+            version: self.version,
+            meta_json: &self.envelope.meta_json,
+            signature: &self.envelope.signature,
+            ciphertext: &self.envelope.ciphertext,
+            sealed_at: Ts(self.sealed_at),
+            not_after: Ts(self.not_after),
+        }
+    }
 }
 
 /// Encrypts `value` to one device and signs the metadata. `None` (logged) if the
@@ -345,11 +293,7 @@ impl Broker {
         if eligible.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT id, user_name, recipient FROM devices WHERE revoked_at IS NULL ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.store.devices().active_recipients().await?;
         Ok(rows
             .into_iter()
             .filter(|(_, u, _)| eligible.contains(u))
@@ -402,24 +346,7 @@ impl Broker {
     }
 
     async fn store_envelope(tx: &mut Tx, secret: &str, s: &Sealed) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO envelopes (device_id, secret, version, meta_json, signature, ciphertext, sealed_at, not_after)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (device_id, secret) DO UPDATE SET version = excluded.version, meta_json = excluded.meta_json,
-               signature = excluded.signature, ciphertext = excluded.ciphertext, sealed_at = excluded.sealed_at,
-               not_after = excluded.not_after",
-        )
-        .bind(&s.device_id)
-        .bind(secret)
-        .bind(s.version)
-        .bind(&s.envelope.meta_json)
-        .bind(&s.envelope.signature)
-        .bind(&s.envelope.ciphertext)
-        .bind(ts(s.sealed_at))
-        .bind(ts(s.not_after))
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        tx.envelopes().upsert(secret, &s.row()).await
     }
 
     /// Replaces every envelope of a secret with `sealed` (devices not in it lose
@@ -433,37 +360,16 @@ impl Broker {
         actor: &Actor,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut affected: BTreeSet<String> = sqlx::query_as::<_, (String,)>(
-            "SELECT DISTINCT d.user_name FROM envelopes e JOIN devices d ON d.id = e.device_id WHERE e.secret = ?",
-        )
-        .bind(&sp.name)
-        .fetch_all(&mut **tx)
-        .await?
-        .into_iter()
-        .map(|r| r.0)
-        .collect();
-        sqlx::query("DELETE FROM envelopes WHERE secret = ?")
-            .bind(&sp.name)
-            .execute(&mut **tx)
-            .await?;
-        // Multi-row inserts: one statement per 200 envelopes (8 variables each).
-        for chunk in sealed.chunks(200) {
-            let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-                "INSERT INTO envelopes (device_id, secret, version, meta_json, signature, ciphertext, sealed_at, not_after) ",
-            );
-            q.push_values(chunk, |mut row, s| {
-                row.push_bind(s.device_id.clone())
-                    .push_bind(sp.name.clone())
-                    .push_bind(s.version)
-                    .push_bind(s.envelope.meta_json.clone())
-                    .push_bind(s.envelope.signature.clone())
-                    .push_bind(s.envelope.ciphertext.clone())
-                    .push_bind(ts(s.sealed_at))
-                    .push_bind(ts(s.not_after));
-            });
-            q.build().execute(&mut **tx).await?;
-            affected.extend(chunk.iter().map(|s| s.user.clone()));
-        }
+        let mut affected: BTreeSet<String> = tx
+            .envelopes()
+            .holder_users(&sp.name)
+            .await?
+            .into_iter()
+            .collect();
+        tx.envelopes().delete_for_secret(&sp.name).await?;
+        let rows: Vec<NewEnvelope<'_>> = sealed.iter().map(Sealed::row).collect();
+        tx.envelopes().insert_many(&sp.name, &rows).await?;
+        affected.extend(sealed.iter().map(|s| s.user.clone()));
         append(
             tx,
             actor,
@@ -528,42 +434,31 @@ impl Broker {
         let id = format!("dev_{}", uuid::Uuid::new_v4().simple());
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let taken: Option<(String,)> =
-            sqlx::query_as("SELECT id FROM devices WHERE signing_key = ?")
-                .bind(&signing_key)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let taken = tx.devices().id_by_signing_key(&signing_key).await?;
         if taken.is_some() {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 "this signing key is already registered; a device registers once (list yours with GET /api/v1/devices)",
             ));
         }
-        let (active,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM devices WHERE user_name = ? AND revoked_at IS NULL",
-        )
-        .bind(&who.name)
-        .fetch_one(&mut *tx)
-        .await?;
+        let active = tx.devices().count_active_of(&who.name).await?;
         if active >= MAX_DEVICES_PER_USER {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 format!("you already have {active} devices enrolled (the most is {MAX_DEVICES_PER_USER}); remove one first"),
             ));
         }
-        sqlx::query(
-            "INSERT INTO devices (id, user_name, name, recipient, signing_key, created_at, head_seq, head_hash)
-             VALUES (?, ?, ?, ?, ?, ?, 0, ?)",
-        )
-        .bind(&id)
-        .bind(&who.name)
-        .bind(&name)
-        .bind(recipient.to_string())
-        .bind(&signing_key)
-        .bind(ts(now))
-        .bind(GENESIS_HASH)
-        .execute(&mut *tx)
-        .await?;
+        tx.devices()
+            .insert(&NewDevice {
+                id: &id,
+                user: &who.name,
+                name: &name,
+                recipient: &recipient.to_string(),
+                signing_key: &signing_key,
+                created_at: Ts(now),
+                head_hash: GENESIS_HASH,
+            })
+            .await?;
         append(
             &mut tx,
             &Actor::User(who.name.clone()),
@@ -575,7 +470,10 @@ impl Broker {
         )
         .await?;
         tx.commit().await?;
-        let device = load_device(&self.pool, &id)
+        let device = self
+            .store
+            .devices()
+            .get(&id)
             .await?
             .ok_or_else(|| Error::not_found("device"))?;
         if let Err(e) = self.refresh_envelopes(who, &device).await {
@@ -587,28 +485,15 @@ impl Broker {
 
     /// The caller's active devices.
     pub async fn list_devices(&self, who: &Principal) -> Result<Vec<DeviceView>> {
-        let rows: Vec<DeviceRow> = sqlx::query_as(device_query!(
-            " WHERE user_name = ? AND revoked_at IS NULL ORDER BY created_at, id"
-        ))
-        .bind(&who.name)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.store.devices().active_of(&who.name).await?;
         rows.iter().map(DeviceRow::view).collect()
     }
 
     /// Every device (CLI): the view and its revocation time.
     pub async fn all_devices(&self) -> Result<Vec<(DeviceView, Option<DateTime<Utc>>)>> {
-        let rows: Vec<DeviceRow> =
-            sqlx::query_as(device_query!(" ORDER BY user_name, created_at, id"))
-                .fetch_all(&self.pool)
-                .await?;
+        let rows = self.store.devices().all().await?;
         rows.iter()
-            .map(|d| {
-                Ok((
-                    d.view()?,
-                    d.revoked_at.as_deref().map(parse_ts).transpose()?,
-                ))
-            })
+            .map(|d| Ok((d.view()?, d.revoked_at.map(|t| t.0))))
             .collect()
     }
 
@@ -616,7 +501,9 @@ impl Broker {
     pub async fn revoke_device(&self, who: &Principal, id: &str) -> Result<()> {
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let d = load_device(&mut *tx, id)
+        let d = tx
+            .devices()
+            .get(id)
             .await?
             .filter(|d| d.user_name == who.name || who.admin)
             .ok_or_else(|| Error::not_found("device"))?;
@@ -626,11 +513,7 @@ impl Broker {
                 format!("device {id} is already revoked"),
             ));
         }
-        sqlx::query("UPDATE devices SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
-            .bind(ts(now))
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
+        tx.devices().revoke(id, Ts(now)).await?;
         let held = self
             .retire_envelopes(&mut tx, id, now, "device_revoked")
             .await?;
@@ -663,18 +546,11 @@ impl Broker {
         now: DateTime<Utc>,
         reason: &str,
     ) -> Result<Vec<String>> {
-        let held: Vec<(String, i64)> =
-            sqlx::query_as("SELECT secret, version FROM envelopes WHERE device_id = ?")
-                .bind(device_id)
-                .fetch_all(&mut **tx)
-                .await?;
+        let held = tx.envelopes().held_by(device_id).await?;
         for (secret, version) in &held {
             self.mark_due(tx, secret, *version, now, reason).await?;
         }
-        sqlx::query("DELETE FROM envelopes WHERE device_id = ?")
-            .bind(device_id)
-            .execute(&mut **tx)
-            .await?;
+        tx.envelopes().delete_for_device(device_id).await?;
         Ok(held.into_iter().map(|(s, _)| s).collect())
     }
 
@@ -686,7 +562,10 @@ impl Broker {
         id: &str,
         allow_revoked: bool,
     ) -> Result<DeviceRow> {
-        let d = load_device(&self.pool, id)
+        let d = self
+            .store
+            .devices()
+            .get(id)
             .await?
             .filter(|d| d.user_name == who.name)
             .ok_or_else(|| Error::not_found("device"))?;
@@ -705,12 +584,7 @@ impl Broker {
     pub async fn device_envelopes(&self, who: &Principal, id: &str) -> Result<EnvelopeList> {
         let d = self.own_device(who, id, false).await?;
         self.refresh_envelopes(who, &d).await?;
-        let rows: Vec<(String, String, String, String)> = sqlx::query_as(
-            "SELECT secret, meta_json, signature, ciphertext FROM envelopes WHERE device_id = ? ORDER BY secret",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = self.store.envelopes().of_device(id).await?;
         let envelopes = rows
             .into_iter()
             .filter_map(|(secret, meta_json, signature, ciphertext)| {
@@ -733,23 +607,22 @@ impl Broker {
     /// Brings one device's envelopes up to date for its owner `who`.
     async fn refresh_envelopes(&self, who: &Principal, d: &DeviceRow) -> Result<()> {
         let now = self.now();
-        let have: BTreeMap<String, (i64, String)> = sqlx::query_as::<_, (String, i64, String)>(
-            "SELECT secret, version, not_after FROM envelopes WHERE device_id = ?",
-        )
-        .bind(&d.id)
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|(s, v, n)| (s, (v, n)))
-        .collect();
-        let stored: BTreeMap<String, (i64, Vec<u8>)> = sqlx::query_as::<_, (String, i64, Vec<u8>)>(
-            "SELECT name, version, value FROM secrets WHERE version > 0 AND value IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await?
-        .into_iter()
-        .map(|(n, v, val)| (n, (v, val)))
-        .collect();
+        let have: BTreeMap<String, (i64, Ts)> = self
+            .store
+            .envelopes()
+            .validity_of(&d.id)
+            .await?
+            .into_iter()
+            .map(|(s, v, n)| (s, (v, n)))
+            .collect();
+        let stored: BTreeMap<String, (i64, Vec<u8>)> = self
+            .store
+            .secrets()
+            .stored_values()
+            .await?
+            .into_iter()
+            .map(|(n, v, val)| (n, (v, val)))
+            .collect();
         let mut keep = BTreeSet::new();
         let mut to_seal = Vec::new();
         for sp in self.policy.unlockable_by(who) {
@@ -759,7 +632,7 @@ impl Broker {
             keep.insert(sp.name.clone());
             let fresh = match have.get(&sp.name) {
                 Some((v, not_after)) if v == version => {
-                    let left = parse_ts(not_after)? - now;
+                    let left = not_after.0 - now;
                     left.num_seconds() * 2 >= sp.validity_secs
                 }
                 _ => false,
@@ -783,24 +656,16 @@ impl Broker {
             }
         }
         let mut tx = self.write_tx().await?;
-        let still: Option<(Option<String>,)> =
-            sqlx::query_as("SELECT revoked_at FROM devices WHERE id = ?")
-                .bind(&d.id)
-                .fetch_optional(&mut *tx)
-                .await?;
-        if !matches!(still, Some((None,))) {
+        let still = tx.devices().revoked_at(&d.id).await?;
+        if !matches!(still, Some(None)) {
             return Ok(()); // revoked meanwhile
         }
         let mut done = Vec::new();
         for (secret, s) in &sealed {
             // Only if the secret is still at the version sealed: a rotation that
             // committed meanwhile installed fresher envelopes.
-            let current: Option<(i64,)> =
-                sqlx::query_as("SELECT version FROM secrets WHERE name = ?")
-                    .bind(secret)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if current.map(|c| c.0) != Some(s.version) {
+            let current = tx.secrets().version(secret).await?;
+            if current != Some(s.version) {
                 continue;
             }
             Self::store_envelope(&mut tx, secret, s).await?;
@@ -812,11 +677,7 @@ impl Broker {
                 self.mark_due(&mut tx, secret, *version, now, "eligibility_changed")
                     .await?;
             }
-            sqlx::query("DELETE FROM envelopes WHERE device_id = ? AND secret = ?")
-                .bind(&d.id)
-                .bind(secret)
-                .execute(&mut *tx)
-                .await?;
+            tx.envelopes().delete(&d.id, secret).await?;
         }
         if done.is_empty() && to_drop.is_empty() {
             return Ok(());
@@ -859,7 +720,9 @@ impl Broker {
         let d0 = self.own_device(who, id, true).await?;
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let d = load_device(&mut *tx, id)
+        let d = tx
+            .devices()
+            .get(id)
             .await?
             .ok_or_else(|| Error::not_found("device"))?;
         let n = body.records.len();
@@ -879,17 +742,15 @@ impl Broker {
             });
         };
         let old = d.head();
-        let moved = sqlx::query(
-            "UPDATE devices SET head_seq = ?, head_hash = ? WHERE id = ? AND head_seq = ? AND head_hash = ?",
-        )
-        .bind(head.seq as i64)
-        .bind(&head.hash)
-        .bind(id)
-        .bind(old.seq as i64)
-        .bind(&old.hash)
-        .execute(&mut *tx)
-        .await?;
-        if moved.rows_affected() != 1 {
+        let moved = tx
+            .devices()
+            .advance_head(
+                id,
+                (old.seq as i64, &old.hash),
+                (head.seq as i64, &head.hash),
+            )
+            .await?;
+        if !moved {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 "the device's chain moved at the same moment; upload again",
@@ -899,17 +760,16 @@ impl Broker {
         let mut rotating = BTreeSet::new();
         for a in &accepted {
             let sr = &a.signed;
-            sqlx::query(
-                "INSERT INTO device_unlocks (device_id, seq, hash, body, signature, received_at) VALUES (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(id)
-            .bind(a.record.seq as i64)
-            .bind(&sr.hash)
-            .bind(&sr.body)
-            .bind(&sr.signature)
-            .bind(ts(now))
-            .execute(&mut *tx)
-            .await?;
+            tx.devices()
+                .insert_unlock(
+                    id,
+                    a.record.seq as i64,
+                    &sr.hash,
+                    &sr.body,
+                    &sr.signature,
+                    Ts(now),
+                )
+                .await?;
             let r = &a.record;
             if r.mode != "offline" {
                 // An online unlock was audited and alerted when the broker released
@@ -1033,13 +893,7 @@ impl Broker {
                 fresh_from = i;
                 break;
             }
-            let stored: Option<(String, String)> = sqlx::query_as(
-                "SELECT hash, body FROM device_unlocks WHERE device_id = ? AND seq = ?",
-            )
-            .bind(&d.id)
-            .bind(seq as i64)
-            .fetch_optional(&mut **tx)
-            .await?;
+            let stored = tx.devices().unlock(&d.id, seq as i64).await?;
             match stored {
                 Some((hash, body)) if hash == sr.hash && body == sr.body => {}
                 Some(_) => {
@@ -1070,13 +924,9 @@ impl Broker {
                     r.seq, r.user, d.id, d.user_name
                 )));
             }
-            let current: Option<(i64,)> =
-                sqlx::query_as("SELECT version FROM secrets WHERE name = ?")
-                    .bind(&r.secret)
-                    .fetch_optional(&mut **tx)
-                    .await?;
+            let current = tx.secrets().version(&r.secret).await?;
             out.push(Accepted {
-                current_version: current.map(|c| c.0),
+                current_version: current,
                 signed: sr.clone(),
                 record: r,
             });
@@ -1167,50 +1017,28 @@ impl Broker {
         at: DateTime<Utc>,
         reason: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "UPDATE secrets SET rotation_due_at = ?, rotation_reason = ?
-             WHERE name = ? AND version = ? AND (rotation_due_at IS NULL OR rotation_due_at > ?)",
-        )
-        .bind(ts(at))
-        .bind(reason)
-        .bind(name)
-        .bind(version)
-        .bind(ts(at))
-        .execute(&mut **tx)
-        .await?;
-        Ok(())
+        tx.secrets().mark_due(name, version, Ts(at), reason).await
     }
 
     // ------------------------------------------------------------------ secrets
 
     async fn secret_view(&self, sp: &SecretPolicy, show_errors: bool) -> Result<SecretView> {
-        let row = load_secret(&self.pool, &sp.name).await?;
+        let row = self.store.secrets().get(&sp.name).await?;
         let version = row.as_ref().map(|r| r.version).unwrap_or(0);
-        let (sealed,): (i64,) = sqlx::query_as(
-            "SELECT count(*) FROM envelopes e JOIN devices d ON d.id = e.device_id
-             WHERE e.secret = ? AND e.version = ? AND d.revoked_at IS NULL",
-        )
-        .bind(&sp.name)
-        .bind(version)
-        .fetch_one(&self.pool)
-        .await?;
+        let sealed = self
+            .store
+            .envelopes()
+            .count_sealed(&sp.name, version)
+            .await?;
         Ok(SecretView {
             name: sp.name.clone(),
             title: sp.title.clone(),
             description: sp.description.clone(),
             version,
-            updated_at: row
-                .as_ref()
-                .and_then(|r| r.updated_at.as_deref())
-                .map(parse_ts)
-                .transpose()?,
+            updated_at: row.as_ref().and_then(|r| r.updated_at).map(|t| t.0),
             validity_secs: sp.validity_secs,
             rotated_by: sp.rotate.as_ref().map(|r| r.integration.clone()),
-            rotation_due_at: row
-                .as_ref()
-                .and_then(|r| r.rotation_due_at.as_deref())
-                .map(parse_ts)
-                .transpose()?,
+            rotation_due_at: row.as_ref().and_then(|r| r.rotation_due_at).map(|t| t.0),
             last_rotation_error: if show_errors {
                 row.as_ref().and_then(|r| r.last_rotation_error.clone())
             } else {
@@ -1255,7 +1083,7 @@ impl Broker {
         }
         let plain = Arc::new(Zeroizing::new(value.as_bytes().to_vec()));
         for _ in 0..5 {
-            let current = load_secret(&self.pool, name).await?;
+            let current = self.store.secrets().get(name).await?;
             let version = current.as_ref().map(|r| r.version).unwrap_or(0);
             let now = self.now();
             let targets = self.eligible_targets(sp).await?;
@@ -1264,46 +1092,31 @@ impl Broker {
                 .await?;
             let at_rest = self.key.seal(&plain)?;
             let mut tx = self.write_tx().await?;
-            sqlx::query("INSERT INTO secrets (name) VALUES (?) ON CONFLICT (name) DO NOTHING")
-                .bind(name)
-                .execute(&mut *tx)
-                .await?;
-            let row = load_secret(&mut *tx, name)
+            tx.secrets().ensure(name).await?;
+            let row = tx
+                .secrets()
+                .get(name)
                 .await?
                 .ok_or_else(|| Error::not_found("secret"))?;
             if row.version != version {
                 continue; // changed while sealing: seal again
             }
-            if row
-                .rotating_until
-                .as_deref()
-                .is_some_and(|u| u > ts(now).as_str())
-            {
+            if row.rotating_until.is_some_and(|u| u > Ts(now)) {
                 return Err(Error::rule(
                     ErrorCode::Conflict,
                     format!("{name} is being rotated right now; try again in a moment"),
                 ));
             }
-            sqlx::query(
-                "UPDATE secrets SET version = ?, value = ?, pending_value = NULL, updated_at = ?,
-                   rotation_due_at = NULL, rotation_attempts = 0, next_rotation_at = NULL,
-                   last_rotation_error = NULL, rotating_until = NULL, rotation_reason = NULL
-                 WHERE name = ? AND version = ?",
-            )
-            .bind(version + 1)
-            .bind(at_rest)
-            .bind(ts(now))
-            .bind(name)
-            .bind(version)
-            .execute(&mut *tx)
-            .await?;
+            tx.secrets()
+                .store_value(name, version, &at_rest, Ts(now))
+                .await?;
             append(
                 &mut tx,
                 actor,
                 AuditAction::SecretStored,
                 name,
                 serde_json::json!({ "version": version + 1, "previous_version": version,
-                    "rotation_was_due": row.rotation_due_at, "bytes": value.len() }),
+                    "rotation_was_due": row.rotation_due_at.map(Ts::text), "bytes": value.len() }),
                 now,
             )
             .await?;
@@ -1361,7 +1174,7 @@ impl Broker {
         }
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        let row = load_secret(&mut *tx, name).await?;
+        let row = tx.secrets().get(name).await?;
         let (version, sealed) = match row {
             Some(SecretRow {
                 version,
@@ -1388,11 +1201,11 @@ impl Broker {
         )
         .await?;
         let rotates_at = if sp.rotate.is_some() {
-            load_secret(&mut *tx, name)
+            tx.secrets()
+                .get(name)
                 .await?
                 .and_then(|r| r.rotation_due_at)
-                .map(|t| parse_ts(&t))
-                .transpose()?
+                .map(|t| t.0)
         } else {
             None
         };
@@ -1464,17 +1277,11 @@ impl Broker {
     /// Worker step: rotates every secret whose rotation is due; alerts once about
     /// due secrets that have no rotation connector.
     pub async fn rotate_due_secrets(&self) -> Result<()> {
-        let now_s = ts(self.now());
-        let due: Vec<(String, i64)> = sqlx::query_as(
-            "SELECT name, rotation_attempts FROM secrets WHERE rotation_due_at IS NOT NULL AND rotation_due_at <= ?
-               AND (next_rotation_at IS NULL OR next_rotation_at <= ?)
-               AND (rotating_until IS NULL OR rotating_until <= ?) LIMIT 100",
-        )
-        .bind(&now_s)
-        .bind(&now_s)
-        .bind(&now_s)
-        .fetch_all(&self.pool)
-        .await?;
+        let due = self
+            .store
+            .secrets()
+            .due_for_rotation(Ts(self.now()))
+            .await?;
         for (name, attempts) in due {
             let Some(sp) = self.policy.secret(&name) else {
                 continue;
@@ -1503,18 +1310,10 @@ impl Broker {
             "{} has no rotation connector: store a new value (`firedoor-server secret put {}`)",
             sp.name, sp.name
         );
-        let done = sqlx::query(
-            "UPDATE secrets SET rotation_attempts = 1, last_rotation_error = ?
-             WHERE name = ? AND rotation_attempts = 0 AND rotation_due_at IS NOT NULL",
-        )
-        .bind(&error)
-        .bind(&sp.name)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() != 1 {
+        if !tx.secrets().flag_manual_rotation(&sp.name, &error).await? {
             return Ok(());
         }
-        let row = load_secret(&mut *tx, &sp.name).await?;
+        let row = tx.secrets().get(&sp.name).await?;
         append(
             &mut tx,
             &Actor::System,
@@ -1562,27 +1361,20 @@ impl Broker {
         // 1. Claim the rotation and make sure a pending value is stored.
         let now = self.now();
         let mut tx = self.write_tx().await?;
-        sqlx::query("INSERT INTO secrets (name) VALUES (?) ON CONFLICT (name) DO NOTHING")
-            .bind(name)
-            .execute(&mut *tx)
+        tx.secrets().ensure(name).await?;
+        let claimed = tx
+            .secrets()
+            .claim_rotation(name, Ts(now), Ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
             .await?;
-        let claimed = sqlx::query(
-            "UPDATE secrets SET rotating_until = ?, rotation_due_at = COALESCE(rotation_due_at, ?)
-             WHERE name = ? AND (rotating_until IS NULL OR rotating_until <= ?)",
-        )
-        .bind(ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
-        .bind(ts(now))
-        .bind(name)
-        .bind(ts(now))
-        .execute(&mut *tx)
-        .await?;
-        if claimed.rows_affected() != 1 {
+        if !claimed {
             return Err(Error::rule(
                 ErrorCode::Conflict,
                 format!("{name} is already being rotated"),
             ));
         }
-        let row = load_secret(&mut *tx, name)
+        let row = tx
+            .secrets()
+            .get(name)
             .await?
             .ok_or_else(|| Error::not_found("secret"))?;
         let pending: Zeroizing<Vec<u8>> = match &row.pending_value {
@@ -1594,19 +1386,11 @@ impl Broker {
                         .sample_string(&mut rand::rngs::OsRng, ROTATED_VALUE_CHARS)
                         .into_bytes(),
                 );
-                sqlx::query("UPDATE secrets SET pending_value = ? WHERE name = ?")
-                    .bind(self.key.seal(&v)?)
-                    .bind(name)
-                    .execute(&mut *tx)
-                    .await?;
+                tx.secrets().set_pending(name, &self.key.seal(&v)?).await?;
                 v
             }
         };
-        let pending_sealed: Option<(Vec<u8>,)> =
-            sqlx::query_as("SELECT pending_value FROM secrets WHERE name = ?")
-                .bind(name)
-                .fetch_optional(&mut *tx)
-                .await?;
+        let pending_sealed = tx.secrets().pending_value(name).await?;
         tx.commit().await?;
         let version = row.version;
 
@@ -1633,19 +1417,11 @@ impl Broker {
         let now = self.now();
         let sealed = self.seal_many(sp, version + 1, plain, targets, now).await?;
         let mut tx = self.write_tx().await?;
-        let promoted = sqlx::query(
-            "UPDATE secrets SET value = pending_value, pending_value = NULL, version = version + 1, updated_at = ?,
-               rotation_due_at = NULL, rotation_attempts = 0, next_rotation_at = NULL, last_rotation_error = NULL,
-               rotating_until = NULL, rotation_reason = NULL
-             WHERE name = ? AND version = ? AND pending_value = ?",
-        )
-        .bind(ts(now))
-        .bind(name)
-        .bind(version)
-        .bind(pending_sealed.map(|p| p.0))
-        .execute(&mut *tx)
-        .await?;
-        if promoted.rows_affected() != 1 {
+        let promoted = tx
+            .secrets()
+            .promote_pending(name, version, pending_sealed.as_deref(), Ts(now))
+            .await?;
+        if !promoted {
             drop(tx);
             // A value was stored by hand while the target was being changed: the
             // stored value wins; the target may hold the rotated value until the
@@ -1687,21 +1463,12 @@ impl Broker {
         let now = self.now();
         tracing::warn!(secret = %sp.name, %error, "break-glass rotation failed; will retry");
         let mut tx = self.write_tx().await?;
-        let row = load_secret(&mut *tx, &sp.name).await?;
+        let row = tx.secrets().get(&sp.name).await?;
         let attempts = row.as_ref().map(|r| r.rotation_attempts).unwrap_or(0) + 1;
         let next = now + Duration::seconds(lifecycle::retry_backoff_secs(attempts));
-        sqlx::query(
-            "UPDATE secrets SET rotation_attempts = ?, next_rotation_at = ?, last_rotation_error = ?,
-               rotating_until = NULL, rotation_due_at = COALESCE(rotation_due_at, ?)
-             WHERE name = ?",
-        )
-        .bind(attempts)
-        .bind(ts(next))
-        .bind(error)
-        .bind(ts(now))
-        .bind(&sp.name)
-        .execute(&mut *tx)
-        .await?;
+        tx.secrets()
+            .record_rotation_failure(&sp.name, attempts, Ts(next), error, Ts(now))
+            .await?;
         append(
             &mut tx,
             &Actor::System,
@@ -1735,7 +1502,10 @@ impl Broker {
     pub async fn seed_missing_secrets(&self, actor: &Actor) -> Result<Vec<(String, i64)>> {
         let mut out = Vec::new();
         for sp in self.policy.secrets.values() {
-            let version = load_secret(&self.pool, &sp.name)
+            let version = self
+                .store
+                .secrets()
+                .get(&sp.name)
                 .await?
                 .map(|r| r.version)
                 .unwrap_or(0);
@@ -1750,7 +1520,10 @@ impl Broker {
                 );
                 self.put_secret(actor, &sp.name, &v).await?;
             }
-            let v = load_secret(&self.pool, &sp.name)
+            let v = self
+                .store
+                .secrets()
+                .get(&sp.name)
                 .await?
                 .map(|r| r.version)
                 .unwrap_or(0);
@@ -1762,9 +1535,6 @@ impl Broker {
     /// After a restart nothing is in flight: a rotation claimed before a crash is
     /// free to run again (with the pending value it stored).
     pub async fn release_secret_leases(&self) -> Result<()> {
-        sqlx::query("UPDATE secrets SET rotating_until = NULL WHERE rotating_until IS NOT NULL")
-            .execute(&self.pool)
-            .await?;
-        Ok(())
+        self.store.secrets().release_leases().await
     }
 }

@@ -69,11 +69,15 @@ macro_rules! scalar {
     }};
 }
 
+pub mod access;
 pub mod audit;
 pub mod copy;
+pub mod devices;
+pub mod envelopes;
 pub mod events;
 pub mod grants;
 pub mod requests;
+pub mod secrets;
 pub mod stats;
 pub mod users;
 

@@ -146,4 +146,57 @@ impl Users<'_> {
             user
         )?)
     }
+
+    /// Every user with when they were disabled: (name, groups_json, admin,
+    /// disabled_at), by name.
+    pub async fn all_with_state(&mut self) -> Result<Vec<(String, String, i64, Option<Ts>)>> {
+        Ok(fetch!(
+            self.0,
+            fetch_all,
+            (String, String, i64, Option<Ts>),
+            "SELECT name, groups_json, admin, disabled_at FROM users ORDER BY name"
+        )?)
+    }
+
+    /// Marks the user disabled at `now`.
+    pub async fn set_disabled(&mut self, name: &str, now: Ts) -> Result<()> {
+        exec!(
+            self.0,
+            "UPDATE users SET disabled_at = $1 WHERE name = $2",
+            now,
+            name
+        )?;
+        Ok(())
+    }
+
+    /// Revokes every token of `user` not revoked yet; returns how many.
+    pub async fn revoke_tokens_of(&mut self, user: &str, now: Ts) -> Result<u64> {
+        Ok(exec!(
+            self.0,
+            "UPDATE tokens SET revoked_at = $1 WHERE user_name = $2 AND revoked_at IS NULL",
+            now,
+            user
+        )?)
+    }
+
+    /// The user's groups (JSON), if the user exists.
+    pub async fn groups_json(&mut self, name: &str) -> Result<Option<String>> {
+        Ok(scalar!(
+            self.0,
+            fetch_optional,
+            String,
+            "SELECT groups_json FROM users WHERE name = $1",
+            name
+        )?)
+    }
+
+    pub async fn set_groups_json(&mut self, name: &str, groups_json: &str) -> Result<()> {
+        exec!(
+            self.0,
+            "UPDATE users SET groups_json = $1 WHERE name = $2",
+            groups_json,
+            name
+        )?;
+        Ok(())
+    }
 }
