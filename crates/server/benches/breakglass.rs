@@ -82,7 +82,13 @@ async fn reseal() {
     let b = firedoor_server::start(Config::new(dir.path(), policy))
         .await
         .unwrap();
-    let pool = b.broker.pool.clone();
+    // The bench's own connection to the broker's SQLite file, as another process.
+    let pool = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        firedoor_server::db_path(dir.path()).display()
+    ))
+    .await
+    .unwrap();
     let store = b.broker.store.clone();
     let now = b.broker.now();
     let admin = auth::add_user(

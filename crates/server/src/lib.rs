@@ -292,7 +292,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         c.check().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     let broker = Arc::new(Broker::new(store, cfg.policy, connectors, cfg.clock, key));
-    broker.release_leases().await?;
+    // A single broker on SQLite held every lease itself: after a crash it takes its
+    // unfinished work back at once. Replicas sharing PostgreSQL must not: another
+    // one may be deprovisioning that grant right now, so a lease there runs out
+    // (CLAIM_LEASE_SECS) before anyone else picks the work up.
+    if broker.store.backend() == store::Backend::Sqlite {
+        broker.release_leases().await?;
+    }
     {
         let now = broker.now();
         let mut tx = broker.write_tx().await?;

@@ -152,16 +152,19 @@ async fn metrics(State(s): State<ProbeState>, headers: HeaderMap) -> Response {
     let b = &s.broker;
     let now = b.now();
     let ready = readiness(b).await.is_ok();
-    let store =
-        match tokio::time::timeout(READY_TIMEOUT, crate::metrics::store_gauges(&b.store, now)).await
-        {
-            Ok(Ok(g)) => Some(g),
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "metrics: reading counts from the store failed");
-                None
-            }
-            Err(_) => None,
-        };
+    let store = match tokio::time::timeout(
+        READY_TIMEOUT,
+        crate::metrics::store_gauges(&b.store, now),
+    )
+    .await
+    {
+        Ok(Ok(g)) => Some(g),
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "metrics: reading counts from the store failed");
+            None
+        }
+        Err(_) => None,
+    };
     let text = crate::metrics::render(store.as_ref(), ready, now);
     no_store(([(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)], text).into_response())
 }

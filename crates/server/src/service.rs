@@ -24,15 +24,12 @@ use firedoor_core::lifecycle::{
 use firedoor_core::policy::{Bundle, Flow, Policy, Principal};
 use firedoor_core::{ErrorCode, GrantId, RequestId};
 use sha2::{Digest, Sha256};
-use sqlx::SqlitePool;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
 /// Everything the broker's operations share.
 pub struct Broker {
     pub store: Store,
-    /// The SQLite pool, while the operations not yet moved into the store use it.
-    pub pool: SqlitePool,
     pub policy: Arc<Policy>,
     pub connectors: Connectors,
     pub clock: Arc<dyn Clock>,
@@ -151,7 +148,6 @@ impl Broker {
     ) -> Broker {
         let (events, _) = watch::channel(0u64);
         Broker {
-            pool: store.legacy_pool().clone(),
             store,
             policy: Arc::new(policy),
             connectors,

@@ -951,14 +951,9 @@ async fn revoked_tokens_stop_working() {
         "alice",
         "other tokens still work"
     );
-    let stored: Vec<(String,)> = sqlx::query_as("SELECT hash FROM tokens")
-        .fetch_all(&tb.running.broker.pool)
-        .await
-        .unwrap();
+    let stored = tb.raw_db().await.strings("SELECT hash FROM tokens").await;
     assert!(
-        stored
-            .iter()
-            .all(|(h,)| h.len() == 64 && !h.contains(&token)),
+        stored.iter().all(|h| h.len() == 64 && !h.contains(&token)),
         "only hashes are stored"
     );
 }
@@ -1352,11 +1347,13 @@ async fn open_event_streams_end_when_the_token_or_the_person_ends() {
     let t = token_for(&tb, "alice", 3600).await;
     let c = firedoor_client::Client::new(&url, Some(&t)).unwrap();
     let mut s = c.events(None).await.unwrap();
-    sqlx::query("UPDATE tokens SET revoked_at = '2030-01-01T00:00:00.000000Z' WHERE hash = ?")
-        .bind(firedoor_server::auth::hash_token(&t))
-        .execute(&tb.running.broker.pool)
+    tb.raw_db()
         .await
-        .unwrap();
+        .execute(
+            "UPDATE tokens SET revoked_at = '2030-01-01T00:00:00.000000Z' WHERE hash = $1",
+            &firedoor_server::auth::hash_token(&t),
+        )
+        .await;
     // (the CLI path itself is covered in tests/process.rs)
     assert!(
         stream_ends(&mut s).await,

@@ -1639,11 +1639,14 @@ async fn disabling_a_user_ends_tokens_devices_grants_and_rotates_what_they_held(
             .any(|(d, revoked)| d.id == alice.id && revoked.is_some()),
         "alice's device is revoked"
     );
-    let (n,): (i64,) = sqlx::query_as("SELECT count(*) FROM envelopes WHERE device_id = ?")
-        .bind(&alice.id)
-        .fetch_one(&tb.running.broker.pool)
+    let n = tb
+        .raw_db()
         .await
-        .unwrap();
+        .count(
+            "SELECT count(*) FROM envelopes WHERE device_id = $1",
+            &alice.id,
+        )
+        .await;
     assert_eq!(n, 0, "no envelope of alice's is kept");
     assert_eq!(audit_count(&tb, "user_disabled").await, 1);
     fails(
@@ -1721,6 +1724,7 @@ async fn a_policy_change_at_restart_rotates_where_the_holders_shrank() {
     assert_eq!(put(&tb, SECRET, &v1).await.sealed_devices, 2);
     let common::TestBroker {
         running,
+        database,
         clock,
         demo,
         dir,
@@ -1739,12 +1743,14 @@ async fn a_policy_change_at_restart_rotates_where_the_holders_shrank() {
         demo.clone() as Arc<dyn firedoor_server::connectors::Connector>,
     );
     let mut cfg = firedoor_server::Config::new(dir.path().join("data"), policy);
+    cfg.database = database.clone();
     cfg.clock = clock.clone();
     cfg.connectors = Some(connectors);
     cfg.worker_interval = std::time::Duration::from_millis(50);
     let running = firedoor_server::start(cfg).await.unwrap();
     let tb = common::TestBroker {
         running,
+        database,
         clock,
         demo,
         dir,

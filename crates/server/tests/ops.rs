@@ -364,7 +364,7 @@ async fn readyz_says_when_to_send_traffic_and_livez_only_that_it_runs() {
     assert_eq!(get("/readyz").await.0, 200);
 
     // The store stops answering.
-    tb.running.broker.pool.close().await;
+    tb.running.broker.store.close().await;
     let (s, body) = get("/readyz").await;
     assert_eq!(s, 503);
     assert_eq!(body["code"], "store_unreachable");

@@ -360,6 +360,8 @@ pub fn shared_server() -> &'static PgServer {
             pid = std::process::id(),
             root = s.root.display()
         );
+        // Detached on purpose: it must outlive this process (init reaps it).
+        #[allow(clippy::zombie_processes)]
         Command::new("sh")
             .args(["-c", &script])
             .stdin(Stdio::null())

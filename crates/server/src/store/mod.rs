@@ -301,14 +301,6 @@ impl Store {
         }
     }
 
-    /// The SQLite pool, while the operations not yet moved into the store use it.
-    pub fn legacy_pool(&self) -> &SqlitePool {
-        match &self.inner.pool {
-            Pool::Sqlite(p) => p,
-            Pool::Postgres(_) => unreachable!("legacy SQLite path on a PostgreSQL store"),
-        }
-    }
-
     pub(crate) fn pg_pool(&self) -> Option<&PgPool> {
         match &self.inner.pool {
             Pool::Postgres(p) => Some(p),
@@ -371,25 +363,5 @@ impl Tx {
 
     pub fn users(&mut self) -> users::Users<'_> {
         users::Users(self.db())
-    }
-}
-
-/// While operations still use SQLite connections directly.
-impl std::ops::Deref for Tx {
-    type Target = SqliteConnection;
-    fn deref(&self) -> &SqliteConnection {
-        match &self.conn {
-            TxConn::Sqlite(t) => t,
-            TxConn::Pg(_) => unreachable!("legacy SQLite path on a PostgreSQL store"),
-        }
-    }
-}
-
-impl std::ops::DerefMut for Tx {
-    fn deref_mut(&mut self) -> &mut SqliteConnection {
-        match &mut self.conn {
-            TxConn::Sqlite(t) => t,
-            TxConn::Pg(_) => unreachable!("legacy SQLite path on a PostgreSQL store"),
-        }
     }
 }

@@ -17,6 +17,8 @@ use std::time::Duration as StdDuration;
 
 pub struct TestBroker {
     pub running: RunningBroker,
+    /// The store, when not the SQLite file in the data directory.
+    pub database: Option<firedoor_server::store::DatabaseUrl>,
     pub clock: Arc<ManualClock>,
     pub demo: Arc<DemoConnector>,
     pub dir: tempfile::TempDir,
@@ -66,7 +68,8 @@ pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBro
         c
     });
     let mut cfg = Config::new(dir.path().join("data"), policy);
-    cfg.database = test_store();
+    let database = test_store();
+    cfg.database = database.clone();
     cfg.clock = clock.clone();
     cfg.connectors = Some(connectors);
     cfg.worker_interval = StdDuration::from_millis(50);
@@ -94,6 +97,7 @@ pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBro
     }
     TestBroker {
         running,
+        database,
         clock,
         demo,
         dir,
@@ -101,7 +105,76 @@ pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBro
     }
 }
 
+/// A connection of its own to a broker's store, as another process (the CLI, an
+/// attacker with the database) would open it: the raw SQL a test needs to look at
+/// or change what is stored, on either backend (`$1` placeholders).
+pub enum RawDb {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
+impl RawDb {
+    pub async fn execute(&self, sql: &'static str, arg: &str) -> u64 {
+        match self {
+            RawDb::Sqlite(p) => sqlx::query(sql)
+                .bind(arg)
+                .execute(p)
+                .await
+                .unwrap()
+                .rows_affected(),
+            RawDb::Postgres(p) => sqlx::query(sql)
+                .bind(arg)
+                .execute(p)
+                .await
+                .unwrap()
+                .rows_affected(),
+        }
+    }
+    pub async fn count(&self, sql: &'static str, arg: &str) -> i64 {
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_scalar(sql)
+                .bind(arg)
+                .fetch_one(p)
+                .await
+                .unwrap(),
+            RawDb::Postgres(p) => sqlx::query_scalar(sql)
+                .bind(arg)
+                .fetch_one(p)
+                .await
+                .unwrap(),
+        }
+    }
+    pub async fn strings(&self, sql: &'static str) -> Vec<String> {
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+            RawDb::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
+        }
+    }
+}
+
 impl TestBroker {
+    pub async fn raw_db(&self) -> RawDb {
+        use firedoor_server::store::DatabaseUrl;
+        match &self.database {
+            Some(DatabaseUrl::Postgres(url)) => {
+                RawDb::Postgres(sqlx::PgPool::connect(url).await.unwrap())
+            }
+            Some(DatabaseUrl::Sqlite(p)) => RawDb::Sqlite(
+                sqlx::SqlitePool::connect(&format!("sqlite://{}", p.display()))
+                    .await
+                    .unwrap(),
+            ),
+            None => RawDb::Sqlite(
+                sqlx::SqlitePool::connect(&format!(
+                    "sqlite://{}",
+                    self.dir.path().join("data").join("firedoor.db").display()
+                ))
+                .await
+                .unwrap(),
+            ),
+        }
+    }
+
     pub fn client(&self, user: &str) -> Client {
         Client::new(&self.running.url(), Some(&self.tokens[user])).expect("client")
     }
