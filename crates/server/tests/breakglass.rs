@@ -323,10 +323,27 @@ fn assert_nowhere(tb: &TestBroker, values: &[&str]) {
         }
         scanned.push(name);
     }
-    assert!(
-        scanned.iter().any(|n| n == "firedoor.db") && scanned.iter().any(|n| n.ends_with("-wal")),
-        "the database and its WAL were scanned: {scanned:?}"
-    );
+    if let Some(firedoor_server::store::DatabaseUrl::Postgres(url)) = &tb.database {
+        // The PostgreSQL store: every row, as a dump of the database shows it.
+        let db = url.rsplit('/').next().unwrap();
+        let dump = firedoor_testkit::shared_server().dump(db);
+        assert!(
+            contains(&dump, b"COPY public.secrets"),
+            "the store was dumped"
+        );
+        for v in values {
+            assert!(
+                !contains(&dump, v.as_bytes()),
+                "a secret value is in the PostgreSQL store in plaintext"
+            );
+        }
+    } else {
+        assert!(
+            scanned.iter().any(|n| n == "firedoor.db")
+                && scanned.iter().any(|n| n.ends_with("-wal")),
+            "the database and its WAL were scanned: {scanned:?}"
+        );
+    }
     let logs = logs().lock().unwrap().clone();
     assert!(!logs.is_empty(), "logs were captured");
     for v in values {

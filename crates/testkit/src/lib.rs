@@ -374,6 +374,30 @@ pub fn shared_server() -> &'static PgServer {
 }
 
 impl PgServer {
+    /// Every row of database `db` as `pg_dump` writes it (data only, text form): what
+    /// someone with a copy of the database would read.
+    pub fn dump(&self, db: &str) -> Vec<u8> {
+        let out = Command::new(self.bin.join("pg_dump"))
+            .args([
+                "--data-only",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+            ])
+            .args(["-U", &self.admin_user, "-d", db])
+            .env("PGPASSWORD", &self.admin_password)
+            .stdin(Stdio::null())
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "pg_dump failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
     /// Creates a fresh, empty database and returns its admin URL: each test gets its
     /// own store on the binary's shared server.
     pub fn fresh_database(&self) -> String {

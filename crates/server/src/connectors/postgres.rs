@@ -205,6 +205,64 @@ impl PostgresConnector {
         t.expires_at.format("%Y-%m-%d %H:%M:%S+00").to_string()
     }
 
+    /// Creates the grant's login role (dropping a leftover of an earlier attempt).
+    async fn provision_once(&self, t: &Target<'_>) -> Result<CredentialItem, ConnectorError> {
+        let roles = self
+            .permissions
+            .get(&t.resource.permission)
+            .ok_or_else(|| {
+                ConnectorError(format!(
+                    "integration '{}' has no permission level '{}'",
+                    self.name, t.resource.permission
+                ))
+            })?;
+        let role = Self::role_name(t);
+        // A retry after a crash may find the role of an earlier attempt.
+        self.drop_role(&role).await?;
+        let password = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
+        // INHERIT so the member roles' privileges apply without SET ROLE.
+        let mut stmt = format!(
+            "CREATE ROLE {} LOGIN INHERIT PASSWORD {} VALID UNTIL {}",
+            quote_ident(&role),
+            quote_literal(&scram_verifier(&password)),
+            quote_literal(&Self::valid_until(t))
+        );
+        if !roles.is_empty() {
+            let list: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
+            stmt.push_str(&format!(" IN ROLE {}", list.join(", ")));
+        }
+        let mut admin = self.acquire().await?;
+        let mut tx = admin.begin().await.map_err(|e| err("connect", e))?;
+        sqlx::query(AssertSqlSafe(stmt))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| err(&format!("create role {role}"), e))?;
+        sqlx::query(AssertSqlSafe(format!(
+            "GRANT CONNECT ON DATABASE {} TO {}",
+            quote_ident(&t.resource.resource),
+            quote_ident(&role)
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| err(&format!("grant connect on {}", t.resource.resource), e))?;
+        tx.commit().await.map_err(|e| err("commit", e))?;
+        Ok(CredentialItem {
+            integration: t.resource.integration.clone(),
+            kind: "postgres".into(),
+            resource: t.resource.resource.clone(),
+            username: role,
+            secret: password,
+            host: Some(self.connect_host.clone()),
+            port: Some(self.connect_port),
+            note: Some(format!(
+                "{} on database {} (roles: {})",
+                t.resource.permission,
+                t.resource.resource,
+                roles.join(", ")
+            )),
+        })
+    }
+
     async fn drop_role(&self, role: &str) -> Result<DeprovisionReport, ConnectorError> {
         let mut conn = self.acquire().await?;
         let exists: Option<(String,)> =
@@ -533,6 +591,32 @@ impl PostgresConnector {
     }
 }
 
+/// Runs a provisioning or deprovisioning again when PostgreSQL refused it because
+/// another session changed the same catalog row at the same moment ("tuple
+/// concurrently updated": two `GRANT CONNECT ON DATABASE app` at once, as brokers
+/// provisioning in parallel do). Both operations start by undoing what an earlier
+/// attempt left, so running them again is safe; other errors are returned at once.
+async fn retry_catalog_races<T, F, Fut>(mut op: F) -> Result<T, ConnectorError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, ConnectorError>>,
+{
+    let mut attempt = 0u32;
+    loop {
+        match op().await {
+            Err(e) if attempt < 8 && e.0.contains("tuple concurrently updated") => {
+                attempt += 1;
+                let jitter = rand::Rng::gen_range(&mut rand::thread_rng(), 5..25u64);
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    jitter * u64::from(attempt),
+                ))
+                .await;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Refuses a connection whose role is a superuser.
 async fn refuse_superuser(
     conn: &mut PgConnection,
@@ -565,70 +649,18 @@ impl Connector for PostgresConnector {
         &'a self,
         t: &'a Target<'a>,
     ) -> BoxFuture<'a, Result<CredentialItem, ConnectorError>> {
-        async move {
-            let roles = self
-                .permissions
-                .get(&t.resource.permission)
-                .ok_or_else(|| {
-                    ConnectorError(format!(
-                        "integration '{}' has no permission level '{}'",
-                        self.name, t.resource.permission
-                    ))
-                })?;
-            let role = Self::role_name(t);
-            // A retry after a crash may find the role of an earlier attempt.
-            self.drop_role(&role).await?;
-            let password = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
-            // INHERIT so the member roles' privileges apply without SET ROLE.
-            let mut stmt = format!(
-                "CREATE ROLE {} LOGIN INHERIT PASSWORD {} VALID UNTIL {}",
-                quote_ident(&role),
-                quote_literal(&scram_verifier(&password)),
-                quote_literal(&Self::valid_until(t))
-            );
-            if !roles.is_empty() {
-                let list: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
-                stmt.push_str(&format!(" IN ROLE {}", list.join(", ")));
-            }
-            let mut admin = self.acquire().await?;
-            let mut tx = admin.begin().await.map_err(|e| err("connect", e))?;
-            sqlx::query(AssertSqlSafe(stmt))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| err(&format!("create role {role}"), e))?;
-            sqlx::query(AssertSqlSafe(format!(
-                "GRANT CONNECT ON DATABASE {} TO {}",
-                quote_ident(&t.resource.resource),
-                quote_ident(&role)
-            )))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| err(&format!("grant connect on {}", t.resource.resource), e))?;
-            tx.commit().await.map_err(|e| err("commit", e))?;
-            Ok(CredentialItem {
-                integration: t.resource.integration.clone(),
-                kind: "postgres".into(),
-                resource: t.resource.resource.clone(),
-                username: role,
-                secret: password,
-                host: Some(self.connect_host.clone()),
-                port: Some(self.connect_port),
-                note: Some(format!(
-                    "{} on database {} (roles: {})",
-                    t.resource.permission,
-                    t.resource.resource,
-                    roles.join(", ")
-                )),
-            })
-        }
-        .boxed()
+        async move { retry_catalog_races(|| self.provision_once(t)).await }.boxed()
     }
 
     fn deprovision<'a>(
         &'a self,
         t: &'a Target<'a>,
     ) -> BoxFuture<'a, Result<DeprovisionReport, ConnectorError>> {
-        async move { self.drop_role(&Self::role_name(t)).await }.boxed()
+        async move {
+            let role = Self::role_name(t);
+            retry_catalog_races(|| self.drop_role(&role)).await
+        }
+        .boxed()
     }
 
     /// At start: refuses a superuser admin. PostgreSQL being down is not an error
