@@ -308,10 +308,20 @@ impl Client {
         retry: Retry,
         build: &(dyn Fn(&str) -> reqwest::RequestBuilder + Send + Sync),
     ) -> Result<reqwest::Response> {
+        self.execute_from(retry, 0, build).await
+    }
+
+    /// As [`Client::execute`], skipping the first `skip` URLs from the one in use.
+    async fn execute_from(
+        &self,
+        retry: Retry,
+        skip: usize,
+        build: &(dyn Fn(&str) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<reqwest::Response> {
         let n = self.ends.urls.len();
         let start = self.current_index();
         let mut last_err = None;
-        for k in 0..n {
+        for k in skip..n {
             let i = (start + k) % n;
             let url = &self.ends.urls[i];
             if k > 0 {
@@ -335,6 +345,10 @@ impl Client {
                             &bytes,
                         ));
                         continue;
+                    }
+                    if matches!(status, 502..=504) {
+                        // Nothing better left to try; the URL in use stays as it was.
+                        return Ok(resp);
                     }
                     if k > 0 {
                         tracing::warn!(from = %self.ends.urls[start], to = %url, "failed over to another broker URL");
@@ -385,7 +399,7 @@ impl Client {
                 _ => ClientError::WrongBroker {
                     url: url.to_string(),
                     message: format!(
-                        "{url} is one of this sign-in's broker URLs but does not show the broker's signing key ({e}):                          it is not treated as the same broker, and nothing more is sent there."
+                        "{url} is one of this sign-in's broker URLs but does not show the broker's signing key ({e}): it is not treated as the same broker, and nothing more is sent there."
                     ),
                 },
             });
@@ -404,7 +418,7 @@ impl Client {
         Err(ClientError::WrongBroker {
             url: url.to_string(),
             message: format!(
-                "{url} presents the broker signing key {}, not this broker's {}: it is a different broker                  (or someone impersonating it), so Firedoor does not fail over to it. Remove it from the                  broker URLs or ask your admins.",
+                "{url} presents the broker signing key {}, not this broker's {}: it is a different broker (or someone impersonating it), so Firedoor does not fail over to it. Remove it from the broker URLs or ask your admins.",
                 fp(&id.signing_key),
                 fp(&expected)
             ),
@@ -429,7 +443,8 @@ impl Client {
                 return;
             }
         };
-        let got = if resp.status().is_success() {
+        let status = resp.status();
+        let got = if status.is_success() {
             resp.json::<BrokerIdentity>().await.ok()
         } else {
             None
@@ -443,9 +458,11 @@ impl Client {
                     .unwrap_or_else(|p| p.into_inner());
                 k.get_or_insert(id.signing_key);
             }
-            None => {
+            None if status == StatusCode::NOT_FOUND => {
                 tracing::warn!(%url, "the broker shows no signing key: failover cannot check that the other URLs serve the same broker")
             }
+            // Not a clear answer: try again after the next one.
+            None => self.ends.learn_tried.store(false, Ordering::Relaxed),
         }
     }
 
@@ -458,20 +475,18 @@ impl Client {
         prepare: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + Sync),
     ) -> Result<(StatusCode, Vec<u8>)> {
         let n = self.ends.urls.len();
-        let mut attempts = 0;
+        let build = |base: &str| prepare(self.req_at(base, method.clone(), path));
+        let mut skip = 0;
         loop {
-            attempts += 1;
-            let build = |base: &str| prepare(self.req_at(base, method.clone(), path));
-            let resp = self.execute(retry, &build).await?;
+            let resp = self.execute_from(retry, skip, &build).await?;
             let status = resp.status();
             match resp.bytes().await {
                 Ok(b) => return Ok((status, b.to_vec())),
                 // The answer broke off: the broker may have acted. Only a safe request
-                // is sent again (from the next URL on).
-                Err(e) if retry == Retry::Safe && attempts < n => {
-                    let i = self.current_index();
-                    self.ends.current.store((i + 1) % n, Ordering::Relaxed);
+                // is sent again, to the next URL (checked as any failover target).
+                Err(e) if retry == Retry::Safe && skip + 1 < n => {
                     tracing::info!(error = %net(e), "answer broke off; trying the next broker URL");
+                    skip += 1;
                 }
                 Err(e) => return Err(net(e)),
             }

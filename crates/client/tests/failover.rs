@@ -162,7 +162,7 @@ async fn requests_and_the_event_stream_continue_on_the_next_url() {
 
 /// A loopback listener that answers every connection with `answer` (or, with
 /// `None`, reads the request and closes the connection without answering). Returns
-/// its URL and the number of requests it saw.
+/// its URL and the number of POST requests it saw.
 async fn fake_broker(
     answer: Option<&'static str>,
 ) -> (String, Arc<std::sync::atomic::AtomicUsize>) {
@@ -201,7 +201,9 @@ async fn fake_broker(
                         }
                     }
                 }
-                s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if got.starts_with(b"POST ") {
+                    s.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                }
                 if let Some(a) = answer {
                     let _ = c.write_all(a.as_bytes()).await;
                 }
@@ -240,6 +242,34 @@ async fn only_requests_safe_to_repeat_are_sent_again_after_they_may_have_arrived
     assert_eq!(at_b.state.as_str(), "pending", "B never got the approval");
     assert_eq!(c.me().await.unwrap().name, "bob", "a GET fails over");
     assert_eq!(c.current_url(), b.url());
+
+    // An answer that breaks off half way: the broker may have acted. A GET is asked
+    // again at B; an approval is not.
+    let (halfway, seen) = fake_broker(Some(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 400\r\n\r\n{\"id\":",
+    ))
+    .await;
+    let c = Client::with_urls(&[&halfway, &b.url()], Some(&bob)).unwrap();
+    let e = c.approve(&r.id, None).await.unwrap_err();
+    assert!(matches!(e, ClientError::Network(_)), "{e:?}");
+    assert_eq!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sent once"
+    );
+    let at_b = Client::new(&b.url(), Some(&alice))
+        .unwrap()
+        .request(&r.id)
+        .await
+        .unwrap();
+    assert_eq!(at_b.state.as_str(), "pending", "B never got the approval");
+    let c = Client::with_urls(&[&halfway, &b.url()], Some(&bob)).unwrap();
+    assert_eq!(c.me().await.unwrap().name, "bob", "a GET is asked again");
+    assert_eq!(c.current_url(), b.url());
+    assert!(
+        c.broker_key().is_some(),
+        "the key is learnt from B, the first URL that answered readably"
+    );
 
     // A proxy in front answering 503: GETs and keyed requests go on; a POST without
     // an idempotency key gets the 503 (the proxy may have passed it on).
@@ -318,6 +348,10 @@ async fn a_url_presenting_another_broker_key_is_refused_not_failed_over_to() {
         ClientError::WrongBroker { url, message } => {
             assert_eq!(url, &evil.url());
             assert!(message.contains("different broker"), "{message}");
+            assert!(
+                message.contains(&key_a.fingerprint),
+                "names this broker's fingerprint to compare: {message}"
+            );
         }
         other => panic!("expected WrongBroker, got {other:?}"),
     }
