@@ -443,3 +443,77 @@ async fn the_console_fails_over_and_keeps_keyring_names_of_the_primary_url() {
     );
     b.stop().await;
 }
+
+/// The app's next live event about request `id`, within `secs`.
+async fn wait_event(
+    rx: &mut tokio::sync::broadcast::Receiver<firedoor_client::console::Change>,
+    id: &firedoor_core::RequestId,
+    secs: u64,
+) -> EventView {
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            if let Ok(firedoor_client::console::Change::Event(e)) = rx.recv().await {
+                if e.request_id.as_ref() == Some(id) {
+                    break e;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the event reaches the app")
+}
+
+#[tokio::test]
+async fn the_running_app_follows_the_broker_to_the_next_url_without_missing_an_event() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_replicas(dir.path()).await;
+    let (url_a, url_b) = (a.url(), b.url());
+    let alice = token(&a, "alice", &["oncall"], false).await;
+    let bob = token(&a, "bob", &["sre-leads"], false).await;
+    let console = Console::open(
+        &dir.path().join("app"),
+        Arc::new(MemoryStore::default()),
+        false,
+    )
+    .await
+    .unwrap();
+    console
+        .sign_in(&format!("{url_a}\n{url_b}"), &bob)
+        .await
+        .unwrap();
+    let mut changes = console.subscribe();
+    tokio::spawn(console.clone().run(Duration::from_secs(60)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (r1, _) = Client::new(&url_a, Some(&alice))
+        .unwrap()
+        .create_request(&justified("prod-db-read"), None)
+        .await
+        .unwrap();
+    wait_event(&mut changes, &r1.id, 10).await;
+    assert_eq!(
+        console.status().await.unwrap().broker_url_in_use.as_deref(),
+        Some(url_a.as_str())
+    );
+
+    // A stops; a teammate's request arrives through B meanwhile. The app reconnects to
+    // B by itself, resumes after the last event and shows it.
+    a.stop().await;
+    let (r2, _) = Client::new(&url_b, Some(&alice))
+        .unwrap()
+        .create_request(&justified("prod-db-read"), None)
+        .await
+        .unwrap();
+    let ev = wait_event(&mut changes, &r2.id, 15).await;
+    assert_eq!(ev.kind, "request_awaiting_approval");
+    let st = console.status().await.unwrap();
+    assert!(st.online, "{st:?}");
+    assert_eq!(st.broker_url_in_use.as_deref(), Some(url_b.as_str()));
+    let snap = console.snapshot().await.unwrap();
+    assert!(
+        snap.approvals.iter().any(|r| r.id == r2.id),
+        "the inbox was refreshed from B"
+    );
+    // Actions go to B.
+    console.approve(&r2.id, None).await.unwrap();
+    b.stop().await;
+}
