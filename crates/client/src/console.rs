@@ -1202,16 +1202,16 @@ impl Console {
                                 }
                             }
                             if broke {
-                                self.mark_offline("the event stream broke").await;
+                                self.stream_ended("the event stream broke").await;
                                 break;
                             }
                         }
                         Some(Err(e)) => {
-                            self.mark_offline(&ConsoleError::from(e).message).await;
+                            self.stream_ended(&ConsoleError::from(e).message).await;
                             break;
                         }
                         None => {
-                            self.mark_offline("the event stream closed").await;
+                            self.stream_ended("the event stream closed").await;
                             break;
                         }
                     },
@@ -1224,6 +1224,24 @@ impl Console {
                     break;
                 }
             }
+        }
+    }
+
+    /// The event stream ended. With one broker URL the app is offline until it
+    /// reconnects; with several, the reconnection (at once, to the next URL if need
+    /// be) decides, so a failover does not flash "offline".
+    async fn stream_ended(&self, why: &str) {
+        let several = self
+            .live
+            .lock()
+            .await
+            .session
+            .as_ref()
+            .is_some_and(|s| s.client.urls().len() > 1);
+        if several {
+            tracing::info!(reason = %why, "event stream ended; reconnecting, to the next broker URL if need be");
+        } else {
+            self.mark_offline(why).await;
         }
     }
 

@@ -482,6 +482,7 @@ async fn the_running_app_follows_the_broker_to_the_next_url_without_missing_an_e
         .await
         .unwrap();
     let mut changes = console.subscribe();
+    let mut connectivity = console.subscribe();
     tokio::spawn(console.clone().run(Duration::from_secs(60)));
     tokio::time::sleep(Duration::from_millis(300)).await;
     let (r1, _) = Client::new(&url_a, Some(&alice))
@@ -513,6 +514,17 @@ async fn the_running_app_follows_the_broker_to_the_next_url_without_missing_an_e
         snap.approvals.iter().any(|r| r.id == r2.id),
         "the inbox was refreshed from B"
     );
+    // The failover did not flash "offline" (no offline notification, no banner).
+    loop {
+        use tokio::sync::broadcast::error::TryRecvError;
+        match connectivity.try_recv() {
+            Ok(firedoor_client::console::Change::Connectivity { online }) => {
+                assert!(online, "the app never went offline while B answered")
+            }
+            Ok(_) | Err(TryRecvError::Lagged(_)) => {}
+            Err(_) => break,
+        }
+    }
     // Actions go to B.
     console.approve(&r2.id, None).await.unwrap();
     b.stop().await;
