@@ -55,10 +55,13 @@ async fn snapshot(s: State<'_, AppState>) -> CmdResult<Snapshot> {
     s.console.snapshot().await
 }
 
+/// `urls`: one broker URL, or several replicas of one broker in the order to try them
+/// (the first is the primary); checked again by the console.
 #[tauri::command]
-async fn sign_in(s: State<'_, AppState>, url: String, token: String) -> CmdResult<AppStatus> {
+async fn sign_in(s: State<'_, AppState>, urls: Vec<String>, token: String) -> CmdResult<AppStatus> {
     let token = Zeroizing::new(token);
-    s.console.sign_in(&url, &token).await
+    let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+    s.console.sign_in_urls(&urls, &token).await
 }
 
 #[tauri::command]

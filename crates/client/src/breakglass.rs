@@ -458,6 +458,13 @@ impl Console {
         Ok((pin_of(&st)?, st.offered_key.is_some()))
     }
 
+    /// The broker key `a`'s broker presented last (base64): the one offered and not
+    /// yet confirmed, else the pinned one.
+    pub(crate) async fn presented_key(&self, a: &Account) -> Result<Option<String>> {
+        let st = self.load_state(a).await?;
+        Ok(st.offered_key.or(st.broker_key))
+    }
+
     async fn save_state(&self, a: &Account, st: &TrustState) -> Result<()> {
         let json =
             serde_json::to_string(st).map_err(|e| ConsoleError::new("internal", e.to_string()))?;

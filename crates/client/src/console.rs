@@ -56,6 +56,8 @@ impl From<ClientError> for ConsoleError {
                 ConsoleError::new("offline", format!("The broker cannot be reached: {m}"))
             }
             ClientError::Decode(m) => ConsoleError::new("bad_answer", m),
+            ClientError::InvalidUrl(m) => ConsoleError::new("invalid_url", m),
+            ClientError::WrongBroker { message, .. } => ConsoleError::new("wrong_broker", message),
         }
     }
 }
@@ -68,7 +70,15 @@ pub struct AppStatus {
     pub demo: bool,
     pub user: Option<String>,
     pub groups: Vec<String>,
+    /// The primary broker URL (the first one given at sign-in).
     pub broker_url: Option<String>,
+    /// Every broker URL of this sign-in, in the order they are tried (replicas of one
+    /// broker; the first is [`AppStatus::broker_url`]).
+    #[serde(default)]
+    pub broker_urls: Vec<String>,
+    /// The URL the app talks to now: the one that answered last.
+    #[serde(default)]
+    pub broker_url_in_use: Option<String>,
     pub online: bool,
     pub offline_since: Option<DateTime<Utc>>,
     pub last_synced_at: Option<DateTime<Utc>>,
@@ -118,6 +128,7 @@ pub enum Change {
 
 pub(crate) struct Session {
     pub(crate) client: Client,
+    /// The primary URL: names the keyring entries and the cache's per-account keys.
     pub(crate) url: String,
     pub(crate) user: String,
     groups: Vec<String>,
@@ -160,6 +171,11 @@ pub struct Console {
 }
 
 const K_URL: &str = "broker_url";
+/// All broker URLs of the sign-in (JSON list; its first is `K_URL`). Absent in caches
+/// of older versions: then `K_URL` alone.
+const K_URLS: &str = "broker_urls";
+/// The URL in use when last heard of, so a restart starts there.
+const K_URL_IN_USE: &str = "broker_url_in_use";
 const K_USER: &str = "user";
 const K_GROUPS: &str = "groups";
 const K_SYNCED: &str = "last_synced_at";
@@ -169,6 +185,66 @@ const K_EVENT: &str = "last_event_id";
 
 fn token_account(url: &str) -> String {
     format!("api-token:{url}")
+}
+
+/// At sign-in with several URLs: every other URL that answers within a few seconds
+/// must present the broker key of the one signed in through (`client`'s, just read).
+/// One that does not is another broker: sign-in fails and says which URL. URLs that
+/// do not answer now are checked when first failed over to.
+async fn check_replicas(client: &Client, token: &str) -> Result<()> {
+    let Ok(id) = client.broker_identity().await else {
+        return Ok(()); // a broker without a signing key: nothing to compare
+    };
+    let in_use = client.current_url();
+    let checks = client
+        .urls()
+        .iter()
+        .filter(|u| **u != in_use)
+        .map(|u| async move {
+            let c = Client::new(u, Some(token))?;
+            let got = tokio::time::timeout(Duration::from_secs(5), c.broker_identity()).await;
+            Ok::<_, ClientError>((u.clone(), got))
+        });
+    for r in futures::future::join_all(checks).await {
+        let (u, got) = r?;
+        match got {
+            Ok(Ok(other)) => {
+                c_check_same(&u, &in_use, &id.signing_key, &other.signing_key)?;
+            }
+            Ok(Err(ClientError::Api { status: 401, .. })) => {
+                return Err(ConsoleError::new(
+                    "wrong_broker",
+                    format!(
+                        "{u} does not accept this token while {in_use} does: all broker URLs must be replicas of one broker."
+                    ),
+                ))
+            }
+            Ok(Err(e)) => tracing::info!(url = %u, error = %e, "broker URL not checked at sign-in"),
+            Err(_) => tracing::info!(url = %u, "broker URL did not answer at sign-in"),
+        }
+    }
+    Ok(())
+}
+
+fn c_check_same(u: &str, in_use: &str, expected: &str, presented: &str) -> Result<()> {
+    use firedoor_core::breakglass::{decode_public_key, fingerprint};
+    let fp = |k: &str| {
+        decode_public_key(k)
+            .map(|k| fingerprint(&k))
+            .unwrap_or_else(|_| "(unreadable key)".into())
+    };
+    if fp(expected) == fp(presented) {
+        return Ok(());
+    }
+    Err(ConsoleError::new(
+        "wrong_broker",
+        format!(
+            "{u} presents the broker signing key {}, but {in_use} presents {}: they are different brokers, \
+             not replicas of one. Remove the URL that is not your team's broker (ask your admins which).",
+            fp(presented),
+            fp(expected)
+        ),
+    ))
 }
 
 /// Outbox kind of a token revocation queued at sign-out.
@@ -231,8 +307,19 @@ impl Console {
                         .await?
                         .and_then(|g| serde_json::from_str(&g).ok())
                         .unwrap_or_default();
+                    let urls = cache
+                        .get(K_URLS)
+                        .await?
+                        .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
+                        .filter(|u| u.first() == Some(&url))
+                        .unwrap_or_else(|| vec![url.clone()]);
+                    let client = Client::with_urls(&urls, Some(&token))
+                        .or_else(|_| Client::new(&url, Some(&token)))?;
+                    if let Some(in_use) = cache.get(K_URL_IN_USE).await? {
+                        client.prefer_url(&in_use);
+                    }
                     session = Some(Session {
-                        client: Client::new(&url, Some(&token))?,
+                        client,
                         url,
                         user,
                         groups,
@@ -244,7 +331,7 @@ impl Console {
                 Err(e) => tracing::warn!(error = %e, "keyring unavailable; sign in again"),
             }
         }
-        Ok(Arc::new(Console {
+        let console = Arc::new(Console {
             cache,
             secrets,
             demo,
@@ -261,7 +348,35 @@ impl Console {
             break_glass_turn: Mutex::new(()),
             changes,
             session_gen: tokio::sync::watch::channel(0).0,
-        }))
+        });
+        console.seed_broker_key().await;
+        Ok(console)
+    }
+
+    /// Gives a resumed session's client the broker key to expect from every URL it
+    /// fails over to: the key the broker presented last (a change awaiting the user's
+    /// confirmation), else the pinned one. Without either it learns it from the first
+    /// URL that answers.
+    async fn seed_broker_key(&self) {
+        let Some((client, a)) = ({
+            let live = self.live.lock().await;
+            live.session.as_ref().map(|s| {
+                (
+                    s.client.clone(),
+                    crate::breakglass::Account::new(&s.url, &s.user),
+                )
+            })
+        }) else {
+            return;
+        };
+        if client.urls().len() < 2 {
+            return;
+        }
+        match self.presented_key(&a).await {
+            Ok(Some(k)) => client.set_broker_key(Some(&k)),
+            Ok(None) => {}
+            Err(e) => tracing::warn!(error = %e, "no broker key to check failover URLs with yet"),
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
@@ -294,6 +409,12 @@ impl Console {
                 .map(|s| s.groups.clone())
                 .unwrap_or_default(),
             broker_url: live.session.as_ref().map(|s| s.url.clone()),
+            broker_urls: live
+                .session
+                .as_ref()
+                .map(|s| s.client.urls().to_vec())
+                .unwrap_or_default(),
+            broker_url_in_use: live.session.as_ref().map(|s| s.client.current_url()),
             online: live.online,
             offline_since: live.offline_since,
             last_synced_at: self.cache.get_time(K_SYNCED).await?,
@@ -364,27 +485,65 @@ impl Console {
                 Err(ce)
             }
             Err(e) => {
-                self.mark_online().await;
+                self.note_error(&e).await;
                 Err(e.into())
             }
+        }
+    }
+
+    /// After a broker error that is not a network one: the broker answered (online),
+    /// unless the only URL left to fail over to is another broker (offline, and why).
+    pub(crate) async fn note_error(&self, e: &ClientError) {
+        match e {
+            ClientError::WrongBroker { message, .. } => self.mark_offline(message).await,
+            _ => self.mark_online().await,
         }
     }
 
     /// Checks the URL and token with the broker, keeps the token in the keyring and
     /// the rest in the cache, pins the broker's signing key (break-glass envelopes must
     /// be signed by it; [`Console::sync`] never re-pins), then syncs.
-    pub async fn sign_in(&self, url: &str, token: &str) -> Result<AppStatus> {
-        let url = url.trim().trim_end_matches('/').to_string();
+    ///
+    /// `urls`: one broker URL, or several replicas of one broker (one per line, or
+    /// separated by commas), tried in that order; see [`Console::sign_in_urls`].
+    pub async fn sign_in(&self, urls: &str, token: &str) -> Result<AppStatus> {
+        let urls = crate::trust::split_broker_urls(urls);
+        self.sign_in_urls(&urls, token).await
+    }
+
+    /// As [`Console::sign_in`], with the URLs as a list. The first is the primary: the
+    /// keyring entries and the break-glass enrolment are named after it, so adding
+    /// replicas after it keeps an existing sign-in's token, pin and enrolment. Every
+    /// other URL that answers must present the same broker key as the one signed in
+    /// through, or sign-in fails (`wrong_broker`).
+    pub async fn sign_in_urls(&self, urls: &[&str], token: &str) -> Result<AppStatus> {
         let token = zeroize::Zeroizing::new(token.trim().to_string());
-        if url.is_empty() || token.is_empty() {
+        let list = urls
+            .iter()
+            .map(|u| u.trim())
+            .filter(|u| !u.is_empty())
+            .collect::<Vec<_>>();
+        if list.is_empty() || token.is_empty() {
             return Err(ConsoleError::new(
                 "invalid_request",
                 "Enter the broker URL and your API token.",
             ));
         }
-        let client = Client::new(&url, Some(&token))
+        for u in &list {
+            // Unparseable or not http(s): the same code as before several URLs.
+            Client::new(u, None).map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
+        }
+        let urls = crate::trust::check_broker_urls(&list).map_err(|m| {
+            let code = if m.contains("https://") {
+                "insecure_url"
+            } else {
+                "invalid_url"
+            };
+            ConsoleError::new(code, m)
+        })?;
+        let url = urls[0].clone();
+        let client = Client::with_urls(&urls, Some(&token))
             .map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
-        crate::trust::check_broker_url(&url).map_err(|m| ConsoleError::new("insecure_url", m))?;
         let previous = match (self.cache.get(K_URL).await?, self.cache.get(K_USER).await?) {
             (Some(u), Some(n)) => Some((u, n)),
             _ => None,
@@ -398,13 +557,21 @@ impl Console {
                 ))
             }
             Err(ClientError::Network(m)) => {
+                let at = if urls.len() > 1 {
+                    format!("any of the {} broker URLs", urls.len())
+                } else {
+                    format!("a broker at {url}")
+                };
                 return Err(ConsoleError::new(
                     "offline",
-                    format!("Cannot reach a broker at {url}: {m}"),
-                ))
+                    format!("Cannot reach {at}: {m}"),
+                ));
             }
             Err(e) => return Err(e.into()),
         };
+        if urls.len() > 1 {
+            check_replicas(&client, &token).await?;
+        }
         let s = self.secrets.clone();
         let account = token_account(&url);
         let t = token.clone();
@@ -423,6 +590,15 @@ impl Console {
             self.cache.clear().await?;
         }
         self.cache.set(K_URL, Some(&url)).await?;
+        self.cache
+            .set(
+                K_URLS,
+                Some(&serde_json::to_string(&urls).unwrap_or_default()),
+            )
+            .await?;
+        self.cache
+            .set(K_URL_IN_USE, Some(&client.current_url()))
+            .await?;
         self.cache.set(K_USER, Some(&me.name)).await?;
         self.cache
             .set(
@@ -473,11 +649,11 @@ impl Console {
                 Ok(()) | Err(ClientError::Api { status: 401, .. }) => {}
                 Err(e) => {
                     tracing::info!(error = %e, "the broker did not revoke the token; queued");
-                    pending = Some(s.url.clone());
+                    pending = Some((s.url.clone(), s.client.urls().to_vec()));
                 }
             }
             let item_id = Self::new_key();
-            if let Some(url) = &pending {
+            if let Some((url, _)) = &pending {
                 // Keep the token where it was (the keyring), under an entry only the
                 // queued revocation reads, before the session's entry goes.
                 let store = self.secrets.clone();
@@ -500,7 +676,7 @@ impl Console {
                 .await?
                 .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
             self.cache.clear().await?;
-            if let Some(url) = pending {
+            if let Some((url, urls)) = pending {
                 self.cache
                     .push_outbox(&OutboxItem {
                         id: item_id.clone(),
@@ -511,7 +687,7 @@ impl Console {
                         last_error: None,
                         bundle: None,
                         grant_id: None,
-                        payload: serde_json::json!({ "url": url }).to_string(),
+                        payload: serde_json::json!({ "url": url, "urls": urls }).to_string(),
                         idempotency_key: item_id,
                     })
                     .await?;
@@ -542,9 +718,17 @@ impl Console {
             if item.kind != REVOKE_TOKEN {
                 continue;
             }
-            let url = serde_json::from_str::<serde_json::Value>(&item.payload)
-                .ok()
+            let payload = serde_json::from_str::<serde_json::Value>(&item.payload).ok();
+            let url = payload
+                .as_ref()
                 .and_then(|v| v.get("url").and_then(|u| u.as_str()).map(String::from));
+            // Queued by a version with several URLs: all of them (the first is `url`).
+            let urls: Vec<String> = payload
+                .as_ref()
+                .and_then(|v| v.get("urls"))
+                .and_then(|u| serde_json::from_value(u.clone()).ok())
+                .filter(|u: &Vec<String>| u.first() == url.as_ref())
+                .unwrap_or_default();
             let account = pending_revocation_account(&item.id);
             let store = self.secrets.clone();
             let a = account.clone();
@@ -556,7 +740,11 @@ impl Console {
                 (_, Some(token)) if in_use == Some(token.as_str()) => {
                     Ok("not sent: signed in again with this token".to_string())
                 }
-                (Some(url), Some(token)) => match Client::new(&url, Some(&token)) {
+                (Some(url), Some(token)) => match if urls.len() > 1 {
+                    Client::with_urls(&urls, Some(&token))
+                } else {
+                    Client::new(&url, Some(&token))
+                } {
                     Ok(c) => match c.revoke_my_token().await {
                         Ok(()) => Ok("token revoked".to_string()),
                         Err(ClientError::Api { status: 401, .. }) => {
@@ -633,6 +821,11 @@ impl Console {
             .put_list(List::Grants, &grants, |g| g.id.to_string())
             .await?;
         self.cache.set_time(K_SYNCED, Some(Utc::now())).await?;
+        let in_use = c.current_url();
+        if self.cache.get(K_URL_IN_USE).await?.as_deref() != Some(in_use.as_str()) {
+            tracing::info!(url = %in_use, "broker URL in use");
+            self.cache.set(K_URL_IN_USE, Some(&in_use)).await?;
+        }
         self.cache.set(K_OFFSET, Some(&offset.to_string())).await?;
         {
             let mut live = self.live.lock().await;
@@ -698,7 +891,7 @@ impl Console {
                 self.queue(item).await
             }
             Err(e) => {
-                self.mark_online().await;
+                self.note_error(&e).await;
                 Err(e.into())
             }
         }
@@ -759,7 +952,7 @@ impl Console {
                 self.queue(item).await
             }
             Err(e) => {
-                self.mark_online().await;
+                self.note_error(&e).await;
                 Err(e.into())
             }
         }
@@ -1009,16 +1202,16 @@ impl Console {
                                 }
                             }
                             if broke {
-                                self.mark_offline("the event stream broke").await;
+                                self.stream_ended("the event stream broke").await;
                                 break;
                             }
                         }
                         Some(Err(e)) => {
-                            self.mark_offline(&ConsoleError::from(e).message).await;
+                            self.stream_ended(&ConsoleError::from(e).message).await;
                             break;
                         }
                         None => {
-                            self.mark_offline("the event stream closed").await;
+                            self.stream_ended("the event stream closed").await;
                             break;
                         }
                     },
@@ -1031,6 +1224,24 @@ impl Console {
                     break;
                 }
             }
+        }
+    }
+
+    /// The event stream ended. With one broker URL the app is offline until it
+    /// reconnects; with several, the reconnection (at once, to the next URL if need
+    /// be) decides, so a failover does not flash "offline".
+    async fn stream_ended(&self, why: &str) {
+        let several = self
+            .live
+            .lock()
+            .await
+            .session
+            .as_ref()
+            .is_some_and(|s| s.client.urls().len() > 1);
+        if several {
+            tracing::info!(reason = %why, "event stream ended; reconnecting, to the next broker URL if need be");
+        } else {
+            self.mark_offline(why).await;
         }
     }
 

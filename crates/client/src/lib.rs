@@ -28,6 +28,8 @@ use reqwest::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +47,14 @@ pub enum ClientError {
     /// The broker's answer was not what this client understands.
     #[error("unexpected answer from the broker: {0}")]
     Decode(String),
+    /// A broker URL (or list of them) is not acceptable; the message says why.
+    #[error("{0}")]
+    InvalidUrl(String),
+    /// Failing over, another of the configured URLs presented a broker signing key
+    /// other than the one of this sign-in: it is not a replica of the same broker, and
+    /// nothing more is sent there. Not a network problem: never failed over past.
+    #[error("{message}")]
+    WrongBroker { url: String, message: String },
 }
 
 impl ClientError {
@@ -96,17 +106,48 @@ pub const ONLINE_UNLOCK_TIMEOUT: Duration = Duration::from_secs(10);
 /// Live events as they arrive.
 pub type EventStream = std::pin::Pin<Box<dyn Stream<Item = Result<EventView>> + Send>>;
 
+/// At most this many broker URLs per sign-in (replicas of one broker).
+pub const MAX_BROKER_URLS: usize = 8;
+
+/// The broker URLs of one client and what they share across clones: which one is in
+/// use (sticky: the one that answered last) and the broker signing key they must all
+/// present.
+struct Endpoints {
+    /// In the order given; the first is the primary (it names keyring entries).
+    urls: Vec<String>,
+    /// Index of the URL in use.
+    current: AtomicUsize,
+    /// The broker signing key (base64) of this sign-in: the key the URL in use
+    /// presented, or the one the caller set. A URL failed over to must present it.
+    broker_key: Mutex<Option<String>>,
+    /// With no key set: the key is learnt from the first URL that answers.
+    learn_tried: std::sync::atomic::AtomicBool,
+}
+
+/// Whether a request may be sent again to another URL after a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Retry {
+    /// Safe to repeat (a GET, or a write the broker treats as idempotent): retried on
+    /// the next URL after a connection error, a timeout, a broken answer or HTTP
+    /// 502/503/504.
+    Safe,
+    /// May have an effect each time it reaches a broker: retried on the next URL only
+    /// when no connection was ever made (so the request was never sent).
+    IfNotSent,
+}
+
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
-    base: String,
+    ends: Arc<Endpoints>,
     token: Option<String>,
 }
 
 impl fmt::Debug for Client {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Client")
-            .field("base", &self.base)
+            .field("urls", &self.ends.urls)
+            .field("in_use", &self.current_url())
             .field("token", &self.token.as_ref().map(|_| "[redacted]"))
             .finish()
     }
@@ -122,22 +163,56 @@ pub enum Created {
 impl Client {
     /// A client for the broker at `base_url` (e.g. `http://127.0.0.1:7878`).
     pub fn new(base_url: &str, token: Option<&str>) -> Result<Client> {
-        Self::build(base_url, token, None)
+        Self::build(&[base_url], token, None)
     }
 
     /// As [`Client::new`], trusting an extra root certificate (PEM) for TLS.
     pub fn with_root_pem(base_url: &str, token: Option<&str>, pem: &[u8]) -> Result<Client> {
-        Self::build(base_url, token, Some(pem))
+        Self::build(&[base_url], token, Some(pem))
     }
 
-    fn build(base_url: &str, token: Option<&str>, pem: Option<&[u8]>) -> Result<Client> {
-        let base = base_url.trim_end_matches('/').to_string();
-        let parsed = reqwest::Url::parse(&base)
-            .map_err(|e| ClientError::Decode(format!("'{base}' is not a URL: {e}")))?;
-        if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(ClientError::Decode(format!(
-                "'{base}' must start with http:// or https://"
+    /// A client for one broker served at several URLs (replicas), tried in order: a
+    /// request that fails on one URL in a way that is safe to repeat is sent to the
+    /// next (see [`Client::current_url`]). 1 to [`MAX_BROKER_URLS`] URLs, each
+    /// `https://` unless on this machine, no duplicates (see
+    /// [`trust::check_broker_urls`]).
+    pub fn with_urls<S: AsRef<str>>(urls: &[S], token: Option<&str>) -> Result<Client> {
+        let urls: Vec<&str> = urls.iter().map(AsRef::as_ref).collect();
+        let urls = trust::check_broker_urls(&urls).map_err(ClientError::InvalidUrl)?;
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        Self::build(&urls, token, None)
+    }
+
+    /// As [`Client::with_urls`], trusting an extra root certificate (PEM) for TLS.
+    pub fn with_urls_and_root_pem<S: AsRef<str>>(
+        urls: &[S],
+        token: Option<&str>,
+        pem: &[u8],
+    ) -> Result<Client> {
+        let urls: Vec<&str> = urls.iter().map(AsRef::as_ref).collect();
+        let urls = trust::check_broker_urls(&urls).map_err(ClientError::InvalidUrl)?;
+        let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
+        Self::build(&urls, token, Some(pem))
+    }
+
+    fn build(base_urls: &[&str], token: Option<&str>, pem: Option<&[u8]>) -> Result<Client> {
+        if base_urls.is_empty() || base_urls.len() > MAX_BROKER_URLS {
+            return Err(ClientError::InvalidUrl(format!(
+                "give 1 to {MAX_BROKER_URLS} broker URLs (got {})",
+                base_urls.len()
             )));
+        }
+        let mut urls = Vec::with_capacity(base_urls.len());
+        for base_url in base_urls {
+            let base = base_url.trim().trim_end_matches('/').to_string();
+            let parsed = reqwest::Url::parse(&base)
+                .map_err(|e| ClientError::Decode(format!("'{base}' is not a URL: {e}")))?;
+            if !matches!(parsed.scheme(), "http" | "https") {
+                return Err(ClientError::Decode(format!(
+                    "'{base}' must start with http:// or https://"
+                )));
+            }
+            urls.push(base);
         }
         let mut b = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -150,41 +225,282 @@ impl Client {
         let http = b.build().map_err(net)?;
         Ok(Client {
             http,
-            base,
+            ends: Arc::new(Endpoints {
+                urls,
+                current: AtomicUsize::new(0),
+                broker_key: Mutex::new(None),
+                learn_tried: std::sync::atomic::AtomicBool::new(false),
+            }),
             token: token.map(str::to_string),
         })
     }
 
-    /// The same broker as someone else.
+    /// The same broker as someone else (same URLs; the URL in use is shared).
     pub fn as_user(&self, token: &str) -> Client {
         Client {
             http: self.http.clone(),
-            base: self.base.clone(),
+            ends: self.ends.clone(),
             token: Some(token.to_string()),
         }
     }
 
+    /// The primary (first) URL. Keyring entries and caches are named after it.
     pub fn base_url(&self) -> &str {
-        &self.base
+        &self.ends.urls[0]
     }
 
-    fn req(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-        let mut r = self
-            .http
-            .request(method, format!("{}/api/v1{path}", self.base));
+    /// Every configured URL, in order.
+    pub fn urls(&self) -> &[String] {
+        &self.ends.urls
+    }
+
+    /// The URL in use: the one that answered last (requests start there).
+    pub fn current_url(&self) -> String {
+        self.ends.urls[self.current_index()].clone()
+    }
+
+    fn current_index(&self) -> usize {
+        self.ends.current.load(Ordering::Relaxed) % self.ends.urls.len()
+    }
+
+    /// Starts at `url` (e.g. the one in use before a restart), if it is one of ours.
+    pub fn prefer_url(&self, url: &str) {
+        let url = url.trim().trim_end_matches('/');
+        if let Some(i) = self.ends.urls.iter().position(|u| u == url) {
+            self.ends.current.store(i, Ordering::Relaxed);
+        }
+    }
+
+    /// The broker signing key (base64, as `GET /broker` shows it) every URL of this
+    /// client must present when failed over to. Learnt from the first URL that
+    /// answers when not set; updated whenever [`Client::broker_identity`] reads it.
+    pub fn set_broker_key(&self, key: Option<&str>) {
+        *self
+            .ends
+            .broker_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = key.map(str::to_string);
+    }
+
+    /// The broker signing key of this client (see [`Client::set_broker_key`]).
+    pub fn broker_key(&self) -> Option<String> {
+        self.ends
+            .broker_key
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn req_at(&self, base: &str, method: Method, path: &str) -> reqwest::RequestBuilder {
+        let mut r = self.http.request(method, format!("{base}/api/v1{path}"));
         if let Some(t) = &self.token {
             r = r.bearer_auth(t);
         }
         r.timeout(Duration::from_secs(30))
     }
 
-    async fn send<T: DeserializeOwned>(
+    /// Sends a request built by `build` for a base URL, starting at the URL in use
+    /// and failing over to the next ones as `retry` allows. A URL other than the one
+    /// in use must first present this client's broker key ([`ClientError::WrongBroker`]
+    /// otherwise, which ends the attempt). The URL that answers becomes the one in use.
+    async fn execute(
         &self,
-        r: reqwest::RequestBuilder,
-    ) -> Result<(StatusCode, T)> {
-        let resp = r.send().await.map_err(net)?;
+        retry: Retry,
+        build: &(dyn Fn(&str) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<reqwest::Response> {
+        self.execute_from(retry, 0, build).await
+    }
+
+    /// As [`Client::execute`], skipping the first `skip` URLs from the one in use.
+    async fn execute_from(
+        &self,
+        retry: Retry,
+        skip: usize,
+        build: &(dyn Fn(&str) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<reqwest::Response> {
+        let n = self.ends.urls.len();
+        let start = self.current_index();
+        let mut last_err = None;
+        for k in skip..n {
+            let i = (start + k) % n;
+            let url = &self.ends.urls[i];
+            if k > 0 {
+                match self.verify_replica(url).await {
+                    Ok(()) => {}
+                    Err(e) if failover_after(&e) => {
+                        last_err = Some(e);
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            match build(url).send().await {
+                Ok(resp) => {
+                    let status = resp.status().as_u16();
+                    if retry == Retry::Safe && matches!(status, 502..=504) && k + 1 < n {
+                        tracing::info!(%url, status, "broker URL unavailable; trying the next");
+                        let bytes = resp.bytes().await.unwrap_or_default();
+                        last_err = Some(api_error(
+                            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY),
+                            &bytes,
+                        ));
+                        continue;
+                    }
+                    if matches!(status, 502..=504) {
+                        // Nothing better left to try; the URL in use stays as it was.
+                        return Ok(resp);
+                    }
+                    if k > 0 {
+                        tracing::warn!(from = %self.ends.urls[start], to = %url, "failed over to another broker URL");
+                    }
+                    self.ends.current.store(i, Ordering::Relaxed);
+                    if n > 1 && self.broker_key().is_none() {
+                        self.learn_key(url).await;
+                    }
+                    return Ok(resp);
+                }
+                Err(e) => {
+                    let never_sent = e.is_connect();
+                    let e = net(e);
+                    let again = match retry {
+                        Retry::Safe => true,
+                        Retry::IfNotSent => never_sent,
+                    };
+                    if !again || k + 1 == n {
+                        return Err(e);
+                    }
+                    tracing::info!(%url, error = %e, "broker URL unreachable; trying the next");
+                    last_err = Some(e);
+                }
+            }
+        }
+        Err(last_err.unwrap_or_else(|| ClientError::Network("no broker URL answered".into())))
+    }
+
+    /// Checks that `url` serves the same broker as the URL in use: its signing key is
+    /// this client's. With no key known yet there is nothing to compare.
+    async fn verify_replica(&self, url: &str) -> Result<()> {
+        let Some(expected) = self.broker_key() else {
+            return Ok(());
+        };
+        let resp = self
+            .req_at(url, Method::GET, "/broker")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+            .map_err(net)?;
         let status = resp.status();
         let bytes = resp.bytes().await.map_err(net)?;
+        if !status.is_success() {
+            let e = api_error(status, &bytes);
+            return Err(match status.as_u16() {
+                // The token is refused there too: the caller hears it as it is.
+                401 | 502..=504 => e,
+                _ => ClientError::WrongBroker {
+                    url: url.to_string(),
+                    message: format!(
+                        "{url} is one of this sign-in's broker URLs but does not show the broker's signing key ({e}): it is not treated as the same broker, and nothing more is sent there."
+                    ),
+                },
+            });
+        }
+        let id: BrokerIdentity =
+            serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))?;
+        if same_key(&id.signing_key, &expected) {
+            return Ok(());
+        }
+        let fp = |k: &str| {
+            firedoor_core::breakglass::decode_public_key(k)
+                .map(|k| firedoor_core::breakglass::fingerprint(&k))
+                .unwrap_or_else(|_| "(unreadable key)".into())
+        };
+        tracing::error!(%url, expected = %fp(&expected), presented = %fp(&id.signing_key), "a broker URL presents another broker key; not failing over to it");
+        Err(ClientError::WrongBroker {
+            url: url.to_string(),
+            message: format!(
+                "{url} presents the broker signing key {}, not this broker's {}: it is a different broker (or someone impersonating it), so Firedoor does not fail over to it. Remove it from the broker URLs or ask your admins.",
+                fp(&id.signing_key),
+                fp(&expected)
+            ),
+        })
+    }
+
+    /// Learns the broker key from `url` (the URL that just answered), once.
+    async fn learn_key(&self, url: &str) {
+        if self.ends.learn_tried.swap(true, Ordering::Relaxed) {
+            return;
+        }
+        let resp = match self
+            .req_at(url, Method::GET, "/broker")
+            .timeout(Duration::from_secs(10))
+            .send()
+            .await
+        {
+            Ok(r) => r,
+            Err(_) => {
+                // Try again on the next answer.
+                self.ends.learn_tried.store(false, Ordering::Relaxed);
+                return;
+            }
+        };
+        let status = resp.status();
+        let got = if status.is_success() {
+            resp.json::<BrokerIdentity>().await.ok()
+        } else {
+            None
+        };
+        match got {
+            Some(id) => {
+                let mut k = self
+                    .ends
+                    .broker_key
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                k.get_or_insert(id.signing_key);
+            }
+            None if status == StatusCode::NOT_FOUND => {
+                tracing::warn!(%url, "the broker shows no signing key: failover cannot check that the other URLs serve the same broker")
+            }
+            // Not a clear answer: try again after the next one.
+            None => self.ends.learn_tried.store(false, Ordering::Relaxed),
+        }
+    }
+
+    /// Sends `method path` (with `body`, `query`, `headers`) with failover.
+    async fn call(
+        &self,
+        retry: Retry,
+        method: Method,
+        path: &str,
+        prepare: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<(StatusCode, Vec<u8>)> {
+        let n = self.ends.urls.len();
+        let build = |base: &str| prepare(self.req_at(base, method.clone(), path));
+        let mut skip = 0;
+        loop {
+            let resp = self.execute_from(retry, skip, &build).await?;
+            let status = resp.status();
+            match resp.bytes().await {
+                Ok(b) => return Ok((status, b.to_vec())),
+                // The answer broke off: the broker may have acted. Only a safe request
+                // is sent again, to the next URL (checked as any failover target).
+                Err(e) if retry == Retry::Safe && skip + 1 < n => {
+                    tracing::info!(error = %net(e), "answer broke off; trying the next broker URL");
+                    skip += 1;
+                }
+                Err(e) => return Err(net(e)),
+            }
+        }
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        retry: Retry,
+        method: Method,
+        path: &str,
+        prepare: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Send + Sync),
+    ) -> Result<(StatusCode, T)> {
+        let (status, bytes) = self.call(retry, method, path, prepare).await?;
         if !status.is_success() {
             return Err(api_error(status, &bytes));
         }
@@ -194,26 +510,49 @@ impl Client {
     }
 
     /// For answers without a body (204).
-    async fn send_no_body(&self, r: reqwest::RequestBuilder) -> Result<()> {
-        let resp = r.send().await.map_err(net)?;
-        let status = resp.status();
+    async fn send_no_body(&self, retry: Retry, method: Method, path: &str) -> Result<()> {
+        let (status, bytes) = self.call(retry, method, path, &|r| r).await?;
         if status.is_success() {
             return Ok(());
         }
-        let bytes = resp.bytes().await.map_err(net)?;
         Err(api_error(status, &bytes))
     }
 
     async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        Ok(self.send(self.req(Method::GET, path)).await?.1)
+        Ok(self.send(Retry::Safe, Method::GET, path, &|r| r).await?.1)
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        Ok(self.send(self.req(Method::POST, path).json(body)).await?.1)
+    /// A POST the broker does not treat as idempotent (see [`Retry::IfNotSent`]).
+    async fn post<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        self.post_as(Retry::IfNotSent, path, body).await
     }
 
-    async fn put<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
-        Ok(self.send(self.req(Method::PUT, path).json(body)).await?.1)
+    async fn post_as<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        retry: Retry,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        Ok(self
+            .send(retry, Method::POST, path, &|r| r.json(body))
+            .await?
+            .1)
+    }
+
+    async fn put<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        retry: Retry,
+        path: &str,
+        body: &B,
+    ) -> Result<T> {
+        Ok(self
+            .send(retry, Method::PUT, path, &|r| r.json(body))
+            .await?
+            .1)
     }
 
     pub async fn health(&self) -> Result<Health> {
@@ -232,11 +571,22 @@ impl Client {
         body: &CreateRequest,
         idempotency_key: Option<&str>,
     ) -> Result<(RequestView, Created)> {
-        let mut r = self.req(Method::POST, "/requests").json(body);
-        if let Some(k) = idempotency_key {
-            r = r.header("Idempotency-Key", k);
-        }
-        let (status, v) = self.send(r).await?;
+        // With an idempotency key the broker answers a repeat with the first result,
+        // so it is safe to send again to another URL; without one, only if never sent.
+        let retry = if idempotency_key.is_some() {
+            Retry::Safe
+        } else {
+            Retry::IfNotSent
+        };
+        let (status, v) = self
+            .send(retry, Method::POST, "/requests", &|r| {
+                let r = r.json(body);
+                match idempotency_key {
+                    Some(k) => r.header("Idempotency-Key", k),
+                    None => r,
+                }
+            })
+            .await?;
         Ok((
             v,
             if status == StatusCode::CREATED {
@@ -249,10 +599,9 @@ impl Client {
 
     /// `scope`: `mine`, `awaiting_me` or `all`.
     pub async fn requests(&self, scope: &str) -> Result<Vec<RequestView>> {
-        self.send(
-            self.req(Method::GET, "/requests")
-                .query(&[("scope", scope)]),
-        )
+        self.send(Retry::Safe, Method::GET, "/requests", &|r| {
+            r.query(&[("scope", scope)])
+        })
         .await
         .map(|x| x.1)
     }
@@ -288,7 +637,7 @@ impl Client {
         if live {
             q.push(("state", "live"));
         }
-        self.send(self.req(Method::GET, "/grants").query(&q))
+        self.send(Retry::Safe, Method::GET, "/grants", &|r| r.query(&q))
             .await
             .map(|x| x.1)
     }
@@ -306,10 +655,9 @@ impl Client {
         self.post(&format!("/grants/{id}/extend"), body).await
     }
     pub async fn audit(&self, after: i64, limit: i64) -> Result<Vec<AuditRecord>> {
-        self.send(
-            self.req(Method::GET, "/audit")
-                .query(&[("after", after), ("limit", limit)]),
-        )
+        self.send(Retry::Safe, Method::GET, "/audit", &|r| {
+            r.query(&[("after", after), ("limit", limit)])
+        })
         .await
         .map(|x| x.1)
     }
@@ -327,8 +675,12 @@ impl Client {
     // ---- Offline break glass --------------------------------------------------
 
     /// The broker's public signing key (apps pin it at sign-in).
+    /// The answer also becomes this client's broker key (see
+    /// [`Client::set_broker_key`]): the URLs failed over to must present it.
     pub async fn broker_identity(&self) -> Result<BrokerIdentity> {
-        self.get("/broker").await
+        let id: BrokerIdentity = self.get("/broker").await?;
+        self.set_broker_key(Some(&id.signing_key));
+        Ok(id)
     }
 
     /// Registers this device's public keys for the caller.
@@ -347,8 +699,13 @@ impl Client {
 
     /// Revokes one of the caller's devices (admins: anyone's); its envelopes go at once.
     pub async fn revoke_device(&self, device_id: &str) -> Result<()> {
-        self.send_no_body(self.req(Method::DELETE, &format!("/devices/{}", seg(device_id))))
-            .await
+        // A repeat of a revocation that happened answers 404: only if never sent.
+        self.send_no_body(
+            Retry::IfNotSent,
+            Method::DELETE,
+            &format!("/devices/{}", seg(device_id)),
+        )
+        .await
     }
 
     /// The current envelopes sealed to one of the caller's devices.
@@ -364,19 +721,27 @@ impl Client {
         device_id: &str,
         body: &UploadUnlocks,
     ) -> Result<UnlocksAck> {
-        self.post(&format!("/devices/{}/unlocks", seg(device_id)), body)
-            .await
+        // The broker acknowledges records it already holds again: safe to repeat.
+        self.post_as(
+            Retry::Safe,
+            &format!("/devices/{}/unlocks", seg(device_id)),
+            body,
+        )
+        .await
     }
 
     /// Online break glass: the broker releases the secret (and alerts). A broker that
     /// has not answered within [`ONLINE_UNLOCK_TIMEOUT`] counts as unreachable: in an
     /// emergency the app must fall back to the sealed copy quickly.
     pub async fn unlock_secret(&self, name: &str, body: &OnlineUnlock) -> Result<UnlockedSecret> {
-        let r = self
-            .req(Method::POST, &format!("/secrets/{}/unlock", seg(name)))
-            .json(body)
-            .timeout(ONLINE_UNLOCK_TIMEOUT);
-        Ok(self.send(r).await?.1)
+        // Each unlock alerts and is audited: sent to another URL only if never sent.
+        let path = format!("/secrets/{}/unlock", seg(name));
+        Ok(self
+            .send(Retry::IfNotSent, Method::POST, &path, &|r| {
+                r.json(body).timeout(ONLINE_UNLOCK_TIMEOUT)
+            })
+            .await?
+            .1)
     }
 
     /// The break-glass secrets the caller may see (their public facts).
@@ -390,7 +755,9 @@ impl Client {
 
     /// Admins: stores a new value of a break-glass secret.
     pub async fn put_secret(&self, name: &str, value: &str) -> Result<SecretView> {
+        // Each store makes a new version (and rotation): only if never sent.
         self.put(
+            Retry::IfNotSent,
             &format!("/secrets/{}", seg(name)),
             &PutSecret {
                 value: value.to_string(),
@@ -402,13 +769,19 @@ impl Client {
     /// The caller's live events from after `last_event_id`, as they arrive. The
     /// stream ends when the connection does; reconnect with the last id seen.
     pub async fn events(&self, last_event_id: Option<i64>) -> Result<EventStream> {
-        let mut r = self
-            .req(Method::GET, "/events")
-            .timeout(Duration::from_secs(24 * 3600));
-        if let Some(id) = last_event_id {
-            r = r.header("Last-Event-ID", id.to_string());
-        }
-        let resp = r.send().await.map_err(net)?;
+        // Connects to the URL in use, or fails over to the next one; the broker resumes
+        // after `last_event_id` on any replica, so nothing is missed.
+        let resp = self
+            .execute(Retry::Safe, &|base| {
+                let r = self
+                    .req_at(base, Method::GET, "/events")
+                    .timeout(Duration::from_secs(24 * 3600));
+                match last_event_id {
+                    Some(id) => r.header("Last-Event-ID", id.to_string()),
+                    None => r,
+                }
+            })
+            .await?;
         if !resp.status().is_success() {
             let status = resp.status().as_u16();
             let bytes = resp.bytes().await.map_err(net)?;
@@ -467,6 +840,20 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
     }
 }
 
+/// Whether the next URL is tried after `e` (the URL did not serve the request).
+fn failover_after(e: &ClientError) -> bool {
+    matches!(e, ClientError::Network(_)) || matches!(e.status(), Some(502..=504))
+}
+
+/// Whether two base64 public keys are the same key.
+fn same_key(a: &str, b: &str) -> bool {
+    use firedoor_core::breakglass::decode_public_key;
+    match (decode_public_key(a), decode_public_key(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
 /// A path segment: names and ids are slugs, but never let one add a path level.
 fn seg(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
@@ -500,7 +887,8 @@ fn find_blank_line(buf: &[u8]) -> Option<(usize, usize)> {
 impl Client {
     /// Revokes the token this client signs in with (`DELETE /me/token`).
     pub async fn revoke_my_token(&self) -> Result<()> {
-        self.send_no_body(self.req(Method::DELETE, "/me/token"))
+        // A repeat after the token was revoked answers 401, which callers take as done.
+        self.send_no_body(Retry::Safe, Method::DELETE, "/me/token")
             .await
     }
 
@@ -519,7 +907,9 @@ impl Client {
         name: &str,
         groups: &[String],
     ) -> Result<serde_json::Value> {
+        // Replacing the groups with the same list twice changes nothing.
         self.put(
+            Retry::Safe,
             &format!("/users/{}/groups", seg(name)),
             &serde_json::json!({ "groups": groups }),
         )

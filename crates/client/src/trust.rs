@@ -50,6 +50,61 @@ pub fn check_broker_url(url: &str) -> Result<(), String> {
     }
 }
 
+/// Splits what someone typed as broker URLs (one per line, or separated by commas or
+/// spaces) into a list, ready for [`check_broker_urls`].
+pub fn split_broker_urls(text: &str) -> Vec<&str> {
+    text.split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .collect()
+}
+
+/// Checks the broker URLs of one sign-in (replicas of one broker, in the order to try
+/// them; the first is the primary): 1 to [`crate::MAX_BROKER_URLS`] of them, each as
+/// [`check_broker_url`] requires, none twice. Returns them trimmed, without a trailing
+/// `/` (the form keyring entries are named with), or a message fit to show.
+pub fn check_broker_urls(urls: &[&str]) -> Result<Vec<String>, String> {
+    let urls: Vec<&str> = urls
+        .iter()
+        .map(|u| u.trim())
+        .filter(|u| !u.is_empty())
+        .collect();
+    if urls.is_empty() {
+        return Err("Enter the broker URL, for example https://firedoor.example.com.".to_string());
+    }
+    if urls.len() > crate::MAX_BROKER_URLS {
+        return Err(format!(
+            "At most {} broker URLs, please ({} given): list the replicas of one broker.",
+            crate::MAX_BROKER_URLS,
+            urls.len()
+        ));
+    }
+    let many = urls.len() > 1;
+    let mut out: Vec<String> = Vec::with_capacity(urls.len());
+    let mut seen: Vec<String> = Vec::with_capacity(urls.len());
+    for (i, url) in urls.iter().enumerate() {
+        let prefix = if many {
+            format!("URL {} ({url}): ", i + 1)
+        } else {
+            String::new()
+        };
+        check_broker_url(url).map_err(|m| format!("{prefix}{m}"))?;
+        let parsed = reqwest::Url::parse(url).map_err(|e| format!("{prefix}{e}"))?;
+        // The same place however it is spelled (case of the host, default port, a
+        // trailing slash).
+        let same = parsed.as_str().trim_end_matches('/').to_string();
+        if let Some(j) = seen.iter().position(|s| *s == same) {
+            return Err(format!(
+                "URL {} ({url}) is the same as URL {}: list each broker URL once.",
+                i + 1,
+                j + 1
+            ));
+        }
+        seen.push(same);
+        out.push(url.trim_end_matches('/').to_string());
+    }
+    Ok(out)
+}
+
 /// How strong a proposed unlock passphrase is, as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PassphraseStrength {
@@ -199,6 +254,69 @@ mod tests {
             assert!(e.contains("https://"), "{bad}: {e}");
         }
         assert!(check_broker_url("not a url").is_err());
+    }
+
+    #[test]
+    fn broker_url_lists_are_checked_one_by_one() {
+        let ok = check_broker_urls(&[
+            " https://fd-a.example.com/ ",
+            "https://fd-b.example.com:8443",
+            "http://127.0.0.1:7878",
+        ])
+        .unwrap();
+        assert_eq!(
+            ok,
+            [
+                "https://fd-a.example.com",
+                "https://fd-b.example.com:8443",
+                "http://127.0.0.1:7878"
+            ],
+            "trimmed, no trailing slash, order kept (the first is the primary)"
+        );
+        // The single-URL rule applies to each, and the message says which one.
+        let e = check_broker_urls(&["https://fd-a.example.com", "http://fd-b.example.com"])
+            .unwrap_err();
+        assert!(e.starts_with("URL 2 (http://fd-b.example.com): "), "{e}");
+        assert!(e.contains("https://"), "{e}");
+        // A single URL's message is as before.
+        assert_eq!(
+            check_broker_urls(&["http://10.0.0.5"]).unwrap_err(),
+            check_broker_url("http://10.0.0.5").unwrap_err()
+        );
+        // Duplicates, however spelled.
+        for (a, b) in [
+            ("https://fd.example.com", "https://fd.example.com/"),
+            ("https://fd.example.com", "https://FD.example.com"),
+            ("https://fd.example.com", "https://fd.example.com:443"),
+        ] {
+            let e = check_broker_urls(&[a, b]).unwrap_err();
+            assert!(e.contains("same as URL 1"), "{a} {b}: {e}");
+        }
+        // Counts.
+        assert!(check_broker_urls(&[])
+            .unwrap_err()
+            .contains("Enter the broker URL"));
+        assert!(check_broker_urls(&["", "  "]).is_err());
+        let nine: Vec<String> = (0..9)
+            .map(|i| format!("https://fd{i}.example.com"))
+            .collect();
+        let nine: Vec<&str> = nine.iter().map(String::as_str).collect();
+        assert!(check_broker_urls(&nine).unwrap_err().contains("At most 8"));
+        assert_eq!(check_broker_urls(&nine[..8]).unwrap().len(), 8);
+        assert!(check_broker_urls(&["not a url"]).is_err());
+    }
+
+    #[test]
+    fn typed_url_lists_split_on_lines_commas_and_spaces() {
+        assert_eq!(
+            split_broker_urls("https://a.example\n  https://b.example, https://c.example,,\n"),
+            [
+                "https://a.example",
+                "https://b.example",
+                "https://c.example"
+            ]
+        );
+        assert!(split_broker_urls("  \n ").is_empty());
     }
 
     #[test]

@@ -265,11 +265,11 @@ export class AppState {
     }
   }
 
-  async signIn(url: string, token: string): Promise<void> {
+  async signIn(urls: string[], token: string): Promise<void> {
     // Errors are shown inline by the sign-in form, so they are thrown, not toasted.
     this.pending.add('signin');
     try {
-      const status = await this.backend.signIn(url, token);
+      const status = await this.backend.signIn(urls, token);
       this.applySnapshot({ ...(this.snapshot ?? emptySnapshot()), status });
       await this.refresh();
     } finally {
@@ -292,7 +292,8 @@ export class AppState {
 function emptySnapshot(): Snapshot {
   return {
     status: {
-      signed_in: false, demo: false, user: null, groups: [], broker_url: null, online: false,
+      signed_in: false, demo: false, user: null, groups: [], broker_url: null, broker_urls: [],
+      broker_url_in_use: null, online: false,
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],

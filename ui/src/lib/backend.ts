@@ -10,7 +10,10 @@ export interface Backend {
   status(): Promise<AppStatus>;
   /** Cached snapshot; never needs the network. */
   snapshot(): Promise<Snapshot>;
-  signIn(url: string, token: string): Promise<AppStatus>;
+  /** Signs in to one broker at one or more URLs (replicas, tried in order; the first
+   *  is the primary). Errors: 'invalid_url', 'insecure_url', 'unauthenticated',
+   *  'offline', 'wrong_broker' (a URL serves another broker key). */
+  signIn(urls: string[], token: string): Promise<AppStatus>;
   signOut(): Promise<AppStatus>;
   requestBundle(req: NewRequest): Promise<ActionResult>;
   cancelRequest(id: string): Promise<ActionResult>;
@@ -68,7 +71,7 @@ export async function tauriBackend(): Promise<Backend> {
   return {
     status: () => call('status'),
     snapshot: () => call('snapshot'),
-    signIn: (url, token) => call('sign_in', { url, token }),
+    signIn: (urls, token) => call('sign_in', { urls, token }),
     signOut: () => call('sign_out'),
     requestBundle: (r) => call('request_bundle', {
       bundle: r.bundle, durationSecs: r.duration_secs ?? null,

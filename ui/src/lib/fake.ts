@@ -3,6 +3,7 @@
 // (queued when offline, approvals need the broker, errors as {code, message}).
 
 import type { Backend } from './backend';
+import { checkBrokerUrls } from './urls';
 import type {
   ActionResult, AppStatus, BackendError, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
   NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
@@ -35,6 +36,9 @@ export interface FakeBackend extends Backend {
   open(target: { view: string; id?: string }): void;
   /** Makes the next call to `method` fail with this error. */
   failNext(method: keyof Backend, err: BackendError): void;
+  /** The app failed over to `url` (one of the sign-in's URLs), as the client would
+   *  after the URL in use stopped answering. */
+  failOver(url: string): void;
   /** Goes offline (or back online), as the sync loop would report it. */
   setOnline(online: boolean, error?: string | null): void;
   /** Number of onSnapshot listeners currently subscribed. */
@@ -214,7 +218,8 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
   return {
     status: {
       signed_in: true, demo: true, user: 'alice', groups: ['sre', 'oncall'],
-      broker_url: 'demo://in-process', online: true, offline_since: null,
+      broker_url: 'demo://in-process', broker_urls: ['demo://in-process'],
+      broker_url_in_use: 'demo://in-process', online: true, offline_since: null,
       last_synced_at: iso(-20_000), clock_offset_ms: 0, last_error: null,
     },
     bundles,
@@ -231,7 +236,8 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
 export function signedOutSnapshot(): Snapshot {
   return {
     status: {
-      signed_in: false, demo: false, user: null, groups: [], broker_url: null, online: false,
+      signed_in: false, demo: false, user: null, groups: [], broker_url: null, broker_urls: [],
+      broker_url_in_use: null, online: false,
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
@@ -351,6 +357,14 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     emit,
     open: (t) => { for (const l of openListeners) l({ ...t }); },
     failNext: (m, e) => { failures.set(m, e); },
+    failOver(url) {
+      if (!state.status.broker_urls.includes(url)) throw new Error(`${url} is not one of the sign-in's URLs`);
+      state.status.broker_url_in_use = url;
+      state.status.online = true;
+      state.status.offline_since = null;
+      state.status.last_error = null;
+      emit();
+    },
     setOnline(online, error = null) {
       state.status.online = online;
       state.status.offline_since = online ? null : iso();
@@ -367,12 +381,26 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     status: () => call('status', [], () => clone(state.status)),
     snapshot: () => call('snapshot', [], () => clone(state)),
 
-    signIn: (url, token) => call('signIn', [url, token], (): AppStatus => {
-      if (!/^https?:\/\/\S+$/.test(url.trim())) {
-        throw fail('invalid_url', 'The broker URL must start with http:// or https://.');
+    signIn: (urls, token) => call('signIn', [urls, token], (): AppStatus => {
+      // As the backend: the same checks (ui/src/lib/urls.ts mirrors them), then the
+      // first URL that answers is the one in use; 'unreachable' in a URL means it does
+      // not answer, 'other-broker' that it presents another broker key.
+      const checked = checkBrokerUrls(urls.join('\n'));
+      if (checked.errors.length > 0) {
+        const msg = checked.errors[0];
+        throw fail(/https:\/\//.test(msg) ? 'insecure_url' : 'invalid_url', msg);
       }
-      if (url.includes('unreachable')) {
-        throw fail('unreachable', `Could not reach ${url.trim()}: connection refused.`);
+      const list = checked.urls;
+      const inUse = list.find((u) => !u.includes('unreachable'));
+      if (!inUse) {
+        throw fail('unreachable', list.length > 1
+          ? `Could not reach any of the ${list.length} broker URLs: connection refused.`
+          : `Could not reach ${list[0]}: connection refused.`);
+      }
+      const other = list.find((u) => u.includes('other-broker'));
+      if (other) {
+        throw fail('wrong_broker', `${other} presents the broker signing key SHA256:0ther…, but ${inUse} presents `
+          + `${DEMO_BROKER_FINGERPRINT}: they are different brokers, not replicas of one.`);
       }
       if (!token.trim() || token.trim() === 'wrong') {
         throw fail('unauthenticated', 'The broker rejected this API token.');
@@ -380,14 +408,17 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       const demo = demoSnapshot(now());
       Object.assign(state, demo);
       Object.assign(state.status, {
-        signed_in: true, demo: false, broker_url: url.trim(), online: true, last_synced_at: iso(),
+        signed_in: true, demo: false, broker_url: list[0], broker_urls: list, broker_url_in_use: inUse,
+        online: true, last_synced_at: iso(),
       });
       changed();
       return clone(state.status);
     }),
 
     signOut: () => call('signOut', [], (): AppStatus => {
-      Object.assign(state, signedOutSnapshot(), { status: { ...signedOutSnapshot().status, broker_url: state.status.broker_url } });
+      Object.assign(state, signedOutSnapshot(), {
+        status: { ...signedOutSnapshot().status, broker_url: state.status.broker_url, broker_urls: state.status.broker_urls },
+      });
       changed();
       return clone(state.status);
     }),

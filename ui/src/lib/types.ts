@@ -101,7 +101,12 @@ export interface AppStatus {
   demo: boolean;
   user: string | null;
   groups: string[];
+  /** The primary broker URL (the first given at sign-in; names the keyring entries). */
   broker_url: string | null;
+  /** Every broker URL of this sign-in (replicas of one broker), in the order tried. */
+  broker_urls: string[];
+  /** The URL the app talks to now: the one that answered last (failover moves it). */
+  broker_url_in_use: string | null;
   /** The broker answered the last call or the event stream is connected. */
   online: boolean;
   offline_since: string | null;

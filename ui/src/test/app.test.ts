@@ -191,7 +191,7 @@ describe('Sign in / out', () => {
     await user.type(byId('signin-url'), 'https://fd.example.com');
     await user.type(byId('signin-token'), 'fd_tok_123');
     await user.click(byId('signin-submit'));
-    expect(backend.callsTo('signIn')).toEqual([['https://fd.example.com', 'fd_tok_123']]);
+    expect(backend.callsTo('signIn')).toEqual([[['https://fd.example.com'], 'fd_tok_123']]);
     expect(await screen.findByTestId('nav-bundles')).toBeInTheDocument();
     expect(byId('bundle-prod-db-read')).toBeInTheDocument();
     expect(queryId('demo-badge')).toBeNull();
