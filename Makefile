@@ -18,10 +18,13 @@ run-broker: deps
 	cargo run -q -p firedoor-server -- --data-dir firedoor-demo demo
 
 # Runs every test: UI component tests, then unit, property, HTTP API, real
-# PostgreSQL, crash, CLI, keyring and end-to-end tests of the real app window.
+# PostgreSQL, crash, CLI, keyring, replicas behind HAProxy and end-to-end tests of
+# the real app window; then the store-level tests (HTTP API, break glass) again on
+# a PostgreSQL store started by the harness.
 test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
+	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass
 
 # Lints as CI runs them.
 check: ui

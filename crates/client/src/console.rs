@@ -16,6 +16,7 @@ use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{
     BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, RequestView,
+    RESYNC_EVENT,
 };
 use firedoor_core::{GrantId, RequestId};
 use futures::{FutureExt, StreamExt};
@@ -1197,7 +1198,9 @@ impl Console {
                             for ev in batch {
                                 // On a first connection the broker replays the user's
                                 // history: keep it out of notifications.
-                                if ev.at >= fresh_after {
+                                // A resync (events pruned past our last id) is
+                                // answered by the sync above, not shown.
+                                if ev.at >= fresh_after && ev.kind != RESYNC_EVENT {
                                     self.changed(Change::Event(ev));
                                 }
                             }

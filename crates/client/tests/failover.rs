@@ -295,14 +295,23 @@ async fn only_requests_safe_to_repeat_are_sent_again_after_they_may_have_arrived
 
 /// Gives `user` on broker `to` the same token as on `from` (an attacker who learnt it,
 /// or simply a broker that accepts anything).
-async fn same_token_on(to: &RunningBroker, user: &str, token_value: &str) {
+/// `to` runs on the SQLite file of its data directory `to_dir` (written to here
+/// as another process would).
+async fn same_token_on(to: &RunningBroker, to_dir: &Path, user: &str, token_value: &str) {
     token(to, user, &["oncall"], false).await;
+    let db = sqlx::SqlitePool::connect(&format!(
+        "sqlite://{}",
+        firedoor_server::db_path(to_dir).display()
+    ))
+    .await
+    .unwrap();
     sqlx::query("UPDATE tokens SET hash = ? WHERE user_name = ?")
         .bind(firedoor_server::auth::hash_token(token_value))
         .bind(user)
-        .execute(&to.broker.pool)
+        .execute(&db)
         .await
         .unwrap();
+    db.close().await;
 }
 
 #[tokio::test]
@@ -313,7 +322,7 @@ async fn a_url_presenting_another_broker_key_is_refused_not_failed_over_to() {
     let evil = common::broker(&dir.path().join("evil"), "127.0.0.1:0".parse().unwrap()).await;
     let url_a = a.url();
     let alice = token(&a, "alice", &["oncall"], false).await;
-    same_token_on(&evil, "alice", &alice).await;
+    same_token_on(&evil, &dir.path().join("evil"), "alice", &alice).await;
     let key_a = Client::new(&a.url(), Some(&alice))
         .unwrap()
         .broker_identity()

@@ -186,6 +186,11 @@ pub struct Credentials {
 }
 
 /// A live event, as sent on the event stream (the SSE `data:` line) and stored.
+/// The kind of the event a stream sends first when it resumes (`Last-Event-ID`)
+/// below what the broker still keeps: events in between were pruned, so the
+/// client must reload its state instead of trusting it saw everything.
+pub const RESYNC_EVENT: &str = "resync";
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventView {
     pub id: i64,
@@ -194,8 +199,9 @@ pub struct EventView {
     /// `grant_expired`, `grant_revoke_failed`, `grant_extended`, `grant_failed`,
     /// `break_glass_unlocked` (to admins and the secret's alert audience),
     /// `security_alert` (a rejected unlock chain, a failed rotation: to admins),
-    /// `envelopes_changed` (to holders of a secret's envelopes after a rotation).
-    /// Break-glass events name the secret in `bundle`.
+    /// `envelopes_changed` (to holders of a secret's envelopes after a rotation),
+    /// [`RESYNC_EVENT`] (the stream resumed below ids already pruned: reload
+    /// state, some events are gone). Break-glass events name the secret in `bundle`.
     pub kind: String,
     pub at: DateTime<Utc>,
     pub request_id: Option<RequestId>,

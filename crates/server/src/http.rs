@@ -635,6 +635,22 @@ async fn events(
             ),
         )
     })?;
+    // Resuming below what was pruned: say so first (the client reloads its state),
+    // then carry on after the gap.
+    let pruned = b.store.events().pruned_through().await?;
+    let resync = (cursor > 0 && cursor < pruned).then(|| {
+        cursor = pruned;
+        firedoor_core::api::EventView {
+            id: pruned,
+            kind: firedoor_core::api::RESYNC_EVENT.into(),
+            at: b.now(),
+            request_id: None,
+            grant_id: None,
+            bundle: None,
+            actor: None,
+            message: "events after your last one were pruned (kept for a limited time): reload your state".into(),
+        }
+    });
     let mut changes = b.events.subscribe();
     let mut closing = b.closing.subscribe();
     let mut access_epoch = b.access.subscribe();
@@ -645,6 +661,10 @@ async fn events(
     let stream = async_stream::stream! {
         let _slot = slot;
         let _counted = counted;
+        if let Some(e) = resync {
+            let data = serde_json::to_string(&e).unwrap_or_default();
+            yield Ok::<Event, Infallible>(Event::default().id(e.id.to_string()).event(e.kind.clone()).data(data));
+        }
         loop {
             changes.mark_unchanged();
             match b.events_after(&user, cursor, 200).await {

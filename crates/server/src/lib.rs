@@ -52,6 +52,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// The store; default: the SQLite file `<data_dir>/firedoor.db`.
     pub database: Option<DatabaseUrl>,
+    /// How long live events are kept for streams to resume from.
+    pub event_retention: chrono::Duration,
     pub policy: Policy,
     pub listen: SocketAddr,
     pub tls: Tls,
@@ -79,6 +81,7 @@ impl Config {
         Config {
             data_dir: data_dir.into(),
             database: None,
+            event_retention: chrono::Duration::days(service::DEFAULT_EVENT_RETENTION_DAYS),
             policy,
             listen: SocketAddr::from(([127, 0, 0, 1], 0)),
             tls: Tls::None,
@@ -291,7 +294,11 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
     for c in connectors.values() {
         c.check().await.map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    let broker = Arc::new(Broker::new(store, cfg.policy, connectors, cfg.clock, key));
+    let broker = {
+        let mut b = Broker::new(store, cfg.policy, connectors, cfg.clock, key);
+        b.event_retention = cfg.event_retention;
+        Arc::new(b)
+    };
     // A single broker on SQLite held every lease itself: after a crash it takes its
     // unfinished work back at once. Replicas sharing PostgreSQL must not: another
     // one may be deprovisioning that grant right now, so a lease there runs out

@@ -99,6 +99,11 @@ enum Cmd {
         /// above the balancer's check interval × fall count).
         #[arg(long, env = "FIREDOOR_DRAIN_SECS", default_value_t = 0)]
         drain_secs: u64,
+        /// How long live events are kept for event streams to resume from
+        /// (`Last-Event-ID`); a stream resuming below what was pruned is told to
+        /// resync. E.g. 7d, 36h.
+        #[arg(long, env = "FIREDOOR_EVENT_RETENTION", default_value = "7d", value_parser = parse_retention)]
+        event_retention: i64,
         /// Shift the broker's clock (expiry drills). Recorded in the audit log.
         #[arg(long, default_value_t = 0, hide = true, allow_hyphen_values = true)]
         clock_offset_secs: i64,
@@ -286,6 +291,14 @@ fn require_store(data_dir: &Path, database: Option<&DatabaseUrl>) -> anyhow::Res
     Ok(())
 }
 
+fn parse_retention(text: &str) -> Result<i64, String> {
+    let secs = firedoor_core::duration::parse_duration(text)?;
+    if !(3600..=366 * 86_400).contains(&secs) {
+        return Err("keep live events between 1h and 366d".into());
+    }
+    Ok(secs)
+}
+
 fn parse_ttl(text: &str) -> Result<i64, String> {
     let secs = firedoor_core::duration::parse_duration(text)?;
     auth::check_ttl(secs).map_err(|e| e.to_string())?;
@@ -360,11 +373,13 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
             behind_tls_proxy,
             metrics_token_file,
             drain_secs,
+            event_retention,
             clock_offset_secs,
         } => {
             let pol = load_policy(&policy)?;
             let mut cfg = Config::new(&cli.data_dir, pol);
             cfg.database = cli.database.clone();
+            cfg.event_retention = chrono::Duration::seconds(event_retention);
             cfg.metrics_token = firedoor_server::logging::metrics_token(
                 metrics_token_file.as_deref(),
                 std::env::var("FIREDOOR_METRICS_TOKEN").ok(),

@@ -27,6 +27,11 @@ use sha2::{Digest, Sha256};
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
+/// Live events are kept this long unless configured (`serve --event-retention`).
+pub const DEFAULT_EVENT_RETENTION_DAYS: i64 = 7;
+/// How often the worker prunes live events.
+pub const PRUNE_EVERY: Duration = Duration::minutes(10);
+
 /// Everything the broker's operations share.
 pub struct Broker {
     pub store: Store,
@@ -42,6 +47,9 @@ pub struct Broker {
     pub closing: watch::Sender<bool>,
     /// Rate limit of security alerts for refused unlock uploads, per device.
     pub rejection_alerts: crate::breakglass::RejectionAlerts,
+    /// How long live events are kept (default [`DEFAULT_EVENT_RETENTION_DAYS`]).
+    pub event_retention: Duration,
+    last_prune: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Who may authenticate changed; open event streams (see [`crate::access`]).
     pub access: crate::access::AccessState,
 }
@@ -158,6 +166,8 @@ impl Broker {
             closing: watch::channel(false).0,
             rejection_alerts: Default::default(),
             access: crate::access::AccessState::default(),
+            event_retention: Duration::days(DEFAULT_EVENT_RETENTION_DAYS),
+            last_prune: std::sync::Mutex::new(None),
         }
     }
 
@@ -1651,6 +1661,7 @@ impl Broker {
 
         self.access_due_work().await?;
         self.rotate_due_secrets().await?;
+        self.prune_events(now).await?;
         Ok(())
     }
 
@@ -1662,6 +1673,26 @@ impl Broker {
     }
 
     /// Live events for `user` after `after`, oldest first.
+    /// Worker step: at most every [`PRUNE_EVERY`], deletes live events older than
+    /// the retention (streams resuming below them are told to resync).
+    pub async fn prune_events(&self, now: DateTime<Utc>) -> Result<u64> {
+        {
+            let mut last = self.last_prune.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now - t < PRUNE_EVERY) {
+                return Ok(0);
+            }
+            *last = Some(now);
+        }
+        let before = now - self.event_retention;
+        let mut tx = self.write_tx().await?;
+        let n = tx.events().prune(Ts(before)).await?;
+        tx.commit().await?;
+        if n > 0 {
+            tracing::info!(events = n, before = %Ts(before).text(), "pruned live events past their retention");
+        }
+        Ok(n)
+    }
+
     pub async fn events_after(&self, user: &str, after: i64, limit: i64) -> Result<Vec<EventView>> {
         let rows = self.store.events().after(user, after, limit).await?;
         rows.into_iter()

@@ -1694,3 +1694,59 @@ async fn the_head_is_anchored_periodically_while_records_are_written() {
     );
     b.stop().await;
 }
+
+/// Live events are kept for a limited time (7 days by default). A stream resuming
+/// (`Last-Event-ID`) below what was pruned first gets a `resync` event (whose id
+/// moves it past the gap), then what is still kept; resuming from there gets no
+/// second resync. Nobody silently misses events.
+async fn next(s: &mut firedoor_client::EventStream) -> firedoor_core::api::EventView {
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.next())
+        .await
+        .expect("an event within 10 s")
+        .expect("stream open")
+        .expect("event")
+}
+
+#[tokio::test]
+async fn a_stream_resuming_below_pruned_events_is_told_to_resync() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let bob = tb.client("bob");
+    let ask = |n: u32| CreateRequest {
+        bundle: "prod-db-read".into(),
+        justification: Some(format!("INC-{n}")),
+        ..Default::default()
+    };
+    alice.create_request(&ask(1), None).await.unwrap();
+    alice.create_request(&ask(2), None).await.unwrap();
+    let mut s = bob.events(None).await.unwrap();
+    let seen = next(&mut s).await;
+    assert_eq!(seen.kind, "request_awaiting_approval");
+    drop(s);
+
+    // Eight days on: both events are past the retention and the worker prunes them.
+    tb.advance(Duration::days(8));
+    eventually("events pruned", || async {
+        let through = tb
+            .raw_db()
+            .await
+            .number("SELECT COALESCE(MAX(through), 0) FROM events_pruned")
+            .await;
+        (through > seen.id).then_some(())
+    })
+    .await;
+    let (third, _) = alice.create_request(&ask(3), None).await.unwrap();
+
+    let mut s = bob.events(Some(seen.id)).await.unwrap();
+    let resync = next(&mut s).await;
+    assert_eq!(resync.kind, firedoor_core::api::RESYNC_EVENT);
+    assert!(resync.id > seen.id, "it moves the stream past the gap");
+    assert!(resync.message.contains("reload"), "{}", resync.message);
+    let kept = next(&mut s).await;
+    assert_eq!(kept.request_id, Some(third.id), "then what is still kept");
+    drop(s);
+
+    let mut s = bob.events(Some(resync.id)).await.unwrap();
+    let again = next(&mut s).await;
+    assert_eq!(again.request_id, Some(third.id), "no second resync");
+}

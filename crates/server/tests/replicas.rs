@@ -338,7 +338,7 @@ async fn lifecycles(
         let (r, _) = retrying("create", || requester.create_request(&body, Some(&key)))
             .await
             .unwrap();
-        acks.lock().unwrap().created.insert(r.id.clone());
+        acks.lock().unwrap().created.insert(r.id);
         // Approve; a retry after an approval that did land answers 409, and the
         // request then shows it.
         let approved = match retrying("approve", || approver.approve(&r.id, None)).await {
@@ -354,8 +354,8 @@ async fn lifecycles(
             "{:?}",
             approved.state
         );
-        acks.lock().unwrap().approved.insert(r.id.clone());
-        let gid = approved.grant_id.clone().unwrap();
+        acks.lock().unwrap().approved.insert(r.id);
+        let gid = approved.grant_id.unwrap();
         // Wait until usable (a provisioning cut by a kill is retried by a replica).
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -370,10 +370,7 @@ async fn lifecycles(
             );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        acks.lock()
-            .unwrap()
-            .grants
-            .insert(gid.clone(), r.id.to_string());
+        acks.lock().unwrap().grants.insert(gid, r.id.to_string());
         match retrying("revoke", || requester.revoke(&gid)).await {
             Ok(_) => {}
             Err(e) if e.status() == Some(409) => {}

@@ -66,4 +66,40 @@ impl Events<'_> {
             limit
         )?)
     }
+
+    /// Deletes the events stored before `before` (by id, so that no event at or
+    /// below the new watermark is left) and raises the watermark. Returns how many
+    /// rows went.
+    pub async fn prune(&mut self, before: Ts) -> Result<u64> {
+        let Some(through) = scalar!(
+            self.db,
+            fetch_one,
+            Option<i64>,
+            "SELECT MAX(id) FROM events WHERE at < $1",
+            before
+        )?
+        else {
+            return Ok(0);
+        };
+        let n = exec!(self.db, "DELETE FROM events WHERE id <= $1", through)?;
+        exec!(
+            self.db,
+            "INSERT INTO events_pruned (one, through) VALUES (1, $1)
+             ON CONFLICT (one) DO UPDATE SET through = excluded.through
+             WHERE events_pruned.through < excluded.through",
+            through
+        )?;
+        Ok(n)
+    }
+
+    /// The highest event id pruned so far (0: none).
+    pub async fn pruned_through(&mut self) -> Result<i64> {
+        Ok(scalar!(
+            self.db,
+            fetch_optional,
+            i64,
+            "SELECT through FROM events_pruned WHERE one = 1"
+        )?
+        .unwrap_or(0))
+    }
 }

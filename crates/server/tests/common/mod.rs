@@ -144,6 +144,13 @@ impl RawDb {
                 .unwrap(),
         }
     }
+    /// A query without arguments answering one integer.
+    pub async fn number(&self, sql: &'static str) -> i64 {
+        match self {
+            RawDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+            RawDb::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await.unwrap(),
+        }
+    }
     pub async fn strings(&self, sql: &'static str) -> Vec<String> {
         match self {
             RawDb::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await.unwrap(),
