@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # A throwaway PostgreSQL server for trying Firedoor's PostgreSQL connector:
 #   eval "$(scripts/dev-postgres.sh start)"   # starts it, exports FIREDOOR_PG_URL
+#                                             # and FIREDOOR_STORE_URL
 #   scripts/dev-postgres.sh stop
 # It listens on 127.0.0.1:${FIREDOOR_DEV_PG_PORT:-55432}, keeps its data in
 # /tmp/firedoor-dev-pg, and has a database "app" with a table "orders" and the roles
@@ -10,6 +11,11 @@
 # firedoor_broker: LOGIN, CREATEROLE, not a superuser, ADMIN OPTION on the roles the
 # policy grants and on the break-glass role, CONNECT on app WITH GRANT OPTION.
 # FIREDOOR_PG_URL is its URL; the broker refuses a superuser URL.
+#
+# For several brokers sharing one store (README "Running several brokers") it also
+# has a database "firedoor" owned by the role firedoor_store, which owns nothing
+# else: FIREDOOR_STORE_URL is its URL (pass it as --database; it is not exported as
+# FIREDOOR_DATABASE_URL so the single-broker walkthrough keeps its SQLite store).
 set -euo pipefail
 port=${FIREDOOR_DEV_PG_PORT:-55432}
 root=/tmp/firedoor-dev-pg
@@ -23,7 +29,8 @@ start)
     pw=$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')
     printf '%s' "$pw" > "$root/pw"
     head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$root/broker-pw"
-    chmod 600 "$root/pw" "$root/broker-pw"
+    head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9' > "$root/store-pw"
+    chmod 600 "$root/pw" "$root/broker-pw" "$root/store-pw"
     chmod 755 "$root"
     [ "$(id -u)" -eq 0 ] && chown -R postgres:postgres "$root"
     as_pg "$bindir/initdb" -D "$root/data" -U firedoor_admin --auth-local=trust \
@@ -31,6 +38,7 @@ start)
   fi
   pw=$(cat "$root/pw")
   broker_pw=$(cat "$root/broker-pw")
+  store_pw=$(cat "$root/store-pw")
   if ! as_pg "$bindir/pg_ctl" -D "$root/data" status >/dev/null 2>&1; then
     as_pg "$bindir/pg_ctl" -D "$root/data" -l "$root/server.log" -w \
       -o "-c listen_addresses=127.0.0.1 -p $port -c unix_socket_directories=''" start >/dev/null
@@ -61,7 +69,15 @@ GRANT app_read, app_write, fd_breakglass TO firedoor_broker WITH ADMIN OPTION;
 GRANT CONNECT ON DATABASE app TO firedoor_broker WITH GRANT OPTION;
 SQL
   fi
+  if ! psql -X -q -h 127.0.0.1 -p "$port" -U firedoor_admin -d postgres -tAc "SELECT 1 FROM pg_database WHERE datname='firedoor'" | grep -q 1; then
+    psql -X -q -h 127.0.0.1 -p "$port" -U firedoor_admin -d postgres -v store_pw="$store_pw" >/dev/null <<'SQL'
+CREATE ROLE firedoor_store LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD :'store_pw';
+CREATE DATABASE firedoor OWNER firedoor_store;
+REVOKE CONNECT ON DATABASE firedoor FROM PUBLIC;
+SQL
+  fi
   echo "export FIREDOOR_PG_URL='postgres://firedoor_broker:$broker_pw@127.0.0.1:$port/postgres'"
+  echo "export FIREDOOR_STORE_URL='postgres://firedoor_store:$store_pw@127.0.0.1:$port/firedoor'"
   echo "# PostgreSQL for Firedoor is up on 127.0.0.1:$port (data in $root)" >&2
   ;;
 stop)
