@@ -2,7 +2,12 @@
 //!
 //! 1. Lifecycles per second (create → approve → active → revoke) over HTTP on SQLite
 //!    with the demo connector, several clients at once.
-//! 2. Request → grant-usable latency (p50/p99) with the PostgreSQL connector against a
+//!    In the same run, the floor: SQLite commits per second on this machine (one
+//!    connection, the store's settings: WAL, synchronous=NORMAL).
+//! 2. The same lifecycles through HAProxy in front of 2 brokers sharing one
+//!    PostgreSQL store (the harness's server: fsync off, as for every test), and the
+//!    ratio to SQLite.
+//! 3. Request → grant-usable latency (p50/p99) with the PostgreSQL connector against a
 //!    real server, and in the same run the floor: raw CREATE ROLE + GRANT against that
 //!    server, so the ratio is visible.
 #![allow(clippy::unwrap_used)]
@@ -63,24 +68,9 @@ async fn users(
     out
 }
 
-async fn lifecycles() {
-    let n = env_n("FIREDOOR_BENCH_LIFECYCLES", 3000);
-    let conc = env_n("FIREDOOR_BENCH_CONCURRENCY", 16);
-    let dir = tempfile::tempdir().unwrap();
-    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
-    let b = firedoor_server::start(Config::new(dir.path(), policy))
-        .await
-        .unwrap();
-    let mut names: Vec<(String, Vec<&str>)> = Vec::new();
-    for i in 0..conc {
-        names.push((format!("eng{i}"), vec!["oncall"]));
-    }
-    names.push(("lead".into(), vec!["sre-leads"]));
-    let refs: Vec<(&str, &[&str])> = names
-        .iter()
-        .map(|(n, g)| (n.as_str(), g.as_slice()))
-        .collect();
-    let clients = Arc::new(users(&b, &refs).await);
+/// `conc` clients each run create → approve → active → revoke against `url` until
+/// `n` lifecycles are done; returns lifecycles per second.
+async fn run_lifecycles(clients: Arc<BTreeMap<String, Client>>, n: usize, conc: usize) -> f64 {
     let per = n / conc;
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -110,12 +100,65 @@ async fn lifecycles() {
     for t in tasks {
         t.await.unwrap();
     }
-    let el = start.elapsed();
-    let done = per * conc;
+    (per * conc) as f64 / start.elapsed().as_secs_f64()
+}
+
+fn team(conc: usize) -> Vec<(String, Vec<&'static str>)> {
+    let mut names: Vec<(String, Vec<&str>)> = Vec::new();
+    for i in 0..conc {
+        names.push((format!("eng{i}"), vec!["oncall"]));
+    }
+    names.push(("lead".into(), vec!["sre-leads"]));
+    names
+}
+
+/// SQLite commits per second on one connection with the store's settings: the
+/// floor under any lifecycle rate (a lifecycle is several commits).
+async fn sqlite_floor(dir: &std::path::Path) -> f64 {
+    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
+    let mut c = SqliteConnectOptions::new()
+        .filename(dir.join("floor.db"))
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .connect()
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(&mut c)
+        .await
+        .unwrap();
+    let n = 5000;
+    let start = Instant::now();
+    for i in 0..n {
+        let mut tx = c.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        sqlx::query("INSERT INTO t (id, v) VALUES ($1, 'x')")
+            .bind(i as i64)
+            .execute(&mut *tx)
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+async fn lifecycles() -> f64 {
+    let n = env_n("FIREDOOR_BENCH_LIFECYCLES", 3000);
+    let conc = env_n("FIREDOOR_BENCH_CONCURRENCY", 16);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+    let b = firedoor_server::start(Config::new(dir.path(), policy))
+        .await
+        .unwrap();
+    let names = team(conc);
+    let refs: Vec<(&str, &[&str])> = names
+        .iter()
+        .map(|(n, g)| (n.as_str(), g.as_slice()))
+        .collect();
+    let clients = Arc::new(users(&b, &refs).await);
+    let rate = run_lifecycles(clients, n, conc).await;
     println!(
-        "lifecycles (create → approve → active → revoke, HTTP, SQLite, demo connector, {conc} clients): {done} in {:.2}s = {:.0} lifecycles/s",
-        el.as_secs_f64(),
-        done as f64 / el.as_secs_f64()
+        "lifecycles (create → approve → active → revoke, HTTP, SQLite, demo connector, {conc} clients): {rate:.0} lifecycles/s"
     );
     let v = firedoor_server::audit::verify(&b.broker.store)
         .await
@@ -123,6 +166,76 @@ async fn lifecycles() {
         .unwrap();
     println!("  audit chain verified: {} records", v.records);
     b.stop().await;
+    let floor = sqlite_floor(dir.path()).await;
+    println!(
+        "  floor: SQLite commits on one connection (WAL, synchronous=NORMAL): {floor:.0} commits/s"
+    );
+    rate
+}
+
+/// The same lifecycles through HAProxy in front of `replicas` brokers on one
+/// PostgreSQL store.
+async fn postgres_replicas(sqlite_rate: f64) {
+    let n = env_n("FIREDOOR_BENCH_LIFECYCLES", 3000);
+    let conc = env_n("FIREDOOR_BENCH_CONCURRENCY", 16);
+    let replicas = env_n("FIREDOOR_BENCH_REPLICAS", 2);
+    let pg = PgServer::start();
+    let url = pg.fresh_database();
+    let dir = tempfile::tempdir().unwrap();
+    let key = dir.path().join("broker.key");
+    let mut brokers = Vec::new();
+    for i in 0..replicas {
+        let policy =
+            firedoor_core::policy::parse_policy("demo", firedoor_server::DEMO_POLICY).unwrap();
+        let mut cfg = Config::new(dir.path().join(format!("r{i}")), policy);
+        cfg.database = Some(firedoor_server::store::DatabaseUrl::Postgres(url.clone()));
+        cfg.key_file = Some(key.clone());
+        brokers.push(firedoor_server::start(cfg).await.unwrap());
+    }
+    let backends: Vec<String> = brokers
+        .iter()
+        .map(|b| format!("127.0.0.1:{}", b.addr.port()))
+        .collect();
+    let lb = firedoor_testkit::haproxy::Haproxy::start(&backends);
+    let names: Vec<String> = (1..=replicas).map(|i| format!("broker{i}")).collect();
+    let names: Vec<&str> = names.iter().map(String::as_str).collect();
+    lb.wait_for_up(&names, Duration::from_secs(20)).unwrap();
+    let team = team(conc);
+    let mut clients = BTreeMap::new();
+    for (name, groups) in &team {
+        let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+        let t = auth::add_user(
+            &brokers[0].broker.store,
+            &Actor::System,
+            name,
+            &groups,
+            false,
+            brokers[0].broker.now(),
+        )
+        .await
+        .unwrap();
+        clients.insert(
+            name.clone(),
+            Client::new(&lb.url(), Some(t.token.expose_secret())).unwrap(),
+        );
+    }
+    let rate = run_lifecycles(Arc::new(clients), n, conc).await;
+    println!(
+        "lifecycles through HAProxy, {replicas} brokers on one PostgreSQL store ({conc} clients): {rate:.0} lifecycles/s = {:.2}x SQLite",
+        rate / sqlite_rate
+    );
+    let v = firedoor_server::audit::verify(&brokers[0].broker.store)
+        .await
+        .unwrap()
+        .unwrap();
+    println!(
+        "  audit chain verified: {} records, one line from {replicas} brokers",
+        v.records
+    );
+    drop(lb);
+    for b in brokers {
+        b.stop().await;
+    }
 }
 
 const PG_POLICY: &str = r#"
@@ -258,7 +371,8 @@ fn main() {
         .build()
         .unwrap();
     rt.block_on(async {
-        lifecycles().await;
+        let sqlite = lifecycles().await;
+        postgres_replicas(sqlite).await;
         postgres_latency().await;
     });
 }

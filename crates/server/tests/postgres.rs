@@ -1232,3 +1232,70 @@ async fn store_requests_grants_events_on_sqlite_and_postgres() {
     let store = firedoor_server::store::Store::open(&url).await.unwrap();
     store_walk(&store).await;
 }
+
+/// Provisioning sends the role and its CONNECT in one round trip; a retry that finds
+/// the role of an earlier attempt (a crash between the target and the store) removes
+/// it and creates it afresh: the earlier attempt's password no longer logs in, the
+/// new one does, and several grants provisioned at once all succeed (PostgreSQL's
+/// "tuple concurrently updated" on the shared catalog is retried).
+#[tokio::test]
+async fn provisioning_again_replaces_an_earlier_attempt_and_parallel_grants_succeed() {
+    let pg = PgServer::start();
+    pg.seed_app();
+    let policy = parse_policy("pg.toml", POLICY).unwrap();
+    let conn = Arc::new(
+        PostgresConnector::new(
+            "pg",
+            &pg.app_broker_url(&[]),
+            None,
+            policy.integrations["pg"].kind.clone(),
+        )
+        .unwrap(),
+    );
+    let resource = &policy.bundles["app-read"].resources[0];
+    let t = firedoor_server::connectors::Target {
+        grant_id: firedoor_core::GrantId::new(),
+        index: 0,
+        holder: "alice",
+        resource,
+        expires_at: chrono::Utc::now() + Duration::minutes(15),
+    };
+    let first = conn.provision(&t).await.unwrap();
+    let again = conn.provision(&t).await.unwrap();
+    assert_eq!(first.username, again.username);
+    assert!(!pg
+        .psql(&first.username, &first.secret, "app", "SELECT 1")
+        .status
+        .success());
+    assert!(pg
+        .psql(&again.username, &again.secret, "app", "SELECT count(*) FROM orders")
+        .status
+        .success());
+    conn.deprovision(&t).await.unwrap();
+
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let conn = conn.clone();
+        let resource = resource.clone();
+        tasks.push(tokio::spawn(async move {
+            let holder = format!("eng{i}");
+            let t = firedoor_server::connectors::Target {
+                grant_id: firedoor_core::GrantId::new(),
+                index: 0,
+                holder: &holder,
+                resource: &resource,
+                expires_at: chrono::Utc::now() + Duration::minutes(15),
+            };
+            let c = conn.provision(&t).await.unwrap();
+            conn.deprovision(&t).await.unwrap();
+            c.username
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(
+        pg.admin("postgres", "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'fd\\_%'"),
+        "0"
+    );
+}

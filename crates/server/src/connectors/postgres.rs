@@ -217,8 +217,6 @@ impl PostgresConnector {
                 ))
             })?;
         let role = Self::role_name(t);
-        // A retry after a crash may find the role of an earlier attempt.
-        self.drop_role(&role).await?;
         let password = Alphanumeric.sample_string(&mut rand::rngs::OsRng, 32);
         // INHERIT so the member roles' privileges apply without SET ROLE.
         let mut stmt = format!(
@@ -231,21 +229,42 @@ impl PostgresConnector {
             let list: Vec<String> = roles.iter().map(|r| quote_ident(r)).collect();
             stmt.push_str(&format!(" IN ROLE {}", list.join(", ")));
         }
-        let mut admin = self.acquire().await?;
-        let mut tx = admin.begin().await.map_err(|e| err("connect", e))?;
-        sqlx::query(AssertSqlSafe(stmt))
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| err(&format!("create role {role}"), e))?;
-        sqlx::query(AssertSqlSafe(format!(
-            "GRANT CONNECT ON DATABASE {} TO {}",
+        // The role and its CONNECT in one round trip: several statements in one
+        // simple query run as one implicit transaction (both or neither).
+        stmt.push_str(&format!(
+            "; GRANT CONNECT ON DATABASE {} TO {}",
             quote_ident(&t.resource.resource),
             quote_ident(&role)
-        )))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| err(&format!("grant connect on {}", t.resource.resource), e))?;
-        tx.commit().await.map_err(|e| err("commit", e))?;
+        ));
+        let mut admin = self.acquire().await?;
+        match sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
+            .execute(&mut *admin)
+            .await
+        {
+            Ok(_) => {}
+            // A retry after a crash between the target and the store finds the role
+            // of the earlier attempt: remove it (and whatever it left), then again.
+            Err(e) if e.as_database_error().and_then(|d| d.code()).as_deref() == Some("42710") => {
+                drop(admin);
+                self.drop_role(&role).await?;
+                let mut admin = self.acquire().await?;
+                sqlx::raw_sql(AssertSqlSafe(stmt))
+                    .execute(&mut *admin)
+                    .await
+                    .map_err(|e| {
+                        err(
+                            &format!("create role {role} with CONNECT on {}", t.resource.resource),
+                            e,
+                        )
+                    })?;
+            }
+            Err(e) => {
+                return Err(err(
+                    &format!("create role {role} with CONNECT on {}", t.resource.resource),
+                    e,
+                ))
+            }
+        }
         Ok(CredentialItem {
             integration: t.resource.integration.clone(),
             kind: "postgres".into(),
