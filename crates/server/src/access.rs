@@ -1,10 +1,13 @@
 //! Access ends everywhere when a token or a person ends (design: "Security stance").
 //!
 //! - Event streams belong to one token: each stream re-checks its token against the
-//!   store and the clock every [`STREAM_RECHECK`] and at once when this broker
-//!   changes who may authenticate ([`AccessState::bump`]), and ends when the token
-//!   was revoked (API or CLI, which writes the store from another process), expired,
-//!   or its user was disabled. At most [`MAX_STREAMS_PER_USER`] streams per user.
+//!   store and the clock whenever who may authenticate changed ([`AccessState::bump`]:
+//!   by this broker at once, and by [`watch_store`], which compares a fingerprint of
+//!   revoked and expired tokens and disabled users every [`STREAM_RECHECK`], for what
+//!   the CLI, another replica or the clock changed), and at least every
+//!   [`STREAM_SAFETY_RECHECK`]; it ends when the token was revoked, expired, or its
+//!   user was disabled. One cheap query per broker per tick, however many streams are
+//!   open. At most [`MAX_STREAMS_PER_USER`] streams per user.
 //! - Disabling a user revokes their tokens and devices, revokes their live grants
 //!   through the connectors, cancels their pending requests and marks every secret
 //!   sealed to one of their devices for rotation (as revoking a device does).
@@ -30,8 +33,40 @@ use tokio::sync::watch;
 
 /// Open event streams one user may have at once.
 pub const MAX_STREAMS_PER_USER: usize = 8;
-/// How often an open event stream re-checks its token.
+/// How often the broker looks for tokens or people that ended (see [`watch_store`]).
 pub const STREAM_RECHECK: std::time::Duration = std::time::Duration::from_millis(250);
+/// Each open stream re-checks its own token at least this often anyway.
+pub const STREAM_SAFETY_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Every [`STREAM_RECHECK`] until `stop`: compares the store's access fingerprint
+/// (tokens revoked or expired by now, users disabled) with the last one and, when it
+/// changed, tells open streams to re-check their token. Store errors are logged and
+/// retried; streams still re-check on their own every [`STREAM_SAFETY_RECHECK`].
+pub async fn watch_store(broker: Arc<Broker>, mut stop: watch::Receiver<bool>) {
+    let mut last: Option<(i64, i64)> = None;
+    let mut tick = tokio::time::interval(STREAM_RECHECK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        match broker
+            .store
+            .users()
+            .access_fingerprint(Ts(broker.now()))
+            .await
+        {
+            Ok(fp) => {
+                if last.is_some_and(|l| l != fp) {
+                    broker.access.bump();
+                }
+                last = Some(fp);
+            }
+            Err(e) => tracing::warn!(error = %e, "checking who may authenticate"),
+        }
+    }
+}
 
 /// Who may authenticate changed (bumped in this process), and the open streams.
 pub struct AccessState {

@@ -601,8 +601,8 @@ async fn audit(
 }
 
 /// Server-sent events for the caller, resumable with `Last-Event-ID`. The stream
-/// ends within [`crate::access::STREAM_RECHECK`] of its token being revoked or
-/// expiring, or its user being disabled; a user has at most
+/// ends within about [`crate::access::STREAM_RECHECK`] of its token being revoked or
+/// expiring, or its user being disabled (see [`crate::access::watch_store`]); a user has at most
 /// [`crate::access::MAX_STREAMS_PER_USER`] streams open.
 async fn events(
     State(b): State<AppState>,
@@ -654,7 +654,7 @@ async fn events(
     let mut changes = b.events.subscribe();
     let mut closing = b.closing.subscribe();
     let mut access_epoch = b.access.subscribe();
-    let mut recheck = tokio::time::interval(crate::access::STREAM_RECHECK);
+    let mut recheck = tokio::time::interval(crate::access::STREAM_SAFETY_RECHECK);
     recheck.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let user = p.name;
     let counted = crate::metrics::SseClient::connect();
@@ -685,14 +685,15 @@ async fn events(
                 }
             }
             loop {
-                let mut new_events = false;
                 tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return } else { new_events = true },
+                    changed = changes.changed() => if changed.is_err() { return } else { break },
                     _ = closing.wait_for(|c| *c) => return,
                     _ = access_epoch.changed() => {}
                     _ = recheck.tick() => {}
                 }
-                // Revoked (here or by the CLI), expired, or the user disabled: end.
+                // Who may authenticate changed (here, by the CLI, on another replica,
+                // by the clock), or the safety tick: revoked, expired, or the user
+                // disabled ends the stream.
                 match crate::auth::token_hash_valid(&b.store, &token_hash, b.now()).await {
                     Ok(true) => {}
                     Ok(false) => return,
@@ -700,9 +701,6 @@ async fn events(
                         tracing::error!(error = %e, "re-checking a stream's token");
                         return;
                     }
-                }
-                if new_events {
-                    break;
                 }
             }
         }

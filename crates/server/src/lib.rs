@@ -400,6 +400,13 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         }
     });
 
+    // Tokens and people that end (here, by the CLI, on another replica, by the
+    // clock) end their open streams.
+    tokio::spawn(access::watch_store(
+        broker.clone(),
+        broker.closing.subscribe(),
+    ));
+
     // Several replicas on one PostgreSQL store: events committed by any of them wake
     // this one's streams.
     if let Some(pool) = broker.store.pg_pool() {

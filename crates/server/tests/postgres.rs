@@ -1268,7 +1268,12 @@ async fn provisioning_again_replaces_an_earlier_attempt_and_parallel_grants_succ
         .status
         .success());
     assert!(pg
-        .psql(&again.username, &again.secret, "app", "SELECT count(*) FROM orders")
+        .psql(
+            &again.username,
+            &again.secret,
+            "app",
+            "SELECT count(*) FROM orders"
+        )
         .status
         .success());
     conn.deprovision(&t).await.unwrap();
@@ -1295,7 +1300,10 @@ async fn provisioning_again_replaces_an_earlier_attempt_and_parallel_grants_succ
         t.await.unwrap();
     }
     assert_eq!(
-        pg.admin("postgres", "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'fd\\_%'"),
+        pg.admin(
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname LIKE 'fd\\_%'"
+        ),
         "0"
     );
 }

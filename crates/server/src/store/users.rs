@@ -199,4 +199,18 @@ impl Users<'_> {
         )?;
         Ok(())
     }
+
+    /// A fingerprint of who may authenticate at `now`: tokens revoked or expired,
+    /// users disabled. Both counts only grow, so any change means some token or
+    /// person ended (polled by [`crate::access::watch_store`]).
+    pub async fn access_fingerprint(&mut self, now: Ts) -> Result<(i64, i64)> {
+        Ok(fetch!(
+            self.0,
+            fetch_one,
+            (i64, i64),
+            "SELECT (SELECT COUNT(*) FROM tokens WHERE revoked_at IS NOT NULL OR expires_at <= $1),
+                    (SELECT COUNT(*) FROM users WHERE disabled_at IS NOT NULL)",
+            now
+        )?)
+    }
 }
