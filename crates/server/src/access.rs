@@ -301,13 +301,15 @@ impl Broker {
     }
 
     /// Replaces a user's groups. Envelopes the user may no longer hold are
-    /// withdrawn and their secrets rotated by the worker (at once in this process,
-    /// within a worker pass when the CLI changed them).
+    /// withdrawn and their secrets rotated by the worker: at once in this process
+    /// when `withdraw_now` (the broker), within a worker pass when the CLI, which has
+    /// no worker, changed them.
     pub async fn set_groups(
         &self,
         actor: &Actor,
         name: &str,
         groups: &[String],
+        withdraw_now: bool,
     ) -> Result<Vec<String>> {
         let groups = check_groups(groups)?;
         let now = self.now();
@@ -331,6 +333,10 @@ impl Broker {
         .await?;
         tx.commit().await?;
         self.access.bump();
+        if withdraw_now {
+            self.withdraw_ineligible_envelopes().await?;
+            self.wake_worker.notify_one();
+        }
         Ok(groups)
     }
 

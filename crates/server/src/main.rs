@@ -545,7 +545,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                         cli.key_file.as_deref(),
                     )
                     .await?;
-                    let g = b.set_groups(&actor, &name, &groups).await?;
+                    let g = b.set_groups(&actor, &name, &groups, false).await?;
                     println!(
                         "{name} is now in groups: {} (the broker withdraws and rotates secrets they may no longer unlock)",
                         if g.is_empty() { "(none)".to_string() } else { g.join(", ") }
