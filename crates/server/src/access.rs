@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::service::Broker;
 use crate::store::{Store, Ts};
 use chrono::Duration;
+use firedoor_core::access::{check_admin, AdminAction};
 use firedoor_core::audit::AuditAction;
 use firedoor_core::lifecycle::CLAIM_LEASE_SECS;
 use firedoor_core::policy::{valid_name, Principal};
@@ -196,7 +197,7 @@ impl Broker {
         }
         append(
             &mut tx,
-            &Actor::User(s.principal.name.clone()),
+            &Actor::User(s.principal.clone()),
             AuditAction::TokenRevoked,
             &s.token_id,
             serde_json::json!({ "user": s.principal.name, "by": "sign_out" }),
@@ -221,6 +222,7 @@ impl Broker {
         name: &str,
         revoke_now: bool,
     ) -> Result<Disabled> {
+        check_admin(actor, AdminAction::DisableUser)?;
         let now = self.now();
         let mut tx = self.write_tx().await?;
         match tx.users().disabled_at(name).await? {
@@ -311,6 +313,7 @@ impl Broker {
         groups: &[String],
         withdraw_now: bool,
     ) -> Result<Vec<String>> {
+        check_admin(actor, AdminAction::SetGroups)?;
         let groups = check_groups(groups)?;
         let now = self.now();
         let mut tx = self.write_tx().await?;

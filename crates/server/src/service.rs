@@ -21,7 +21,9 @@ use firedoor_core::lifecycle::{
     self, ApprovalOutcome, EndReason, GrantFacts, GrantState, RequestFacts, RequestKind,
     RequestState, CLAIM_LEASE_SECS, EXPIRING_SOON_SECS, MAX_PROVISION_ATTEMPTS,
 };
+use firedoor_core::notify::{self, Audience};
 use firedoor_core::policy::{Bundle, Flow, Policy, Principal};
+use firedoor_core::{access, input};
 use firedoor_core::{ErrorCode, GrantId, RequestId};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -217,23 +219,15 @@ impl Broker {
             .unwrap_or_else(|| bundle.to_string())
     }
 
-    /// Users who may approve requests of a flow.
-    async fn approvers(&self, tx: &mut Tx, flow: &Flow) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(tx.users())
-            .await?
-            .into_iter()
-            .filter(|u| flow.may_approve(u))
-            .map(|u| u.name)
-            .collect())
-    }
-
-    pub(crate) async fn admins(&self, tx: &mut Tx) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(tx.users())
-            .await?
-            .into_iter()
-            .filter(|u| u.admin)
-            .map(|u| u.name)
-            .collect())
+    /// Who hears of an event for `audience` (see [`firedoor_core::notify`]), among
+    /// the users the store holds now.
+    pub(crate) async fn recipients(
+        &self,
+        tx: &mut Tx,
+        audience: Audience<'_>,
+    ) -> Result<Vec<String>> {
+        let users = crate::auth::all_users(tx.users()).await?;
+        Ok(notify::recipients(audience, &users))
     }
 
     pub fn events_changed(&self) {
@@ -241,23 +235,11 @@ impl Broker {
     }
 
     fn may_see_request(&self, who: &Principal, r: &RequestRow) -> bool {
-        who.admin
-            || r.requester == who.name
-            || self
-                .policy
-                .flows
-                .get(&r.flow)
-                .is_some_and(|f| f.may_approve(who))
+        access::may_see_request(&self.policy, who, &r.requester, &r.flow)
     }
 
     fn may_see_grant(&self, who: &Principal, g: &GrantRow) -> bool {
-        who.admin
-            || g.holder == who.name
-            || self
-                .policy
-                .flows
-                .get(&g.flow)
-                .is_some_and(|f| f.may_approve(who))
+        access::may_see_grant(&self.policy, who, &g.holder, &g.flow)
     }
 
     async fn request_view_of(&self, r: &RequestRow) -> Result<RequestView> {
@@ -400,7 +382,7 @@ impl Broker {
                 body_hash: Some(&hash),
             })
             .await?;
-        let actor = Actor::User(who.name.clone());
+        let actor = Actor::User(who.clone());
         append(
             &mut tx,
             &actor,
@@ -438,9 +420,15 @@ impl Broker {
                 .await?,
             );
             if flow.break_glass {
-                let mut to = self.approvers(&mut tx, flow).await?;
-                to.extend(self.admins(&mut tx).await?);
-                to.retain(|u| u != &who.name);
+                let to = self
+                    .recipients(
+                        &mut tx,
+                        Audience::BreakGlassTaken {
+                            flow,
+                            requester: &who.name,
+                        },
+                    )
+                    .await?;
                 emit(
                     &mut tx,
                     &to,
@@ -460,8 +448,15 @@ impl Broker {
                 .await?;
             }
         } else {
-            let mut to = self.approvers(&mut tx, flow).await?;
-            to.retain(|u| u != &who.name);
+            let to = self
+                .recipients(
+                    &mut tx,
+                    Audience::Approvers {
+                        flow,
+                        requester: &who.name,
+                    },
+                )
+                .await?;
             emit(
                 &mut tx,
                 &to,
@@ -555,12 +550,7 @@ impl Broker {
                     .awaiting_decision_by(&who.name, Ts(self.now()))
                     .await?;
                 rows.into_iter()
-                    .filter(|r| {
-                        self.policy
-                            .flows
-                            .get(&r.flow)
-                            .is_some_and(|f| f.may_approve(who))
-                    })
+                    .filter(|r| access::may_decide(&self.policy, who, &r.flow))
                     .take(limit as usize)
                     .collect()
             }
@@ -647,16 +637,11 @@ impl Broker {
         let flow = self.flow(&r.flow)?;
         let decisions = tx.requests().decisions(id).await?;
         let outcome = lifecycle::check_approve(flow, &Self::facts(&r, &decisions)?, who, now)?;
-        let comment = body.comment.map(|c| {
-            c.trim()
-                .chars()
-                .take(lifecycle::MAX_TEXT)
-                .collect::<String>()
-        });
+        let comment = input::approval_comment(body.comment);
         tx.requests()
             .insert_approval(id, &who.name, comment.as_deref(), Ts(now))
             .await?;
-        let actor = Actor::User(who.name.clone());
+        let actor = Actor::User(who.clone());
         append(
             &mut tx,
             &actor,
@@ -715,8 +700,15 @@ impl Broker {
                     );
                 }
             }
-            let mut to = vec![r.requester.clone()];
-            to.extend(self.approvers(&mut tx, flow).await?);
+            let to = self
+                .recipients(
+                    &mut tx,
+                    Audience::Decided {
+                        flow,
+                        requester: &r.requester,
+                    },
+                )
+                .await?;
             emit(
                 &mut tx,
                 &to,
@@ -778,15 +770,22 @@ impl Broker {
         .await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
+            &Actor::User(who.clone()),
             AuditAction::RequestDenied,
             id,
             serde_json::json!({ "reason": reason }),
             now,
         )
         .await?;
-        let mut to = vec![r.requester.clone()];
-        to.extend(self.approvers(&mut tx, flow).await?);
+        let to = self
+            .recipients(
+                &mut tx,
+                Audience::Decided {
+                    flow,
+                    requester: &r.requester,
+                },
+            )
+            .await?;
         emit(
             &mut tx,
             &to,
@@ -835,7 +834,7 @@ impl Broker {
         .await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
+            &Actor::User(who.clone()),
             AuditAction::RequestCancelled,
             id,
             serde_json::json!({}),
@@ -1079,7 +1078,7 @@ impl Broker {
         let Some((holder, state, sealed)) = row else {
             return Err(Error::not_found("grant"));
         };
-        if holder != who.name {
+        if !access::may_view_credentials(who, &holder) {
             // Someone who may not see the grant learns nothing, not even that the
             // id exists: the same 404 as `GET /grants/{id}`.
             let visible = self
@@ -1111,7 +1110,7 @@ impl Broker {
         let mut tx = self.write_tx().await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
+            &Actor::User(who.clone()),
             AuditAction::CredentialsViewed,
             id,
             serde_json::json!({}),
@@ -1136,7 +1135,7 @@ impl Broker {
         Self::claim_end(&mut tx, &g, EndReason::Revoked, &who.name, now).await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
+            &Actor::User(who.clone()),
             AuditAction::GrantRevokeRequested,
             id,
             serde_json::json!({ "holder": g.holder }),
@@ -1303,8 +1302,9 @@ impl Broker {
                 )
                 .await?;
                 if state == GrantState::Revoking {
-                    let mut to = vec![g.holder.clone()];
-                    to.extend(self.admins(&mut tx).await?);
+                    let to = self
+                        .recipients(&mut tx, Audience::HolderAndAdmins(&g.holder))
+                        .await?;
                     emit(
                         &mut tx,
                         &to,
@@ -1353,7 +1353,7 @@ impl Broker {
         let facts = g.facts()?;
         lifecycle::check_extension(flow, &facts, who, body.duration_secs, now)?;
         let extra = body.duration_secs.unwrap_or(flow.default_duration_secs);
-        let actor = Actor::User(who.name.clone());
+        let actor = Actor::User(who.clone());
         if flow.is_automatic() {
             self.apply_extension_in(&mut tx, &g.id, flow, extra, &actor, now)
                 .await?;
@@ -1402,8 +1402,15 @@ impl Broker {
             now,
         )
         .await?;
-        let mut to = self.approvers(&mut tx, flow).await?;
-        to.retain(|u| u != &who.name);
+        let to = self
+            .recipients(
+                &mut tx,
+                Audience::Approvers {
+                    flow,
+                    requester: &who.name,
+                },
+            )
+            .await?;
         emit(
             &mut tx,
             &to,

@@ -365,14 +365,3 @@ fn no_store(mut resp: Response) -> Response {
     );
     resp
 }
-
-fn admins_only(p: &Principal, what: &str) -> ApiResult<()> {
-    if p.admin {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            ErrorCode::Forbidden,
-            format!("only admins may {what}"),
-        ))
-    }
-}

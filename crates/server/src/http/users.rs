@@ -1,6 +1,7 @@
 //! `/me`, `/me/token` and `/users`: the caller, sign-out, disabling users, groups.
 
-use super::{admins_only, ApiResult, AppState, Authed, Body, Caller, Empty, Required};
+use super::{ApiResult, AppState, Authed, Body, Caller, Empty, Required};
+use crate::audit::Actor;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -35,10 +36,7 @@ pub(super) async fn disable_user(
     Path(name): Path<String>,
     Body(_): Body<Empty>,
 ) -> ApiResult<Response> {
-    admins_only(&p, "disable users")?;
-    let done = b
-        .disable_user(&crate::audit::Actor::User(p.name.clone()), &name, true)
-        .await?;
+    let done = b.disable_user(&Actor::User(p), &name, true).await?;
     Ok(Json(done).into_response())
 }
 
@@ -61,14 +59,8 @@ pub(super) async fn set_user_groups(
     Path(name): Path<String>,
     Required(body): Required<SetGroups>,
 ) -> ApiResult<Response> {
-    admins_only(&p, "change a user's groups")?;
     let groups = b
-        .set_groups(
-            &crate::audit::Actor::User(p.name.clone()),
-            &name,
-            &body.groups,
-            true,
-        )
+        .set_groups(&Actor::User(p), &name, &body.groups, true)
         .await?;
     Ok(Json(GroupsView { user: name, groups }).into_response())
 }
