@@ -17,6 +17,7 @@
 pub mod access;
 pub mod api;
 pub mod audit;
+pub mod audit_event;
 pub mod breakglass;
 pub mod duration;
 pub mod error;

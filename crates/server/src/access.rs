@@ -21,7 +21,7 @@ use crate::service::Broker;
 use crate::store::{Store, Ts};
 use chrono::Duration;
 use firedoor_core::access::{check_admin, AdminAction};
-use firedoor_core::audit::AuditAction;
+use firedoor_core::audit::AuditEvent;
 use firedoor_core::lifecycle::CLAIM_LEASE_SECS;
 use firedoor_core::policy::{valid_name, Principal};
 use firedoor_core::{ErrorCode, GrantId};
@@ -198,9 +198,11 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(s.principal.clone()),
-            AuditAction::TokenRevoked,
             &s.token_id,
-            serde_json::json!({ "user": s.principal.name, "by": "sign_out" }),
+            AuditEvent::TokenRevoked {
+                user: s.principal.name.clone(),
+                by: Some("sign_out".into()),
+            },
             now,
         )
         .await?;
@@ -274,15 +276,14 @@ impl Broker {
         append(
             &mut tx,
             actor,
-            AuditAction::UserDisabled,
             name,
-            serde_json::json!({
-                "tokens_revoked": out.tokens_revoked,
-                "devices": devices,
-                "grants": grants,
-                "requests_cancelled": out.requests_cancelled,
-                "rotating": out.rotating,
-            }),
+            AuditEvent::UserDisabled {
+                tokens_revoked: out.tokens_revoked,
+                devices: devices.clone(),
+                grants: grants.clone(),
+                requests_cancelled: out.requests_cancelled,
+                rotating: out.rotating.clone(),
+            },
             now,
         )
         .await?;
@@ -328,9 +329,11 @@ impl Broker {
         append(
             &mut tx,
             actor,
-            AuditAction::UserGroupsChanged,
             name,
-            serde_json::json!({ "from": before, "to": groups }),
+            AuditEvent::UserGroupsChanged {
+                from: before,
+                to: groups.clone(),
+            },
             now,
         )
         .await?;
@@ -393,13 +396,12 @@ impl Broker {
             append(
                 &mut tx,
                 &Actor::System,
-                AuditAction::EnvelopesWithdrawn,
                 &secret,
-                serde_json::json!({
-                    "devices": holders.iter().map(|h| h.0.clone()).collect::<Vec<_>>(),
-                    "users": users,
-                    "reason": "eligibility_changed",
-                }),
+                AuditEvent::EnvelopesWithdrawn {
+                    devices: holders.iter().map(|h| h.0.clone()).collect(),
+                    users: users.iter().map(|u| u.to_string()).collect(),
+                    reason: "eligibility_changed".into(),
+                },
                 now,
             )
             .await?;

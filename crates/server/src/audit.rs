@@ -10,8 +10,8 @@ use chrono::{DateTime, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
 use firedoor_core::access::{check_admin, AdminAction};
 use firedoor_core::audit::{
-    record_hash, sign_head, verify_signed_chain, AuditAction, AuditRecord, ChainError, SignedHead,
-    GENESIS_HASH,
+    record_hash, sign_head, verify_signed_chain, AuditAction, AuditEvent, AuditRecord, ChainError,
+    SignedHead, GENESIS_HASH,
 };
 
 /// Who acted: see [`firedoor_core::access::Actor`] (the same type, so the rules
@@ -29,12 +29,11 @@ pub fn cli_actor() -> Actor {
 pub async fn append(
     tx: &mut Tx,
     actor: &Actor,
-    action: AuditAction,
     subject: &str,
-    details: serde_json::Value,
+    event: AuditEvent,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let out = append_record(tx, actor, action, subject, details, now).await;
+    let out = append_record(tx, actor, event.action(), subject, event.details(), now).await;
     if out.is_err() {
         crate::metrics::audit_append_failed();
     }

@@ -26,7 +26,8 @@ use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
 use firedoor_core::access::{self, check_admin, AdminAction};
-use firedoor_core::audit::AuditAction;
+use firedoor_core::api::EventKind;
+use firedoor_core::audit::{AuditEvent, SealedVersion};
 use firedoor_core::breakglass::{
     decode_public_key, encode_public_key, fingerprint, verify_chain, BrokerIdentity, ChainHead,
     DeviceView, Envelope, EnvelopeItem, EnvelopeList, EnvelopeMeta, OnlineUnlock, RegisterDevice,
@@ -351,10 +352,13 @@ impl Broker {
         append(
             tx,
             actor,
-            AuditAction::EnvelopesSealed,
             &sp.name,
-            serde_json::json!({ "version": version, "devices": sealed.len(), "users": affected.len(),
-                "not_after": ts(now + Duration::seconds(sp.validity_secs)) }),
+            AuditEvent::EnvelopesSealed {
+                version,
+                devices: sealed.len(),
+                users: affected.len(),
+                not_after: ts(now + Duration::seconds(sp.validity_secs)),
+            },
             now,
         )
         .await?;
@@ -363,7 +367,7 @@ impl Broker {
             tx,
             &to,
             NewEvent {
-                kind: "envelopes_changed",
+                kind: EventKind::EnvelopesChanged,
                 request_id: None,
                 grant_id: None,
                 bundle: Some(&sp.name),
@@ -431,10 +435,13 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::DeviceRegistered,
             &id,
-            serde_json::json!({ "user": who.name, "name": name, "recipient": recipient.to_string(),
-                "fingerprint": fingerprint(&vk) }),
+            AuditEvent::DeviceRegistered {
+                user: who.name.clone(),
+                name: name.clone(),
+                recipient: recipient.to_string(),
+                fingerprint: fingerprint(&vk),
+            },
             now,
         )
         .await?;
@@ -495,9 +502,13 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::DeviceRevoked,
             id,
-            serde_json::json!({ "user": d.user_name, "name": d.name, "envelopes_deleted": dropped, "rotating": rotating }),
+            AuditEvent::DeviceRevoked {
+                user: d.user_name.clone(),
+                name: d.name.clone(),
+                envelopes_deleted: dropped,
+                rotating: rotating.iter().map(|s| s.to_string()).collect(),
+            },
             now,
         )
         .await?;
@@ -642,7 +653,10 @@ impl Broker {
                 continue;
             }
             Self::store_envelope(&mut tx, secret, s).await?;
-            done.push(serde_json::json!({ "secret": secret, "version": s.version }));
+            done.push(SealedVersion {
+                secret: secret.clone(),
+                version: s.version,
+            });
         }
         for secret in &to_drop {
             // The owner lost eligibility but may keep a copy: rotate what they held.
@@ -658,9 +672,12 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::EnvelopesSealed,
             &d.id,
-            serde_json::json!({ "user": d.user_name, "sealed": done, "dropped": to_drop }),
+            AuditEvent::EnvelopesRefreshed {
+                user: d.user_name.clone(),
+                sealed: done,
+                dropped: to_drop.iter().map(|s| s.to_string()).collect(),
+            },
             now,
         )
         .await?;
@@ -750,13 +767,15 @@ impl Broker {
                 append(
                     &mut tx,
                     &actor,
-                    AuditAction::BreakGlassOnlineUnlock,
                     &r.secret,
-                    serde_json::json!({
-                        "source": "device_record", "device": id, "seq": r.seq, "version": r.version,
-                        "reason": truncate_chars(r.reason.trim(), MAX_REASON_CHARS),
-                        "at": r.at.to_rfc3339(), "hash": sr.hash,
-                    }),
+                    AuditEvent::OnlineUnlockRecorded {
+                        device: id.to_string(),
+                        seq: r.seq,
+                        version: r.version,
+                        reason: truncate_chars(r.reason.trim(), MAX_REASON_CHARS),
+                        at: r.at.to_rfc3339(),
+                        hash: sr.hash.clone(),
+                    },
                     now,
                 )
                 .await?;
@@ -768,13 +787,18 @@ impl Broker {
             append(
                 &mut tx,
                 &actor,
-                AuditAction::BreakGlassOfflineUnlock,
                 &r.secret,
-                serde_json::json!({
-                    "device": id, "device_name": d.name, "seq": r.seq, "version": r.version,
-                    "reason": reason, "at": r.at.to_rfc3339(), "hash": sr.hash,
-                    "current_version": a.current_version, "eligible": sp.is_some_and(|s| s.may_unlock(who)),
-                }),
+                AuditEvent::OfflineUnlock {
+                    device: id.to_string(),
+                    device_name: d.name.clone(),
+                    seq: r.seq,
+                    version: r.version,
+                    reason: reason.clone(),
+                    at: r.at.to_rfc3339(),
+                    hash: sr.hash.clone(),
+                    current_version: a.current_version,
+                    eligible: sp.is_some_and(|s| s.may_unlock(who)),
+                },
                 now,
             )
             .await?;
@@ -791,7 +815,7 @@ impl Broker {
                 &mut tx,
                 &to,
                 NewEvent {
-                    kind: "break_glass_unlocked",
+                    kind: EventKind::BreakGlassUnlocked,
                     request_id: None,
                     grant_id: None,
                     bundle: Some(&r.secret),
@@ -927,11 +951,16 @@ impl Broker {
             append(
                 &mut tx,
                 &Actor::User(who.clone()),
-                AuditAction::UnlockChainRejected,
                 &d.id,
-                serde_json::json!({ "user": d.user_name, "device_name": d.name, "problem": problem,
-                    "records": n, "head_seq": d.head_seq, "head_hash": d.head_hash,
-                    "alerted": alert.is_some() }),
+AuditEvent::UnlockChainRejected {
+                    user: d.user_name.clone(),
+                    device_name: d.name.clone(),
+                    problem: problem.clone(),
+                    records: n,
+                    head_seq: d.head_seq,
+                    head_hash: d.head_hash.clone(),
+                    alerted: alert.is_some(),
+                },
                 now,
             )
             .await?;
@@ -975,7 +1004,7 @@ impl Broker {
             tx,
             &to,
             NewEvent {
-                kind: "security_alert",
+                kind: EventKind::SecurityAlert,
                 request_id: None,
                 grant_id: None,
                 bundle: secret,
@@ -1098,10 +1127,13 @@ impl Broker {
             append(
                 &mut tx,
                 actor,
-                AuditAction::SecretStored,
                 name,
-                serde_json::json!({ "version": version + 1, "previous_version": version,
-                    "rotation_was_due": row.rotation_due_at.map(Ts::text), "bytes": value.len() }),
+                AuditEvent::SecretStored {
+                    version: version + 1,
+                    previous_version: version,
+                    rotation_was_due: row.rotation_due_at.map(Ts::text),
+                    bytes: value.len(),
+                },
                 now,
             )
             .await?;
@@ -1176,10 +1208,13 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::BreakGlassOnlineUnlock,
             name,
-            serde_json::json!({ "source": "broker", "version": version, "reason": reason,
-                "device": body.device_id, "rotates_at": rotates_at.map(ts) }),
+            AuditEvent::OnlineUnlock {
+                version,
+                reason: reason.clone(),
+                device: body.device_id.clone(),
+                rotates_at: rotates_at.map(ts),
+            },
             now,
         )
         .await?;
@@ -1196,7 +1231,7 @@ impl Broker {
             &mut tx,
             &to,
             NewEvent {
-                kind: "break_glass_unlocked",
+                kind: EventKind::BreakGlassUnlocked,
                 request_id: None,
                 grant_id: None,
                 bundle: Some(name),
@@ -1289,11 +1324,12 @@ impl Broker {
         append(
             &mut tx,
             &Actor::System,
-            AuditAction::SecretRotationFailed,
             &sp.name,
-            serde_json::json!({ "error": error, "manual": true,
-                "version": row.as_ref().map(|r| r.version),
-                "reason": row.as_ref().and_then(|r| r.rotation_reason.clone()) }),
+            AuditEvent::SecretRotationManual {
+                error: error.clone(),
+                version: row.as_ref().map(|r| r.version),
+                reason: row.as_ref().and_then(|r| r.rotation_reason.clone()),
+            },
             now,
         )
         .await?;
@@ -1410,11 +1446,16 @@ impl Broker {
         append(
             &mut tx,
             actor,
-            AuditAction::SecretRotated,
             name,
-            serde_json::json!({ "from_version": version, "to_version": version + 1,
-                "integration": rot.integration, "role": rot.role, "trigger": trigger.as_str(),
-                "reason": row.rotation_reason, "attempts": row.rotation_attempts + 1 }),
+            AuditEvent::SecretRotated {
+                from_version: version,
+                to_version: version + 1,
+                integration: rot.integration.clone(),
+                role: rot.role.clone(),
+                trigger: trigger.as_str().into(),
+                reason: row.rotation_reason.clone(),
+                attempts: row.rotation_attempts + 1,
+            },
             now,
         )
         .await?;
@@ -1444,10 +1485,14 @@ impl Broker {
         append(
             &mut tx,
             &Actor::System,
-            AuditAction::SecretRotationFailed,
             &sp.name,
-            serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": ts(next),
-                "version": version, "integration": sp.rotate.as_ref().map(|r| r.integration.clone()) }),
+            AuditEvent::SecretRotationFailed {
+                error: error.to_string(),
+                attempts,
+                next_attempt_at: ts(next),
+                version,
+                integration: sp.rotate.as_ref().map(|r| r.integration.clone()),
+            },
             now,
         )
         .await?;

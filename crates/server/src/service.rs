@@ -12,11 +12,12 @@ use crate::store::requests::{DecisionRow, NewRequest, RequestRow};
 use crate::store::{Store, Ts, Tx};
 use crate::vault::BrokerKey;
 use chrono::{DateTime, Duration, Utc};
+use firedoor_core::api::EventKind;
 use firedoor_core::api::{
     ApproveBody, CreateRequest, CredentialItem, Credentials, Decision, DenyBody, EventView,
     ExtendBody, ExtendResult, GrantView, RequestView,
 };
-use firedoor_core::audit::AuditAction;
+use firedoor_core::audit::{AuditEvent, GrantedResource};
 use firedoor_core::lifecycle::{
     self, ApprovalOutcome, EndReason, GrantFacts, GrantState, RequestFacts, RequestKind,
     RequestState, CLAIM_LEASE_SECS, EXPIRING_SOON_SECS, MAX_PROVISION_ATTEMPTS,
@@ -95,7 +96,7 @@ impl GrantRow {
 
 /// A live event about to be stored for some recipients.
 pub(crate) struct NewEvent<'a> {
-    pub(crate) kind: &'a str,
+    pub(crate) kind: EventKind,
     pub(crate) request_id: Option<RequestId>,
     pub(crate) grant_id: Option<GrantId>,
     pub(crate) bundle: Option<&'a str>,
@@ -111,7 +112,7 @@ pub(crate) async fn emit(
 ) -> Result<()> {
     let view = EventView {
         id: 0,
-        kind: e.kind.to_string(),
+        kind: e.kind.as_str().to_string(),
         at: now,
         request_id: e.request_id,
         grant_id: e.grant_id,
@@ -125,7 +126,9 @@ pub(crate) async fn emit(
         if !seen.insert(r) {
             continue;
         }
-        tx.events().insert(r, e.kind, Ts(now), &body).await?;
+        tx.events()
+            .insert(r, e.kind.as_str(), Ts(now), &body)
+            .await?;
     }
     Ok(())
 }
@@ -386,13 +389,15 @@ impl Broker {
         append(
             &mut tx,
             &actor,
-            AuditAction::RequestCreated,
             &id.to_string(),
-            serde_json::json!({
-                "bundle": bundle.name, "flow": flow.name, "duration_secs": checked.duration_secs,
-                "justification": checked.justification, "ticket": checked.ticket,
-                "break_glass": flow.break_glass,
-            }),
+            AuditEvent::RequestCreated {
+                bundle: bundle.name.clone(),
+                flow: flow.name.clone(),
+                duration_secs: checked.duration_secs,
+                justification: checked.justification.clone(),
+                ticket: checked.ticket.clone(),
+                break_glass: flow.break_glass,
+            },
             now,
         )
         .await?;
@@ -401,9 +406,10 @@ impl Broker {
             append(
                 &mut tx,
                 &Actor::System,
-                AuditAction::RequestApproved,
                 &id.to_string(),
-                serde_json::json!({ "automatic": true, "flow": flow.name }),
+                AuditEvent::RequestAutoApproved {
+                    flow: flow.name.clone(),
+                },
                 now,
             )
             .await?;
@@ -433,7 +439,7 @@ impl Broker {
                     &mut tx,
                     &to,
                     NewEvent {
-                        kind: "request_approved",
+                        kind: EventKind::RequestApproved,
                         request_id: Some(id),
                         grant_id: grant,
                         bundle: Some(&bundle.name),
@@ -461,7 +467,7 @@ impl Broker {
                 &mut tx,
                 &to,
                 NewEvent {
-                    kind: "request_awaiting_approval",
+                    kind: EventKind::RequestAwaitingApproval,
                     request_id: Some(id),
                     grant_id: None,
                     bundle: Some(&bundle.name),
@@ -645,9 +651,10 @@ impl Broker {
         append(
             &mut tx,
             &actor,
-            AuditAction::ApprovalRecorded,
             id,
-            serde_json::json!({ "comment": comment }),
+            AuditEvent::ApprovalRecorded {
+                comment: comment.clone(),
+            },
             now,
         )
         .await?;
@@ -667,9 +674,10 @@ impl Broker {
             append(
                 &mut tx,
                 &actor,
-                AuditAction::RequestApproved,
                 id,
-                serde_json::json!({ "approvals": decisions.len() + 1 }),
+                AuditEvent::RequestApproved {
+                    approvals: decisions.len() + 1,
+                },
                 now,
             )
             .await?;
@@ -713,7 +721,7 @@ impl Broker {
                 &mut tx,
                 &to,
                 NewEvent {
-                    kind: "request_approved",
+                    kind: EventKind::RequestApproved,
                     request_id: Some(rid),
                     grant_id: grant,
                     bundle: Some(&r.bundle),
@@ -771,9 +779,10 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::RequestDenied,
             id,
-            serde_json::json!({ "reason": reason }),
+            AuditEvent::RequestDenied {
+                reason: reason.clone(),
+            },
             now,
         )
         .await?;
@@ -790,7 +799,7 @@ impl Broker {
             &mut tx,
             &to,
             NewEvent {
-                kind: "request_denied",
+                kind: EventKind::RequestDenied,
                 request_id: Some(r.id()?),
                 grant_id: None,
                 bundle: Some(&r.bundle),
@@ -835,9 +844,8 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::RequestCancelled,
             id,
-            serde_json::json!({}),
+            AuditEvent::RequestCancelled,
             now,
         )
         .await?;
@@ -921,11 +929,23 @@ impl Broker {
                 append(
                     &mut tx,
                     &Actor::System,
-                    AuditAction::GrantActivated,
                     &gid.to_string(),
-                    serde_json::json!({ "request": g.request_id, "holder": g.holder, "bundle": g.bundle,
-                        "activated_at": Ts(start).text(), "expires_at": Ts(expires).text(),
-                        "resources": creds.items.iter().map(|c| serde_json::json!({"integration": c.integration, "resource": c.resource, "username": c.username})).collect::<Vec<_>>() }),
+                    AuditEvent::GrantActivated {
+                        request: g.request_id.clone(),
+                        holder: g.holder.clone(),
+                        bundle: g.bundle.clone(),
+                        activated_at: Ts(start).text(),
+                        expires_at: Ts(expires).text(),
+                        resources: creds
+                            .items
+                            .iter()
+                            .map(|c| GrantedResource {
+                                integration: c.integration.clone(),
+                                resource: c.resource.clone(),
+                                username: c.username.clone(),
+                            })
+                            .collect(),
+                    },
                     now,
                 )
                 .await?;
@@ -933,7 +953,7 @@ impl Broker {
                     &mut tx,
                     std::slice::from_ref(&g.holder),
                     NewEvent {
-                        kind: "grant_active",
+                        kind: EventKind::GrantActive,
                         request_id: g.request_id.parse().ok(),
                         grant_id: Some(*gid),
                         bundle: Some(&g.bundle),
@@ -982,9 +1002,12 @@ impl Broker {
                     append(
                         &mut tx,
                         &Actor::System,
-                        AuditAction::GrantProvisionFailed,
                         &gid.to_string(),
-                        serde_json::json!({ "error": error, "attempts": attempts, "final": true }),
+                        AuditEvent::GrantProvisionFailed {
+                            error: error.clone(),
+                            attempts,
+                            last: true,
+                        },
                         now,
                     )
                     .await?;
@@ -992,7 +1015,7 @@ impl Broker {
                         &mut tx,
                         std::slice::from_ref(&g.holder),
                         NewEvent {
-                            kind: "grant_failed",
+                            kind: EventKind::GrantFailed,
                             request_id: g.request_id.parse().ok(),
                             grant_id: Some(*gid),
                             bundle: Some(&g.bundle),
@@ -1013,9 +1036,12 @@ impl Broker {
                     append(
                         &mut tx,
                         &Actor::System,
-                        AuditAction::GrantProvisionFailed,
                         &gid.to_string(),
-                        serde_json::json!({ "error": error, "attempts": attempts, "final": false }),
+                        AuditEvent::GrantProvisionFailed {
+                            error: error.clone(),
+                            attempts,
+                            last: false,
+                        },
                         now,
                     )
                     .await?;
@@ -1111,9 +1137,8 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::CredentialsViewed,
             id,
-            serde_json::json!({}),
+            AuditEvent::CredentialsViewed,
             now,
         )
         .await?;
@@ -1136,9 +1161,10 @@ impl Broker {
         append(
             &mut tx,
             &Actor::User(who.clone()),
-            AuditAction::GrantRevokeRequested,
             id,
-            serde_json::json!({ "holder": g.holder }),
+            AuditEvent::GrantRevokeRequested {
+                holder: g.holder.clone(),
+            },
             now,
         )
         .await?;
@@ -1240,19 +1266,18 @@ impl Broker {
                     None,
                 )
                 .await?;
-                let action = match reason {
-                    EndReason::Revoked => AuditAction::GrantRevoked,
-                    EndReason::Expired => AuditAction::GrantExpired,
-                };
                 append(
                     &mut tx,
                     &Actor::System,
-                    action,
                     &gid_s,
-                    with_leftovers(
-                        serde_json::json!({ "holder": g.holder, "by": g.ended_by, "expires_at": g.expires_at.text(), "attempts": g.attempts + 1 }),
-                        &leftovers,
-                    ),
+                    AuditEvent::GrantEnded {
+                        reason,
+                        holder: g.holder.clone(),
+                        by: g.ended_by.clone(),
+                        expires_at: g.expires_at.text(),
+                        attempts: g.attempts + 1,
+                        leftovers: leftover_values(&leftovers),
+                    },
                     now,
                 )
                 .await?;
@@ -1261,8 +1286,8 @@ impl Broker {
                     std::slice::from_ref(&g.holder),
                     NewEvent {
                         kind: match reason {
-                            EndReason::Revoked => "grant_revoked",
-                            EndReason::Expired => "grant_expired",
+                            EndReason::Revoked => EventKind::GrantRevoked,
+                            EndReason::Expired => EventKind::GrantExpired,
                         },
                         request_id: g.request_id.parse().ok(),
                         grant_id: Some(*gid),
@@ -1292,12 +1317,13 @@ impl Broker {
                 append(
                     &mut tx,
                     &Actor::System,
-                    AuditAction::GrantRevokeFailed,
                     &gid_s,
-                    with_leftovers(
-                        serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": Ts(next).text() }),
-                        &leftovers,
-                    ),
+                    AuditEvent::GrantRevokeFailed {
+                        error: error.clone(),
+                        attempts,
+                        next_attempt_at: Ts(next).text(),
+                        leftovers: leftover_values(&leftovers),
+                    },
                     now,
                 )
                 .await?;
@@ -1309,7 +1335,7 @@ impl Broker {
                         &mut tx,
                         &to,
                         NewEvent {
-                            kind: "grant_revoke_failed",
+                            kind: EventKind::GrantRevokeFailed,
                             request_id: g.request_id.parse().ok(),
                             grant_id: Some(*gid),
                             bundle: Some(&g.bundle),
@@ -1396,9 +1422,12 @@ impl Broker {
         append(
             &mut tx,
             &actor,
-            AuditAction::RequestCreated,
             &rid.to_string(),
-            serde_json::json!({ "kind": "extension", "grant": g.id, "duration_secs": extra, "justification": checked.justification }),
+            AuditEvent::ExtensionRequested {
+                grant: g.id.clone(),
+                duration_secs: extra,
+                justification: checked.justification.clone(),
+            },
             now,
         )
         .await?;
@@ -1415,7 +1444,7 @@ impl Broker {
             &mut tx,
             &to,
             NewEvent {
-                kind: "request_awaiting_approval",
+                kind: EventKind::RequestAwaitingApproval,
                 request_id: Some(rid),
                 grant_id: g.id().ok(),
                 bundle: Some(&g.bundle),
@@ -1475,9 +1504,12 @@ impl Broker {
         append(
             tx,
             actor,
-            AuditAction::GrantExtended,
             gid,
-            serde_json::json!({ "from": g.expires_at.text(), "to": Ts(new_expiry).text(), "added_secs": extra }),
+            AuditEvent::GrantExtended {
+                from: g.expires_at.text(),
+                to: Ts(new_expiry).text(),
+                added_secs: extra,
+            },
             now,
         )
         .await?;
@@ -1485,7 +1517,7 @@ impl Broker {
             tx,
             std::slice::from_ref(&g.holder),
             NewEvent {
-                kind: "grant_extended",
+                kind: EventKind::GrantExtended,
                 request_id: g.request_id.parse().ok(),
                 grant_id: g.id().ok(),
                 bundle: Some(&g.bundle),
@@ -1565,9 +1597,10 @@ impl Broker {
             append(
                 &mut tx,
                 &Actor::System,
-                AuditAction::RequestTimedOut,
                 &r.id,
-                serde_json::json!({ "pending_until": r.pending_until.text() }),
+                AuditEvent::RequestTimedOut {
+                    pending_until: r.pending_until.text(),
+                },
                 now,
             )
             .await?;
@@ -1575,7 +1608,7 @@ impl Broker {
                 &mut tx,
                 std::slice::from_ref(&r.requester),
                 NewEvent {
-                    kind: "request_timed_out",
+                    kind: EventKind::RequestTimedOut,
                     request_id: r.id().ok(),
                     grant_id: None,
                     bundle: Some(&r.bundle),
@@ -1648,7 +1681,7 @@ impl Broker {
                 &mut tx,
                 std::slice::from_ref(&g.holder),
                 NewEvent {
-                    kind: "grant_expiring",
+                    kind: EventKind::GrantExpiring,
                     request_id: g.request_id.parse().ok(),
                     grant_id: g.id().ok(),
                     bundle: Some(&g.bundle),
@@ -1713,14 +1746,11 @@ impl Broker {
     }
 }
 
-/// Adds to an audit record's details what the connectors found left behind by the
-/// grant's accounts and did with it (who created what, where), if anything.
-fn with_leftovers(
-    mut details: serde_json::Value,
-    leftovers: &[crate::connectors::Leftover],
-) -> serde_json::Value {
-    if !leftovers.is_empty() {
-        details["leftovers"] = serde_json::json!(leftovers);
-    }
-    details
+/// What the connectors found left behind by a grant's accounts and did with it, as
+/// recorded in the audit log.
+fn leftover_values(leftovers: &[crate::connectors::Leftover]) -> Vec<serde_json::Value> {
+    leftovers
+        .iter()
+        .filter_map(|l| serde_json::to_value(l).ok())
+        .collect()
 }

@@ -50,7 +50,7 @@ pub(super) async fn events(
         cursor = pruned;
         firedoor_core::api::EventView {
             id: pruned,
-            kind: firedoor_core::api::RESYNC_EVENT.into(),
+            kind: firedoor_core::api::EventKind::Resync.as_str().into(),
             at: b.now(),
             request_id: None,
             grant_id: None,
