@@ -922,19 +922,21 @@ impl Console {
         passphrase: &SecretString,
         now: DateTime<Utc>,
     ) -> Result<UnlockResult> {
-        let reason = reason.trim();
-        if reason.is_empty() {
-            return Err(ConsoleError::new(
-                "validation",
-                "Give a reason: it goes to the audit trail and to security.",
-            ));
-        }
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(ConsoleError::new(
-                "validation",
-                format!("Keep the reason under {MAX_REASON_CHARS} characters."),
-            ));
-        }
+        // The broker's rule (core), checked here too: an offline unlock records the
+        // reason before the broker ever sees it.
+        let reason = firedoor_core::input::break_glass_reason(reason).map_err(|e| {
+            let message = match e.code {
+                firedoor_core::ErrorCode::JustificationRequired => {
+                    "Give a reason: it goes to the audit trail and to security.".to_string()
+                }
+                _ if reason.trim().chars().count() > MAX_REASON_CHARS => {
+                    format!("Keep the reason under {MAX_REASON_CHARS} characters.")
+                }
+                _ => "The reason cannot contain control characters.".to_string(),
+            };
+            ConsoleError::new("validation", message)
+        })?;
+        let reason = reason.as_str();
         let (c, a, user) = self.signed_in_account().await?;
         let _turn = self.break_glass_turn.lock().await;
         let Some(enr) = self.enrolment(&a).await? else {

@@ -186,11 +186,96 @@ pub struct Credentials {
 }
 
 /// A live event, as sent on the event stream (the SSE `data:` line) and stored.
-/// The kind of the event a stream sends first when it resumes (`Last-Event-ID`)
-/// below what the broker still keeps: events in between were pruned, so the
-/// client must reload its state instead of trusting it saw everything.
-pub const RESYNC_EVENT: &str = "resync";
+/// The kind of a live event (the SSE `event:` name and [`EventView::kind`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A request waits for the recipient's decision (to approvers).
+    RequestAwaitingApproval,
+    /// A request was approved (to the requester and approvers; a break-glass one
+    /// taken automatically: to approvers and admins).
+    RequestApproved,
+    RequestDenied,
+    RequestTimedOut,
+    GrantActive,
+    /// A grant expires within `lifecycle::EXPIRING_SOON_SECS`.
+    GrantExpiring,
+    GrantRevoked,
+    GrantExpired,
+    /// Removing a grant's access failed and is retried (to the holder and admins).
+    GrantRevokeFailed,
+    GrantExtended,
+    /// Provisioning failed for good.
+    GrantFailed,
+    /// A break-glass secret was unlocked (to admins and its alert audience).
+    BreakGlassUnlocked,
+    /// A rejected unlock chain, a failed or manual rotation (to admins).
+    SecurityAlert,
+    /// A secret's envelopes changed: fetch them again (to their holders).
+    EnvelopesChanged,
+    /// The stream resumed (`Last-Event-ID`) below what the broker still keeps:
+    /// events in between were pruned, so the client must reload its state instead
+    /// of trusting it saw everything. Sent first, never stored.
+    Resync,
+}
 
+impl EventKind {
+    /// Every kind, in the order of [`EVENT_KINDS`], then [`EventKind::Resync`].
+    pub const ALL: &'static [EventKind] = &[
+        EventKind::RequestAwaitingApproval,
+        EventKind::RequestApproved,
+        EventKind::RequestDenied,
+        EventKind::RequestTimedOut,
+        EventKind::GrantActive,
+        EventKind::GrantExpiring,
+        EventKind::GrantRevoked,
+        EventKind::GrantExpired,
+        EventKind::GrantRevokeFailed,
+        EventKind::GrantExtended,
+        EventKind::GrantFailed,
+        EventKind::BreakGlassUnlocked,
+        EventKind::SecurityAlert,
+        EventKind::EnvelopesChanged,
+        EventKind::Resync,
+    ];
+
+    /// The name on the wire and in the store.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventKind::RequestAwaitingApproval => "request_awaiting_approval",
+            EventKind::RequestApproved => "request_approved",
+            EventKind::RequestDenied => "request_denied",
+            EventKind::RequestTimedOut => "request_timed_out",
+            EventKind::GrantActive => "grant_active",
+            EventKind::GrantExpiring => "grant_expiring",
+            EventKind::GrantRevoked => "grant_revoked",
+            EventKind::GrantExpired => "grant_expired",
+            EventKind::GrantRevokeFailed => "grant_revoke_failed",
+            EventKind::GrantExtended => "grant_extended",
+            EventKind::GrantFailed => "grant_failed",
+            EventKind::BreakGlassUnlocked => "break_glass_unlocked",
+            EventKind::SecurityAlert => "security_alert",
+            EventKind::EnvelopesChanged => "envelopes_changed",
+            EventKind::Resync => "resync",
+        }
+    }
+
+    /// The kind named `s`, if it is one.
+    pub fn parse(s: &str) -> Option<EventKind> {
+        EventKind::ALL.iter().copied().find(|k| k.as_str() == s)
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The kind of the event a stream sends first when it resumes below what the
+/// broker still keeps (see [`EventKind::Resync`]).
+pub const RESYNC_EVENT: &str = EventKind::Resync.as_str();
+
+/// A live event, as sent on the event stream (the SSE `data:` line) and stored.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EventView {
     pub id: i64,
@@ -212,20 +297,57 @@ pub struct EventView {
     pub message: String,
 }
 
-/// The known event kinds.
+/// The known kinds of stored events (every [`EventKind`] but `resync`).
 pub const EVENT_KINDS: &[&str] = &[
-    "request_awaiting_approval",
-    "request_approved",
-    "request_denied",
-    "request_timed_out",
-    "grant_active",
-    "grant_expiring",
-    "grant_revoked",
-    "grant_expired",
-    "grant_revoke_failed",
-    "grant_extended",
-    "grant_failed",
-    "break_glass_unlocked",
-    "security_alert",
-    "envelopes_changed",
+    EventKind::RequestAwaitingApproval.as_str(),
+    EventKind::RequestApproved.as_str(),
+    EventKind::RequestDenied.as_str(),
+    EventKind::RequestTimedOut.as_str(),
+    EventKind::GrantActive.as_str(),
+    EventKind::GrantExpiring.as_str(),
+    EventKind::GrantRevoked.as_str(),
+    EventKind::GrantExpired.as_str(),
+    EventKind::GrantRevokeFailed.as_str(),
+    EventKind::GrantExtended.as_str(),
+    EventKind::GrantFailed.as_str(),
+    EventKind::BreakGlassUnlocked.as_str(),
+    EventKind::SecurityAlert.as_str(),
+    EventKind::EnvelopesChanged.as_str(),
 ];
+
+#[cfg(test)]
+mod event_kind_tests {
+    use super::*;
+
+    #[test]
+    fn kinds_keep_their_wire_names() {
+        let names: Vec<&str> = EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "request_awaiting_approval",
+                "request_approved",
+                "request_denied",
+                "request_timed_out",
+                "grant_active",
+                "grant_expiring",
+                "grant_revoked",
+                "grant_expired",
+                "grant_revoke_failed",
+                "grant_extended",
+                "grant_failed",
+                "break_glass_unlocked",
+                "security_alert",
+                "envelopes_changed",
+                "resync",
+            ],
+            "clients match on these names: they must not change"
+        );
+        assert_eq!(&names[..names.len() - 1], EVENT_KINDS);
+        for k in EventKind::ALL {
+            assert_eq!(EventKind::parse(k.as_str()), Some(*k));
+        }
+        assert_eq!(EventKind::parse("nope"), None);
+        assert_eq!(RESYNC_EVENT, "resync");
+    }
+}

@@ -28,7 +28,7 @@ const ENVELOPE_DOMAIN: &[u8] = b"firedoor envelope v1\n";
 const RECORD_DOMAIN: &[u8] = b"firedoor unlock record v1\n";
 /// Longest accepted unlock reason, in characters: a sentence or two for the audit
 /// trail and the alert. It bounds every unlock record (see [`MAX_RECORD_BODY_CHARS`]).
-pub const MAX_REASON_CHARS: usize = 500;
+pub use crate::input::MAX_REASON_CHARS;
 /// Longest unlock record body, in characters: the fixed fields (about 400) plus a
 /// reason of [`MAX_REASON_CHARS`] characters even if every one of them is written
 /// as a six-character JSON escape.

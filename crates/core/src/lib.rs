@@ -8,14 +8,23 @@
 //! - [`audit`]: the hash-chained audit record and its verification.
 //! - [`breakglass`]: sealed envelopes and the signed, hash-chained unlock record.
 //! - [`api`]: the JSON shapes exchanged over HTTP, shared by broker and client.
+//! - [`access`]: who may see what and who may do what (admin-only actions, with the
+//!   CLI as an operator allowed explicitly), checked by every operation.
+//! - [`notify`]: who hears of each live event.
+//! - [`input`]: the rules for free text people type (justifications, break-glass
+//!   reasons, device names), shared by broker and client.
 
+pub mod access;
 pub mod api;
 pub mod audit;
+pub mod audit_event;
 pub mod breakglass;
 pub mod duration;
 pub mod error;
 pub mod ids;
+pub mod input;
 pub mod lifecycle;
+pub mod notify;
 pub mod policy;
 
 pub use error::{ErrorCode, RuleError};

@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 
 /// Longest justification or ticket accepted.
-pub const MAX_TEXT: usize = 2000;
+pub use crate::input::MAX_TEXT;
 /// Grants expiring within this many seconds get an "expiring soon" notice.
 pub const EXPIRING_SOON_SECS: i64 = 300;
 /// How long a worker may hold a claimed provisioning/revoking job before another
@@ -255,25 +255,7 @@ fn clean_text(
     what: &str,
     code: ErrorCode,
 ) -> Result<Option<String>, RuleError> {
-    let v = v.map(str::trim).filter(|s| !s.is_empty());
-    match v {
-        None if required => Err(RuleError::new(
-            code,
-            format!("this bundle's flow requires a {what}"),
-        )),
-        None => Ok(None),
-        Some(s) if s.chars().count() > MAX_TEXT => Err(RuleError::new(
-            ErrorCode::InvalidRequest,
-            format!("{what} is longer than {MAX_TEXT} characters"),
-        )),
-        Some(s) if s.chars().any(|c| c.is_control() && c != '\n' && c != '\t') => {
-            Err(RuleError::new(
-                ErrorCode::InvalidRequest,
-                format!("{what} contains control characters"),
-            ))
-        }
-        Some(s) => Ok(Some(s.to_string())),
-    }
+    crate::input::request_text(v, required, what, code)
 }
 
 /// How long an API token works unless it is issued with another lifetime.

@@ -23,7 +23,8 @@ use crate::error::{Error, Result};
 use crate::service::Broker;
 use crate::store::{Store, Ts};
 use chrono::Duration;
-use firedoor_core::audit::AuditAction;
+use firedoor_core::access::{check_admin, AdminAction};
+use firedoor_core::audit::AuditEvent;
 use firedoor_core::lifecycle::CLAIM_LEASE_SECS;
 use firedoor_core::policy::{valid_name, Principal};
 use firedoor_core::{ErrorCode, GrantId};
@@ -231,10 +232,12 @@ impl Broker {
         }
         append(
             &mut tx,
-            &Actor::User(s.principal.name.clone()),
-            AuditAction::TokenRevoked,
+            &Actor::User(s.principal.clone()),
             &s.token_id,
-            serde_json::json!({ "user": s.principal.name, "by": "sign_out" }),
+            AuditEvent::TokenRevoked {
+                user: s.principal.name.clone(),
+                by: Some("sign_out".into()),
+            },
             now,
         )
         .await?;
@@ -256,6 +259,7 @@ impl Broker {
         name: &str,
         revoke_now: bool,
     ) -> Result<Disabled> {
+        check_admin(actor, AdminAction::DisableUser)?;
         let now = self.now();
         let mut tx = self.write_tx().await?;
         match tx.users().disabled_at(name).await? {
@@ -307,15 +311,14 @@ impl Broker {
         append(
             &mut tx,
             actor,
-            AuditAction::UserDisabled,
             name,
-            serde_json::json!({
-                "tokens_revoked": out.tokens_revoked,
-                "devices": devices,
-                "grants": grants,
-                "requests_cancelled": out.requests_cancelled,
-                "rotating": out.rotating,
-            }),
+            AuditEvent::UserDisabled {
+                tokens_revoked: out.tokens_revoked,
+                devices: devices.clone(),
+                grants: grants.clone(),
+                requests_cancelled: out.requests_cancelled,
+                rotating: out.rotating.clone(),
+            },
             now,
         )
         .await?;
@@ -336,14 +339,17 @@ impl Broker {
     }
 
     /// Replaces a user's groups. Envelopes the user may no longer hold are
-    /// withdrawn and their secrets rotated by the worker (at once in this process,
-    /// within a worker pass when the CLI changed them).
+    /// withdrawn and their secrets rotated by the worker: at once in this process
+    /// when `withdraw_now` (the broker), within a worker pass when the CLI, which has
+    /// no worker, changed them.
     pub async fn set_groups(
         &self,
         actor: &Actor,
         name: &str,
         groups: &[String],
+        withdraw_now: bool,
     ) -> Result<Vec<String>> {
+        check_admin(actor, AdminAction::SetGroups)?;
         let groups = check_groups(groups)?;
         let now = self.now();
         let mut tx = self.write_tx().await?;
@@ -358,14 +364,20 @@ impl Broker {
         append(
             &mut tx,
             actor,
-            AuditAction::UserGroupsChanged,
             name,
-            serde_json::json!({ "from": before, "to": groups }),
+            AuditEvent::UserGroupsChanged {
+                from: before,
+                to: groups.clone(),
+            },
             now,
         )
         .await?;
         tx.commit().await?;
         self.access.bump();
+        if withdraw_now {
+            self.withdraw_ineligible_envelopes().await?;
+            self.wake_worker.notify_one();
+        }
         Ok(groups)
     }
 
@@ -419,13 +431,12 @@ impl Broker {
             append(
                 &mut tx,
                 &Actor::System,
-                AuditAction::EnvelopesWithdrawn,
                 &secret,
-                serde_json::json!({
-                    "devices": holders.iter().map(|h| h.0.clone()).collect::<Vec<_>>(),
-                    "users": users,
-                    "reason": "eligibility_changed",
-                }),
+                AuditEvent::EnvelopesWithdrawn {
+                    devices: holders.iter().map(|h| h.0.clone()).collect(),
+                    users: users.iter().map(|u| u.to_string()).collect(),
+                    reason: "eligibility_changed".into(),
+                },
                 now,
             )
             .await?;

@@ -8,33 +8,19 @@ use crate::error::{Error, Result};
 use crate::store::{Store, Tx};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
+use firedoor_core::access::{check_admin, AdminAction};
 use firedoor_core::audit::{
-    record_hash, sign_head, verify_signed_chain, AuditAction, AuditRecord, ChainError, SignedHead,
-    GENESIS_HASH,
+    record_hash, sign_head, verify_signed_chain, AuditAction, AuditEvent, AuditRecord, ChainError,
+    SignedHead, GENESIS_HASH,
 };
 
-/// Who acted.
-#[derive(Debug, Clone)]
-pub enum Actor {
-    User(String),
-    /// The broker itself (expiry, timeouts, retries).
-    System,
-    /// An operator on the broker's machine.
-    Cli(String),
-}
+/// Who acted: see [`firedoor_core::access::Actor`] (the same type, so the rules
+/// that decide what an actor may do and the audit record agree on who it is).
+pub use firedoor_core::access::Actor;
 
-impl Actor {
-    pub fn name(&self) -> String {
-        match self {
-            Actor::User(u) => u.clone(),
-            Actor::System => "system".into(),
-            Actor::Cli(u) => format!("cli:{u}"),
-        }
-    }
-    /// The operator running a CLI command.
-    pub fn cli() -> Actor {
-        Actor::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
-    }
+/// The operator running a CLI command ([`Actor::Cli`], named after `$USER`).
+pub fn cli_actor() -> Actor {
+    Actor::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
 /// Appends one record, chained to the last. A failure is counted
@@ -43,12 +29,11 @@ impl Actor {
 pub async fn append(
     tx: &mut Tx,
     actor: &Actor,
-    action: AuditAction,
     subject: &str,
-    details: serde_json::Value,
+    event: AuditEvent,
     now: DateTime<Utc>,
 ) -> Result<i64> {
-    let out = append_record(tx, actor, action, subject, details, now).await;
+    let out = append_record(tx, actor, event.action(), subject, event.details(), now).await;
     if out.is_err() {
         crate::metrics::audit_append_failed();
     }
@@ -113,6 +98,20 @@ async fn append_record(
 fn remember(tx: &Tx, seq: i64, hash: String) {
     if let Some(h) = &tx.audit_head {
         *h.lock().unwrap_or_else(|p| p.into_inner()) = Some((seq, hash));
+    }
+}
+
+impl crate::service::Broker {
+    /// The audit log's records for `actor` (admins, the CLI): `after` exclusive
+    /// (negative reads as 0), at most `limit` (clamped to 1..=5000).
+    pub async fn audit_records(
+        &self,
+        actor: &Actor,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>> {
+        check_admin(actor, AdminAction::ReadAudit)?;
+        records(&self.store, after.max(0), limit.clamp(1, 5000)).await
     }
 }
 

@@ -7,7 +7,7 @@ use crate::store::Tx;
 use crate::store::{Store, Ts};
 use base64::Engine;
 use chrono::{DateTime, Utc};
-use firedoor_core::audit::AuditAction;
+use firedoor_core::audit::AuditEvent;
 use firedoor_core::policy::{valid_name, Principal};
 use firedoor_core::{ErrorCode, TokenId};
 use rand::RngCore;
@@ -141,9 +141,11 @@ async fn issue_in(
     append(
         tx,
         actor,
-        AuditAction::TokenIssued,
         &id.to_string(),
-        serde_json::json!({ "user": user, "expires_at": ts(expires_at) }),
+        AuditEvent::TokenIssued {
+            user: user.to_string(),
+            expires_at: ts(expires_at),
+        },
         now,
     )
     .await?;
@@ -219,9 +221,11 @@ pub async fn add_user_with_ttl(
     append(
         &mut tx,
         actor,
-        AuditAction::UserAdded,
         name,
-        serde_json::json!({ "groups": groups, "admin": admin }),
+        AuditEvent::UserAdded {
+            groups: groups.to_vec(),
+            admin,
+        },
         now,
     )
     .await?;
@@ -282,9 +286,11 @@ pub async fn revoke_token(
     append(
         &mut tx,
         actor,
-        AuditAction::TokenRevoked,
         &id.to_string(),
-        serde_json::json!({ "user": user }),
+        AuditEvent::TokenRevoked {
+            user: user.clone(),
+            by: None,
+        },
         now,
     )
     .await?;

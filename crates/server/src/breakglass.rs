@@ -25,14 +25,18 @@ use crate::store::secrets::SecretRow;
 use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
-use firedoor_core::audit::AuditAction;
+use firedoor_core::access::{self, check_admin, AdminAction};
+use firedoor_core::api::EventKind;
+use firedoor_core::audit::{AuditEvent, SealedVersion};
 use firedoor_core::breakglass::{
     decode_public_key, encode_public_key, fingerprint, verify_chain, BrokerIdentity, ChainHead,
     DeviceView, Envelope, EnvelopeItem, EnvelopeList, EnvelopeMeta, OnlineUnlock, RegisterDevice,
     SecretView, SignedRecord, UnlockRecord, UnlockedSecret, UnlocksAck, UploadUnlocks,
     GENESIS_HASH, MAX_REASON_CHARS,
 };
+use firedoor_core::input::{self, truncate_chars};
 use firedoor_core::lifecycle::{self, CLAIM_LEASE_SECS};
+use firedoor_core::notify::Audience;
 use firedoor_core::policy::{Principal, SecretPolicy};
 use firedoor_core::ErrorCode;
 use rand::distributions::{Alphanumeric, DistString};
@@ -92,8 +96,7 @@ impl RejectionAlerts {
 pub const MAX_SECRET_BYTES: usize = 65536;
 /// Length of a value the broker generates at rotation (a-z, A-Z, 0-9).
 pub const ROTATED_VALUE_CHARS: usize = 32;
-/// Longest device name, in characters.
-pub const MAX_DEVICE_NAME_CHARS: usize = 100;
+pub use firedoor_core::input::MAX_DEVICE_NAME_CHARS;
 
 impl DeviceRow {
     fn view(&self) -> Result<DeviceView> {
@@ -206,16 +209,6 @@ fn seal_one(
     })
 }
 
-fn truncate_chars(s: &str, n: usize) -> String {
-    if s.chars().count() <= n {
-        s.to_string()
-    } else {
-        let mut t: String = s.chars().take(n).collect();
-        t.push('…');
-        t
-    }
-}
-
 fn chain_rejected(problem: impl Into<String>) -> Error {
     Error::rule(
         ErrorCode::ChainRejected,
@@ -266,20 +259,6 @@ impl Broker {
             signing_key: encode_public_key(&vk),
             fingerprint: fingerprint(&vk),
         }
-    }
-
-    /// Users who hear about an unlock of `sp`: admins and its alert audience.
-    async fn alert_recipients(
-        &self,
-        tx: &mut Tx,
-        sp: Option<&SecretPolicy>,
-    ) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(tx.users())
-            .await?
-            .into_iter()
-            .filter(|u| u.admin || sp.is_some_and(|s| s.alert.contains(u)))
-            .map(|u| u.name)
-            .collect())
     }
 
     /// Active devices of users who may unlock `sp`.
@@ -373,10 +352,13 @@ impl Broker {
         append(
             tx,
             actor,
-            AuditAction::EnvelopesSealed,
             &sp.name,
-            serde_json::json!({ "version": version, "devices": sealed.len(), "users": affected.len(),
-                "not_after": ts(now + Duration::seconds(sp.validity_secs)) }),
+            AuditEvent::EnvelopesSealed {
+                version,
+                devices: sealed.len(),
+                users: affected.len(),
+                not_after: ts(now + Duration::seconds(sp.validity_secs)),
+            },
             now,
         )
         .await?;
@@ -385,7 +367,7 @@ impl Broker {
             tx,
             &to,
             NewEvent {
-                kind: "envelopes_changed",
+                kind: EventKind::EnvelopesChanged,
                 request_id: None,
                 grant_id: None,
                 bundle: Some(&sp.name),
@@ -410,16 +392,7 @@ impl Broker {
         body: RegisterDevice,
     ) -> Result<DeviceView> {
         let bad = |m: String| Error::rule(ErrorCode::InvalidRequest, m);
-        let name = body.name.trim().to_string();
-        let n = name.chars().count();
-        if n == 0 || n > MAX_DEVICE_NAME_CHARS {
-            return Err(bad(format!(
-                "name: give the device a name of 1 to {MAX_DEVICE_NAME_CHARS} characters (e.g. its host name)"
-            )));
-        }
-        if name.chars().any(char::is_control) {
-            return Err(bad("name: control characters are not allowed".into()));
-        }
+        let name = input::device_name(&body.name)?;
         let recipient = age::x25519::Recipient::from_str(body.recipient.trim()).map_err(|e| {
             bad(format!(
                 "recipient: not an age X25519 recipient (age1…): {e}"
@@ -461,11 +434,14 @@ impl Broker {
             .await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::DeviceRegistered,
+            &Actor::User(who.clone()),
             &id,
-            serde_json::json!({ "user": who.name, "name": name, "recipient": recipient.to_string(),
-                "fingerprint": fingerprint(&vk) }),
+            AuditEvent::DeviceRegistered {
+                user: who.name.clone(),
+                name: name.clone(),
+                recipient: recipient.to_string(),
+                fingerprint: fingerprint(&vk),
+            },
             now,
         )
         .await?;
@@ -489,8 +465,12 @@ impl Broker {
         rows.iter().map(DeviceRow::view).collect()
     }
 
-    /// Every device (CLI): the view and its revocation time.
-    pub async fn all_devices(&self) -> Result<Vec<(DeviceView, Option<DateTime<Utc>>)>> {
+    /// Every device of every user (admins, the CLI): the view and its revocation time.
+    pub async fn all_devices(
+        &self,
+        actor: &Actor,
+    ) -> Result<Vec<(DeviceView, Option<DateTime<Utc>>)>> {
+        check_admin(actor, AdminAction::ListAllDevices)?;
         let rows = self.store.devices().all().await?;
         rows.iter()
             .map(|d| Ok((d.view()?, d.revoked_at.map(|t| t.0))))
@@ -505,7 +485,7 @@ impl Broker {
             .devices()
             .get(id)
             .await?
-            .filter(|d| d.user_name == who.name || who.admin)
+            .filter(|d| access::may_revoke_device(who, &d.user_name))
             .ok_or_else(|| Error::not_found("device"))?;
         if d.revoked_at.is_some() {
             return Err(Error::rule(
@@ -521,10 +501,14 @@ impl Broker {
         let rotating: Vec<&str> = held.iter().map(String::as_str).collect();
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::DeviceRevoked,
+            &Actor::User(who.clone()),
             id,
-            serde_json::json!({ "user": d.user_name, "name": d.name, "envelopes_deleted": dropped, "rotating": rotating }),
+            AuditEvent::DeviceRevoked {
+                user: d.user_name.clone(),
+                name: d.name.clone(),
+                envelopes_deleted: dropped,
+                rotating: rotating.iter().map(|s| s.to_string()).collect(),
+            },
             now,
         )
         .await?;
@@ -669,7 +653,10 @@ impl Broker {
                 continue;
             }
             Self::store_envelope(&mut tx, secret, s).await?;
-            done.push(serde_json::json!({ "secret": secret, "version": s.version }));
+            done.push(SealedVersion {
+                secret: secret.clone(),
+                version: s.version,
+            });
         }
         for secret in &to_drop {
             // The owner lost eligibility but may keep a copy: rotate what they held.
@@ -684,10 +671,13 @@ impl Broker {
         }
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::EnvelopesSealed,
+            &Actor::User(who.clone()),
             &d.id,
-            serde_json::json!({ "user": d.user_name, "sealed": done, "dropped": to_drop }),
+            AuditEvent::EnvelopesRefreshed {
+                user: d.user_name.clone(),
+                sealed: done,
+                dropped: to_drop.iter().map(|s| s.to_string()).collect(),
+            },
             now,
         )
         .await?;
@@ -756,7 +746,7 @@ impl Broker {
                 "the device's chain moved at the same moment; upload again",
             ));
         }
-        let actor = Actor::User(who.name.clone());
+        let actor = Actor::User(who.clone());
         let mut rotating = BTreeSet::new();
         for a in &accepted {
             let sr = &a.signed;
@@ -777,13 +767,15 @@ impl Broker {
                 append(
                     &mut tx,
                     &actor,
-                    AuditAction::BreakGlassOnlineUnlock,
                     &r.secret,
-                    serde_json::json!({
-                        "source": "device_record", "device": id, "seq": r.seq, "version": r.version,
-                        "reason": truncate_chars(r.reason.trim(), MAX_REASON_CHARS),
-                        "at": r.at.to_rfc3339(), "hash": sr.hash,
-                    }),
+                    AuditEvent::OnlineUnlockRecorded {
+                        device: id.to_string(),
+                        seq: r.seq,
+                        version: r.version,
+                        reason: truncate_chars(r.reason.trim(), MAX_REASON_CHARS),
+                        at: r.at.to_rfc3339(),
+                        hash: sr.hash.clone(),
+                    },
                     now,
                 )
                 .await?;
@@ -795,23 +787,35 @@ impl Broker {
             append(
                 &mut tx,
                 &actor,
-                AuditAction::BreakGlassOfflineUnlock,
                 &r.secret,
-                serde_json::json!({
-                    "device": id, "device_name": d.name, "seq": r.seq, "version": r.version,
-                    "reason": reason, "at": r.at.to_rfc3339(), "hash": sr.hash,
-                    "current_version": a.current_version, "eligible": sp.is_some_and(|s| s.may_unlock(who)),
-                }),
+                AuditEvent::OfflineUnlock {
+                    device: id.to_string(),
+                    device_name: d.name.clone(),
+                    seq: r.seq,
+                    version: r.version,
+                    reason: reason.clone(),
+                    at: r.at.to_rfc3339(),
+                    hash: sr.hash.clone(),
+                    current_version: a.current_version,
+                    eligible: sp.is_some_and(|s| s.may_unlock(who)),
+                },
                 now,
             )
             .await?;
-            let mut to = self.alert_recipients(&mut tx, sp).await?;
-            to.retain(|u| u != &who.name);
+            let to = self
+                .recipients(
+                    &mut tx,
+                    Audience::Unlocked {
+                        secret: sp,
+                        by: &who.name,
+                    },
+                )
+                .await?;
             emit(
                 &mut tx,
                 &to,
                 NewEvent {
-                    kind: "break_glass_unlocked",
+                    kind: EventKind::BreakGlassUnlocked,
                     request_id: None,
                     grant_id: None,
                     bundle: Some(&r.secret),
@@ -946,12 +950,17 @@ impl Broker {
             let mut tx = self.write_tx().await?;
             append(
                 &mut tx,
-                &Actor::User(who.name.clone()),
-                AuditAction::UnlockChainRejected,
+                &Actor::User(who.clone()),
                 &d.id,
-                serde_json::json!({ "user": d.user_name, "device_name": d.name, "problem": problem,
-                    "records": n, "head_seq": d.head_seq, "head_hash": d.head_hash,
-                    "alerted": alert.is_some() }),
+AuditEvent::UnlockChainRejected {
+                    user: d.user_name.clone(),
+                    device_name: d.name.clone(),
+                    problem: problem.clone(),
+                    records: n,
+                    head_seq: d.head_seq,
+                    head_hash: d.head_hash.clone(),
+                    alerted: alert.is_some(),
+                },
                 now,
             )
             .await?;
@@ -990,12 +999,12 @@ impl Broker {
         message: String,
         now: DateTime<Utc>,
     ) -> Result<()> {
-        let to = self.admins(tx).await?;
+        let to = self.recipients(tx, Audience::Admins).await?;
         emit(
             tx,
             &to,
             NewEvent {
-                kind: "security_alert",
+                kind: EventKind::SecurityAlert,
                 request_id: None,
                 grant_id: None,
                 bundle: secret,
@@ -1052,15 +1061,19 @@ impl Broker {
     pub async fn list_secrets(&self, who: &Principal) -> Result<Vec<SecretView>> {
         let mut out = Vec::new();
         for sp in self.policy.secrets.values() {
-            if who.admin || sp.may_unlock(who) {
-                out.push(self.secret_view(sp, who.admin).await?);
+            if access::may_see_secret(who, sp) {
+                out.push(
+                    self.secret_view(sp, access::sees_rotation_errors(who))
+                        .await?,
+                );
             }
         }
         Ok(out)
     }
 
-    /// Every secret of the policy (CLI).
-    pub async fn all_secrets(&self) -> Result<Vec<SecretView>> {
+    /// Every secret of the policy, with rotation errors (admins, the CLI).
+    pub async fn all_secrets(&self, actor: &Actor) -> Result<Vec<SecretView>> {
+        check_admin(actor, AdminAction::ListAllSecrets)?;
         let mut out = Vec::new();
         for sp in self.policy.secrets.values() {
             out.push(self.secret_view(sp, true).await?);
@@ -1069,8 +1082,9 @@ impl Broker {
     }
 
     /// Stores a new value of a secret (version + 1), seals it to every eligible
-    /// device and clears a due rotation. The caller checked that `actor` may.
+    /// device and clears a due rotation (admins, the CLI, the broker itself).
     pub async fn put_secret(&self, actor: &Actor, name: &str, value: &str) -> Result<SecretView> {
+        check_admin(actor, AdminAction::PutSecret)?;
         let sp = self.secret_policy(name)?;
         if value.is_empty() || value.len() > MAX_SECRET_BYTES {
             return Err(Error::rule(
@@ -1113,10 +1127,13 @@ impl Broker {
             append(
                 &mut tx,
                 actor,
-                AuditAction::SecretStored,
                 name,
-                serde_json::json!({ "version": version + 1, "previous_version": version,
-                    "rotation_was_due": row.rotation_due_at.map(Ts::text), "bytes": value.len() }),
+                AuditEvent::SecretStored {
+                    version: version + 1,
+                    previous_version: version,
+                    rotation_was_due: row.rotation_due_at.map(Ts::text),
+                    bytes: value.len(),
+                },
                 now,
             )
             .await?;
@@ -1147,28 +1164,7 @@ impl Broker {
                 format!("you are not among the people who may unlock {name}"),
             ));
         }
-        let reason = body.reason.trim().to_string();
-        if reason.is_empty() {
-            return Err(Error::rule(
-                ErrorCode::JustificationRequired,
-                "reason: say why you are breaking the glass",
-            ));
-        }
-        if reason.chars().count() > MAX_REASON_CHARS {
-            return Err(Error::rule(
-                ErrorCode::InvalidRequest,
-                format!("reason is longer than {MAX_REASON_CHARS} characters"),
-            ));
-        }
-        if reason
-            .chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\t')
-        {
-            return Err(Error::rule(
-                ErrorCode::InvalidRequest,
-                "reason contains control characters",
-            ));
-        }
+        let reason = input::break_glass_reason(&body.reason)?;
         if let Some(dev) = &body.device_id {
             self.own_device(who, dev, false).await?;
         }
@@ -1211,21 +1207,31 @@ impl Broker {
         };
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::BreakGlassOnlineUnlock,
+            &Actor::User(who.clone()),
             name,
-            serde_json::json!({ "source": "broker", "version": version, "reason": reason,
-                "device": body.device_id, "rotates_at": rotates_at.map(ts) }),
+            AuditEvent::OnlineUnlock {
+                version,
+                reason: reason.clone(),
+                device: body.device_id.clone(),
+                rotates_at: rotates_at.map(ts),
+            },
             now,
         )
         .await?;
-        let mut to = self.alert_recipients(&mut tx, Some(sp)).await?;
-        to.retain(|u| u != &who.name);
+        let to = self
+            .recipients(
+                &mut tx,
+                Audience::Unlocked {
+                    secret: Some(sp),
+                    by: &who.name,
+                },
+            )
+            .await?;
         emit(
             &mut tx,
             &to,
             NewEvent {
-                kind: "break_glass_unlocked",
+                kind: EventKind::BreakGlassUnlocked,
                 request_id: None,
                 grant_id: None,
                 bundle: Some(name),
@@ -1260,6 +1266,7 @@ impl Broker {
     /// secret's view after the attempt; a failed attempt shows in
     /// `last_rotation_error` and is retried by the worker.
     pub async fn rotate_secret_now(&self, actor: &Actor, name: &str) -> Result<SecretView> {
+        check_admin(actor, AdminAction::RotateSecret)?;
         let sp = self.secret_policy(name)?;
         if sp.rotate.is_none() {
             return Err(Error::rule(
@@ -1317,11 +1324,12 @@ impl Broker {
         append(
             &mut tx,
             &Actor::System,
-            AuditAction::SecretRotationFailed,
             &sp.name,
-            serde_json::json!({ "error": error, "manual": true,
-                "version": row.as_ref().map(|r| r.version),
-                "reason": row.as_ref().and_then(|r| r.rotation_reason.clone()) }),
+            AuditEvent::SecretRotationManual {
+                error: error.clone(),
+                version: row.as_ref().map(|r| r.version),
+                reason: row.as_ref().and_then(|r| r.rotation_reason.clone()),
+            },
             now,
         )
         .await?;
@@ -1438,11 +1446,16 @@ impl Broker {
         append(
             &mut tx,
             actor,
-            AuditAction::SecretRotated,
             name,
-            serde_json::json!({ "from_version": version, "to_version": version + 1,
-                "integration": rot.integration, "role": rot.role, "trigger": trigger.as_str(),
-                "reason": row.rotation_reason, "attempts": row.rotation_attempts + 1 }),
+            AuditEvent::SecretRotated {
+                from_version: version,
+                to_version: version + 1,
+                integration: rot.integration.clone(),
+                role: rot.role.clone(),
+                trigger: trigger.as_str().into(),
+                reason: row.rotation_reason.clone(),
+                attempts: row.rotation_attempts + 1,
+            },
             now,
         )
         .await?;
@@ -1472,10 +1485,14 @@ impl Broker {
         append(
             &mut tx,
             &Actor::System,
-            AuditAction::SecretRotationFailed,
             &sp.name,
-            serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": ts(next),
-                "version": version, "integration": sp.rotate.as_ref().map(|r| r.integration.clone()) }),
+            AuditEvent::SecretRotationFailed {
+                error: error.to_string(),
+                attempts,
+                next_attempt_at: ts(next),
+                version,
+                integration: sp.rotate.as_ref().map(|r| r.integration.clone()),
+            },
             now,
         )
         .await?;

@@ -25,7 +25,7 @@ use crate::clock::Clock;
 use crate::connectors::Connectors;
 use crate::service::Broker;
 use crate::store::{DatabaseUrl, Store};
-use firedoor_core::audit::AuditAction;
+use firedoor_core::audit::AuditEvent;
 use firedoor_core::policy::Policy;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -309,31 +309,22 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
     {
         let now = broker.now();
         let mut tx = broker.write_tx().await?;
-        let mut details = serde_json::json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "listen": cfg.listen.to_string(),
-            "tls": match &cfg.tls {
+        let event = AuditEvent::BrokerStarted {
+            version: env!("CARGO_PKG_VERSION").into(),
+            listen: cfg.listen.to_string(),
+            tls: match &cfg.tls {
                 Tls::None => "none",
                 Tls::Files { .. } => "rustls",
                 Tls::BehindProxy => "behind_tls_proxy",
-            },
-            "bundles": broker.policy.bundles.len(),
-            "flows": broker.policy.flows.len(),
-            "secrets": broker.policy.secrets.len(),
-            "signing_key": broker.identity().fingerprint,
-        });
-        if let (Some(d), Some(extra)) = (details.as_object_mut(), cfg.start_details.as_object()) {
-            d.extend(extra.clone());
-        }
-        audit::append(
-            &mut tx,
-            &Actor::System,
-            AuditAction::BrokerStarted,
-            "broker",
-            details,
-            now,
-        )
-        .await?;
+            }
+            .into(),
+            bundles: broker.policy.bundles.len(),
+            flows: broker.policy.flows.len(),
+            secrets: broker.policy.secrets.len(),
+            signing_key: broker.identity().fingerprint,
+            extra: cfg.start_details.as_object().cloned().unwrap_or_default(),
+        };
+        audit::append(&mut tx, &Actor::System, "broker", event, now).await?;
         tx.commit().await?;
     }
     anchor_log.anchor_now(&broker.store, broker.now()).await?;

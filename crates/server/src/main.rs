@@ -2,7 +2,7 @@
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand};
-use firedoor_server::audit::Actor;
+use firedoor_server::audit::cli_actor;
 use firedoor_server::clock::{Clock, SystemClock};
 use firedoor_server::connectors::Connectors;
 use firedoor_server::store::DatabaseUrl;
@@ -424,7 +424,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                 cli.key_file.as_deref(),
             )
             .await?;
-            let actor = Actor::cli();
+            let actor = cli_actor();
             let mut tokens = Vec::new();
             for (name, groups, admin) in [
                 ("alice", vec!["oncall"], false),
@@ -478,7 +478,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                 cli.key_file.as_deref(),
             )
             .await?;
-            let actor = Actor::cli();
+            let actor = cli_actor();
             match cmd {
                 UserCmd::Add {
                     name,
@@ -545,7 +545,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                         cli.key_file.as_deref(),
                     )
                     .await?;
-                    let g = b.set_groups(&actor, &name, &groups).await?;
+                    let g = b.set_groups(&actor, &name, &groups, false).await?;
                     println!(
                         "{name} is now in groups: {} (the broker withdraws and rotates secrets they may no longer unlock)",
                         if g.is_empty() { "(none)".to_string() } else { g.join(", ") }
@@ -591,7 +591,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
             Ok(0)
         }
         Cmd::Secret { cmd } => {
-            let actor = Actor::cli();
+            let actor = cli_actor();
             let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
             let open = |policy: firedoor_core::policy::Policy, connectors: Connectors| {
                 firedoor_server::open_broker(
@@ -621,7 +621,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                 SecretCmd::List { policy } => {
                     let pol = load_policy(&policy.policy)?;
                     let b = open(pol, Connectors::new()).await?;
-                    for s in b.all_secrets().await? {
+                    for s in b.all_secrets(&actor).await? {
                         println!("{}", secret_line(&s));
                     }
                 }
@@ -656,7 +656,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                         Arc::new(SystemClock::default()),
                     )
                     .await?;
-                    for (d, revoked) in b.all_devices().await? {
+                    for (d, revoked) in b.all_devices(&cli_actor()).await? {
                         if user.as_ref().is_some_and(|u| u != &d.user) {
                             continue;
                         }

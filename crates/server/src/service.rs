@@ -12,16 +12,19 @@ use crate::store::requests::{DecisionRow, NewRequest, RequestRow};
 use crate::store::{Store, Ts, Tx};
 use crate::vault::BrokerKey;
 use chrono::{DateTime, Duration, Utc};
+use firedoor_core::api::EventKind;
 use firedoor_core::api::{
     ApproveBody, CreateRequest, CredentialItem, Credentials, Decision, DenyBody, EventView,
     ExtendBody, ExtendResult, GrantView, RequestView,
 };
-use firedoor_core::audit::AuditAction;
+use firedoor_core::audit::{AuditEvent, GrantedResource};
 use firedoor_core::lifecycle::{
     self, ApprovalOutcome, EndReason, GrantFacts, GrantState, RequestFacts, RequestKind,
     RequestState, CLAIM_LEASE_SECS, EXPIRING_SOON_SECS, MAX_PROVISION_ATTEMPTS,
 };
+use firedoor_core::notify::{self, Audience};
 use firedoor_core::policy::{Bundle, Flow, Policy, Principal};
+use firedoor_core::{access, input};
 use firedoor_core::{ErrorCode, GrantId, RequestId};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -93,7 +96,7 @@ impl GrantRow {
 
 /// A live event about to be stored for some recipients.
 pub(crate) struct NewEvent<'a> {
-    pub(crate) kind: &'a str,
+    pub(crate) kind: EventKind,
     pub(crate) request_id: Option<RequestId>,
     pub(crate) grant_id: Option<GrantId>,
     pub(crate) bundle: Option<&'a str>,
@@ -109,7 +112,7 @@ pub(crate) async fn emit(
 ) -> Result<()> {
     let view = EventView {
         id: 0,
-        kind: e.kind.to_string(),
+        kind: e.kind.as_str().to_string(),
         at: now,
         request_id: e.request_id,
         grant_id: e.grant_id,
@@ -123,7 +126,9 @@ pub(crate) async fn emit(
         if !seen.insert(r) {
             continue;
         }
-        tx.events().insert(r, e.kind, Ts(now), &body).await?;
+        tx.events()
+            .insert(r, e.kind.as_str(), Ts(now), &body)
+            .await?;
     }
     Ok(())
 }
@@ -217,23 +222,15 @@ impl Broker {
             .unwrap_or_else(|| bundle.to_string())
     }
 
-    /// Users who may approve requests of a flow.
-    async fn approvers(&self, tx: &mut Tx, flow: &Flow) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(tx.users())
-            .await?
-            .into_iter()
-            .filter(|u| flow.may_approve(u))
-            .map(|u| u.name)
-            .collect())
-    }
-
-    pub(crate) async fn admins(&self, tx: &mut Tx) -> Result<Vec<String>> {
-        Ok(crate::auth::all_users(tx.users())
-            .await?
-            .into_iter()
-            .filter(|u| u.admin)
-            .map(|u| u.name)
-            .collect())
+    /// Who hears of an event for `audience` (see [`firedoor_core::notify`]), among
+    /// the users the store holds now.
+    pub(crate) async fn recipients(
+        &self,
+        tx: &mut Tx,
+        audience: Audience<'_>,
+    ) -> Result<Vec<String>> {
+        let users = crate::auth::all_users(tx.users()).await?;
+        Ok(notify::recipients(audience, &users))
     }
 
     pub fn events_changed(&self) {
@@ -241,23 +238,11 @@ impl Broker {
     }
 
     fn may_see_request(&self, who: &Principal, r: &RequestRow) -> bool {
-        who.admin
-            || r.requester == who.name
-            || self
-                .policy
-                .flows
-                .get(&r.flow)
-                .is_some_and(|f| f.may_approve(who))
+        access::may_see_request(&self.policy, who, &r.requester, &r.flow)
     }
 
     fn may_see_grant(&self, who: &Principal, g: &GrantRow) -> bool {
-        who.admin
-            || g.holder == who.name
-            || self
-                .policy
-                .flows
-                .get(&g.flow)
-                .is_some_and(|f| f.may_approve(who))
+        access::may_see_grant(&self.policy, who, &g.holder, &g.flow)
     }
 
     async fn request_view_of(&self, r: &RequestRow) -> Result<RequestView> {
@@ -400,17 +385,19 @@ impl Broker {
                 body_hash: Some(&hash),
             })
             .await?;
-        let actor = Actor::User(who.name.clone());
+        let actor = Actor::User(who.clone());
         append(
             &mut tx,
             &actor,
-            AuditAction::RequestCreated,
             &id.to_string(),
-            serde_json::json!({
-                "bundle": bundle.name, "flow": flow.name, "duration_secs": checked.duration_secs,
-                "justification": checked.justification, "ticket": checked.ticket,
-                "break_glass": flow.break_glass,
-            }),
+            AuditEvent::RequestCreated {
+                bundle: bundle.name.clone(),
+                flow: flow.name.clone(),
+                duration_secs: checked.duration_secs,
+                justification: checked.justification.clone(),
+                ticket: checked.ticket.clone(),
+                break_glass: flow.break_glass,
+            },
             now,
         )
         .await?;
@@ -419,9 +406,10 @@ impl Broker {
             append(
                 &mut tx,
                 &Actor::System,
-                AuditAction::RequestApproved,
                 &id.to_string(),
-                serde_json::json!({ "automatic": true, "flow": flow.name }),
+                AuditEvent::RequestAutoApproved {
+                    flow: flow.name.clone(),
+                },
                 now,
             )
             .await?;
@@ -438,14 +426,20 @@ impl Broker {
                 .await?,
             );
             if flow.break_glass {
-                let mut to = self.approvers(&mut tx, flow).await?;
-                to.extend(self.admins(&mut tx).await?);
-                to.retain(|u| u != &who.name);
+                let to = self
+                    .recipients(
+                        &mut tx,
+                        Audience::BreakGlassTaken {
+                            flow,
+                            requester: &who.name,
+                        },
+                    )
+                    .await?;
                 emit(
                     &mut tx,
                     &to,
                     NewEvent {
-                        kind: "request_approved",
+                        kind: EventKind::RequestApproved,
                         request_id: Some(id),
                         grant_id: grant,
                         bundle: Some(&bundle.name),
@@ -460,13 +454,20 @@ impl Broker {
                 .await?;
             }
         } else {
-            let mut to = self.approvers(&mut tx, flow).await?;
-            to.retain(|u| u != &who.name);
+            let to = self
+                .recipients(
+                    &mut tx,
+                    Audience::Approvers {
+                        flow,
+                        requester: &who.name,
+                    },
+                )
+                .await?;
             emit(
                 &mut tx,
                 &to,
                 NewEvent {
-                    kind: "request_awaiting_approval",
+                    kind: EventKind::RequestAwaitingApproval,
                     request_id: Some(id),
                     grant_id: None,
                     bundle: Some(&bundle.name),
@@ -555,12 +556,7 @@ impl Broker {
                     .awaiting_decision_by(&who.name, Ts(self.now()))
                     .await?;
                 rows.into_iter()
-                    .filter(|r| {
-                        self.policy
-                            .flows
-                            .get(&r.flow)
-                            .is_some_and(|f| f.may_approve(who))
-                    })
+                    .filter(|r| access::may_decide(&self.policy, who, &r.flow))
                     .take(limit as usize)
                     .collect()
             }
@@ -647,22 +643,18 @@ impl Broker {
         let flow = self.flow(&r.flow)?;
         let decisions = tx.requests().decisions(id).await?;
         let outcome = lifecycle::check_approve(flow, &Self::facts(&r, &decisions)?, who, now)?;
-        let comment = body.comment.map(|c| {
-            c.trim()
-                .chars()
-                .take(lifecycle::MAX_TEXT)
-                .collect::<String>()
-        });
+        let comment = input::approval_comment(body.comment);
         tx.requests()
             .insert_approval(id, &who.name, comment.as_deref(), Ts(now))
             .await?;
-        let actor = Actor::User(who.name.clone());
+        let actor = Actor::User(who.clone());
         append(
             &mut tx,
             &actor,
-            AuditAction::ApprovalRecorded,
             id,
-            serde_json::json!({ "comment": comment }),
+            AuditEvent::ApprovalRecorded {
+                comment: comment.clone(),
+            },
             now,
         )
         .await?;
@@ -682,9 +674,10 @@ impl Broker {
             append(
                 &mut tx,
                 &actor,
-                AuditAction::RequestApproved,
                 id,
-                serde_json::json!({ "approvals": decisions.len() + 1 }),
+                AuditEvent::RequestApproved {
+                    approvals: decisions.len() + 1,
+                },
                 now,
             )
             .await?;
@@ -715,13 +708,20 @@ impl Broker {
                     );
                 }
             }
-            let mut to = vec![r.requester.clone()];
-            to.extend(self.approvers(&mut tx, flow).await?);
+            let to = self
+                .recipients(
+                    &mut tx,
+                    Audience::Decided {
+                        flow,
+                        requester: &r.requester,
+                    },
+                )
+                .await?;
             emit(
                 &mut tx,
                 &to,
                 NewEvent {
-                    kind: "request_approved",
+                    kind: EventKind::RequestApproved,
                     request_id: Some(rid),
                     grant_id: grant,
                     bundle: Some(&r.bundle),
@@ -778,20 +778,28 @@ impl Broker {
         .await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::RequestDenied,
+            &Actor::User(who.clone()),
             id,
-            serde_json::json!({ "reason": reason }),
+            AuditEvent::RequestDenied {
+                reason: reason.clone(),
+            },
             now,
         )
         .await?;
-        let mut to = vec![r.requester.clone()];
-        to.extend(self.approvers(&mut tx, flow).await?);
+        let to = self
+            .recipients(
+                &mut tx,
+                Audience::Decided {
+                    flow,
+                    requester: &r.requester,
+                },
+            )
+            .await?;
         emit(
             &mut tx,
             &to,
             NewEvent {
-                kind: "request_denied",
+                kind: EventKind::RequestDenied,
                 request_id: Some(r.id()?),
                 grant_id: None,
                 bundle: Some(&r.bundle),
@@ -835,10 +843,9 @@ impl Broker {
         .await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::RequestCancelled,
+            &Actor::User(who.clone()),
             id,
-            serde_json::json!({}),
+            AuditEvent::RequestCancelled,
             now,
         )
         .await?;
@@ -922,11 +929,23 @@ impl Broker {
                 append(
                     &mut tx,
                     &Actor::System,
-                    AuditAction::GrantActivated,
                     &gid.to_string(),
-                    serde_json::json!({ "request": g.request_id, "holder": g.holder, "bundle": g.bundle,
-                        "activated_at": Ts(start).text(), "expires_at": Ts(expires).text(),
-                        "resources": creds.items.iter().map(|c| serde_json::json!({"integration": c.integration, "resource": c.resource, "username": c.username})).collect::<Vec<_>>() }),
+                    AuditEvent::GrantActivated {
+                        request: g.request_id.clone(),
+                        holder: g.holder.clone(),
+                        bundle: g.bundle.clone(),
+                        activated_at: Ts(start).text(),
+                        expires_at: Ts(expires).text(),
+                        resources: creds
+                            .items
+                            .iter()
+                            .map(|c| GrantedResource {
+                                integration: c.integration.clone(),
+                                resource: c.resource.clone(),
+                                username: c.username.clone(),
+                            })
+                            .collect(),
+                    },
                     now,
                 )
                 .await?;
@@ -934,7 +953,7 @@ impl Broker {
                     &mut tx,
                     std::slice::from_ref(&g.holder),
                     NewEvent {
-                        kind: "grant_active",
+                        kind: EventKind::GrantActive,
                         request_id: g.request_id.parse().ok(),
                         grant_id: Some(*gid),
                         bundle: Some(&g.bundle),
@@ -983,9 +1002,12 @@ impl Broker {
                     append(
                         &mut tx,
                         &Actor::System,
-                        AuditAction::GrantProvisionFailed,
                         &gid.to_string(),
-                        serde_json::json!({ "error": error, "attempts": attempts, "final": true }),
+                        AuditEvent::GrantProvisionFailed {
+                            error: error.clone(),
+                            attempts,
+                            last: true,
+                        },
                         now,
                     )
                     .await?;
@@ -993,7 +1015,7 @@ impl Broker {
                         &mut tx,
                         std::slice::from_ref(&g.holder),
                         NewEvent {
-                            kind: "grant_failed",
+                            kind: EventKind::GrantFailed,
                             request_id: g.request_id.parse().ok(),
                             grant_id: Some(*gid),
                             bundle: Some(&g.bundle),
@@ -1014,9 +1036,12 @@ impl Broker {
                     append(
                         &mut tx,
                         &Actor::System,
-                        AuditAction::GrantProvisionFailed,
                         &gid.to_string(),
-                        serde_json::json!({ "error": error, "attempts": attempts, "final": false }),
+                        AuditEvent::GrantProvisionFailed {
+                            error: error.clone(),
+                            attempts,
+                            last: false,
+                        },
                         now,
                     )
                     .await?;
@@ -1079,7 +1104,7 @@ impl Broker {
         let Some((holder, state, sealed)) = row else {
             return Err(Error::not_found("grant"));
         };
-        if holder != who.name {
+        if !access::may_view_credentials(who, &holder) {
             // Someone who may not see the grant learns nothing, not even that the
             // id exists: the same 404 as `GET /grants/{id}`.
             let visible = self
@@ -1111,10 +1136,9 @@ impl Broker {
         let mut tx = self.write_tx().await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::CredentialsViewed,
+            &Actor::User(who.clone()),
             id,
-            serde_json::json!({}),
+            AuditEvent::CredentialsViewed,
             now,
         )
         .await?;
@@ -1136,10 +1160,11 @@ impl Broker {
         Self::claim_end(&mut tx, &g, EndReason::Revoked, &who.name, now).await?;
         append(
             &mut tx,
-            &Actor::User(who.name.clone()),
-            AuditAction::GrantRevokeRequested,
+            &Actor::User(who.clone()),
             id,
-            serde_json::json!({ "holder": g.holder }),
+            AuditEvent::GrantRevokeRequested {
+                holder: g.holder.clone(),
+            },
             now,
         )
         .await?;
@@ -1241,19 +1266,18 @@ impl Broker {
                     None,
                 )
                 .await?;
-                let action = match reason {
-                    EndReason::Revoked => AuditAction::GrantRevoked,
-                    EndReason::Expired => AuditAction::GrantExpired,
-                };
                 append(
                     &mut tx,
                     &Actor::System,
-                    action,
                     &gid_s,
-                    with_leftovers(
-                        serde_json::json!({ "holder": g.holder, "by": g.ended_by, "expires_at": g.expires_at.text(), "attempts": g.attempts + 1 }),
-                        &leftovers,
-                    ),
+                    AuditEvent::GrantEnded {
+                        reason,
+                        holder: g.holder.clone(),
+                        by: g.ended_by.clone(),
+                        expires_at: g.expires_at.text(),
+                        attempts: g.attempts + 1,
+                        leftovers: leftover_values(&leftovers),
+                    },
                     now,
                 )
                 .await?;
@@ -1262,8 +1286,8 @@ impl Broker {
                     std::slice::from_ref(&g.holder),
                     NewEvent {
                         kind: match reason {
-                            EndReason::Revoked => "grant_revoked",
-                            EndReason::Expired => "grant_expired",
+                            EndReason::Revoked => EventKind::GrantRevoked,
+                            EndReason::Expired => EventKind::GrantExpired,
                         },
                         request_id: g.request_id.parse().ok(),
                         grant_id: Some(*gid),
@@ -1293,23 +1317,25 @@ impl Broker {
                 append(
                     &mut tx,
                     &Actor::System,
-                    AuditAction::GrantRevokeFailed,
                     &gid_s,
-                    with_leftovers(
-                        serde_json::json!({ "error": error, "attempts": attempts, "next_attempt_at": Ts(next).text() }),
-                        &leftovers,
-                    ),
+                    AuditEvent::GrantRevokeFailed {
+                        error: error.clone(),
+                        attempts,
+                        next_attempt_at: Ts(next).text(),
+                        leftovers: leftover_values(&leftovers),
+                    },
                     now,
                 )
                 .await?;
                 if state == GrantState::Revoking {
-                    let mut to = vec![g.holder.clone()];
-                    to.extend(self.admins(&mut tx).await?);
+                    let to = self
+                        .recipients(&mut tx, Audience::HolderAndAdmins(&g.holder))
+                        .await?;
                     emit(
                         &mut tx,
                         &to,
                         NewEvent {
-                            kind: "grant_revoke_failed",
+                            kind: EventKind::GrantRevokeFailed,
                             request_id: g.request_id.parse().ok(),
                             grant_id: Some(*gid),
                             bundle: Some(&g.bundle),
@@ -1353,7 +1379,7 @@ impl Broker {
         let facts = g.facts()?;
         lifecycle::check_extension(flow, &facts, who, body.duration_secs, now)?;
         let extra = body.duration_secs.unwrap_or(flow.default_duration_secs);
-        let actor = Actor::User(who.name.clone());
+        let actor = Actor::User(who.clone());
         if flow.is_automatic() {
             self.apply_extension_in(&mut tx, &g.id, flow, extra, &actor, now)
                 .await?;
@@ -1396,19 +1422,29 @@ impl Broker {
         append(
             &mut tx,
             &actor,
-            AuditAction::RequestCreated,
             &rid.to_string(),
-            serde_json::json!({ "kind": "extension", "grant": g.id, "duration_secs": extra, "justification": checked.justification }),
+            AuditEvent::ExtensionRequested {
+                grant: g.id.clone(),
+                duration_secs: extra,
+                justification: checked.justification.clone(),
+            },
             now,
         )
         .await?;
-        let mut to = self.approvers(&mut tx, flow).await?;
-        to.retain(|u| u != &who.name);
+        let to = self
+            .recipients(
+                &mut tx,
+                Audience::Approvers {
+                    flow,
+                    requester: &who.name,
+                },
+            )
+            .await?;
         emit(
             &mut tx,
             &to,
             NewEvent {
-                kind: "request_awaiting_approval",
+                kind: EventKind::RequestAwaitingApproval,
                 request_id: Some(rid),
                 grant_id: g.id().ok(),
                 bundle: Some(&g.bundle),
@@ -1468,9 +1504,12 @@ impl Broker {
         append(
             tx,
             actor,
-            AuditAction::GrantExtended,
             gid,
-            serde_json::json!({ "from": g.expires_at.text(), "to": Ts(new_expiry).text(), "added_secs": extra }),
+            AuditEvent::GrantExtended {
+                from: g.expires_at.text(),
+                to: Ts(new_expiry).text(),
+                added_secs: extra,
+            },
             now,
         )
         .await?;
@@ -1478,7 +1517,7 @@ impl Broker {
             tx,
             std::slice::from_ref(&g.holder),
             NewEvent {
-                kind: "grant_extended",
+                kind: EventKind::GrantExtended,
                 request_id: g.request_id.parse().ok(),
                 grant_id: g.id().ok(),
                 bundle: Some(&g.bundle),
@@ -1558,9 +1597,10 @@ impl Broker {
             append(
                 &mut tx,
                 &Actor::System,
-                AuditAction::RequestTimedOut,
                 &r.id,
-                serde_json::json!({ "pending_until": r.pending_until.text() }),
+                AuditEvent::RequestTimedOut {
+                    pending_until: r.pending_until.text(),
+                },
                 now,
             )
             .await?;
@@ -1568,7 +1608,7 @@ impl Broker {
                 &mut tx,
                 std::slice::from_ref(&r.requester),
                 NewEvent {
-                    kind: "request_timed_out",
+                    kind: EventKind::RequestTimedOut,
                     request_id: r.id().ok(),
                     grant_id: None,
                     bundle: Some(&r.bundle),
@@ -1641,7 +1681,7 @@ impl Broker {
                 &mut tx,
                 std::slice::from_ref(&g.holder),
                 NewEvent {
-                    kind: "grant_expiring",
+                    kind: EventKind::GrantExpiring,
                     request_id: g.request_id.parse().ok(),
                     grant_id: g.id().ok(),
                     bundle: Some(&g.bundle),
@@ -1706,14 +1746,11 @@ impl Broker {
     }
 }
 
-/// Adds to an audit record's details what the connectors found left behind by the
-/// grant's accounts and did with it (who created what, where), if anything.
-fn with_leftovers(
-    mut details: serde_json::Value,
-    leftovers: &[crate::connectors::Leftover],
-) -> serde_json::Value {
-    if !leftovers.is_empty() {
-        details["leftovers"] = serde_json::json!(leftovers);
-    }
-    details
+/// What the connectors found left behind by a grant's accounts and did with it, as
+/// recorded in the audit log.
+fn leftover_values(leftovers: &[crate::connectors::Leftover]) -> Vec<serde_json::Value> {
+    leftovers
+        .iter()
+        .filter_map(|l| serde_json::to_value(l).ok())
+        .collect()
 }

@@ -1750,3 +1750,71 @@ async fn a_stream_resuming_below_pruned_events_is_told_to_resync() {
     let again = next(&mut s).await;
     assert_eq!(again.request_id, Some(third.id), "no second resync");
 }
+
+/// Attack: a non-admin calling each admin-only operation through the library (the
+/// API the CLI, the desktop's demo mode and any later transport use, not HTTP) is
+/// refused with `forbidden`, and nothing changes. The check lives in the operation,
+/// so no transport can forget it.
+#[tokio::test]
+async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
+    use firedoor_core::access::{check_admin, Actor, AdminAction};
+    use firedoor_core::policy::Principal;
+    use firedoor_core::ErrorCode;
+    use firedoor_server::error::Error;
+
+    let t = spawn().await;
+    let b = t.running.broker.clone();
+    let alice = Actor::User(Principal {
+        name: "alice".into(),
+        groups: vec!["oncall".into()],
+        admin: false,
+    });
+    let forbidden = |what: &str, r: Result<(), Error>| match r {
+        Err(Error::Rule(e)) => assert_eq!(
+            e.code,
+            ErrorCode::Forbidden,
+            "{what} by a non-admin must be forbidden, got {e:?}"
+        ),
+        Err(other) => panic!("{what} by a non-admin: expected forbidden, got {other}"),
+        Ok(()) => panic!("{what} by a non-admin succeeded: it must be forbidden"),
+    };
+    let secret = "payments-db-breakglass";
+    // Every admin-only action is walked: adding one to `AdminAction::ALL` without
+    // a case here fails this test.
+    for action in AdminAction::ALL {
+        let r = match action {
+            AdminAction::ReadAudit => b.audit_records(&alice, 0, 10).await.map(|_| ()),
+            AdminAction::DisableUser => b.disable_user(&alice, "dave", true).await.map(|_| ()),
+            AdminAction::SetGroups => b
+                .set_groups(&alice, "alice", &["security".into()], true)
+                .await
+                .map(|_| ()),
+            AdminAction::PutSecret => b.put_secret(&alice, secret, "hunter2").await.map(|_| ()),
+            AdminAction::RotateSecret => b.rotate_secret_now(&alice, secret).await.map(|_| ()),
+            AdminAction::ListAllSecrets => b.all_secrets(&alice).await.map(|_| ()),
+            AdminAction::ListAllDevices => b.all_devices(&alice).await.map(|_| ()),
+        };
+        forbidden(&format!("{action:?}"), r);
+        assert!(check_admin(&alice, *action).is_err());
+    }
+    // Nothing happened: dave is not disabled, alice did not join security, no value
+    // of the secret was stored.
+    assert!(!firedoor_server::access::is_disabled(&b.store, "dave")
+        .await
+        .unwrap());
+    let me = t.client("alice").me().await.unwrap();
+    assert_eq!(me.groups, vec!["oncall".to_string()], "groups unchanged");
+    let carol = Actor::User(Principal {
+        name: "carol".into(),
+        groups: vec!["security".into()],
+        admin: true,
+    });
+    let secrets = b.all_secrets(&carol).await.unwrap();
+    let s = secrets.iter().find(|s| s.name == secret).unwrap();
+    assert_eq!(s.version, 0, "no value was stored by the refused call");
+    // The CLI acts as an operator the rules allow explicitly.
+    let cli = Actor::Cli("ops".into());
+    assert!(b.all_devices(&cli).await.is_ok());
+    assert!(b.audit_records(&cli, 0, 10).await.is_ok());
+    t.running.stop().await;
+}

@@ -1649,7 +1649,12 @@ async fn disabling_a_user_ends_tokens_devices_grants_and_rotates_what_they_held(
     let list = envelopes(&tb, &bob).await;
     assert_eq!(list.envelopes.len(), 1);
     assert_eq!(bob.open(&list.envelopes[0].envelope.ciphertext), v2);
-    let devices = tb.running.broker.all_devices().await.unwrap();
+    let devices = tb
+        .running
+        .broker
+        .all_devices(&firedoor_server::audit::Actor::System)
+        .await
+        .unwrap();
     assert!(
         devices
             .iter()
