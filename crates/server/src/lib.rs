@@ -11,6 +11,7 @@ pub mod breakglass;
 pub mod clock;
 pub mod connectors;
 pub mod error;
+pub mod fanout;
 pub mod http;
 pub mod logging;
 pub mod metrics;
@@ -390,6 +391,14 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
             }
         }
     });
+
+    // One reader hands committed events to every open stream.
+    let last_event = broker.store.events().last_id().await?;
+    tokio::spawn(fanout::run(
+        broker.clone(),
+        last_event,
+        broker.closing.subscribe(),
+    ));
 
     // Tokens and people that end (here, by the CLI, on another replica, by the
     // clock) end their open streams.

@@ -44,6 +44,8 @@ pub struct Broker {
     pub key: BrokerKey,
     /// Bumped after every commit that wrote live events.
     pub events: watch::Sender<u64>,
+    /// Hands committed events to open streams (see [`crate::fanout`]).
+    pub fanout: Arc<crate::fanout::Hub>,
     /// Wakes the background worker early.
     pub wake_worker: Notify,
     /// Set when the broker stops, so long-lived event streams end.
@@ -172,6 +174,7 @@ impl Broker {
             rejection_alerts: Default::default(),
             access: crate::access::AccessState::default(),
             event_retention: Duration::days(DEFAULT_EVENT_RETENTION_DAYS),
+            fanout: Arc::default(),
             last_prune: std::sync::Mutex::new(None),
         }
     }

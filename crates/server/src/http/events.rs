@@ -59,7 +59,6 @@ pub(super) async fn events(
             message: "events after your last one were pruned (kept for a limited time): reload your state".into(),
         }
     });
-    let mut changes = b.events.subscribe();
     let mut closing = b.closing.subscribe();
     let mut access_epoch = b.access.subscribe();
     let mut recheck = tokio::time::interval(crate::access::STREAM_SAFETY_RECHECK);
@@ -73,29 +72,46 @@ pub(super) async fn events(
             let data = serde_json::to_string(&e).unwrap_or_default();
             yield Ok::<Event, Infallible>(Event::default().id(e.id.to_string()).event(e.kind.clone()).data(data));
         }
-        loop {
-            changes.mark_unchanged();
-            match b.events_after(&user, cursor, 200).await {
-                Ok(batch) => {
-                    let n = batch.len();
-                    for e in batch {
-                        cursor = e.id;
-                        let data = serde_json::to_string(&e).unwrap_or_default();
-                        yield Ok::<Event, Infallible>(Event::default().id(e.id.to_string()).event(e.kind.clone()).data(data));
+        'resume: loop {
+            // Subscribe first, then catch up from the store: nothing committed after
+            // this point can be missed, and what the catch-up sent is skipped below.
+            let mut sub = b.fanout.subscribe(&user);
+            loop {
+                match b.events_after(&user, cursor, 200).await {
+                    Ok(batch) => {
+                        let n = batch.len();
+                        for e in batch {
+                            cursor = e.id;
+                            let data = serde_json::to_string(&e).unwrap_or_default();
+                            yield Ok::<Event, Infallible>(Event::default().id(e.id.to_string()).event(e.kind.clone()).data(data));
+                        }
+                        if n < 200 {
+                            break;
+                        }
                     }
-                    if n == 200 {
-                        continue;
+                    Err(e) => {
+                        tracing::error!(error = %e, "reading events");
+                        return;
                     }
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "reading events");
-                    return;
                 }
             }
             loop {
                 tokio::select! {
-                    changed = changes.changed() => if changed.is_err() { return } else { break },
-                    _ = closing.wait_for(|c| *c) => return,
+                    next = sub.rx.recv() => match next {
+                        Some(e) => {
+                            if e.id > cursor {
+                                cursor = e.id;
+                                let data = serde_json::to_string(&e).unwrap_or_default();
+                                yield Ok::<Event, Infallible>(Event::default().id(e.id.to_string()).event(e.kind.clone()).data(data));
+                            }
+                            continue;
+                        }
+                        // Dropped by the hub (this client fell behind): catch up
+                        // from the store.
+                        None => continue 'resume,
+                    },
+                    // (The guard wait_for returns is dropped inside: it is not Send.)
+                    _ = async { let _ = closing.wait_for(|c| *c).await; } => return,
                     _ = access_epoch.changed() => {}
                     _ = recheck.tick() => {}
                 }

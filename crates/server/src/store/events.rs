@@ -102,4 +102,31 @@ impl Events<'_> {
         )?
         .unwrap_or(0))
     }
+
+    /// (id, recipient, body) of every event after id `after`, oldest first: what
+    /// the broker's fan-out hands to its open streams.
+    pub async fn all_after(
+        &mut self,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<(i64, String, String)>> {
+        Ok(fetch!(
+            self.db,
+            fetch_all,
+            (i64, String, String),
+            "SELECT id, recipient, body FROM events WHERE id > $1 ORDER BY id LIMIT $2",
+            after,
+            limit
+        )?)
+    }
+
+    /// The highest event id stored (0: none).
+    pub async fn last_id(&mut self) -> Result<i64> {
+        Ok(scalar!(
+            self.db,
+            fetch_one,
+            i64,
+            "SELECT COALESCE(MAX(id), 0) FROM events"
+        )?)
+    }
 }
