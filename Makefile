@@ -33,6 +33,7 @@ check: ui
 
 bench: deps
 	cargo bench -p firedoor-server --bench broker
+	cargo bench -p firedoor-server --bench events
 	cargo bench -p firedoor-server --bench breakglass
 	cargo bench -p firedoor-client --bench unlock
 
