@@ -7,6 +7,7 @@
 
 pub mod grants;
 pub mod requests;
+pub mod users;
 pub mod worker;
 
 use crate::audit::Actor;
