@@ -5,6 +5,7 @@
 //! events, commits, then publishes on the [`EventBus`]. No operation appends,
 //! emits, commits and wakes streams by hand.
 
+pub mod devices;
 pub mod grants;
 pub mod requests;
 pub mod users;
