@@ -8,6 +8,7 @@
 pub mod devices;
 pub mod grants;
 pub mod requests;
+pub mod secrets;
 pub mod users;
 pub mod worker;
 
