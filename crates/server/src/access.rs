@@ -18,16 +18,14 @@
 //!   every secret at least every `max_age`.
 
 use crate::audit::{append, Actor};
-use crate::auth::Session;
 use crate::error::{Error, Result};
 use crate::service::Broker;
 use crate::store::{Store, Ts};
 use chrono::Duration;
-use firedoor_core::access::{check_admin, AdminAction};
 use firedoor_core::audit::AuditEvent;
 use firedoor_core::lifecycle::CLAIM_LEASE_SECS;
-use firedoor_core::policy::{valid_name, Principal};
-use firedoor_core::{ErrorCode, GrantId};
+use firedoor_core::policy::Principal;
+use firedoor_core::GrantId;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use tokio::sync::watch;
@@ -201,186 +199,7 @@ pub async fn is_disabled(store: &Store, name: &str) -> Result<bool> {
     ))
 }
 
-fn check_groups(groups: &[String]) -> Result<Vec<String>> {
-    for g in groups {
-        if !valid_name(g) {
-            return Err(Error::rule(
-                ErrorCode::InvalidRequest,
-                format!("'{g}' is not a valid group name: use 1-64 of a-z, 0-9, '-' and '_'"),
-            ));
-        }
-    }
-    if groups.len() > 100 {
-        return Err(Error::rule(
-            ErrorCode::InvalidRequest,
-            "a user is in at most 100 groups",
-        ));
-    }
-    let mut g = groups.to_vec();
-    g.sort();
-    g.dedup();
-    Ok(g)
-}
-
 impl Broker {
-    /// Revokes the token a request came with (sign-out).
-    pub async fn revoke_own_token(&self, s: &Session) -> Result<()> {
-        let now = self.now();
-        let mut tx = self.write_tx().await?;
-        if !tx.users().revoke_token(&s.token_id, Ts(now)).await? {
-            return Err(Error::rule(ErrorCode::Conflict, "token is already revoked"));
-        }
-        append(
-            &mut tx,
-            &Actor::User(s.principal.clone()),
-            &s.token_id,
-            AuditEvent::TokenRevoked {
-                user: s.principal.name.clone(),
-                by: Some("sign_out".into()),
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.access.bump();
-        Ok(())
-    }
-
-    /// Disables a user: every token and device revoked, live grants revoked through
-    /// the connectors, pending requests cancelled, and every secret one of their
-    /// devices held marked for rotation.
-    ///
-    /// `revoke_now`: revoke grants from this process at once (the broker); the CLI,
-    /// which has no connectors, leaves them `revoking` and due now, so the running
-    /// broker's worker revokes them on its next pass (or at its next start).
-    pub async fn disable_user(
-        &self,
-        actor: &Actor,
-        name: &str,
-        revoke_now: bool,
-    ) -> Result<Disabled> {
-        check_admin(actor, AdminAction::DisableUser)?;
-        let now = self.now();
-        let mut tx = self.write_tx().await?;
-        match tx.users().disabled_at(name).await? {
-            None => return Err(Error::not_found("user")),
-            Some(Some(_)) => {
-                return Err(Error::rule(
-                    ErrorCode::Conflict,
-                    format!("user '{name}' is already disabled"),
-                ))
-            }
-            Some(None) => {}
-        }
-        tx.users().set_disabled(name, Ts(now)).await?;
-        let tokens_revoked = tx.users().revoke_tokens_of(name, Ts(now)).await?;
-
-        // Devices, as `revoke_device` does: what they held is rotated.
-        let devices = tx.devices().active_ids_of(name).await?;
-        let mut rotating = BTreeSet::new();
-        for id in &devices {
-            rotating.extend(
-                self.retire_envelopes(&mut tx, id, now, "user_disabled")
-                    .await?,
-            );
-            tx.devices().revoke(id, Ts(now)).await?;
-        }
-
-        // Live grants: claimed for revocation (the same state change as a revoke).
-        let lease = if revoke_now {
-            now + Duration::seconds(CLAIM_LEASE_SECS)
-        } else {
-            now
-        };
-        let grants = tx
-            .access()
-            .revoke_live_grants_of(name, &actor.name(), Ts(lease))
-            .await?;
-        let requests_cancelled = tx
-            .access()
-            .cancel_pending_requests_of(name, Ts(now))
-            .await?;
-        let out = Disabled {
-            user: name.to_string(),
-            tokens_revoked,
-            devices_revoked: devices.len(),
-            grants_revoked: grants.len(),
-            requests_cancelled,
-            rotating: rotating.into_iter().collect(),
-        };
-        append(
-            &mut tx,
-            actor,
-            name,
-            AuditEvent::UserDisabled {
-                tokens_revoked: out.tokens_revoked,
-                devices: devices.clone(),
-                grants: grants.clone(),
-                requests_cancelled: out.requests_cancelled,
-                rotating: out.rotating.clone(),
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.access.bump();
-        if revoke_now {
-            for id in &grants {
-                if let Ok(gid) = id.parse::<GrantId>() {
-                    if let Err(e) = self.finish_end(&gid).await {
-                        tracing::warn!(grant = %id, error = %e, "revoking a disabled user's grant; the worker retries");
-                    }
-                }
-            }
-            self.events_changed();
-            self.wake_worker.notify_one();
-        }
-        Ok(out)
-    }
-
-    /// Replaces a user's groups. Envelopes the user may no longer hold are
-    /// withdrawn and their secrets rotated by the worker: at once in this process
-    /// when `withdraw_now` (the broker), within a worker pass when the CLI, which has
-    /// no worker, changed them.
-    pub async fn set_groups(
-        &self,
-        actor: &Actor,
-        name: &str,
-        groups: &[String],
-        withdraw_now: bool,
-    ) -> Result<Vec<String>> {
-        check_admin(actor, AdminAction::SetGroups)?;
-        let groups = check_groups(groups)?;
-        let now = self.now();
-        let mut tx = self.write_tx().await?;
-        let Some(before) = tx.users().groups_json(name).await? else {
-            return Err(Error::not_found("user"));
-        };
-        let before: Vec<String> = serde_json::from_str(&before)
-            .map_err(|e| Error::Corrupt(format!("groups of user {name}: {e}")))?;
-        let groups_json =
-            serde_json::to_string(&groups).map_err(|e| Error::Corrupt(e.to_string()))?;
-        tx.users().set_groups_json(name, &groups_json).await?;
-        append(
-            &mut tx,
-            actor,
-            name,
-            AuditEvent::UserGroupsChanged {
-                from: before,
-                to: groups.clone(),
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.access.bump();
-        if withdraw_now {
-            self.withdraw_ineligible_envelopes().await?;
-            self.wake_worker.notify_one();
-        }
-        Ok(groups)
-    }
-
     /// Worker step: deletes envelopes whose holder may no longer unlock the secret
     /// (device revoked, user disabled or no longer in its unlock audience, policy
     /// changed) and marks the secret for rotation, since they may keep a copy.

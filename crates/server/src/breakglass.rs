@@ -18,29 +18,26 @@
 use crate::audit::{append, Actor};
 use crate::clock::ts;
 use crate::error::{Error, Result};
+use crate::ops::{Notice, Uow};
 use crate::service::{emit, Broker, NewEvent};
-use crate::store::devices::{DeviceRow, NewDevice};
+use crate::store::devices::DeviceRow;
 use crate::store::envelopes::NewEnvelope;
 use crate::store::secrets::SecretRow;
 use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
-use firedoor_core::access::{self, check_admin, AdminAction};
 use firedoor_core::api::EventKind;
-use firedoor_core::audit::{AuditEvent, SealedVersion};
+use firedoor_core::audit::AuditEvent;
 use firedoor_core::breakglass::{
     decode_public_key, encode_public_key, fingerprint, verify_chain, BrokerIdentity, ChainHead,
-    DeviceView, Envelope, EnvelopeItem, EnvelopeList, EnvelopeMeta, OnlineUnlock, RegisterDevice,
-    SecretView, SignedRecord, UnlockRecord, UnlockedSecret, UnlocksAck, UploadUnlocks,
-    GENESIS_HASH, MAX_REASON_CHARS,
+    DeviceView, Envelope, EnvelopeMeta, OnlineUnlock, SignedRecord, UnlockRecord, UnlockedSecret,
+    UnlocksAck, UploadUnlocks, MAX_REASON_CHARS,
 };
 use firedoor_core::input::{self, truncate_chars};
-use firedoor_core::lifecycle::{self, CLAIM_LEASE_SECS};
 use firedoor_core::notify::Audience;
 use firedoor_core::policy::{Principal, SecretPolicy};
 use firedoor_core::ErrorCode;
-use rand::distributions::{Alphanumeric, DistString};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -99,7 +96,7 @@ pub const ROTATED_VALUE_CHARS: usize = 32;
 pub use firedoor_core::input::MAX_DEVICE_NAME_CHARS;
 
 impl DeviceRow {
-    fn view(&self) -> Result<DeviceView> {
+    pub(crate) fn view(&self) -> Result<DeviceView> {
         let key = decode_public_key(&self.signing_key)
             .map_err(|e| Error::Corrupt(format!("device {}: {e}", self.id)))?;
         Ok(DeviceView {
@@ -113,13 +110,13 @@ impl DeviceRow {
             head: self.head(),
         })
     }
-    fn head(&self) -> ChainHead {
+    pub(crate) fn head(&self) -> ChainHead {
         ChainHead {
             seq: self.head_seq.max(0) as u64,
             hash: self.head_hash.clone(),
         }
     }
-    fn target(&self) -> SealTarget {
+    pub(crate) fn target(&self) -> SealTarget {
         SealTarget {
             device_id: self.id.clone(),
             user: self.user_name.clone(),
@@ -130,17 +127,17 @@ impl DeviceRow {
 
 /// A device an envelope is sealed for.
 #[derive(Debug, Clone)]
-struct SealTarget {
+pub(crate) struct SealTarget {
     device_id: String,
     user: String,
     recipient: String,
 }
 
 /// An envelope ready to store.
-struct Sealed {
+pub(crate) struct Sealed {
     device_id: String,
     user: String,
-    version: i64,
+    pub(crate) version: i64,
     envelope: Envelope,
     sealed_at: DateTime<Utc>,
     not_after: DateTime<Utc>,
@@ -234,7 +231,7 @@ pub enum RotationTrigger {
 }
 
 impl RotationTrigger {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             RotationTrigger::Due => "due",
             RotationTrigger::Manual => "manual",
@@ -243,7 +240,7 @@ impl RotationTrigger {
 }
 
 impl Broker {
-    fn secret_policy(&self, name: &str) -> Result<&SecretPolicy> {
+    pub(crate) fn secret_policy(&self, name: &str) -> Result<&SecretPolicy> {
         self.policy.secret(name).ok_or_else(|| {
             Error::rule(
                 ErrorCode::NotFound,
@@ -262,7 +259,7 @@ impl Broker {
     }
 
     /// Active devices of users who may unlock `sp`.
-    async fn eligible_targets(&self, sp: &SecretPolicy) -> Result<Vec<SealTarget>> {
+    pub(crate) async fn eligible_targets(&self, sp: &SecretPolicy) -> Result<Vec<SealTarget>> {
         let eligible: BTreeSet<String> = crate::auth::all_users(self.store.users())
             .await?
             .into_iter()
@@ -285,7 +282,7 @@ impl Broker {
     }
 
     /// Seals `value` for every target, on blocking threads (one chunk per core).
-    async fn seal_many(
+    pub(crate) async fn seal_many(
         &self,
         sp: &SecretPolicy,
         version: i64,
@@ -324,33 +321,32 @@ impl Broker {
         Ok(out)
     }
 
-    async fn store_envelope(tx: &mut Tx, secret: &str, s: &Sealed) -> Result<()> {
+    pub(crate) async fn store_envelope(tx: &mut Tx, secret: &str, s: &Sealed) -> Result<()> {
         tx.envelopes().upsert(secret, &s.row()).await
     }
 
     /// Replaces every envelope of a secret with `sealed` (devices not in it lose
     /// theirs), audits it and tells each affected user to fetch envelopes again.
-    async fn install_envelopes(
+    pub(crate) async fn install_envelopes(
         &self,
-        tx: &mut Tx,
+        uow: &mut Uow<'_>,
         sp: &SecretPolicy,
         version: i64,
         sealed: &[Sealed],
         actor: &Actor,
-        now: DateTime<Utc>,
     ) -> Result<()> {
-        let mut affected: BTreeSet<String> = tx
+        let now = uow.now();
+        let mut affected: BTreeSet<String> = uow
             .envelopes()
             .holder_users(&sp.name)
             .await?
             .into_iter()
             .collect();
-        tx.envelopes().delete_for_secret(&sp.name).await?;
+        uow.envelopes().delete_for_secret(&sp.name).await?;
         let rows: Vec<NewEnvelope<'_>> = sealed.iter().map(Sealed::row).collect();
-        tx.envelopes().insert_many(&sp.name, &rows).await?;
+        uow.envelopes().insert_many(&sp.name, &rows).await?;
         affected.extend(sealed.iter().map(|s| s.user.clone()));
-        append(
-            tx,
+        uow.record(
             actor,
             &sp.name,
             AuditEvent::EnvelopesSealed {
@@ -359,329 +355,18 @@ impl Broker {
                 users: affected.len(),
                 not_after: ts(now + Duration::seconds(sp.validity_secs)),
             },
-            now,
-        )
-        .await?;
-        let to: Vec<String> = affected.into_iter().collect();
-        emit(
-            tx,
-            &to,
-            NewEvent {
-                kind: EventKind::EnvelopesChanged,
-                request_id: None,
-                grant_id: None,
-                bundle: Some(&sp.name),
-                actor: None,
-                message: format!(
+        );
+        uow.notify_to(
+            affected.into_iter().collect(),
+            Notice::new(
+                EventKind::EnvelopesChanged,
+                format!(
                     "{} is now version {version}: fetch its envelope again",
                     sp.name
                 ),
-            },
-            now,
-        )
-        .await?;
-        Ok(())
-    }
-
-    // ------------------------------------------------------------------ devices
-
-    /// Registers a device for `who`, then seals the secrets they may unlock to it.
-    pub async fn register_device(
-        &self,
-        who: &Principal,
-        body: RegisterDevice,
-    ) -> Result<DeviceView> {
-        let bad = |m: String| Error::rule(ErrorCode::InvalidRequest, m);
-        let name = input::device_name(&body.name)?;
-        let recipient = age::x25519::Recipient::from_str(body.recipient.trim()).map_err(|e| {
-            bad(format!(
-                "recipient: not an age X25519 recipient (age1…): {e}"
-            ))
-        })?;
-        let vk = decode_public_key(&body.signing_key).map_err(|e| {
-            bad(format!(
-                "signing_key: expected the base64 of a 32-byte ed25519 public key: {e}"
-            ))
-        })?;
-        let signing_key = encode_public_key(&vk);
-        let id = format!("dev_{}", uuid::Uuid::new_v4().simple());
-        let now = self.now();
-        let mut tx = self.write_tx().await?;
-        let taken = tx.devices().id_by_signing_key(&signing_key).await?;
-        if taken.is_some() {
-            return Err(Error::rule(
-                ErrorCode::Conflict,
-                "this signing key is already registered; a device registers once (list yours with GET /api/v1/devices)",
-            ));
-        }
-        let active = tx.devices().count_active_of(&who.name).await?;
-        if active >= MAX_DEVICES_PER_USER {
-            return Err(Error::rule(
-                ErrorCode::Conflict,
-                format!("you already have {active} devices enrolled (the most is {MAX_DEVICES_PER_USER}); remove one first"),
-            ));
-        }
-        tx.devices()
-            .insert(&NewDevice {
-                id: &id,
-                user: &who.name,
-                name: &name,
-                recipient: &recipient.to_string(),
-                signing_key: &signing_key,
-                created_at: Ts(now),
-                head_hash: GENESIS_HASH,
-            })
-            .await?;
-        append(
-            &mut tx,
-            &Actor::User(who.clone()),
-            &id,
-            AuditEvent::DeviceRegistered {
-                user: who.name.clone(),
-                name: name.clone(),
-                recipient: recipient.to_string(),
-                fingerprint: fingerprint(&vk),
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        let device = self
-            .store
-            .devices()
-            .get(&id)
-            .await?
-            .ok_or_else(|| Error::not_found("device"))?;
-        if let Err(e) = self.refresh_envelopes(who, &device).await {
-            // The device is registered; its next envelope fetch seals again.
-            tracing::warn!(device = %id, error = %e, "sealing envelopes for a new device");
-        }
-        device.view()
-    }
-
-    /// The caller's active devices.
-    pub async fn list_devices(&self, who: &Principal) -> Result<Vec<DeviceView>> {
-        let rows = self.store.devices().active_of(&who.name).await?;
-        rows.iter().map(DeviceRow::view).collect()
-    }
-
-    /// Every device of every user (admins, the CLI): the view and its revocation time.
-    pub async fn all_devices(
-        &self,
-        actor: &Actor,
-    ) -> Result<Vec<(DeviceView, Option<DateTime<Utc>>)>> {
-        check_admin(actor, AdminAction::ListAllDevices)?;
-        let rows = self.store.devices().all().await?;
-        rows.iter()
-            .map(|d| Ok((d.view()?, d.revoked_at.map(|t| t.0))))
-            .collect()
-    }
-
-    /// Revokes a device (its owner or an admin): its envelopes are deleted at once.
-    pub async fn revoke_device(&self, who: &Principal, id: &str) -> Result<()> {
-        let now = self.now();
-        let mut tx = self.write_tx().await?;
-        let d = tx
-            .devices()
-            .get(id)
-            .await?
-            .filter(|d| access::may_revoke_device(who, &d.user_name))
-            .ok_or_else(|| Error::not_found("device"))?;
-        if d.revoked_at.is_some() {
-            return Err(Error::rule(
-                ErrorCode::Conflict,
-                format!("device {id} is already revoked"),
-            ));
-        }
-        tx.devices().revoke(id, Ts(now)).await?;
-        let held = self
-            .retire_envelopes(&mut tx, id, now, "device_revoked")
-            .await?;
-        let dropped = held.len();
-        let rotating: Vec<&str> = held.iter().map(String::as_str).collect();
-        append(
-            &mut tx,
-            &Actor::User(who.clone()),
-            id,
-            AuditEvent::DeviceRevoked {
-                user: d.user_name.clone(),
-                name: d.name.clone(),
-                envelopes_deleted: dropped,
-                rotating: rotating.iter().map(|s| s.to_string()).collect(),
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        if !held.is_empty() {
-            self.wake_worker.notify_one();
-        }
-        Ok(())
-    }
-
-    /// A device is gone (revoked, or its owner disabled) and may be lost with its
-    /// envelopes: whatever it held sealed is made due for rotation, so a copy of the
-    /// laptop opens nothing that still works, and its envelopes are deleted. Returns
-    /// the secrets it held.
-    pub(crate) async fn retire_envelopes(
-        &self,
-        tx: &mut Tx,
-        device_id: &str,
-        now: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<Vec<String>> {
-        let held = tx.envelopes().held_by(device_id).await?;
-        for (secret, version) in &held {
-            self.mark_due(tx, secret, *version, now, reason).await?;
-        }
-        tx.envelopes().delete_for_device(device_id).await?;
-        Ok(held.into_iter().map(|(s, _)| s).collect())
-    }
-
-    /// Loads a device of the caller's (404 for anyone else's, and for a revoked one
-    /// unless `allow_revoked`).
-    async fn own_device(
-        &self,
-        who: &Principal,
-        id: &str,
-        allow_revoked: bool,
-    ) -> Result<DeviceRow> {
-        let d = self
-            .store
-            .devices()
-            .get(id)
-            .await?
-            .filter(|d| d.user_name == who.name)
-            .ok_or_else(|| Error::not_found("device"))?;
-        if d.revoked_at.is_some() && !allow_revoked {
-            return Err(Error::rule(
-                ErrorCode::NotFound,
-                format!("device {id} was revoked; register this device again"),
-            ));
-        }
-        Ok(d)
-    }
-
-    /// The envelopes of a device, sealed now where missing, of an old version or
-    /// past half their validity; envelopes of secrets the owner may no longer unlock
-    /// are dropped.
-    pub async fn device_envelopes(&self, who: &Principal, id: &str) -> Result<EnvelopeList> {
-        let d = self.own_device(who, id, false).await?;
-        self.refresh_envelopes(who, &d).await?;
-        let rows = self.store.envelopes().of_device(id).await?;
-        let envelopes = rows
-            .into_iter()
-            .filter_map(|(secret, meta_json, signature, ciphertext)| {
-                let sp = self.policy.secret(&secret)?;
-                Some(EnvelopeItem {
-                    name: secret,
-                    title: sp.title.clone(),
-                    description: sp.description.clone(),
-                    envelope: Envelope {
-                        meta_json,
-                        signature,
-                        ciphertext,
-                    },
-                })
-            })
-            .collect();
-        Ok(EnvelopeList { envelopes })
-    }
-
-    /// Brings one device's envelopes up to date for its owner `who`.
-    async fn refresh_envelopes(&self, who: &Principal, d: &DeviceRow) -> Result<()> {
-        let now = self.now();
-        let have: BTreeMap<String, (i64, Ts)> = self
-            .store
-            .envelopes()
-            .validity_of(&d.id)
-            .await?
-            .into_iter()
-            .map(|(s, v, n)| (s, (v, n)))
-            .collect();
-        let stored: BTreeMap<String, (i64, Vec<u8>)> = self
-            .store
-            .secrets()
-            .stored_values()
-            .await?
-            .into_iter()
-            .map(|(n, v, val)| (n, (v, val)))
-            .collect();
-        let mut keep = BTreeSet::new();
-        let mut to_seal = Vec::new();
-        for sp in self.policy.unlockable_by(who) {
-            let Some((version, sealed_value)) = stored.get(&sp.name) else {
-                continue;
-            };
-            keep.insert(sp.name.clone());
-            let fresh = match have.get(&sp.name) {
-                Some((v, not_after)) if v == version => {
-                    let left = not_after.0 - now;
-                    left.num_seconds() * 2 >= sp.validity_secs
-                }
-                _ => false,
-            };
-            if !fresh {
-                to_seal.push((sp, *version, sealed_value));
-            }
-        }
-        let to_drop: Vec<&String> = have.keys().filter(|s| !keep.contains(*s)).collect();
-        if to_seal.is_empty() && to_drop.is_empty() {
-            return Ok(());
-        }
-        let mut sealed = Vec::new();
-        for (sp, version, sealed_value) in to_seal {
-            let value = Arc::new(Zeroizing::new(self.key.open(sealed_value)?));
-            let mut s = self
-                .seal_many(sp, version, value, vec![d.target()], now)
-                .await?;
-            if let Some(s) = s.pop() {
-                sealed.push((sp.name.clone(), s));
-            }
-        }
-        let mut tx = self.write_tx().await?;
-        let still = tx.devices().revoked_at(&d.id).await?;
-        if !matches!(still, Some(None)) {
-            return Ok(()); // revoked meanwhile
-        }
-        let mut done = Vec::new();
-        for (secret, s) in &sealed {
-            // Only if the secret is still at the version sealed: a rotation that
-            // committed meanwhile installed fresher envelopes.
-            let current = tx.secrets().version(secret).await?;
-            if current != Some(s.version) {
-                continue;
-            }
-            Self::store_envelope(&mut tx, secret, s).await?;
-            done.push(SealedVersion {
-                secret: secret.clone(),
-                version: s.version,
-            });
-        }
-        for secret in &to_drop {
-            // The owner lost eligibility but may keep a copy: rotate what they held.
-            if let Some((version, _)) = have.get(*secret) {
-                self.mark_due(&mut tx, secret, *version, now, "eligibility_changed")
-                    .await?;
-            }
-            tx.envelopes().delete(&d.id, secret).await?;
-        }
-        if done.is_empty() && to_drop.is_empty() {
-            return Ok(());
-        }
-        append(
-            &mut tx,
-            &Actor::User(who.clone()),
-            &d.id,
-            AuditEvent::EnvelopesRefreshed {
-                user: d.user_name.clone(),
-                sealed: done,
-                dropped: to_drop.iter().map(|s| s.to_string()).collect(),
-            },
-            now,
-        )
-        .await?;
-        tx.commit().await?;
+            )
+            .bundle(Some(&sp.name)),
+        );
         Ok(())
     }
 
@@ -947,12 +632,11 @@ impl Broker {
         let problem = truncate_chars(problem, MAX_PROBLEM_CHARS);
         let alert = self.rejection_alerts.due(&d.id, now);
         let result: Result<()> = async {
-            let mut tx = self.write_tx().await?;
-            append(
-                &mut tx,
+            let mut uow = self.uow_at(now).await?;
+            uow.record(
                 &Actor::User(who.clone()),
                 &d.id,
-AuditEvent::UnlockChainRejected {
+                AuditEvent::UnlockChainRejected {
                     user: d.user_name.clone(),
                     device_name: d.name.clone(),
                     problem: problem.clone(),
@@ -961,9 +645,7 @@ AuditEvent::UnlockChainRejected {
                     head_hash: d.head_hash.clone(),
                     alerted: alert.is_some(),
                 },
-                now,
-            )
-            .await?;
+            );
             if let Some(quiet) = alert {
                 let mut message = format!(
                     "SECURITY: the unlock chain uploaded by {} from device {} ({}) was rejected: {problem}",
@@ -975,12 +657,10 @@ AuditEvent::UnlockChainRejected {
                         since.format("%Y-%m-%d %H:%M UTC")
                     ));
                 }
-                self.security_alert(&mut tx, None, Some(&who.name), message, now)
+                self.security_alert(&mut uow, None, Some(&who.name), message)
                     .await?;
             }
-            tx.commit().await?;
-            self.events_changed();
-            Ok(())
+            uow.commit().await
         }
         .await;
         if let Err(e) = result {
@@ -991,27 +671,18 @@ AuditEvent::UnlockChainRejected {
     }
 
     /// A `security_alert` event to every admin, in `tx`.
-    async fn security_alert(
+    pub(crate) async fn security_alert(
         &self,
-        tx: &mut Tx,
+        uow: &mut Uow<'_>,
         secret: Option<&str>,
         actor: Option<&str>,
         message: String,
-        now: DateTime<Utc>,
     ) -> Result<()> {
-        let to = self.recipients(tx, Audience::Admins).await?;
-        emit(
-            tx,
-            &to,
-            NewEvent {
-                kind: EventKind::SecurityAlert,
-                request_id: None,
-                grant_id: None,
-                bundle: secret,
-                actor,
-                message,
-            },
-            now,
+        uow.notify(
+            Audience::Admins,
+            Notice::new(EventKind::SecurityAlert, message)
+                .bundle(secret)
+                .actor(actor),
         )
         .await
     }
@@ -1027,126 +698,6 @@ AuditEvent::UnlockChainRejected {
         reason: &str,
     ) -> Result<()> {
         tx.secrets().mark_due(name, version, Ts(at), reason).await
-    }
-
-    // ------------------------------------------------------------------ secrets
-
-    async fn secret_view(&self, sp: &SecretPolicy, show_errors: bool) -> Result<SecretView> {
-        let row = self.store.secrets().get(&sp.name).await?;
-        let version = row.as_ref().map(|r| r.version).unwrap_or(0);
-        let sealed = self
-            .store
-            .envelopes()
-            .count_sealed(&sp.name, version)
-            .await?;
-        Ok(SecretView {
-            name: sp.name.clone(),
-            title: sp.title.clone(),
-            description: sp.description.clone(),
-            version,
-            updated_at: row.as_ref().and_then(|r| r.updated_at).map(|t| t.0),
-            validity_secs: sp.validity_secs,
-            rotated_by: sp.rotate.as_ref().map(|r| r.integration.clone()),
-            rotation_due_at: row.as_ref().and_then(|r| r.rotation_due_at).map(|t| t.0),
-            last_rotation_error: if show_errors {
-                row.as_ref().and_then(|r| r.last_rotation_error.clone())
-            } else {
-                None
-            },
-            sealed_devices: if version > 0 { sealed } else { 0 },
-        })
-    }
-
-    /// Admins see every secret of the policy; others those they may unlock.
-    pub async fn list_secrets(&self, who: &Principal) -> Result<Vec<SecretView>> {
-        let mut out = Vec::new();
-        for sp in self.policy.secrets.values() {
-            if access::may_see_secret(who, sp) {
-                out.push(
-                    self.secret_view(sp, access::sees_rotation_errors(who))
-                        .await?,
-                );
-            }
-        }
-        Ok(out)
-    }
-
-    /// Every secret of the policy, with rotation errors (admins, the CLI).
-    pub async fn all_secrets(&self, actor: &Actor) -> Result<Vec<SecretView>> {
-        check_admin(actor, AdminAction::ListAllSecrets)?;
-        let mut out = Vec::new();
-        for sp in self.policy.secrets.values() {
-            out.push(self.secret_view(sp, true).await?);
-        }
-        Ok(out)
-    }
-
-    /// Stores a new value of a secret (version + 1), seals it to every eligible
-    /// device and clears a due rotation (admins, the CLI, the broker itself).
-    pub async fn put_secret(&self, actor: &Actor, name: &str, value: &str) -> Result<SecretView> {
-        check_admin(actor, AdminAction::PutSecret)?;
-        let sp = self.secret_policy(name)?;
-        if value.is_empty() || value.len() > MAX_SECRET_BYTES {
-            return Err(Error::rule(
-                ErrorCode::InvalidRequest,
-                format!(
-                    "value: {} bytes; a secret is 1 to {MAX_SECRET_BYTES} bytes",
-                    value.len()
-                ),
-            ));
-        }
-        let plain = Arc::new(Zeroizing::new(value.as_bytes().to_vec()));
-        for _ in 0..5 {
-            let current = self.store.secrets().get(name).await?;
-            let version = current.as_ref().map(|r| r.version).unwrap_or(0);
-            let now = self.now();
-            let targets = self.eligible_targets(sp).await?;
-            let sealed = self
-                .seal_many(sp, version + 1, plain.clone(), targets, now)
-                .await?;
-            let at_rest = self.key.seal(&plain)?;
-            let mut tx = self.write_tx().await?;
-            tx.secrets().ensure(name).await?;
-            let row = tx
-                .secrets()
-                .get(name)
-                .await?
-                .ok_or_else(|| Error::not_found("secret"))?;
-            if row.version != version {
-                continue; // changed while sealing: seal again
-            }
-            if row.rotating_until.is_some_and(|u| u > Ts(now)) {
-                return Err(Error::rule(
-                    ErrorCode::Conflict,
-                    format!("{name} is being rotated right now; try again in a moment"),
-                ));
-            }
-            tx.secrets()
-                .store_value(name, version, &at_rest, Ts(now))
-                .await?;
-            append(
-                &mut tx,
-                actor,
-                name,
-                AuditEvent::SecretStored {
-                    version: version + 1,
-                    previous_version: version,
-                    rotation_was_due: row.rotation_due_at.map(Ts::text),
-                    bytes: value.len(),
-                },
-                now,
-            )
-            .await?;
-            self.install_envelopes(&mut tx, sp, version + 1, &sealed, actor, now)
-                .await?;
-            tx.commit().await?;
-            self.events_changed();
-            return self.secret_view(sp, true).await;
-        }
-        Err(Error::rule(
-            ErrorCode::Conflict,
-            format!("{name} kept changing while it was being stored; try again"),
-        ))
     }
 
     /// Online break glass: releases the current value to an eligible user, loudly,
@@ -1258,300 +809,5 @@ AuditEvent::UnlockChainRejected {
             value,
             rotates_at,
         })
-    }
-
-    // ----------------------------------------------------------------- rotation
-
-    /// Rotates a secret now through its connector (admins, CLI). Returns the
-    /// secret's view after the attempt; a failed attempt shows in
-    /// `last_rotation_error` and is retried by the worker.
-    pub async fn rotate_secret_now(&self, actor: &Actor, name: &str) -> Result<SecretView> {
-        check_admin(actor, AdminAction::RotateSecret)?;
-        let sp = self.secret_policy(name)?;
-        if sp.rotate.is_none() {
-            return Err(Error::rule(
-                ErrorCode::Conflict,
-                format!(
-                    "{name} has no rotate = {{ integration, role }} in the policy, so the broker cannot rotate it; \
-                     store a new value instead (PUT /api/v1/secrets/{name} or `firedoor-server secret put {name}`)"
-                ),
-            ));
-        }
-        self.rotate(actor, sp, RotationTrigger::Manual).await?;
-        self.secret_view(sp, true).await
-    }
-
-    /// Worker step: rotates every secret whose rotation is due; alerts once about
-    /// due secrets that have no rotation connector.
-    pub async fn rotate_due_secrets(&self) -> Result<()> {
-        let due = self
-            .store
-            .secrets()
-            .due_for_rotation(Ts(self.now()))
-            .await?;
-        for (name, attempts) in due {
-            let Some(sp) = self.policy.secret(&name) else {
-                continue;
-            };
-            let result = if sp.rotate.is_some() {
-                self.rotate(&Actor::System, sp, RotationTrigger::Due)
-                    .await
-                    .map(|_| ())
-            } else if attempts == 0 {
-                self.alert_manual_rotation(sp).await
-            } else {
-                Ok(())
-            };
-            if let Err(e) = result {
-                tracing::warn!(secret = %name, error = %e, "rotating a break-glass secret");
-            }
-        }
-        Ok(())
-    }
-
-    /// A due secret without a rotation connector: one alert asking for a new value.
-    async fn alert_manual_rotation(&self, sp: &SecretPolicy) -> Result<()> {
-        let now = self.now();
-        let mut tx = self.write_tx().await?;
-        let error = format!(
-            "{} has no rotation connector: store a new value (`firedoor-server secret put {}`)",
-            sp.name, sp.name
-        );
-        if !tx.secrets().flag_manual_rotation(&sp.name, &error).await? {
-            return Ok(());
-        }
-        let row = tx.secrets().get(&sp.name).await?;
-        append(
-            &mut tx,
-            &Actor::System,
-            &sp.name,
-            AuditEvent::SecretRotationManual {
-                error: error.clone(),
-                version: row.as_ref().map(|r| r.version),
-                reason: row.as_ref().and_then(|r| r.rotation_reason.clone()),
-            },
-            now,
-        )
-        .await?;
-        self.security_alert(
-            &mut tx,
-            Some(&sp.name),
-            None,
-            format!(
-                "SECURITY: {} was unlocked and must be changed by hand: set a new value on the target and store it (`firedoor-server secret put {}`)",
-                sp.name, sp.name
-            ),
-            now,
-        )
-        .await?;
-        tx.commit().await?;
-        self.events_changed();
-        Ok(())
-    }
-
-    /// One rotation: claim it, keep (or make) the pending value, set it in the
-    /// target, then promote it and reseal every eligible device in one transaction.
-    /// `Ok(true)` if the rotation completed, `Ok(false)` if the target refused it
-    /// (recorded, retried later with backoff).
-    async fn rotate(
-        &self,
-        actor: &Actor,
-        sp: &SecretPolicy,
-        trigger: RotationTrigger,
-    ) -> Result<bool> {
-        let name = sp.name.as_str();
-        let Some(rot) = sp.rotate.as_ref() else {
-            return Err(Error::rule(
-                ErrorCode::Conflict,
-                format!("{name} has no rotation connector"),
-            ));
-        };
-        // 1. Claim the rotation and make sure a pending value is stored.
-        let now = self.now();
-        let mut tx = self.write_tx().await?;
-        tx.secrets().ensure(name).await?;
-        let claimed = tx
-            .secrets()
-            .claim_rotation(name, Ts(now), Ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
-            .await?;
-        if !claimed {
-            return Err(Error::rule(
-                ErrorCode::Conflict,
-                format!("{name} is already being rotated"),
-            ));
-        }
-        let row = tx
-            .secrets()
-            .get(name)
-            .await?
-            .ok_or_else(|| Error::not_found("secret"))?;
-        let pending: Zeroizing<Vec<u8>> = match &row.pending_value {
-            // A retry (perhaps after a crash): the target may already have it.
-            Some(p) => Zeroizing::new(self.key.open(p)?),
-            None => {
-                let v = Zeroizing::new(
-                    Alphanumeric
-                        .sample_string(&mut rand::rngs::OsRng, ROTATED_VALUE_CHARS)
-                        .into_bytes(),
-                );
-                tx.secrets().set_pending(name, &self.key.seal(&v)?).await?;
-                v
-            }
-        };
-        let pending_sealed = tx.secrets().pending_value(name).await?;
-        tx.commit().await?;
-        let version = row.version;
-
-        // 2. The target.
-        let result = match self.connectors.get(&rot.integration) {
-            Some(c) => {
-                let text = std::str::from_utf8(&pending)
-                    .map_err(|_| Error::Corrupt(format!("pending value of {name} is not UTF-8")))?;
-                c.rotate_secret(&rot.role, text).await.map_err(|e| e.0)
-            }
-            None => Err(format!(
-                "no connector for integration '{}'",
-                rot.integration
-            )),
-        };
-        if let Err(error) = result {
-            self.record_rotation_failure(sp, version, &error).await?;
-            return Ok(false);
-        }
-
-        // 3. Promote the pending value and reseal, in one transaction.
-        let plain = Arc::new(pending);
-        let targets = self.eligible_targets(sp).await?;
-        let now = self.now();
-        let sealed = self.seal_many(sp, version + 1, plain, targets, now).await?;
-        let mut tx = self.write_tx().await?;
-        let promoted = tx
-            .secrets()
-            .promote_pending(name, version, pending_sealed.as_deref(), Ts(now))
-            .await?;
-        if !promoted {
-            drop(tx);
-            // A value was stored by hand while the target was being changed: the
-            // stored value wins; the target may hold the rotated value until the
-            // next rotation.
-            tracing::warn!(secret = %name, "rotation superseded by a value stored meanwhile");
-            self.record_rotation_failure(
-                sp,
-                version,
-                "a new value was stored while the rotation ran; the target may hold the rotated value (rotate again)",
-            )
-            .await?;
-            return Ok(false);
-        }
-        append(
-            &mut tx,
-            actor,
-            name,
-            AuditEvent::SecretRotated {
-                from_version: version,
-                to_version: version + 1,
-                integration: rot.integration.clone(),
-                role: rot.role.clone(),
-                trigger: trigger.as_str().into(),
-                reason: row.rotation_reason.clone(),
-                attempts: row.rotation_attempts + 1,
-            },
-            now,
-        )
-        .await?;
-        self.install_envelopes(&mut tx, sp, version + 1, &sealed, actor, now)
-            .await?;
-        tx.commit().await?;
-        self.events_changed();
-        tracing::info!(secret = %name, version = version + 1, devices = sealed.len(), "break-glass secret rotated");
-        Ok(true)
-    }
-
-    async fn record_rotation_failure(
-        &self,
-        sp: &SecretPolicy,
-        version: i64,
-        error: &str,
-    ) -> Result<()> {
-        let now = self.now();
-        tracing::warn!(secret = %sp.name, %error, "break-glass rotation failed; will retry");
-        let mut tx = self.write_tx().await?;
-        let row = tx.secrets().get(&sp.name).await?;
-        let attempts = row.as_ref().map(|r| r.rotation_attempts).unwrap_or(0) + 1;
-        let next = now + Duration::seconds(lifecycle::retry_backoff_secs(attempts));
-        tx.secrets()
-            .record_rotation_failure(&sp.name, attempts, Ts(next), error, Ts(now))
-            .await?;
-        append(
-            &mut tx,
-            &Actor::System,
-            &sp.name,
-            AuditEvent::SecretRotationFailed {
-                error: error.to_string(),
-                attempts,
-                next_attempt_at: ts(next),
-                version,
-                integration: sp.rotate.as_ref().map(|r| r.integration.clone()),
-            },
-            now,
-        )
-        .await?;
-        if attempts == 1 {
-            self.security_alert(
-                &mut tx,
-                Some(&sp.name),
-                None,
-                format!(
-                    "SECURITY: rotating {} failed and is being retried: {error}",
-                    sp.name
-                ),
-                now,
-            )
-            .await?;
-        }
-        tx.commit().await?;
-        self.events_changed();
-        Ok(())
-    }
-
-    /// Demo: gives every secret of the policy that has no value one (through its
-    /// rotation connector when it has one, so the target agrees). Prints nothing.
-    pub async fn seed_missing_secrets(&self, actor: &Actor) -> Result<Vec<(String, i64)>> {
-        let mut out = Vec::new();
-        for sp in self.policy.secrets.values() {
-            let version = self
-                .store
-                .secrets()
-                .get(&sp.name)
-                .await?
-                .map(|r| r.version)
-                .unwrap_or(0);
-            if version > 0 {
-                continue;
-            }
-            if sp.rotate.is_some() {
-                self.rotate(actor, sp, RotationTrigger::Manual).await?;
-            } else {
-                let v = Zeroizing::new(
-                    Alphanumeric.sample_string(&mut rand::rngs::OsRng, ROTATED_VALUE_CHARS),
-                );
-                self.put_secret(actor, &sp.name, &v).await?;
-            }
-            let v = self
-                .store
-                .secrets()
-                .get(&sp.name)
-                .await?
-                .map(|r| r.version)
-                .unwrap_or(0);
-            out.push((sp.name.clone(), v));
-        }
-        Ok(out)
-    }
-
-    /// After a restart nothing is in flight: a rotation claimed before a crash is
-    /// free to run again (with the pending value it stored).
-    pub async fn release_secret_leases(&self) -> Result<()> {
-        self.store.secrets().release_leases().await
     }
 }

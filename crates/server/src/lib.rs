@@ -16,6 +16,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod openapi;
+pub mod ops;
 pub mod probes;
 pub mod service;
 pub mod store;

@@ -1,0 +1,222 @@
+//! The broker's operations, one file per aggregate. Each operation is written once
+//! against a unit of work ([`Uow`]): it reads and writes through the store's write
+//! transaction, collects the audit records and the notices (live events for their
+//! recipients) of what it did, and [`Uow::commit`] appends the records, stores the
+//! events, commits, then publishes on the [`EventBus`]. No operation appends,
+//! emits, commits and wakes streams by hand.
+
+pub mod devices;
+pub mod grants;
+pub mod requests;
+pub mod secrets;
+pub mod users;
+pub mod worker;
+
+use crate::audit::Actor;
+use crate::error::{Error, Result};
+use crate::service::Broker;
+use crate::store::{Ts, Tx};
+use chrono::{DateTime, Utc};
+use firedoor_core::api::{EventKind, EventView};
+use firedoor_core::audit::AuditEvent;
+use firedoor_core::notify::{self, Audience};
+use firedoor_core::policy::Principal;
+use firedoor_core::{GrantId, RequestId};
+use tokio::sync::watch;
+
+/// Where committed live events are published within this process: open event
+/// streams wake and read what is new. (Other replicas hear of it through the store:
+/// on PostgreSQL, [`Tx::commit`] sends a NOTIFY when events were written.)
+pub trait EventBus: Send + Sync {
+    /// Live events were committed.
+    fn published(&self);
+}
+
+/// The in-process bus: a counter streams watch ([`Broker::events`]).
+impl EventBus for watch::Sender<u64> {
+    fn published(&self) {
+        self.send_modify(|v| *v = v.wrapping_add(1));
+    }
+}
+
+/// A live event, before it is stored for its recipients.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub kind: EventKind,
+    pub request_id: Option<RequestId>,
+    pub grant_id: Option<GrantId>,
+    /// The bundle (or, for break-glass events, the secret) it is about.
+    pub bundle: Option<String>,
+    pub actor: Option<String>,
+    pub message: String,
+}
+
+impl Notice {
+    pub fn new(kind: EventKind, message: String) -> Notice {
+        Notice {
+            kind,
+            request_id: None,
+            grant_id: None,
+            bundle: None,
+            actor: None,
+            message,
+        }
+    }
+    pub fn request(mut self, id: Option<RequestId>) -> Notice {
+        self.request_id = id;
+        self
+    }
+    pub fn grant(mut self, id: Option<GrantId>) -> Notice {
+        self.grant_id = id;
+        self
+    }
+    pub fn bundle(mut self, bundle: Option<&str>) -> Notice {
+        self.bundle = bundle.map(str::to_string);
+        self
+    }
+    pub fn actor(mut self, actor: Option<&str>) -> Notice {
+        self.actor = actor.map(str::to_string);
+        self
+    }
+}
+
+/// Stores one copy of `notice` per recipient (each once), stamped `now`.
+pub(crate) async fn store_notice(
+    tx: &mut Tx,
+    recipients: &[String],
+    notice: &Notice,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let view = EventView {
+        id: 0,
+        kind: notice.kind.as_str().to_string(),
+        at: now,
+        request_id: notice.request_id,
+        grant_id: notice.grant_id,
+        bundle: notice.bundle.clone(),
+        actor: notice.actor.clone(),
+        message: notice.message.clone(),
+    };
+    let body = serde_json::to_string(&view).map_err(|e| Error::Corrupt(e.to_string()))?;
+    let mut seen = std::collections::BTreeSet::new();
+    for r in recipients {
+        if !seen.insert(r) {
+            continue;
+        }
+        tx.events()
+            .insert(r, notice.kind.as_str(), Ts(now), &body)
+            .await?;
+    }
+    Ok(())
+}
+
+/// One operation's unit of work: the store's write transaction (reach it through
+/// `Deref`), the audit records and notices the operation collected, and the bus to
+/// publish on after the commit. Dropped without [`Uow::commit`], nothing of it
+/// happened.
+pub struct Uow<'b> {
+    tx: Tx,
+    bus: &'b dyn EventBus,
+    now: DateTime<Utc>,
+    records: Vec<(Actor, String, AuditEvent)>,
+    notices: Vec<(Vec<String>, Notice)>,
+    /// The users the store holds, read once for the first audience resolved.
+    users: Option<Vec<Principal>>,
+}
+
+impl<'b> Uow<'b> {
+    /// A unit of work over `tx`; its records and events are stamped `now`.
+    pub fn new(tx: Tx, bus: &'b dyn EventBus, now: DateTime<Utc>) -> Uow<'b> {
+        Uow {
+            tx,
+            bus,
+            now,
+            records: Vec::new(),
+            notices: Vec::new(),
+            users: None,
+        }
+    }
+
+    /// When the operation happens (its records' and events' time).
+    pub fn now(&self) -> DateTime<Utc> {
+        self.now
+    }
+
+    /// Records `event` about `subject`, done by `actor` (appended at commit, in the
+    /// order recorded).
+    pub fn record(&mut self, actor: &Actor, subject: &str, event: AuditEvent) {
+        self.records
+            .push((actor.clone(), subject.to_string(), event));
+    }
+
+    /// Tells `audience` (see [`firedoor_core::notify`]), among the users the store
+    /// holds now, of `notice` (stored at commit).
+    pub async fn notify(&mut self, audience: Audience<'_>, notice: Notice) -> Result<()> {
+        let to = match audience {
+            // One person: no need to read the users.
+            Audience::Person(p) => vec![p.to_string()],
+            _ => {
+                if self.users.is_none() {
+                    self.users = Some(crate::auth::all_users(self.tx.users()).await?);
+                }
+                notify::recipients(audience, self.users.as_deref().unwrap_or_default())
+            }
+        };
+        self.notify_to(to, notice);
+        Ok(())
+    }
+
+    /// Tells exactly `recipients` of `notice` (stored at commit).
+    pub fn notify_to(&mut self, recipients: Vec<String>, notice: Notice) {
+        self.notices.push((recipients, notice));
+    }
+
+    /// Appends the audit records, stores the events, commits, then publishes on the
+    /// bus if any notice was collected.
+    pub async fn commit(self) -> Result<()> {
+        let Uow {
+            mut tx,
+            bus,
+            now,
+            records,
+            notices,
+            ..
+        } = self;
+        for (actor, subject, event) in records {
+            crate::audit::append(&mut tx, &actor, &subject, event, now).await?;
+        }
+        for (to, notice) in &notices {
+            store_notice(&mut tx, to, notice, now).await?;
+        }
+        tx.commit().await?;
+        if !notices.is_empty() {
+            bus.published();
+        }
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for Uow<'_> {
+    type Target = Tx;
+    fn deref(&self) -> &Tx {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for Uow<'_> {
+    fn deref_mut(&mut self) -> &mut Tx {
+        &mut self.tx
+    }
+}
+
+impl Broker {
+    /// Begins a unit of work happening at `now`.
+    pub async fn uow_at(&self, now: DateTime<Utc>) -> Result<Uow<'_>> {
+        Ok(Uow::new(self.write_tx().await?, &self.events, now))
+    }
+
+    /// The bus committed live events are published on.
+    pub fn bus(&self) -> &dyn EventBus {
+        &self.events
+    }
+}

@@ -1,0 +1,187 @@
+//! The background worker's pass ([`Broker::run_due_work`]) and its steps: pending
+//! requests time out, due grants expire, failed work is retried, holders hear
+//! that a grant expires soon, then the access and secret steps and pruning.
+
+use super::grants::claim_end;
+use super::requests::cas_request;
+use super::Notice;
+use crate::audit::Actor;
+use crate::error::Result;
+use crate::service::Broker;
+use crate::store::Ts;
+use chrono::{DateTime, Duration, Utc};
+use firedoor_core::api::EventKind;
+use firedoor_core::audit::AuditEvent;
+use firedoor_core::lifecycle::{EndReason, RequestState, CLAIM_LEASE_SECS, EXPIRING_SOON_SECS};
+use firedoor_core::notify::Audience;
+use firedoor_core::GrantId;
+
+impl Broker {
+    /// One pass of the background worker at the clock's `now`: times out pending
+    /// requests, expires due grants, retries failed work, sends expiring notices.
+    pub async fn run_due_work(&self) -> Result<()> {
+        let now = self.now();
+        self.time_out_requests(now).await?;
+        self.expire_due_grants(now).await?;
+        self.retry_due_work(now).await?;
+        self.notify_expiring(now).await?;
+        self.access_due_work().await?;
+        self.rotate_due_secrets().await?;
+        self.prune_events(now).await?;
+        Ok(())
+    }
+
+    /// Pending requests past their deadline time out.
+    async fn time_out_requests(&self, now: DateTime<Utc>) -> Result<()> {
+        let stale = self
+            .store
+            .requests()
+            .pending_past_deadline(Ts(now), 500)
+            .await?;
+        for r in stale {
+            let mut uow = self.uow_at(now).await?;
+            if cas_request(
+                &mut uow,
+                &r.id,
+                RequestState::Pending,
+                RequestState::TimedOut,
+                now,
+                None,
+            )
+            .await
+            .is_err()
+            {
+                continue;
+            }
+            uow.record(
+                &Actor::System,
+                &r.id,
+                AuditEvent::RequestTimedOut {
+                    pending_until: r.pending_until.text(),
+                },
+            );
+            uow.notify(
+                Audience::Person(&r.requester),
+                Notice::new(
+                    EventKind::RequestTimedOut,
+                    format!(
+                        "your request for {} timed out without a decision",
+                        self.title(&r.bundle)
+                    ),
+                )
+                .request(r.id().ok())
+                .bundle(Some(&r.bundle)),
+            )
+            .await?;
+            uow.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Active grants past their expiry are claimed and ended in their targets.
+    async fn expire_due_grants(&self, now: DateTime<Utc>) -> Result<()> {
+        let due = self.store.grants().due_to_expire(Ts(now), 500).await?;
+        for g in due {
+            let mut uow = self.uow_at(now).await?;
+            if claim_end(&mut uow, &g, EndReason::Expired, "system", now)
+                .await
+                .is_err()
+            {
+                continue;
+            }
+            uow.commit().await?;
+            if let Ok(gid) = g.id() {
+                self.finish_end(&gid).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Provisioning and deprovisioning due for another attempt (or whose lease ran
+    /// out) are leased, then run.
+    async fn retry_due_work(&self, now: DateTime<Utc>) -> Result<()> {
+        let retry = self.store.grants().due_retries(Ts(now), 100).await?;
+        for (id, state) in retry {
+            let Ok(gid) = id.parse::<GrantId>() else {
+                continue;
+            };
+            // Take the lease before working, so a second broker does not do it too.
+            let taken = self
+                .store
+                .grants()
+                .claim_retry(
+                    &id,
+                    &state,
+                    Ts(now),
+                    Ts(now + Duration::seconds(CLAIM_LEASE_SECS)),
+                )
+                .await?;
+            if !taken {
+                continue;
+            }
+            if state == "provisioning" {
+                self.provision(&gid).await?;
+            } else {
+                self.finish_end(&gid).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Holders hear once that their grant expires soon.
+    async fn notify_expiring(&self, now: DateTime<Utc>) -> Result<()> {
+        let soon = self
+            .store
+            .grants()
+            .expiring_unnotified(Ts(now + Duration::seconds(EXPIRING_SOON_SECS)), 500)
+            .await?;
+        for g in soon {
+            let mut uow = self.uow_at(now).await?;
+            if !uow.grants().mark_expiring_notified(&g.id).await? {
+                continue;
+            }
+            let left = (g.expires_at.0 - now).num_seconds().max(0);
+            uow.notify(
+                Audience::Person(&g.holder),
+                Notice::new(
+                    EventKind::GrantExpiring,
+                    format!(
+                        "{} expires in {}",
+                        self.title(&g.bundle),
+                        firedoor_core::duration::format_duration(left.max(1))
+                    ),
+                )
+                .request(g.request_id.parse().ok())
+                .grant(g.id().ok())
+                .bundle(Some(&g.bundle)),
+            )
+            .await?;
+            uow.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// After a restart nothing is in flight: work claimed before a crash is due now.
+    pub async fn release_leases(&self) -> Result<()> {
+        self.store.grants().release_leases(Ts(self.now())).await?;
+        self.release_secret_leases().await?;
+        Ok(())
+    }
+
+    /// Worker step: at most every [`crate::service::PRUNE_EVERY`], deletes live
+    /// events older than the retention (streams resuming below them are told to
+    /// resync).
+    pub async fn prune_events(&self, now: DateTime<Utc>) -> Result<u64> {
+        if !self.prune_due(now) {
+            return Ok(0);
+        }
+        let before = now - self.event_retention;
+        let mut tx = self.write_tx().await?;
+        let n = tx.events().prune(Ts(before)).await?;
+        tx.commit().await?;
+        if n > 0 {
+            tracing::info!(events = n, before = %Ts(before).text(), "pruned live events past their retention");
+        }
+        Ok(n)
+    }
+}
