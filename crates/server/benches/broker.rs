@@ -3,7 +3,7 @@
 //! 1. Lifecycles per second (create → approve → active → revoke) over HTTP on SQLite
 //!    with the demo connector, several clients at once.
 //!    In the same run, the floor: SQLite commits per second on this machine (one
-//!    connection, the store's settings: WAL, synchronous=NORMAL).
+//!    connection, the store's settings: WAL, synchronous=NORMAL, one-row commits).
 //! 2. The same lifecycles through HAProxy in front of 2 brokers sharing one
 //!    PostgreSQL store (the harness's server: fsync off, as for every test), and the
 //!    ratio to SQLite.
@@ -112,32 +112,25 @@ fn team(conc: usize) -> Vec<(String, Vec<&'static str>)> {
     names
 }
 
-/// SQLite commits per second on one connection with the store's settings: the
-/// floor under any lifecycle rate (a lifecycle is several commits).
-async fn sqlite_floor(dir: &std::path::Path) -> f64 {
-    use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
-    let mut c = SqliteConnectOptions::new()
-        .filename(dir.join("floor.db"))
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .connect()
-        .await
-        .unwrap();
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)")
-        .execute(&mut c)
-        .await
-        .unwrap();
-    let n = 5000;
+/// SQLite commits per second on one connection with the store's settings (WAL,
+/// synchronous=NORMAL, statements run in place as the store runs them): the floor
+/// under any lifecycle rate, since a lifecycle is several commits.
+fn sqlite_floor(dir: &std::path::Path) -> f64 {
+    let c = rusqlite::Connection::open(dir.join("floor.db")).unwrap();
+    c.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;
+         CREATE TABLE t (id INTEGER PRIMARY KEY, v TEXT NOT NULL)",
+    )
+    .unwrap();
+    let n = 20_000;
     let start = Instant::now();
     for i in 0..n {
-        let mut tx = c.begin_with("BEGIN IMMEDIATE").await.unwrap();
-        sqlx::query("INSERT INTO t (id, v) VALUES ($1, 'x')")
-            .bind(i as i64)
-            .execute(&mut *tx)
-            .await
+        c.execute_batch("BEGIN IMMEDIATE").unwrap();
+        c.prepare_cached("INSERT INTO t (id, v) VALUES ($1, 'x')")
+            .unwrap()
+            .execute([i as i64])
             .unwrap();
-        tx.commit().await.unwrap();
+        c.execute_batch("COMMIT").unwrap();
     }
     n as f64 / start.elapsed().as_secs_f64()
 }
@@ -166,7 +159,7 @@ async fn lifecycles() -> f64 {
         .unwrap();
     println!("  audit chain verified: {} records", v.records);
     b.stop().await;
-    let floor = sqlite_floor(dir.path()).await;
+    let floor = sqlite_floor(dir.path());
     println!(
         "  floor: SQLite commits on one connection (WAL, synchronous=NORMAL): {floor:.0} commits/s"
     );
@@ -370,9 +363,19 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
+    // FIREDOOR_BENCH_ONLY=sqlite|replicas|connector runs one part (replicas needs
+    // the SQLite rate for its ratio, so it runs both).
+    let only = std::env::var("FIREDOOR_BENCH_ONLY").unwrap_or_default();
+    let part = |p: &str| only.is_empty() || only == p;
     rt.block_on(async {
-        let sqlite = lifecycles().await;
-        postgres_replicas(sqlite).await;
-        postgres_latency().await;
+        if part("sqlite") || part("replicas") {
+            let sqlite = lifecycles().await;
+            if part("replicas") {
+                postgres_replicas(sqlite).await;
+            }
+        }
+        if part("connector") {
+            postgres_latency().await;
+        }
     });
 }

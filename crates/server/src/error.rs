@@ -9,6 +9,10 @@ pub enum Error {
     Rule(#[from] RuleError),
     #[error("database: {0}")]
     Db(#[from] sqlx::Error),
+    #[error("database: {0}")]
+    Lite(rusqlite::Error),
+    #[error("database commit failed: {0}")]
+    Commit(String),
     #[error("migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("stored data is corrupt: {0}")]

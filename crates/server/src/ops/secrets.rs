@@ -413,10 +413,4 @@ impl Broker {
         }
         Ok(out)
     }
-
-    /// After a restart nothing is in flight: a rotation claimed before a crash is
-    /// free to run again (with the pending value it stored).
-    pub async fn release_secret_leases(&self) -> Result<()> {
-        self.store.secrets().release_leases().await
-    }
 }

@@ -163,9 +163,10 @@ impl Broker {
 
     /// After a restart nothing is in flight: work claimed before a crash is due now.
     pub async fn release_leases(&self) -> Result<()> {
-        self.store.grants().release_leases(Ts(self.now())).await?;
-        self.release_secret_leases().await?;
-        Ok(())
+        let mut tx = self.store.begin().await?;
+        tx.grants().release_leases(Ts(self.now())).await?;
+        tx.secrets().release_leases().await?;
+        tx.commit().await
     }
 
     /// Worker step: at most every [`crate::service::PRUNE_EVERY`], deletes live

@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 /// list is written once and gives the SELECT, the INSERT and the binds.
 macro_rules! table {
     ($fn_name:ident, $row:ident, $table:literal, $order:literal, { $($col:ident : $ty:ty),+ $(,)? }) => {
-        #[derive(sqlx::FromRow)]
-        struct $row { $($col: $ty),+ }
+        super::lite::row_struct! {
+            struct $row { $($col: $ty),+ }
+        }
 
         async fn $fn_name(from: &mut super::Tx, to: &mut super::Tx) -> Result<u64> {
             let rows = fetch!(

@@ -18,21 +18,23 @@ impl Tx {
     }
 }
 
-/// A device as stored.
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct DeviceRow {
-    pub id: String,
-    pub user_name: String,
-    pub name: String,
-    /// age X25519 recipient (age1…).
-    pub recipient: String,
-    /// base64 ed25519 public key of the device's unlock chain.
-    pub signing_key: String,
-    pub created_at: Ts,
-    pub revoked_at: Option<Ts>,
-    /// The last unlock record accepted from the device.
-    pub head_seq: i64,
-    pub head_hash: String,
+row_struct! {
+    /// A device as stored.
+    #[derive(Debug, Clone)]
+    pub struct DeviceRow {
+        pub id: String,
+        pub user_name: String,
+        pub name: String,
+        /// age X25519 recipient (age1…).
+        pub recipient: String,
+        /// base64 ed25519 public key of the device's unlock chain.
+        pub signing_key: String,
+        pub created_at: Ts,
+        pub revoked_at: Option<Ts>,
+        /// The last unlock record accepted from the device.
+        pub head_seq: i64,
+        pub head_hash: String,
+    }
 }
 
 /// A device to enrol (its chain starts at `head_hash`, sequence 0).

@@ -110,15 +110,27 @@ impl Envelopes<'_> {
         for chunk in rows.chunks(INSERT_CHUNK) {
             let sql = insert_sql(chunk.len());
             match self.0.reborrow() {
-                Db::SqlitePool(c) => {
-                    bind_envelopes!(sqlx::query(AssertSqlSafe(sql)), secret, chunk)
-                        .execute(c)
-                        .await?;
+                Db::LitePool(_) => {
+                    return Err(crate::error::Error::Corrupt(
+                        "envelopes are written inside a unit of work".into(),
+                    ))
                 }
-                Db::Sqlite(c) => {
-                    bind_envelopes!(sqlx::query(AssertSqlSafe(sql)), secret, chunk)
-                        .execute(c)
-                        .await?;
+                Db::Lite(c) => {
+                    let mut args: Vec<&dyn rusqlite::types::ToSql> =
+                        Vec::with_capacity(chunk.len() * 8);
+                    for e in chunk {
+                        args.extend([
+                            &e.device_id as &dyn rusqlite::types::ToSql,
+                            &secret,
+                            &e.version,
+                            &e.meta_json,
+                            &e.signature,
+                            &e.ciphertext,
+                            &e.sealed_at,
+                            &e.not_after,
+                        ]);
+                    }
+                    super::lite::exec(c, &sql, &args)?;
                 }
                 Db::PgPool(c) => {
                     bind_envelopes!(sqlx::query(AssertSqlSafe(sql)), secret, chunk)

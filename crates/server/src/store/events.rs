@@ -21,7 +21,7 @@ impl Store {
 impl Tx {
     pub fn events(&mut self) -> Events<'_> {
         let db = match &mut self.conn {
-            TxConn::Sqlite(t) => Db::Sqlite(t),
+            TxConn::Sqlite(t) => Db::Lite(t.conn()),
             TxConn::Pg(t) => Db::Pg(t),
         };
         Events {

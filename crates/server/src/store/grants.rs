@@ -29,23 +29,25 @@ macro_rules! grant_query {
     };
 }
 
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct GrantRow {
-    pub id: String,
-    pub request_id: String,
-    pub bundle: String,
-    pub flow: String,
-    pub holder: String,
-    pub state: String,
-    pub duration_secs: i64,
-    pub activated_at: Option<Ts>,
-    pub expires_at: Ts,
-    pub ended_at: Option<Ts>,
-    pub end_reason: Option<String>,
-    pub ended_by: Option<String>,
-    pub last_error: Option<String>,
-    pub attempts: i64,
-    pub next_attempt_at: Option<Ts>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct GrantRow {
+        pub id: String,
+        pub request_id: String,
+        pub bundle: String,
+        pub flow: String,
+        pub holder: String,
+        pub state: String,
+        pub duration_secs: i64,
+        pub activated_at: Option<Ts>,
+        pub expires_at: Ts,
+        pub ended_at: Option<Ts>,
+        pub end_reason: Option<String>,
+        pub ended_by: Option<String>,
+        pub last_error: Option<String>,
+        pub attempts: i64,
+        pub next_attempt_at: Option<Ts>,
+    }
 }
 
 /// A grant about to be stored (in `provisioning`).

@@ -16,6 +16,8 @@
 //! ([`audit`], [`users`], …) expose methods named by intent over domain types; the
 //! operations never see a pool or a connection.
 
+#[macro_use]
+pub mod lite;
 pub mod postgres;
 pub mod sqlite;
 mod ts;
@@ -24,7 +26,7 @@ pub use ts::Ts;
 
 use crate::error::{Error, Result};
 use ed25519_dalek::SigningKey;
-use sqlx::{PgConnection, PgPool, SqliteConnection, SqlitePool};
+use sqlx::{PgConnection, PgPool};
 use std::path::Path;
 use std::sync::{Arc, RwLock};
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -34,10 +36,10 @@ macro_rules! exec {
     ($db:expr, $sql:expr $(, $arg:expr)* $(,)?) => {{
         let sql = $sql;
         match $db.reborrow() {
-            $crate::store::Db::SqlitePool(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
-            $crate::store::Db::Sqlite(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
-            $crate::store::Db::PgPool(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
-            $crate::store::Db::Pg(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()),
+            $crate::store::Db::LitePool(l) => $crate::store::lite::write(l, |c| $crate::store::lite::exec(c, $crate::store::lite::SqlText::sql(&sql), &[$(&$arg as &dyn rusqlite::types::ToSql),*])).await,
+            $crate::store::Db::Lite(c) => $crate::store::lite::exec(c, $crate::store::lite::SqlText::sql(&sql), &[$(&$arg as &dyn rusqlite::types::ToSql),*]),
+            $crate::store::Db::PgPool(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()).map_err($crate::error::Error::from),
+            $crate::store::Db::Pg(c) => sqlx::query(sql)$(.bind($arg))*.execute(c).await.map(|r| r.rows_affected()).map_err($crate::error::Error::from),
         }
     }};
 }
@@ -48,10 +50,10 @@ macro_rules! fetch {
     ($db:expr, $how:ident, $t:ty, $sql:expr $(, $arg:expr)* $(,)?) => {{
         let sql = $sql;
         match $db.reborrow() {
-            $crate::store::Db::SqlitePool(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
-            $crate::store::Db::Sqlite(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
-            $crate::store::Db::PgPool(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
-            $crate::store::Db::Pg(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::LitePool(l) => l.read(|c| $crate::store::lite::$how(c, $crate::store::lite::SqlText::sql(&sql), &[$(&$arg as &dyn rusqlite::types::ToSql),*], <$t as $crate::store::lite::FromLite>::from_lite)),
+            $crate::store::Db::Lite(c) => $crate::store::lite::$how(c, $crate::store::lite::SqlText::sql(&sql), &[$(&$arg as &dyn rusqlite::types::ToSql),*], <$t as $crate::store::lite::FromLite>::from_lite),
+            $crate::store::Db::PgPool(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await.map_err($crate::error::Error::from),
+            $crate::store::Db::Pg(c) => sqlx::query_as::<_, $t>(sql)$(.bind($arg))*.$how(c).await.map_err($crate::error::Error::from),
         }
     }};
 }
@@ -61,10 +63,10 @@ macro_rules! scalar {
     ($db:expr, $how:ident, $t:ty, $sql:expr $(, $arg:expr)* $(,)?) => {{
         let sql = $sql;
         match $db.reborrow() {
-            $crate::store::Db::SqlitePool(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
-            $crate::store::Db::Sqlite(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
-            $crate::store::Db::PgPool(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
-            $crate::store::Db::Pg(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await,
+            $crate::store::Db::LitePool(l) => l.read(|c| $crate::store::lite::$how(c, $crate::store::lite::SqlText::sql(&sql), &[$(&$arg as &dyn rusqlite::types::ToSql),*], |r| r.get::<_, $t>(0))),
+            $crate::store::Db::Lite(c) => $crate::store::lite::$how(c, $crate::store::lite::SqlText::sql(&sql), &[$(&$arg as &dyn rusqlite::types::ToSql),*], |r| r.get::<_, $t>(0)),
+            $crate::store::Db::PgPool(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await.map_err($crate::error::Error::from),
+            $crate::store::Db::Pg(c) => sqlx::query_scalar::<_, $t>(sql)$(.bind($arg))*.$how(c).await.map_err($crate::error::Error::from),
         }
     }};
 }
@@ -84,8 +86,11 @@ pub mod users;
 /// Where one statement runs: a pool (reads outside a unit of work) or the
 /// connection of a write transaction.
 pub enum Db<'a> {
-    SqlitePool(&'a SqlitePool),
-    Sqlite(&'a mut SqliteConnection),
+    /// SQLite outside a unit of work: reads on an idle read connection, a write
+    /// as its own transaction on the writer connection.
+    LitePool(&'a Arc<lite::Lite>),
+    /// The SQLite writer connection of a unit of work.
+    Lite(&'a mut rusqlite::Connection),
     PgPool(&'a PgPool),
     Pg(&'a mut PgConnection),
 }
@@ -94,8 +99,8 @@ impl Db<'_> {
     /// The same place, borrowed again (a method runs several statements on it).
     pub fn reborrow(&mut self) -> Db<'_> {
         match self {
-            Db::SqlitePool(p) => Db::SqlitePool(p),
-            Db::Sqlite(c) => Db::Sqlite(c),
+            Db::LitePool(p) => Db::LitePool(p),
+            Db::Lite(c) => Db::Lite(c),
             Db::PgPool(p) => Db::PgPool(p),
             Db::Pg(c) => Db::Pg(c),
         }
@@ -114,7 +119,7 @@ pub enum Backend {
 }
 
 enum Pool {
-    Sqlite(SqlitePool),
+    Sqlite(Arc<lite::Lite>),
     Postgres(PgPool),
 }
 
@@ -234,7 +239,7 @@ impl Store {
     /// Reads outside a unit of work run on the pool.
     pub fn db(&self) -> Db<'_> {
         match &self.inner.pool {
-            Pool::Sqlite(p) => Db::SqlitePool(p),
+            Pool::Sqlite(p) => Db::LitePool(p),
             Pool::Postgres(p) => Db::PgPool(p),
         }
     }
@@ -260,14 +265,17 @@ impl Store {
     /// sleep-and-retry; across processes SQLite's `BEGIN IMMEDIATE` and
     /// PostgreSQL's advisory lock keep them apart.
     pub async fn begin(&self) -> Result<Tx> {
-        let turn = self.inner.write_turn.clone().lock_owned().await;
-        let conn = match &self.inner.pool {
-            Pool::Sqlite(p) => TxConn::Sqlite(sqlite::begin(p).await?),
-            Pool::Postgres(p) => TxConn::Pg(postgres::begin(p).await?),
+        let (conn, turn) = match &self.inner.pool {
+            // The SQLite writer connection comes with its own turn.
+            Pool::Sqlite(l) => (TxConn::Sqlite(lite::begin(l).await?), None),
+            Pool::Postgres(p) => {
+                let turn = self.inner.write_turn.clone().lock_owned().await;
+                (TxConn::Pg(postgres::begin(p).await?), Some(turn))
+            }
         };
         Ok(Tx {
             conn,
-            _turn: Some(turn),
+            _turn: turn,
             audit_head: Some(self.inner.audit_head.clone()),
             audit_key: self.signer(),
             events_written: false,
@@ -296,7 +304,7 @@ impl Store {
     /// Closes the pool (the CLI before it exits).
     pub async fn close(&self) {
         match &self.inner.pool {
-            Pool::Sqlite(p) => p.close().await,
+            Pool::Sqlite(l) => l.close(),
             Pool::Postgres(p) => p.close().await,
         }
     }
@@ -318,7 +326,7 @@ impl Store {
 }
 
 enum TxConn {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(lite::LiteTx),
     Pg(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
@@ -335,7 +343,7 @@ pub struct Tx {
 impl Tx {
     pub fn db(&mut self) -> Db<'_> {
         match &mut self.conn {
-            TxConn::Sqlite(t) => Db::Sqlite(t),
+            TxConn::Sqlite(t) => Db::Lite(t.conn()),
             TxConn::Pg(t) => Db::Pg(t),
         }
     }

@@ -28,22 +28,24 @@ macro_rules! request_query {
     };
 }
 
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct RequestRow {
-    pub id: String,
-    pub kind: String,
-    pub bundle: String,
-    pub flow: String,
-    pub requester: String,
-    pub state: String,
-    pub duration_secs: i64,
-    pub justification: Option<String>,
-    pub ticket: Option<String>,
-    pub created_at: Ts,
-    pub pending_until: Ts,
-    pub approvals_needed: i64,
-    pub grant_id: Option<String>,
-    pub error: Option<String>,
+row_struct! {
+    #[derive(Debug, Clone)]
+    pub struct RequestRow {
+        pub id: String,
+        pub kind: String,
+        pub bundle: String,
+        pub flow: String,
+        pub requester: String,
+        pub state: String,
+        pub duration_secs: i64,
+        pub justification: Option<String>,
+        pub ticket: Option<String>,
+        pub created_at: Ts,
+        pub pending_until: Ts,
+        pub approvals_needed: i64,
+        pub grant_id: Option<String>,
+        pub error: Option<String>,
+    }
 }
 
 /// A decision on a request: (by_user, decision, comment, at).

@@ -19,22 +19,24 @@ impl Tx {
     }
 }
 
-/// A secret as stored (its name is the key it was read by).
-#[derive(sqlx::FromRow, Debug, Clone)]
-pub struct SecretRow {
-    /// 0 while no value has been stored.
-    pub version: i64,
-    /// Sealed with the broker key.
-    pub value: Option<Vec<u8>>,
-    /// A rotation's new value (sealed), kept until the target took it.
-    pub pending_value: Option<Vec<u8>>,
-    pub updated_at: Option<Ts>,
-    pub rotation_due_at: Option<Ts>,
-    pub rotation_attempts: i64,
-    pub last_rotation_error: Option<String>,
-    /// Lease of the rotation running right now.
-    pub rotating_until: Option<Ts>,
-    pub rotation_reason: Option<String>,
+row_struct! {
+    /// A secret as stored (its name is the key it was read by).
+    #[derive(Debug, Clone)]
+    pub struct SecretRow {
+        /// 0 while no value has been stored.
+        pub version: i64,
+        /// Sealed with the broker key.
+        pub value: Option<Vec<u8>>,
+        /// A rotation's new value (sealed), kept until the target took it.
+        pub pending_value: Option<Vec<u8>>,
+        pub updated_at: Option<Ts>,
+        pub rotation_due_at: Option<Ts>,
+        pub rotation_attempts: i64,
+        pub last_rotation_error: Option<String>,
+        /// Lease of the rotation running right now.
+        pub rotating_until: Option<Ts>,
+        pub rotation_reason: Option<String>,
+    }
 }
 
 impl Secrets<'_> {

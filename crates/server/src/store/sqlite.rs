@@ -2,16 +2,18 @@
 //! `migrations/sqlite`. One writer at a time: `BEGIN IMMEDIATE` takes the write
 //! lock up front, so a read-then-write inside a unit of work cannot be overtaken by
 //! another writer (a deferred BEGIN would fail such a transaction with SQLITE_BUSY).
+//! Statements run through [`super::lite`]; sqlx only brings the schema up to date.
 
+use super::lite::Lite;
 use crate::error::Result;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Opens (creating if needed) the database file and brings its schema up to date.
-pub async fn open(path: &Path) -> Result<SqlitePool> {
+pub async fn open(path: &Path) -> Result<Arc<Lite>> {
     let opts = SqliteConnectOptions::from_str("sqlite://")?
         .filename(path)
         .create_if_missing(true)
@@ -20,13 +22,11 @@ pub async fn open(path: &Path) -> Result<SqlitePool> {
         .foreign_keys(true)
         .busy_timeout(Duration::from_secs(10));
     let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+        .max_connections(1)
         .connect_with(opts)
         .await?;
-    sqlx::migrate!("./migrations/sqlite").run(&pool).await?;
-    Ok(pool)
-}
-
-pub(super) async fn begin(pool: &SqlitePool) -> Result<Transaction<'static, Sqlite>> {
-    Ok(pool.begin_with("BEGIN IMMEDIATE").await?)
+    let migrated = sqlx::migrate!("./migrations/sqlite").run(&pool).await;
+    pool.close().await;
+    migrated?;
+    Lite::open(path)
 }

@@ -76,3 +76,20 @@ impl<'r> Decode<'r, Postgres> for Ts {
         Ok(Ts(<DateTime<Utc> as Decode<Postgres>>::decode(value)?))
     }
 }
+
+impl rusqlite::types::ToSql for Ts {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        Ok(rusqlite::types::ToSqlOutput::from(self.text()))
+    }
+}
+
+impl rusqlite::types::FromSql for Ts {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let s = value.as_str()?;
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| Ts(t.with_timezone(&Utc)))
+            .map_err(|e| {
+                rusqlite::types::FromSqlError::Other(format!("bad stored time '{s}': {e}").into())
+            })
+    }
+}
