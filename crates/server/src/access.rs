@@ -17,7 +17,7 @@
 //!   every [`ELIGIBILITY_CHECK_EVERY`] for changes the CLI wrote); and it rotates
 //!   every secret at least every `max_age`.
 
-use crate::audit::{append, Actor};
+use crate::audit::Actor;
 use crate::error::{Error, Result};
 use crate::service::Broker;
 use crate::store::{Store, Ts};
@@ -230,16 +230,16 @@ impl Broker {
         let mut withdrawn = Vec::new();
         for (secret, holders) in gone {
             let now = self.now();
-            let mut tx = self.write_tx().await?;
+            let mut uow = self.uow_at(now).await?;
             let mut deleted = 0;
             for (device, _, version) in &holders {
-                if tx
+                if uow
                     .envelopes()
                     .delete_version(device, &secret, *version)
                     .await?
                 {
                     deleted += 1;
-                    self.mark_due(&mut tx, &secret, *version, now, "eligibility_changed")
+                    self.mark_due(&mut uow, &secret, *version, now, "eligibility_changed")
                         .await?;
                 }
             }
@@ -247,8 +247,7 @@ impl Broker {
                 continue;
             }
             let users: BTreeSet<&str> = holders.iter().map(|h| h.1.as_str()).collect();
-            append(
-                &mut tx,
+            uow.record(
                 &Actor::System,
                 &secret,
                 AuditEvent::EnvelopesWithdrawn {
@@ -256,10 +255,8 @@ impl Broker {
                     users: users.iter().map(|u| u.to_string()).collect(),
                     reason: "eligibility_changed".into(),
                 },
-                now,
-            )
-            .await?;
-            tx.commit().await?;
+            );
+            uow.commit().await?;
             withdrawn.push(secret);
         }
         Ok(withdrawn)
@@ -281,10 +278,10 @@ impl Broker {
             if due > now {
                 continue;
             }
-            let mut tx = self.write_tx().await?;
-            self.mark_due(&mut tx, &name, version, due, "max_age")
+            let mut uow = self.uow_at(now).await?;
+            self.mark_due(&mut uow, &name, version, due, "max_age")
                 .await?;
-            tx.commit().await?;
+            uow.commit().await?;
         }
         Ok(())
     }
@@ -297,12 +294,12 @@ impl Broker {
         }
         let now = self.now();
         let grants = {
-            let mut tx = self.write_tx().await?;
-            let g = tx
+            let mut uow = self.uow_at(now).await?;
+            let g = uow
                 .access()
                 .revoke_live_grants_of_disabled(Ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
                 .await?;
-            tx.commit().await?;
+            uow.commit().await?;
             g
         };
         for id in grants {

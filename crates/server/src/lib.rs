@@ -309,8 +309,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         broker.release_leases().await?;
     }
     {
-        let now = broker.now();
-        let mut tx = broker.write_tx().await?;
+        let mut uow = broker.uow_at(broker.now()).await?;
         let event = AuditEvent::BrokerStarted {
             version: env!("CARGO_PKG_VERSION").into(),
             listen: cfg.listen.to_string(),
@@ -326,8 +325,8 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
             signing_key: broker.identity().fingerprint,
             extra: cfg.start_details.as_object().cloned().unwrap_or_default(),
         };
-        audit::append(&mut tx, &Actor::System, "broker", event, now).await?;
-        tx.commit().await?;
+        uow.record(&Actor::System, "broker", event);
+        uow.commit().await?;
     }
     anchor_log.anchor_now(&broker.store, broker.now()).await?;
 

@@ -6,14 +6,12 @@
 use crate::clock::Clock;
 use crate::connectors::Connectors;
 use crate::error::{Error, Result};
-use crate::ops::Notice;
 use crate::store::{Store, Tx};
 use crate::vault::BrokerKey;
 use chrono::{DateTime, Duration, Utc};
-use firedoor_core::api::{EventKind, EventView};
-use firedoor_core::notify::{self, Audience};
+use firedoor_core::api::EventView;
 use firedoor_core::policy::{Bundle, Flow, Policy};
-use firedoor_core::{ErrorCode, GrantId, RequestId};
+use firedoor_core::ErrorCode;
 use std::sync::Arc;
 use tokio::sync::{watch, Notify};
 
@@ -51,34 +49,6 @@ pub(crate) fn corrupt(what: &str, v: &str) -> Error {
 }
 
 pub use crate::ops::requests::check_idempotency_key;
-
-/// A live event about to be stored for some recipients (the operations not yet on
-/// a unit of work; see [`crate::ops::Notice`]).
-pub(crate) struct NewEvent<'a> {
-    pub(crate) kind: EventKind,
-    pub(crate) request_id: Option<RequestId>,
-    pub(crate) grant_id: Option<GrantId>,
-    pub(crate) bundle: Option<&'a str>,
-    pub(crate) actor: Option<&'a str>,
-    pub(crate) message: String,
-}
-
-pub(crate) async fn emit(
-    tx: &mut Tx,
-    recipients: &[String],
-    e: NewEvent<'_>,
-    now: DateTime<Utc>,
-) -> Result<()> {
-    let notice = Notice {
-        kind: e.kind,
-        request_id: e.request_id,
-        grant_id: e.grant_id,
-        bundle: e.bundle.map(str::to_string),
-        actor: e.actor.map(str::to_string),
-        message: e.message,
-    };
-    crate::ops::store_notice(tx, recipients, &notice, now).await
-}
 
 impl Broker {
     /// A broker over an open store (no HTTP server, no worker: see
@@ -152,17 +122,6 @@ impl Broker {
             .bundle(bundle)
             .map(|b| b.title.clone())
             .unwrap_or_else(|| bundle.to_string())
-    }
-
-    /// Who hears of an event for `audience` (see [`firedoor_core::notify`]), among
-    /// the users the store holds now.
-    pub(crate) async fn recipients(
-        &self,
-        tx: &mut Tx,
-        audience: Audience<'_>,
-    ) -> Result<Vec<String>> {
-        let users = crate::auth::all_users(tx.users()).await?;
-        Ok(notify::recipients(audience, &users))
     }
 
     /// Wakes this process's event streams (see [`crate::ops::EventBus`]).

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod grants;
 pub mod requests;
 pub mod secrets;
+pub mod unlocks;
 pub mod users;
 pub mod worker;
 

@@ -177,9 +177,9 @@ impl Broker {
             return Ok(0);
         }
         let before = now - self.event_retention;
-        let mut tx = self.write_tx().await?;
-        let n = tx.events().prune(Ts(before)).await?;
-        tx.commit().await?;
+        let mut uow = self.uow_at(now).await?;
+        let n = uow.events().prune(Ts(before)).await?;
+        uow.commit().await?;
         if n > 0 {
             tracing::info!(events = n, before = %Ts(before).text(), "pruned live events past their retention");
         }
