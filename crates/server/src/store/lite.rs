@@ -45,6 +45,13 @@ fn open_conn(path: &Path) -> Result<Connection> {
     Ok(c)
 }
 
+/// The WAL file next to the database file `path`.
+fn wal_path(path: &Path) -> PathBuf {
+    let mut p = path.as_os_str().to_owned();
+    p.push("-wal");
+    PathBuf::from(p)
+}
+
 /// The store's SQLite connections: one for writers (taken by the unit of work that
 /// holds the store's write turn), a few for reads.
 pub struct Lite {
@@ -79,9 +86,10 @@ impl Lite {
             group: Mutex::new(None),
         });
         let weak = Arc::downgrade(&lite);
+        let wal = wal_path(path);
         std::thread::Builder::new()
             .name("firedoor-checkpoint".into())
-            .spawn(move || checkpoint_loop(checkpointer, weak))?;
+            .spawn(move || checkpoint_loop(checkpointer, wal, weak))?;
         Ok(lite)
     }
 
@@ -127,21 +135,40 @@ impl Lite {
 
 /// How often the WAL is checkpointed into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+/// A WAL larger than this is checkpointed completely and truncated. Under steady
+/// load a passive checkpoint never finds a moment without readers or writers, so
+/// the WAL would otherwise only grow.
+const WAL_TRUNCATE_AT: u64 = 64 * 1024 * 1024;
 
 /// Copies committed WAL pages into the database file (and syncs it) while the
-/// store is open; stops when it is closed or dropped. A passive checkpoint never
-/// waits for writers or readers; what it cannot copy yet is copied next time.
-fn checkpoint_loop(conn: Connection, lite: std::sync::Weak<Lite>) {
+/// store is open; stops when it is closed or dropped.
+fn checkpoint_loop(conn: Connection, wal: PathBuf, lite: std::sync::Weak<Lite>) {
     loop {
         std::thread::sleep(CHECKPOINT_EVERY);
         match lite.upgrade() {
             Some(l) if !l.closed.load(Ordering::SeqCst) => {}
             _ => return,
         }
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+        if let Err(e) = checkpoint(&conn, &wal, WAL_TRUNCATE_AT) {
             tracing::warn!(error = %e, "SQLite checkpoint failed; retrying");
         }
     }
+}
+
+/// One checkpoint: passive (never waits for writers or readers; what it cannot copy
+/// yet is copied next time), or, once the WAL is larger than `truncate_at`, a
+/// truncating one: it takes the write lock (this process's writers wait for it on a
+/// blocking thread, see [`begin`]), waits for readers to leave the WAL, copies
+/// everything and empties the file.
+fn checkpoint(conn: &Connection, wal: &Path, truncate_at: u64) -> Result<()> {
+    let size = std::fs::metadata(wal).map_or(0, |m| m.len());
+    let mode = if size > truncate_at {
+        "TRUNCATE"
+    } else {
+        "PASSIVE"
+    };
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |_| Ok(()))?;
+    Ok(())
 }
 
 /// Units of work committed together (group commit). While writers of this process
@@ -548,6 +575,39 @@ mod tests {
 
     async fn insert(lite: &Arc<Lite>, v: i64) -> Result<u64> {
         write(lite, |c| exec(c, "INSERT INTO t (v) VALUES ($1)", &[&v])).await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_wal_past_its_limit_is_checkpointed_and_emptied_while_readers_read() {
+        let (dir, lite) = fresh();
+        let path = dir.path().join("t.db");
+        let wal = wal_path(&path);
+        let payload = "x".repeat(4000);
+        for v in 0..300 {
+            write(&lite, |c| {
+                exec(c, "INSERT INTO t (v) VALUES ($1)", &[&v])?;
+                exec(c, "CREATE TABLE IF NOT EXISTS pad (p TEXT)", &[])?;
+                exec(c, "INSERT INTO pad (p) VALUES ($1)", &[&payload])
+            })
+            .await
+            .unwrap();
+        }
+        let before = std::fs::metadata(&wal).unwrap().len();
+        assert!(before > 1_000_000, "the WAL grew: {before} bytes");
+        // A reader keeps reading meanwhile.
+        let n: i64 = lite
+            .read(|c| fetch_one(c, "SELECT COUNT(*) FROM t", &[], |r| r.get(0)))
+            .unwrap();
+        assert_eq!(n, 300);
+        let c = open_conn(&path).unwrap();
+        // Below the limit: a passive checkpoint leaves the file as it is.
+        checkpoint(&c, &wal, u64::MAX).unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), before);
+        checkpoint(&c, &wal, 1_000_000).unwrap();
+        assert_eq!(std::fs::metadata(&wal).unwrap().len(), 0, "emptied");
+        assert_eq!(committed(&dir).len(), 300, "nothing lost");
+        insert(&lite, 300).await.unwrap();
+        assert_eq!(committed(&dir).len(), 301, "writes go on after it");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
