@@ -2,7 +2,9 @@
 //! [`Store`] handle, chosen by the database URL:
 //!
 //! - SQLite (`sqlite://PATH`, the default: `DATA_DIR/firedoor.db`): embedded, WAL,
-//!   one writer at a time (an in-process queue in front of `BEGIN IMMEDIATE`);
+//!   one writer at a time (an in-process queue in front of `BEGIN IMMEDIATE`),
+//!   statements run in place and queued units of work committed together (see
+//!   [`lite`]);
 //! - PostgreSQL (`postgres://…`): the shared store of several broker replicas. A
 //!   write transaction takes one transaction-scoped advisory lock first, so writers
 //!   across replicas take turns exactly as they do on SQLite: every read-then-write
