@@ -331,11 +331,25 @@ impl LiteTx {
             give_back(&lite, conn);
             return Err(e.into());
         }
-        let (units, mut done) = {
-            let mut g = lite.group.lock().unwrap_or_else(|p| p.into_inner());
-            let g = g.as_mut().expect("a unit of work runs inside a group");
-            g.units += 1;
-            (g.units, g.done.subscribe())
+        let joined = lite
+            .group
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_mut()
+            .map(|g| {
+                g.units += 1;
+                (g.units, g.done.subscribe())
+            });
+        let Some((units, mut done)) = joined else {
+            // Only `begin` opens a group and only the holder of the turn ends one, so
+            // this cannot happen; if it did, nothing of this unit may count as done.
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            give_back(&lite, conn);
+            return Err(Error::Commit(
+                "the unit of work had no open transaction".into(),
+            ));
         };
         if units >= GROUP_MAX || lite.queued.load(Ordering::SeqCst) == 0 {
             let out = end_group(&lite, &conn);
