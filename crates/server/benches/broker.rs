@@ -5,8 +5,9 @@
 //!    In the same run, the floor: SQLite commits per second on this machine (one
 //!    connection, the store's settings: WAL, synchronous=NORMAL, one-row commits).
 //! 2. The same lifecycles through HAProxy in front of 2 brokers sharing one
-//!    PostgreSQL store (the harness's server: fsync off, as for every test), and the
-//!    ratio to SQLite.
+//!    PostgreSQL store (the harness's server: fsync off, as for every test; statement
+//!    logging off), and the ratio to SQLite. In the same run, the floor: one-row
+//!    commits per second on that server from as many connections as clients.
 //! 3. Request → grant-usable latency (p50/p99) with the PostgreSQL connector against a
 //!    real server, and in the same run the floor: raw CREATE ROLE + GRANT against that
 //!    server, so the ratio is visible.
@@ -178,6 +179,10 @@ async fn postgres_replicas(sqlite_rate: f64) {
     let conc = env_n("FIREDOOR_BENCH_CONCURRENCY", 16);
     let replicas = env_n("FIREDOOR_BENCH_REPLICAS", 2);
     let pg = PgServer::start();
+    // The harness logs every statement (tests look for secrets in the log); a
+    // store in production does not, and here the log would be measured too.
+    pg.admin("postgres", "ALTER SYSTEM SET log_statement = 'none'");
+    pg.admin("postgres", "SELECT pg_reload_conf()");
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("broker.key");
@@ -234,6 +239,47 @@ async fn postgres_replicas(sqlite_rate: f64) {
     for b in brokers {
         b.stop().await;
     }
+    let floor = postgres_floor(&url, conc).await;
+    println!(
+        "  floor: PostgreSQL one-row commits from {conc} connections (one round trip each): {floor:.0} commits/s"
+    );
+}
+
+/// One-row autocommit INSERTs per second on the store server from `conc`
+/// connections at once: the most round trips per second this machine gives a
+/// PostgreSQL client. A lifecycle makes about 60 round trips to the store (see the
+/// closing note of issue 9), so this bounds the replicas' rate from above.
+async fn postgres_floor(url: &str, conc: usize) -> f64 {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(conc as u32)
+        .connect(url)
+        .await
+        .unwrap();
+    sqlx::query("CREATE TABLE bench_floor (id BIGSERIAL PRIMARY KEY, v TEXT NOT NULL)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    let per = 2_000;
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..conc {
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut c = pool.acquire().await.unwrap();
+            for _ in 0..per {
+                sqlx::query("INSERT INTO bench_floor (v) VALUES ('x')")
+                    .execute(&mut *c)
+                    .await
+                    .unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = (per * conc) as f64 / start.elapsed().as_secs_f64();
+    pool.close().await;
+    rate
 }
 
 const PG_POLICY: &str = r#"

@@ -58,12 +58,18 @@ async fn append_record(
                 .into(),
         )
     })?;
-    let hint = tx
-        .audit_head
-        .as_ref()
-        .and_then(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone());
     // Fast path: chain to the head this process last wrote, if it is still the head
-    // (checked in the same statement). Otherwise read the head.
+    // (checked in the same statement). Otherwise read the head. On PostgreSQL
+    // another replica has usually moved the head since, so the first record of a
+    // transaction reads it (one statement, one signature) instead of trying; later
+    // ones chain to it, as no other writer can move it while the lock is held.
+    let hint = if tx.audit_head_read || !tx.is_postgres() {
+        tx.audit_head
+            .as_ref()
+            .and_then(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    } else {
+        None
+    };
     let record = |seq: i64, prev: String| {
         let hash = record_hash(&prev, seq, &at, &actor, action.as_str(), subject, &details);
         AuditRecord {
@@ -95,7 +101,8 @@ async fn append_record(
     Ok(seq)
 }
 
-fn remember(tx: &Tx, seq: i64, hash: String) {
+fn remember(tx: &mut Tx, seq: i64, hash: String) {
+    tx.audit_head_read = true;
     if let Some(h) = &tx.audit_head {
         *h.lock().unwrap_or_else(|p| p.into_inner()) = Some((seq, hash));
     }

@@ -1,39 +1,27 @@
 //! Live events, one row per recipient; their ids are the event streams' ids.
 
-use super::{Db, Store, Ts, Tx, TxConn};
+use super::{Db, Store, Ts, Tx};
 use crate::error::Result;
 
 pub struct Events<'a> {
     db: Db<'a>,
-    /// The transaction's "events were written" flag (none outside a transaction).
-    written: Option<&'a mut bool>,
 }
 
 impl Store {
     pub fn events(&self) -> Events<'_> {
-        Events {
-            db: self.db(),
-            written: None,
-        }
+        Events { db: self.db() }
     }
 }
 
 impl Tx {
     pub fn events(&mut self) -> Events<'_> {
-        let db = match &mut self.conn {
-            TxConn::Sqlite(t) => Db::Lite(t.conn()),
-            TxConn::Pg(t) => Db::Pg(t),
-        };
-        Events {
-            db,
-            written: Some(&mut self.events_written),
-        }
+        Events { db: self.db() }
     }
 }
 
 impl Events<'_> {
-    /// Stores one event for `recipient`; inside a transaction its commit then
-    /// tells the other replicas.
+    /// Stores one event for `recipient`. On PostgreSQL the insert also queues a
+    /// NOTIFY to every replica, sent by the commit (a trigger, migration 0003).
     pub async fn insert(&mut self, recipient: &str, kind: &str, at: Ts, body: &str) -> Result<()> {
         exec!(
             self.db,
@@ -43,9 +31,6 @@ impl Events<'_> {
             at,
             body
         )?;
-        if let Some(w) = self.written.as_deref_mut() {
-            *w = true;
-        }
         Ok(())
     }
 

@@ -280,7 +280,7 @@ impl Store {
             _turn: turn,
             audit_head: Some(self.inner.audit_head.clone()),
             audit_key: self.signer(),
-            events_written: false,
+            audit_head_read: false,
         })
     }
 
@@ -338,11 +338,16 @@ pub struct Tx {
     _turn: Option<OwnedMutexGuard<()>>,
     pub(crate) audit_head: Option<AuditHead>,
     pub(crate) audit_key: Option<Arc<SigningKey>>,
-    /// Live events were written: other replicas are told at commit.
-    pub(crate) events_written: bool,
+    /// This transaction read or wrote the audit head: while it lasts, no other
+    /// writer can move it (the write lock is held).
+    pub(crate) audit_head_read: bool,
 }
 
 impl Tx {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.conn, TxConn::Pg(_))
+    }
+
     pub fn db(&mut self) -> Db<'_> {
         match &mut self.conn {
             TxConn::Sqlite(t) => Db::Lite(t.conn()),
@@ -350,18 +355,14 @@ impl Tx {
         }
     }
 
-    /// Commits; on PostgreSQL, tells every replica's event streams when live events
-    /// were written (delivered at commit, never for a rolled-back transaction).
+    /// Commits. On PostgreSQL, a transaction that stored live events wakes every
+    /// replica's event streams as it commits (NOTIFY, queued by the inserts' trigger;
+    /// never sent for a rollback).
     pub async fn commit(self) -> Result<()> {
         let timer = crate::metrics::store_timer("commit");
         match self.conn {
             TxConn::Sqlite(t) => t.commit().await?,
-            TxConn::Pg(mut t) => {
-                if self.events_written {
-                    postgres::notify_events(&mut t).await?;
-                }
-                t.commit().await?
-            }
+            TxConn::Pg(t) => t.commit().await?,
         }
         timer.done();
         Ok(())

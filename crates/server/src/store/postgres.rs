@@ -10,8 +10,9 @@
 //! number of replicas. Connector calls happen outside transactions, so the lock is
 //! held for a handful of statements only.
 //!
-//! Live events: a commit that wrote events sends `NOTIFY firedoor_events`; every
-//! replica listens ([`listen_events`]) and wakes its streams, which then read the
+//! Live events: a transaction that inserts events also sends
+//! `NOTIFY firedoor_events` (a statement trigger on `events`, migration 0003), which
+//! PostgreSQL delivers at commit and never for a rollback; every replica listens ([`listen_events`]) and wakes its streams, which then read the
 //! new rows from the shared table.
 
 use crate::error::Result;
@@ -36,21 +37,11 @@ pub async fn open(url: &str) -> Result<PgPool> {
     Ok(pool)
 }
 
-pub(super) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(WRITE_LOCK)
-        .execute(&mut *tx)
-        .await?;
-    Ok(tx)
-}
+/// `BEGIN` and the [`WRITE_LOCK`], sent as one message (one round trip).
+const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1179210309)";
 
-pub(super) async fn notify_events(tx: &mut Transaction<'static, Postgres>) -> Result<()> {
-    sqlx::query("SELECT pg_notify($1, '')")
-        .bind(EVENTS_CHANNEL)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
+pub(super) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
+    Ok(pool.begin_with(BEGIN_LOCKED).await?)
 }
 
 /// Calls `wake` for every commit with live events on any replica, and once after
@@ -91,5 +82,18 @@ pub async fn listen_events(
                 _ = stop.changed() => return,
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_begin_statement_takes_the_write_lock() {
+        assert_eq!(
+            BEGIN_LOCKED,
+            format!("BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})")
+        );
     }
 }
