@@ -1101,6 +1101,13 @@ async fn demo_mode_pull_the_cable_and_break_glass() {
         (t.trim() == "bob").then_some(())
     })
     .await;
+    // The demo puts bob on the payments pager for 8 hours.
+    until("bob shown on call", || async {
+        let t = wd.find(tid("oncall")).await.ok()?.text().await.ok()?;
+        t.starts_with("On call: Payments primary until ")
+            .then_some(())
+    })
+    .await;
     el(&wd, "breakglass-setup").await;
     click(&wd, "nav-breakglass").await;
     let passphrase = "demo passphrase for bob";

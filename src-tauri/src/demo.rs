@@ -108,13 +108,32 @@ pub async fn start(dir: &Path, console: Arc<Console>, demo: Arc<DemoBroker>) -> 
     for (name, groups, admin) in TEAM {
         tokens.insert(*name, token_for(&pool, name, groups, *admin).await?);
     }
+    let carol = Client::new(&url, Some(&tokens["carol"]))?;
+    // bob covers the payments pager for the next 8 hours (an admin's override, in
+    // the audit log), so the demo shows being on call.
+    let bob = Client::new(&url, Some(&tokens["bob"]))?;
+    if bob.me().await?.oncall.is_empty() {
+        if let Err(e) = carol
+            .add_override(
+                "payments-primary",
+                &firedoor_core::api::NewOverride {
+                    user: "bob".into(),
+                    starts_at: None,
+                    ends_at: chrono::Utc::now() + chrono::Duration::hours(8),
+                    reason: Some("demo: bob covers the payments pager".into()),
+                },
+            )
+            .await
+        {
+            tracing::warn!(error = %e, "demo on-call override");
+        }
+    }
     console
         .sign_in(&url, &tokens["bob"])
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(%url, "demo broker running; you are bob");
     // The admin stores the demo break-glass secret once (later the broker rotates it).
-    let carol = Client::new(&url, Some(&tokens["carol"]))?;
     let stored = carol
         .secrets()
         .await?

@@ -15,8 +15,8 @@ use crate::secrets::SecretStore;
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{
-    BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, RequestView,
-    RESYNC_EVENT,
+    BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, MyOnCall,
+    RequestView, RESYNC_EVENT,
 };
 use firedoor_core::{GrantId, RequestId};
 use futures::{FutureExt, StreamExt};
@@ -91,6 +91,10 @@ pub struct AppStatus {
     /// security alert (see `crate::audit_head`).
     #[serde(default)]
     pub audit_alert: Option<String>,
+    /// The on-call schedules the user was on call for at the last sync, with until
+    /// when (the UI hides one once its `until` has passed).
+    #[serde(default)]
+    pub oncall: Vec<MyOnCall>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -179,6 +183,7 @@ const K_URLS: &str = "broker_urls";
 const K_URL_IN_USE: &str = "broker_url_in_use";
 const K_USER: &str = "user";
 const K_GROUPS: &str = "groups";
+const K_ONCALL: &str = "oncall";
 const K_SYNCED: &str = "last_synced_at";
 const K_OFFLINE: &str = "offline_since";
 const K_OFFSET: &str = "clock_offset_ms";
@@ -422,6 +427,12 @@ impl Console {
             clock_offset_ms: live.clock_offset_ms,
             last_error: live.last_error.clone(),
             audit_alert: self.audit_alert(&live).await?,
+            oncall: self
+                .cache
+                .get(K_ONCALL)
+                .await?
+                .and_then(|j| serde_json::from_str(&j).ok())
+                .unwrap_or_default(),
         })
     }
 
@@ -799,12 +810,14 @@ impl Console {
         let offset = (health.time - (sent + rtt / 2)).num_milliseconds();
         let break_glass_problem = self.sync_break_glass(&c).await?;
         let audit_problem = self.check_audit_head(&c).await?;
-        let (bundles, mine, awaiting, grants) = tokio::join!(
+        let (me, bundles, mine, awaiting, grants) = tokio::join!(
+            c.me(),
             c.bundles(),
             c.requests("mine"),
             c.requests("awaiting_me"),
             c.grants("mine", true)
         );
+        let me = self.online(me).await?;
         let bundles = self.online(bundles).await?;
         let mine = self.online(mine).await?;
         let awaiting = self.online(awaiting).await?;
@@ -820,6 +833,12 @@ impl Console {
             .await?;
         self.cache
             .put_list(List::Grants, &grants, |g| g.id.to_string())
+            .await?;
+        self.cache
+            .set(
+                K_ONCALL,
+                Some(&serde_json::to_string(&me.oncall).unwrap_or_default()),
+            )
             .await?;
         self.cache.set_time(K_SYNCED, Some(Utc::now())).await?;
         let in_use = c.current_url();

@@ -15,7 +15,8 @@ pub mod trust;
 
 use firedoor_core::api::{
     ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,
-    ExtendBody, ExtendResult, GrantView, Health, Me, RequestView,
+    ExtendBody, ExtendResult, GrantView, Health, Me, NewOverride, OverrideView, RequestView,
+    ScheduleView,
 };
 use firedoor_core::audit::AuditRecord;
 use firedoor_core::breakglass::{
@@ -914,5 +915,33 @@ impl Client {
             &serde_json::json!({ "groups": groups }),
         )
         .await
+    }
+
+    /// Every on-call schedule, who is on call now and the overrides to come.
+    pub async fn oncall(&self) -> Result<Vec<ScheduleView>> {
+        #[derive(serde::Deserialize)]
+        struct Schedules {
+            schedules: Vec<ScheduleView>,
+        }
+        Ok(self.get::<Schedules>("/oncall").await?.schedules)
+    }
+
+    /// Someone covers a schedule for a while (admins).
+    pub async fn add_override(&self, schedule: &str, body: &NewOverride) -> Result<OverrideView> {
+        self.post(&format!("/oncall/{}/overrides", seg(schedule)), body)
+            .await
+    }
+
+    /// Takes an override back (admins).
+    pub async fn remove_override(&self, schedule: &str, id: &str) -> Result<OverrideView> {
+        Ok(self
+            .send(
+                Retry::Safe,
+                Method::DELETE,
+                &format!("/oncall/{}/overrides/{}", seg(schedule), seg(id)),
+                &|r| r,
+            )
+            .await?
+            .1)
     }
 }

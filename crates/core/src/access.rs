@@ -68,6 +68,9 @@ pub enum AdminAction {
     ListAllSecrets,
     /// List every enrolled device of every user, revoked ones too.
     ListAllDevices,
+    /// Add or remove an on-call override (who is on call decides who may request
+    /// and approve).
+    OverrideOnCall,
 }
 
 impl AdminAction {
@@ -80,6 +83,7 @@ impl AdminAction {
         AdminAction::RotateSecret,
         AdminAction::ListAllSecrets,
         AdminAction::ListAllDevices,
+        AdminAction::OverrideOnCall,
     ];
 
     /// What a non-admin is told.
@@ -92,6 +96,7 @@ impl AdminAction {
             AdminAction::RotateSecret => "only admins may rotate break-glass secrets",
             AdminAction::ListAllSecrets => "only admins may list every secret",
             AdminAction::ListAllDevices => "only admins may list every device",
+            AdminAction::OverrideOnCall => "only admins may change who is on call",
         }
     }
 }
@@ -155,6 +160,7 @@ mod tests {
             name: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             admin,
+            oncall: Vec::new(),
         }
     }
 

@@ -29,6 +29,61 @@ pub struct Me {
     pub groups: Vec<String>,
     pub admin: bool,
     pub time: DateTime<Utc>,
+    /// The on-call schedules I am on call for now, with until when.
+    #[serde(default)]
+    pub oncall: Vec<MyOnCall>,
+}
+
+/// A schedule the caller is on call for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MyOnCall {
+    pub schedule: String,
+    pub title: String,
+    /// When that changes (`None`: not within the next 90 days).
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// An on-call schedule and who is on call for it now.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub name: String,
+    pub title: String,
+    pub time_zone: String,
+    pub on_call: Option<OnCallView>,
+    /// Overrides running now or to come.
+    pub overrides: Vec<OverrideView>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnCallView {
+    pub user: String,
+    pub until: Option<DateTime<Utc>>,
+    pub by_override: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OverrideView {
+    pub id: String,
+    pub schedule: String,
+    pub user: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub reason: Option<String>,
+    pub created_by: String,
+    pub removed_at: Option<DateTime<Utc>>,
+}
+
+/// `POST /oncall/{schedule}/overrides`: `user` covers the schedule from
+/// `starts_at` (default: now) until `ends_at`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewOverride {
+    pub user: String,
+    #[serde(default)]
+    pub starts_at: Option<DateTime<Utc>>,
+    pub ends_at: DateTime<Utc>,
+    #[serde(default)]
+    pub reason: Option<String>,
 }
 
 /// The terms on which a bundle may be requested.

@@ -57,6 +57,8 @@ pub enum AuditAction {
     /// Envelopes of people no longer eligible were deleted and the secret marked for
     /// rotation.
     EnvelopesWithdrawn,
+    OnCallOverrideAdded,
+    OnCallOverrideRemoved,
 }
 
 impl AuditAction {
@@ -93,6 +95,8 @@ impl AuditAction {
             AuditAction::UserDisabled => "user_disabled",
             AuditAction::UserGroupsChanged => "user_groups_changed",
             AuditAction::EnvelopesWithdrawn => "envelopes_withdrawn",
+            AuditAction::OnCallOverrideAdded => "oncall_override_added",
+            AuditAction::OnCallOverrideRemoved => "oncall_override_removed",
         }
     }
 }

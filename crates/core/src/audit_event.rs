@@ -83,9 +83,11 @@ pub enum AuditEvent {
     RequestApproved {
         approvals: usize,
     },
-    /// The request's flow approves automatically (subject: the request).
+    /// The request's flow approves automatically (subject: the request): it needs
+    /// no approval, or the requester was on call for schedule `on_call`.
     RequestAutoApproved {
         flow: String,
+        on_call: Option<String>,
     },
     RequestDenied {
         reason: Option<String>,
@@ -256,6 +258,19 @@ pub enum AuditEvent {
         from: Vec<String>,
         to: Vec<String>,
     },
+    /// Someone covers an on-call schedule for a while (subject: the override id).
+    OnCallOverrideAdded {
+        schedule: String,
+        user: String,
+        starts_at: String,
+        ends_at: String,
+        reason: Option<String>,
+    },
+    /// An override was taken back (subject: the override id).
+    OnCallOverrideRemoved {
+        schedule: String,
+        user: String,
+    },
 }
 
 impl AuditEvent {
@@ -303,6 +318,8 @@ impl AuditEvent {
             E::UnlockChainRejected { .. } => AuditAction::UnlockChainRejected,
             E::UserDisabled { .. } => AuditAction::UserDisabled,
             E::UserGroupsChanged { .. } => AuditAction::UserGroupsChanged,
+            E::OnCallOverrideAdded { .. } => AuditAction::OnCallOverrideAdded,
+            E::OnCallOverrideRemoved { .. } => AuditAction::OnCallOverrideRemoved,
         }
     }
 
@@ -357,7 +374,14 @@ impl AuditEvent {
                 "justification": justification }),
             E::ApprovalRecorded { comment } => json!({ "comment": comment }),
             E::RequestApproved { approvals } => json!({ "approvals": approvals }),
-            E::RequestAutoApproved { flow } => json!({ "automatic": true, "flow": flow }),
+            E::RequestAutoApproved {
+                flow,
+                on_call: None,
+            } => json!({ "automatic": true, "flow": flow }),
+            E::RequestAutoApproved {
+                flow,
+                on_call: Some(schedule),
+            } => json!({ "automatic": true, "flow": flow, "on_call": schedule }),
             E::RequestDenied { reason } => json!({ "reason": reason }),
             E::RequestCancelled | E::CredentialsViewed => json!({}),
             E::RequestTimedOut { pending_until } => json!({ "pending_until": pending_until }),
@@ -521,6 +545,17 @@ impl AuditEvent {
                 "rotating": rotating,
             }),
             E::UserGroupsChanged { from, to } => json!({ "from": from, "to": to }),
+            E::OnCallOverrideAdded {
+                schedule,
+                user,
+                starts_at,
+                ends_at,
+                reason,
+            } => json!({ "schedule": schedule, "user": user, "starts_at": starts_at,
+                "ends_at": ends_at, "reason": reason }),
+            E::OnCallOverrideRemoved { schedule, user } => {
+                json!({ "schedule": schedule, "user": user })
+            }
         }
     }
 }
@@ -642,9 +677,20 @@ mod tests {
                 json!({ "approvals": 2 }),
             ),
             (
-                AuditEvent::RequestAutoApproved { flow: s("bg") },
+                AuditEvent::RequestAutoApproved {
+                    flow: s("bg"),
+                    on_call: None,
+                },
                 "request_approved",
                 json!({ "automatic": true, "flow": "bg" }),
+            ),
+            (
+                AuditEvent::RequestAutoApproved {
+                    flow: s("payments"),
+                    on_call: Some(s("payments-primary")),
+                },
+                "request_approved",
+                json!({ "automatic": true, "flow": "payments", "on_call": "payments-primary" }),
             ),
             (
                 AuditEvent::RequestDenied { reason: None },
@@ -911,6 +957,27 @@ mod tests {
                 },
                 "user_groups_changed",
                 json!({ "from": ["eng"], "to": Vec::<String>::new() }),
+            ),
+            (
+                AuditEvent::OnCallOverrideAdded {
+                    schedule: s("payments-primary"),
+                    user: s("ann"),
+                    starts_at: s("2026-01-02T03:04:05.000000Z"),
+                    ends_at: s("2026-01-02T07:04:05.000000Z"),
+                    reason: Some(s("covering for bob")),
+                },
+                "oncall_override_added",
+                json!({ "schedule": "payments-primary", "user": "ann",
+                    "starts_at": "2026-01-02T03:04:05.000000Z",
+                    "ends_at": "2026-01-02T07:04:05.000000Z", "reason": "covering for bob" }),
+            ),
+            (
+                AuditEvent::OnCallOverrideRemoved {
+                    schedule: s("payments-primary"),
+                    user: s("ann"),
+                },
+                "oncall_override_removed",
+                json!({ "schedule": "payments-primary", "user": "ann" }),
             ),
         ];
         for (event, action, before) in cases {

@@ -1,4 +1,4 @@
-//! Human durations in policy files: `90s`, `15m`, `1h30m`, `8h`, `7d`.
+//! Human durations in policy files: `90s`, `15m`, `1h30m`, `8h`, `7d`, `1w`.
 
 /// Parses a duration like `1h30m` into whole seconds.
 pub fn parse_duration(text: &str) -> Result<i64, String> {
@@ -19,9 +19,10 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
             'm' => 60,
             'h' => 3600,
             'd' => 86_400,
+            'w' => 7 * 86_400,
             _ => {
                 return Err(format!(
-                    "'{text}' is not a duration: unknown unit '{c}' (use s, m, h, d, e.g. 1h30m)"
+                    "'{text}' is not a duration: unknown unit '{c}' (use s, m, h, d, w, e.g. 1h30m)"
                 ))
             }
         };
@@ -42,7 +43,7 @@ pub fn parse_duration(text: &str) -> Result<i64, String> {
     }
     if !num.is_empty() || !saw_unit {
         return Err(format!(
-            "'{text}' is not a duration: every number needs a unit (s, m, h, d), e.g. 15m"
+            "'{text}' is not a duration: every number needs a unit (s, m, h, d, w), e.g. 15m"
         ));
     }
     if total <= 0 {

@@ -25,6 +25,7 @@ pub mod ids;
 pub mod input;
 pub mod lifecycle;
 pub mod notify;
+pub mod oncall;
 pub mod policy;
 
 pub use error::{ErrorCode, RuleError};

@@ -249,7 +249,7 @@ pub struct CheckedRequest {
     pub auto_approved: bool,
 }
 
-fn clean_text(
+pub(crate) fn clean_text(
     v: Option<&str>,
     required: bool,
     what: &str,
@@ -334,7 +334,7 @@ pub fn check_new_request(
         duration_secs,
         justification,
         ticket,
-        auto_approved: flow.is_automatic(),
+        auto_approved: flow.approves_automatically(who),
     })
 }
 
@@ -549,10 +549,12 @@ mod tests {
             requesters: Audience {
                 users: vec![],
                 groups: vec!["eng".into()],
+                oncall: vec![],
             },
             approvers: Audience {
                 users: vec!["bob".into(), "carol".into(), "alice".into()],
                 groups: vec![],
+                oncall: vec![],
             },
             approvals,
             default_duration_secs: 3600,
@@ -561,6 +563,7 @@ mod tests {
             ticket_required: false,
             pending_ttl_secs: 1800,
             break_glass: false,
+            auto_approve_on_call: false,
         }
     }
 
@@ -569,6 +572,7 @@ mod tests {
             name: name.into(),
             groups: vec!["eng".into()],
             admin: false,
+            oncall: Vec::new(),
         }
     }
 

@@ -116,6 +116,7 @@ alert = { groups = ["security"] }
             name: name.into(),
             groups: groups.iter().map(|g| g.to_string()).collect(),
             admin,
+            oncall: Vec::new(),
         }
     }
 

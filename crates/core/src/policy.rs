@@ -16,11 +16,19 @@ pub struct Principal {
     pub name: String,
     pub groups: Vec<String>,
     pub admin: bool,
+    /// The on-call schedules they are on call for at the time of the check (the
+    /// broker fills it in from the policy's schedules and the stored overrides;
+    /// see [`crate::oncall`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oncall: Vec<String>,
 }
 
 impl Principal {
     pub fn in_group(&self, g: &str) -> bool {
         self.groups.iter().any(|x| x == g)
+    }
+    pub fn on_call_for(&self, schedule: &str) -> bool {
+        self.oncall.iter().any(|x| x == schedule)
     }
 }
 
@@ -32,14 +40,19 @@ pub struct Audience {
     pub users: Vec<String>,
     #[serde(default)]
     pub groups: Vec<String>,
+    /// Whoever is on call for these schedules at the time of the check.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oncall: Vec<String>,
 }
 
 impl Audience {
     pub fn contains(&self, p: &Principal) -> bool {
-        self.users.iter().any(|u| u == &p.name) || self.groups.iter().any(|g| p.in_group(g))
+        self.users.iter().any(|u| u == &p.name)
+            || self.groups.iter().any(|g| p.in_group(g))
+            || self.oncall.iter().any(|s| p.on_call_for(s))
     }
     pub fn is_empty(&self) -> bool {
-        self.users.is_empty() && self.groups.is_empty()
+        self.users.is_empty() && self.groups.is_empty() && self.oncall.is_empty()
     }
 }
 
@@ -133,11 +146,23 @@ pub struct Flow {
     pub ticket_required: bool,
     pub pending_ttl_secs: i64,
     pub break_glass: bool,
+    /// `auto_approve = "requester_on_call"`: a request by someone on call right now
+    /// for one of the schedules in `requesters.oncall` needs no approval.
+    #[serde(default)]
+    pub auto_approve_on_call: bool,
 }
 
 impl Flow {
     pub fn is_automatic(&self) -> bool {
         self.approvals == 0
+    }
+    /// Whether a request by `p` (as they are now) is approved without anyone
+    /// deciding: the flow needs no approval, or it approves those on call and `p`
+    /// is on call for one of its requesters' schedules.
+    pub fn approves_automatically(&self, p: &Principal) -> bool {
+        self.is_automatic()
+            || (self.auto_approve_on_call
+                && self.requesters.oncall.iter().any(|s| p.on_call_for(s)))
     }
     pub fn may_request(&self, p: &Principal) -> bool {
         self.requesters.contains(p)
@@ -204,6 +229,9 @@ pub struct Policy {
     /// Break-glass secrets by name.
     #[serde(default)]
     pub secrets: BTreeMap<String, SecretPolicy>,
+    /// On-call schedules by name.
+    #[serde(default)]
+    pub oncall: BTreeMap<String, crate::oncall::Schedule>,
 }
 
 impl Policy {
@@ -261,6 +289,29 @@ struct RawPolicy {
     flows: BTreeMap<Spanned<String>, Spanned<RawFlow>>,
     #[serde(default)]
     secrets: BTreeMap<Spanned<String>, Spanned<RawSecret>>,
+    #[serde(default)]
+    oncall: BTreeMap<Spanned<String>, Spanned<RawSchedule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    #[serde(default)]
+    title: Option<String>,
+    time_zone: Spanned<String>,
+    layers: Vec<Spanned<RawLayer>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLayer {
+    users: Vec<Spanned<String>>,
+    start: Spanned<String>,
+    shift: Spanned<String>,
+    #[serde(default)]
+    days: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    hours: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -313,6 +364,8 @@ struct RawFlow {
     pending_ttl: Option<Spanned<String>>,
     #[serde(default)]
     break_glass: bool,
+    #[serde(default)]
+    auto_approve: Option<Spanned<String>>,
 }
 
 struct Ctx<'a> {
@@ -489,6 +542,122 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         );
     }
 
+    let mut oncall = BTreeMap::new();
+    for (name, raw_s) in raw.oncall {
+        let sname = name.get_ref().clone();
+        if !valid_name(&sname) {
+            return Err(ctx.err(name.span(), format!("schedule name '{sname}': {NAME_RULE}")));
+        }
+        let span = raw_s.span();
+        let s = raw_s.into_inner();
+        let tz: chrono_tz::Tz = s.time_zone.get_ref().parse().map_err(|_| {
+            ctx.err(
+                s.time_zone.span(),
+                format!(
+                    "schedule '{sname}': time_zone '{}' is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")",
+                    s.time_zone.get_ref()
+                ),
+            )
+        })?;
+        if s.layers.is_empty() {
+            return Err(ctx.err(span, format!("schedule '{sname}' has no layers")));
+        }
+        let mut layers = Vec::new();
+        for l in s.layers {
+            let lspan = l.span();
+            let l = l.into_inner();
+            if l.users.is_empty() {
+                return Err(ctx.err(lspan, format!("schedule '{sname}': a layer names no users")));
+            }
+            for u in &l.users {
+                if !valid_name(u.get_ref()) {
+                    return Err(ctx.err(
+                        u.span(),
+                        format!("user name '{}': {NAME_RULE}", u.get_ref()),
+                    ));
+                }
+            }
+            let start = chrono::NaiveDateTime::parse_from_str(l.start.get_ref(), "%Y-%m-%dT%H:%M")
+                .map_err(|_| {
+                    ctx.err(
+                        l.start.span(),
+                        format!(
+                            "schedule '{sname}': start '{}' is not a local date and time like \"2026-01-05T09:00\" (in the schedule's time zone)",
+                            l.start.get_ref()
+                        ),
+                    )
+                })?;
+            let shift_secs = parse_duration(l.shift.get_ref())
+                .map_err(|e| ctx.err(l.shift.span(), format!("shift: {e}")))?;
+            if shift_secs < 3600 {
+                return Err(ctx.err(l.shift.span(), "shift: at least 1h"));
+            }
+            let window = match (&l.days, &l.hours) {
+                (None, None) => None,
+                (days, hours) => {
+                    let days = match days {
+                        None => (0..7).collect(),
+                        Some(d) => {
+                            let mut set = BTreeSet::new();
+                            for x in d.get_ref() {
+                                let Some(n) = crate::oncall::parse_day(x) else {
+                                    return Err(ctx.err(
+                                        d.span(),
+                                        format!("days: '{x}' is not a day (use mon, tue, wed, thu, fri, sat, sun)"),
+                                    ));
+                                };
+                                set.insert(n);
+                            }
+                            if set.is_empty() {
+                                return Err(ctx.err(d.span(), "days: name at least one day"));
+                            }
+                            set
+                        }
+                    };
+                    let (from, to) = match hours {
+                        None => (chrono::NaiveTime::MIN, chrono::NaiveTime::MIN),
+                        Some(h) => crate::oncall::parse_hours(h.get_ref()).ok_or_else(|| {
+                            ctx.err(
+                                h.span(),
+                                format!(
+                                    "hours: '{}' is not a range of local times like \"08:00-20:00\"",
+                                    h.get_ref()
+                                ),
+                            )
+                        })?,
+                    };
+                    Some(crate::oncall::Window { days, from, to })
+                }
+            };
+            layers.push(crate::oncall::Layer {
+                users: l.users.into_iter().map(Spanned::into_inner).collect(),
+                start,
+                shift_secs,
+                window,
+            });
+        }
+        oncall.insert(
+            sname.clone(),
+            crate::oncall::Schedule {
+                title: s.title.unwrap_or_else(|| sname.clone()),
+                name: sname,
+                tz,
+                layers,
+            },
+        );
+    }
+    let check_schedules = |a: &Audience, span: Range<usize>, what: &str| {
+        for sched in &a.oncall {
+            if !oncall.contains_key(sched) {
+                return Err(ctx.err(
+                    span.clone(),
+                    format!("{what} names on-call schedule '{sched}', which is not declared (add [oncall.{sched}])"),
+                ));
+            }
+        }
+        Ok(())
+    };
+
     let mut flows = BTreeMap::new();
     let mut bundle_flow: BTreeMap<String, String> = BTreeMap::new();
     for (name, raw_f) in raw.flows {
@@ -524,6 +693,38 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 format!("flow '{}' names no requesters", name.get_ref()),
             ));
         }
+        check_schedules(
+            f.requesters.get_ref(),
+            f.requesters.span(),
+            &format!("flow '{}': requesters", name.get_ref()),
+        )?;
+        check_schedules(
+            &f.approvers,
+            f.approvals.span(),
+            &format!("flow '{}': approvers", name.get_ref()),
+        )?;
+        let auto_approve_on_call = match &f.auto_approve {
+            None => false,
+            Some(a) if a.get_ref() == "requester_on_call" => {
+                if f.requesters.get_ref().oncall.is_empty() {
+                    return Err(ctx.err(
+                        a.span(),
+                        format!(
+                            "flow '{}': auto_approve = \"requester_on_call\" needs requesters = {{ oncall = [\"SCHEDULE\"] }}: whose on-call approves",
+                            name.get_ref()
+                        ),
+                    ));
+                }
+                true
+            }
+            Some(a) => {
+                let m = format!(
+                    "auto_approve: '{}' is not a rule (the one there is: \"requester_on_call\")",
+                    a.get_ref()
+                );
+                return Err(ctx.err(a.span(), m));
+            }
+        };
         let approvals = *f.approvals.get_ref();
         if approvals > 0 && f.approvers.is_empty() {
             return Err(ctx.err(
@@ -534,7 +735,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 ),
             ));
         }
-        if approvals > 0 && f.approvers.groups.is_empty() {
+        if approvals > 0 && f.approvers.groups.is_empty() && f.approvers.oncall.is_empty() {
             let distinct: BTreeSet<_> = f.approvers.users.iter().collect();
             if (distinct.len() as u32) < approvals {
                 return Err(ctx.err(
@@ -589,6 +790,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 ticket_required: f.ticket_required,
                 pending_ttl_secs: ttl,
                 break_glass: f.break_glass,
+                auto_approve_on_call,
             },
         );
     }
@@ -616,6 +818,16 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 ))
             }
         };
+        if !unlock.oncall.is_empty() || !s.alert.oncall.is_empty() {
+            return Err(ctx.err(
+                span,
+                format!(
+                    "secret '{sname}': on-call schedules cannot say who may unlock or hears of a \
+                     break-glass secret: envelopes are sealed to devices ahead of time, so those \
+                     people must be named as users or groups"
+                ),
+            ));
+        }
         let bounded = |v: &Option<Spanned<String>>,
                        what: &str,
                        default: i64,
@@ -707,6 +919,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         flows,
         bundle_flow,
         secrets,
+        oncall,
     })
 }
 
@@ -753,6 +966,7 @@ justification_required = true
             name: "alice".into(),
             groups: vec!["oncall".into()],
             admin: false,
+            oncall: Vec::new(),
         };
         assert!(f.may_request(&alice));
         assert!(!f.may_approve(&alice));
@@ -838,11 +1052,13 @@ unlock = { users = ["alice"] }
             name: "alice".into(),
             groups: vec!["oncall".into()],
             admin: false,
+            oncall: Vec::new(),
         };
         let carol = Principal {
             name: "carol".into(),
             groups: vec!["security".into()],
             admin: true,
+            oncall: Vec::new(),
         };
         let names: Vec<_> = p.unlockable_by(&alice).map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["manual", "payments-db-breakglass"]);
@@ -986,5 +1202,136 @@ permissions = { read = ["app_read"] }
         assert!(e.message.contains("orphan_role"), "{e}");
         let e = err_of(&with("orphan_role = \"app_read\""));
         assert!(e.message.contains("dedicated"), "{e}");
+    }
+
+    const ONCALL: &str = r#"
+[integrations.demo]
+kind = "demo"
+
+[bundles.kit]
+resources = [{ integration = "demo", resource = "app", permission = "write" }]
+
+[oncall.primary]
+title = "Primary"
+time_zone = "Europe/Berlin"
+
+[[oncall.primary.layers]]
+users = ["alice", "bob"]
+start = "2026-01-05T09:00"
+shift = "1w"
+
+[[oncall.primary.layers]]
+users = ["nightowl"]
+start = "2026-01-05T00:00"
+shift = "1d"
+days = ["mon", "tue", "wed", "thu", "fri"]
+hours = "20:00-08:00"
+
+[flows.kit]
+bundles = ["kit"]
+requesters = { oncall = ["primary"] }
+approvers = { oncall = ["primary"], groups = ["leads"] }
+approvals = 1
+auto_approve = "requester_on_call"
+default_duration = "1h"
+max_duration = "4h"
+"#;
+
+    #[test]
+    fn parses_on_call_schedules_and_flows_that_use_them() {
+        let p = parse_policy("p.toml", ONCALL).expect("valid");
+        let s = &p.oncall["primary"];
+        assert_eq!(s.title, "Primary");
+        assert_eq!(s.tz, chrono_tz::Europe::Berlin);
+        assert_eq!(s.layers.len(), 2);
+        assert_eq!(s.layers[0].shift_secs, 7 * 86_400);
+        let w = s.layers[1].window.as_ref().expect("a window");
+        assert_eq!(w.days.len(), 5);
+        let f = p.flow_for_bundle("kit").expect("governed");
+        assert!(f.auto_approve_on_call);
+        let mut alice = Principal {
+            name: "alice".into(),
+            groups: vec![],
+            admin: false,
+            oncall: Vec::new(),
+        };
+        assert!(!f.may_request(&alice), "not on call: not a requester");
+        assert!(!f.approves_automatically(&alice));
+        alice.oncall = vec!["primary".into()];
+        assert!(f.may_request(&alice));
+        assert!(f.approves_automatically(&alice));
+    }
+
+    #[test]
+    fn on_call_mistakes_are_named() {
+        let cases = [
+            (
+                ONCALL.replace(
+                    "time_zone = \"Europe/Berlin\"",
+                    "time_zone = \"Mars/Olympus\"",
+                ),
+                "not an IANA time zone",
+            ),
+            (
+                ONCALL.replace(
+                    "requesters = { oncall = [\"primary\"] }",
+                    "requesters = { oncall = [\"secondary\"] }",
+                ),
+                "'secondary', which is not declared",
+            ),
+            (
+                ONCALL.replace(
+                    "requesters = { oncall = [\"primary\"] }",
+                    "requesters = { groups = [\"eng\"] }",
+                ),
+                "needs requesters = { oncall",
+            ),
+            (
+                ONCALL.replace(
+                    "auto_approve = \"requester_on_call\"",
+                    "auto_approve = \"always\"",
+                ),
+                "not a rule",
+            ),
+            (
+                ONCALL.replace("start = \"2026-01-05T09:00\"", "start = \"next monday\""),
+                "not a local date and time",
+            ),
+            (
+                ONCALL.replace("shift = \"1w\"", "shift = \"30m\""),
+                "at least 1h",
+            ),
+            (
+                ONCALL.replace("hours = \"20:00-08:00\"", "hours = \"8pm-8am\""),
+                "not a range of local times",
+            ),
+            (
+                ONCALL.replace("\"thu\", \"fri\"]", "\"thu\", \"friyay\"]"),
+                "'friyay' is not a day",
+            ),
+            (
+                ONCALL.replace("users = [\"alice\", \"bob\"]", "users = []"),
+                "names no users",
+            ),
+            (
+                ONCALL.replace(
+                    "[[oncall.primary.layers]]\nusers = [\"nightowl\"]",
+                    "[[oncall.primary.layers]]\nusers = [\"nightowl\"]\ncolour = \"red\"",
+                ),
+                "unknown field",
+            ),
+        ];
+        for (src, want) in cases {
+            assert_ne!(src, ONCALL, "the case changes the policy ({want})");
+            let e = err_of(&src);
+            assert!(e.message.contains(want), "want '{want}', got: {e}");
+        }
+    }
+
+    #[test]
+    fn a_secret_cannot_be_unlocked_by_whoever_is_on_call() {
+        let src = format!("{ONCALL}\n[secrets.db]\nunlock = {{ oncall = [\"primary\"] }}\n");
+        let e = err_of(&src);
+        assert!(e.message.contains("sealed to devices ahead of time"), "{e}");
     }
 }

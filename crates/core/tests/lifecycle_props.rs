@@ -21,6 +21,7 @@ fn principal(i: usize) -> Principal {
             _ => vec![],
         },
         admin: i == 2,
+        oncall: Vec::new(),
     }
 }
 
@@ -31,10 +32,12 @@ fn flow(approvals: u32) -> Flow {
         requesters: Audience {
             users: vec![],
             groups: vec!["oncall".into()],
+            oncall: vec![],
         },
         approvers: Audience {
             users: vec!["alice".into()],
             groups: vec!["leads".into()],
+            oncall: vec![],
         },
         approvals,
         default_duration_secs: 600,
@@ -43,6 +46,7 @@ fn flow(approvals: u32) -> Flow {
         ticket_required: false,
         pending_ttl_secs: 900,
         break_glass: false,
+        auto_approve_on_call: false,
     }
 }
 

@@ -184,6 +184,7 @@ async fn users_with_state(store: &Store) -> Result<Vec<UserRow>> {
                     name,
                     groups,
                     admin: admin != 0,
+                    oncall: Vec::new(),
                 },
                 disabled: disabled_at.is_some(),
             })

@@ -84,6 +84,7 @@ fn principal_from_row((name, groups_json, admin): (String, String, i64)) -> Resu
         name,
         groups,
         admin: admin != 0,
+        oncall: Vec::new(),
     })
 }
 

@@ -141,6 +141,53 @@ enum Cmd {
         #[command(subcommand)]
         cmd: DeviceCmd,
     },
+    /// On-call schedules of the policy: who is on call, overrides.
+    Oncall {
+        #[command(subcommand)]
+        cmd: OncallCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum OncallCmd {
+    /// Every schedule: who is on call now, until when, and the overrides to come.
+    List {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Someone covers a schedule for a while (recorded in the audit log).
+    Override {
+        /// The schedule (`[oncall.NAME]` in the policy).
+        schedule: String,
+        #[arg(long)]
+        user: String,
+        /// When it starts (RFC 3339, e.g. 2026-11-27T18:00:00Z; default: now).
+        #[arg(long, value_parser = parse_time)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// When it ends (RFC 3339).
+        #[arg(long, value_parser = parse_time, required_unless_present = "for_")]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        /// How long it lasts from its start instead of --until (e.g. 4h, 2d).
+        #[arg(long = "for", id = "for_", value_parser = parse_ttl, conflicts_with = "until")]
+        for_: Option<i64>,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Take an override back by its id (ovr_…).
+    RemoveOverride {
+        schedule: String,
+        id: String,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|_| format!("'{text}' is not an RFC 3339 time like 2026-11-27T18:00:00Z"))
 }
 
 #[derive(clap::Args)]
@@ -356,8 +403,13 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
     match cli.cmd {
         Cmd::CheckPolicy { file } => {
             let p = load_policy(&file)?;
+            let schedules = if p.oncall.is_empty() {
+                String::new()
+            } else {
+                format!(", {} on-call schedules", p.oncall.len())
+            };
             println!(
-                "{}: ok ({} integrations, {} bundles, {} flows)",
+                "{}: ok ({} integrations, {} bundles, {} flows{schedules})",
                 file.display(),
                 p.integrations.len(),
                 p.bundles.len(),
@@ -638,6 +690,109 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                     println!(
                         "rotated {} to version {} (sealed for {} devices)",
                         v.name, v.version, v.sealed_devices
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Oncall { cmd } => {
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let actor = cli_actor();
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+            let open = |policy: &PathBuf| {
+                let pol = load_policy(policy);
+                let clock = clock.clone();
+                let data_dir = cli.data_dir.clone();
+                let database = cli.database.clone();
+                let key_file = cli.key_file.clone();
+                async move {
+                    firedoor_server::open_broker(
+                        &data_dir,
+                        database.as_ref(),
+                        key_file.as_deref(),
+                        pol?,
+                        Connectors::new(),
+                        clock,
+                    )
+                    .await
+                }
+            };
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                    .unwrap_or_else(|| "-".into())
+            };
+            match cmd {
+                OncallCmd::List { policy } => {
+                    let b = open(&policy.policy).await?;
+                    for s in b.schedules().await? {
+                        match &s.on_call {
+                            Some(oc) => println!(
+                                "{}\t{}\tuntil {}{}",
+                                s.name,
+                                oc.user,
+                                when(oc.until),
+                                if oc.by_override { "\t(override)" } else { "" }
+                            ),
+                            None => println!("{}\t(nobody on call)", s.name),
+                        }
+                        for o in &s.overrides {
+                            println!(
+                                "  {}\t{}\t{} .. {}",
+                                o.id,
+                                o.user,
+                                when(Some(o.starts_at)),
+                                when(Some(o.ends_at))
+                            );
+                        }
+                    }
+                }
+                OncallCmd::Override {
+                    schedule,
+                    user,
+                    from,
+                    until,
+                    for_,
+                    reason,
+                    policy,
+                } => {
+                    let b = open(&policy.policy).await?;
+                    let start = from.unwrap_or_else(|| b.now());
+                    let ends_at = match (until, for_) {
+                        (Some(u), _) => u,
+                        (None, Some(secs)) => start + chrono::Duration::seconds(secs),
+                        (None, None) => bail!("say when the override ends: --until or --for"),
+                    };
+                    let o = b
+                        .add_override(
+                            &actor,
+                            &schedule,
+                            firedoor_core::api::NewOverride {
+                                user,
+                                starts_at: Some(start),
+                                ends_at,
+                                reason,
+                            },
+                        )
+                        .await?;
+                    println!(
+                        "{}: {} covers {} from {} until {}",
+                        o.id,
+                        o.user,
+                        o.schedule,
+                        when(Some(o.starts_at)),
+                        when(Some(o.ends_at))
+                    );
+                }
+                OncallCmd::RemoveOverride {
+                    schedule,
+                    id,
+                    policy,
+                } => {
+                    let b = open(&policy.policy).await?;
+                    let o = b.remove_override(&actor, &schedule, &id).await?;
+                    println!(
+                        "removed {}: {} no longer covers {}",
+                        o.id, o.user, o.schedule
                     );
                 }
             }

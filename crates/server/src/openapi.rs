@@ -125,7 +125,19 @@ pub fn document(policy: &Policy) -> String {
         "paths": {
             "/health": { "get": { "summary": "Liveness and the broker's clock", "security": [], "responses": { "200": ok(r("Health")) } } },
             "/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI document" } } } },
-            "/me": { "get": op("The signed-in user", json!([]), None, r("Me")) },
+            "/me": { "get": op("The signed-in user, with the on-call schedules they are on call for now", json!([]), None, r("Me")) },
+            "/oncall": { "get": op("Every on-call schedule of the policy: who is on call now, until when, and the overrides running or to come", json!([]), None,
+                json!({ "type": "object", "properties": { "schedules": { "type": "array", "items": r("Schedule") } } })) },
+            "/oncall/{schedule}/overrides": { "post": {
+                "summary": "Someone covers a schedule for a while (admins)",
+                "parameters": [{ "name": "schedule", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": r("NewOverride") } } },
+                "responses": { "201": ok(r("Override")), "4XX": err_resp() } } },
+            "/oncall/{schedule}/overrides/{id}": { "delete": {
+                "summary": "Take an override back (admins)",
+                "parameters": [{ "name": "schedule", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } },
+                               { "name": "id", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "responses": { "200": ok(r("Override")), "4XX": err_resp() } } },
             "/bundles": { "get": op("Bundles I may request, with their flow's terms", json!([]), None, arr("Bundle")) },
             "/requests": {
                 "get": op("List requests", json!([
@@ -217,7 +229,19 @@ pub fn document(policy: &Policy) -> String {
                 "Disabled": { "type": "object", "properties": { "user": s("string"), "tokens_revoked": s("integer"), "devices_revoked": s("integer"),
                     "grants_revoked": s("integer"), "requests_cancelled": s("integer"), "rotating": { "type": "array", "items": s("string") } } },
                 "Health": { "type": "object", "properties": { "status": s("string"), "version": s("string"), "time": ts } },
-                "Me": { "type": "object", "properties": { "name": s("string"), "groups": { "type": "array", "items": s("string") }, "admin": s("boolean"), "time": ts } },
+                "Me": { "type": "object", "properties": { "name": s("string"), "groups": { "type": "array", "items": s("string") }, "admin": s("boolean"), "time": ts,
+                    "oncall": { "type": "array", "items": { "type": "object", "properties": { "schedule": s("string"), "title": s("string"),
+                        "until": { "type": ["string", "null"], "format": "date-time", "description": "when that changes; null: not within 90 days" } } } } } },
+                "Schedule": { "type": "object", "properties": { "name": s("string"), "title": s("string"), "time_zone": s("string"),
+                    "on_call": { "type": ["object", "null"], "properties": { "user": s("string"), "until": { "type": ["string", "null"], "format": "date-time" }, "by_override": s("boolean") } },
+                    "overrides": { "type": "array", "items": r("Override") } } },
+                "Override": { "type": "object", "properties": { "id": s("string"), "schedule": s("string"), "user": s("string"), "starts_at": ts.clone(), "ends_at": ts.clone(),
+                    "reason": opt("string"), "created_by": s("string"), "removed_at": { "type": ["string", "null"], "format": "date-time" } } },
+                "NewOverride": { "type": "object", "required": ["user", "ends_at"], "additionalProperties": false, "properties": {
+                    "user": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" },
+                    "starts_at": { "type": ["string", "null"], "format": "date-time", "description": "default: now" },
+                    "ends_at": { "type": "string", "format": "date-time", "description": "after starts_at and now; at most 90 days after starts_at" },
+                    "reason": text(MAX_TEXT) } },
                 "Terms": { "type": "object", "properties": {
                     "flow": s("string"), "approvals": s("integer"), "default_duration_secs": s("integer"), "max_duration_secs": s("integer"),
                     "justification_required": s("boolean"), "ticket_required": s("boolean"), "pending_ttl_secs": s("integer"), "break_glass": s("boolean") } },

@@ -1768,6 +1768,7 @@ async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
         name: "alice".into(),
         groups: vec!["oncall".into()],
         admin: false,
+        oncall: Vec::new(),
     });
     let forbidden = |what: &str, r: Result<(), Error>| match r {
         Err(Error::Rule(e)) => assert_eq!(
@@ -1793,6 +1794,9 @@ async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
             AdminAction::RotateSecret => b.rotate_secret_now(&alice, secret).await.map(|_| ()),
             AdminAction::ListAllSecrets => b.all_secrets(&alice).await.map(|_| ()),
             AdminAction::ListAllDevices => b.all_devices(&alice).await.map(|_| ()),
+            AdminAction::OverrideOnCall => {
+                b.remove_override(&alice, "any", "ovr_0").await.map(|_| ())
+            }
         };
         forbidden(&format!("{action:?}"), r);
         assert!(check_admin(&alice, *action).is_err());
@@ -1808,6 +1812,7 @@ async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
         name: "carol".into(),
         groups: vec!["security".into()],
         admin: true,
+        oncall: Vec::new(),
     });
     let secrets = b.all_secrets(&carol).await.unwrap();
     let s = secrets.iter().find(|s| s.name == secret).unwrap();

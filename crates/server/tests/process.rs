@@ -1118,3 +1118,146 @@ async fn cli_set_groups_makes_the_running_broker_rotate_what_they_held() {
     assert!(export.contains("\"envelopes_withdrawn\""), "{export}");
     assert!(export.contains("\"user_groups_changed\""), "{export}");
 }
+
+/// The operator's on-call commands: an override from the CLI (audited as the CLI
+/// operator), the list showing it, a mistake named, the override taken back.
+#[tokio::test]
+async fn cli_oncall_override_list_and_remove() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/oncall-policy.toml");
+    let policy = policy.to_str().unwrap();
+    let checked = cli(&data, &["check-policy", policy]);
+    assert!(
+        text(&checked).contains("2 on-call schedules"),
+        "{}",
+        text(&checked)
+    );
+    last_line(&cli(
+        &data,
+        &["user", "add", "alice", "--group", "payments"],
+    ));
+
+    let o = cli(
+        &data,
+        &[
+            "oncall",
+            "override",
+            "payments-primary",
+            "--user",
+            "alice",
+            "--for",
+            "2h",
+            "--reason",
+            "bob at the dentist",
+            "--policy",
+            policy,
+        ],
+    );
+    let line = last_line(&o);
+    assert!(line.starts_with("ovr_"), "{line}");
+    assert!(line.contains("alice covers payments-primary"), "{line}");
+    let id = line.split(':').next().unwrap().to_string();
+
+    let list = cli(&data, &["oncall", "list", "--policy", policy]);
+    let out = text(&list);
+    assert!(list.status.success(), "{out}");
+    let primary = out
+        .lines()
+        .find(|l| l.starts_with("payments-primary\t"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        primary.contains("\talice\t") && primary.ends_with("(override)"),
+        "{primary}"
+    );
+    assert!(out.contains(&id), "the override is listed: {out}");
+    assert!(
+        out.lines().any(|l| l.starts_with("sre-secondary\t")),
+        "{out}"
+    );
+
+    // Mistakes are named, nothing is written.
+    for (args, want) in [
+        (
+            vec![
+                "oncall", "override", "nope", "--user", "alice", "--for", "1h",
+            ],
+            "no on-call schedule named 'nope'",
+        ),
+        (
+            vec![
+                "oncall",
+                "override",
+                "payments-primary",
+                "--user",
+                "zed",
+                "--for",
+                "1h",
+            ],
+            "no user named 'zed'",
+        ),
+        (
+            vec![
+                "oncall",
+                "override",
+                "payments-primary",
+                "--user",
+                "alice",
+                "--until",
+                "yesterday",
+            ],
+            "not an RFC 3339 time",
+        ),
+    ] {
+        let mut args = args.clone();
+        args.extend(["--policy", policy]);
+        let o = cli(&data, &args);
+        assert!(!o.status.success(), "{args:?}");
+        assert!(text(&o).contains(want), "{args:?}: {}", text(&o));
+    }
+
+    let removed = cli(
+        &data,
+        &[
+            "oncall",
+            "remove-override",
+            "payments-primary",
+            &id,
+            "--policy",
+            policy,
+        ],
+    );
+    assert!(last_line(&removed).starts_with(&format!("removed {id}")));
+    let again = cli(
+        &data,
+        &[
+            "oncall",
+            "remove-override",
+            "payments-primary",
+            &id,
+            "--policy",
+            policy,
+        ],
+    );
+    assert!(!again.status.success(), "removing twice is an error");
+
+    let export = cli(&data, &["audit", "export"]);
+    let records: Vec<serde_json::Value> = String::from_utf8_lossy(&export.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let added: Vec<_> = records
+        .iter()
+        .filter(|r| r["action"] == "oncall_override_added")
+        .collect();
+    assert_eq!(added.len(), 1);
+    assert!(added[0]["actor"].as_str().unwrap().starts_with("cli:"));
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["action"] == "oncall_override_removed")
+            .count(),
+        1
+    );
+    assert!(cli(&data, &["audit", "verify"]).status.success());
+}

@@ -1,6 +1,6 @@
 // Pure formatting and filtering helpers: no Svelte, no backend, easy to test.
 
-import type { AppStatus, Bundle, FlowTerms, SealedCredential, SealedState } from './types';
+import type { AppStatus, Bundle, FlowTerms, MyOnCall, SealedCredential, SealedState } from './types';
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
@@ -206,4 +206,24 @@ export function lockoutText(ms: number): string {
 /** "2 unlock records waiting to reach the broker". */
 export function pendingRecordsText(n: number): string {
   return `${plural(n, 'unlock record', 'unlock records')} waiting to reach the broker`;
+}
+
+const WEEKDAYS = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'];
+
+/** When an on-call shift ends, local time: "Fri 09:00" within the coming week,
+ *  "2026-03-04 09:00" further out. */
+export function untilText(iso: string, now: number = Date.now()): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '—';
+  const time = `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  if (d.getTime() - now < 6 * 86_400_000) return `${WEEKDAYS[d.getDay()]} ${time}`;
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
+}
+
+/** The on-call shifts still running at `now` (the list is from the last sync),
+ *  as "On call: Payments primary until Fri 09:00". */
+export function onCallLines(oncall: MyOnCall[] | undefined, now: number = Date.now()): string[] {
+  return (oncall ?? [])
+    .filter((o) => o.until === null || new Date(o.until).getTime() > now)
+    .map((o) => (o.until === null ? `On call: ${o.title}` : `On call: ${o.title} until ${untilText(o.until, now)}`));
 }

@@ -115,6 +115,15 @@ export interface AppStatus {
   clock_offset_ms: number;
   /** The last sync/network error, readable, if any. */
   last_error: string | null;
+  /** The on-call schedules the user was on call for at the last sync. */
+  oncall?: MyOnCall[];
+}
+
+/** A schedule the user is on call for, and until when (null: not within 90 days). */
+export interface MyOnCall {
+  schedule: string;
+  title: string;
+  until: string | null;
 }
 
 /** An action taken offline, waiting to be sent to the broker exactly once. */

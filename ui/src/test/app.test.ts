@@ -284,3 +284,22 @@ describe('Error boundary', () => {
     expect(await screen.findByTestId('bundle-prod-db-write')).toBeInTheDocument();
   });
 });
+
+describe('On call', () => {
+  it('shows the schedules I am on call for, with until when, in the status bar', async () => {
+    const snap = demoSnapshot();
+    const until = new Date(Date.now() + 2 * 3600_000).toISOString();
+    snap.status.oncall = [{ schedule: 'payments-primary', title: 'Payments primary', until }];
+    const fake = createFakeBackend(snap);
+    render(App, { props: { backend: fake } });
+    const line = await screen.findByTestId('oncall');
+    expect(line.textContent).toMatch(/^On call: Payments primary until (Sun|Mon|Tue|Wed|Thu|Fri|Sat) \d\d:\d\d$/);
+  });
+
+  it('shows nothing when I am not on call', async () => {
+    const fake = createFakeBackend(demoSnapshot());
+    render(App, { props: { backend: fake } });
+    await screen.findByTestId('current-user');
+    expect(queryId('oncall')).toBeNull();
+  });
+});

@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   agoText, countdown, filterBundles, fuzzyBundles, hhmm, humanDuration, lockoutText, moreText, needsForm,
-  offlineText, pendingRecordsText, remainingMs, sealedFreshness, sealedState, sortFavouritesFirst, spanText,
-  termLabels,
+  offlineText, onCallLines, pendingRecordsText, remainingMs, sealedFreshness, sealedState, sortFavouritesFirst, spanText,
+  termLabels, untilText,
 } from '../lib/format';
 import type { SealedCredential } from '../lib/types';
 import { bundle } from './helpers';
@@ -155,5 +155,22 @@ describe('format', () => {
     expect(lockoutText(-1)).toBe('0 s');
     expect(pendingRecordsText(1)).toBe('1 unlock record waiting to reach the broker');
     expect(pendingRecordsText(2)).toBe('2 unlock records waiting to reach the broker');
+  });
+
+  it('says until when someone is on call, and drops a shift that has ended', () => {
+    // Wednesday 4 March 2026, 12:00 local.
+    const now = new Date(2026, 2, 4, 12, 0, 0).getTime();
+    const fri = new Date(2026, 2, 6, 9, 0, 0).toISOString();
+    const later = new Date(2026, 2, 20, 9, 0, 0).toISOString();
+    expect(untilText(fri, now)).toBe('Fri 09:00');
+    expect(untilText(later, now)).toBe('2026-03-20 09:00');
+    expect(untilText('garbage', now)).toBe('—');
+    const oncall = [
+      { schedule: 'payments-primary', title: 'Payments primary', until: fri },
+      { schedule: 'db', title: 'Databases', until: null },
+      { schedule: 'old', title: 'Ended', until: new Date(2026, 2, 4, 11, 0, 0).toISOString() },
+    ];
+    expect(onCallLines(oncall, now)).toEqual(['On call: Payments primary until Fri 09:00', 'On call: Databases']);
+    expect(onCallLines(undefined, now)).toEqual([]);
   });
 });

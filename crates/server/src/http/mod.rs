@@ -14,6 +14,7 @@ mod broker;
 mod devices;
 mod events;
 mod grants;
+mod oncall;
 mod requests;
 mod secrets;
 mod users;
@@ -135,8 +136,13 @@ impl FromRequestParts<AppState> for Authed {
         let token = text
             .strip_prefix("Bearer ")
             .ok_or_else(|| unauth("the Authorization header must be 'Bearer <token>'"))?;
-        match crate::auth::authenticate_session(&state.store, token.trim(), state.now()).await? {
-            Some(s) => Ok(Authed(s)),
+        let now = state.now();
+        match crate::auth::authenticate_session(&state.store, token.trim(), now).await? {
+            Some(mut s) => {
+                // Who is on call now is part of who the caller is for every check.
+                state.with_on_call(&mut s.principal, now).await?;
+                Ok(Authed(s))
+            }
             None => Err(unauth(
                 "the token is not valid, has expired or has been revoked",
             )),
@@ -229,6 +235,12 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(broker::health))
         .route("/openapi.json", get(broker::openapi))
         .route("/me", get(users::me))
+        .route("/oncall", get(oncall::schedules))
+        .route("/oncall/{schedule}/overrides", post(oncall::add_override))
+        .route(
+            "/oncall/{schedule}/overrides/{id}",
+            delete(oncall::remove_override),
+        )
         .route("/bundles", get(broker::bundles))
         .route(
             "/requests",

@@ -9,13 +9,16 @@ use axum::Json;
 use firedoor_core::api::Me;
 use serde::{Deserialize, Serialize};
 
-pub(super) async fn me(State(b): State<AppState>, Caller(p): Caller) -> Json<Me> {
-    Json(Me {
+pub(super) async fn me(State(b): State<AppState>, Caller(p): Caller) -> ApiResult<Json<Me>> {
+    let now = b.now();
+    let oncall = b.my_on_call(&p.name, now).await?;
+    Ok(Json(Me {
         name: p.name,
         groups: p.groups,
         admin: p.admin,
-        time: b.now(),
-    })
+        time: now,
+        oncall,
+    }))
 }
 
 // ------------------------------------------------------------- access ends

@@ -572,7 +572,7 @@ impl Broker {
         lifecycle::check_extension(flow, &facts, who, body.duration_secs, now)?;
         let extra = body.duration_secs.unwrap_or(flow.default_duration_secs);
         let actor = Actor::User(who.clone());
-        if flow.is_automatic() {
+        if flow.approves_automatically(who) {
             self.apply_extension_in(&mut uow, &g.id, flow, extra, &actor)
                 .await?;
             uow.commit().await?;

@@ -7,6 +7,7 @@
 
 pub mod devices;
 pub mod grants;
+pub mod oncall;
 pub mod requests;
 pub mod secrets;
 pub mod unlocks;
@@ -21,8 +22,9 @@ use chrono::{DateTime, Utc};
 use firedoor_core::api::{EventKind, EventView};
 use firedoor_core::audit::AuditEvent;
 use firedoor_core::notify::{self, Audience};
-use firedoor_core::policy::Principal;
+use firedoor_core::policy::{Policy, Principal};
 use firedoor_core::{GrantId, RequestId};
+use std::sync::Arc;
 use tokio::sync::watch;
 
 /// Where committed live events are published within this process: open event
@@ -123,11 +125,13 @@ pub struct Uow<'b> {
     notices: Vec<(Vec<String>, Notice)>,
     /// The users the store holds, read once for the first audience resolved.
     users: Option<Vec<Principal>>,
+    /// The policy, for who is on call when an audience is resolved.
+    policy: Arc<Policy>,
 }
 
 impl<'b> Uow<'b> {
     /// A unit of work over `tx`; its records and events are stamped `now`.
-    pub fn new(tx: Tx, bus: &'b dyn EventBus, now: DateTime<Utc>) -> Uow<'b> {
+    pub fn new(tx: Tx, bus: &'b dyn EventBus, policy: Arc<Policy>, now: DateTime<Utc>) -> Uow<'b> {
         Uow {
             tx,
             bus,
@@ -135,6 +139,7 @@ impl<'b> Uow<'b> {
             records: Vec::new(),
             notices: Vec::new(),
             users: None,
+            policy,
         }
     }
 
@@ -158,7 +163,12 @@ impl<'b> Uow<'b> {
             Audience::Person(p) => vec![p.to_string()],
             _ => {
                 if self.users.is_none() {
-                    self.users = Some(crate::auth::all_users(self.tx.users()).await?);
+                    let mut users = crate::auth::all_users(self.tx.users()).await?;
+                    // Those on call now are in the audiences their schedules name.
+                    let overrides =
+                        oncall::overrides_in(&mut self.tx, &self.policy, self.now).await?;
+                    oncall::apply_roster(&self.policy, &overrides, self.now, &mut users);
+                    self.users = Some(users);
                 }
                 notify::recipients(audience, self.users.as_deref().unwrap_or_default())
             }
@@ -213,7 +223,12 @@ impl std::ops::DerefMut for Uow<'_> {
 impl Broker {
     /// Begins a unit of work happening at `now`.
     pub async fn uow_at(&self, now: DateTime<Utc>) -> Result<Uow<'_>> {
-        Ok(Uow::new(self.write_tx().await?, &self.events, now))
+        Ok(Uow::new(
+            self.write_tx().await?,
+            &self.events,
+            self.policy.clone(),
+            now,
+        ))
     }
 
     /// The bus committed live events are published on.

@@ -245,6 +245,10 @@ impl Broker {
                 &id.to_string(),
                 AuditEvent::RequestAutoApproved {
                     flow: flow.name.clone(),
+                    on_call: (!flow.is_automatic())
+                        .then(|| flow.requesters.oncall.iter().find(|s| who.on_call_for(s)))
+                        .flatten()
+                        .cloned(),
                 },
             );
             grant = Some(

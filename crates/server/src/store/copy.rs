@@ -91,6 +91,10 @@ table!(copy_envelopes, EnvelopeRow, "envelopes", "device_id, secret", {
     device_id: String, secret: String, version: i64, meta_json: String, signature: String,
     ciphertext: String, sealed_at: Ts, not_after: Ts,
 });
+table!(copy_overrides, OverrideRow, "oncall_overrides", "id", {
+    id: String, schedule: String, user_name: String, starts_at: Ts, ends_at: Ts,
+    reason: Option<String>, created_by: String, created_at: Ts, removed_at: Option<Ts>,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -142,6 +146,10 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         .push(("envelopes", copy_envelopes(&mut src, &mut dst).await?));
     out.tables
         .push(("device_unlocks", copy_unlocks(&mut src, &mut dst).await?));
+    out.tables.push((
+        "oncall_overrides",
+        copy_overrides(&mut src, &mut dst).await?,
+    ));
     // Counters that follow explicit ids: new events continue after the copied ones;
     // the audit high-water mark is the source's (it may be above the last record if
     // the source's end was cut, which `audit verify` must still report).

@@ -1,0 +1,503 @@
+//! On-call schedules: who is on call for a schedule at a given time, and until when.
+//!
+//! A schedule is declared in the policy (`[oncall.NAME]`): one or more layers, each a
+//! rotation of users with a first handoff, a shift length and optionally a window of
+//! days and hours it covers, all in the schedule's time zone. Overrides (someone
+//! covers for a while) come from the store. At a time `now`:
+//!
+//! 1. an override covering `now` decides (the one that started last, if several);
+//! 2. otherwise the highest layer (the last written) that covers `now` decides;
+//! 3. otherwise nobody is on call.
+//!
+//! Shifts of whole days hand off at the same local time every time, across daylight
+//! saving changes; shorter shifts are counted in elapsed time. Everything here takes
+//! the time as a parameter; nothing reads a clock.
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+
+/// A declared schedule.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub name: String,
+    pub title: String,
+    /// The IANA time zone handoffs and windows are local times in.
+    pub tz: Tz,
+    /// Lowest priority first: a later layer covers an earlier one where it applies.
+    pub layers: Vec<Layer>,
+}
+
+/// One rotation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Layer {
+    /// In rotation order; the first is on call from `start`.
+    pub users: Vec<String>,
+    /// The first handoff, local time in the schedule's zone.
+    pub start: NaiveDateTime,
+    /// Shift length in seconds.
+    pub shift_secs: i64,
+    /// Which local days and hours the layer covers (all of the time if none).
+    pub window: Option<Window>,
+}
+
+/// Local days and hours a layer covers: on each of `days`, from `from` until `to`
+/// (`to` at or before `from` runs past midnight into the next day).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Window {
+    /// 0 = Monday … 6 = Sunday.
+    pub days: BTreeSet<u32>,
+    pub from: NaiveTime,
+    pub to: NaiveTime,
+}
+
+/// Someone covers a schedule from `starts_at` until `ends_at`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Override {
+    pub id: String,
+    pub schedule: String,
+    pub user: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+}
+
+/// Who is on call now, and until when it stays so (`None`: no change within
+/// [`HORIZON_DAYS`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OnCall {
+    pub user: String,
+    pub until: Option<DateTime<Utc>>,
+    /// Whether an override put them there.
+    pub by_override: bool,
+}
+
+/// How far ahead [`Schedule::on_call`] looks for the next change.
+pub const HORIZON_DAYS: i64 = 90;
+
+/// Local time to UTC: an ambiguous time (clocks go back) is its first occurrence, a
+/// time that does not exist (clocks go forward) is the moment the gap ends.
+fn to_utc(tz: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+    let mut t = local;
+    for _ in 0..4 {
+        if let Some(dt) = tz.from_local_datetime(&t).earliest() {
+            return dt.with_timezone(&Utc);
+        }
+        t += Duration::minutes(30);
+    }
+    // No zone has a gap over two hours; fall back to reading it as UTC.
+    Utc.from_utc_datetime(&local)
+}
+
+impl Layer {
+    fn whole_days(&self) -> Option<i64> {
+        (self.shift_secs % 86_400 == 0).then_some(self.shift_secs / 86_400)
+    }
+
+    /// When shift `k` begins (shift 0 at `start`).
+    fn boundary(&self, tz: Tz, k: i64) -> DateTime<Utc> {
+        match self.whole_days() {
+            Some(days) => to_utc(tz, self.start + Duration::days(k * days)),
+            None => to_utc(tz, self.start) + Duration::seconds(k * self.shift_secs),
+        }
+    }
+
+    /// The shift running at `t`, if the rotation has started.
+    fn shift_at(&self, tz: Tz, t: DateTime<Utc>) -> Option<i64> {
+        let first = self.boundary(tz, 0);
+        if t < first || self.users.is_empty() || self.shift_secs <= 0 {
+            return None;
+        }
+        let mut k = (t - first).num_seconds() / self.shift_secs;
+        while k > 0 && self.boundary(tz, k) > t {
+            k -= 1;
+        }
+        while self.boundary(tz, k + 1) <= t {
+            k += 1;
+        }
+        Some(k)
+    }
+
+    fn covers(&self, tz: Tz, t: DateTime<Utc>) -> bool {
+        let Some(w) = &self.window else { return true };
+        let local = t.with_timezone(&tz).naive_local();
+        let day = local.weekday().num_days_from_monday();
+        let time = local.time();
+        if w.from < w.to {
+            w.days.contains(&day) && time >= w.from && time < w.to
+        } else {
+            // Past midnight: the evening of a listed day, or the morning after one.
+            (w.days.contains(&day) && time >= w.from)
+                || (w.days.contains(&((day + 6) % 7)) && time < w.to)
+        }
+    }
+
+    fn user_at(&self, tz: Tz, t: DateTime<Utc>) -> Option<&str> {
+        if !self.covers(tz, t) {
+            return None;
+        }
+        let k = self.shift_at(tz, t)?;
+        let n = self.users.len() as i64;
+        Some(self.users[k.rem_euclid(n) as usize].as_str())
+    }
+
+    /// Times after `t` (within a few days) at which this layer may change.
+    fn edges_after(&self, tz: Tz, t: DateTime<Utc>, out: &mut Vec<DateTime<Utc>>) {
+        match self.shift_at(tz, t) {
+            Some(k) => out.push(self.boundary(tz, k + 1)),
+            None => out.push(self.boundary(tz, 0)),
+        }
+        if let Some(w) = &self.window {
+            let today: NaiveDate = t.with_timezone(&tz).date_naive();
+            for d in 0..9 {
+                let date = today + Duration::days(d);
+                for time in [w.from, w.to] {
+                    out.push(to_utc(tz, date.and_time(time)));
+                }
+            }
+        }
+    }
+}
+
+impl Schedule {
+    /// Who is on call at `now`, from the layers and `overrides` (any schedule's;
+    /// only this one's count), and until when.
+    pub fn on_call(&self, overrides: &[Override], now: DateTime<Utc>) -> Option<OnCall> {
+        let (user, by_override) = self.who(overrides, now)?;
+        let until = self.next_change(overrides, now, &user, by_override);
+        Some(OnCall {
+            user,
+            until,
+            by_override,
+        })
+    }
+
+    fn who(&self, overrides: &[Override], t: DateTime<Utc>) -> Option<(String, bool)> {
+        let covering = overrides
+            .iter()
+            .filter(|o| o.schedule == self.name && o.starts_at <= t && t < o.ends_at)
+            .max_by_key(|o| (o.starts_at, o.id.clone()));
+        if let Some(o) = covering {
+            return Some((o.user.clone(), true));
+        }
+        self.layers
+            .iter()
+            .rev()
+            .find_map(|l| l.user_at(self.tz, t))
+            .map(|u| (u.to_string(), false))
+    }
+
+    fn next_change(
+        &self,
+        overrides: &[Override],
+        now: DateTime<Utc>,
+        user: &str,
+        by_override: bool,
+    ) -> Option<DateTime<Utc>> {
+        let horizon = now + Duration::days(HORIZON_DAYS);
+        let mut t = now;
+        // Each step moves to the next edge of a layer or an override; a rotation
+        // where the same person follows themselves takes several steps.
+        for _ in 0..2_000 {
+            let mut edges = Vec::new();
+            for l in &self.layers {
+                l.edges_after(self.tz, t, &mut edges);
+            }
+            for o in overrides.iter().filter(|o| o.schedule == self.name) {
+                edges.push(o.starts_at);
+                edges.push(o.ends_at);
+            }
+            let next = edges.into_iter().filter(|e| *e > t).min()?;
+            if next > horizon {
+                return None;
+            }
+            match self.who(overrides, next) {
+                Some((u, o)) if u == user && o == by_override => t = next,
+                _ => return Some(next),
+            }
+        }
+        None
+    }
+}
+
+/// The longest an override may run.
+pub const MAX_OVERRIDE_SECS: i64 = 90 * 86_400;
+/// How far ahead an override may start.
+pub const MAX_OVERRIDE_LEAD_SECS: i64 = 365 * 86_400;
+
+/// An override as asked for, checked: the schedule exists, the times make sense
+/// at `now`, the reason is clean text. Returns the cleaned reason.
+pub fn check_override(
+    schedules: &std::collections::BTreeMap<String, Schedule>,
+    schedule: &str,
+    user: &str,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<Option<String>, crate::RuleError> {
+    use crate::{ErrorCode, RuleError};
+    let bad = |m: String| RuleError::new(ErrorCode::InvalidRequest, m);
+    if !schedules.contains_key(schedule) {
+        return Err(RuleError::new(
+            ErrorCode::NotFound,
+            if crate::policy::valid_name(schedule) {
+                format!("no on-call schedule named '{schedule}' in the policy")
+            } else {
+                "no such on-call schedule: schedule names are 1-64 of a-z, 0-9, '-' and '_'"
+                    .to_string()
+            },
+        ));
+    }
+    if !crate::policy::valid_name(user) {
+        return Err(bad(
+            "user: names are 1-64 of a-z, 0-9, '-' and '_'".to_string()
+        ));
+    }
+    if ends_at <= starts_at {
+        return Err(bad("ends_at must be after starts_at".to_string()));
+    }
+    if ends_at <= now {
+        return Err(bad(
+            "ends_at is in the past: the override would never apply".to_string(),
+        ));
+    }
+    if (ends_at - starts_at).num_seconds() > MAX_OVERRIDE_SECS {
+        return Err(bad(format!(
+            "an override runs at most {}",
+            crate::duration::format_duration(MAX_OVERRIDE_SECS)
+        )));
+    }
+    if (starts_at - now).num_seconds() > MAX_OVERRIDE_LEAD_SECS {
+        return Err(bad(format!(
+            "an override starts at most {} ahead",
+            crate::duration::format_duration(MAX_OVERRIDE_LEAD_SECS)
+        )));
+    }
+    crate::lifecycle::clean_text(reason, false, "reason", ErrorCode::InvalidRequest)
+}
+
+/// Each user's schedules at `now`: who is on call for what.
+pub fn roster<'a>(
+    schedules: impl IntoIterator<Item = &'a Schedule>,
+    overrides: &[Override],
+    now: DateTime<Utc>,
+) -> std::collections::BTreeMap<String, Vec<String>> {
+    let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    for s in schedules {
+        if let Some((user, _)) = s.who(overrides, now) {
+            by_user.entry(user).or_default().push(s.name.clone());
+        }
+    }
+    by_user
+}
+
+/// Parses "mon", "tue", … "sun" (any case) to 0 = Monday … 6 = Sunday.
+pub fn parse_day(s: &str) -> Option<u32> {
+    let days = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+    let s = s.trim().to_ascii_lowercase();
+    days.iter()
+        .position(|d| s == *d || (s.len() > 3 && d.starts_with(&s[..3]) && is_day_name(&s)))
+        .map(|i| i as u32)
+}
+
+fn is_day_name(s: &str) -> bool {
+    [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ]
+    .contains(&s)
+}
+
+/// Parses "08:00-20:00" (24-hour local times).
+pub fn parse_hours(s: &str) -> Option<(NaiveTime, NaiveTime)> {
+    let (a, b) = s.split_once('-')?;
+    let t = |x: &str| NaiveTime::parse_from_str(x.trim(), "%H:%M").ok();
+    let (from, to) = (t(a)?, t(b)?);
+    (from != to).then_some((from, to))
+}
+
+/// The schedules a person is on call for at `now`, with until when.
+pub fn on_call_for<'a>(
+    schedules: impl IntoIterator<Item = &'a Schedule>,
+    overrides: &[Override],
+    user: &str,
+    now: DateTime<Utc>,
+) -> Vec<(String, OnCall)> {
+    schedules
+        .into_iter()
+        .filter_map(|s| {
+            let oc = s.on_call(overrides, now)?;
+            (oc.user == user).then(|| (s.name.clone(), oc))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn local(s: &str) -> NaiveDateTime {
+        NaiveDateTime::parse_from_str(s, "%Y-%m-%dT%H:%M").unwrap()
+    }
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn weekly(tz: &str, users: &[&str], start: &str) -> Schedule {
+        Schedule {
+            name: "payments".into(),
+            title: "Payments".into(),
+            tz: tz.parse().unwrap(),
+            layers: vec![Layer {
+                users: users.iter().map(|u| u.to_string()).collect(),
+                start: local(start),
+                shift_secs: 7 * 86_400,
+                window: None,
+            }],
+        }
+    }
+
+    #[test]
+    fn a_weekly_rotation_hands_off_at_the_local_time_across_daylight_saving() {
+        // Berlin: CET (UTC+1) until 2026-03-29, CEST (UTC+2) after.
+        let s = weekly("Europe/Berlin", &["alice", "bob"], "2026-03-16T09:00");
+        // Monday 16 March 09:00 CET = 08:00 UTC: alice.
+        let oc = s.on_call(&[], utc("2026-03-16T08:00:00Z")).unwrap();
+        assert_eq!(oc.user, "alice");
+        assert_eq!(oc.until, Some(utc("2026-03-23T08:00:00Z")));
+        // One second before the handoff: still alice; at it: bob.
+        assert_eq!(
+            s.on_call(&[], utc("2026-03-23T07:59:59Z")).unwrap().user,
+            "alice"
+        );
+        let bob = s.on_call(&[], utc("2026-03-23T08:00:00Z")).unwrap();
+        assert_eq!(bob.user, "bob");
+        // The next handoff is 09:00 CEST = 07:00 UTC: a week minus an hour.
+        assert_eq!(bob.until, Some(utc("2026-03-30T07:00:00Z")));
+        assert_eq!(
+            s.on_call(&[], utc("2026-03-30T07:00:00Z")).unwrap().user,
+            "alice"
+        );
+        // Before the first handoff nobody is on call.
+        assert_eq!(s.on_call(&[], utc("2026-03-16T07:59:59Z")), None);
+    }
+
+    #[test]
+    fn a_higher_layer_covers_its_window_and_the_lower_one_the_rest() {
+        let mut s = weekly("UTC", &["alice"], "2026-01-05T00:00");
+        s.layers.push(Layer {
+            users: vec!["nightowl".into()],
+            start: local("2026-01-05T00:00"),
+            shift_secs: 86_400,
+            // Weeknights 20:00 until 08:00 the next morning.
+            window: Some(Window {
+                days: (0..5).collect(),
+                from: NaiveTime::from_hms_opt(20, 0, 0).unwrap(),
+                to: NaiveTime::from_hms_opt(8, 0, 0).unwrap(),
+            }),
+        });
+        // Wednesday 7 January 2026.
+        let day = s.on_call(&[], utc("2026-01-07T12:00:00Z")).unwrap();
+        assert_eq!(day.user, "alice");
+        assert_eq!(day.until, Some(utc("2026-01-07T20:00:00Z")));
+        let night = s.on_call(&[], utc("2026-01-07T23:00:00Z")).unwrap();
+        assert_eq!(night.user, "nightowl");
+        assert_eq!(night.until, Some(utc("2026-01-08T08:00:00Z")));
+        // Friday night runs into Saturday morning; Saturday night is not covered.
+        assert_eq!(
+            s.on_call(&[], utc("2026-01-10T03:00:00Z")).unwrap().user,
+            "nightowl"
+        );
+        assert_eq!(
+            s.on_call(&[], utc("2026-01-10T23:00:00Z")).unwrap().user,
+            "alice"
+        );
+    }
+
+    #[test]
+    fn an_override_wins_while_it_lasts_and_the_latest_of_several() {
+        let s = weekly("UTC", &["alice", "bob"], "2026-01-05T09:00");
+        let o = |id: &str, user: &str, from: &str, to: &str| Override {
+            id: id.into(),
+            schedule: "payments".into(),
+            user: user.into(),
+            starts_at: utc(from),
+            ends_at: utc(to),
+        };
+        let overrides = vec![
+            o(
+                "o1",
+                "carol",
+                "2026-01-06T00:00:00Z",
+                "2026-01-07T00:00:00Z",
+            ),
+            o("o2", "dave", "2026-01-06T12:00:00Z", "2026-01-06T14:00:00Z"),
+            // Another schedule's override changes nothing here.
+            Override {
+                schedule: "other".into(),
+                ..o("o3", "eve", "2026-01-06T00:00:00Z", "2026-01-09T00:00:00Z")
+            },
+        ];
+        let at = |t: &str| s.on_call(&overrides, utc(t)).unwrap();
+        assert_eq!(at("2026-01-05T23:00:00Z").user, "alice");
+        assert_eq!(
+            at("2026-01-05T23:00:00Z").until,
+            Some(utc("2026-01-06T00:00:00Z"))
+        );
+        let carol = at("2026-01-06T01:00:00Z");
+        assert_eq!((carol.user.as_str(), carol.by_override), ("carol", true));
+        assert_eq!(carol.until, Some(utc("2026-01-06T12:00:00Z")));
+        assert_eq!(at("2026-01-06T13:00:00Z").user, "dave");
+        assert_eq!(at("2026-01-06T14:00:00Z").user, "carol");
+        assert_eq!(at("2026-01-07T00:00:00Z").user, "alice");
+    }
+
+    #[test]
+    fn until_skips_handoffs_to_the_same_person() {
+        // A rotation of one: alice is on call until the horizon.
+        let s = weekly("UTC", &["alice"], "2026-01-05T09:00");
+        assert_eq!(
+            s.on_call(&[], utc("2026-01-06T00:00:00Z")).unwrap().until,
+            None
+        );
+        let s = weekly("UTC", &["alice", "alice", "bob"], "2026-01-05T09:00");
+        assert_eq!(
+            s.on_call(&[], utc("2026-01-06T00:00:00Z")).unwrap().until,
+            Some(utc("2026-01-19T09:00:00Z"))
+        );
+    }
+
+    #[test]
+    fn short_shifts_count_elapsed_time() {
+        let mut s = weekly("America/New_York", &["a", "b"], "2026-03-07T20:00");
+        s.layers[0].shift_secs = 12 * 3600;
+        // 20:00 EST = 01:00 UTC on 8 March; DST starts at 02:00 local that night.
+        assert_eq!(
+            s.on_call(&[], utc("2026-03-08T01:00:00Z")).unwrap().user,
+            "a"
+        );
+        let b = s.on_call(&[], utc("2026-03-08T13:00:00Z")).unwrap();
+        assert_eq!(b.user, "b");
+        assert_eq!(b.until, Some(utc("2026-03-09T01:00:00Z")));
+    }
+
+    #[test]
+    fn days_and_hours_parse() {
+        assert_eq!(parse_day("Mon"), Some(0));
+        assert_eq!(parse_day("sunday"), Some(6));
+        assert_eq!(parse_day("mo"), None);
+        assert_eq!(parse_day("sundae"), None);
+        assert!(parse_hours("08:00-20:00").is_some());
+        assert!(parse_hours("20:00-08:00").is_some());
+        assert!(parse_hours("8-20").is_none());
+        assert!(parse_hours("08:00-08:00").is_none());
+    }
+}
