@@ -19,12 +19,12 @@ run-broker: deps
 
 # Runs every test: UI component tests, then unit, property, HTTP API, real
 # PostgreSQL, crash, CLI, keyring, replicas behind HAProxy and end-to-end tests of
-# the real app window; then the store-level tests (HTTP API, break glass, on call) again on
-# a PostgreSQL store started by the harness.
+# the real app window; then the store-level tests (HTTP API, break glass, on call,
+# incidents) again on a PostgreSQL store started by the harness.
 test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
-	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall
+	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents
 
 # Lints as CI runs them.
 check: ui

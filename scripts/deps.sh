@@ -15,7 +15,9 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   age
   # several replicas: a real HAProxy in front of brokers, and promtool (in the
   # prometheus package) to check examples/prometheus-alerts.yml
-  haproxy prometheus)
+  haproxy prometheus
+  # incidents: a real Alertmanager fires alerts at the broker in the incident tests
+  prometheus-alertmanager)
 # Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
 # Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

@@ -156,6 +156,7 @@ pub async fn start(dir: &Path, console: Arc<Console>, demo: Arc<DemoBroker>) -> 
                     "INC-2041: checkout latency, need to look at slow queries".into(),
                 ),
                 ticket: None,
+                incident: None,
             },
             None,
         )

@@ -76,6 +76,7 @@ async fn request_bundle(
     duration_secs: Option<i64>,
     justification: Option<String>,
     ticket: Option<String>,
+    incident: Option<String>,
 ) -> CmdResult<ActionResult> {
     s.console
         .request_bundle(CreateRequest {
@@ -83,6 +84,7 @@ async fn request_bundle(
             duration_secs,
             justification,
             ticket,
+            incident,
         })
         .await
 }

@@ -117,6 +117,7 @@ impl Console {
                         .await?;
                     self.changed(Change::Event(EventView {
                         id: 0,
+                        incident_id: None,
                         kind: "security_alert".into(),
                         at: Utc::now(),
                         request_id: None,

@@ -15,8 +15,8 @@ pub mod trust;
 
 use firedoor_core::api::{
     ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,
-    ExtendBody, ExtendResult, GrantView, Health, Me, NewOverride, OverrideView, RequestView,
-    ScheduleView,
+    ExtendBody, ExtendResult, GrantView, Health, IncidentView, Me, NewOverride, OverrideView,
+    RequestView, ScheduleView,
 };
 use firedoor_core::audit::AuditRecord;
 use firedoor_core::breakglass::{
@@ -915,6 +915,15 @@ impl Client {
             &serde_json::json!({ "groups": groups }),
         )
         .await
+    }
+
+    /// Open incidents, then recent resolved ones.
+    pub async fn incidents(&self) -> Result<Vec<IncidentView>> {
+        #[derive(serde::Deserialize)]
+        struct Incidents {
+            incidents: Vec<IncidentView>,
+        }
+        Ok(self.get::<Incidents>("/incidents").await?.incidents)
     }
 
     /// Every on-call schedule, who is on call now and the overrides to come.

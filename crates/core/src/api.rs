@@ -121,6 +121,11 @@ pub struct CreateRequest {
     pub justification: Option<String>,
     #[serde(default)]
     pub ticket: Option<String>,
+    /// The open incident this request is for (`inc_…`): its responders may request
+    /// the bundles it opens, and the grant ends when it is resolved if the flow
+    /// says so.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +180,28 @@ pub struct RequestView {
     /// For access requests once approved; for extensions, the grant extended.
     pub grant_id: Option<GrantId>,
     pub error: Option<String>,
+    /// The incident it was made for.
+    #[serde(default)]
+    pub incident_id: Option<String>,
+}
+
+/// An incident a source reported and a rule of the policy matched.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub id: String,
+    pub source: String,
+    pub external_id: String,
+    pub rule: String,
+    pub title: String,
+    pub url: Option<String>,
+    /// `open` or `resolved`.
+    pub state: String,
+    pub opened_at: DateTime<Utc>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// The bundles it opens to its responders.
+    pub bundles: Vec<String>,
+    /// Whether the caller is one of its responders (now).
+    pub responder: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -267,6 +294,10 @@ pub enum EventKind {
     SecurityAlert,
     /// A secret's envelopes changed: fetch them again (to their holders).
     EnvelopesChanged,
+    /// An incident opened bundles to the recipient (a responder): one click requests.
+    IncidentOpened,
+    /// The incident a grant was made for is resolved: the grant ends soon.
+    IncidentResolved,
     /// The stream resumed (`Last-Event-ID`) below what the broker still keeps:
     /// events in between were pruned, so the client must reload its state instead
     /// of trusting it saw everything. Sent first, never stored.
@@ -290,6 +321,8 @@ impl EventKind {
         EventKind::BreakGlassUnlocked,
         EventKind::SecurityAlert,
         EventKind::EnvelopesChanged,
+        EventKind::IncidentOpened,
+        EventKind::IncidentResolved,
         EventKind::Resync,
     ];
 
@@ -310,6 +343,8 @@ impl EventKind {
             EventKind::BreakGlassUnlocked => "break_glass_unlocked",
             EventKind::SecurityAlert => "security_alert",
             EventKind::EnvelopesChanged => "envelopes_changed",
+            EventKind::IncidentOpened => "incident_opened",
+            EventKind::IncidentResolved => "incident_resolved",
             EventKind::Resync => "resync",
         }
     }
@@ -350,6 +385,9 @@ pub struct EventView {
     /// The other party: the requester for an approver, the decider for a requester.
     pub actor: Option<String>,
     pub message: String,
+    /// The incident it is about (`incident_opened`, `incident_resolved`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident_id: Option<String>,
 }
 
 /// The known kinds of stored events (every [`EventKind`] but `resync`).
@@ -368,6 +406,8 @@ pub const EVENT_KINDS: &[&str] = &[
     EventKind::BreakGlassUnlocked.as_str(),
     EventKind::SecurityAlert.as_str(),
     EventKind::EnvelopesChanged.as_str(),
+    EventKind::IncidentOpened.as_str(),
+    EventKind::IncidentResolved.as_str(),
 ];
 
 #[cfg(test)]
@@ -394,6 +434,8 @@ mod event_kind_tests {
                 "break_glass_unlocked",
                 "security_alert",
                 "envelopes_changed",
+                "incident_opened",
+                "incident_resolved",
                 "resync",
             ],
             "clients match on these names: they must not change"

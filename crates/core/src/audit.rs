@@ -59,6 +59,12 @@ pub enum AuditAction {
     EnvelopesWithdrawn,
     OnCallOverrideAdded,
     OnCallOverrideRemoved,
+    IncidentOpened,
+    IncidentResolved,
+    /// A webhook delivery was refused (bad authentication, a replay, unreadable).
+    IncidentWebhookRefused,
+    /// A grant ends earlier: the incident it was made for is resolved.
+    GrantShortened,
 }
 
 impl AuditAction {
@@ -97,6 +103,10 @@ impl AuditAction {
             AuditAction::EnvelopesWithdrawn => "envelopes_withdrawn",
             AuditAction::OnCallOverrideAdded => "oncall_override_added",
             AuditAction::OnCallOverrideRemoved => "oncall_override_removed",
+            AuditAction::IncidentOpened => "incident_opened",
+            AuditAction::IncidentResolved => "incident_resolved",
+            AuditAction::IncidentWebhookRefused => "incident_webhook_refused",
+            AuditAction::GrantShortened => "grant_shortened",
         }
     }
 }

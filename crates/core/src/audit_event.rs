@@ -67,6 +67,8 @@ pub enum AuditEvent {
         justification: Option<String>,
         ticket: Option<String>,
         break_glass: bool,
+        /// The incident it is for (recorded only when there is one).
+        incident: Option<String>,
     },
     /// An extension of a grant was requested (action `request_created`, subject:
     /// the new request).
@@ -88,6 +90,8 @@ pub enum AuditEvent {
     RequestAutoApproved {
         flow: String,
         on_call: Option<String>,
+        /// The incident whose responder asked (recorded only when there is one).
+        incident: Option<String>,
     },
     RequestDenied {
         reason: Option<String>,
@@ -271,6 +275,37 @@ pub enum AuditEvent {
         schedule: String,
         user: String,
     },
+    /// A source reported an incident a rule matches (subject: the incident id).
+    IncidentOpened {
+        source: String,
+        external_id: String,
+        rule: String,
+        title: String,
+        bundles: Vec<String>,
+        responders: Vec<String>,
+        reopened: bool,
+    },
+    /// The incident was resolved (subject: the incident id); the active grants made
+    /// for it now end at `ends_at` (each flow's grace).
+    IncidentResolved {
+        source: String,
+        external_id: String,
+        grants: Vec<String>,
+    },
+    /// A webhook delivery was refused (subject: the source name). `refused` counts
+    /// the refusals since the last record (they are recorded at most once a minute
+    /// per source, so nobody can flood the log).
+    IncidentWebhookRefused {
+        reason: String,
+        refused: u64,
+    },
+    /// A grant's end moved earlier because `incident`, which it was made for, was
+    /// resolved (subject: the grant).
+    GrantShortened {
+        incident: String,
+        from: String,
+        to: String,
+    },
 }
 
 impl AuditEvent {
@@ -320,6 +355,10 @@ impl AuditEvent {
             E::UserGroupsChanged { .. } => AuditAction::UserGroupsChanged,
             E::OnCallOverrideAdded { .. } => AuditAction::OnCallOverrideAdded,
             E::OnCallOverrideRemoved { .. } => AuditAction::OnCallOverrideRemoved,
+            E::IncidentOpened { .. } => AuditAction::IncidentOpened,
+            E::IncidentResolved { .. } => AuditAction::IncidentResolved,
+            E::IncidentWebhookRefused { .. } => AuditAction::IncidentWebhookRefused,
+            E::GrantShortened { .. } => AuditAction::GrantShortened,
         }
     }
 
@@ -362,10 +401,17 @@ impl AuditEvent {
                 justification,
                 ticket,
                 break_glass,
-            } => json!({
-                "bundle": bundle, "flow": flow, "duration_secs": duration_secs,
-                "justification": justification, "ticket": ticket, "break_glass": break_glass,
-            }),
+                incident,
+            } => {
+                let mut d = json!({
+                    "bundle": bundle, "flow": flow, "duration_secs": duration_secs,
+                    "justification": justification, "ticket": ticket, "break_glass": break_glass,
+                });
+                if let Some(i) = incident {
+                    d["incident"] = json!(i);
+                }
+                d
+            }
             E::ExtensionRequested {
                 grant,
                 duration_secs,
@@ -376,12 +422,18 @@ impl AuditEvent {
             E::RequestApproved { approvals } => json!({ "approvals": approvals }),
             E::RequestAutoApproved {
                 flow,
-                on_call: None,
-            } => json!({ "automatic": true, "flow": flow }),
-            E::RequestAutoApproved {
-                flow,
-                on_call: Some(schedule),
-            } => json!({ "automatic": true, "flow": flow, "on_call": schedule }),
+                on_call,
+                incident,
+            } => {
+                let mut d = json!({ "automatic": true, "flow": flow });
+                if let Some(schedule) = on_call {
+                    d["on_call"] = json!(schedule);
+                }
+                if let Some(i) = incident {
+                    d["incident"] = json!(i);
+                }
+                d
+            }
             E::RequestDenied { reason } => json!({ "reason": reason }),
             E::RequestCancelled | E::CredentialsViewed => json!({}),
             E::RequestTimedOut { pending_until } => json!({ "pending_until": pending_until }),
@@ -556,6 +608,28 @@ impl AuditEvent {
             E::OnCallOverrideRemoved { schedule, user } => {
                 json!({ "schedule": schedule, "user": user })
             }
+            E::IncidentOpened {
+                source,
+                external_id,
+                rule,
+                title,
+                bundles,
+                responders,
+                reopened,
+            } => json!({ "source": source, "external_id": external_id, "rule": rule,
+                "title": title, "bundles": bundles, "responders": responders,
+                "reopened": reopened }),
+            E::IncidentResolved {
+                source,
+                external_id,
+                grants,
+            } => json!({ "source": source, "external_id": external_id, "grants": grants }),
+            E::IncidentWebhookRefused { reason, refused } => {
+                json!({ "reason": reason, "refused": refused })
+            }
+            E::GrantShortened { incident, from, to } => {
+                json!({ "incident": incident, "from": from, "to": to })
+            }
         }
     }
 }
@@ -645,6 +719,7 @@ mod tests {
             (
                 AuditEvent::RequestCreated {
                     bundle: s("prod-read"),
+                    incident: None,
                     flow: s("prod"),
                     duration_secs: 3600,
                     justification: Some(s("INC-1")),
@@ -680,6 +755,7 @@ mod tests {
                 AuditEvent::RequestAutoApproved {
                     flow: s("bg"),
                     on_call: None,
+                    incident: None,
                 },
                 "request_approved",
                 json!({ "automatic": true, "flow": "bg" }),
@@ -688,6 +764,7 @@ mod tests {
                 AuditEvent::RequestAutoApproved {
                     flow: s("payments"),
                     on_call: Some(s("payments-primary")),
+                    incident: None,
                 },
                 "request_approved",
                 json!({ "automatic": true, "flow": "payments", "on_call": "payments-primary" }),
@@ -1000,6 +1077,7 @@ mod tests {
             justification: None,
             ticket: Some(s("T-1")),
             break_glass: true,
+            incident: None,
         };
         assert_eq!(
             serde_json::to_string(&e.details()).unwrap(),

@@ -22,6 +22,7 @@ pub mod breakglass;
 pub mod duration;
 pub mod error;
 pub mod ids;
+pub mod incident;
 pub mod input;
 pub mod lifecycle;
 pub mod notify;

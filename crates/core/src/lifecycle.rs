@@ -308,7 +308,22 @@ pub fn check_new_request(
     justification: Option<&str>,
     ticket: Option<&str>,
 ) -> Result<CheckedRequest, RuleError> {
-    if !flow.may_request(who) {
+    check_new_request_as(flow, who, false, duration_secs, justification, ticket)
+}
+
+/// As [`check_new_request`], for a responder of an open incident that opens the
+/// bundle (`incident_responder`): they may request it even if the flow does not
+/// name them, and it is approved at once if the flow says
+/// `auto_approve = "incident_responder"`.
+pub fn check_new_request_as(
+    flow: &Flow,
+    who: &Principal,
+    incident_responder: bool,
+    duration_secs: Option<i64>,
+    justification: Option<&str>,
+    ticket: Option<&str>,
+) -> Result<CheckedRequest, RuleError> {
+    if !flow.may_request(who) && !incident_responder {
         return Err(RuleError::new(
             ErrorCode::NotEligible,
             format!(
@@ -334,7 +349,8 @@ pub fn check_new_request(
         duration_secs,
         justification,
         ticket,
-        auto_approved: flow.approves_automatically(who),
+        auto_approved: flow.approves_automatically(who)
+            || (incident_responder && flow.auto_approve_incident),
     })
 }
 
@@ -564,6 +580,8 @@ mod tests {
             pending_ttl_secs: 1800,
             break_glass: false,
             auto_approve_on_call: false,
+            auto_approve_incident: false,
+            incident_end_grace_secs: None,
         }
     }
 

@@ -30,6 +30,9 @@ pub enum Audience<'a> {
     /// A security alert (a rejected unlock chain, a failed or manual rotation):
     /// every admin.
     Admins,
+    /// Everyone a policy audience names (an incident's responders), on-call
+    /// schedules as they are now.
+    Members(&'a crate::policy::Audience),
 }
 
 /// The recipients of an event for `audience`, among `users`, each once, in the
@@ -79,6 +82,11 @@ pub fn recipients(audience: Audience<'_>, users: &[Principal]) -> Vec<String> {
             .map(|u| u.name.clone())
             .collect(),
         Audience::Admins => admins(),
+        Audience::Members(a) => users
+            .iter()
+            .filter(|u| a.contains(u))
+            .map(|u| u.name.clone())
+            .collect(),
     };
     let mut seen = std::collections::BTreeSet::new();
     to.retain(|u| seen.insert(u.clone()));

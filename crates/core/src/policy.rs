@@ -150,6 +150,15 @@ pub struct Flow {
     /// for one of the schedules in `requesters.oncall` needs no approval.
     #[serde(default)]
     pub auto_approve_on_call: bool,
+    /// `auto_approve = "incident_responder"`: a request made for an open incident by
+    /// one of its responders needs no approval.
+    #[serde(default)]
+    pub auto_approve_incident: bool,
+    /// `incident_end_grace`: once the incident a grant was made for is resolved,
+    /// the grant ends this long after (never later than it would have anyway).
+    /// `None`: it runs its course.
+    #[serde(default)]
+    pub incident_end_grace_secs: Option<i64>,
 }
 
 impl Flow {
@@ -232,6 +241,12 @@ pub struct Policy {
     /// On-call schedules by name.
     #[serde(default)]
     pub oncall: BTreeMap<String, crate::oncall::Schedule>,
+    /// Where incidents come from, by name.
+    #[serde(default)]
+    pub incident_sources: BTreeMap<String, crate::incident::IncidentSource>,
+    /// Which incidents open which bundles to whom, by name.
+    #[serde(default)]
+    pub incidents: BTreeMap<String, crate::incident::IncidentRule>,
 }
 
 impl Policy {
@@ -291,6 +306,34 @@ struct RawPolicy {
     secrets: BTreeMap<Spanned<String>, Spanned<RawSecret>>,
     #[serde(default)]
     oncall: BTreeMap<Spanned<String>, Spanned<RawSchedule>>,
+    #[serde(default)]
+    incident_sources: BTreeMap<Spanned<String>, Spanned<RawSource>>,
+    #[serde(default)]
+    incidents: BTreeMap<Spanned<String>, Spanned<RawIncidentRule>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSource {
+    kind: crate::incident::SourceKind,
+    secret_env: Spanned<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawIncidentRule {
+    source: Spanned<String>,
+    #[serde(default, rename = "match")]
+    matches: BTreeMap<String, String>,
+    bundles: Vec<Spanned<String>>,
+    responders: Spanned<Audience>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize)]
@@ -365,7 +408,9 @@ struct RawFlow {
     #[serde(default)]
     break_glass: bool,
     #[serde(default)]
-    auto_approve: Option<Spanned<String>>,
+    auto_approve: Option<Spanned<OneOrMany>>,
+    #[serde(default)]
+    incident_end_grace: Option<Spanned<String>>,
 }
 
 struct Ctx<'a> {
@@ -703,27 +748,39 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
             f.approvals.span(),
             &format!("flow '{}': approvers", name.get_ref()),
         )?;
-        let auto_approve_on_call = match &f.auto_approve {
-            None => false,
-            Some(a) if a.get_ref() == "requester_on_call" => {
-                if f.requesters.get_ref().oncall.is_empty() {
-                    return Err(ctx.err(
-                        a.span(),
-                        format!(
-                            "flow '{}': auto_approve = \"requester_on_call\" needs requesters = {{ oncall = [\"SCHEDULE\"] }}: whose on-call approves",
-                            name.get_ref()
-                        ),
-                    ));
+        let rules: Vec<String> = match f.auto_approve.as_ref().map(Spanned::get_ref) {
+            None => vec![],
+            Some(OneOrMany::One(r)) => vec![r.clone()],
+            Some(OneOrMany::Many(v)) => v.clone(),
+        };
+        let (mut auto_approve_on_call, mut auto_approve_incident) = (false, false);
+        for r in &rules {
+            let span = f.auto_approve.as_ref().map(Spanned::span).unwrap_or(0..0);
+            match r.as_str() {
+                "requester_on_call" => {
+                    if f.requesters.get_ref().oncall.is_empty() {
+                        return Err(ctx.err(
+                            span,
+                            format!(
+                                "flow '{}': auto_approve = \"requester_on_call\" needs requesters = {{ oncall = [\"SCHEDULE\"] }}: whose on-call approves",
+                                name.get_ref()
+                            ),
+                        ));
+                    }
+                    auto_approve_on_call = true;
                 }
-                true
+                "incident_responder" => auto_approve_incident = true,
+                other => {
+                    let m = format!(
+                        "auto_approve: '{other}' is not a rule (the rules are \"requester_on_call\" and \"incident_responder\")"
+                    );
+                    return Err(ctx.err(span, m));
+                }
             }
-            Some(a) => {
-                let m = format!(
-                    "auto_approve: '{}' is not a rule (the one there is: \"requester_on_call\")",
-                    a.get_ref()
-                );
-                return Err(ctx.err(a.span(), m));
-            }
+        }
+        let incident_end_grace_secs = match &f.incident_end_grace {
+            None => None,
+            Some(g) => Some(dur(g, "incident_end_grace")?),
         };
         let approvals = *f.approvals.get_ref();
         if approvals > 0 && f.approvers.is_empty() {
@@ -791,6 +848,8 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 pending_ttl_secs: ttl,
                 break_glass: f.break_glass,
                 auto_approve_on_call,
+                auto_approve_incident,
+                incident_end_grace_secs,
             },
         );
     }
@@ -913,6 +972,97 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         );
     }
 
+    let mut incident_sources = BTreeMap::new();
+    for (name, raw_s) in raw.incident_sources {
+        let sname = name.get_ref().clone();
+        if !valid_name(&sname) {
+            return Err(ctx.err(
+                name.span(),
+                format!("incident source name '{sname}': {NAME_RULE}"),
+            ));
+        }
+        let r = raw_s.into_inner();
+        let env = r.secret_env.get_ref();
+        if env.is_empty()
+            || !env
+                .bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+        {
+            return Err(ctx.err(
+                r.secret_env.span(),
+                format!("incident source '{sname}': secret_env names an environment variable (A-Z, 0-9, _) holding the secret, never the secret itself"),
+            ));
+        }
+        incident_sources.insert(
+            sname.clone(),
+            crate::incident::IncidentSource {
+                name: sname,
+                kind: r.kind,
+                secret_env: env.clone(),
+            },
+        );
+    }
+    let mut incidents = BTreeMap::new();
+    for (name, raw_r) in raw.incidents {
+        let rname = name.get_ref().clone();
+        if !valid_name(&rname) {
+            return Err(ctx.err(
+                name.span(),
+                format!("incident rule name '{rname}': {NAME_RULE}"),
+            ));
+        }
+        let span = raw_r.span();
+        let r = raw_r.into_inner();
+        if !incident_sources.contains_key(r.source.get_ref()) {
+            return Err(ctx.err(
+                r.source.span(),
+                format!(
+                    "incident rule '{rname}' names source '{}', which is not declared (add [incident_sources.{}])",
+                    r.source.get_ref(),
+                    r.source.get_ref()
+                ),
+            ));
+        }
+        if r.bundles.is_empty() {
+            return Err(ctx.err(span, format!("incident rule '{rname}' opens no bundles")));
+        }
+        for b in &r.bundles {
+            if !bundle_flow.contains_key(b.get_ref()) {
+                return Err(ctx.err(
+                    b.span(),
+                    format!(
+                        "incident rule '{rname}' opens bundle '{}', which is not a bundle governed by a flow",
+                        b.get_ref()
+                    ),
+                ));
+            }
+        }
+        if r.responders.get_ref().is_empty() {
+            return Err(ctx.err(
+                r.responders.span(),
+                format!("incident rule '{rname}' names no responders"),
+            ));
+        }
+        for sched in &r.responders.get_ref().oncall {
+            if !oncall.contains_key(sched) {
+                return Err(ctx.err(
+                    r.responders.span(),
+                    format!("incident rule '{rname}': responders name on-call schedule '{sched}', which is not declared"),
+                ));
+            }
+        }
+        incidents.insert(
+            rname.clone(),
+            crate::incident::IncidentRule {
+                name: rname,
+                source: r.source.into_inner(),
+                matches: r.matches,
+                bundles: r.bundles.into_iter().map(Spanned::into_inner).collect(),
+                responders: r.responders.into_inner(),
+            },
+        );
+    }
+
     Ok(Policy {
         integrations,
         bundles,
@@ -920,6 +1070,8 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         bundle_flow,
         secrets,
         oncall,
+        incident_sources,
+        incidents,
     })
 }
 
@@ -1333,5 +1485,69 @@ max_duration = "4h"
         let src = format!("{ONCALL}\n[secrets.db]\nunlock = {{ oncall = [\"primary\"] }}\n");
         let e = err_of(&src);
         assert!(e.message.contains("sealed to devices ahead of time"), "{e}");
+    }
+
+    #[test]
+    fn incident_sources_and_rules_are_checked() {
+        let base = format!(
+            "{ONCALL}\n[incident_sources.monitoring]\nkind = \"alertmanager\"\nsecret_env = \"FD_AM_TOKEN\"\n\n\
+             [incidents.kit-down]\nsource = \"monitoring\"\nmatch = {{ service = \"kit\" }}\nbundles = [\"kit\"]\n\
+             responders = {{ oncall = [\"primary\"] }}\n"
+        );
+        let p = parse_policy("p.toml", &base).expect("valid");
+        let r = &p.incidents["kit-down"];
+        assert_eq!(r.matches["service"], "kit");
+        assert_eq!(p.incident_sources["monitoring"].secret_env, "FD_AM_TOKEN");
+        let with_auto = base.replace(
+            "auto_approve = \"requester_on_call\"",
+            "auto_approve = [\"requester_on_call\", \"incident_responder\"]\nincident_end_grace = \"15m\"",
+        );
+        let f = parse_policy("p.toml", &with_auto).expect("valid");
+        let flow = &f.flows["kit"];
+        assert!(flow.auto_approve_on_call && flow.auto_approve_incident);
+        assert_eq!(flow.incident_end_grace_secs, Some(900));
+        let cases = [
+            (
+                base.replace(
+                    "secret_env = \"FD_AM_TOKEN\"",
+                    "secret_env = \"hunter2 secret\"",
+                ),
+                "names an environment variable",
+            ),
+            (
+                base.replace("kind = \"alertmanager\"", "kind = \"nagios\""),
+                "unknown variant",
+            ),
+            (
+                base.replace("source = \"monitoring\"", "source = \"pager\""),
+                "source 'pager', which is not declared",
+            ),
+            (
+                base.replace(
+                    "bundles = [\"kit\"]\nresponders",
+                    "bundles = [\"nope\"]\nresponders",
+                ),
+                "bundle 'nope'",
+            ),
+            (
+                base.replace(
+                    "responders = { oncall = [\"primary\"] }\n",
+                    "responders = { oncall = [\"tertiary\"] }\n",
+                ),
+                "'tertiary', which is not declared",
+            ),
+            (
+                base.replace(
+                    "responders = { oncall = [\"primary\"] }\n",
+                    "responders = {}\n",
+                ),
+                "names no responders",
+            ),
+        ];
+        for (src, want) in cases {
+            assert_ne!(src, base, "the case changes the policy ({want})");
+            let e = err_of(&src);
+            assert!(e.message.contains(want), "want '{want}', got: {e}");
+        }
     }
 }

@@ -47,6 +47,8 @@ fn flow(approvals: u32) -> Flow {
         pending_ttl_secs: 900,
         break_glass: false,
         auto_approve_on_call: false,
+        auto_approve_incident: false,
+        incident_end_grace_secs: None,
     }
 }
 

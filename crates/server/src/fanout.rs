@@ -151,6 +151,7 @@ mod tests {
     fn event(id: i64) -> EventView {
         EventView {
             id,
+            incident_id: None,
             kind: "grant_active".into(),
             at: chrono::DateTime::from_timestamp(1_900_000_000, 0).unwrap_or_default(),
             request_id: None,

@@ -64,6 +64,8 @@ fn create_request(policy: &Policy) -> Value {
                         "description": format!("default {} s", f.default_duration_secs) },
                     "justification": justification,
                     "ticket": ticket,
+                    "incident": { "type": ["string", "null"], "maxLength": 64,
+                        "description": "an open incident (inc_…) this is for: its responders may request the bundles it opens" },
                 }
             })
         })
@@ -126,6 +128,21 @@ pub fn document(policy: &Policy) -> String {
             "/health": { "get": { "summary": "Liveness and the broker's clock", "security": [], "responses": { "200": ok(r("Health")) } } },
             "/openapi.json": { "get": { "summary": "This document", "security": [], "responses": { "200": { "description": "OpenAPI document" } } } },
             "/me": { "get": op("The signed-in user, with the on-call schedules they are on call for now", json!([]), None, r("Me")) },
+            "/incidents": { "get": op("Open incidents, then recent resolved ones; responder says whether I may request what each opens", json!([]), None,
+                json!({ "type": "object", "properties": { "incidents": { "type": "array", "items": r("Incident") } } })) },
+            "/hooks/alertmanager/{source}": { "post": {
+                "summary": "Alertmanager webhook receiver (payload version 4) for an incident source of the policy; Authorization: Bearer <secret> or Basic",
+                "security": [],
+                "parameters": [{ "name": "source", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+                "responses": { "200": ok(r("Received")), "4XX": err_resp() } } },
+            "/hooks/pagerduty/{source}": { "post": {
+                "summary": "PagerDuty v3 webhook for an incident source of the policy; X-PagerDuty-Signature: v1=<hex HMAC-SHA256 of the body>; each event id once, within an hour of the broker's clock",
+                "security": [],
+                "parameters": [{ "name": "source", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } },
+                               { "name": "X-PagerDuty-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+                "responses": { "200": ok(r("Received")), "4XX": err_resp() } } },
             "/oncall": { "get": op("Every on-call schedule of the policy: who is on call now, until when, and the overrides running or to come", json!([]), None,
                 json!({ "type": "object", "properties": { "schedules": { "type": "array", "items": r("Schedule") } } })) },
             "/oncall/{schedule}/overrides": { "post": {
@@ -232,6 +249,11 @@ pub fn document(policy: &Policy) -> String {
                 "Me": { "type": "object", "properties": { "name": s("string"), "groups": { "type": "array", "items": s("string") }, "admin": s("boolean"), "time": ts,
                     "oncall": { "type": "array", "items": { "type": "object", "properties": { "schedule": s("string"), "title": s("string"),
                         "until": { "type": ["string", "null"], "format": "date-time", "description": "when that changes; null: not within 90 days" } } } } } },
+                "Incident": { "type": "object", "properties": { "id": s("string"), "source": s("string"), "external_id": s("string"), "rule": s("string"),
+                    "title": s("string"), "url": opt("string"), "state": { "enum": ["open", "resolved"] }, "opened_at": ts.clone(),
+                    "resolved_at": { "type": ["string", "null"], "format": "date-time" }, "bundles": { "type": "array", "items": s("string") }, "responder": s("boolean") } },
+                "Received": { "type": "object", "properties": { "opened": { "type": "array", "items": s("string") },
+                    "resolved": { "type": "array", "items": s("string") }, "unchanged": s("integer") } },
                 "Schedule": { "type": "object", "properties": { "name": s("string"), "title": s("string"), "time_zone": s("string"),
                     "on_call": { "type": ["object", "null"], "properties": { "user": s("string"), "until": { "type": ["string", "null"], "format": "date-time" }, "by_override": s("boolean") } },
                     "overrides": { "type": "array", "items": r("Override") } } },

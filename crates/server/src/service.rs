@@ -42,6 +42,9 @@ pub struct Broker {
     last_prune: std::sync::Mutex<Option<DateTime<Utc>>>,
     /// Who may authenticate changed; open event streams (see [`crate::access`]).
     pub access: crate::access::AccessState,
+    /// Refused incident webhook deliveries, per source (their audit records are
+    /// rate-limited).
+    pub webhook_refusals: crate::ops::incidents::Refusals,
 }
 
 pub(crate) fn corrupt(what: &str, v: &str) -> Error {
@@ -75,6 +78,7 @@ impl Broker {
             event_retention: Duration::days(DEFAULT_EVENT_RETENTION_DAYS),
             fanout: Arc::default(),
             last_prune: std::sync::Mutex::new(None),
+            webhook_refusals: Default::default(),
         }
     }
 

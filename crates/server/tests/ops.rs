@@ -36,6 +36,7 @@ fn req(bundle: &str) -> CreateRequest {
         duration_secs: None,
         justification: Some("INC-4242 checkout errors".into()),
         ticket: Some("OPS-1".into()),
+        incident: None,
     }
 }
 

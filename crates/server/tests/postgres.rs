@@ -968,6 +968,7 @@ async fn store_walk(store: &firedoor_server::store::Store) {
                 grant_id: None,
                 idempotency_key: key,
                 body_hash: key.map(|_| "h"),
+                incident_id: None,
             })
             .await
             .unwrap();

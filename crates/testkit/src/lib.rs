@@ -7,6 +7,7 @@
 //! to install it.
 #![allow(clippy::unwrap_used)]
 
+pub mod alertmanager;
 pub mod haproxy;
 
 use rand::distributions::{Alphanumeric, DistString};
@@ -57,7 +58,7 @@ pub fn pg_bindir() -> PathBuf {
     })
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

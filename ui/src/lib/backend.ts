@@ -75,7 +75,7 @@ export async function tauriBackend(): Promise<Backend> {
     signOut: () => call('sign_out'),
     requestBundle: (r) => call('request_bundle', {
       bundle: r.bundle, durationSecs: r.duration_secs ?? null,
-      justification: r.justification ?? null, ticket: r.ticket ?? null,
+      justification: r.justification ?? null, ticket: r.ticket ?? null, incident: r.incident ?? null,
     }),
     cancelRequest: (id) => call('cancel_request', { id }),
     approve: (id, comment) => call('approve', { id, comment: comment ?? null }),

@@ -59,6 +59,25 @@ export interface Request {
   decisions: Decision[];
   grant_id: string | null;
   error: string | null;
+  /** The incident it was made for. */
+  incident_id?: string | null;
+}
+
+/** An incident a source (Alertmanager, PagerDuty) reported and a policy rule matched. */
+export interface Incident {
+  id: string;
+  source: string;
+  external_id: string;
+  rule: string;
+  title: string;
+  url: string | null;
+  state: 'open' | 'resolved';
+  opened_at: string;
+  resolved_at: string | null;
+  /** The bundles it opens to its responders. */
+  bundles: string[];
+  /** Whether I am one of its responders. */
+  responder: boolean;
 }
 
 export interface Grant {
@@ -151,6 +170,8 @@ export interface Snapshot {
   outbox: OutboxItem[];
   /** Offline break glass: this device's enrolment and its sealed credentials. */
   break_glass: BreakGlass;
+  /** Open incidents first, then recent resolved ones (from the last sync). */
+  incidents?: Incident[];
 }
 
 export interface ActionResult {
@@ -172,6 +193,8 @@ export interface NewRequest {
   duration_secs?: number;
   justification?: string;
   ticket?: string;
+  /** The open incident this request is for (its responders may request what it opens). */
+  incident?: string;
 }
 
 // ---- Offline break glass -------------------------------------------------------

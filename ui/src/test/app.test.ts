@@ -303,3 +303,37 @@ describe('On call', () => {
     expect(queryId('oncall')).toBeNull();
   });
 });
+
+describe('Incidents', () => {
+  it('offers the responder what an open incident opens, requests it for the incident, and labels the grant', async () => {
+    const snap = demoSnapshot();
+    snap.incidents = [
+      {
+        id: 'inc_1', source: 'monitoring', external_id: 'abc', rule: 'db-down', title: 'prod-db down',
+        url: null, state: 'open', opened_at: new Date().toISOString(), resolved_at: null,
+        bundles: ['prod-db-read'], responder: true,
+      },
+      {
+        id: 'inc_2', source: 'monitoring', external_id: 'def', rule: 'other', title: 'not mine',
+        url: null, state: 'open', opened_at: new Date().toISOString(), resolved_at: null,
+        bundles: ['prod-db-read'], responder: false,
+      },
+    ];
+    const fake = createFakeBackend(snap);
+    render(App, { props: { backend: fake } });
+    const banner = await screen.findByTestId('incident-inc_1');
+    expect(banner.textContent).toContain('Incident: prod-db down');
+    expect(queryId('incident-inc_2')).toBeNull();
+    await userEvent.click(byId('incident-request-inc_1-prod-db-read'));
+    await waitFor(() => expect(fake.calls.some((c) => c.method === 'requestBundle')).toBe(true));
+    const call = fake.calls.find((c) => c.method === 'requestBundle')!;
+    expect(call.args[0]).toMatchObject({ bundle: 'prod-db-read', incident: 'inc_1', justification: 'Incident: prod-db down' });
+    await userEvent.click(byId('nav-access'));
+    const label = await waitFor(() => {
+      const el = document.querySelector('[data-testid^="grant-incident-"]');
+      expect(el).not.toBeNull();
+      return el!;
+    });
+    expect(label.textContent).toBe('Incident: prod-db down');
+  });
+});

@@ -50,6 +50,7 @@ pub(super) async fn events(
         cursor = pruned;
         firedoor_core::api::EventView {
             id: pruned,
+            incident_id: None,
             kind: firedoor_core::api::EventKind::Resync.as_str().into(),
             at: b.now(),
             request_id: None,

@@ -14,6 +14,7 @@ mod broker;
 mod devices;
 mod events;
 mod grants;
+mod incidents;
 mod oncall;
 mod requests;
 mod secrets;
@@ -41,6 +42,8 @@ pub const BODY_LIMIT: usize = 64 * 1024;
 /// about 1.3 MB; the app sends at most [`UNLOCKS_BATCH_BYTES`] per upload, so a
 /// backlog of records with long non-ASCII reasons is split, never stuck.
 pub const UNLOCKS_BODY_LIMIT: usize = 2 * 1024 * 1024;
+/// Body limit of incident webhooks (an Alertmanager group of many alerts).
+pub const HOOK_BODY_LIMIT: usize = 1024 * 1024;
 pub use firedoor_core::breakglass::UNLOCKS_BATCH_BYTES;
 /// Body limit of `PUT /secrets/{name}` (a 64 KiB value, JSON-escaped).
 pub const SECRET_BODY_LIMIT: usize = 512 * 1024;
@@ -235,6 +238,16 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(broker::health))
         .route("/openapi.json", get(broker::openapi))
         .route("/me", get(users::me))
+        .route("/incidents", get(incidents::list))
+        .route(
+            "/hooks/alertmanager/{source}",
+            post(incidents::alertmanager)
+                .layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT)),
+        )
+        .route(
+            "/hooks/pagerduty/{source}",
+            post(incidents::pagerduty).layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT)),
+        )
         .route("/oncall", get(oncall::schedules))
         .route("/oncall/{schedule}/overrides", post(oncall::add_override))
         .route(

@@ -608,6 +608,7 @@ impl Broker {
                 grant_id: Some(&g.id),
                 idempotency_key: None,
                 body_hash: None,
+                incident_id: None,
             })
             .await?;
         uow.record(

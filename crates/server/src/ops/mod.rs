@@ -7,6 +7,7 @@
 
 pub mod devices;
 pub mod grants;
+pub mod incidents;
 pub mod oncall;
 pub mod requests;
 pub mod secrets;
@@ -52,6 +53,7 @@ pub struct Notice {
     pub bundle: Option<String>,
     pub actor: Option<String>,
     pub message: String,
+    pub incident_id: Option<String>,
 }
 
 impl Notice {
@@ -63,7 +65,12 @@ impl Notice {
             bundle: None,
             actor: None,
             message,
+            incident_id: None,
         }
+    }
+    pub fn incident(mut self, id: Option<&str>) -> Notice {
+        self.incident_id = id.map(str::to_string);
+        self
     }
     pub fn request(mut self, id: Option<RequestId>) -> Notice {
         self.request_id = id;
@@ -92,6 +99,7 @@ pub(crate) async fn store_notice(
 ) -> Result<()> {
     let view = EventView {
         id: 0,
+        incident_id: notice.incident_id.clone(),
         kind: notice.kind.as_str().to_string(),
         at: now,
         request_id: notice.request_id,
@@ -155,23 +163,25 @@ impl<'b> Uow<'b> {
             .push((actor.clone(), subject.to_string(), event));
     }
 
+    /// The users the store holds, as they are at this unit's time (those on call
+    /// then are in the audiences their schedules name). Read once per unit.
+    pub async fn users_now(&mut self) -> Result<&[Principal]> {
+        if self.users.is_none() {
+            let mut users = crate::auth::all_users(self.tx.users()).await?;
+            let overrides = oncall::overrides_in(&mut self.tx, &self.policy, self.now).await?;
+            oncall::apply_roster(&self.policy, &overrides, self.now, &mut users);
+            self.users = Some(users);
+        }
+        Ok(self.users.as_deref().unwrap_or_default())
+    }
+
     /// Tells `audience` (see [`firedoor_core::notify`]), among the users the store
     /// holds now, of `notice` (stored at commit).
     pub async fn notify(&mut self, audience: Audience<'_>, notice: Notice) -> Result<()> {
         let to = match audience {
             // One person: no need to read the users.
             Audience::Person(p) => vec![p.to_string()],
-            _ => {
-                if self.users.is_none() {
-                    let mut users = crate::auth::all_users(self.tx.users()).await?;
-                    // Those on call now are in the audiences their schedules name.
-                    let overrides =
-                        oncall::overrides_in(&mut self.tx, &self.policy, self.now).await?;
-                    oncall::apply_roster(&self.policy, &overrides, self.now, &mut users);
-                    self.users = Some(users);
-                }
-                notify::recipients(audience, self.users.as_deref().unwrap_or_default())
-            }
+            _ => notify::recipients(audience, self.users_now().await?),
         };
         self.notify_to(to, notice);
         Ok(())

@@ -152,6 +152,7 @@ impl Broker {
                 None => None,
             },
             error: r.error.clone(),
+            incident_id: r.incident_id.clone(),
         })
     }
 
@@ -193,9 +194,16 @@ impl Broker {
                 return Ok((self.reload_request(&id).await?, false));
             }
         }
-        let checked = lifecycle::check_new_request(
+        // For an incident: open, opening this bundle, and the requester one of its
+        // responders (as they are now: on call counts).
+        let incident = match body.incident.as_deref() {
+            None => None,
+            Some(i) => Some(self.check_incident(&mut uow, i, &bundle.name, who).await?),
+        };
+        let checked = lifecycle::check_new_request_as(
             flow,
             who,
+            incident.is_some(),
             body.duration_secs,
             body.justification.as_deref(),
             body.ticket.as_deref(),
@@ -223,6 +231,7 @@ impl Broker {
                 grant_id: None,
                 idempotency_key,
                 body_hash: Some(&hash),
+                incident_id: incident.as_deref(),
             })
             .await?;
         let actor = Actor::User(who.clone());
@@ -236,6 +245,7 @@ impl Broker {
                 justification: checked.justification.clone(),
                 ticket: checked.ticket.clone(),
                 break_glass: flow.break_glass,
+                incident: incident.clone(),
             },
         );
         let mut grant = None;
@@ -245,10 +255,13 @@ impl Broker {
                 &id.to_string(),
                 AuditEvent::RequestAutoApproved {
                     flow: flow.name.clone(),
-                    on_call: (!flow.is_automatic())
+                    on_call: (flow.auto_approve_on_call && !flow.is_automatic())
                         .then(|| flow.requesters.oncall.iter().find(|s| who.on_call_for(s)))
                         .flatten()
                         .cloned(),
+                    incident: incident.clone().filter(|_| {
+                        !flow.approves_automatically(who) && flow.auto_approve_incident
+                    }),
                 },
             );
             grant = Some(

@@ -59,6 +59,7 @@ table!(copy_requests, RequestRow, "requests", "id", {
     duration_secs: i64, justification: Option<String>, ticket: Option<String>, created_at: Ts,
     pending_until: Ts, approvals_needed: i64, grant_id: Option<String>, error: Option<String>,
     idempotency_key: Option<String>, body_hash: Option<String>, updated_at: Ts,
+    incident_id: Option<String>,
 });
 table!(copy_decisions, DecisionRow, "decisions", "request_id, by_user", {
     request_id: String, by_user: String, decision: String, comment: Option<String>, at: Ts,
@@ -95,6 +96,13 @@ table!(copy_overrides, OverrideRow, "oncall_overrides", "id", {
     id: String, schedule: String, user_name: String, starts_at: Ts, ends_at: Ts,
     reason: Option<String>, created_by: String, created_at: Ts, removed_at: Option<Ts>,
 });
+table!(copy_incidents, IncidentRow, "incidents", "id", {
+    id: String, source: String, external_id: String, rule: String, title: String,
+    url: Option<String>, state: String, opened_at: Ts, resolved_at: Option<Ts>,
+});
+table!(copy_deliveries, DeliveryRow, "webhook_deliveries", "source, delivery_id", {
+    source: String, delivery_id: String, received_at: Ts,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -129,6 +137,8 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
     out.tables
         .push(("tokens", copy_tokens(&mut src, &mut dst).await?));
     out.tables
+        .push(("incidents", copy_incidents(&mut src, &mut dst).await?));
+    out.tables
         .push(("requests", copy_requests(&mut src, &mut dst).await?));
     out.tables
         .push(("decisions", copy_decisions(&mut src, &mut dst).await?));
@@ -149,6 +159,10 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
     out.tables.push((
         "oncall_overrides",
         copy_overrides(&mut src, &mut dst).await?,
+    ));
+    out.tables.push((
+        "webhook_deliveries",
+        copy_deliveries(&mut src, &mut dst).await?,
     ));
     // Counters that follow explicit ids: new events continue after the copied ones;
     // the audit high-water mark is the source's (it may be above the last record if

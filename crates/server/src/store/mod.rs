@@ -80,6 +80,7 @@ pub mod devices;
 pub mod envelopes;
 pub mod events;
 pub mod grants;
+pub mod incidents;
 pub mod oncall;
 pub mod requests;
 pub mod secrets;

@@ -22,7 +22,7 @@ impl Tx {
 macro_rules! request_query {
     ($rest:literal) => {
         concat!(
-            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error FROM requests",
+            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error, incident_id FROM requests",
             $rest
         )
     };
@@ -45,6 +45,8 @@ row_struct! {
         pub approvals_needed: i64,
         pub grant_id: Option<String>,
         pub error: Option<String>,
+        /// The incident it was made for.
+        pub incident_id: Option<String>,
     }
 }
 
@@ -70,6 +72,8 @@ pub struct NewRequest<'a> {
     pub grant_id: Option<&'a str>,
     pub idempotency_key: Option<&'a str>,
     pub body_hash: Option<&'a str>,
+    /// The incident it is made for.
+    pub incident_id: Option<&'a str>,
 }
 
 impl Requests<'_> {
@@ -105,8 +109,8 @@ impl Requests<'_> {
         exec!(
             self.0,
             "INSERT INTO requests (id, kind, bundle, flow, requester, state, duration_secs, justification, ticket,
-                created_at, pending_until, approvals_needed, grant_id, idempotency_key, body_hash, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                created_at, pending_until, approvals_needed, grant_id, idempotency_key, body_hash, updated_at, incident_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
             r.id,
             r.kind,
             r.bundle,
@@ -123,6 +127,7 @@ impl Requests<'_> {
             r.idempotency_key,
             r.body_hash,
             r.created_at,
+            r.incident_id,
         )?;
         Ok(())
     }
