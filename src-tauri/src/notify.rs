@@ -11,7 +11,7 @@
 //! of the request; when the request is not known yet, it offers no Approve button.
 
 use firedoor_client::console::{Console, Snapshot};
-use firedoor_core::api::{EventView, RequestView};
+use firedoor_core::api::{CreateRequest, EventView, RequestView};
 use std::sync::Arc;
 use tauri::{AppHandle, Emitter, Manager};
 
@@ -89,6 +89,11 @@ pub fn approval_body(ev: &EventView, request: Option<&RequestView>) -> String {
     escape_markup(&lines.join("\n"))
 }
 
+/// The incident's title in an `incident_opened` message ("TITLE — BUNDLES ready").
+pub fn incident_title(message: &str) -> String {
+    shorten(message.split(" — ").next().unwrap_or(message))
+}
+
 impl Notifier {
     pub fn new(app: AppHandle, console: Arc<Console>) -> Notifier {
         Notifier { app, console }
@@ -137,8 +142,74 @@ impl Notifier {
             // Loud: every admin (and the secret's alert audience) sees each unlock.
             "break_glass_unlocked" => self.plain(&format!("BREAK GLASS: {title}"), &ev.message),
             "security_alert" => self.plain("Security alert", &ev.message),
+            "incident_opened" => self.incident(ev),
+            "incident_resolved" => self.plain("Incident resolved", &ev.message),
             _ => {}
         }
+    }
+
+    /// An incident opened bundles to me: one button requests the first for it.
+    fn incident(&self, ev: &EventView) {
+        let (Some(bundle), Some(incident)) = (ev.bundle.clone(), ev.incident_id.clone()) else {
+            return self.plain("Incident", &ev.message);
+        };
+        let app = self.app.clone();
+        let console = self.console.clone();
+        let body = escape_markup(&ev.message);
+        // "payments-api down — Payments incident kit ready": the incident's title.
+        let title = incident_title(&ev.message);
+        std::thread::spawn(move || {
+            let mut n = notify_rust::Notification::new();
+            n.appname("Firedoor")
+                .summary("Incident")
+                .body(&body)
+                .urgency(notify_rust::Urgency::Critical)
+                .action("default", "Open");
+            if server_has_actions() {
+                n.action("request", "Request");
+            }
+            let handle = match n.show() {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::info!(error = %e, "desktop notifications unavailable; the incident shows in the app");
+                    return;
+                }
+            };
+            handle.wait_for_action(move |action| match action {
+                "request" => {
+                    let console = console.clone();
+                    let (bundle, incident, title) =
+                        (bundle.clone(), incident.clone(), title.clone());
+                    tauri::async_runtime::spawn(async move {
+                        let result = console
+                            .request_bundle(CreateRequest {
+                                bundle,
+                                justification: Some(format!("Incident: {title}")),
+                                incident: Some(incident),
+                                ..Default::default()
+                            })
+                            .await;
+                        let (summary, text) = match result {
+                            Ok(r) => ("Done", r.message),
+                            Err(e) => ("Could not complete that", e.message),
+                        };
+                        let _ = notify_rust::Notification::new()
+                            .appname("Firedoor")
+                            .summary(summary)
+                            .body(&escape_markup(&text))
+                            .show();
+                    });
+                }
+                "default" => {
+                    if let Some(w) = app.get_webview_window("main") {
+                        let _ = w.show();
+                        let _ = w.set_focus();
+                    }
+                    let _ = app.emit("firedoor://open", serde_json::json!({ "view": "bundles" }));
+                }
+                _ => {}
+            });
+        });
     }
 
     /// A request awaiting my approval: Approve / Deny buttons where supported.

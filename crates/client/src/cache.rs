@@ -11,7 +11,7 @@
 //! acknowledged yet.
 
 use chrono::{DateTime, Utc};
-use firedoor_core::api::{BundleView, GrantView, RequestView};
+use firedoor_core::api::{BundleView, GrantView, IncidentView, RequestView};
 use firedoor_core::breakglass::{Envelope, EnvelopeItem, SignedRecord};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
@@ -57,6 +57,7 @@ pub enum List {
     MyRequests,
     Approvals,
     Grants,
+    Incidents,
 }
 
 impl List {
@@ -66,6 +67,7 @@ impl List {
             List::MyRequests => "my_requests",
             List::Approvals => "approvals",
             List::Grants => "grants",
+            List::Incidents => "incidents",
         }
     }
 }
@@ -248,6 +250,9 @@ impl Cache {
     }
     pub async fn grants(&self) -> Result<Vec<GrantView>> {
         self.list(List::Grants).await
+    }
+    pub async fn incidents(&self) -> Result<Vec<IncidentView>> {
+        self.list(List::Incidents).await
     }
 
     pub async fn favourites(&self) -> Result<Vec<String>> {

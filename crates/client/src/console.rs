@@ -15,8 +15,8 @@ use crate::secrets::SecretStore;
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{
-    BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, MyOnCall,
-    RequestView, RESYNC_EVENT,
+    BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, IncidentView,
+    MyOnCall, RequestView, RESYNC_EVENT,
 };
 use firedoor_core::{GrantId, RequestId};
 use futures::{FutureExt, StreamExt};
@@ -108,6 +108,9 @@ pub struct Snapshot {
     pub outbox: Vec<OutboxItem>,
     /// Offline break glass: this device's enrolment and its sealed credentials.
     pub break_glass: BreakGlass,
+    /// Open incidents first, then recent resolved ones (from the last sync).
+    #[serde(default)]
+    pub incidents: Vec<IncidentView>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -452,6 +455,7 @@ impl Console {
             grants: self.cache.grants().await?,
             outbox: self.cache.outbox().await?,
             break_glass: self.break_glass(now).await?,
+            incidents: self.cache.incidents().await?,
         })
     }
 
@@ -810,14 +814,16 @@ impl Console {
         let offset = (health.time - (sent + rtt / 2)).num_milliseconds();
         let break_glass_problem = self.sync_break_glass(&c).await?;
         let audit_problem = self.check_audit_head(&c).await?;
-        let (me, bundles, mine, awaiting, grants) = tokio::join!(
+        let (me, bundles, mine, awaiting, grants, incidents) = tokio::join!(
             c.me(),
             c.bundles(),
             c.requests("mine"),
             c.requests("awaiting_me"),
-            c.grants("mine", true)
+            c.grants("mine", true),
+            c.incidents()
         );
         let me = self.online(me).await?;
+        let incidents = self.online(incidents).await?;
         let bundles = self.online(bundles).await?;
         let mine = self.online(mine).await?;
         let awaiting = self.online(awaiting).await?;
@@ -833,6 +839,9 @@ impl Console {
             .await?;
         self.cache
             .put_list(List::Grants, &grants, |g| g.id.to_string())
+            .await?;
+        self.cache
+            .put_list(List::Incidents, &incidents, |i| i.id.clone())
             .await?;
         self.cache
             .set(
