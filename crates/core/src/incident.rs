@@ -17,6 +17,9 @@ pub enum SourceKind {
     /// PagerDuty v3 webhook subscriptions, signed with HMAC-SHA256
     /// (`X-PagerDuty-Signature`).
     Pagerduty,
+    /// Opsgenie's webhook integration, with the shared secret in a custom header
+    /// (`X-Firedoor-Token`) or as a bearer token.
+    Opsgenie,
 }
 
 impl SourceKind {
@@ -24,6 +27,7 @@ impl SourceKind {
         match self {
             SourceKind::Alertmanager => "alertmanager",
             SourceKind::Pagerduty => "pagerduty",
+            SourceKind::Opsgenie => "opsgenie",
         }
     }
 }
@@ -257,6 +261,69 @@ pub fn parse_pagerduty(source: &str, body: &[u8]) -> Result<PagerdutyEvent, Payl
     })
 }
 
+#[derive(Deserialize)]
+struct OgPayload {
+    action: String,
+    alert: OgAlert,
+}
+
+#[derive(Deserialize)]
+struct OgAlert {
+    #[serde(rename = "alertId")]
+    alert_id: String,
+    #[serde(default)]
+    message: String,
+    #[serde(default, rename = "tinyId")]
+    tiny_id: Option<String>,
+    #[serde(default)]
+    tags: Vec<String>,
+    #[serde(default)]
+    entity: Option<String>,
+    #[serde(default)]
+    priority: Option<String>,
+    #[serde(default)]
+    details: BTreeMap<String, String>,
+}
+
+/// Reads an Opsgenie webhook: `Create` triggers, `Close` resolves, other actions
+/// (acknowledge, notes, …) are no signal. Labels: the alert's details, its tags
+/// (`key:value`, or `tag` = `true`), `entity` and `priority`.
+pub fn parse_opsgenie(source: &str, body: &[u8]) -> Result<Option<Signal>, PayloadError> {
+    let p: OgPayload = serde_json::from_slice(body)
+        .map_err(|e| PayloadError(format!("not an Opsgenie webhook payload: {e}")))?;
+    let status = match p.action.as_str() {
+        "Create" => SignalStatus::Triggered,
+        "Close" => SignalStatus::Resolved,
+        _ => return Ok(None),
+    };
+    let a = p.alert;
+    let mut labels = a.details;
+    for t in &a.tags {
+        match t.split_once(':') {
+            Some((k, v)) => labels.insert(k.trim().to_string(), v.trim().to_string()),
+            None => labels.insert(t.trim().to_string(), "true".to_string()),
+        };
+    }
+    if let Some(e) = a.entity.filter(|e| !e.is_empty()) {
+        labels.insert("entity".into(), e);
+    }
+    if let Some(pr) = a.priority {
+        labels.insert("priority".into(), pr);
+    }
+    let t = match a.tiny_id {
+        Some(n) => format!("#{n} {}", a.message),
+        None => a.message,
+    };
+    Ok(Some(Signal {
+        source: source.to_string(),
+        external_id: bounded(&a.alert_id, "alert.alertId")?,
+        status,
+        title: title(&t),
+        labels,
+        url: None,
+    }))
+}
+
 /// The `v1=` signatures of an `X-PagerDuty-Signature` header (hex, lowercase).
 pub fn pagerduty_signatures(header: &str) -> Vec<String> {
     header
@@ -380,6 +447,53 @@ mod tests {
                 .status,
             SignalStatus::Resolved
         );
+    }
+
+    /// From Opsgenie's documentation (alert action data of the webhook integration).
+    const OG: &str = r#"{
+      "source": {"name": "web", "type": "API"},
+      "alert": {
+        "updatedAt": 1420452193166002000,
+        "tags": ["service:payments-api", "page"],
+        "teams": ["team1"],
+        "recipients": ["recipient1"],
+        "message": "payments-api down",
+        "username": "fili@ifountain.com",
+        "alertId": "052652ac-5d1c-464a-812a-7dd18bbfba8c",
+        "source": "fili@ifountain.com",
+        "alias": "aliastest",
+        "tinyId": "23",
+        "createdAt": 1420452191104,
+        "userId": "daed1180-0ce8-438b-8f8e-57e1a5920a2d",
+        "entity": ""
+      },
+      "action": "Create",
+      "integrationId": "37c8f316-17c6-49d7-899b-9c7e540c048d",
+      "integrationName": "Integration1"
+    }"#;
+
+    #[test]
+    fn reads_an_opsgenie_delivery() {
+        let s = parse_opsgenie("og", OG.as_bytes()).unwrap().unwrap();
+        assert_eq!(s.external_id, "052652ac-5d1c-464a-812a-7dd18bbfba8c");
+        assert_eq!(s.title, "#23 payments-api down");
+        assert_eq!(s.labels["service"], "payments-api");
+        assert_eq!(s.labels["page"], "true");
+        assert!(
+            !s.labels.contains_key("entity"),
+            "an empty entity is no label"
+        );
+        let close = OG.replace("\"action\": \"Create\"", "\"action\": \"Close\"");
+        assert_eq!(
+            parse_opsgenie("og", close.as_bytes())
+                .unwrap()
+                .unwrap()
+                .status,
+            SignalStatus::Resolved
+        );
+        let ack = OG.replace("\"action\": \"Create\"", "\"action\": \"Acknowledge\"");
+        assert_eq!(parse_opsgenie("og", ack.as_bytes()).unwrap(), None);
+        assert!(parse_opsgenie("og", b"{}").is_err());
     }
 
     #[test]

@@ -136,6 +136,12 @@ pub fn document(policy: &Policy) -> String {
                 "parameters": [{ "name": "source", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
                 "responses": { "200": ok(r("Received")), "4XX": err_resp() } } },
+            "/hooks/opsgenie/{source}": { "post": {
+                "summary": "Opsgenie webhook integration for an incident source of the policy; the secret in X-Firedoor-Token (a custom header) or Authorization: Bearer; Create opens, Close resolves",
+                "security": [],
+                "parameters": [{ "name": "source", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
+                "responses": { "200": ok(r("Received")), "4XX": err_resp() } } },
             "/hooks/pagerduty/{source}": { "post": {
                 "summary": "PagerDuty v3 webhook for an incident source of the policy; X-PagerDuty-Signature: v1=<hex HMAC-SHA256 of the body>; each event id once, within an hour of the broker's clock",
                 "security": [],

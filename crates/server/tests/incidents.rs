@@ -34,8 +34,18 @@ secret_env = "FIREDOOR_TEST_ALERTMANAGER_TOKEN"
 kind = "pagerduty"
 secret_env = "FIREDOOR_TEST_PAGERDUTY_SECRETS"
 
+[incident_sources.opsgenie]
+kind = "opsgenie"
+secret_env = "FIREDOOR_TEST_OPSGENIE_TOKEN"
+
 [incidents.payments-down]
 source = "monitoring"
+match = { service = "payments-api" }
+bundles = ["payments-kit"]
+responders = { users = ["alice"] }
+
+[incidents.payments-og]
+source = "opsgenie"
 match = { service = "payments-api" }
 bundles = ["payments-kit"]
 responders = { users = ["alice"] }
@@ -68,6 +78,7 @@ max_duration = "4h"
 const AM_TOKEN: &str = "am-token-6c1f0e9d2b";
 const PD_OLD: &str = "pd-secret-old-4a7e";
 const PD_NEW: &str = "pd-secret-new-91bd";
+const OG_TOKEN: &str = "og-token-3f8a11";
 
 fn set_secrets() {
     // Edition 2021: setting the environment is safe; every test sets the same values.
@@ -76,6 +87,7 @@ fn set_secrets() {
         "FIREDOOR_TEST_PAGERDUTY_SECRETS",
         format!("{PD_OLD},{PD_NEW}"),
     );
+    std::env::set_var("FIREDOOR_TEST_OPSGENIE_TOKEN", OG_TOKEN);
 }
 
 fn kit(incident: Option<&str>) -> CreateRequest {
@@ -438,5 +450,88 @@ async fn an_incident_lets_in_only_its_responders_for_its_bundles() {
         .unwrap();
     assert_eq!(r.state, RequestState::Pending);
     assert_eq!(r.incident_id, None);
+    tb.running.stop().await;
+}
+
+fn og_body(action: &str) -> String {
+    // Opsgenie's documented alert action data (webhook integration).
+    serde_json::json!({
+        "source": { "name": "web", "type": "API" },
+        "alert": {
+            "updatedAt": 1420452193166002000u64,
+            "tags": ["service:payments-api", "page"],
+            "teams": ["team1"],
+            "recipients": ["recipient1"],
+            "message": "payments-api down",
+            "username": "fili@ifountain.com",
+            "alertId": "052652ac-5d1c-464a-812a-7dd18bbfba8c",
+            "source": "fili@ifountain.com",
+            "alias": "aliastest",
+            "tinyId": "23",
+            "createdAt": 1420452191104u64,
+            "userId": "daed1180-0ce8-438b-8f8e-57e1a5920a2d",
+            "entity": ""
+        },
+        "action": action,
+        "integrationId": "37c8f316-17c6-49d7-899b-9c7e540c048d",
+        "integrationName": "Integration1"
+    })
+    .to_string()
+}
+
+async fn og(tb: &TestBroker, token: Option<&str>, body: &str) -> (u16, serde_json::Value) {
+    let mut r = reqwest::Client::new()
+        .post(tb.url("/hooks/opsgenie/opsgenie"))
+        .header("content-type", "application/json")
+        .body(body.to_string());
+    if let Some(t) = token {
+        r = r.header("X-Firedoor-Token", t);
+    }
+    let resp = r.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// Opsgenie deliveries carry the shared secret in a custom header: without it or
+/// with another one they are refused and audited; Create opens (a repeat changes
+/// nothing), Acknowledge is no signal, Close resolves.
+#[tokio::test]
+async fn opsgenie_deliveries_need_the_shared_secret_and_open_and_close() {
+    set_secrets();
+    let tb = spawn_with(POLICY, None).await;
+    let create = og_body("Create");
+    assert_eq!(og(&tb, None, &create).await.0, 401);
+    assert_eq!(og(&tb, Some("og-token-wrong"), &create).await.0, 401);
+    assert!(tb.client("alice").incidents().await.unwrap().is_empty());
+    let (s, v) = og(&tb, Some(OG_TOKEN), &create).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["opened"].as_array().unwrap().len(), 1);
+    let (_, v) = og(&tb, Some(OG_TOKEN), &create).await;
+    assert_eq!(v["unchanged"], 1, "a repeat changes nothing: {v}");
+    let (_, v) = og(&tb, Some(OG_TOKEN), &og_body("Acknowledge")).await;
+    assert_eq!(
+        (
+            v["opened"].as_array().unwrap().len(),
+            v["resolved"].as_array().unwrap().len()
+        ),
+        (0, 0)
+    );
+    let inc = tb.client("alice").incidents().await.unwrap()[0].clone();
+    assert_eq!(
+        (inc.title.as_str(), inc.state.as_str()),
+        ("#23 payments-api down", "open")
+    );
+    let (_, v) = og(&tb, Some(OG_TOKEN), &og_body("Close")).await;
+    assert_eq!(v["resolved"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        tb.client("alice").incidents().await.unwrap()[0].state,
+        "resolved"
+    );
+    let refused = audit(&tb)
+        .await
+        .into_iter()
+        .filter(|(a, _)| a == "incident_webhook_refused")
+        .count();
+    assert_eq!(refused, 1, "two refusals within a minute: one record");
     tb.running.stop().await;
 }

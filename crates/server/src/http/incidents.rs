@@ -53,3 +53,21 @@ pub(super) async fn pagerduty(
         .await?;
     Ok(Json(r).into_response())
 }
+
+/// `POST /hooks/opsgenie/{source}`.
+pub(super) async fn opsgenie(
+    State(b): State<AppState>,
+    Path(source): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<Response> {
+    let r = b
+        .receive_opsgenie(
+            &source,
+            header(&headers, "x-firedoor-token"),
+            header(&headers, "authorization"),
+            &body,
+        )
+        .await?;
+    Ok(Json(r).into_response())
+}

@@ -245,6 +245,10 @@ pub fn router(state: AppState) -> Router {
                 .layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT)),
         )
         .route(
+            "/hooks/opsgenie/{source}",
+            post(incidents::opsgenie).layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT)),
+        )
+        .route(
             "/hooks/pagerduty/{source}",
             post(incidents::pagerduty).layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT)),
         )

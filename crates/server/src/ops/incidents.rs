@@ -169,6 +169,44 @@ impl Broker {
         self.apply_signals(signals).await
     }
 
+    /// `POST /hooks/opsgenie/{source}`: an Opsgenie webhook with the source's secret
+    /// in `X-Firedoor-Token` (a custom header of the integration) or as a bearer
+    /// token. Repeats change nothing (an open incident stays open).
+    pub async fn receive_opsgenie(
+        &self,
+        source: &str,
+        token: Option<&str>,
+        authorization: Option<&str>,
+        body: &[u8],
+    ) -> Result<Received> {
+        let src = self.source(source, SourceKind::Opsgenie)?;
+        let checked = (|| {
+            let secrets = Self::secrets_of(src)?;
+            let given = token
+                .or_else(|| authorization.and_then(|h| h.trim().strip_prefix("Bearer ")))
+                .map(str::trim)
+                .ok_or_else(|| {
+                    refused(
+                        ErrorCode::Unauthenticated,
+                        "send the source's secret in X-Firedoor-Token (or Authorization: Bearer)",
+                    )
+                })?;
+            if !secrets.iter().any(|s| same(s.as_bytes(), given.as_bytes())) {
+                return Err(refused(
+                    ErrorCode::Unauthenticated,
+                    "the delivery's token is not this source's",
+                ));
+            }
+            incident::parse_opsgenie(source, body)
+                .map_err(|e| refused(ErrorCode::InvalidRequest, e.0))
+        })();
+        let signal = match checked {
+            Ok(s) => s,
+            Err(e) => return Err(self.refuse(source, e).await),
+        };
+        self.apply_signals(signal.into_iter().collect()).await
+    }
+
     /// `POST /hooks/pagerduty/{source}`: a PagerDuty v3 webhook, signed
     /// (`X-PagerDuty-Signature`, HMAC-SHA256 of the body with any of the source's
     /// secrets), each event applied once.
