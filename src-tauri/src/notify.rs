@@ -10,7 +10,7 @@
 //! rest with a tag, fake a link). An approval shows the justification and the ticket
 //! of the request; when the request is not known yet, it offers no Approve button.
 
-use firedoor_client::console::{Console, Snapshot};
+use firedoor_client::console::{ActionResult, Console, ConsoleError, Snapshot};
 use firedoor_core::api::{CreateRequest, EventView, RequestView};
 use std::sync::Arc;
 use tauri::{AppHandle, Emitter, Manager};
@@ -87,6 +87,28 @@ pub fn approval_body(ev: &EventView, request: Option<&RequestView>) -> String {
         None => lines.push("Open Firedoor to read the justification before deciding.".into()),
     }
     escape_markup(&lines.join("\n"))
+}
+
+/// Tells the outcome of an action taken from a notification, in another one.
+fn show_outcome(result: Result<ActionResult, ConsoleError>) {
+    let (summary, text) = match result {
+        Ok(r) => ("Done", r.message),
+        Err(e) => ("Could not complete that", e.message),
+    };
+    let _ = notify_rust::Notification::new()
+        .appname("Firedoor")
+        .summary(summary)
+        .body(&escape_markup(&text))
+        .show();
+}
+
+/// Brings the window forward on `view` (a notification was clicked).
+fn open_view(app: &AppHandle, open: serde_json::Value) {
+    if let Some(w) = app.get_webview_window("main") {
+        let _ = w.show();
+        let _ = w.set_focus();
+    }
+    let _ = app.emit("firedoor://open", open);
 }
 
 /// The incident's title in an `incident_opened` message ("TITLE — BUNDLES ready").
@@ -189,24 +211,10 @@ impl Notifier {
                                 ..Default::default()
                             })
                             .await;
-                        let (summary, text) = match result {
-                            Ok(r) => ("Done", r.message),
-                            Err(e) => ("Could not complete that", e.message),
-                        };
-                        let _ = notify_rust::Notification::new()
-                            .appname("Firedoor")
-                            .summary(summary)
-                            .body(&escape_markup(&text))
-                            .show();
+                        show_outcome(result);
                     });
                 }
-                "default" => {
-                    if let Some(w) = app.get_webview_window("main") {
-                        let _ = w.show();
-                        let _ = w.set_focus();
-                    }
-                    let _ = app.emit("firedoor://open", serde_json::json!({ "view": "bundles" }));
-                }
+                "default" => open_view(&app, serde_json::json!({ "view": "bundles" })),
                 _ => {}
             });
         });
@@ -255,27 +263,13 @@ impl Notifier {
                                     .deny(&rid, Some("denied from a desktop notification"))
                                     .await
                             };
-                            let (summary, text) = match result {
-                                Ok(r) => ("Done", r.message),
-                                Err(e) => ("Could not complete that", e.message),
-                            };
-                            let _ = notify_rust::Notification::new()
-                                .appname("Firedoor")
-                                .summary(summary)
-                                .body(&escape_markup(&text))
-                                .show();
+                            show_outcome(result);
                         });
                     }
-                    "default" => {
-                        if let Some(w) = app.get_webview_window("main") {
-                            let _ = w.show();
-                            let _ = w.set_focus();
-                        }
-                        let _ = app.emit(
-                            "firedoor://open",
-                            serde_json::json!({ "view": "approvals", "id": rid.to_string() }),
-                        );
-                    }
+                    "default" => open_view(
+                        &app,
+                        serde_json::json!({ "view": "approvals", "id": rid.to_string() }),
+                    ),
                     _ => {} // closed
                 }
             });

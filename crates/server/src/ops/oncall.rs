@@ -42,18 +42,17 @@ pub(crate) fn apply_roster(
     }
 }
 
-/// The overrides that may apply at `now` or later, read in `tx` (empty without
-/// schedules: no read at all).
-pub(crate) async fn overrides_in(
-    tx: &mut Tx,
+/// The overrides that may apply at `now` or later, read where `on` reads (empty
+/// without schedules: no read at all).
+async fn overrides_on(
+    mut on: crate::store::oncall::OnCall<'_>,
     policy: &Policy,
     now: DateTime<Utc>,
 ) -> Result<Vec<Override>> {
     if policy.oncall.is_empty() {
         return Ok(Vec::new());
     }
-    Ok(tx
-        .oncall()
+    Ok(on
         .current(Ts(now))
         .await?
         .iter()
@@ -61,19 +60,18 @@ pub(crate) async fn overrides_in(
         .collect())
 }
 
+/// As [`overrides_on`], in a transaction.
+pub(crate) async fn overrides_in(
+    tx: &mut Tx,
+    policy: &Policy,
+    now: DateTime<Utc>,
+) -> Result<Vec<Override>> {
+    overrides_on(tx.oncall(), policy, now).await
+}
+
 impl Broker {
     async fn overrides(&self, now: DateTime<Utc>) -> Result<Vec<Override>> {
-        if self.policy.oncall.is_empty() {
-            return Ok(Vec::new());
-        }
-        Ok(self
-            .store
-            .oncall()
-            .current(Ts(now))
-            .await?
-            .iter()
-            .map(OverrideRow::to_override)
-            .collect())
+        overrides_on(self.store.oncall(), &self.policy, now).await
     }
 
     /// Fills in the schedules `p` is on call for at `now` (every signed-in call
