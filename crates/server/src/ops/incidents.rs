@@ -166,7 +166,7 @@ impl Broker {
             Ok(s) => s,
             Err(e) => return Err(self.refuse(source, e).await),
         };
-        self.apply_signals(signals).await
+        self.apply_signals(signals, None).await
     }
 
     /// `POST /hooks/opsgenie/{source}`: an Opsgenie webhook with the source's secret
@@ -204,7 +204,7 @@ impl Broker {
             Ok(s) => s,
             Err(e) => return Err(self.refuse(source, e).await),
         };
-        self.apply_signals(signal.into_iter().collect()).await
+        self.apply_signals(signal.into_iter().collect(), None).await
     }
 
     /// `POST /hooks/pagerduty/{source}`: a PagerDuty v3 webhook, signed
@@ -257,26 +257,36 @@ impl Broker {
             Err(e) => return Err(self.refuse(source, e).await),
         };
         // A delivery id seen before is a replay (or PagerDuty's retry of one that
-        // was applied): refused, recorded.
-        let first = self
-            .store
-            .incidents()
-            .first_delivery(source, &event.id, Ts(now))
-            .await?;
-        if !first {
-            let e = refused(
-                ErrorCode::Conflict,
-                format!("event {} was already received", event.id),
-            );
-            return Err(self.refuse(source, e).await);
+        // was applied): refused, recorded. The id is noted in the same unit of work
+        // that applies the event, so a delivery that failed is not refused later.
+        let delivery = Some((source, event.id.as_str()));
+        match self
+            .apply_signals(event.signal.into_iter().collect(), delivery)
+            .await
+        {
+            Err(e @ Error::Rule(_)) => Err(self.refuse(source, e).await),
+            other => other,
         }
-        self.apply_signals(event.signal.into_iter().collect()).await
     }
 
-    async fn apply_signals(&self, signals: Vec<Signal>) -> Result<Received> {
+    /// Applies `signals` in one unit of work; with `delivery` (source, id), only if
+    /// that delivery was not applied before (else `conflict`, nothing applied).
+    async fn apply_signals(
+        &self,
+        signals: Vec<Signal>,
+        delivery: Option<(&str, &str)>,
+    ) -> Result<Received> {
         let now = self.now();
         let mut out = Received::default();
         let mut uow = self.uow_at(now).await?;
+        if let Some((source, id)) = delivery {
+            if !uow.incidents().first_delivery(source, id, Ts(now)).await? {
+                return Err(refused(
+                    ErrorCode::Conflict,
+                    format!("event {id} was already received"),
+                ));
+            }
+        }
         let mut ending = false;
         for s in &signals {
             let rules: Vec<_> = self
