@@ -63,6 +63,44 @@ impl IncidentRule {
     }
 }
 
+/// May `who` request `bundle` for incident `id` (matched by `rule`, `open` or not)?
+/// Only while it is open, only what its rule opens, only its responders (as they are
+/// now: on call counts).
+pub fn check_request(
+    id: &str,
+    open: bool,
+    rule: Option<&IncidentRule>,
+    bundle: &str,
+    who: &crate::policy::Principal,
+) -> Result<(), crate::RuleError> {
+    use crate::{ErrorCode, RuleError};
+    if !open {
+        return Err(RuleError::new(
+            ErrorCode::Conflict,
+            format!("incident {id} is resolved: it opens nothing any more"),
+        ));
+    }
+    let Some(rule) = rule else {
+        return Err(RuleError::new(
+            ErrorCode::Conflict,
+            format!("the policy no longer has the rule that opened incident {id}"),
+        ));
+    };
+    if !rule.bundles.iter().any(|b| b == bundle) {
+        return Err(RuleError::new(
+            ErrorCode::InvalidRequest,
+            format!("incident {id} does not open bundle '{bundle}'"),
+        ));
+    }
+    if !rule.responders.contains(who) {
+        return Err(RuleError::new(
+            ErrorCode::NotEligible,
+            format!("{} is not a responder of incident {id}", who.name),
+        ));
+    }
+    Ok(())
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalStatus {

@@ -450,30 +450,13 @@ impl Broker {
             .load(id)
             .await?
             .ok_or_else(|| Error::not_found("incident"))?;
-        if row.state != "open" {
-            return Err(Error::rule(
-                ErrorCode::Conflict,
-                format!("incident {id} is resolved: it opens nothing any more"),
-            ));
-        }
-        let rule = self.policy.incidents.get(&row.rule).ok_or_else(|| {
-            Error::rule(
-                ErrorCode::Conflict,
-                format!("the policy no longer has the rule that opened incident {id}"),
-            )
-        })?;
-        if !rule.bundles.iter().any(|b| b == bundle) {
-            return Err(Error::rule(
-                ErrorCode::InvalidRequest,
-                format!("incident {id} does not open bundle '{bundle}'"),
-            ));
-        }
-        if !rule.responders.contains(who) {
-            return Err(Error::rule(
-                ErrorCode::NotEligible,
-                format!("{} is not a responder of incident {id}", who.name),
-            ));
-        }
+        incident::check_request(
+            id,
+            row.state == "open",
+            self.policy.incidents.get(&row.rule),
+            bundle,
+            who,
+        )?;
         Ok(row.id)
     }
 
