@@ -364,6 +364,10 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
             let Ok(snap) = console.snapshot().await else {
                 continue;
             };
+            // A broker event is told first: redrawing the window and the tray can wait.
+            if let Change::Event(ev) = &change {
+                notifier.event(ev, &snap);
+            }
             let _ = app.emit("firedoor://snapshot", &snap);
             if let Some(state) = app.try_state::<AppState>() {
                 if let Some(tray) = state
@@ -382,7 +386,7 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
                 }
             }
             match change {
-                Change::Event(ev) => notifier.event(&ev, &snap),
+                Change::Event(_) | Change::Snapshot => {}
                 Change::OutboxReplayed { summary, outcome } => {
                     notifier.plain("Queued action sent", &format!("{summary}: {outcome}"))
                 }
@@ -394,7 +398,6 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
                         )
                     }
                 }
-                Change::Snapshot => {}
             }
         }
     });

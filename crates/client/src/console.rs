@@ -15,8 +15,8 @@ use crate::secrets::SecretStore;
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{
-    BundleView, CreateRequest, Credentials, EventView, ExtendBody, GrantView, IncidentView,
-    MyOnCall, RequestView, RESYNC_EVENT,
+    BundleView, CreateRequest, Credentials, EventKind, EventView, ExtendBody, GrantView,
+    IncidentView, MyOnCall, RequestView, RESYNC_EVENT,
 };
 use firedoor_core::{GrantId, RequestId};
 use futures::{FutureExt, StreamExt};
@@ -1222,15 +1222,22 @@ impl Console {
                             if let Some(last) = batch.last() {
                                 let _ = self.cache.set(K_EVENT, Some(&last.id.to_string())).await;
                             }
+                            // On a first connection the broker replays the user's
+                            // history: keep it out of notifications. A resync (events
+                            // pruned past our last id) is answered by the sync, not
+                            // shown.
+                            let fresh = |ev: &EventView| ev.at >= fresh_after && ev.kind != RESYNC_EVENT;
+                            // An incident needs nothing from the sync to be told: at
+                            // 3 a.m. the pager's news goes out first.
+                            let (now, later): (Vec<_>, Vec<_>) = batch
+                                .into_iter()
+                                .partition(|ev| ev.kind == EventKind::IncidentOpened.as_str());
+                            for ev in now.into_iter().filter(|e| fresh(e)) {
+                                self.changed(Change::Event(ev));
+                            }
                             let _ = self.sync().await;
-                            for ev in batch {
-                                // On a first connection the broker replays the user's
-                                // history: keep it out of notifications.
-                                // A resync (events pruned past our last id) is
-                                // answered by the sync above, not shown.
-                                if ev.at >= fresh_after && ev.kind != RESYNC_EVENT {
-                                    self.changed(Change::Event(ev));
-                                }
+                            for ev in later.into_iter().filter(|e| fresh(e)) {
+                                self.changed(Change::Event(ev));
                             }
                             if broke {
                                 self.stream_ended("the event stream broke").await;
