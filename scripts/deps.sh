@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Firedoor needs on Debian 12: system packages for the tests (a real
 # PostgreSQL server and client, openssl for TLS test certificates, jq and curl for
-# the README walkthrough, HAProxy and promtool for the replica and alert tests).
+# the README walkthrough, HAProxy and promtool for the replica and alert tests,
+# Alertmanager for the incident tests).
 # Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 
