@@ -101,6 +101,17 @@ pub fn check_request(
     Ok(())
 }
 
+/// When a grant made for an incident resolved at `now` ends: `grace` after, if that
+/// is earlier than its current end `expires_at` (`None`: it keeps its end).
+pub fn end_after_resolution(
+    expires_at: chrono::DateTime<chrono::Utc>,
+    now: chrono::DateTime<chrono::Utc>,
+    grace_secs: i64,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let ends = now + chrono::Duration::seconds(grace_secs);
+    (ends < expires_at).then_some(ends)
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum SignalStatus {
@@ -532,6 +543,28 @@ mod tests {
         let ack = OG.replace("\"action\": \"Create\"", "\"action\": \"Acknowledge\"");
         assert_eq!(parse_opsgenie("og", ack.as_bytes()).unwrap(), None);
         assert!(parse_opsgenie("og", b"{}").is_err());
+    }
+
+    #[test]
+    fn a_resolved_incident_only_ever_brings_a_grant_s_end_forward() {
+        let t = |s: &str| {
+            chrono::DateTime::parse_from_rfc3339(s)
+                .unwrap()
+                .with_timezone(&chrono::Utc)
+        };
+        let now = t("2030-03-18T08:00:00Z");
+        assert_eq!(
+            end_after_resolution(t("2030-03-18T10:00:00Z"), now, 600),
+            Some(t("2030-03-18T08:10:00Z"))
+        );
+        assert_eq!(
+            end_after_resolution(t("2030-03-18T08:05:00Z"), now, 600),
+            None
+        );
+        assert_eq!(
+            end_after_resolution(t("2030-03-18T08:10:00Z"), now, 600),
+            None
+        );
     }
 
     #[test]

@@ -400,8 +400,10 @@ impl Broker {
             else {
                 continue;
             };
-            let ends = (now + Duration::seconds(grace)).min(expires.0);
-            if ends >= expires.0 || !uow.grants().cas_expiry(&gid, expires, Ts(ends)).await? {
+            let Some(ends) = incident::end_after_resolution(expires.0, now, grace) else {
+                continue;
+            };
+            if !uow.grants().cas_expiry(&gid, expires, Ts(ends)).await? {
                 continue;
             }
             let Some(g) = uow.grants().load(&gid).await? else {
