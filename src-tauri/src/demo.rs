@@ -157,6 +157,7 @@ pub async fn start(dir: &Path, console: Arc<Console>, demo: Arc<DemoBroker>) -> 
                 ),
                 ticket: None,
                 incident: None,
+                on_behalf_of: None,
             },
             None,
         )

@@ -85,6 +85,7 @@ async fn request_bundle(
             justification,
             ticket,
             incident,
+            on_behalf_of: None,
         })
         .await
 }

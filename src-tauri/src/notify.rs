@@ -208,6 +208,7 @@ impl Notifier {
                                 bundle,
                                 justification: Some(format!("Incident: {title}")),
                                 incident: Some(incident),
+                                on_behalf_of: None,
                                 ..Default::default()
                             })
                             .await;

@@ -126,6 +126,11 @@ pub struct CreateRequest {
     /// says so.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
+    /// Request for this person instead of yourself (an incident commander for a
+    /// responder): the flow's `on_behalf` must name you, and they must be allowed
+    /// the bundle themselves. The grant is theirs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -183,6 +188,13 @@ pub struct RequestView {
     /// The incident it was made for.
     #[serde(default)]
     pub incident_id: Option<String>,
+    /// Who asked, when they asked on the requester's behalf.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requested_by: Option<String>,
+    /// The approval stage it reached: 0 = the flow's approvers, then one per
+    /// escalation.
+    #[serde(default)]
+    pub stage: u32,
 }
 
 /// An incident a source reported and a rule of the policy matched.

@@ -65,6 +65,10 @@ pub enum AuditAction {
     IncidentWebhookRefused,
     /// A grant ends earlier: the incident it was made for is resolved.
     GrantShortened,
+    /// A pending request went to the next approval stage.
+    RequestEscalated,
+    /// The current approvers of a pending request were reminded.
+    RequestReminded,
 }
 
 impl AuditAction {
@@ -107,6 +111,8 @@ impl AuditAction {
             AuditAction::IncidentResolved => "incident_resolved",
             AuditAction::IncidentWebhookRefused => "incident_webhook_refused",
             AuditAction::GrantShortened => "grant_shortened",
+            AuditAction::RequestEscalated => "request_escalated",
+            AuditAction::RequestReminded => "request_reminded",
         }
     }
 }

@@ -69,6 +69,9 @@ pub enum AuditEvent {
         break_glass: bool,
         /// The incident it is for (recorded only when there is one).
         incident: Option<String>,
+        /// The person it is for, when the actor asked on their behalf (recorded only
+        /// then).
+        on_behalf_of: Option<String>,
     },
     /// An extension of a grant was requested (action `request_created`, subject:
     /// the new request).
@@ -306,6 +309,20 @@ pub enum AuditEvent {
         from: String,
         to: String,
     },
+    /// Nobody decided in time, or the stage's approval window closed: the request
+    /// went from stage `from` to `to` (subject: the request). `cause`:
+    /// `no_decision` or `outside_window`.
+    RequestEscalated {
+        from: usize,
+        to: usize,
+        cause: String,
+        asked: Vec<String>,
+    },
+    /// The approvers of stage `stage` were reminded (subject: the request).
+    RequestReminded {
+        stage: usize,
+        asked: Vec<String>,
+    },
 }
 
 impl AuditEvent {
@@ -359,6 +376,8 @@ impl AuditEvent {
             E::IncidentResolved { .. } => AuditAction::IncidentResolved,
             E::IncidentWebhookRefused { .. } => AuditAction::IncidentWebhookRefused,
             E::GrantShortened { .. } => AuditAction::GrantShortened,
+            E::RequestEscalated { .. } => AuditAction::RequestEscalated,
+            E::RequestReminded { .. } => AuditAction::RequestReminded,
         }
     }
 
@@ -402,6 +421,7 @@ impl AuditEvent {
                 ticket,
                 break_glass,
                 incident,
+                on_behalf_of,
             } => {
                 let mut d = json!({
                     "bundle": bundle, "flow": flow, "duration_secs": duration_secs,
@@ -409,6 +429,9 @@ impl AuditEvent {
                 });
                 if let Some(i) = incident {
                     d["incident"] = json!(i);
+                }
+                if let Some(u) = on_behalf_of {
+                    d["on_behalf_of"] = json!(u);
                 }
                 d
             }
@@ -630,6 +653,13 @@ impl AuditEvent {
             E::GrantShortened { incident, from, to } => {
                 json!({ "incident": incident, "from": from, "to": to })
             }
+            E::RequestEscalated {
+                from,
+                to,
+                cause,
+                asked,
+            } => json!({ "from": from, "to": to, "cause": cause, "asked": asked }),
+            E::RequestReminded { stage, asked } => json!({ "stage": stage, "asked": asked }),
         }
     }
 }
@@ -720,6 +750,7 @@ mod tests {
                 AuditEvent::RequestCreated {
                     bundle: s("prod-read"),
                     incident: None,
+                    on_behalf_of: None,
                     flow: s("prod"),
                     duration_secs: 3600,
                     justification: Some(s("INC-1")),
@@ -1049,6 +1080,24 @@ mod tests {
                     "ends_at": "2026-01-02T07:04:05.000000Z", "reason": "covering for bob" }),
             ),
             (
+                AuditEvent::RequestEscalated {
+                    from: 0,
+                    to: 1,
+                    cause: s("no_decision"),
+                    asked: vec![s("erin")],
+                },
+                "request_escalated",
+                json!({ "from": 0, "to": 1, "cause": "no_decision", "asked": ["erin"] }),
+            ),
+            (
+                AuditEvent::RequestReminded {
+                    stage: 1,
+                    asked: vec![s("erin")],
+                },
+                "request_reminded",
+                json!({ "stage": 1, "asked": ["erin"] }),
+            ),
+            (
                 AuditEvent::OnCallOverrideRemoved {
                     schedule: s("payments-primary"),
                     user: s("ann"),
@@ -1078,6 +1127,7 @@ mod tests {
             ticket: Some(s("T-1")),
             break_glass: true,
             incident: None,
+            on_behalf_of: None,
         };
         assert_eq!(
             serde_json::to_string(&e.details()).unwrap(),

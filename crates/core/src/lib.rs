@@ -16,6 +16,7 @@
 
 pub mod access;
 pub mod api;
+pub mod approval;
 pub mod audit;
 pub mod audit_event;
 pub mod breakglass;

@@ -228,6 +228,11 @@ pub struct RequestFacts {
     pub created_at: DateTime<Utc>,
     /// Names of the people who have approved so far.
     pub approved_by: Vec<String>,
+    /// Who asked, when they asked for `requester` (on behalf): they may not decide
+    /// it either.
+    pub requested_by: Option<String>,
+    /// The approval stage it has reached (see [`crate::approval`]).
+    pub stage: usize,
 }
 
 /// What the rules need to know about a grant.
@@ -385,10 +390,43 @@ fn require_approver(flow: &Flow, req: &RequestFacts, who: &Principal) -> Result<
             "you cannot approve or deny your own request",
         ));
     }
-    if !flow.may_approve(who) {
+    if req.requested_by.as_deref() == Some(who.name.as_str()) {
         return Err(RuleError::new(
-            ErrorCode::Forbidden,
-            format!("{} is not an approver of flow '{}'", who.name, flow.name),
+            ErrorCode::SelfApproval,
+            "you made this request (on behalf of someone else): another approver must decide it",
+        ));
+    }
+    if !flow.may_decide_at(who, req.stage) {
+        let why = if flow.may_approve(who) {
+            format!(
+                "{} approves requests of flow '{}' only once they escalate to them; it has not yet",
+                who.name, flow.name
+            )
+        } else {
+            format!("{} is not an approver of flow '{}'", who.name, flow.name)
+        };
+        return Err(RuleError::new(ErrorCode::Forbidden, why));
+    }
+    Ok(())
+}
+
+/// May `asker` request under `flow` on behalf of `for_whom`? The flow names who may
+/// (`on_behalf`), and one cannot ask "on behalf" of oneself. Whether `for_whom` may
+/// have the bundle is then checked as for their own request.
+pub fn check_on_behalf(flow: &Flow, asker: &Principal, for_whom: &str) -> Result<(), RuleError> {
+    if asker.name == for_whom {
+        return Err(RuleError::new(
+            ErrorCode::InvalidRequest,
+            "on_behalf_of names yourself; leave it out to request for yourself",
+        ));
+    }
+    if !flow.on_behalf.contains(asker) {
+        return Err(RuleError::new(
+            ErrorCode::NotEligible,
+            format!(
+                "{} may not request bundles of flow '{}' for someone else (the flow's on_behalf does not name them)",
+                asker.name, flow.name
+            ),
         ));
     }
     Ok(())
@@ -421,7 +459,7 @@ pub fn check_approve(
     let have = req
         .approved_by
         .iter()
-        .filter(|a| *a != &req.requester)
+        .filter(|a| *a != &req.requester && Some(a.as_str()) != req.requested_by.as_deref())
         .count() as u32
         + 1;
     let need = flow.approvals.max(1);
@@ -445,9 +483,10 @@ pub fn check_deny(
     clean_text(reason, false, "reason", ErrorCode::InvalidRequest)
 }
 
-/// Only the requester cancels, and only while pending.
+/// Only the requester (or whoever asked on their behalf) cancels, and only while
+/// pending.
 pub fn check_cancel(req: &RequestFacts, who: &Principal) -> Result<(), RuleError> {
-    if who.name != req.requester {
+    if who.name != req.requester && req.requested_by.as_deref() != Some(who.name.as_str()) {
         return Err(RuleError::new(
             ErrorCode::Forbidden,
             "only the requester can cancel a request",
@@ -582,6 +621,10 @@ mod tests {
             auto_approve_on_call: false,
             auto_approve_incident: false,
             incident_end_grace_secs: None,
+            on_behalf: Audience::default(),
+            remind_after_secs: None,
+            approvers_window: None,
+            escalation: vec![],
         }
     }
 
@@ -604,6 +647,8 @@ mod tests {
             state: RequestState::Pending,
             created_at: t0(),
             approved_by: vec![],
+            requested_by: None,
+            stage: 0,
         }
     }
 

@@ -7,9 +7,15 @@ use crate::policy::{Flow, Principal, SecretPolicy};
 /// The people an event is for.
 #[derive(Debug, Clone, Copy)]
 pub enum Audience<'a> {
-    /// A request (or an extension) waits for a decision: those who may approve
-    /// requests of `flow`, except the requester.
-    Approvers { flow: &'a Flow, requester: &'a str },
+    /// A request (or an extension) waits for a decision: the approvers `flow` asks
+    /// at `stage` (see [`crate::approval`]), except the requester and whoever asked
+    /// on their behalf.
+    Approvers {
+        flow: &'a Flow,
+        requester: &'a str,
+        stage: usize,
+        asker: Option<&'a str>,
+    },
     /// A break-glass request was approved automatically: approvers of `flow` and
     /// every admin, except the requester (who took it).
     BreakGlassTaken { flow: &'a Flow, requester: &'a str },
@@ -53,10 +59,19 @@ pub fn recipients(audience: Audience<'_>, users: &[Principal]) -> Vec<String> {
             .collect::<Vec<_>>()
     };
     let mut to: Vec<String> = match audience {
-        Audience::Approvers { flow, requester } => {
-            let mut to = approvers(flow);
-            to.retain(|u| u != requester);
-            to
+        Audience::Approvers {
+            flow,
+            requester,
+            stage,
+            asker,
+        } => {
+            let asked = flow.stage_approvers(stage);
+            users
+                .iter()
+                .filter(|u| asked.contains(u))
+                .filter(|u| u.name != requester && Some(u.name.as_str()) != asker)
+                .map(|u| u.name.clone())
+                .collect()
         }
         Audience::BreakGlassTaken { flow, requester } => {
             let mut to = approvers(flow);
@@ -145,6 +160,8 @@ alert = { groups = ["security"] }
                 Audience::Approvers {
                     flow,
                     requester: "ann",
+                    stage: 0,
+                    asker: None,
                 },
                 &["lee", "lia"],
             ),
@@ -152,6 +169,17 @@ alert = { groups = ["security"] }
                 Audience::Approvers {
                     flow,
                     requester: "lia",
+                    stage: 0,
+                    asker: None,
+                },
+                &["lee"],
+            ),
+            (
+                Audience::Approvers {
+                    flow,
+                    requester: "ann",
+                    stage: 0,
+                    asker: Some("lia"),
                 },
                 &["lee"],
             ),

@@ -52,6 +52,19 @@ pub struct Window {
     pub to: NaiveTime,
 }
 
+impl Window {
+    /// Whether the local `day` (0 = Monday) and `time` fall inside the window.
+    pub fn contains(&self, day: u32, time: NaiveTime) -> bool {
+        if self.from < self.to {
+            self.days.contains(&day) && time >= self.from && time < self.to
+        } else {
+            // Past midnight: the evening of a listed day, or the morning after one.
+            (self.days.contains(&day) && time >= self.from)
+                || (self.days.contains(&((day + 6) % 7)) && time < self.to)
+        }
+    }
+}
+
 /// Someone covers a schedule from `starts_at` until `ends_at`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Override {
@@ -121,15 +134,7 @@ impl Layer {
     fn covers(&self, tz: Tz, t: DateTime<Utc>) -> bool {
         let Some(w) = &self.window else { return true };
         let local = t.with_timezone(&tz).naive_local();
-        let day = local.weekday().num_days_from_monday();
-        let time = local.time();
-        if w.from < w.to {
-            w.days.contains(&day) && time >= w.from && time < w.to
-        } else {
-            // Past midnight: the evening of a listed day, or the morning after one.
-            (w.days.contains(&day) && time >= w.from)
-                || (w.days.contains(&((day + 6) % 7)) && time < w.to)
-        }
+        w.contains(local.weekday().num_days_from_monday(), local.time())
     }
 
     fn user_at(&self, tz: Tz, t: DateTime<Utc>) -> Option<&str> {

@@ -159,6 +159,21 @@ pub struct Flow {
     /// `None`: it runs its course.
     #[serde(default)]
     pub incident_end_grace_secs: Option<i64>,
+    /// `on_behalf = { groups = ["incident-commanders"] }`: who may request this
+    /// flow's bundles for someone else (who must be a requester themselves).
+    #[serde(default)]
+    pub on_behalf: Audience,
+    /// `remind_after`: the current approvers are reminded once per stage after
+    /// this long without a decision (see [`crate::approval`]).
+    #[serde(default)]
+    pub remind_after_secs: Option<i64>,
+    /// `approvers_window`: when `approvers` are asked; outside it the request goes
+    /// to the first escalation at once.
+    #[serde(default)]
+    pub approvers_window: Option<crate::approval::ApprovalWindow>,
+    /// `escalate = [{ after, approvers, window }]`: later approval stages.
+    #[serde(default)]
+    pub escalation: Vec<crate::approval::Escalation>,
 }
 
 impl Flow {
@@ -176,8 +191,11 @@ impl Flow {
     pub fn may_request(&self, p: &Principal) -> bool {
         self.requesters.contains(p)
     }
+    /// Whether `p` is one of the flow's approvers at any stage (see
+    /// [`crate::approval`]; who may decide a given request depends on the stage
+    /// it reached: [`Flow::may_decide_at`]).
     pub fn may_approve(&self, p: &Principal) -> bool {
-        self.approvers.contains(p)
+        self.approvers.contains(p) || self.escalation.iter().any(|e| e.approvers.contains(p))
     }
 }
 
@@ -411,6 +429,84 @@ struct RawFlow {
     auto_approve: Option<Spanned<OneOrMany>>,
     #[serde(default)]
     incident_end_grace: Option<Spanned<String>>,
+    #[serde(default)]
+    on_behalf: Option<Spanned<Audience>>,
+    #[serde(default)]
+    remind_after: Option<Spanned<String>>,
+    #[serde(default)]
+    approvers_window: Option<Spanned<RawWindow>>,
+    #[serde(default)]
+    escalate: Vec<Spanned<RawEscalation>>,
+}
+
+/// `{ days = [...], hours = "08:00-20:00", time_zone = "Europe/Berlin" }`
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWindow {
+    #[serde(default)]
+    days: Option<Vec<String>>,
+    #[serde(default)]
+    hours: Option<String>,
+    time_zone: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEscalation {
+    after: Spanned<String>,
+    approvers: Spanned<Audience>,
+    #[serde(default)]
+    window: Option<Spanned<RawWindow>>,
+}
+
+/// An approval window as the policy writes it.
+fn approval_window(
+    ctx: &Ctx<'_>,
+    w: &Spanned<RawWindow>,
+    what: &str,
+) -> Result<crate::approval::ApprovalWindow, PolicyError> {
+    let span = w.span();
+    let raw = w.get_ref();
+    let tz: chrono_tz::Tz = raw.time_zone.parse().map_err(|_| {
+        ctx.err(
+            span.clone(),
+            format!(
+                "{what}: time_zone '{}' is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")",
+                raw.time_zone
+            ),
+        )
+    })?;
+    let mut days = BTreeSet::new();
+    match &raw.days {
+        None => days.extend(0..7),
+        Some(d) => {
+            for x in d {
+                let n = crate::oncall::parse_day(x).ok_or_else(|| {
+                    ctx.err(
+                        span.clone(),
+                        format!("{what}: days: '{x}' is not a day (use mon, tue, wed, thu, fri, sat, sun)"),
+                    )
+                })?;
+                days.insert(n);
+            }
+        }
+    }
+    if days.is_empty() {
+        return Err(ctx.err(span, format!("{what}: days: name at least one day")));
+    }
+    let (from, to) = match &raw.hours {
+        None => (chrono::NaiveTime::MIN, chrono::NaiveTime::MIN),
+        Some(h) => crate::oncall::parse_hours(h).ok_or_else(|| {
+            ctx.err(
+                span.clone(),
+                format!("{what}: hours: '{h}' is not a range of local times like \"08:00-20:00\""),
+            )
+        })?,
+    };
+    Ok(crate::approval::ApprovalWindow {
+        tz,
+        window: crate::oncall::Window { days, from, to },
+    })
 }
 
 struct Ctx<'a> {
@@ -832,10 +928,101 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
             bundle_flow.insert(b.get_ref().clone(), name.get_ref().clone());
             bnames.push(b.get_ref().clone());
         }
+        let fname = name.get_ref().clone();
+        let on_behalf = match f.on_behalf {
+            None => Audience::default(),
+            Some(a) => {
+                check_schedules(a.get_ref(), a.span(), &format!("flow '{fname}': on_behalf"))?;
+                a.into_inner()
+            }
+        };
+        let remind_after_secs = match &f.remind_after {
+            None => None,
+            Some(r) => Some(dur(r, "remind_after")?),
+        };
+        let approvers_window = match &f.approvers_window {
+            None => None,
+            Some(w) => Some(approval_window(
+                &ctx,
+                w,
+                &format!("flow '{fname}': approvers_window"),
+            )?),
+        };
+        let mut escalation: Vec<crate::approval::Escalation> = Vec::new();
+        for e in &f.escalate {
+            let ge = e.get_ref();
+            let after_secs = dur(&ge.after, "escalate: after")?;
+            if after_secs >= ttl {
+                return Err(ctx.err(
+                    ge.after.span(),
+                    format!(
+                        "flow '{fname}': escalate after {} is not before the request times out (pending_ttl {}s)",
+                        ge.after.get_ref(),
+                        ttl
+                    ),
+                ));
+            }
+            if escalation
+                .last()
+                .is_some_and(|prev| prev.after_secs >= after_secs)
+            {
+                return Err(ctx.err(
+                    ge.after.span(),
+                    format!("flow '{fname}': each escalation comes after the one before it"),
+                ));
+            }
+            if ge.approvers.get_ref().is_empty() {
+                return Err(ctx.err(
+                    ge.approvers.span(),
+                    format!("flow '{fname}': an escalation names no approvers"),
+                ));
+            }
+            check_schedules(
+                ge.approvers.get_ref(),
+                ge.approvers.span(),
+                &format!("flow '{fname}': escalate approvers"),
+            )?;
+            let window = match &ge.window {
+                None => None,
+                Some(w) => Some(approval_window(
+                    &ctx,
+                    w,
+                    &format!("flow '{fname}': escalate window"),
+                )?),
+            };
+            escalation.push(crate::approval::Escalation {
+                after_secs,
+                approvers: ge.approvers.get_ref().clone(),
+                window,
+            });
+        }
+        if (remind_after_secs.is_some() || approvers_window.is_some() || !escalation.is_empty())
+            && approvals == 0
+        {
+            return Err(ctx.err(
+                f.approvals.span(),
+                format!("flow '{fname}' approves automatically (approvals = 0): remind_after, approvers_window and escalate have nobody to ask"),
+            ));
+        }
+        if approvers_window.is_some() && escalation.is_empty() {
+            let span = f
+                .approvers_window
+                .as_ref()
+                .map(Spanned::span)
+                .unwrap_or(0..0);
+            return Err(ctx.err(
+                span,
+                format!("flow '{fname}': approvers_window needs an escalate stage to ask outside the window"),
+            ));
+        }
         let name = name.into_inner();
         flows.insert(
             name.clone(),
             Flow {
+                on_behalf,
+                remind_after_secs,
+                approvers_window,
+                escalation,
                 name,
                 bundles: bnames,
                 requesters: f.requesters.into_inner(),

@@ -49,6 +49,10 @@ fn flow(approvals: u32) -> Flow {
         auto_approve_on_call: false,
         auto_approve_incident: false,
         incident_end_grace_secs: None,
+        on_behalf: Audience::default(),
+        remind_after_secs: None,
+        approvers_window: None,
+        escalation: vec![],
     }
 }
 
@@ -191,6 +195,8 @@ impl Model {
                             state: RequestState::Pending,
                             created_at: self.now,
                             approved_by: vec![],
+                            requested_by: None,
+                            stage: 0,
                         },
                         duration: c.duration_secs,
                         grant: None,

@@ -66,6 +66,8 @@ fn create_request(policy: &Policy) -> Value {
                     "ticket": ticket,
                     "incident": { "type": ["string", "null"], "maxLength": 64,
                         "description": "an open incident (inc_…) this is for: its responders may request the bundles it opens" },
+                    "on_behalf_of": { "type": ["string", "null"], "maxLength": 64,
+                        "description": "request for this user instead of yourself: the flow's on_behalf must name you, and they must be allowed the bundle; the grant is theirs" },
                 }
             })
         })

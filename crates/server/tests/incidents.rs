@@ -95,6 +95,7 @@ fn kit(incident: Option<&str>) -> CreateRequest {
         bundle: "payments-kit".into(),
         justification: Some("payments down".into()),
         incident: incident.map(str::to_string),
+        on_behalf_of: None,
         ..Default::default()
     }
 }

@@ -37,6 +37,7 @@ fn req(bundle: &str) -> CreateRequest {
         justification: Some("INC-4242 checkout errors".into()),
         ticket: Some("OPS-1".into()),
         incident: None,
+        on_behalf_of: None,
     }
 }
 

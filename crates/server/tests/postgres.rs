@@ -969,6 +969,8 @@ async fn store_walk(store: &firedoor_server::store::Store) {
                 idempotency_key: key,
                 body_hash: key.map(|_| "h"),
                 incident_id: None,
+                requested_by: None,
+                stage: 0,
             })
             .await
             .unwrap();

@@ -198,6 +198,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
       ...baseReq, id: 'req_demo5', bundle: 'billing-console', bundle_title: 'Billing console (support)',
       requester: 'dave', state: 'pending', duration_secs: 1800, justification: 'Customer refund escalation',
       created_at: iso(-9 * min), pending_until: iso(21 * min), approvals_needed: 2,
+      requested_by: 'erin', stage: 1,
       decisions: [{ by: 'carol', at: iso(-5 * min), decision: 'approve', comment: null }],
     },
   ];

@@ -61,6 +61,10 @@ export interface Request {
   error: string | null;
   /** The incident it was made for. */
   incident_id?: string | null;
+  /** Who asked, when they asked on the requester's behalf. */
+  requested_by?: string | null;
+  /** The approval stage it reached: 0 = the flow's approvers, then one per escalation. */
+  stage?: number;
 }
 
 /** An incident a source (Alertmanager, PagerDuty) reported and a policy rule matched. */

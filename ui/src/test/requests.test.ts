@@ -42,6 +42,16 @@ describe('Approvals', () => {
     expect(row).toHaveTextContent('INC-881');
     expect(queryId('approvals-offline')).toBeNull();
     expect(byId('approve-req_demo4')).toBeEnabled();
+    expect(queryId('escalated-req_demo4')).toBeNull();
+  });
+
+  it('says who asked on whose behalf, and that a request escalated to me', async () => {
+    const { user } = await renderApp();
+    await user.click(byId('nav-approvals'));
+    const row = byId('approval-req_demo5');
+    expect(row).toHaveTextContent('asked by erin on dave’s behalf');
+    expect(byId('escalated-req_demo5')).toHaveTextContent('escalated');
+    expect(byId('approval-req_demo4')).not.toHaveTextContent('behalf');
   });
 
   it('approves', async () => {

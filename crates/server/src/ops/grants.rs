@@ -609,6 +609,8 @@ impl Broker {
                 idempotency_key: None,
                 body_hash: None,
                 incident_id: None,
+                requested_by: None,
+                stage: 0,
             })
             .await?;
         uow.record(
@@ -624,6 +626,8 @@ impl Broker {
             Audience::Approvers {
                 flow,
                 requester: &who.name,
+                stage: 0,
+                asker: None,
             },
             Notice::new(
                 EventKind::RequestAwaitingApproval,

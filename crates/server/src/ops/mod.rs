@@ -187,6 +187,13 @@ impl<'b> Uow<'b> {
         Ok(())
     }
 
+    /// Tells `person` too of the notice collected last.
+    pub fn copy_last_notice_to(&mut self, person: &str) {
+        if let Some((to, _)) = self.notices.last_mut() {
+            to.push(person.to_string());
+        }
+    }
+
     /// Tells exactly `recipients` of `notice` (stored at commit).
     pub fn notify_to(&mut self, recipients: Vec<String>, notice: Notice) {
         self.notices.push((recipients, notice));

@@ -58,6 +58,8 @@ fn facts(r: &RequestRow, approvals: &[DecisionRow]) -> Result<RequestFacts> {
             .filter(|d| d.1 == "approve")
             .map(|d| d.0.clone())
             .collect(),
+        requested_by: r.requested_by.clone(),
+        stage: r.stage.max(0) as usize,
     })
 }
 
@@ -114,9 +116,56 @@ async fn insert_grant(
     Ok(gid)
 }
 
+/// Whoever asked on the requester's behalf hears of the decision too (a copy of
+/// the notice just collected for the requester).
+fn tell_asker(uow: &mut super::Uow<'_>, r: &RequestRow) {
+    if let Some(asker) = &r.requested_by {
+        uow.copy_last_notice_to(asker);
+    }
+}
+
 impl Broker {
+    /// `name` as a principal now (groups, on call), if they exist and are not
+    /// disabled.
+    async fn active_user_now(&self, uow: &mut super::Uow<'_>, name: &str) -> Result<Principal> {
+        let disabled = uow.users().disabled_at(name).await?;
+        if !matches!(disabled, Some(None)) {
+            return Err(Error::rule(
+                ErrorCode::NotEligible,
+                format!("on_behalf_of: there is no active user named '{name}'"),
+            ));
+        }
+        uow.users_now()
+            .await?
+            .iter()
+            .find(|u| u.name == name)
+            .cloned()
+            .ok_or_else(|| Error::not_found("user"))
+    }
+
+    /// The people asked to decide at `stage` (names, for the audit).
+    pub(crate) async fn asked_at(
+        &self,
+        uow: &mut super::Uow<'_>,
+        flow: &Flow,
+        stage: usize,
+        requester: &str,
+        asker: Option<&str>,
+    ) -> Result<Vec<String>> {
+        Ok(firedoor_core::notify::recipients(
+            Audience::Approvers {
+                flow,
+                requester,
+                stage,
+                asker,
+            },
+            uow.users_now().await?,
+        ))
+    }
+
     pub(crate) fn may_see_request(&self, who: &Principal, r: &RequestRow) -> bool {
         access::may_see_request(&self.policy, who, &r.requester, &r.flow)
+            || r.requested_by.as_deref() == Some(who.name.as_str())
     }
 
     async fn request_view_of(&self, r: &RequestRow) -> Result<RequestView> {
@@ -153,6 +202,8 @@ impl Broker {
             },
             error: r.error.clone(),
             incident_id: r.incident_id.clone(),
+            requested_by: r.requested_by.clone(),
+            stage: r.stage.max(0) as u32,
         })
     }
 
@@ -194,6 +245,17 @@ impl Broker {
                 return Ok((self.reload_request(&id).await?, false));
             }
         }
+        // On someone's behalf: the flow lets the asker, and the request is then
+        // checked as theirs (as they are now: on call counts).
+        let asker = who;
+        let for_whom = match body.on_behalf_of.as_deref() {
+            None => None,
+            Some(name) => {
+                lifecycle::check_on_behalf(flow, asker, name)?;
+                Some(self.active_user_now(&mut uow, name).await?)
+            }
+        };
+        let who = for_whom.as_ref().unwrap_or(asker);
         // For an incident: open, opening this bundle, and the requester one of its
         // responders (as they are now: on call counts).
         let incident = match body.incident.as_deref() {
@@ -214,6 +276,13 @@ impl Broker {
         } else {
             RequestState::Pending
         };
+        // Stages whose approval window is closed now are passed at once.
+        let (stage, skipped) = if checked.auto_approved {
+            (0, None)
+        } else {
+            firedoor_core::approval::stage_at(flow, now, 0, now)
+        };
+        let asked_by = for_whom.as_ref().map(|_| asker.name.as_str());
         uow.requests()
             .insert(&NewRequest {
                 id: &id.to_string(),
@@ -232,9 +301,11 @@ impl Broker {
                 idempotency_key,
                 body_hash: Some(&hash),
                 incident_id: incident.as_deref(),
+                requested_by: asked_by,
+                stage: stage as i64,
             })
             .await?;
-        let actor = Actor::User(who.clone());
+        let actor = Actor::User(asker.clone());
         uow.record(
             &actor,
             &id.to_string(),
@@ -246,8 +317,24 @@ impl Broker {
                 ticket: checked.ticket.clone(),
                 break_glass: flow.break_glass,
                 incident: incident.clone(),
+                on_behalf_of: for_whom.as_ref().map(|p| p.name.clone()),
             },
         );
+        if let Some(cause) = skipped {
+            let asked = self
+                .asked_at(&mut uow, flow, stage, &who.name, asked_by)
+                .await?;
+            uow.record(
+                &Actor::System,
+                &id.to_string(),
+                AuditEvent::RequestEscalated {
+                    from: 0,
+                    to: stage,
+                    cause: cause.as_str().to_string(),
+                    asked,
+                },
+            );
+        }
         let mut grant = None;
         if checked.auto_approved {
             uow.record(
@@ -297,23 +384,31 @@ impl Broker {
                 .await?;
             }
         } else {
+            let message = match asked_by {
+                None => format!(
+                    "{} requests {} for {}",
+                    who.name,
+                    bundle.title,
+                    firedoor_core::duration::format_duration(checked.duration_secs)
+                ),
+                Some(a) => format!(
+                    "{a} requests {} for {} on behalf of {}",
+                    bundle.title,
+                    firedoor_core::duration::format_duration(checked.duration_secs),
+                    who.name,
+                ),
+            };
             uow.notify(
                 Audience::Approvers {
                     flow,
                     requester: &who.name,
+                    stage,
+                    asker: asked_by,
                 },
-                Notice::new(
-                    EventKind::RequestAwaitingApproval,
-                    format!(
-                        "{} requests {} for {}",
-                        who.name,
-                        bundle.title,
-                        firedoor_core::duration::format_duration(checked.duration_secs)
-                    ),
-                )
-                .request(Some(id))
-                .bundle(Some(&bundle.name))
-                .actor(Some(&who.name)),
+                Notice::new(EventKind::RequestAwaitingApproval, message)
+                    .request(Some(id))
+                    .bundle(Some(&bundle.name))
+                    .actor(Some(&asker.name)),
             )
             .await?;
         }
@@ -360,7 +455,12 @@ impl Broker {
                     .awaiting_decision_by(&who.name, Ts(self.now()))
                     .await?;
                 rows.into_iter()
-                    .filter(|r| access::may_decide(&self.policy, who, &r.flow))
+                    .filter(|r| {
+                        self.policy
+                            .flows
+                            .get(&r.flow)
+                            .is_some_and(|f| f.may_decide_at(who, r.stage.max(0) as usize))
+                    })
                     .take(limit as usize)
                     .collect()
             }
@@ -490,6 +590,7 @@ impl Broker {
                 .actor(Some(&who.name)),
             )
             .await?;
+            tell_asker(&mut uow, &r);
         }
         uow.commit().await?;
         if outcome == ApprovalOutcome::Approved {
@@ -554,6 +655,7 @@ impl Broker {
             .actor(Some(&who.name)),
         )
         .await?;
+        tell_asker(&mut uow, &r);
         uow.commit().await?;
         crate::metrics::decision_made("denied", r.created_at.0, now);
         self.reload_request(id).await

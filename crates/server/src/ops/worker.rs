@@ -11,6 +11,7 @@ use crate::service::Broker;
 use crate::store::Ts;
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::api::EventKind;
+use firedoor_core::approval;
 use firedoor_core::audit::AuditEvent;
 use firedoor_core::lifecycle::{EndReason, RequestState, CLAIM_LEASE_SECS, EXPIRING_SOON_SECS};
 use firedoor_core::notify::Audience;
@@ -22,6 +23,7 @@ impl Broker {
     pub async fn run_due_work(&self) -> Result<()> {
         let now = self.now();
         self.time_out_requests(now).await?;
+        self.follow_up_pending(now).await?;
         self.expire_due_grants(now).await?;
         self.retry_due_work(now).await?;
         self.notify_expiring(now).await?;
@@ -73,6 +75,106 @@ impl Broker {
                 .bundle(Some(&r.bundle)),
             )
             .await?;
+            if let Some(asker) = &r.requested_by {
+                uow.copy_last_notice_to(asker);
+            }
+            uow.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// Pending requests of flows that remind or escalate: a request whose next
+    /// stage is due (or whose stage's approval window closed) escalates and its new
+    /// approvers are asked; otherwise its current approvers are reminded once when
+    /// `remind_after` has passed (see [`firedoor_core::approval`]).
+    async fn follow_up_pending(&self, now: DateTime<Utc>) -> Result<()> {
+        let flows: Vec<String> = self
+            .policy
+            .flows
+            .values()
+            .filter(|f| f.follows_up())
+            .map(|f| f.name.clone())
+            .collect();
+        let pending = self
+            .store
+            .requests()
+            .pending_in_flows(&flows, Ts(now), 500)
+            .await?;
+        for r in pending {
+            let Some(flow) = self.policy.flows.get(&r.flow) else {
+                continue;
+            };
+            let stage = r.stage.max(0) as usize;
+            let (to, cause) = approval::stage_at(flow, r.created_at.0, stage, now);
+            let since = r.stage_since.map_or(r.created_at.0, |t| t.0);
+            let reminded = r.reminded_stage.is_some_and(|s| s >= r.stage);
+            let remind = cause.is_none() && approval::reminder_due(flow, since, reminded, now);
+            if cause.is_none() && !remind {
+                continue;
+            }
+            let mut uow = self.uow_at(now).await?;
+            let asker = r.requested_by.as_deref();
+            let asked = self
+                .asked_at(&mut uow, flow, to, &r.requester, asker)
+                .await?;
+            let waited = firedoor_core::duration::format_duration(
+                (now - r.created_at.0).num_seconds().max(0),
+            );
+            let message = match cause {
+                Some(_) => {
+                    if !uow
+                        .requests()
+                        .cas_stage(&r.id, r.stage, to as i64, Ts(now))
+                        .await?
+                    {
+                        continue;
+                    }
+                    uow.record(
+                        &Actor::System,
+                        &r.id,
+                        AuditEvent::RequestEscalated {
+                            from: stage,
+                            to,
+                            cause: cause.map(|c| c.as_str()).unwrap_or_default().to_string(),
+                            asked: asked.clone(),
+                        },
+                    );
+                    format!(
+                        "Escalated to you: {} requests {} (no decision for {waited})",
+                        r.requester,
+                        self.title(&r.bundle)
+                    )
+                }
+                None => {
+                    if !uow.requests().mark_reminded(&r.id, r.stage).await? {
+                        continue;
+                    }
+                    uow.record(
+                        &Actor::System,
+                        &r.id,
+                        AuditEvent::RequestReminded {
+                            stage,
+                            asked: asked.clone(),
+                        },
+                    );
+                    format!(
+                        "Reminder: {} still waits for {} ({waited} so far)",
+                        r.requester,
+                        self.title(&r.bundle)
+                    )
+                }
+            };
+            let message = match asker {
+                Some(a) => format!("{message}, asked by {a}"),
+                None => message,
+            };
+            uow.notify_to(
+                asked,
+                Notice::new(EventKind::RequestAwaitingApproval, message)
+                    .request(r.id().ok())
+                    .bundle(Some(&r.bundle))
+                    .actor(Some(asker.unwrap_or(&r.requester))),
+            );
             uow.commit().await?;
         }
         Ok(())

@@ -59,7 +59,8 @@ table!(copy_requests, RequestRow, "requests", "id", {
     duration_secs: i64, justification: Option<String>, ticket: Option<String>, created_at: Ts,
     pending_until: Ts, approvals_needed: i64, grant_id: Option<String>, error: Option<String>,
     idempotency_key: Option<String>, body_hash: Option<String>, updated_at: Ts,
-    incident_id: Option<String>,
+    incident_id: Option<String>, requested_by: Option<String>, stage: i64,
+    stage_since: Option<Ts>, reminded_stage: Option<i64>,
 });
 table!(copy_decisions, DecisionRow, "decisions", "request_id, by_user", {
     request_id: String, by_user: String, decision: String, comment: Option<String>, at: Ts,

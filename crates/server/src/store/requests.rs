@@ -22,7 +22,7 @@ impl Tx {
 macro_rules! request_query {
     ($rest:literal) => {
         concat!(
-            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error, incident_id FROM requests",
+            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error, incident_id, requested_by, stage, stage_since, reminded_stage FROM requests",
             $rest
         )
     };
@@ -47,6 +47,14 @@ row_struct! {
         pub error: Option<String>,
         /// The incident it was made for.
         pub incident_id: Option<String>,
+        /// Who asked, when someone asked on the requester's behalf.
+        pub requested_by: Option<String>,
+        /// The approval stage it reached (see `firedoor_core::approval`).
+        pub stage: i64,
+        /// Since when it is at `stage` (`None`: since it was created).
+        pub stage_since: Option<Ts>,
+        /// The stage whose approvers were last reminded.
+        pub reminded_stage: Option<i64>,
     }
 }
 
@@ -74,6 +82,10 @@ pub struct NewRequest<'a> {
     pub body_hash: Option<&'a str>,
     /// The incident it is made for.
     pub incident_id: Option<&'a str>,
+    /// Who asked, on the requester's behalf.
+    pub requested_by: Option<&'a str>,
+    /// The approval stage it starts at.
+    pub stage: i64,
 }
 
 impl Requests<'_> {
@@ -99,7 +111,7 @@ impl Requests<'_> {
             self.0,
             fetch_optional,
             (String, Option<String>),
-            "SELECT id, body_hash FROM requests WHERE requester = $1 AND idempotency_key = $2",
+            "SELECT id, body_hash FROM requests WHERE COALESCE(requested_by, requester) = $1 AND idempotency_key = $2",
             requester,
             key
         )?)
@@ -109,8 +121,9 @@ impl Requests<'_> {
         exec!(
             self.0,
             "INSERT INTO requests (id, kind, bundle, flow, requester, state, duration_secs, justification, ticket,
-                created_at, pending_until, approvals_needed, grant_id, idempotency_key, body_hash, updated_at, incident_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
+                created_at, pending_until, approvals_needed, grant_id, idempotency_key, body_hash, updated_at, incident_id,
+                requested_by, stage)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)",
             r.id,
             r.kind,
             r.bundle,
@@ -128,6 +141,8 @@ impl Requests<'_> {
             r.body_hash,
             r.created_at,
             r.incident_id,
+            r.requested_by,
+            r.stage,
         )?;
         Ok(())
     }
@@ -166,6 +181,64 @@ impl Requests<'_> {
         Ok(n == 1)
     }
 
+    /// Moves a pending request from approval stage `from` to `to`; false if it is no
+    /// longer pending at `from`.
+    pub async fn cas_stage(&mut self, id: &str, from: i64, to: i64, now: Ts) -> Result<bool> {
+        let n = exec!(
+            self.0,
+            "UPDATE requests SET stage = $1, stage_since = $2, updated_at = $3
+             WHERE id = $4 AND state = 'pending' AND stage = $5",
+            to,
+            now,
+            now,
+            id,
+            from
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Marks the approvers of `stage` reminded; false if they were already, or the
+    /// request moved on.
+    pub async fn mark_reminded(&mut self, id: &str, stage: i64) -> Result<bool> {
+        let n = exec!(
+            self.0,
+            "UPDATE requests SET reminded_stage = $1
+             WHERE id = $2 AND state = 'pending' AND stage = $3
+               AND (reminded_stage IS NULL OR reminded_stage < $4)",
+            stage,
+            id,
+            stage,
+            stage
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Pending requests of the flows named, still open at `now`, oldest first.
+    pub async fn pending_in_flows(
+        &mut self,
+        flows: &[String],
+        now: Ts,
+        limit: i64,
+    ) -> Result<Vec<RequestRow>> {
+        if flows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<RequestRow> = fetch!(
+            self.0,
+            fetch_all,
+            RequestRow,
+            request_query!(
+                " WHERE state = 'pending' AND pending_until > $1 ORDER BY created_at LIMIT $2"
+            ),
+            now,
+            limit
+        )?;
+        Ok(rows
+            .into_iter()
+            .filter(|r| flows.contains(&r.flow))
+            .collect())
+    }
+
     /// `requester`'s requests (in `state` if given), newest first.
     pub async fn of_requester(
         &mut self,
@@ -179,8 +252,9 @@ impl Requests<'_> {
             fetch_all,
             RequestRow,
             request_query!(
-                " WHERE requester = $1 AND ($2 IS NULL OR state = $3) ORDER BY created_at DESC LIMIT $4"
+                " WHERE (requester = $1 OR requested_by = $2) AND ($3 IS NULL OR state = $4) ORDER BY created_at DESC LIMIT $5"
             ),
+            requester,
             requester,
             state,
             state,
@@ -197,11 +271,13 @@ impl Requests<'_> {
             RequestRow,
             request_query!(
                 " r WHERE state = 'pending' AND requester != $1 AND pending_until > $2
-                   AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = $3)
+                   AND (requested_by IS NULL OR requested_by != $3)
+                   AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = $4)
                  ORDER BY created_at"
             ),
             user,
             now,
+            user,
             user
         )?)
     }
