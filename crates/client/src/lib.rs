@@ -926,6 +926,30 @@ impl Client {
         Ok(self.get::<Incidents>("/incidents").await?.incidents)
     }
 
+    /// Outbound notification deliveries (admins), newest first; `state`: `pending`,
+    /// `delivered` or `dead`.
+    pub async fn deliveries(
+        &self,
+        state: Option<&str>,
+    ) -> Result<Vec<firedoor_core::api::DeliveryView>> {
+        match state {
+            Some(s) => {
+                self.get(&format!("/notifications/deliveries?state={s}"))
+                    .await
+            }
+            None => self.get("/notifications/deliveries").await,
+        }
+    }
+
+    /// Sends a dead delivery again (admins).
+    pub async fn retry_delivery(&self, id: &str) -> Result<firedoor_core::api::DeliveryView> {
+        self.post(
+            &format!("/notifications/deliveries/{id}/retry"),
+            &serde_json::json!({}),
+        )
+        .await
+    }
+
     /// Every on-call schedule, who is on call now and the overrides to come.
     pub async fn oncall(&self) -> Result<Vec<ScheduleView>> {
         #[derive(serde::Deserialize)]

@@ -71,6 +71,9 @@ pub enum AdminAction {
     /// Add or remove an on-call override (who is on call decides who may request
     /// and approve).
     OverrideOnCall,
+    /// See outbound notification deliveries (their state, errors, dead letters) and
+    /// send a dead one again.
+    ManageNotifications,
 }
 
 impl AdminAction {
@@ -84,6 +87,7 @@ impl AdminAction {
         AdminAction::ListAllSecrets,
         AdminAction::ListAllDevices,
         AdminAction::OverrideOnCall,
+        AdminAction::ManageNotifications,
     ];
 
     /// What a non-admin is told.
@@ -97,6 +101,9 @@ impl AdminAction {
             AdminAction::ListAllSecrets => "only admins may list every secret",
             AdminAction::ListAllDevices => "only admins may list every device",
             AdminAction::OverrideOnCall => "only admins may change who is on call",
+            AdminAction::ManageNotifications => {
+                "only admins may see and retry notification deliveries"
+            }
         }
     }
 }

@@ -43,6 +43,28 @@ pub struct MyOnCall {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// A notification on its way to chat or a webhook (admins see these).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    /// Also the `webhook-id` a webhook receiver sees (the same on every retry).
+    pub id: String,
+    pub channel: String,
+    pub kind: String,
+    /// `pending`, `delivered` or `dead`.
+    pub state: String,
+    pub attempts: i64,
+    /// When it is tried next (pending).
+    pub next_attempt_at: DateTime<Utc>,
+    /// The last failure, e.g. "the receiver answered HTTP 500" (never a URL or a
+    /// secret).
+    pub last_error: Option<String>,
+    pub last_status: Option<i64>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The event's one-line message.
+    pub message: String,
+}
+
 /// An on-call schedule and who is on call for it now.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScheduleView {

@@ -69,6 +69,10 @@ pub enum AuditAction {
     RequestEscalated,
     /// The current approvers of a pending request were reminded.
     RequestReminded,
+    /// A notification to chat or a webhook was given up after its retries.
+    NotificationDeadLettered,
+    /// An admin sent a dead notification again.
+    NotificationRetried,
 }
 
 impl AuditAction {
@@ -113,6 +117,8 @@ impl AuditAction {
             AuditAction::GrantShortened => "grant_shortened",
             AuditAction::RequestEscalated => "request_escalated",
             AuditAction::RequestReminded => "request_reminded",
+            AuditAction::NotificationDeadLettered => "notification_dead_lettered",
+            AuditAction::NotificationRetried => "notification_retried",
         }
     }
 }

@@ -323,6 +323,18 @@ pub enum AuditEvent {
         stage: usize,
         asked: Vec<String>,
     },
+    /// A notification was given up (subject: the delivery id).
+    NotificationDeadLettered {
+        channel: String,
+        kind: String,
+        attempts: i64,
+        error: String,
+    },
+    /// An admin sent a dead notification again (subject: the delivery id).
+    NotificationRetried {
+        channel: String,
+        kind: String,
+    },
 }
 
 impl AuditEvent {
@@ -378,6 +390,8 @@ impl AuditEvent {
             E::GrantShortened { .. } => AuditAction::GrantShortened,
             E::RequestEscalated { .. } => AuditAction::RequestEscalated,
             E::RequestReminded { .. } => AuditAction::RequestReminded,
+            E::NotificationDeadLettered { .. } => AuditAction::NotificationDeadLettered,
+            E::NotificationRetried { .. } => AuditAction::NotificationRetried,
         }
     }
 
@@ -660,6 +674,13 @@ impl AuditEvent {
                 asked,
             } => json!({ "from": from, "to": to, "cause": cause, "asked": asked }),
             E::RequestReminded { stage, asked } => json!({ "stage": stage, "asked": asked }),
+            E::NotificationDeadLettered {
+                channel,
+                kind,
+                attempts,
+                error,
+            } => json!({ "channel": channel, "kind": kind, "attempts": attempts, "error": error }),
+            E::NotificationRetried { channel, kind } => json!({ "channel": channel, "kind": kind }),
         }
     }
 }

@@ -28,7 +28,9 @@ pub mod input;
 pub mod lifecycle;
 pub mod notify;
 pub mod oncall;
+pub mod outbound;
 pub mod policy;
+pub mod webhooks;
 
 pub use error::{ErrorCode, RuleError};
 pub use ids::{GrantId, RequestId, TokenId};

@@ -265,6 +265,9 @@ pub struct Policy {
     /// Which incidents open which bundles to whom, by name.
     #[serde(default)]
     pub incidents: BTreeMap<String, crate::incident::IncidentRule>,
+    /// Where events go outside the app (chat, webhooks), by name.
+    #[serde(default)]
+    pub notifications: BTreeMap<String, crate::outbound::Channel>,
 }
 
 impl Policy {
@@ -328,6 +331,23 @@ struct RawPolicy {
     incident_sources: BTreeMap<Spanned<String>, Spanned<RawSource>>,
     #[serde(default)]
     incidents: BTreeMap<Spanned<String>, Spanned<RawIncidentRule>>,
+    #[serde(default)]
+    notifications: BTreeMap<Spanned<String>, Spanned<RawChannel>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChannel {
+    kind: Spanned<String>,
+    #[serde(default)]
+    url: Option<Spanned<String>>,
+    #[serde(default)]
+    url_env: Option<Spanned<String>>,
+    #[serde(default)]
+    secret_env: Option<Spanned<String>>,
+    events: Spanned<Vec<String>>,
+    #[serde(default)]
+    link_base: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -1170,11 +1190,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         }
         let r = raw_s.into_inner();
         let env = r.secret_env.get_ref();
-        if env.is_empty()
-            || !env
-                .bytes()
-                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
-        {
+        if !valid_env_name(env) {
             return Err(ctx.err(
                 r.secret_env.span(),
                 format!("incident source '{sname}': secret_env names an environment variable (A-Z, 0-9, _) holding the secret, never the secret itself"),
@@ -1250,6 +1266,12 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         );
     }
 
+    let mut notifications = BTreeMap::new();
+    for (name, raw_c) in raw.notifications {
+        let c = notification_channel(&ctx, &name, raw_c)?;
+        notifications.insert(c.name.clone(), c);
+    }
+
     Ok(Policy {
         integrations,
         bundles,
@@ -1259,7 +1281,128 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         oncall,
         incident_sources,
         incidents,
+        notifications,
     })
+}
+
+/// `[notifications.NAME]`: a chat or webhook channel and the events it gets.
+fn notification_channel(
+    ctx: &Ctx<'_>,
+    name: &Spanned<String>,
+    raw: Spanned<RawChannel>,
+) -> Result<crate::outbound::Channel, PolicyError> {
+    use crate::outbound::{Channel, ChannelKind};
+    let cname = name.get_ref().clone();
+    if !valid_name(&cname) {
+        return Err(ctx.err(
+            name.span(),
+            format!("notification channel name '{cname}': {NAME_RULE}"),
+        ));
+    }
+    let span = raw.span();
+    let c = raw.into_inner();
+    let kind = match c.kind.get_ref().as_str() {
+        "slack" => ChannelKind::Slack,
+        "webhook" => ChannelKind::Webhook,
+        other => {
+            return Err(ctx.err(
+                c.kind.span(),
+                format!("notifications.{cname}: kind '{other}' is not \"slack\" (a Slack-compatible incoming webhook) or \"webhook\" (Standard Webhooks)"),
+            ))
+        }
+    };
+    let env_name = |v: &Option<Spanned<String>>,
+                    what: &str|
+     -> Result<Option<String>, PolicyError> {
+        match v {
+            None => Ok(None),
+            Some(e) if valid_env_name(e.get_ref()) => Ok(Some(e.get_ref().clone())),
+            Some(e) => Err(ctx.err(
+                e.span(),
+                format!("notifications.{cname}: {what} must name an environment variable (A-Z, 0-9, _), never hold the value"),
+            )),
+        }
+    };
+    let url_env = env_name(&c.url_env, "url_env")?;
+    let secret_env = env_name(&c.secret_env, "secret_env")?;
+    let url = match &c.url {
+        None => None,
+        Some(u) => {
+            let v = u.get_ref();
+            if !(v.starts_with("https://") || v.starts_with("http://")) || v.len() > 2000 {
+                return Err(ctx.err(
+                    u.span(),
+                    format!("notifications.{cname}: url must be an http(s) URL"),
+                ));
+            }
+            if kind == ChannelKind::Slack {
+                return Err(ctx.err(
+                    u.span(),
+                    format!("notifications.{cname}: a Slack webhook URL is a secret; put it in an environment variable and name it with url_env"),
+                ));
+            }
+            Some(v.clone())
+        }
+    };
+    if url.is_some() == url_env.is_some() {
+        return Err(ctx.err(
+            span,
+            format!("notifications.{cname}: give exactly one of url or url_env (the environment variable holding the URL)"),
+        ));
+    }
+    if kind == ChannelKind::Webhook && secret_env.is_none() {
+        return Err(ctx.err(
+            span,
+            format!("notifications.{cname}: a webhook is signed; name the environment variable holding its whsec_… secret with secret_env"),
+        ));
+    }
+    if kind == ChannelKind::Slack && secret_env.is_some() {
+        return Err(ctx.err(span, format!("notifications.{cname}: Slack incoming webhooks are not signed; leave out secret_env")));
+    }
+    let known: Vec<&str> = crate::outbound::channel_event_kinds()
+        .map(|k| k.as_str())
+        .collect();
+    let mut events = Vec::new();
+    for e in c.events.get_ref() {
+        if !known.contains(&e.as_str()) {
+            return Err(ctx.err(
+                c.events.span(),
+                format!(
+                    "notifications.{cname}: '{e}' is not an event kind (one of {})",
+                    known.join(", ")
+                ),
+            ));
+        }
+        if !events.contains(e) {
+            events.push(e.clone());
+        }
+    }
+    if events.is_empty() {
+        return Err(ctx.err(
+            c.events.span(),
+            format!("notifications.{cname}: events names none"),
+        ));
+    }
+    let link_base = match &c.link_base {
+        None => crate::outbound::DEFAULT_LINK_BASE.to_string(),
+        Some(l) => l.get_ref().trim_end_matches('/').to_string(),
+    };
+    Ok(Channel {
+        name: cname,
+        kind,
+        url,
+        url_env,
+        secret_env,
+        events,
+        link_base,
+    })
+}
+
+/// The name of an environment variable holding a secret: A-Z, 0-9 and `_`.
+pub fn valid_env_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// A plain lowercase PostgreSQL identifier that needs no quoting.

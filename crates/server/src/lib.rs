@@ -377,6 +377,24 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
         }
     };
 
+    // Notifications to chat and webhooks go out on their own loop: a slow receiver
+    // never holds up expiries and revocations.
+    if !broker.policy.notifications.is_empty() {
+        let ob = broker.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = ob.deliver_outbound(ob.now()).await {
+                    tracing::error!(error = %e, "sending notifications failed; retrying");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(cfg.worker_interval) => {}
+                    _ = stop.wait_for(|s| *s) => break,
+                }
+            }
+        });
+    }
+
     let wb = broker.clone();
     let interval = cfg.worker_interval;
     let worker = tokio::spawn(async move {

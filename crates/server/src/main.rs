@@ -146,6 +146,30 @@ enum Cmd {
         #[command(subcommand)]
         cmd: OncallCmd,
     },
+    /// Notifications to chat and webhooks: deliveries, dead letters, sending again.
+    Notifications {
+        #[command(subcommand)]
+        cmd: NotificationsCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum NotificationsCmd {
+    /// Deliveries, newest first (state: pending, delivered, dead).
+    List {
+        #[arg(long)]
+        state: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Sends a dead delivery (msg_…) again (recorded in the audit log).
+    Retry {
+        id: String,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -371,6 +395,41 @@ async fn open_for_users(
     .await
 }
 
+/// Where the CLI's store and key are.
+struct CliStore {
+    data_dir: PathBuf,
+    database: Option<DatabaseUrl>,
+    key_file: Option<PathBuf>,
+}
+
+impl CliStore {
+    fn of(cli: &Cli) -> CliStore {
+        CliStore {
+            data_dir: cli.data_dir.clone(),
+            database: cli.database.clone(),
+            key_file: cli.key_file.clone(),
+        }
+    }
+}
+
+/// The broker over the CLI's store, serving the policy at `policy`, on the system
+/// clock (for commands that run one operation and exit).
+async fn open_cli_broker(
+    at: &CliStore,
+    policy: PathBuf,
+) -> anyhow::Result<firedoor_server::service::Broker> {
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+    firedoor_server::open_broker(
+        &at.data_dir,
+        at.database.as_ref(),
+        at.key_file.as_deref(),
+        load_policy(&policy)?,
+        Connectors::new(),
+        clock,
+    )
+    .await
+}
+
 fn load_policy(path: &PathBuf) -> anyhow::Result<firedoor_core::policy::Policy> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("reading policy {}", path.display()))?;
@@ -400,6 +459,7 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
         .map(parse_database)
         .transpose()?;
     let now = || SystemClock::default().now();
+    let at = CliStore::of(&cli);
     match cli.cmd {
         Cmd::CheckPolicy { file } => {
             let p = load_policy(&file)?;
@@ -695,28 +755,42 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        Cmd::Notifications { cmd } => {
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let actor = cli_actor();
+            let open = |policy: &PathBuf| open_cli_broker(&at, policy.clone());
+            match cmd {
+                NotificationsCmd::List {
+                    state,
+                    limit,
+                    policy,
+                } => {
+                    let b = open(&policy.policy).await?;
+                    for d in b.deliveries(&actor, state.as_deref(), limit).await? {
+                        println!(
+                            "{}\t{}\t{}\t{}\tattempts {}\t{}\t{}",
+                            d.id,
+                            d.channel,
+                            d.kind,
+                            d.state,
+                            d.attempts,
+                            d.last_error.as_deref().unwrap_or("-"),
+                            d.message
+                        );
+                    }
+                }
+                NotificationsCmd::Retry { id, policy } => {
+                    let b = open(&policy.policy).await?;
+                    let d = b.retry_delivery(&actor, &id).await?;
+                    println!("{}: {} again (to {})", d.id, d.state, d.channel);
+                }
+            }
+            Ok(0)
+        }
         Cmd::Oncall { cmd } => {
             require_store(&cli.data_dir, cli.database.as_ref())?;
             let actor = cli_actor();
-            let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
-            let open = |policy: &PathBuf| {
-                let pol = load_policy(policy);
-                let clock = clock.clone();
-                let data_dir = cli.data_dir.clone();
-                let database = cli.database.clone();
-                let key_file = cli.key_file.clone();
-                async move {
-                    firedoor_server::open_broker(
-                        &data_dir,
-                        database.as_ref(),
-                        key_file.as_deref(),
-                        pol?,
-                        Connectors::new(),
-                        clock,
-                    )
-                    .await
-                }
-            };
+            let open = |policy: &PathBuf| open_cli_broker(&at, policy.clone());
             let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
                 t.map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
                     .unwrap_or_else(|| "-".into())

@@ -151,6 +151,15 @@ pub fn document(policy: &Policy) -> String {
                                { "name": "X-PagerDuty-Signature", "in": "header", "required": true, "schema": { "type": "string" } }],
                 "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object" } } } },
                 "responses": { "200": ok(r("Received")), "4XX": err_resp() } } },
+            "/notifications/deliveries": { "get": {
+                "summary": "Outbound notifications to chat and webhooks, newest first, with their errors; state=dead lists the dead letters (admins)",
+                "parameters": [{ "name": "state", "in": "query", "schema": { "enum": ["pending", "delivered", "dead"] } },
+                               { "name": "limit", "in": "query", "schema": { "type": "integer", "minimum": 1, "maximum": 1000 } }],
+                "responses": { "200": ok(json!({ "type": "array", "items": { "type": "object" } })), "4XX": err_resp() } } },
+            "/notifications/deliveries/{id}/retry": { "post": {
+                "summary": "Send a dead notification again, attempts counted afresh (admins, audited)",
+                "parameters": [{ "name": "id", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "responses": { "200": ok(json!({ "type": "object" })), "4XX": err_resp() } } },
             "/oncall": { "get": op("Every on-call schedule of the policy: who is on call now, until when, and the overrides running or to come", json!([]), None,
                 json!({ "type": "object", "properties": { "schedules": { "type": "array", "items": r("Schedule") } } })) },
             "/oncall/{schedule}/overrides": { "post": {

@@ -1799,6 +1799,13 @@ async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
             AdminAction::OverrideOnCall => {
                 b.remove_override(&alice, "any", "ovr_0").await.map(|_| ())
             }
+            AdminAction::ManageNotifications => {
+                forbidden(
+                    "listing deliveries",
+                    b.deliveries(&alice, None, 10).await.map(|_| ()),
+                );
+                b.retry_delivery(&alice, "msg_0").await.map(|_| ())
+            }
         };
         forbidden(&format!("{action:?}"), r);
         assert!(check_admin(&alice, *action).is_err());

@@ -15,6 +15,7 @@ mod devices;
 mod events;
 mod grants;
 mod incidents;
+mod notifications;
 mod oncall;
 mod requests;
 mod secrets;
@@ -251,6 +252,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/hooks/pagerduty/{source}",
             post(incidents::pagerduty).layer(axum::extract::DefaultBodyLimit::max(HOOK_BODY_LIMIT)),
+        )
+        .route("/notifications/deliveries", get(notifications::deliveries))
+        .route(
+            "/notifications/deliveries/{id}/retry",
+            post(notifications::retry),
         )
         .route("/oncall", get(oncall::schedules))
         .route("/oncall/{schedule}/overrides", post(oncall::add_override))

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod grants;
 pub mod incidents;
 pub mod oncall;
+pub mod outbound;
 pub mod requests;
 pub mod secrets;
 pub mod unlocks;
@@ -208,6 +209,7 @@ impl<'b> Uow<'b> {
             now,
             records,
             notices,
+            policy,
             ..
         } = self;
         for (actor, subject, event) in records {
@@ -215,6 +217,7 @@ impl<'b> Uow<'b> {
         }
         for (to, notice) in &notices {
             store_notice(&mut tx, to, notice, now).await?;
+            outbound::enqueue(&mut tx, &policy, to, notice, now).await?;
         }
         tx.commit().await?;
         if !notices.is_empty() {

@@ -282,6 +282,7 @@ impl Broker {
         let mut uow = self.uow_at(now).await?;
         let n = uow.events().prune(Ts(before)).await?;
         uow.commit().await?;
+        self.prune_outbound(now).await?;
         if n > 0 {
             tracing::info!(events = n, before = %Ts(before).text(), "pruned live events past their retention");
         }

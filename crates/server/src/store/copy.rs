@@ -104,6 +104,11 @@ table!(copy_incidents, IncidentRow, "incidents", "id", {
 table!(copy_deliveries, DeliveryRow, "webhook_deliveries", "source, delivery_id", {
     source: String, delivery_id: String, received_at: Ts,
 });
+table!(copy_outbound, OutboundRow, "outbound", "id", {
+    id: String, channel: String, kind: String, payload: String, state: String, attempts: i64,
+    next_attempt_at: Ts, last_error: Option<String>, last_status: Option<i64>, created_at: Ts,
+    updated_at: Ts,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -165,6 +170,8 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         "webhook_deliveries",
         copy_deliveries(&mut src, &mut dst).await?,
     ));
+    out.tables
+        .push(("outbound", copy_outbound(&mut src, &mut dst).await?));
     // Counters that follow explicit ids: new events continue after the copied ones;
     // the audit high-water mark is the source's (it may be above the last record if
     // the source's end was cut, which `audit verify` must still report).

@@ -82,6 +82,7 @@ pub mod events;
 pub mod grants;
 pub mod incidents;
 pub mod oncall;
+pub mod outbound;
 pub mod requests;
 pub mod secrets;
 pub mod stats;
