@@ -403,6 +403,20 @@ async fn pagerduty_deliveries_are_signed_applied_once_and_refusals_are_audited()
     assert_eq!(v["resolved"].as_array().unwrap().len(), 1);
     let g = tb.client("alice").grant(&gid).await.unwrap();
     assert_eq!(g.expires_at, now + Duration::minutes(10));
+
+    // A day later the handled ids are forgotten (bounded storage); the first
+    // delivery replayed now is still refused: its event is too old.
+    let count = "SELECT COUNT(*) FROM webhook_deliveries WHERE source = $1";
+    assert_eq!(tb.raw_db().await.count(count, "pagerduty").await, 2);
+    tb.advance(Duration::hours(25));
+    tb.running
+        .broker
+        .prune_events(tb.running.broker.now())
+        .await
+        .unwrap();
+    assert_eq!(tb.raw_db().await.count(count, "pagerduty").await, 0);
+    let (s, v) = deliver(&tb, Some(&sign(PD_NEW, &body)), &body).await;
+    assert_eq!((s, v["code"].as_str()), (400, Some("invalid_request")));
     tb.running.stop().await;
 }
 
@@ -534,5 +548,49 @@ async fn opsgenie_deliveries_need_the_shared_secret_and_open_and_close() {
         .filter(|(a, _)| a == "incident_webhook_refused")
         .count();
     assert_eq!(refused, 1, "two refusals within a minute: one record");
+    tb.running.stop().await;
+}
+
+/// A grant for an incident that was approved only after the incident was resolved
+/// ends like the grants that were already active: the flow's grace after the
+/// resolution, recorded as shortened.
+#[tokio::test]
+async fn a_grant_approved_after_its_incident_resolved_ends_with_it() {
+    set_secrets();
+    // The same, but responders are not approved automatically.
+    let policy = POLICY.replace("auto_approve = \"incident_responder\"\n", "");
+    let tb = spawn_with(&policy, None).await;
+    let (s, _) = og(&tb, Some(OG_TOKEN), &og_body("Create")).await;
+    assert_eq!(s, 200);
+    let inc = tb.client("alice").incidents().await.unwrap()[0].id.clone();
+    let (r, _) = tb
+        .client("alice")
+        .create_request(&kit(Some(&inc)), None)
+        .await
+        .unwrap();
+    assert_eq!(r.state, RequestState::Pending);
+    tb.advance(Duration::minutes(5));
+    let (_, v) = og(&tb, Some(OG_TOKEN), &og_body("Close")).await;
+    assert_eq!(v["resolved"].as_array().unwrap().len(), 1);
+    let resolved_at = tb.running.broker.now();
+    tb.advance(Duration::minutes(2));
+    let r = tb.client("carol").approve(&r.id, None).await.unwrap();
+    let gid = r.grant_id.unwrap();
+    let g = eventually("active", || async {
+        let g = tb.client("alice").grant(&gid).await.unwrap();
+        (g.state == GrantState::Active).then_some(g)
+    })
+    .await;
+    assert_eq!(
+        g.expires_at,
+        resolved_at + Duration::minutes(10),
+        "10 minutes after the resolution, not 2 h after activation"
+    );
+    let shortened = audit(&tb)
+        .await
+        .into_iter()
+        .find(|(a, _)| a == "grant_shortened")
+        .expect("recorded");
+    assert_eq!(shortened.1["incident"], inc.as_str());
     tb.running.stop().await;
 }

@@ -116,6 +116,44 @@ impl Broker {
         self.grant_view_of(&g)
     }
 
+    /// When a grant activating now ends: `expires`, or earlier if the incident its
+    /// request was made for is resolved and its flow ends such grants (then also the
+    /// incident and the end it would have had).
+    async fn incident_end_at(
+        &self,
+        uow: &mut super::Uow<'_>,
+        g: &crate::store::grants::GrantRow,
+        expires: DateTime<Utc>,
+    ) -> Result<(DateTime<Utc>, Option<(String, DateTime<Utc>)>)> {
+        let Some(grace) = self
+            .policy
+            .flows
+            .get(&g.flow)
+            .and_then(|f| f.incident_end_grace_secs)
+        else {
+            return Ok((expires, None));
+        };
+        let Some(incident) = uow
+            .requests()
+            .load(&g.request_id)
+            .await?
+            .and_then(|r| r.incident_id)
+        else {
+            return Ok((expires, None));
+        };
+        let resolved = uow
+            .incidents()
+            .load(&incident)
+            .await?
+            .and_then(|i| i.resolved_at);
+        match resolved
+            .and_then(|at| firedoor_core::incident::end_after_resolution(expires, at.0, grace))
+        {
+            Some(ends) => Ok((ends, Some((incident, expires)))),
+            None => Ok((expires, None)),
+        }
+    }
+
     /// Provisions a grant that is in `provisioning`. On success the grant becomes
     /// active and its clock starts; on failure it is retried, then marked failed.
     pub async fn provision(&self, gid: &GrantId) -> Result<()> {
@@ -173,6 +211,10 @@ impl Broker {
         };
         match failure {
             None => {
+                // Made for an incident that was resolved meanwhile (approved late,
+                // provisioned slowly): it ends with the incident like the grants
+                // already active did.
+                let (expires, shortened) = self.incident_end_at(&mut uow, &g, expires).await?;
                 let creds = Credentials {
                     grant_id: *gid,
                     expires_at: expires,
@@ -213,6 +255,17 @@ impl Broker {
                             .collect(),
                     },
                 );
+                if let Some((incident, from)) = shortened {
+                    uow.record(
+                        &Actor::System,
+                        &gid_s,
+                        AuditEvent::GrantShortened {
+                            incident,
+                            from: Ts(from).text(),
+                            to: Ts(expires).text(),
+                        },
+                    );
+                }
                 uow.notify(
                     Audience::Person(&g.holder),
                     notice(

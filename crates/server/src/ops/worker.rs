@@ -283,6 +283,10 @@ impl Broker {
         let n = uow.events().prune(Ts(before)).await?;
         uow.commit().await?;
         self.prune_outbound(now).await?;
+        // A delivery's event is accepted only within MAX_EVENT_AGE_SECS of the
+        // broker's clock, so its id need not be remembered for long after.
+        let handled = now - Duration::seconds(24 * super::incidents::MAX_EVENT_AGE_SECS);
+        self.store.incidents().prune_deliveries(Ts(handled)).await?;
         if n > 0 {
             tracing::info!(events = n, before = %Ts(before).text(), "pruned live events past their retention");
         }

@@ -163,6 +163,16 @@ impl Incidents<'_> {
         )?)
     }
 
+    /// Forgets the deliveries handled before `before` (they can no longer be
+    /// replayed: their events are too old to be accepted).
+    pub async fn prune_deliveries(&mut self, before: Ts) -> Result<u64> {
+        Ok(exec!(
+            self.0,
+            "DELETE FROM webhook_deliveries WHERE received_at < $1",
+            before
+        )?)
+    }
+
     /// Notes that delivery `delivery_id` of `source` was handled; false if it
     /// already was (a replay).
     pub async fn first_delivery(
