@@ -65,6 +65,10 @@ pub enum AuditAction {
     IncidentWebhookRefused,
     /// A grant ends earlier: the incident it was made for is resolved.
     GrantShortened,
+    /// A synced on-call schedule's provider could not be read (after it could).
+    OnCallSyncFailed,
+    /// A synced on-call schedule's provider is read again after failing.
+    OnCallSyncRecovered,
 }
 
 impl AuditAction {
@@ -107,6 +111,8 @@ impl AuditAction {
             AuditAction::IncidentResolved => "incident_resolved",
             AuditAction::IncidentWebhookRefused => "incident_webhook_refused",
             AuditAction::GrantShortened => "grant_shortened",
+            AuditAction::OnCallSyncFailed => "oncall_sync_failed",
+            AuditAction::OnCallSyncRecovered => "oncall_sync_recovered",
         }
     }
 }
