@@ -103,6 +103,11 @@ table!(copy_incidents, IncidentRow, "incidents", "id", {
 table!(copy_deliveries, DeliveryRow, "webhook_deliveries", "source, delivery_id", {
     source: String, delivery_id: String, received_at: Ts,
 });
+table!(copy_oncall_sync, SyncRow, "oncall_sync", "schedule", {
+    schedule: String, provider: String, synced_json: Option<String>, unmapped_json: String,
+    fetched_at: Option<Ts>, last_attempt: Option<Ts>, last_error: Option<String>, failures: i64,
+    next_attempt_at: Ts,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -160,6 +165,8 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         "oncall_overrides",
         copy_overrides(&mut src, &mut dst).await?,
     ));
+    out.tables
+        .push(("oncall_sync", copy_oncall_sync(&mut src, &mut dst).await?));
     out.tables.push((
         "webhook_deliveries",
         copy_deliveries(&mut src, &mut dst).await?,
