@@ -98,13 +98,23 @@ pub const DEFAULT_SYNC_REFRESH_SECS: i64 = 300;
 /// One stretch of time a provider says someone is on call, as the provider said it
 /// (before mapping to Firedoor users). A missing start or end is open (PagerDuty:
 /// someone always on call).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProviderShift {
     /// The provider's email (or user name) of the person, or their id when the
     /// provider gave no email.
     pub who: String,
     pub start: Option<DateTime<Utc>>,
     pub end: Option<DateTime<Utc>>,
+}
+
+/// What a provider said for a window `[from, until)`, as the broker keeps it: the
+/// provider's people, not yet mapped, so a change of the policy's `users` table
+/// takes effect at once, not at the next read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    pub shifts: Vec<ProviderShift>,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
 }
 
 /// A Firedoor user on call from `start` until `end`.
@@ -126,15 +136,23 @@ pub struct Synced {
 }
 
 impl SyncSpec {
-    /// Maps what the provider said, fetched for `[from, known_until)`, to Firedoor
-    /// users. Returns the shifts and the provider users who map to nobody (sorted,
-    /// once each): they are nobody in Firedoor, never an error.
-    pub fn map(
-        &self,
-        shifts: &[ProviderShift],
-        from: DateTime<Utc>,
-        known_until: DateTime<Utc>,
-    ) -> (Synced, Vec<String>) {
+    /// Which provider schedule this is: a cache read from another (the policy
+    /// changed) is not this one's.
+    pub fn source(&self) -> String {
+        format!(
+            "{} {} {}:{}",
+            self.provider.as_str(),
+            self.api_url,
+            if self.by_name { "name" } else { "id" },
+            self.schedule
+        )
+    }
+
+    /// Maps what the provider said to Firedoor users. Returns the shifts and the
+    /// provider users who map to nobody (sorted, once each): they are nobody in
+    /// Firedoor, never an error.
+    pub fn map(&self, fetched: &Fetched) -> (Synced, Vec<String>) {
+        let (shifts, from, known_until) = (&fetched.shifts, fetched.from, fetched.until);
         let mut out = BTreeSet::new();
         let mut unmapped = BTreeSet::new();
         for p in shifts {
@@ -806,8 +824,8 @@ mod tests {
             end: b.map(utc),
         };
         let (from, to) = (utc("2030-01-01T00:00:00Z"), utc("2030-01-08T00:00:00Z"));
-        let (got, unmapped) = spec.map(
-            &[
+        let (got, unmapped) = spec.map(&Fetched {
+            shifts: vec![
                 p(
                     "Alice@Example.com",
                     Some("2029-12-31T00:00:00Z"),
@@ -820,8 +838,8 @@ mod tests {
                 p("alice@example.com", None, Some("2029-12-01T00:00:00Z")),
             ],
             from,
-            to,
-        );
+            until: to,
+        });
         assert_eq!(unmapped, vec!["mallory@example.com".to_string()]);
         assert_eq!(
             got.shifts,

@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use firedoor_core::access::{check_admin, AdminAction};
 use firedoor_core::api::{MyOnCall, NewOverride, OnCallView, OverrideView, ScheduleView, SyncView};
 use firedoor_core::audit::AuditEvent;
-use firedoor_core::oncall::{self, Override, Schedule, Synced};
+use firedoor_core::oncall::{self, Fetched, Override, Schedule, Synced};
 use firedoor_core::policy::{Policy, Principal};
 use firedoor_core::ErrorCode;
 use std::borrow::Cow;
@@ -48,14 +48,20 @@ impl OnCallFacts {
             .collect()
     }
 
-    /// The shifts last fetched for a synced schedule (`None`: never fetched, or
-    /// unreadable: nobody is on call for it).
-    fn synced(&self, schedule: &str) -> Option<Synced> {
-        let json = self.sync.get(schedule)?.synced_json.as_deref()?;
-        match serde_json::from_str(json) {
-            Ok(s) => Some(s),
+    /// What was last fetched for a synced schedule, mapped by the policy's users
+    /// table now, and the provider's people it maps to nobody. `None`: never
+    /// fetched, fetched for another provider schedule (the policy changed), or
+    /// unreadable: nobody is on call for it.
+    fn synced(&self, s: &Schedule) -> Option<(Synced, Vec<String>)> {
+        let spec = s.sync.as_ref()?;
+        let row = self.sync.get(&s.name)?;
+        if row.source != spec.source() {
+            return None;
+        }
+        match serde_json::from_str::<Fetched>(row.fetched_json.as_deref()?) {
+            Ok(f) => Some(spec.map(&f)),
             Err(e) => {
-                tracing::error!(schedule, error = %e, "unreadable cache of a synced on-call schedule: nobody is on call for it until the next refresh");
+                tracing::error!(schedule = %s.name, error = %e, "unreadable cache of a synced on-call schedule: nobody is on call for it until the next refresh");
                 None
             }
         }
@@ -68,7 +74,7 @@ impl OnCallFacts {
             .oncall
             .values()
             .map(|s| match s.sync {
-                Some(_) => Cow::Owned(s.with_synced(self.synced(&s.name))),
+                Some(_) => Cow::Owned(s.with_synced(self.synced(s).map(|(synced, _)| synced))),
                 None => Cow::Borrowed(s),
             })
             .collect()
@@ -79,7 +85,7 @@ impl OnCallFacts {
         let Some(spec) = &s.sync else {
             return (None, false);
         };
-        let row = self.sync.get(&s.name);
+        let row = self.sync.get(&s.name).filter(|r| r.source == spec.source());
         let fetched_at = row.and_then(|r| r.fetched_at).map(|t| t.0);
         let failed = row.is_some_and(|r| r.last_error.is_some());
         (
@@ -202,14 +208,15 @@ impl Broker {
                 let mut on_call = s.on_call_all(&overrides, now).into_iter().map(on_call_view);
                 let (as_of, stale) = facts.freshness(s, now);
                 let sync = s.sync.as_ref().map(|spec| {
-                    let row = facts.sync.get(&s.name);
+                    let row = facts
+                        .sync
+                        .get(&s.name)
+                        .filter(|r| r.source == spec.source());
                     SyncView {
                         provider: spec.provider.as_str().to_string(),
                         last_attempt: row.and_then(|r| r.last_attempt).map(|t| t.0),
                         last_error: row.and_then(|r| r.last_error.clone()),
-                        unmapped: row
-                            .and_then(|r| serde_json::from_str(&r.unmapped_json).ok())
-                            .unwrap_or_default(),
+                        unmapped: facts.synced(s).map(|(_, u)| u).unwrap_or_default(),
                     }
                 });
                 ScheduleView {

@@ -32,7 +32,7 @@ use crate::store::Ts;
 use chrono::{DateTime, Duration, SecondsFormat, Utc};
 use firedoor_core::audit::AuditEvent;
 use firedoor_core::oncall::{
-    self, ProviderKind, ProviderShift, Schedule, SyncSpec, SYNC_WINDOW_SECS,
+    self, Fetched, ProviderKind, ProviderShift, Schedule, SyncSpec, SYNC_WINDOW_SECS,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -58,15 +58,6 @@ pub struct SyncTurn {
     logged_unmapped: std::sync::Mutex<BTreeSet<(String, String)>>,
 }
 
-/// What a provider said for one schedule.
-#[derive(Debug)]
-pub struct Fetched {
-    pub shifts: Vec<ProviderShift>,
-    /// The window asked for: `[from, until)`.
-    pub from: DateTime<Utc>,
-    pub until: DateTime<Utc>,
-}
-
 impl Broker {
     /// Worker step: fetches the synced schedules whose refresh is due at `now`.
     pub async fn sync_on_call(&self, now: DateTime<Utc>) -> Result<()> {
@@ -84,13 +75,14 @@ impl Broker {
         let mut due = Vec::new();
         for s in synced {
             let Some(spec) = &s.sync else { continue };
+            let source = spec.source();
             match rows.iter().find(|r| r.schedule == s.name) {
-                Some(r) if r.next_attempt_at.0 > now => continue,
+                Some(r) if r.next_attempt_at.0 > now && r.source == source => continue,
                 Some(_) => {}
                 None => {
                     self.store
                         .oncall()
-                        .ensure_sync(&s.name, spec.provider.as_str(), Ts(now))
+                        .ensure_sync(&s.name, &source, Ts(now))
                         .await?
                 }
             }
@@ -98,7 +90,7 @@ impl Broker {
             if self
                 .store
                 .oncall()
-                .claim_sync(&s.name, Ts(now), lease)
+                .claim_sync(&s.name, &source, Ts(now), lease)
                 .await?
             {
                 due.push((s, spec));
@@ -137,17 +129,11 @@ impl Broker {
         let failures = prev.as_ref().map_or(0, |r| r.failures);
         match res {
             Ok(f) => {
-                let (synced, unmapped) = spec.map(&f.shifts, f.from, f.until);
+                let (synced, unmapped) = spec.map(&f);
                 self.log_unmapped(&s.name, &unmapped);
                 let next = now + Duration::seconds(spec.refresh_secs);
                 uow.oncall()
-                    .sync_succeeded(
-                        &s.name,
-                        &json(&synced)?,
-                        &json(&unmapped)?,
-                        Ts(now),
-                        Ts(next),
-                    )
+                    .sync_succeeded(&s.name, &json(&f)?, Ts(now), Ts(next))
                     .await?;
                 if failures > 0 {
                     uow.record(
@@ -533,8 +519,10 @@ mod tests {
             ],
             "limit": 100, "offset": 0, "more": true, "total": null
         });
-        let (shifts, more) = parse_pagerduty_page(body.to_string().as_bytes(), "PI7DH85").unwrap();
+        let (shifts, held, more) =
+            parse_pagerduty_page(body.to_string().as_bytes(), "PI7DH85").unwrap();
         assert!(more);
+        assert_eq!(held, 3);
         assert_eq!(shifts.len(), 2, "another schedule's on-call is not ours");
         assert_eq!(shifts[0].who, "alice@example.com");
         assert_eq!(

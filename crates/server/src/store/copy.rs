@@ -104,8 +104,7 @@ table!(copy_deliveries, DeliveryRow, "webhook_deliveries", "source, delivery_id"
     source: String, delivery_id: String, received_at: Ts,
 });
 table!(copy_oncall_sync, SyncRow, "oncall_sync", "schedule", {
-    schedule: String, provider: String, synced_json: Option<String>, unmapped_json: String,
-    fetched_at: Option<Ts>, last_attempt: Option<Ts>, last_error: Option<String>, failures: i64,
+    schedule: String, source: String, fetched_json: Option<String>, fetched_at: Option<Ts>, last_attempt: Option<Ts>, last_error: Option<String>, failures: i64,
     next_attempt_at: Ts,
 });
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {

@@ -119,11 +119,10 @@ row_struct! {
     #[derive(Debug, Clone)]
     pub struct SyncRow {
         pub schedule: String,
-        pub provider: String,
-        /// [`firedoor_core::oncall::Synced`] as JSON; `None`: never fetched.
-        pub synced_json: Option<String>,
-        /// The provider users that map to nobody, as JSON (a list of strings).
-        pub unmapped_json: String,
+        /// Which provider schedule it is ([`firedoor_core::oncall::SyncSpec::source`]).
+        pub source: String,
+        /// [`firedoor_core::oncall::Fetched`] as JSON; `None`: never fetched.
+        pub fetched_json: Option<String>,
         /// The last successful fetch.
         pub fetched_at: Option<Ts>,
         pub last_attempt: Option<Ts>,
@@ -139,7 +138,7 @@ row_struct! {
 macro_rules! sync_query {
     ($rest:literal) => {
         concat!(
-            "SELECT schedule, provider, synced_json, unmapped_json, fetched_at, last_attempt, last_error, failures, next_attempt_at FROM oncall_sync",
+            "SELECT schedule, source, fetched_json, fetched_at, last_attempt, last_error, failures, next_attempt_at FROM oncall_sync",
             $rest
         )
     };
@@ -167,29 +166,42 @@ impl OnCall<'_> {
     }
 
     /// Makes sure a synced schedule has a row, due at `now` if new.
-    pub async fn ensure_sync(&mut self, schedule: &str, provider: &str, now: Ts) -> Result<()> {
+    pub async fn ensure_sync(&mut self, schedule: &str, source: &str, now: Ts) -> Result<()> {
         exec!(
             self.0,
-            "INSERT INTO oncall_sync (schedule, provider, next_attempt_at) VALUES ($1, $2, $3)
+            "INSERT INTO oncall_sync (schedule, source, next_attempt_at) VALUES ($1, $2, $3)
              ON CONFLICT (schedule) DO NOTHING",
             schedule,
-            provider,
+            source,
             now
         )?;
         Ok(())
     }
 
-    /// Takes the next fetch of `schedule` if it is due at `now` (compare-and-set on
-    /// `next_attempt_at`, so one replica fetches): no one else takes it before
+    /// Takes the next fetch of `schedule` if it is due at `now`, or at once if the
+    /// row is of another `source` (the policy changed: what it holds is dropped).
+    /// A compare-and-set, so one replica fetches; no one else takes it before
     /// `lease_until`. False if it is not due or someone took it.
-    pub async fn claim_sync(&mut self, schedule: &str, now: Ts, lease_until: Ts) -> Result<bool> {
+    pub async fn claim_sync(
+        &mut self,
+        schedule: &str,
+        source: &str,
+        now: Ts,
+        lease_until: Ts,
+    ) -> Result<bool> {
         let n = exec!(
             self.0,
-            "UPDATE oncall_sync SET next_attempt_at = $1, last_attempt = $2
-             WHERE schedule = $3 AND next_attempt_at <= $2",
+            "UPDATE oncall_sync SET next_attempt_at = $1, last_attempt = $2,
+                 fetched_json = CASE WHEN source = $4 THEN fetched_json END,
+                 fetched_at = CASE WHEN source = $4 THEN fetched_at END,
+                 failures = CASE WHEN source = $4 THEN failures ELSE 0 END,
+                 last_error = CASE WHEN source = $4 THEN last_error END,
+                 source = $4
+             WHERE schedule = $3 AND (next_attempt_at <= $2 OR source <> $4)",
             lease_until,
             now,
-            schedule
+            schedule,
+            source
         )?;
         Ok(n == 1)
     }
@@ -198,18 +210,16 @@ impl OnCall<'_> {
     pub async fn sync_succeeded(
         &mut self,
         schedule: &str,
-        synced_json: &str,
-        unmapped_json: &str,
+        fetched_json: &str,
         fetched_at: Ts,
         next_attempt_at: Ts,
     ) -> Result<()> {
         exec!(
             self.0,
-            "UPDATE oncall_sync SET synced_json = $1, unmapped_json = $2, fetched_at = $3,
-                 last_attempt = $3, last_error = NULL, failures = 0, next_attempt_at = $4
-             WHERE schedule = $5",
-            synced_json,
-            unmapped_json,
+            "UPDATE oncall_sync SET fetched_json = $1, fetched_at = $2,
+                 last_attempt = $2, last_error = NULL, failures = 0, next_attempt_at = $3
+             WHERE schedule = $4",
+            fetched_json,
             fetched_at,
             next_attempt_at,
             schedule
