@@ -39,8 +39,16 @@ pub struct Me {
 pub struct MyOnCall {
     pub schedule: String,
     pub title: String,
-    /// When that changes (`None`: not within the next 90 days).
+    /// When that changes (`None`: not within the next 90 days, or for a synced
+    /// schedule not within what was fetched from its provider).
     pub until: Option<DateTime<Utc>>,
+    /// A synced schedule: when its provider was last read ("as of 14:02").
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
+    /// A synced schedule whose provider could not be read lately: this is the last
+    /// known state.
+    #[serde(default)]
+    pub stale: bool,
 }
 
 /// A notification on its way to chat or a webhook (admins see these).
@@ -72,8 +80,36 @@ pub struct ScheduleView {
     pub title: String,
     pub time_zone: String,
     pub on_call: Option<OnCallView>,
+    /// Others on call at the same time (a synced schedule whose provider has
+    /// several people on call at once).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub also_on_call: Vec<OnCallView>,
     /// Overrides running now or to come.
     pub overrides: Vec<OverrideView>,
+    /// A synced schedule: when its provider was last read.
+    #[serde(default)]
+    pub as_of: Option<DateTime<Utc>>,
+    /// A synced schedule whose last refresh failed (or that has not been
+    /// refreshed for a while): who is on call is the last known state.
+    #[serde(default)]
+    pub stale: bool,
+    /// A synced schedule: where from and how its last refresh went.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncView>,
+}
+
+/// How a synced schedule's refreshes go.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncView {
+    /// `pagerduty` or `opsgenie`.
+    pub provider: String,
+    pub last_attempt: Option<DateTime<Utc>>,
+    /// Why the last attempt failed (never with the token in it).
+    pub last_error: Option<String>,
+    /// The provider's people on this schedule that the policy maps to nobody:
+    /// they are nobody in Firedoor.
+    #[serde(default)]
+    pub unmapped: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

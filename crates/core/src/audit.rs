@@ -73,6 +73,10 @@ pub enum AuditAction {
     NotificationDeadLettered,
     /// An admin sent a dead notification again.
     NotificationRetried,
+    /// A synced on-call schedule's provider could not be read (after it could).
+    OnCallSyncFailed,
+    /// A synced on-call schedule's provider is read again after failing.
+    OnCallSyncRecovered,
 }
 
 impl AuditAction {
@@ -119,6 +123,8 @@ impl AuditAction {
             AuditAction::RequestReminded => "request_reminded",
             AuditAction::NotificationDeadLettered => "notification_dead_lettered",
             AuditAction::NotificationRetried => "notification_retried",
+            AuditAction::OnCallSyncFailed => "oncall_sync_failed",
+            AuditAction::OnCallSyncRecovered => "oncall_sync_recovered",
         }
     }
 }

@@ -335,6 +335,21 @@ pub enum AuditEvent {
         channel: String,
         kind: String,
     },
+    /// A synced on-call schedule's provider could not be read, where the attempt
+    /// before succeeded (subject: the schedule). Who is on call stays the last
+    /// known state. Recorded once per outage, not for every failed attempt.
+    OnCallSyncFailed {
+        provider: String,
+        error: String,
+    },
+    /// A synced on-call schedule's provider was read again after `failures`
+    /// failed attempts (subject: the schedule).
+    OnCallSyncRecovered {
+        provider: String,
+        failures: i64,
+        /// When the last successful read before the outage was (`None`: never).
+        stale_since: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -387,6 +402,8 @@ impl AuditEvent {
             E::IncidentOpened { .. } => AuditAction::IncidentOpened,
             E::IncidentResolved { .. } => AuditAction::IncidentResolved,
             E::IncidentWebhookRefused { .. } => AuditAction::IncidentWebhookRefused,
+            E::OnCallSyncFailed { .. } => AuditAction::OnCallSyncFailed,
+            E::OnCallSyncRecovered { .. } => AuditAction::OnCallSyncRecovered,
             E::GrantShortened { .. } => AuditAction::GrantShortened,
             E::RequestEscalated { .. } => AuditAction::RequestEscalated,
             E::RequestReminded { .. } => AuditAction::RequestReminded,
@@ -681,6 +698,14 @@ impl AuditEvent {
                 error,
             } => json!({ "channel": channel, "kind": kind, "attempts": attempts, "error": error }),
             E::NotificationRetried { channel, kind } => json!({ "channel": channel, "kind": kind }),
+            E::OnCallSyncFailed { provider, error } => {
+                json!({ "provider": provider, "error": error })
+            }
+            E::OnCallSyncRecovered {
+                provider,
+                failures,
+                stale_since,
+            } => json!({ "provider": provider, "failures": failures, "stale_since": stale_since }),
         }
     }
 }
@@ -1125,6 +1150,24 @@ mod tests {
                 },
                 "oncall_override_removed",
                 json!({ "schedule": "payments-primary", "user": "ann" }),
+            ),
+            (
+                AuditEvent::OnCallSyncFailed {
+                    provider: s("pagerduty"),
+                    error: s("PagerDuty answered 401 Unauthorized"),
+                },
+                "oncall_sync_failed",
+                json!({ "provider": "pagerduty", "error": "PagerDuty answered 401 Unauthorized" }),
+            ),
+            (
+                AuditEvent::OnCallSyncRecovered {
+                    provider: s("opsgenie"),
+                    failures: 3,
+                    stale_since: Some(s("2026-01-02T03:04:05.000000Z")),
+                },
+                "oncall_sync_recovered",
+                json!({ "provider": "opsgenie", "failures": 3,
+                    "stale_since": "2026-01-02T03:04:05.000000Z" }),
             ),
         ];
         for (event, action, before) in cases {

@@ -12,11 +12,19 @@
 //! Shifts of whole days hand off at the same local time every time, across daylight
 //! saving changes; shorter shifts are counted in elapsed time. Everything here takes
 //! the time as a parameter; nothing reads a clock.
+//!
+//! A schedule may instead be synced from an on-call provider (PagerDuty, Opsgenie;
+//! [`SyncSpec`]): the broker fetches who is on call over the next days, maps the
+//! provider's people to Firedoor users by the policy's `users` table and keeps the
+//! result ([`Synced`]) in its store. Step 2 then reads those shifts instead of
+//! layers: everyone whose shift covers `now` is on call (a provider may have several
+//! at once), and nobody past the end of what was fetched. Overrides apply on top,
+//! as they do for a declared schedule.
 
 use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// A declared schedule.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +34,173 @@ pub struct Schedule {
     /// The IANA time zone handoffs and windows are local times in.
     pub tz: Tz,
     /// Lowest priority first: a later layer covers an earlier one where it applies.
+    /// Empty for a synced schedule.
     pub layers: Vec<Layer>,
+    /// Where a synced schedule comes from (`None`: declared by its layers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sync: Option<SyncSpec>,
+    /// A synced schedule's shifts as last fetched: not policy but data, which the
+    /// broker attaches from its store before asking who is on call ([`Schedule::with_synced`]).
+    /// `None` for a synced schedule never fetched: nobody is on call for it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<Synced>,
+}
+
+/// An on-call provider a schedule is synced from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProviderKind {
+    Pagerduty,
+    Opsgenie,
+}
+
+impl ProviderKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProviderKind::Pagerduty => "pagerduty",
+            ProviderKind::Opsgenie => "opsgenie",
+        }
+    }
+    /// The provider's API when the policy names none.
+    pub fn default_api_url(self) -> &'static str {
+        match self {
+            ProviderKind::Pagerduty => "https://api.pagerduty.com",
+            ProviderKind::Opsgenie => "https://api.opsgenie.com",
+        }
+    }
+}
+
+/// How a synced schedule is fetched, and whose is whose.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncSpec {
+    pub provider: ProviderKind,
+    /// The provider's schedule: its id, or (Opsgenie) its name if `by_name`.
+    pub schedule: String,
+    #[serde(default)]
+    pub by_name: bool,
+    /// Base URL of the provider's API, without a trailing slash.
+    pub api_url: String,
+    /// The environment variable that holds the API token (never the token).
+    pub token_env: String,
+    /// How often the shifts are fetched again.
+    pub refresh_secs: i64,
+    /// Provider user (email, lowercase) -> Firedoor user. Nobody else is anybody.
+    pub users: BTreeMap<String, String>,
+}
+
+/// Fetched shifts are kept for this far ahead; past it a schedule whose provider
+/// could not be reached since has nobody on call.
+pub const SYNC_WINDOW_SECS: i64 = 7 * 86_400;
+/// Shortest and longest refresh interval of a synced schedule, and the default.
+pub const SYNC_REFRESH_RANGE: (i64, i64) = (60, 86_400);
+pub const DEFAULT_SYNC_REFRESH_SECS: i64 = 300;
+
+/// One stretch of time a provider says someone is on call, as the provider said it
+/// (before mapping to Firedoor users). A missing start or end is open (PagerDuty:
+/// someone always on call).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderShift {
+    /// The provider's email (or user name) of the person, or their id when the
+    /// provider gave no email.
+    pub who: String,
+    pub start: Option<DateTime<Utc>>,
+    pub end: Option<DateTime<Utc>>,
+}
+
+/// What a provider said for a window `[from, until)`, as the broker keeps it: the
+/// provider's people, not yet mapped, so a change of the policy's `users` table
+/// takes effect at once, not at the next read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fetched {
+    pub shifts: Vec<ProviderShift>,
+    pub from: DateTime<Utc>,
+    pub until: DateTime<Utc>,
+}
+
+/// A Firedoor user on call from `start` until `end`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shift {
+    pub user: String,
+    pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
+}
+
+/// What a synced schedule's provider said, mapped to Firedoor users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Synced {
+    /// Sorted by start, then user; no two alike.
+    pub shifts: Vec<Shift>,
+    /// How far what was fetched reaches: after it nothing is known, so nobody is on
+    /// call, and a change at or after it is not a known change.
+    pub known_until: DateTime<Utc>,
+}
+
+impl SyncSpec {
+    /// Which provider schedule this is: a cache read from another (the policy
+    /// changed) is not this one's.
+    pub fn source(&self) -> String {
+        format!(
+            "{} {} {}:{}",
+            self.provider.as_str(),
+            self.api_url,
+            if self.by_name { "name" } else { "id" },
+            self.schedule
+        )
+    }
+
+    /// Maps what the provider said to Firedoor users. Returns the shifts and the
+    /// provider users who map to nobody (sorted, once each): they are nobody in
+    /// Firedoor, never an error.
+    pub fn map(&self, fetched: &Fetched) -> (Synced, Vec<String>) {
+        let (shifts, from, known_until) = (&fetched.shifts, fetched.from, fetched.until);
+        let mut out = BTreeSet::new();
+        let mut unmapped = BTreeSet::new();
+        for p in shifts {
+            let start = p.start.unwrap_or(from).max(from);
+            let end = p.end.unwrap_or(known_until).min(known_until);
+            if end <= start {
+                continue;
+            }
+            match self.users.get(&p.who.trim().to_ascii_lowercase()) {
+                Some(user) => {
+                    out.insert((start, user.clone(), end));
+                }
+                None => {
+                    unmapped.insert(p.who.trim().to_string());
+                }
+            }
+        }
+        (
+            Synced {
+                shifts: out
+                    .into_iter()
+                    .map(|(start, user, end)| Shift { user, start, end })
+                    .collect(),
+                known_until,
+            },
+            unmapped.into_iter().collect(),
+        )
+    }
+}
+
+/// Whether a synced schedule's view is stale at `now`: its last attempt failed,
+/// or it has not been fetched for three refresh intervals (the worker is not
+/// getting to it), or never.
+pub fn sync_is_stale(
+    spec: &SyncSpec,
+    fetched_at: Option<DateTime<Utc>>,
+    last_attempt_failed: bool,
+    now: DateTime<Utc>,
+) -> bool {
+    last_attempt_failed
+        || fetched_at.is_none_or(|t| (now - t).num_seconds() > 3 * spec.refresh_secs)
+}
+
+/// How long a synced schedule waits before trying again after `failures` failed
+/// attempts in a row: 30 s, doubling, never longer than its refresh interval.
+pub fn sync_retry_after_secs(spec: &SyncSpec, failures: i64) -> i64 {
+    let exp = failures.clamp(1, 16) - 1;
+    (30_i64 << exp).min(spec.refresh_secs).max(1)
 }
 
 /// One rotation.
@@ -167,29 +341,61 @@ impl Layer {
 impl Schedule {
     /// Who is on call at `now`, from the layers and `overrides` (any schedule's;
     /// only this one's count), and until when.
+    /// (For a synced schedule with several people on call at once, the first of
+    /// them; see [`Schedule::on_call_all`].)
     pub fn on_call(&self, overrides: &[Override], now: DateTime<Utc>) -> Option<OnCall> {
-        let (user, by_override) = self.who(overrides, now)?;
-        let until = self.next_change(overrides, now, &user, by_override);
-        Some(OnCall {
-            user,
-            until,
-            by_override,
-        })
+        self.on_call_all(overrides, now).into_iter().next()
     }
 
-    fn who(&self, overrides: &[Override], t: DateTime<Utc>) -> Option<(String, bool)> {
+    /// Everyone on call at `now` (a declared schedule has at most one; a synced one
+    /// as many as its provider says), each with until when.
+    pub fn on_call_all(&self, overrides: &[Override], now: DateTime<Utc>) -> Vec<OnCall> {
+        self.who_all(overrides, now)
+            .into_iter()
+            .map(|(user, by_override)| OnCall {
+                until: self.next_change(overrides, now, &user, by_override),
+                user,
+                by_override,
+            })
+            .collect()
+    }
+
+    /// The synced schedule's shifts fetched, attached (the policy's copy has none).
+    pub fn with_synced(&self, synced: Option<Synced>) -> Schedule {
+        Schedule {
+            synced,
+            ..self.clone()
+        }
+    }
+
+    /// Everyone on call at `t`, each with whether an override put them there.
+    fn who_all(&self, overrides: &[Override], t: DateTime<Utc>) -> Vec<(String, bool)> {
         let covering = overrides
             .iter()
             .filter(|o| o.schedule == self.name && o.starts_at <= t && t < o.ends_at)
             .max_by_key(|o| (o.starts_at, o.id.clone()));
         if let Some(o) = covering {
-            return Some((o.user.clone(), true));
+            return vec![(o.user.clone(), true)];
+        }
+        if self.sync.is_some() {
+            let Some(synced) = &self.synced else {
+                return Vec::new();
+            };
+            let mut seen = BTreeSet::new();
+            return synced
+                .shifts
+                .iter()
+                .filter(|s| s.start <= t && t < s.end && t < synced.known_until)
+                .filter(|s| seen.insert(s.user.clone()))
+                .map(|s| (s.user.clone(), false))
+                .collect();
         }
         self.layers
             .iter()
             .rev()
             .find_map(|l| l.user_at(self.tz, t))
-            .map(|u| (u.to_string(), false))
+            .map(|u| vec![(u.to_string(), false)])
+            .unwrap_or_default()
     }
 
     fn next_change(
@@ -199,7 +405,13 @@ impl Schedule {
         user: &str,
         by_override: bool,
     ) -> Option<DateTime<Utc>> {
-        let horizon = now + Duration::days(HORIZON_DAYS);
+        // A synced schedule knows nothing past what was fetched: a change there is
+        // not known (`None`), not the moment the cache runs out.
+        let horizon = match (&self.sync, &self.synced) {
+            (Some(_), Some(s)) => s.known_until - Duration::seconds(1),
+            (Some(_), None) => now,
+            _ => now + Duration::days(HORIZON_DAYS),
+        };
         let mut t = now;
         // Each step moves to the next edge of a layer or an override; a rotation
         // where the same person follows themselves takes several steps.
@@ -207,6 +419,12 @@ impl Schedule {
             let mut edges = Vec::new();
             for l in &self.layers {
                 l.edges_after(self.tz, t, &mut edges);
+            }
+            if let Some(synced) = &self.synced {
+                for sh in &synced.shifts {
+                    edges.push(sh.start);
+                    edges.push(sh.end);
+                }
             }
             for o in overrides.iter().filter(|o| o.schedule == self.name) {
                 edges.push(o.starts_at);
@@ -216,9 +434,14 @@ impl Schedule {
             if next > horizon {
                 return None;
             }
-            match self.who(overrides, next) {
-                Some((u, o)) if u == user && o == by_override => t = next,
-                _ => return Some(next),
+            if self
+                .who_all(overrides, next)
+                .iter()
+                .any(|(u, o)| u == user && *o == by_override)
+            {
+                t = next;
+            } else {
+                return Some(next);
             }
         }
         None
@@ -290,7 +513,7 @@ pub fn roster<'a>(
 ) -> std::collections::BTreeMap<String, Vec<String>> {
     let mut by_user: std::collections::BTreeMap<String, Vec<String>> = Default::default();
     for s in schedules {
-        if let Some((user, _)) = s.who(overrides, now) {
+        for (user, _) in s.who_all(overrides, now) {
             by_user.entry(user).or_default().push(s.name.clone());
         }
     }
@@ -337,8 +560,11 @@ pub fn on_call_for<'a>(
     schedules
         .into_iter()
         .filter_map(|s| {
-            let oc = s.on_call(overrides, now)?;
-            (oc.user == user).then(|| (s.name.clone(), oc))
+            let oc = s
+                .on_call_all(overrides, now)
+                .into_iter()
+                .find(|oc| oc.user == user)?;
+            Some((s.name.clone(), oc))
         })
         .collect()
 }
@@ -367,6 +593,8 @@ mod tests {
                 shift_secs: 7 * 86_400,
                 window: None,
             }],
+            sync: None,
+            synced: None,
         }
     }
 
@@ -492,6 +720,174 @@ mod tests {
         let b = s.on_call(&[], utc("2026-03-08T13:00:00Z")).unwrap();
         assert_eq!(b.user, "b");
         assert_eq!(b.until, Some(utc("2026-03-09T01:00:00Z")));
+    }
+
+    fn synced(shifts: &[(&str, &str, &str)], known_until: &str) -> Schedule {
+        Schedule {
+            name: "payments".into(),
+            title: "Payments".into(),
+            tz: chrono_tz::UTC,
+            layers: Vec::new(),
+            sync: Some(SyncSpec {
+                provider: ProviderKind::Pagerduty,
+                schedule: "PABC123".into(),
+                by_name: false,
+                api_url: "https://api.pagerduty.com".into(),
+                token_env: "PD_TOKEN".into(),
+                refresh_secs: 300,
+                users: BTreeMap::new(),
+            }),
+            synced: Some(Synced {
+                shifts: shifts
+                    .iter()
+                    .map(|(u, a, b)| Shift {
+                        user: u.to_string(),
+                        start: utc(a),
+                        end: utc(b),
+                    })
+                    .collect(),
+                known_until: utc(known_until),
+            }),
+        }
+    }
+
+    #[test]
+    fn a_synced_schedule_follows_its_shifts_and_knows_nothing_past_them() {
+        let s = synced(
+            &[
+                ("alice", "2030-01-01T00:00:00Z", "2030-01-02T09:00:00Z"),
+                ("bob", "2030-01-02T09:00:00Z", "2030-01-08T00:00:00Z"),
+            ],
+            "2030-01-08T00:00:00Z",
+        );
+        let a = s.on_call(&[], utc("2030-01-01T12:00:00Z")).unwrap();
+        assert_eq!(a.user, "alice");
+        assert_eq!(a.until, Some(utc("2030-01-02T09:00:00Z")), "the handoff");
+        let b = s.on_call(&[], utc("2030-01-02T09:00:00Z")).unwrap();
+        assert_eq!(b.user, "bob");
+        assert_eq!(
+            b.until, None,
+            "bob's shift runs to the end of what was fetched: until when is not known"
+        );
+        assert_eq!(
+            s.on_call(&[], utc("2030-01-08T00:00:00Z")),
+            None,
+            "past what was fetched nobody is on call"
+        );
+        // Never fetched: nobody.
+        let never = s.with_synced(None);
+        assert_eq!(never.on_call(&[], utc("2030-01-01T12:00:00Z")), None);
+    }
+
+    #[test]
+    fn a_synced_schedule_may_have_several_on_call_and_overrides_still_win() {
+        let s = synced(
+            &[
+                ("alice", "2030-01-01T00:00:00Z", "2030-01-03T00:00:00Z"),
+                ("bob", "2030-01-01T00:00:00Z", "2030-01-02T00:00:00Z"),
+                // The same stretch from a second escalation policy is one shift.
+                ("bob", "2030-01-02T00:00:00Z", "2030-01-03T00:00:00Z"),
+            ],
+            "2030-01-05T00:00:00Z",
+        );
+        let now = utc("2030-01-01T12:00:00Z");
+        let all = s.on_call_all(&[], now);
+        assert_eq!(all.len(), 2);
+        assert_eq!(all[1].user, "bob");
+        assert_eq!(
+            all[1].until,
+            Some(utc("2030-01-03T00:00:00Z")),
+            "back-to-back shifts of one person are one stretch"
+        );
+        let r = roster([&s], &[], now);
+        assert_eq!(r["alice"], vec!["payments".to_string()]);
+        assert_eq!(r["bob"], vec!["payments".to_string()]);
+        let o = Override {
+            id: "o1".into(),
+            schedule: "payments".into(),
+            user: "carol".into(),
+            starts_at: utc("2030-01-01T10:00:00Z"),
+            ends_at: utc("2030-01-01T14:00:00Z"),
+        };
+        let all = s.on_call_all(std::slice::from_ref(&o), now);
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].user.as_str(), all[0].by_override), ("carol", true));
+        assert_eq!(
+            on_call_for([&s], &[o], "alice", utc("2030-01-01T14:00:00Z"))[0].0,
+            "payments"
+        );
+    }
+
+    #[test]
+    fn provider_shifts_map_by_email_and_unmapped_people_are_nobody() {
+        let mut spec = synced(&[], "2030-01-08T00:00:00Z").sync.unwrap();
+        spec.users
+            .insert("alice@example.com".into(), "alice".into());
+        let p = |who: &str, a: Option<&str>, b: Option<&str>| ProviderShift {
+            who: who.into(),
+            start: a.map(utc),
+            end: b.map(utc),
+        };
+        let (from, to) = (utc("2030-01-01T00:00:00Z"), utc("2030-01-08T00:00:00Z"));
+        let (got, unmapped) = spec.map(&Fetched {
+            shifts: vec![
+                p(
+                    "Alice@Example.com",
+                    Some("2029-12-31T00:00:00Z"),
+                    Some("2030-01-02T00:00:00Z"),
+                ),
+                p("alice@example.com", Some("2030-01-05T00:00:00Z"), None),
+                p("mallory@example.com", None, None),
+                p("mallory@example.com", Some("2030-01-02T00:00:00Z"), None),
+                // Entirely before the window: dropped.
+                p("alice@example.com", None, Some("2029-12-01T00:00:00Z")),
+            ],
+            from,
+            until: to,
+        });
+        assert_eq!(unmapped, vec!["mallory@example.com".to_string()]);
+        assert_eq!(
+            got.shifts,
+            vec![
+                Shift {
+                    user: "alice".into(),
+                    start: from,
+                    end: utc("2030-01-02T00:00:00Z")
+                },
+                Shift {
+                    user: "alice".into(),
+                    start: utc("2030-01-05T00:00:00Z"),
+                    end: to
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn sync_backs_off_and_says_when_it_is_stale() {
+        let spec = synced(&[], "2030-01-08T00:00:00Z").sync.unwrap();
+        assert_eq!(sync_retry_after_secs(&spec, 1), 30);
+        assert_eq!(sync_retry_after_secs(&spec, 3), 120);
+        assert_eq!(
+            sync_retry_after_secs(&spec, 40),
+            300,
+            "never past the refresh"
+        );
+        let t = utc("2030-01-01T00:00:00Z");
+        assert!(!sync_is_stale(
+            &spec,
+            Some(t),
+            false,
+            t + Duration::minutes(5)
+        ));
+        assert!(sync_is_stale(&spec, Some(t), true, t));
+        assert!(sync_is_stale(
+            &spec,
+            Some(t),
+            false,
+            t + Duration::minutes(16)
+        ));
+        assert!(sync_is_stale(&spec, None, false, t));
     }
 
     #[test]

@@ -379,8 +379,25 @@ enum OneOrMany {
 struct RawSchedule {
     #[serde(default)]
     title: Option<String>,
-    time_zone: Spanned<String>,
-    layers: Vec<Spanned<RawLayer>>,
+    #[serde(default)]
+    time_zone: Option<Spanned<String>>,
+    #[serde(default)]
+    layers: Option<Vec<Spanned<RawLayer>>>,
+    // A synced schedule (see crate::oncall::SyncSpec).
+    #[serde(default)]
+    provider: Option<Spanned<String>>,
+    #[serde(default)]
+    schedule_id: Option<Spanned<String>>,
+    #[serde(default)]
+    schedule_name: Option<Spanned<String>>,
+    #[serde(default)]
+    token_env: Option<Spanned<String>>,
+    #[serde(default)]
+    api_url: Option<Spanned<String>>,
+    #[serde(default)]
+    refresh: Option<Spanned<String>>,
+    #[serde(default)]
+    users: Option<Spanned<BTreeMap<String, String>>>,
 }
 
 #[derive(Deserialize)]
@@ -710,21 +727,46 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
             return Err(ctx.err(name.span(), format!("schedule name '{sname}': {NAME_RULE}")));
         }
         let span = raw_s.span();
-        let s = raw_s.into_inner();
-        let tz: chrono_tz::Tz = s.time_zone.get_ref().parse().map_err(|_| {
-            ctx.err(
-                s.time_zone.span(),
-                format!(
-                    "schedule '{sname}': time_zone '{}' is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")",
-                    s.time_zone.get_ref()
-                ),
-            )
-        })?;
-        if s.layers.is_empty() {
+        let mut s = raw_s.into_inner();
+        let tz: chrono_tz::Tz = match &s.time_zone {
+            Some(z) => z.get_ref().parse().map_err(|_| {
+                ctx.err(
+                    z.span(),
+                    format!(
+                        "schedule '{sname}': time_zone '{}' is not an IANA time zone (e.g. \"Europe/Berlin\", \"UTC\")",
+                        z.get_ref()
+                    ),
+                )
+            })?,
+            None if s.provider.is_some() => chrono_tz::UTC,
+            None => {
+                return Err(ctx.err(
+                    span,
+                    format!("schedule '{sname}' needs a time_zone and layers (or a provider = \"pagerduty\" or \"opsgenie\" to sync it from)"),
+                ))
+            }
+        };
+        let sync = parse_sync(&ctx, &sname, span.clone(), &mut s)?;
+        if sync.is_some() {
+            oncall.insert(
+                sname.clone(),
+                crate::oncall::Schedule {
+                    title: s.title.unwrap_or_else(|| sname.clone()),
+                    name: sname,
+                    tz,
+                    layers: Vec::new(),
+                    sync,
+                    synced: None,
+                },
+            );
+            continue;
+        }
+        let raw_layers = s.layers.unwrap_or_default();
+        if raw_layers.is_empty() {
             return Err(ctx.err(span, format!("schedule '{sname}' has no layers")));
         }
         let mut layers = Vec::new();
-        for l in s.layers {
+        for l in raw_layers {
             let lspan = l.span();
             let l = l.into_inner();
             if l.users.is_empty() {
@@ -804,6 +846,8 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 name: sname,
                 tz,
                 layers,
+                sync: None,
+                synced: None,
             },
         );
     }
@@ -1405,6 +1449,219 @@ pub fn valid_env_name(s: &str) -> bool {
             .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
 }
 
+/// A synced schedule's settings (`provider = …`), checked; `None` for a declared one
+/// (which then must not carry any of them). Takes what it reads out of `s`.
+fn parse_sync(
+    ctx: &Ctx<'_>,
+    sname: &str,
+    span: Range<usize>,
+    s: &mut RawSchedule,
+) -> Result<Option<crate::oncall::SyncSpec>, PolicyError> {
+    use crate::oncall::{ProviderKind, SyncSpec, DEFAULT_SYNC_REFRESH_SECS, SYNC_REFRESH_RANGE};
+    let synced_only: [(&str, Option<Range<usize>>); 6] = [
+        ("schedule_id", s.schedule_id.as_ref().map(Spanned::span)),
+        ("schedule_name", s.schedule_name.as_ref().map(Spanned::span)),
+        ("token_env", s.token_env.as_ref().map(Spanned::span)),
+        ("api_url", s.api_url.as_ref().map(Spanned::span)),
+        ("refresh", s.refresh.as_ref().map(Spanned::span)),
+        ("users", s.users.as_ref().map(Spanned::span)),
+    ];
+    let Some(provider) = s.provider.take() else {
+        if let Some((key, Some(at))) = synced_only.into_iter().find(|(_, sp)| sp.is_some()) {
+            return Err(ctx.err(
+                at,
+                format!("schedule '{sname}': {key} is for a schedule synced from a provider; add provider = \"pagerduty\" or \"opsgenie\" (and no layers), or remove it"),
+            ));
+        }
+        return Ok(None);
+    };
+    let kind = match provider.get_ref().as_str() {
+        "pagerduty" => ProviderKind::Pagerduty,
+        "opsgenie" => ProviderKind::Opsgenie,
+        other => {
+            return Err(ctx.err(
+                provider.span(),
+                format!("schedule '{sname}': provider '{other}' is not one Firedoor syncs from (use \"pagerduty\" or \"opsgenie\")"),
+            ))
+        }
+    };
+    let who = match kind {
+        ProviderKind::Pagerduty => "PagerDuty",
+        ProviderKind::Opsgenie => "Opsgenie",
+    };
+    if let Some(layers) = &s.layers {
+        let at = layers.first().map(Spanned::span).unwrap_or(span.clone());
+        return Err(ctx.err(
+            at,
+            format!("schedule '{sname}' is synced from {who}, so it takes no layers: a schedule is either declared (time_zone and layers) or synced (provider), not both"),
+        ));
+    }
+    let (schedule, by_name) = match (kind, s.schedule_id.take(), s.schedule_name.take()) {
+        (_, Some(id), None) => {
+            let ok = match kind {
+                ProviderKind::Pagerduty => {
+                    !id.get_ref().is_empty()
+                        && id.get_ref().len() <= 64
+                        && id.get_ref().chars().all(|c| c.is_ascii_alphanumeric())
+                }
+                ProviderKind::Opsgenie => {
+                    !id.get_ref().is_empty()
+                        && id.get_ref().len() <= 64
+                        && id.get_ref().chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                }
+            };
+            if !ok {
+                return Err(ctx.err(
+                    id.span(),
+                    format!("schedule '{sname}': schedule_id '{}' is not a {who} schedule id (letters, digits{})", id.get_ref(), if kind == ProviderKind::Opsgenie { " and '-'" } else { "" }),
+                ));
+            }
+            (id.into_inner(), false)
+        }
+        (ProviderKind::Opsgenie, None, Some(name)) => {
+            let n = name.get_ref();
+            if n.trim().is_empty() || n.len() > 200 || n.chars().any(char::is_control) {
+                return Err(ctx.err(
+                    name.span(),
+                    format!("schedule '{sname}': schedule_name must be an Opsgenie schedule's name (1-200 characters)"),
+                ));
+            }
+            (name.into_inner(), true)
+        }
+        (ProviderKind::Pagerduty, None, Some(name)) => {
+            return Err(ctx.err(
+                name.span(),
+                format!("schedule '{sname}': PagerDuty schedules are named by schedule_id (e.g. \"PI7DH85\"), not schedule_name"),
+            ))
+        }
+        (_, Some(_), Some(name)) => {
+            return Err(ctx.err(
+                name.span(),
+                format!("schedule '{sname}': give schedule_id or schedule_name, not both"),
+            ))
+        }
+        (_, None, None) => {
+            return Err(ctx.err(
+                span,
+                format!("schedule '{sname}' is synced from {who} but names no schedule: add schedule_id = \"…\""),
+            ))
+        }
+    };
+    let Some(token_env) = s.token_env.take() else {
+        return Err(ctx.err(
+            span,
+            format!("schedule '{sname}' is synced from {who} but has no token_env: name the environment variable that holds the API token (the token itself never goes in the policy)"),
+        ));
+    };
+    let te = token_env.get_ref();
+    if te.is_empty()
+        || te.len() > 128
+        || te.starts_with(|c: char| c.is_ascii_digit())
+        || !te.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+    {
+        return Err(ctx.err(
+            token_env.span(),
+            format!("schedule '{sname}': token_env must be the name of an environment variable (letters, digits and '_', e.g. \"PAGERDUTY_TOKEN\"), not the token"),
+        ));
+    }
+    let api_url = match s.api_url.take() {
+        None => kind.default_api_url().to_string(),
+        Some(u) => {
+            let url = u.get_ref().trim().trim_end_matches('/').to_string();
+            if !api_url_allowed(&url) {
+                return Err(ctx.err(
+                    u.span(),
+                    format!("schedule '{sname}': api_url '{}' must be an https:// URL (plain http only to this machine: 127.0.0.1, [::1] or localhost), since the API token is sent to it", u.get_ref()),
+                ));
+            }
+            url
+        }
+    };
+    let refresh_secs = match s.refresh.take() {
+        None => DEFAULT_SYNC_REFRESH_SECS,
+        Some(r) => {
+            let secs = parse_duration(r.get_ref())
+                .map_err(|e| ctx.err(r.span(), format!("refresh: {e}")))?;
+            if secs < SYNC_REFRESH_RANGE.0 || secs > SYNC_REFRESH_RANGE.1 {
+                return Err(ctx.err(r.span(), "refresh: between 1m and 1d"));
+            }
+            secs
+        }
+    };
+    let Some(raw_users) = s.users.take() else {
+        return Err(ctx.err(
+            span,
+            format!("schedule '{sname}' is synced from {who} but has no users table: map the provider's people to Firedoor users by email, e.g. users = {{ \"alice@example.com\" = \"alice\" }}"),
+        ));
+    };
+    let uspan = raw_users.span();
+    let raw_users = raw_users.into_inner();
+    if raw_users.is_empty() {
+        return Err(ctx.err(uspan, format!("schedule '{sname}': users maps nobody")));
+    }
+    let mut users = BTreeMap::new();
+    for (email, user) in raw_users {
+        let key = email.trim().to_ascii_lowercase();
+        if !key.contains('@')
+            || key.len() > 254
+            || key.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            return Err(ctx.err(
+                uspan.clone(),
+                format!("schedule '{sname}': users: '{email}' is not an email address (the provider's people are matched by email)"),
+            ));
+        }
+        if !valid_name(&user) {
+            return Err(ctx.err(
+                uspan.clone(),
+                format!("schedule '{sname}': users: user name '{user}': {NAME_RULE}"),
+            ));
+        }
+        if users.insert(key, user).is_some() {
+            return Err(ctx.err(
+                uspan.clone(),
+                format!("schedule '{sname}': users: '{email}' is mapped twice"),
+            ));
+        }
+    }
+    Ok(Some(SyncSpec {
+        provider: kind,
+        schedule,
+        by_name,
+        api_url,
+        token_env: token_env.into_inner(),
+        refresh_secs,
+        users,
+    }))
+}
+
+/// An API base URL a token may be sent to: https, or plain http to this machine.
+fn api_url_allowed(url: &str) -> bool {
+    let host_ok = |rest: &str| {
+        !rest.is_empty()
+            && !rest.contains('@')
+            && !rest.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if let Some(rest) = url.strip_prefix("https://") {
+        return host_ok(rest);
+    }
+    if let Some(rest) = url.strip_prefix("http://") {
+        let host = rest.split('/').next().unwrap_or_default();
+        let name = match host.rsplit_once(':') {
+            Some((h, port)) if !h.ends_with(']') || host.starts_with('[') => {
+                if port.chars().all(|c| c.is_ascii_digit()) && !port.is_empty() {
+                    h
+                } else {
+                    host
+                }
+            }
+            _ => host,
+        };
+        return host_ok(rest) && matches!(name, "127.0.0.1" | "localhost" | "[::1]");
+    }
+    false
+}
+
 /// A plain lowercase PostgreSQL identifier that needs no quoting.
 pub fn valid_pg_ident(s: &str) -> bool {
     !s.is_empty()
@@ -1805,6 +2062,130 @@ max_duration = "4h"
         ];
         for (src, want) in cases {
             assert_ne!(src, ONCALL, "the case changes the policy ({want})");
+            let e = err_of(&src);
+            assert!(e.message.contains(want), "want '{want}', got: {e}");
+        }
+    }
+
+    const SYNCED: &str = r#"
+[integrations.demo]
+kind = "demo"
+
+[bundles.kit]
+resources = [{ integration = "demo", resource = "payments", permission = "write" }]
+
+[oncall.pd]
+title = "Payments primary"
+provider = "pagerduty"
+schedule_id = "PI7DH85"
+token_env = "PAGERDUTY_TOKEN"
+refresh = "10m"
+users = { "Alice@Example.com" = "alice", "bob@example.com" = "bob" }
+
+[oncall.og]
+provider = "opsgenie"
+schedule_name = "Payments Primary"
+token_env = "OPSGENIE_KEY"
+api_url = "http://127.0.0.1:8080/"
+users = { "alice@example.com" = "alice" }
+
+[flows.kit]
+bundles = ["kit"]
+requesters = { oncall = ["pd"] }
+approvers = { oncall = ["og"] }
+approvals = 1
+auto_approve = "requester_on_call"
+default_duration = "1h"
+max_duration = "4h"
+"#;
+
+    #[test]
+    fn parses_synced_schedules() {
+        use crate::oncall::ProviderKind;
+        let p = parse_policy("p.toml", SYNCED).expect("valid");
+        let pd = p.oncall["pd"].sync.as_ref().expect("synced");
+        assert_eq!(pd.provider, ProviderKind::Pagerduty);
+        assert_eq!(pd.schedule, "PI7DH85");
+        assert_eq!(pd.api_url, "https://api.pagerduty.com");
+        assert_eq!(pd.refresh_secs, 600);
+        assert_eq!(
+            pd.users["alice@example.com"], "alice",
+            "emails match in any case"
+        );
+        assert!(p.oncall["pd"].layers.is_empty());
+        let og = p.oncall["og"].sync.as_ref().expect("synced");
+        assert_eq!(
+            (og.schedule.as_str(), og.by_name),
+            ("Payments Primary", true)
+        );
+        assert_eq!(og.api_url, "http://127.0.0.1:8080");
+        assert_eq!(og.refresh_secs, 300);
+    }
+
+    #[test]
+    fn synced_schedule_mistakes_are_named() {
+        let layers = "\n[[oncall.pd.layers]]\nusers = [\"alice\"]\nstart = \"2026-01-05T09:00\"\nshift = \"1w\"\n";
+        let cases: Vec<(String, &str)> = vec![
+            (format!("{SYNCED}{layers}"), "takes no layers"),
+            (
+                SYNCED.replace("provider = \"pagerduty\"", "provider = \"victorops\""),
+                "not one Firedoor syncs from",
+            ),
+            (
+                SYNCED.replace(
+                    "token_env = \"PAGERDUTY_TOKEN\"",
+                    "token_env = \"u+abc-123\"",
+                ),
+                "not the token",
+            ),
+            (
+                SYNCED.replace("token_env = \"PAGERDUTY_TOKEN\"\n", ""),
+                "has no token_env",
+            ),
+            (
+                SYNCED.replace("schedule_id = \"PI7DH85\"", "schedule_name = \"Payments\""),
+                "not schedule_name",
+            ),
+            (
+                SYNCED.replace("schedule_id = \"PI7DH85\"\n", ""),
+                "names no schedule",
+            ),
+            (
+                SYNCED.replace("http://127.0.0.1:8080/", "http://pager.example.com"),
+                "must be an https:// URL",
+            ),
+            (
+                SYNCED.replace("refresh = \"10m\"", "refresh = \"10s\""),
+                "between 1m and 1d",
+            ),
+            (
+                SYNCED.replace("\"bob@example.com\" = \"bob\"", "\"bob\" = \"bob\""),
+                "is not an email address",
+            ),
+            (
+                SYNCED.replace(
+                    "\"bob@example.com\" = \"bob\"",
+                    "\"bob@example.com\" = \"Bob B\"",
+                ),
+                "user name 'Bob B'",
+            ),
+            (
+                SYNCED.replace("users = { \"alice@example.com\" = \"alice\" }\n", ""),
+                "has no users table",
+            ),
+            (
+                ONCALL.replace(
+                    "time_zone = \"Europe/Berlin\"",
+                    "time_zone = \"Europe/Berlin\"\ntoken_env = \"X\"",
+                ),
+                "token_env is for a schedule synced",
+            ),
+        ];
+        for (src, want) in cases {
+            assert!(
+                src != SYNCED && src != ONCALL,
+                "the case changes the policy ({want})"
+            );
             let e = err_of(&src);
             assert!(e.message.contains(want), "want '{want}', got: {e}");
         }

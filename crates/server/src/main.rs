@@ -809,6 +809,26 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                             ),
                             None => println!("{}\t(nobody on call)", s.name),
                         }
+                        for oc in &s.also_on_call {
+                            println!("{}\t{}\tuntil {}", s.name, oc.user, when(oc.until));
+                        }
+                        if let Some(sync) = &s.sync {
+                            println!(
+                                "  synced from {}: {}{}",
+                                sync.provider,
+                                match s.as_of {
+                                    Some(t) => format!("as of {}", when(Some(t))),
+                                    None => "never read yet".to_string(),
+                                },
+                                if s.stale { " (stale)" } else { "" }
+                            );
+                            if let Some(e) = &sync.last_error {
+                                println!("  last attempt failed: {e}");
+                            }
+                            if !sync.unmapped.is_empty() {
+                                println!("  mapped to nobody: {}", sync.unmapped.join(", "));
+                            }
+                        }
                         for o in &s.overrides {
                             println!(
                                 "  {}\t{}\t{} .. {}",

@@ -45,6 +45,9 @@ pub struct Broker {
     /// Refused incident webhook deliveries, per source (their audit records are
     /// rate-limited).
     pub webhook_refusals: crate::ops::incidents::Refusals,
+    /// Synced on-call schedules: one refresh pass at a time in this process, and
+    /// the unmapped provider users already logged.
+    pub(crate) oncall_sync: crate::ops::oncall_sync::SyncTurn,
 }
 
 pub(crate) fn corrupt(what: &str, v: &str) -> Error {
@@ -79,6 +82,7 @@ impl Broker {
             fanout: Arc::default(),
             last_prune: std::sync::Mutex::new(None),
             webhook_refusals: Default::default(),
+            oncall_sync: Default::default(),
         }
     }
 

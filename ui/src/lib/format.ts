@@ -220,10 +220,26 @@ export function untilText(iso: string, now: number = Date.now()): string {
   return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${time}`;
 }
 
+/** When a synced schedule's provider was last read, local time: "14:02" today,
+ *  otherwise as {@link untilText} says a time ("Thu 14:02"). */
+export function asOfText(iso: string, now: number = Date.now()): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return '—';
+  const today = new Date(now);
+  if (d.toDateString() === today.toDateString()) return `${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  return untilText(iso, d.getTime());
+}
+
 /** The on-call shifts still running at `now` (the list is from the last sync),
- *  as "On call: Payments primary until Fri 09:00". */
+ *  as "On call: Payments primary until Fri 09:00"; a schedule synced from
+ *  PagerDuty or Opsgenie adds when it was read ("· as of 14:02"), and "(stale)"
+ *  when the broker could not read it lately (the last known state). */
 export function onCallLines(oncall: MyOnCall[] | undefined, now: number = Date.now()): string[] {
   return (oncall ?? [])
     .filter((o) => o.until === null || new Date(o.until).getTime() > now)
-    .map((o) => (o.until === null ? `On call: ${o.title}` : `On call: ${o.title} until ${untilText(o.until, now)}`));
+    .map((o) => {
+      const until = o.until === null ? '' : ` until ${untilText(o.until, now)}`;
+      const asOf = o.as_of ? ` · as of ${asOfText(o.as_of, now)}${o.stale ? ' (stale)' : ''}` : '';
+      return `On call: ${o.title}${until}${asOf}`;
+    });
 }

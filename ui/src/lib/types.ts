@@ -142,11 +142,16 @@ export interface AppStatus {
   oncall?: MyOnCall[];
 }
 
-/** A schedule the user is on call for, and until when (null: not within 90 days). */
+/** A schedule the user is on call for, and until when (null: not within 90 days,
+ *  or for a synced schedule not within what was fetched). */
 export interface MyOnCall {
   schedule: string;
   title: string;
   until: string | null;
+  /** Synced schedules (PagerDuty, Opsgenie): when the provider was last read. */
+  as_of?: string | null;
+  /** Synced schedules: the provider could not be read lately (last known state). */
+  stale?: boolean;
 }
 
 /** An action taken offline, waiting to be sent to the broker exactly once. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import {
   agoText, countdown, filterBundles, fuzzyBundles, hhmm, humanDuration, lockoutText, moreText, needsForm,
-  offlineText, onCallLines, pendingRecordsText, remainingMs, sealedFreshness, sealedState, sortFavouritesFirst, spanText,
+  asOfText, offlineText, onCallLines, pendingRecordsText, remainingMs, sealedFreshness, sealedState, sortFavouritesFirst, spanText,
   termLabels, untilText,
 } from '../lib/format';
 import type { SealedCredential } from '../lib/types';
@@ -172,5 +172,25 @@ describe('format', () => {
     ];
     expect(onCallLines(oncall, now)).toEqual(['On call: Payments primary until Fri 09:00', 'On call: Databases']);
     expect(onCallLines(undefined, now)).toEqual([]);
+  });
+
+  it('says as of when a synced schedule was read, and when that is stale', () => {
+    // Wednesday 4 March 2026, 14:30 local.
+    const now = new Date(2026, 2, 4, 14, 30, 0).getTime();
+    const fri = new Date(2026, 2, 6, 9, 0, 0).toISOString();
+    const read = new Date(2026, 2, 4, 14, 2, 0).toISOString();
+    const yesterday = new Date(2026, 2, 3, 22, 15, 0).toISOString();
+    expect(asOfText(read, now)).toBe('14:02');
+    expect(asOfText(yesterday, now)).toBe('Tue 22:15');
+    const oncall = [
+      { schedule: 'payments-primary', title: 'payments-primary', until: fri, as_of: read, stale: false },
+      { schedule: 'sre', title: 'SRE secondary', until: null, as_of: yesterday, stale: true },
+      { schedule: 'db', title: 'Databases', until: null, as_of: null, stale: false },
+    ];
+    expect(onCallLines(oncall, now)).toEqual([
+      'On call: payments-primary until Fri 09:00 · as of 14:02',
+      'On call: SRE secondary · as of Tue 22:15 (stale)',
+      'On call: Databases',
+    ]);
   });
 });

@@ -9,6 +9,7 @@ pub mod devices;
 pub mod grants;
 pub mod incidents;
 pub mod oncall;
+pub mod oncall_sync;
 pub mod outbound;
 pub mod requests;
 pub mod secrets;
@@ -169,8 +170,8 @@ impl<'b> Uow<'b> {
     pub async fn users_now(&mut self) -> Result<&[Principal]> {
         if self.users.is_none() {
             let mut users = crate::auth::all_users(self.tx.users()).await?;
-            let overrides = oncall::overrides_in(&mut self.tx, &self.policy, self.now).await?;
-            oncall::apply_roster(&self.policy, &overrides, self.now, &mut users);
+            let facts = oncall::facts_in(&mut self.tx, &self.policy, self.now).await?;
+            oncall::apply_roster(&self.policy, &facts, self.now, &mut users);
             self.users = Some(users);
         }
         Ok(self.users.as_deref().unwrap_or_default())

@@ -1,19 +1,23 @@
 //! On-call: who is on call for the policy's schedules (see
 //! [`firedoor_core::oncall`]), overrides added and removed by admins, and the
-//! on-call facts a caller carries into every check ([`Principal::oncall`]).
+//! on-call facts a caller carries into every check ([`Principal::oncall`]). Synced
+//! schedules read their last fetched shifts from the store (kept fresh by
+//! [`crate::ops::oncall_sync`]); the decision is the core's, at the time given.
 
 use crate::audit::Actor;
 use crate::error::{Error, Result};
 use crate::service::Broker;
-use crate::store::oncall::{NewOverride as StoredOverride, OverrideRow};
+use crate::store::oncall::{NewOverride as StoredOverride, OverrideRow, SyncRow};
 use crate::store::{Ts, Tx};
 use chrono::{DateTime, Utc};
 use firedoor_core::access::{check_admin, AdminAction};
-use firedoor_core::api::{MyOnCall, NewOverride, OnCallView, OverrideView, ScheduleView};
+use firedoor_core::api::{MyOnCall, NewOverride, OnCallView, OverrideView, ScheduleView, SyncView};
 use firedoor_core::audit::AuditEvent;
-use firedoor_core::oncall::{self, Override};
+use firedoor_core::oncall::{self, Fetched, Override, Schedule, Synced};
 use firedoor_core::policy::{Policy, Principal};
 use firedoor_core::ErrorCode;
+use std::borrow::Cow;
+use std::collections::BTreeMap;
 
 fn view(r: &OverrideRow) -> OverrideView {
     OverrideView {
@@ -28,50 +32,130 @@ fn view(r: &OverrideRow) -> OverrideView {
     }
 }
 
-/// Sets each of `users`' on-call schedules at `now` from the policy and the
-/// overrides in force.
+/// What decides who is on call besides the policy: the overrides that may apply
+/// at `now` or later, and the synced schedules' caches.
+#[derive(Default)]
+pub(crate) struct OnCallFacts {
+    pub overrides: Vec<OverrideRow>,
+    pub sync: BTreeMap<String, SyncRow>,
+}
+
+impl OnCallFacts {
+    fn overrides(&self) -> Vec<Override> {
+        self.overrides
+            .iter()
+            .map(OverrideRow::to_override)
+            .collect()
+    }
+
+    /// What was last fetched for a synced schedule, mapped by the policy's users
+    /// table now, and the provider's people it maps to nobody. `None`: never
+    /// fetched, fetched for another provider schedule (the policy changed), or
+    /// unreadable: nobody is on call for it.
+    fn synced(&self, s: &Schedule) -> Option<(Synced, Vec<String>)> {
+        let spec = s.sync.as_ref()?;
+        let row = self.sync.get(&s.name)?;
+        if row.source != spec.source() {
+            return None;
+        }
+        match serde_json::from_str::<Fetched>(row.fetched_json.as_deref()?) {
+            Ok(f) => Some(spec.map(&f)),
+            Err(e) => {
+                tracing::error!(schedule = %s.name, error = %e, "unreadable cache of a synced on-call schedule: nobody is on call for it until the next refresh");
+                None
+            }
+        }
+    }
+
+    /// The policy's schedules as these facts have them: synced ones with their
+    /// last fetched shifts attached, declared ones as they are.
+    pub fn schedules<'p>(&self, policy: &'p Policy) -> Vec<Cow<'p, Schedule>> {
+        policy
+            .oncall
+            .values()
+            .map(|s| match s.sync {
+                Some(_) => Cow::Owned(s.with_synced(self.synced(s).map(|(synced, _)| synced))),
+                None => Cow::Borrowed(s),
+            })
+            .collect()
+    }
+
+    /// A synced schedule's "as of" and whether it is stale at `now`.
+    fn freshness(&self, s: &Schedule, now: DateTime<Utc>) -> (Option<DateTime<Utc>>, bool) {
+        let Some(spec) = &s.sync else {
+            return (None, false);
+        };
+        let row = self.sync.get(&s.name).filter(|r| r.source == spec.source());
+        let fetched_at = row.and_then(|r| r.fetched_at).map(|t| t.0);
+        let failed = row.is_some_and(|r| r.last_error.is_some());
+        (
+            fetched_at,
+            oncall::sync_is_stale(spec, fetched_at, failed, now),
+        )
+    }
+}
+
+/// Sets each of `users`' on-call schedules at `now` from the policy and `facts`.
 pub(crate) fn apply_roster(
     policy: &Policy,
-    overrides: &[Override],
+    facts: &OnCallFacts,
     now: DateTime<Utc>,
     users: &mut [Principal],
 ) {
-    let roster = oncall::roster(policy.oncall.values(), overrides, now);
+    let schedules = facts.schedules(policy);
+    let roster = oncall::roster(
+        schedules.iter().map(|s| s.as_ref()),
+        &facts.overrides(),
+        now,
+    );
     for u in users {
         u.oncall = roster.get(&u.name).cloned().unwrap_or_default();
     }
 }
 
-/// The overrides that may apply at `now` or later, read where `on` reads (empty
-/// without schedules: no read at all).
-async fn overrides_on(
+/// The on-call facts at `now`, read where `on` reads (empty without schedules: no
+/// read at all; no cache read without synced schedules).
+async fn facts_on(
     mut on: crate::store::oncall::OnCall<'_>,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Result<Vec<Override>> {
+) -> Result<OnCallFacts> {
     if policy.oncall.is_empty() {
-        return Ok(Vec::new());
+        return Ok(OnCallFacts::default());
     }
-    Ok(on
-        .current(Ts(now))
-        .await?
-        .iter()
-        .map(OverrideRow::to_override)
-        .collect())
+    let overrides = on.current(Ts(now)).await?;
+    let sync = if policy.oncall.values().any(|s| s.sync.is_some()) {
+        on.sync_rows()
+            .await?
+            .into_iter()
+            .map(|r| (r.schedule.clone(), r))
+            .collect()
+    } else {
+        BTreeMap::new()
+    };
+    Ok(OnCallFacts { overrides, sync })
 }
 
-/// As [`overrides_on`], in a transaction.
-pub(crate) async fn overrides_in(
+/// As [`facts_on`], in a transaction.
+pub(crate) async fn facts_in(
     tx: &mut Tx,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Result<Vec<Override>> {
-    overrides_on(tx.oncall(), policy, now).await
+) -> Result<OnCallFacts> {
+    facts_on(tx.oncall(), policy, now).await
+}
+
+fn on_call_view(oc: oncall::OnCall) -> OnCallView {
+    OnCallView {
+        user: oc.user,
+        until: oc.until,
+        by_override: oc.by_override,
+    }
 }
 
 impl Broker {
-    async fn overrides(&self, now: DateTime<Utc>) -> Result<Vec<Override>> {
-        overrides_on(self.store.oncall(), &self.policy, now).await
+    async fn on_call_facts(&self, now: DateTime<Utc>) -> Result<OnCallFacts> {
+        facts_on(self.store.oncall(), &self.policy, now).await
     }
 
     /// Fills in the schedules `p` is on call for at `now` (every signed-in call
@@ -80,58 +164,77 @@ impl Broker {
         if self.policy.oncall.is_empty() {
             return Ok(());
         }
-        let overrides = self.overrides(now).await?;
-        apply_roster(&self.policy, &overrides, now, std::slice::from_mut(p));
+        let facts = self.on_call_facts(now).await?;
+        apply_roster(&self.policy, &facts, now, std::slice::from_mut(p));
         Ok(())
     }
 
-    /// The schedules `user` is on call for at `now`, with until when.
+    /// The schedules `user` is on call for at `now`, with until when (and, for
+    /// synced ones, as of when).
     pub async fn my_on_call(&self, user: &str, now: DateTime<Utc>) -> Result<Vec<MyOnCall>> {
-        let overrides = self.overrides(now).await?;
-        Ok(
-            oncall::on_call_for(self.policy.oncall.values(), &overrides, user, now)
-                .into_iter()
-                .map(|(name, oc)| MyOnCall {
-                    title: self
-                        .policy
-                        .oncall
-                        .get(&name)
-                        .map(|s| s.title.clone())
-                        .unwrap_or_else(|| name.clone()),
-                    schedule: name,
-                    until: oc.until,
-                })
-                .collect(),
+        let facts = self.on_call_facts(now).await?;
+        let schedules = facts.schedules(&self.policy);
+        Ok(oncall::on_call_for(
+            schedules.iter().map(|s| s.as_ref()),
+            &facts.overrides(),
+            user,
+            now,
         )
+        .into_iter()
+        .filter_map(|(name, oc)| {
+            let s = self.policy.oncall.get(&name)?;
+            let (as_of, stale) = facts.freshness(s, now);
+            Some(MyOnCall {
+                title: s.title.clone(),
+                schedule: name,
+                until: oc.until,
+                as_of,
+                stale,
+            })
+        })
+        .collect())
     }
 
-    /// Every schedule of the policy, who is on call now and the overrides to come.
+    /// Every schedule of the policy, who is on call now and the overrides to come;
+    /// for synced ones, as of when and how their refreshes go.
     pub async fn schedules(&self) -> Result<Vec<ScheduleView>> {
         let now = self.now();
-        let rows = if self.policy.oncall.is_empty() {
-            Vec::new()
-        } else {
-            self.store.oncall().current(Ts(now)).await?
-        };
-        let overrides: Vec<Override> = rows.iter().map(OverrideRow::to_override).collect();
-        Ok(self
-            .policy
-            .oncall
-            .values()
-            .map(|s| ScheduleView {
-                name: s.name.clone(),
-                title: s.title.clone(),
-                time_zone: s.tz.name().to_string(),
-                on_call: s.on_call(&overrides, now).map(|oc| OnCallView {
-                    user: oc.user,
-                    until: oc.until,
-                    by_override: oc.by_override,
-                }),
-                overrides: rows
-                    .iter()
-                    .filter(|r| r.schedule == s.name)
-                    .map(view)
-                    .collect(),
+        let facts = self.on_call_facts(now).await?;
+        let overrides = facts.overrides();
+        Ok(facts
+            .schedules(&self.policy)
+            .iter()
+            .map(|s| {
+                let mut on_call = s.on_call_all(&overrides, now).into_iter().map(on_call_view);
+                let (as_of, stale) = facts.freshness(s, now);
+                let sync = s.sync.as_ref().map(|spec| {
+                    let row = facts
+                        .sync
+                        .get(&s.name)
+                        .filter(|r| r.source == spec.source());
+                    SyncView {
+                        provider: spec.provider.as_str().to_string(),
+                        last_attempt: row.and_then(|r| r.last_attempt).map(|t| t.0),
+                        last_error: row.and_then(|r| r.last_error.clone()),
+                        unmapped: facts.synced(s).map(|(_, u)| u).unwrap_or_default(),
+                    }
+                });
+                ScheduleView {
+                    name: s.name.clone(),
+                    title: s.title.clone(),
+                    time_zone: s.tz.name().to_string(),
+                    on_call: on_call.next(),
+                    also_on_call: on_call.collect(),
+                    overrides: facts
+                        .overrides
+                        .iter()
+                        .filter(|r| r.schedule == s.name)
+                        .map(view)
+                        .collect(),
+                    as_of,
+                    stale,
+                    sync,
+                }
             })
             .collect())
     }

@@ -1,6 +1,8 @@
 //! The background worker's pass ([`Broker::run_due_work`]) and its steps: pending
 //! requests time out, due grants expire, failed work is retried, holders hear
-//! that a grant expires soon, then the access and secret steps and pruning.
+//! that a grant expires soon, then the access and secret steps, pruning, and last
+//! the refresh of synced on-call schedules ([`crate::ops::oncall_sync`]: it waits
+//! on providers, with a deadline, so it comes after everything that must be on time).
 
 use super::grants::claim_end;
 use super::requests::cas_request;
@@ -19,7 +21,8 @@ use firedoor_core::GrantId;
 
 impl Broker {
     /// One pass of the background worker at the clock's `now`: times out pending
-    /// requests, expires due grants, retries failed work, sends expiring notices.
+    /// requests, expires due grants, retries failed work, sends expiring notices,
+    /// refreshes synced on-call schedules that are due.
     pub async fn run_due_work(&self) -> Result<()> {
         let now = self.now();
         self.time_out_requests(now).await?;
@@ -30,6 +33,7 @@ impl Broker {
         self.access_due_work().await?;
         self.rotate_due_secrets().await?;
         self.prune_events(now).await?;
+        self.sync_on_call(now).await?;
         Ok(())
     }
 

@@ -109,6 +109,10 @@ table!(copy_outbound, OutboundRow, "outbound", "id", {
     next_attempt_at: Ts, last_error: Option<String>, last_status: Option<i64>, created_at: Ts,
     updated_at: Ts,
 });
+table!(copy_oncall_sync, SyncRow, "oncall_sync", "schedule", {
+    schedule: String, source: String, fetched_json: Option<String>, fetched_at: Option<Ts>, last_attempt: Option<Ts>, last_error: Option<String>, failures: i64,
+    next_attempt_at: Ts,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -166,6 +170,8 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         "oncall_overrides",
         copy_overrides(&mut src, &mut dst).await?,
     ));
+    out.tables
+        .push(("oncall_sync", copy_oncall_sync(&mut src, &mut dst).await?));
     out.tables.push((
         "webhook_deliveries",
         copy_deliveries(&mut src, &mut dst).await?,
