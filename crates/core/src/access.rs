@@ -74,6 +74,8 @@ pub enum AdminAction {
     /// See outbound notification deliveries (their state, errors, dead letters) and
     /// send a dead one again.
     ManageNotifications,
+    /// Rotate an SSH integration's certificate authority.
+    RotateSshCa,
 }
 
 impl AdminAction {
@@ -88,6 +90,7 @@ impl AdminAction {
         AdminAction::ListAllDevices,
         AdminAction::OverrideOnCall,
         AdminAction::ManageNotifications,
+        AdminAction::RotateSshCa,
     ];
 
     /// What a non-admin is told.
@@ -104,6 +107,7 @@ impl AdminAction {
             AdminAction::ManageNotifications => {
                 "only admins may see and retry notification deliveries"
             }
+            AdminAction::RotateSshCa => "only admins may rotate an SSH certificate authority",
         }
     }
 }

@@ -51,6 +51,30 @@ pub struct MyOnCall {
     pub stale: bool,
 }
 
+/// `POST /grants/{id}/ssh-certificate`: the public key the holder's device made for
+/// this grant (one OpenSSH line, ed25519). The private key never leaves the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshKeyBody {
+    pub public_key: String,
+}
+
+/// A certificate for a grant's key, for the hosts of one SSH integration.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SshCertificateView {
+    pub integration: String,
+    /// The OpenSSH certificate line (`ssh-ed25519-cert-v01@openssh.com AAAA…`).
+    pub certificate: String,
+    pub serial: u64,
+    pub key_id: String,
+    pub principals: Vec<String>,
+    pub valid_after: DateTime<Utc>,
+    pub valid_before: DateTime<Utc>,
+    /// The hosts it is for and the account to log in as, for the command shown.
+    pub hosts: Vec<String>,
+    pub user: Option<String>,
+}
+
 /// A notification on its way to chat or a webhook (admins see these).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryView {

@@ -73,6 +73,11 @@ pub enum AuditAction {
     NotificationDeadLettered,
     /// An admin sent a dead notification again.
     NotificationRetried,
+    /// A grant's device key got an SSH certificate.
+    SshCertificateIssued,
+    /// An SSH integration's certificate authority key was made (first, or by a
+    /// rotation).
+    SshCaCreated,
     /// A synced on-call schedule's provider could not be read (after it could).
     OnCallSyncFailed,
     /// A synced on-call schedule's provider is read again after failing.
@@ -123,6 +128,8 @@ impl AuditAction {
             AuditAction::RequestReminded => "request_reminded",
             AuditAction::NotificationDeadLettered => "notification_dead_lettered",
             AuditAction::NotificationRetried => "notification_retried",
+            AuditAction::SshCertificateIssued => "ssh_certificate_issued",
+            AuditAction::SshCaCreated => "ssh_ca_created",
             AuditAction::OnCallSyncFailed => "oncall_sync_failed",
             AuditAction::OnCallSyncRecovered => "oncall_sync_recovered",
         }

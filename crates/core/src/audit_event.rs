@@ -335,6 +335,22 @@ pub enum AuditEvent {
         channel: String,
         kind: String,
     },
+    /// A certificate for the holder's device key (subject: the grant).
+    SshCertificateIssued {
+        integration: String,
+        serial: i64,
+        principals: Vec<String>,
+        valid_before: String,
+        fingerprint: String,
+    },
+    /// A certificate authority key (subject: its id). `signs_from` later than now:
+    /// a rotation, with hosts trusting both keys until then.
+    SshCaCreated {
+        integration: String,
+        fingerprint: String,
+        signs_from: String,
+        retiring: Vec<String>,
+    },
     /// A synced on-call schedule's provider could not be read, where the attempt
     /// before succeeded (subject: the schedule). Who is on call stays the last
     /// known state. Recorded once per outage, not for every failed attempt.
@@ -409,6 +425,8 @@ impl AuditEvent {
             E::RequestReminded { .. } => AuditAction::RequestReminded,
             E::NotificationDeadLettered { .. } => AuditAction::NotificationDeadLettered,
             E::NotificationRetried { .. } => AuditAction::NotificationRetried,
+            E::SshCertificateIssued { .. } => AuditAction::SshCertificateIssued,
+            E::SshCaCreated { .. } => AuditAction::SshCaCreated,
         }
     }
 
@@ -698,6 +716,21 @@ impl AuditEvent {
                 error,
             } => json!({ "channel": channel, "kind": kind, "attempts": attempts, "error": error }),
             E::NotificationRetried { channel, kind } => json!({ "channel": channel, "kind": kind }),
+            E::SshCertificateIssued {
+                integration,
+                serial,
+                principals,
+                valid_before,
+                fingerprint,
+            } => json!({ "integration": integration, "serial": serial, "principals": principals,
+                "valid_before": valid_before, "fingerprint": fingerprint }),
+            E::SshCaCreated {
+                integration,
+                fingerprint,
+                signs_from,
+                retiring,
+            } => json!({ "integration": integration, "fingerprint": fingerprint,
+                "signs_from": signs_from, "retiring": retiring }),
             E::OnCallSyncFailed { provider, error } => {
                 json!({ "provider": provider, "error": error })
             }

@@ -30,6 +30,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbound;
 pub mod policy;
+pub mod ssh;
 pub mod webhooks;
 
 pub use error::{ErrorCode, RuleError};

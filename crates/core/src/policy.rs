@@ -82,6 +82,13 @@ pub enum IntegrationKind {
         #[serde(default)]
         on_revoke: OnRevoke,
     },
+    /// Hosts that trust the broker's SSH user certificate authority: each grant's
+    /// device key gets a certificate for the principals of its permission levels,
+    /// valid until the grant's expiry (see [`crate::ssh`]).
+    Ssh {
+        /// Host set name (a bundle resource) -> its hosts and permission levels.
+        host_sets: BTreeMap<String, crate::ssh::SshHostSet>,
+    },
 }
 
 /// The orphan role when the policy names none.
@@ -594,6 +601,9 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 format!("integration name '{}': {NAME_RULE}", name.get_ref()),
             ));
         }
+        if let IntegrationKind::Ssh { host_sets } = kind.get_ref() {
+            check_ssh_host_sets(&ctx, name.get_ref(), kind.span(), host_sets)?;
+        }
         if let IntegrationKind::Postgres {
             url_env,
             permissions,
@@ -682,6 +692,32 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                     ),
                 ));
             };
+            if let IntegrationKind::Ssh { host_sets } = &integ.kind {
+                let Some(set) = host_sets.get(&r.resource) else {
+                    let known: Vec<_> = host_sets.keys().cloned().collect();
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "resource '{}' is not a host set of SSH integration '{}' (host sets: {})",
+                            r.resource,
+                            r.integration,
+                            known.join(", ")
+                        ),
+                    ));
+                };
+                if !set.permissions.contains_key(&r.permission) {
+                    let known: Vec<_> = set.permissions.keys().cloned().collect();
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "permission '{}' is not defined for host set '{}' (defined: {})",
+                            r.permission,
+                            r.resource,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+            }
             if let IntegrationKind::Postgres { permissions, .. } = &integ.kind {
                 if !permissions.contains_key(&r.permission) {
                     let known: Vec<_> = permissions.keys().cloned().collect();
@@ -1189,6 +1225,12 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 let ok = match integ.kind {
                     IntegrationKind::Postgres { .. } => valid_pg_ident(&r.role),
                     IntegrationKind::Demo => valid_name(&r.role),
+                    IntegrationKind::Ssh { .. } => {
+                        return Err(ctx.err(
+                            rspan,
+                            format!("secret '{sname}': SSH integrations hold no passwords to rotate; rotate it through a database integration"),
+                        ))
+                    }
                 };
                 if !ok {
                     return Err(ctx.err(
@@ -1198,7 +1240,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                                 "secret '{sname}': role '{}' is not a plain PostgreSQL role name (a-z, 0-9, _)",
                                 r.role
                             ),
-                            IntegrationKind::Demo => {
+                            IntegrationKind::Demo | IntegrationKind::Ssh { .. } => {
                                 format!("secret '{sname}': role '{}': {NAME_RULE}", r.role)
                             }
                         },
@@ -1440,6 +1482,70 @@ fn notification_channel(
         events,
         link_base,
     })
+}
+
+/// An SSH integration's host sets: names, levels, principals, extensions and
+/// critical options OpenSSH knows (an unknown critical option would lock everyone
+/// out; an empty principal list would be valid for every account).
+fn check_ssh_host_sets(
+    ctx: &Ctx<'_>,
+    integration: &str,
+    span: Range<usize>,
+    host_sets: &BTreeMap<String, crate::ssh::SshHostSet>,
+) -> Result<(), PolicyError> {
+    let err = |m: String| {
+        Err(ctx.err(
+            span.clone(),
+            format!("ssh integration '{integration}': {m}"),
+        ))
+    };
+    if host_sets.is_empty() {
+        return err("declares no host sets (add [integrations.NAME.host_sets.SET])".into());
+    }
+    for (set, hs) in host_sets {
+        if !valid_name(set) {
+            return err(format!("host set name '{set}': {NAME_RULE}"));
+        }
+        if hs.permissions.is_empty() {
+            return err(format!("host set '{set}' has no permission levels"));
+        }
+        for (level, a) in &hs.permissions {
+            if a.principals.is_empty() {
+                return err(format!(
+                    "host set '{set}', level '{level}': name at least one principal (a certificate without principals is valid for every account)"
+                ));
+            }
+            for p in &a.principals {
+                if p.is_empty()
+                    || p.len() > 64
+                    || !p
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+                {
+                    return err(format!(
+                        "host set '{set}', level '{level}': principal '{p}' must be 1-64 of a-z, A-Z, 0-9, '-', '_', '.', '@'"
+                    ));
+                }
+            }
+            for e in &a.extensions {
+                if !crate::ssh::KNOWN_EXTENSIONS.contains(&e.as_str()) {
+                    return err(format!(
+                        "host set '{set}', level '{level}': '{e}' is not an OpenSSH extension ({})",
+                        crate::ssh::KNOWN_EXTENSIONS.join(", ")
+                    ));
+                }
+            }
+            for o in a.critical_options.keys() {
+                if !crate::ssh::KNOWN_CRITICAL_OPTIONS.contains(&o.as_str()) {
+                    return err(format!(
+                        "host set '{set}', level '{level}': '{o}' is not a critical option OpenSSH knows ({}); hosts would refuse the certificate",
+                        crate::ssh::KNOWN_CRITICAL_OPTIONS.join(", ")
+                    ));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The name of an environment variable holding a secret: A-Z, 0-9 and `_`.

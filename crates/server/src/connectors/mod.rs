@@ -6,6 +6,7 @@
 pub mod demo;
 pub mod instrumented;
 pub mod postgres;
+pub mod ssh;
 
 use chrono::{DateTime, Utc};
 use firedoor_core::api::CredentialItem;
@@ -102,6 +103,9 @@ pub fn from_policy(policy: &Policy) -> Result<Connectors, ConnectorError> {
     for (name, integ) in &policy.integrations {
         let c: Arc<dyn Connector> = match &integ.kind {
             IntegrationKind::Demo => Arc::new(demo::DemoConnector::default()),
+            IntegrationKind::Ssh { host_sets } => Arc::new(ssh::SshConnector {
+                host_sets: host_sets.clone(),
+            }),
             IntegrationKind::Postgres {
                 url_env,
                 connect_host,

@@ -80,7 +80,7 @@ fn leftover_values(leftovers: &[crate::connectors::Leftover]) -> Vec<serde_json:
 }
 
 impl Broker {
-    fn may_see_grant(&self, who: &Principal, g: &GrantRow) -> bool {
+    pub(crate) fn may_see_grant(&self, who: &Principal, g: &GrantRow) -> bool {
         access::may_see_grant(&self.policy, who, &g.holder, &g.flow)
     }
 

@@ -85,6 +85,7 @@ pub mod oncall;
 pub mod outbound;
 pub mod requests;
 pub mod secrets;
+pub mod ssh;
 pub mod stats;
 pub mod users;
 
