@@ -247,6 +247,9 @@ pub struct Policy {
     /// Which incidents open which bundles to whom, by name.
     #[serde(default)]
     pub incidents: BTreeMap<String, crate::incident::IncidentRule>,
+    /// Where the audit stream is delivered (SIEM), by name.
+    #[serde(default)]
+    pub audit_sinks: BTreeMap<String, crate::siem::AuditSink>,
 }
 
 impl Policy {
@@ -310,6 +313,8 @@ struct RawPolicy {
     incident_sources: BTreeMap<Spanned<String>, Spanned<RawSource>>,
     #[serde(default)]
     incidents: BTreeMap<Spanned<String>, Spanned<RawIncidentRule>>,
+    #[serde(default)]
+    audit_sinks: BTreeMap<Spanned<String>, Spanned<crate::siem::RawAuditSink>>,
 }
 
 #[derive(Deserialize)]
@@ -1063,6 +1068,9 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         );
     }
 
+    let audit_sinks =
+        crate::siem::parse_audit_sinks(raw.audit_sinks, &|span, msg| ctx.err(span, msg))?;
+
     Ok(Policy {
         integrations,
         bundles,
@@ -1072,6 +1080,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         oncall,
         incident_sources,
         incidents,
+        audit_sinks,
     })
 }
 
