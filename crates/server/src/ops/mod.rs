@@ -11,6 +11,7 @@ pub mod incidents;
 pub mod oncall;
 pub mod requests;
 pub mod secrets;
+pub mod siem;
 pub mod unlocks;
 pub mod users;
 pub mod worker;

@@ -1,6 +1,8 @@
 //! The background worker's pass ([`Broker::run_due_work`]) and its steps: pending
 //! requests time out, due grants expire, failed work is retried, holders hear
-//! that a grant expires soon, then the access and secret steps and pruning.
+//! that a grant expires soon, then the access and secret steps, pruning, and the
+//! audit stream to the policy's sinks (last: it waits on receivers, see
+//! [`super::siem`]).
 
 use super::grants::claim_end;
 use super::requests::cas_request;
@@ -28,6 +30,7 @@ impl Broker {
         self.access_due_work().await?;
         self.rotate_due_secrets().await?;
         self.prune_events(now).await?;
+        self.deliver_audit().await?;
         Ok(())
     }
 
@@ -166,6 +169,7 @@ impl Broker {
         let mut tx = self.store.begin().await?;
         tx.grants().release_leases(Ts(self.now())).await?;
         tx.secrets().release_leases().await?;
+        tx.audit_sinks().release_leases().await?;
         tx.commit().await
     }
 

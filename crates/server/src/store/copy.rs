@@ -103,6 +103,11 @@ table!(copy_incidents, IncidentRow, "incidents", "id", {
 table!(copy_deliveries, DeliveryRow, "webhook_deliveries", "source, delivery_id", {
     source: String, delivery_id: String, received_at: Ts,
 });
+table!(copy_audit_sinks, AuditSinkRow, "audit_sinks", "name", {
+    name: String, delivered_seq: i64, delivered_at: Option<Ts>, lease_token: Option<String>,
+    lease_until: Option<Ts>, next_attempt_at: Ts, failures: i64, last_error: Option<String>,
+    last_error_at: Option<Ts>,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -164,6 +169,9 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         "webhook_deliveries",
         copy_deliveries(&mut src, &mut dst).await?,
     ));
+    // The SIEM sinks' cursors: the copy goes on delivering where the source was.
+    out.tables
+        .push(("audit_sinks", copy_audit_sinks(&mut src, &mut dst).await?));
     // Counters that follow explicit ids: new events continue after the copied ones;
     // the audit high-water mark is the source's (it may be above the last record if
     // the source's end was cut, which `audit verify` must still report).
