@@ -149,8 +149,13 @@ pub async fn print_sinks(broker: &firedoor_server::service::Broker) -> anyhow::R
         if s.failures > 0 {
             failing = true;
             line.push_str(&format!(
-                "\tFAILING ({} attempts): {}",
+                "\tFAILING ({} {}): {}",
                 s.failures,
+                if s.failures == 1 {
+                    "attempt"
+                } else {
+                    "attempts"
+                },
                 s.last_error.as_deref().unwrap_or("?")
             ));
             if let Some(t) = s.next_attempt_at {
