@@ -13,6 +13,8 @@
 //! - [`notify`]: who hears of each live event.
 //! - [`input`]: the rules for free text people type (justifications, break-glass
 //!   reasons, device names), shared by broker and client.
+//! - [`siem`]: the audit stream's sinks (syslog, webhook) and their wire formats.
+//! - [`webhooks`]: Standard Webhooks signatures for every outbound webhook.
 
 pub mod access;
 pub mod api;
@@ -30,6 +32,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbound;
 pub mod policy;
+pub mod siem;
 pub mod ssh;
 pub mod webhooks;
 

@@ -275,6 +275,9 @@ pub struct Policy {
     /// Where events go outside the app (chat, webhooks), by name.
     #[serde(default)]
     pub notifications: BTreeMap<String, crate::outbound::Channel>,
+    /// Where the audit stream is delivered (SIEM), by name.
+    #[serde(default)]
+    pub audit_sinks: BTreeMap<String, crate::siem::AuditSink>,
 }
 
 impl Policy {
@@ -340,6 +343,8 @@ struct RawPolicy {
     incidents: BTreeMap<Spanned<String>, Spanned<RawIncidentRule>>,
     #[serde(default)]
     notifications: BTreeMap<Spanned<String>, Spanned<RawChannel>>,
+    #[serde(default)]
+    audit_sinks: BTreeMap<Spanned<String>, Spanned<crate::siem::RawAuditSink>>,
 }
 
 #[derive(Deserialize)]
@@ -1357,6 +1362,8 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         let c = notification_channel(&ctx, &name, raw_c)?;
         notifications.insert(c.name.clone(), c);
     }
+    let audit_sinks =
+        crate::siem::parse_audit_sinks(raw.audit_sinks, &|span, msg| ctx.err(span, msg))?;
 
     Ok(Policy {
         integrations,
@@ -1368,6 +1375,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         incident_sources,
         incidents,
         notifications,
+        audit_sinks,
     })
 }
 

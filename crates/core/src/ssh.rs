@@ -88,9 +88,7 @@ pub fn key_id(user: &str, grant: &str) -> String {
 /// Merges what several permission levels give into one certificate's contents:
 /// every principal and extension (once, sorted), critical options joined; two
 /// levels asking for different values of one critical option is an error.
-pub fn merge_access<'a>(
-    levels: impl IntoIterator<Item = &'a SshAccess>,
-) -> Result<(Vec<String>, Vec<String>, BTreeMap<String, String>), String> {
+pub fn merge_access<'a>(levels: impl IntoIterator<Item = &'a SshAccess>) -> Result<Merged, String> {
     let mut principals = std::collections::BTreeSet::new();
     let mut extensions = std::collections::BTreeSet::new();
     let mut options: BTreeMap<String, String> = BTreeMap::new();
@@ -108,11 +106,19 @@ pub fn merge_access<'a>(
             options.insert(k.clone(), v.clone());
         }
     }
-    Ok((
-        principals.into_iter().collect(),
-        extensions.into_iter().collect(),
-        options,
-    ))
+    Ok(Merged {
+        principals: principals.into_iter().collect(),
+        extensions: extensions.into_iter().collect(),
+        critical_options: options,
+    })
+}
+
+/// What several levels give together (see [`merge_access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Merged {
+    pub principals: Vec<String>,
+    pub extensions: Vec<String>,
+    pub critical_options: BTreeMap<String, String>,
 }
 
 /// Why a public key or certificate was refused.
@@ -250,13 +256,13 @@ mod tests {
             extensions: default_extensions(),
             critical_options: [("source-address".to_string(), "10.0.0.0/8".to_string())].into(),
         };
-        let (principals, extensions, critical_options) = merge_access([&login]).unwrap();
+        let m = merge_access([&login]).unwrap();
         let spec = CertSpec {
             key_id: key_id("alice", "grt_1"),
             serial: 7,
-            principals,
-            extensions,
-            critical_options,
+            principals: m.principals,
+            extensions: m.extensions,
+            critical_options: m.critical_options,
             valid_after: 1_900_000_000,
             valid_before: 1_900_003_600,
         };

@@ -1,4 +1,4 @@
-//! `firedoor-server audit verify` and `audit public-key`.
+//! `firedoor-server audit verify`, `audit public-key` and `audit sinks`.
 
 use anyhow::{bail, Context};
 use ed25519_dalek::VerifyingKey;
@@ -125,4 +125,44 @@ pub fn verify_export(file: &Path, key: &str, anchor_path: Option<&Path>) -> anyh
         fingerprint(&vk)
     );
     Ok(0)
+}
+
+/// `audit sinks`: one line per sink of the policy; 1 while one is failing.
+pub async fn print_sinks(broker: &firedoor_server::service::Broker) -> anyhow::Result<i32> {
+    let sinks = broker
+        .audit_sinks(&firedoor_server::audit::cli_actor())
+        .await?;
+    if sinks.is_empty() {
+        println!("the policy declares no audit sinks ([audit_sinks.NAME])");
+        return Ok(0);
+    }
+    let when = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut failing = false;
+    for s in &sinks {
+        let mut line = format!(
+            "{}\t{}\t{}\tdelivered {} of {}\tlag {}",
+            s.name, s.kind, s.destination, s.delivered_seq, s.head_seq, s.lag
+        );
+        if let Some(t) = s.delivered_at {
+            line.push_str(&format!("\tlast delivery {}", when(t)));
+        }
+        if s.failures > 0 {
+            failing = true;
+            line.push_str(&format!(
+                "\tFAILING ({} {}): {}",
+                s.failures,
+                if s.failures == 1 {
+                    "attempt"
+                } else {
+                    "attempts"
+                },
+                s.last_error.as_deref().unwrap_or("?")
+            ));
+            if let Some(t) = s.next_attempt_at {
+                line.push_str(&format!("\tnext attempt {}", when(t)));
+            }
+        }
+        println!("{line}");
+    }
+    Ok(i32::from(failing))
 }

@@ -320,6 +320,13 @@ enum AuditCmd {
     /// Print the public key that verifies the audit log's signatures (base64
     /// ed25519, the `signing_key` of `GET /api/v1/broker`) and its fingerprint.
     PublicKey,
+    /// Where the audit stream goes (the policy's [audit_sinks.*]): how far each
+    /// receiver has taken it, the lag, the last failure. Exits 1 while a sink is
+    /// failing.
+    Sinks {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
     /// Write the log as JSON lines.
     Export {
         /// File to write (default: standard output).
@@ -963,9 +970,21 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                 return audit_cli::print_public_key(&key_path);
             }
             require_store(&cli.data_dir, cli.database.as_ref())?;
+            if let AuditCmd::Sinks { policy } = &cmd {
+                let b = firedoor_server::open_broker(
+                    &cli.data_dir,
+                    cli.database.as_ref(),
+                    cli.key_file.as_deref(),
+                    load_policy(&policy.policy)?,
+                    Connectors::new(),
+                    Arc::new(SystemClock::default()),
+                )
+                .await?;
+                return audit_cli::print_sinks(&b).await;
+            }
             let pool = firedoor_server::open_db(&cli.data_dir, cli.database.as_ref()).await?;
             match cmd {
-                AuditCmd::PublicKey => Ok(0),
+                AuditCmd::PublicKey | AuditCmd::Sinks { .. } => Ok(0),
                 AuditCmd::Verify { public_key, .. } => {
                     let anchor =
                         firedoor_server::anchor::path(&cli.data_dir, cli.audit_anchor.as_deref());

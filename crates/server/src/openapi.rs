@@ -200,6 +200,8 @@ pub fn document(policy: &Policy) -> String {
             "/audit": { "get": op("Audit records (admins)", json!([
                     { "name": "after", "in": "query", "schema": int_range(0, i64::MAX) },
                     { "name": "limit", "in": "query", "schema": int_range(1, 5000) }]), None, arr("AuditRecord")) },
+            "/audit/sinks": { "get": op("The audit stream's sinks (SIEM): cursor, lag, last error (admins)", json!([]), None,
+                json!({ "type": "object", "properties": { "sinks": arr("AuditSink") } })) },
             "/audit/head": { "get": op("The signed audit head (any signed-in user)", json!([]), None, r("SignedHead")) },
             "/audit/heads/{seq}": { "get": op("The signed audit head at an earlier record", json!([
                     { "name": "seq", "in": "path", "required": true, "schema": int_range(1, i64::MAX) }]), None, r("SignedHead")) },
@@ -326,6 +328,12 @@ pub fn document(policy: &Policy) -> String {
                     "seq": s("integer"), "at": s("string"), "actor": s("string"), "action": s("string"), "subject": s("string"),
                     "details": s("string"), "prev_hash": s("string"), "hash": s("string"),
                     "signature": { "type": ["string", "null"], "description": "base64 ed25519 signature by the broker key over \"firedoor audit head v1\\n{seq}\\n{hash}\"" } } },
+                "AuditSink": { "type": "object", "properties": {
+                    "name": s("string"), "kind": { "enum": ["syslog", "webhook"] }, "destination": s("string"),
+                    "delivered_seq": s("integer"), "head_seq": s("integer"), "lag": s("integer"),
+                    "delivered_at": { "type": ["string", "null"], "format": "date-time" }, "failures": s("integer"),
+                    "last_error": opt("string"), "last_error_at": { "type": ["string", "null"], "format": "date-time" },
+                    "next_attempt_at": { "type": ["string", "null"], "format": "date-time" } } },
                 "SignedHead": { "type": "object", "description": "The audit log's head signed by the broker key (GET /broker's signing_key)", "properties": {
                     "seq": s("integer"), "hash": s("string"), "signature": s("string"), "at": s("string") } },
                 "BrokerIdentity": { "type": "object", "properties": { "signing_key": s("string"), "fingerprint": s("string") } },

@@ -1806,6 +1806,7 @@ async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
                 );
                 b.retry_delivery(&alice, "msg_0").await.map(|_| ())
             }
+            AdminAction::RotateSshCa => b.rotate_ssh_ca(&alice, "any", 0).await.map(|_| ()),
         };
         forbidden(&format!("{action:?}"), r);
         assert!(check_admin(&alice, *action).is_err());

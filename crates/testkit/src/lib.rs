@@ -9,6 +9,7 @@
 
 pub mod alertmanager;
 pub mod haproxy;
+pub mod rsyslog;
 
 use rand::distributions::{Alphanumeric, DistString};
 use std::path::{Path, PathBuf};

@@ -1,4 +1,5 @@
-//! `/audit`: the log (admins) and its signed heads (everyone signed in).
+//! `/audit`: the log (admins), its sinks' delivery (admins) and its signed heads
+//! (everyone signed in).
 
 use super::{query, ApiError, ApiResult, AppState, Caller};
 use crate::audit::Actor;
@@ -29,6 +30,16 @@ pub(super) async fn audit(
         )
         .await?;
     Ok(Json(records).into_response())
+}
+
+/// `GET /audit/sinks`: where the audit stream goes (the policy's
+/// `[audit_sinks.*]`), how far each receiver has taken it, and its last failure.
+pub(super) async fn audit_sinks(
+    State(b): State<AppState>,
+    Caller(p): Caller,
+) -> ApiResult<Response> {
+    let sinks = b.audit_sinks(&Actor::User(p)).await?;
+    Ok(Json(serde_json::json!({ "sinks": sinks })).into_response())
 }
 
 // ---------------------------------------------------------------- audit heads

@@ -279,6 +279,7 @@ pub fn router(state: AppState) -> Router {
         .route("/grants/{id}/revoke", post(grants::revoke))
         .route("/grants/{id}/extend", post(grants::extend))
         .route("/audit", get(audit::audit))
+        .route("/audit/sinks", get(audit::audit_sinks))
         .route("/audit/head", get(audit::audit_head))
         .route("/audit/heads/{seq}", get(audit::audit_head_at))
         .route("/events", get(events::events))

@@ -13,6 +13,7 @@ pub mod oncall_sync;
 pub mod outbound;
 pub mod requests;
 pub mod secrets;
+pub mod siem;
 pub mod ssh;
 pub mod unlocks;
 pub mod users;

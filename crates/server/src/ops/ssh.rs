@@ -164,9 +164,12 @@ impl Broker {
                     format!("this grant already has {issued} certificates for {integration}; no more are issued"),
                 ));
             }
-            let (principals, extensions, critical_options) =
-                rules::merge_access(levels.iter().map(|(_, a)| *a))
-                    .map_err(|m| Error::rule(ErrorCode::InvalidRequest, m))?;
+            let rules::Merged {
+                principals,
+                extensions,
+                critical_options,
+            } = rules::merge_access(levels.iter().map(|(_, a)| *a))
+                .map_err(|m| Error::rule(ErrorCode::InvalidRequest, m))?;
             let cas = self.cas_in(&mut uow, integration, now).await?;
             let signer = cas
                 .iter()

@@ -1,8 +1,9 @@
 //! The background worker's pass ([`Broker::run_due_work`]) and its steps: pending
 //! requests time out, due grants expire, failed work is retried, holders hear
-//! that a grant expires soon, then the access and secret steps, pruning, and last
-//! the refresh of synced on-call schedules ([`crate::ops::oncall_sync`]: it waits
-//! on providers, with a deadline, so it comes after everything that must be on time).
+//! that a grant expires soon, then the access and secret steps, pruning, the
+//! refresh of synced on-call schedules ([`crate::ops::oncall_sync`]) and the audit
+//! stream to the policy's sinks ([`super::siem`]): those two wait on other
+//! systems, with deadlines, so they come after everything that must be on time.
 
 use super::grants::claim_end;
 use super::requests::cas_request;
@@ -34,6 +35,7 @@ impl Broker {
         self.rotate_due_secrets().await?;
         self.prune_events(now).await?;
         self.sync_on_call(now).await?;
+        self.deliver_audit().await?;
         Ok(())
     }
 
@@ -272,6 +274,7 @@ impl Broker {
         let mut tx = self.store.begin().await?;
         tx.grants().release_leases(Ts(self.now())).await?;
         tx.secrets().release_leases().await?;
+        tx.audit_sinks().release_leases().await?;
         tx.commit().await
     }
 

@@ -113,6 +113,11 @@ table!(copy_oncall_sync, SyncRow, "oncall_sync", "schedule", {
     schedule: String, source: String, fetched_json: Option<String>, fetched_at: Option<Ts>, last_attempt: Option<Ts>, last_error: Option<String>, failures: i64,
     next_attempt_at: Ts,
 });
+table!(copy_audit_sinks, AuditSinkRow, "audit_sinks", "name", {
+    name: String, delivered_seq: i64, delivered_at: Option<Ts>, lease_token: Option<String>,
+    lease_until: Option<Ts>, next_attempt_at: Ts, failures: i64, last_error: Option<String>,
+    last_error_at: Option<Ts>,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -178,6 +183,9 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
     ));
     out.tables
         .push(("outbound", copy_outbound(&mut src, &mut dst).await?));
+    // The SIEM sinks' cursors: the copy goes on delivering where the source was.
+    out.tables
+        .push(("audit_sinks", copy_audit_sinks(&mut src, &mut dst).await?));
     // Counters that follow explicit ids: new events continue after the copied ones;
     // the audit high-water mark is the source's (it may be above the last record if
     // the source's end was cut, which `audit verify` must still report).

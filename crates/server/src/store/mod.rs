@@ -75,6 +75,7 @@ macro_rules! scalar {
 
 pub mod access;
 pub mod audit;
+pub mod audit_sinks;
 pub mod copy;
 pub mod devices;
 pub mod envelopes;
