@@ -24,7 +24,7 @@ run-broker: deps
 test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
-	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem
+	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh
 
 # Lints as CI runs them.
 check: ui

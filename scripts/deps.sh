@@ -20,7 +20,10 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   # incidents: a real Alertmanager fires alerts at the broker in the incident tests
   prometheus-alertmanager
   # audit to a SIEM: a real rsyslog receives the audit stream in the siem tests
-  rsyslog)
+  rsyslog
+  # SSH certificates: a real sshd (started by the tests on a loopback port, never
+  # the system's) and the ssh client, ssh-keygen and ssh-agent
+  openssh-server openssh-client)
 # Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
 # Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

@@ -926,6 +926,28 @@ impl Client {
         Ok(self.get::<Incidents>("/incidents").await?.incidents)
     }
 
+    /// Certificates for the key the device made for an active SSH grant (one per
+    /// SSH integration of the bundle).
+    pub async fn ssh_certificate(
+        &self,
+        grant: &GrantId,
+        public_key: &str,
+    ) -> Result<Vec<firedoor_core::api::SshCertificateView>> {
+        #[derive(serde::Deserialize)]
+        struct Certificates {
+            certificates: Vec<firedoor_core::api::SshCertificateView>,
+        }
+        let c: Certificates = self
+            .post(
+                &format!("/grants/{grant}/ssh-certificate"),
+                &firedoor_core::api::SshKeyBody {
+                    public_key: public_key.to_string(),
+                },
+            )
+            .await?;
+        Ok(c.certificates)
+    }
+
     /// Outbound notification deliveries (admins), newest first; `state`: `pending`,
     /// `delivered` or `dead`.
     pub async fn deliveries(

@@ -32,6 +32,34 @@ pub struct SshAccess {
     /// Critical options, e.g. `source-address = "10.0.0.0/8"`, `force-command`.
     #[serde(default)]
     pub critical_options: BTreeMap<String, String>,
+    /// The account this level logs in as on the hosts (default: the host set's
+    /// `user`); `ssh host-setup` writes its principals file.
+    #[serde(default)]
+    pub user: Option<String>,
+}
+
+impl SshHostSet {
+    /// The account a level logs in as.
+    pub fn account<'a>(&'a self, access: &'a SshAccess) -> Option<&'a str> {
+        access.user.as_deref().or(self.user.as_deref())
+    }
+
+    /// Account -> the principals that may log in as it (the hosts'
+    /// `AuthorizedPrincipalsFile` for each account).
+    pub fn principals_files(&self) -> BTreeMap<String, Vec<String>> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        for a in self.permissions.values() {
+            if let Some(u) = self.account(a) {
+                let v = out.entry(u.to_string()).or_default();
+                for p in &a.principals {
+                    if !v.contains(p) {
+                        v.push(p.clone());
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 fn default_extensions() -> Vec<String> {
@@ -255,6 +283,7 @@ mod tests {
             principals: vec!["payments-oncall".into()],
             extensions: default_extensions(),
             critical_options: [("source-address".to_string(), "10.0.0.0/8".to_string())].into(),
+            user: None,
         };
         let m = merge_access([&login]).unwrap();
         let spec = CertSpec {
@@ -291,6 +320,7 @@ mod tests {
             principals: vec!["a".into()],
             extensions: vec![],
             critical_options: [("force-command".to_string(), "uptime".to_string())].into(),
+            user: None,
         };
         let mut b = a.clone();
         b.critical_options

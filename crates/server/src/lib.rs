@@ -19,6 +19,7 @@ pub mod openapi;
 pub mod ops;
 pub mod probes;
 pub mod service;
+pub mod ssh_setup;
 pub mod store;
 pub mod vault;
 

@@ -151,6 +151,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: NotificationsCmd,
     },
+    /// SSH integrations: what a host needs to trust the broker's certificates, CA
+    /// rotation.
+    Ssh {
+        #[command(subcommand)]
+        cmd: SshCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SshCmd {
+    /// Prints a host's setup for an SSH integration: the CA keys, the sshd_config
+    /// lines, the principals files, and a script and systemd timer that fetch the
+    /// revocation list.
+    HostSetup {
+        integration: String,
+        /// The broker's URL as hosts reach it (https in production).
+        #[arg(long)]
+        broker_url: String,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Starts a CA rotation: a new key hosts trust at once and that signs after
+    /// --overlap (hosts must have fetched it by then); recorded in the audit log.
+    RotateCa {
+        integration: String,
+        #[arg(long, value_parser = parse_ttl, default_value = "1d")]
+        overlap: i64,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -757,6 +787,48 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                     println!(
                         "rotated {} to version {} (sealed for {} devices)",
                         v.name, v.version, v.sealed_devices
+                    );
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Ssh { cmd } => {
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let actor = cli_actor();
+            match cmd {
+                SshCmd::HostSetup {
+                    integration,
+                    broker_url,
+                    policy,
+                } => {
+                    let pol = load_policy(&policy.policy)?;
+                    let Some(firedoor_core::policy::IntegrationKind::Ssh { host_sets }) =
+                        pol.integrations.get(&integration).map(|i| &i.kind)
+                    else {
+                        bail!("'{integration}' is not an SSH integration of the policy");
+                    };
+                    let b = open_cli_broker(&at, policy.policy.clone()).await?;
+                    let ca = b.ssh_ca_keys(&integration).await?;
+                    print!(
+                        "{}",
+                        firedoor_server::ssh_setup::host_setup(
+                            &integration,
+                            &broker_url,
+                            &ca,
+                            host_sets
+                        )
+                    );
+                }
+                SshCmd::RotateCa {
+                    integration,
+                    overlap,
+                    policy,
+                } => {
+                    let b = open_cli_broker(&at, policy.policy.clone()).await?;
+                    let id = b.rotate_ssh_ca(&actor, &integration, overlap).await?;
+                    println!(
+                        "{id}: hosts trust it from their next fetch of {integration}'s CA keys; it signs in {}",
+                        firedoor_core::duration::format_duration(overlap)
                     );
                 }
             }

@@ -197,6 +197,20 @@ pub fn document(policy: &Policy) -> String {
             "/grants/{id}/credentials": { "get": op("Credentials of my active grant (audited)", id_param("grant"), None, r("Credentials")) },
             "/grants/{id}/revoke": { "post": op("Revoke an active grant", id_param("grant"), None, r("Grant")) },
             "/grants/{id}/extend": { "post": op("Extend an active grant", id_param("grant"), Some("ExtendBody"), r("ExtendResult")) },
+            "/grants/{id}/ssh-certificate": { "post": {
+                "summary": "Certify the ed25519 key the holder's device made for an active SSH grant: one OpenSSH certificate per SSH integration of the bundle, valid until the grant's expiry (holder only, audited)",
+                "parameters": id_param("grant"),
+                "requestBody": { "required": true, "content": { "application/json": { "schema": {
+                    "type": "object", "additionalProperties": false, "required": ["public_key"],
+                    "properties": { "public_key": { "type": "string", "maxLength": 1000, "description": "one OpenSSH public key line: ssh-ed25519 AAAA…" } } } } } },
+                "responses": { "200": ok(json!({ "type": "object", "properties": { "certificates": { "type": "array", "items": { "type": "object" } } } })), "4XX": err_resp() } } },
+            "/ssh/krl": { "get": {
+                "summary": "The OpenSSH key revocation list hosts load with RevokedKeys: certificates still valid whose grant is no longer active (no sign-in)",
+                "responses": { "200": { "description": "KRL (PROTOCOL.krl)", "content": { "application/octet-stream": {} } } } } },
+            "/ssh/{integration}/ca": { "get": {
+                "summary": "The CA public keys hosts of an SSH integration trust (TrustedUserCAKeys), one OpenSSH line each (no sign-in)",
+                "parameters": [{ "name": "integration", "in": "path", "required": true, "schema": { "type": "string", "maxLength": 64 } }],
+                "responses": { "200": { "description": "OpenSSH public key lines", "content": { "text/plain": {} } }, "4XX": err_resp() } } },
             "/audit": { "get": op("Audit records (admins)", json!([
                     { "name": "after", "in": "query", "schema": int_range(0, i64::MAX) },
                     { "name": "limit", "in": "query", "schema": int_range(1, 5000) }]), None, arr("AuditRecord")) },

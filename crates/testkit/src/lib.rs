@@ -10,6 +10,7 @@
 pub mod alertmanager;
 pub mod haproxy;
 pub mod rsyslog;
+pub mod sshd;
 
 use rand::distributions::{Alphanumeric, DistString};
 use std::path::{Path, PathBuf};

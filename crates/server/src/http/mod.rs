@@ -19,6 +19,7 @@ mod notifications;
 mod oncall;
 mod requests;
 mod secrets;
+mod ssh;
 mod users;
 
 use crate::error::Error;
@@ -278,6 +279,9 @@ pub fn router(state: AppState) -> Router {
         .route("/grants/{id}/credentials", get(grants::credentials))
         .route("/grants/{id}/revoke", post(grants::revoke))
         .route("/grants/{id}/extend", post(grants::extend))
+        .route("/grants/{id}/ssh-certificate", post(ssh::certificate))
+        .route("/ssh/krl", get(ssh::krl))
+        .route("/ssh/{integration}/ca", get(ssh::ca_keys))
         .route("/audit", get(audit::audit))
         .route("/audit/sinks", get(audit::audit_sinks))
         .route("/audit/head", get(audit::audit_head))

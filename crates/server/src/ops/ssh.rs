@@ -215,7 +215,7 @@ impl Broker {
                     fingerprint: fingerprint(&key),
                 },
             );
-            let (set, _) = levels[0];
+            let (set, access) = levels[0];
             out.push(SshCertificateView {
                 integration: integration.to_string(),
                 certificate,
@@ -225,7 +225,7 @@ impl Broker {
                 valid_after,
                 valid_before,
                 hosts: set.hosts.clone(),
-                user: set.user.clone(),
+                user: set.account(access).map(str::to_string),
             });
         }
         uow.commit().await?;

@@ -55,10 +55,21 @@ pub async fn spawn() -> TestBroker {
 }
 
 pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBroker {
+    spawn_at(policy, connectors, t0()).await
+}
+
+/// [`spawn_with`], its clock starting at `start` (tests that need the real time,
+/// e.g. for a real sshd, start there: moving a running broker's clock backwards
+/// races its worker, whose pass may still hold the later time).
+pub async fn spawn_at(
+    policy: &str,
+    connectors: Option<Connectors>,
+    start: DateTime<Utc>,
+) -> TestBroker {
     let dir = tempfile::tempdir().expect("temp dir");
     let policy =
         firedoor_core::policy::parse_policy("test-policy.toml", policy).expect("valid policy");
-    let clock = Arc::new(ManualClock::new(t0()));
+    let clock = Arc::new(ManualClock::new(start));
     let demo = Arc::new(DemoConnector::default());
     let connectors = connectors.unwrap_or_else(|| {
         let mut c: Connectors = BTreeMap::new();
@@ -89,7 +100,7 @@ pub async fn spawn_with(policy: &str, connectors: Option<Connectors>) -> TestBro
             name,
             &groups,
             admin,
-            t0(),
+            start,
         )
         .await
         .expect("user added");
