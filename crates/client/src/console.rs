@@ -111,6 +111,9 @@ pub struct Snapshot {
     /// Open incidents first, then recent resolved ones (from the last sync).
     #[serde(default)]
     pub incidents: Vec<IncidentView>,
+    /// My active SSH grants: their key in the ssh-agent until when, or why not.
+    #[serde(default)]
+    pub ssh: Vec<crate::ssh::SshStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -173,6 +176,8 @@ pub struct Console {
     /// acknowledgement. Never held while a sync waits on the broker.
     pub(crate) break_glass_turn: Mutex<()>,
     changes: broadcast::Sender<Change>,
+    /// This device's SSH grants: in the ssh-agent or why not (see [`crate::ssh`]).
+    pub(crate) ssh_status: Mutex<std::collections::BTreeMap<String, crate::ssh::SshStatus>>,
     /// Bumped at every sign-in and sign-out: the event stream belongs to one session
     /// and reconnects as the new one.
     session_gen: tokio::sync::watch::Sender<u64>,
@@ -354,6 +359,7 @@ impl Console {
                 last_error: None,
             }),
             replaying: Mutex::new(()),
+            ssh_status: Mutex::new(std::collections::BTreeMap::new()),
             break_glass_turn: Mutex::new(()),
             changes,
             session_gen: tokio::sync::watch::channel(0).0,
@@ -456,6 +462,7 @@ impl Console {
             outbox: self.cache.outbox().await?,
             break_glass: self.break_glass(now).await?,
             incidents: self.cache.incidents().await?,
+            ssh: self.ssh_status().await,
         })
     }
 
@@ -849,6 +856,13 @@ impl Console {
                 Some(&serde_json::to_string(&me.oncall).unwrap_or_default()),
             )
             .await?;
+        self.reconcile_ssh(
+            &c,
+            &me.name,
+            &grants,
+            Utc::now() + chrono::Duration::milliseconds(offset),
+        )
+        .await;
         self.cache.set_time(K_SYNCED, Some(Utc::now())).await?;
         let in_use = c.current_url();
         if self.cache.get(K_URL_IN_USE).await?.as_deref() != Some(in_use.as_str()) {

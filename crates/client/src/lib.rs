@@ -11,6 +11,8 @@ pub mod cache;
 pub mod console;
 pub mod device;
 pub mod secrets;
+pub mod ssh;
+pub mod ssh_agent;
 pub mod trust;
 
 use firedoor_core::api::{

@@ -316,6 +316,10 @@ pub struct GrantView {
     pub last_error: Option<String>,
     pub attempts: i64,
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// The bundle gives SSH access: the holder's device makes a key and asks for a
+    /// certificate (`POST /grants/{id}/ssh-certificate`) once the grant is active.
+    #[serde(default)]
+    pub ssh: bool,
 }
 
 /// The answer to an extension: applied at once (automatic flows) or a new request

@@ -395,3 +395,43 @@ async fn the_host_fetch_script_installs_what_parses_and_keeps_it_when_the_broker
     let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
     assert_eq!(leftovers.len(), 2, "no temp files left");
 }
+
+/// The device side: a key made in memory for the grant goes into a real ssh-agent
+/// with its certificate, `ssh` logs in with the agent alone, and taking it out of
+/// the agent (as the app does when the grant ends) leaves nothing that logs in.
+#[tokio::test]
+async fn the_key_in_a_real_ssh_agent_logs_in_until_it_is_taken_out() {
+    use firedoor_client::ssh_agent;
+    use firedoor_testkit::sshd::SshAgent;
+    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let sshd = Sshd::start(&ca(&tb).await, &krl(&tb).await, &["payments-oncall"]);
+    let agent = SshAgent::start();
+    let gid = grant(&tb, "payments-shell").await;
+    let key = ssh_agent::GrantKey::new().unwrap();
+    let certs = tb
+        .client("alice")
+        .ssh_certificate(&gid, &key.public_line().unwrap())
+        .await
+        .unwrap();
+    let cert = &certs[0].certificate;
+    ssh_agent::add(&agent.socket, &key, cert, 3600).await.unwrap();
+    let listed = agent.list();
+    assert!(
+        listed.contains(&format!("firedoor:alice:{gid}")) && listed.contains("ED25519-CERT"),
+        "{listed}"
+    );
+    assert_eq!(
+        ssh_agent::comments(&agent.socket).await.unwrap(),
+        vec![format!("firedoor:alice:{gid}")]
+    );
+    let out = sshd.ssh_with_agent(&agent.socket, "echo via-agent");
+    assert!(ok(&out), "{out:?}\n{}", sshd.log());
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "via-agent");
+
+    ssh_agent::remove(&agent.socket, cert).await.unwrap();
+    assert!(!agent.list().contains("firedoor:"), "{}", agent.list());
+    assert!(!ok(&sshd.ssh_with_agent(&agent.socket, "true")));
+    // Removing what is not there is fine (the grant ended twice over).
+    ssh_agent::remove(&agent.socket, cert).await.unwrap();
+    tb.running.stop().await;
+}

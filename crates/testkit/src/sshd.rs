@@ -148,6 +148,32 @@ impl Sshd {
             .expect("running ssh")
     }
 
+    /// Runs `command` with `ssh` using only the keys in the agent at `agent`.
+    pub fn ssh_with_agent(&self, agent: &Path, command: &str) -> Output {
+        Command::new("ssh")
+            .args([
+                "-F",
+                "/dev/null",
+                "-o",
+                "BatchMode=yes",
+                "-o",
+                "StrictHostKeyChecking=no",
+                "-o",
+                "UserKnownHostsFile=/dev/null",
+                "-o",
+                "LogLevel=ERROR",
+            ])
+            .arg("-o")
+            .arg(format!("IdentityAgent={}", agent.display()))
+            .arg("-p")
+            .arg(self.port.to_string())
+            .arg(format!("{}@127.0.0.1", self.user))
+            .arg(command)
+            .stdin(Stdio::null())
+            .output()
+            .expect("running ssh")
+    }
+
     /// The directory holding its files.
     pub fn dir(&self) -> PathBuf {
         self.dir.path().to_path_buf()
@@ -155,6 +181,59 @@ impl Sshd {
 }
 
 impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A real `ssh-agent` on a socket in a temp dir, stopped on drop.
+pub struct SshAgent {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub socket: PathBuf,
+}
+
+impl SshAgent {
+    pub fn start() -> SshAgent {
+        let dir = tempfile::Builder::new()
+            .prefix("firedoor-agent-")
+            .tempdir()
+            .expect("temp dir");
+        let socket = dir.path().join("agent.sock");
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&socket)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("starting ssh-agent (apt-get install -y openssh-client)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        SshAgent {
+            child,
+            _dir: dir,
+            socket,
+        }
+    }
+
+    /// What `ssh-add -l` says (fingerprint, comment, type per key).
+    pub fn list(&self) -> String {
+        let o = Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .output()
+            .expect("ssh-add");
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    }
+}
+
+impl Drop for SshAgent {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -103,6 +103,14 @@ impl Broker {
             last_error: g.last_error.clone(),
             attempts: g.attempts,
             next_attempt_at: g.next_attempt_at.map(|t| t.0),
+            ssh: self.policy.bundle(&g.bundle).is_some_and(|b| {
+                b.resources.iter().any(|r| {
+                    matches!(
+                        self.policy.integrations.get(&r.integration).map(|i| &i.kind),
+                        Some(firedoor_core::policy::IntegrationKind::Ssh { .. })
+                    )
+                })
+            }),
         })
     }
 
