@@ -102,6 +102,8 @@ struct Desktop {
     bus: zbus::Connection,
     notes: Notifications,
     driver_port: u16,
+    /// The ssh-agent the app is given (`SSH_AUTH_SOCK`).
+    agent_sock: PathBuf,
 }
 
 impl Drop for Desktop {
@@ -151,6 +153,7 @@ impl Desktop {
             "keyctl",
             "tauri-driver",
             "WebKitWebDriver",
+            "ssh-agent",
         ] {
             need(c);
         }
@@ -220,6 +223,21 @@ impl Desktop {
             ("WEBKIT_DISABLE_DMABUF_RENDERER".into(), "1".into()),
             ("NO_AT_BRIDGE".into(), "1".into()),
         ];
+
+        // The user's ssh-agent (SSH grants put their key in it).
+        let agent_sock = dir.path().join("agent.sock");
+        children.push(
+            Command::new("ssh-agent")
+                .arg("-D")
+                .arg("-a")
+                .arg(&agent_sock)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        env.push(("SSH_AUTH_SOCK".into(), agent_sock.display().to_string()));
 
         // The notification server, on that bus.
         let notes = Notifications::default();
@@ -298,6 +316,7 @@ impl Desktop {
             bus,
             notes,
             driver_port,
+            agent_sock,
         }
     }
 
@@ -1377,4 +1396,122 @@ async fn an_alert_becomes_a_notification_a_grant_and_ends_with_the_alert() {
         took.len()
     );
     wd.close().await.unwrap();
+}
+
+const SSH_POLICY: &str = r#"
+[integrations.hosts]
+kind = "ssh"
+
+[integrations.hosts.host_sets.payments]
+hosts = ["payments-1.internal"]
+user = "oncall"
+
+[integrations.hosts.host_sets.payments.permissions.login]
+principals = ["payments-oncall"]
+
+[bundles.payments-shell]
+title = "Payments hosts"
+resources = [{ integration = "hosts", resource = "payments", permission = "login" }]
+
+[flows.hosts]
+bundles = ["payments-shell"]
+requesters = { groups = ["oncall"] }
+approvers = { groups = ["sre-leads"] }
+approvals = 0
+default_duration = "1h"
+max_duration = "4h"
+"#;
+
+/// An SSH grant in the real app window: the app makes a key for the grant, the
+/// broker certifies it, and the key is in the user's real ssh-agent (shown on the
+/// grant) until the revoke button takes it out. Prints grant active → key in the
+/// agent, p50/p99 over several grants.
+#[tokio::test]
+async fn an_ssh_grant_puts_a_key_in_the_agent_until_it_is_revoked() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let policy = firedoor_core::policy::parse_policy("ssh", SSH_POLICY).unwrap();
+    let mut cfg = Config::new(&bdir, policy);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let url = b.url();
+    let alice = user(&b, "alice", &["oncall"], false).await;
+    let as_alice = Client::new(&url, Some(&alice)).unwrap();
+    let wd = desk.launch().await;
+    fill(&wd, "signin-url", &url).await;
+    fill(&wd, "signin-token", &alice).await;
+    click(&wd, "signin-submit").await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "alice");
+    let agent = desk.agent_sock.clone();
+    let in_agent = |gid: String| {
+        let agent = agent.clone();
+        async move {
+            firedoor_client::ssh_agent::comments(&agent)
+                .await
+                .ok()?
+                .into_iter()
+                .find(|c| *c == format!("firedoor:alice:{gid}"))
+        }
+    };
+
+    let mut took = Vec::new();
+    let mut last = None;
+    for i in 0..6 {
+        let (r, _) = as_alice
+            .create_request(
+                &CreateRequest {
+                    bundle: "payments-shell".into(),
+                    justification: Some(format!("INC-{i} disk full")),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.state, RequestState::Active);
+        let gid = r.grant_id.unwrap();
+        let start = Instant::now();
+        until("the key in the agent", || in_agent(gid.to_string())).await;
+        took.push(start.elapsed());
+        if let Some(prev) = last.replace(gid) {
+            as_alice.revoke(&prev).await.unwrap();
+        }
+    }
+    took.sort();
+    let p = |q: f64| took[((took.len() as f64 * q).ceil() as usize).clamp(1, took.len()) - 1];
+    println!(
+        "SSH grant active → key and certificate in the ssh-agent ({} grants): p50 {} ms, p99 {} ms",
+        took.len(),
+        p(0.5).as_millis(),
+        p(0.99).as_millis()
+    );
+    let gid = last.unwrap();
+    // Earlier grants were revoked: their keys left the agent.
+    until("only the live grant's key in the agent", || async {
+        let c = firedoor_client::ssh_agent::comments(&agent).await.ok()?;
+        (c == vec![format!("firedoor:alice:{gid}")]).then_some(())
+    })
+    .await;
+    click(&wd, "nav-access").await;
+    let line = format!("ssh-{gid}");
+    until("the grant says where its key is", || async {
+        let t = wd.find(tid(&line)).await.ok()?.text().await.ok()?;
+        t.starts_with("in your ssh-agent").then_some(t)
+    })
+    .await;
+    assert!(text(&wd, &line)
+        .await
+        .contains("ssh oncall@payments-1.internal"));
+    shot(&wd, "13-ssh-in-agent").await;
+
+    // Revoke in the app: the key leaves the agent.
+    click(&wd, &format!("revoke-{gid}")).await;
+    click(&wd, "confirm-yes").await;
+    until("the key left the agent", || async {
+        let c = firedoor_client::ssh_agent::comments(&agent).await.ok()?;
+        (!c.iter().any(|c| c.starts_with("firedoor:"))).then_some(())
+    })
+    .await;
+    b.stop().await;
 }

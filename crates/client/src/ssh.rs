@@ -46,7 +46,9 @@ impl Console {
         let mut status: BTreeMap<String, SshStatus> = BTreeMap::new();
         let active: Vec<&GrantView> = grants
             .iter()
-            .filter(|g| g.ssh && g.holder == user && g.state == GrantState::Active && g.expires_at > now)
+            .filter(|g| {
+                g.ssh && g.holder == user && g.state == GrantState::Active && g.expires_at > now
+            })
             .collect();
         let sock = match ssh_agent::agent_socket() {
             Ok(s) => s,
@@ -74,8 +76,12 @@ impl Console {
             if let Some(grant) = comment.strip_prefix(&prefix) {
                 if !active.iter().any(|g| g.id.to_string() == grant) {
                     match ssh_agent::remove_blob(&sock, blob).await {
-                        Ok(()) => tracing::info!(grant, "SSH key taken out of the agent: the grant ended"),
-                        Err(e) => tracing::warn!(grant, error = %e, "could not take an SSH key out of the agent"),
+                        Ok(()) => {
+                            tracing::info!(grant, "SSH key taken out of the agent: the grant ended")
+                        }
+                        Err(e) => {
+                            tracing::warn!(grant, error = %e, "could not take an SSH key out of the agent")
+                        }
                     }
                 }
             }
@@ -136,7 +142,9 @@ impl Console {
             }
         };
         for cert in &certs {
-            let left = (cert.valid_before - now).num_seconds().clamp(1, u32::MAX as i64) as u32;
+            let left = (cert.valid_before - now)
+                .num_seconds()
+                .clamp(1, u32::MAX as i64) as u32;
             if let Err(e) = ssh_agent::add(sock, &key.0, &cert.certificate, left).await {
                 s.problem = Some(e.to_string());
                 return s;

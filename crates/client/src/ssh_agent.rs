@@ -71,7 +71,8 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
 }
 
 async fn call(sock: &Path, msg: &[u8]) -> Result<Vec<u8>, AgentError> {
-    let unreachable = |e: std::io::Error| AgentError::Unreachable(sock.display().to_string(), e.to_string());
+    let unreachable =
+        |e: std::io::Error| AgentError::Unreachable(sock.display().to_string(), e.to_string());
     let mut s = UnixStream::connect(sock).await.map_err(unreachable)?;
     let mut framed = Vec::with_capacity(msg.len() + 4);
     framed.extend_from_slice(&(msg.len() as u32).to_be_bytes());
@@ -89,8 +90,11 @@ async fn call(sock: &Path, msg: &[u8]) -> Result<Vec<u8>, AgentError> {
 }
 
 fn cert_blob(cert_line: &str) -> Result<(Certificate, Vec<u8>), AgentError> {
-    let cert = Certificate::from_openssh(cert_line.trim()).map_err(|e| AgentError::Key(e.to_string()))?;
-    let blob = cert.to_bytes().map_err(|e| AgentError::Key(e.to_string()))?;
+    let cert =
+        Certificate::from_openssh(cert_line.trim()).map_err(|e| AgentError::Key(e.to_string()))?;
+    let blob = cert
+        .to_bytes()
+        .map_err(|e| AgentError::Key(e.to_string()))?;
     Ok((cert, blob))
 }
 
@@ -139,7 +143,11 @@ pub fn cert_valid_before(blob: &[u8]) -> Option<u64> {
 /// The comments of the identities the agent holds (for a certificate Firedoor
 /// added: its key id, `firedoor:<user>:<grant>`).
 pub async fn comments(sock: &Path) -> Result<Vec<String>, AgentError> {
-    Ok(identities(sock).await?.into_iter().map(|(_, c)| c).collect())
+    Ok(identities(sock)
+        .await?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect())
 }
 
 /// Removes the identity whose public key blob is `blob`; Ok if it was not there.
@@ -168,7 +176,10 @@ pub async fn identities(sock: &Path) -> Result<Vec<(Vec<u8>, String)>, AgentErro
     let mut out = Vec::new();
     for _ in 0..n.min(10_000) {
         let blob_len = u32_at(&mut at)?;
-        let blob = reply.get(at..at + blob_len).ok_or(AgentError::Protocol)?.to_vec();
+        let blob = reply
+            .get(at..at + blob_len)
+            .ok_or(AgentError::Protocol)?
+            .to_vec();
         at += blob_len;
         let c_len = u32_at(&mut at)?;
         let c = reply.get(at..at + c_len).ok_or(AgentError::Protocol)?;

@@ -379,10 +379,12 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
     };
 
     // Notifications to chat and webhooks go out on their own loop: a slow receiver
-    // never holds up expiries and revocations.
+    // never holds up expiries and revocations. It wakes when events are committed
+    // (a delivery is stored with its event), and on the worker's interval for retries.
     if !broker.policy.notifications.is_empty() {
         let ob = broker.clone();
         let mut stop = stop_rx.clone();
+        let mut committed = broker.events.subscribe();
         tokio::spawn(async move {
             loop {
                 if let Err(e) = ob.deliver_outbound(ob.now()).await {
@@ -390,6 +392,7 @@ pub async fn start(cfg: Config) -> anyhow::Result<RunningBroker> {
                 }
                 tokio::select! {
                     _ = tokio::time::sleep(cfg.worker_interval) => {}
+                    _ = committed.changed() => {}
                     _ = stop.wait_for(|s| *s) => break,
                 }
             }

@@ -414,7 +414,9 @@ async fn the_key_in_a_real_ssh_agent_logs_in_until_it_is_taken_out() {
         .await
         .unwrap();
     let cert = &certs[0].certificate;
-    ssh_agent::add(&agent.socket, &key, cert, 3600).await.unwrap();
+    ssh_agent::add(&agent.socket, &key, cert, 3600)
+        .await
+        .unwrap();
     let listed = agent.list();
     assert!(
         listed.contains(&format!("firedoor:alice:{gid}")) && listed.contains("ED25519-CERT"),
@@ -433,5 +435,67 @@ async fn the_key_in_a_real_ssh_agent_logs_in_until_it_is_taken_out() {
     assert!(!ok(&sshd.ssh_with_agent(&agent.socket, "true")));
     // Removing what is not there is fine (the grant ended twice over).
     ssh_agent::remove(&agent.socket, cert).await.unwrap();
+    tb.running.stop().await;
+}
+
+/// The app's part, through the console the desktop runs: once alice's SSH grant is
+/// active, a sync puts a key for it in her running ssh-agent (and says so); a
+/// restarted console finds it there instead of adding another; the revoke takes it
+/// out and nothing logs in any more.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_keeps_the_agent_in_step_with_the_grants() {
+    use firedoor_client::console::Console;
+    use firedoor_client::secrets::MemoryStore;
+    use firedoor_testkit::sshd::SshAgent;
+    use std::sync::Arc;
+    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let sshd = Sshd::start(&ca(&tb).await, &krl(&tb).await, &["payments-oncall"]);
+    let agent = SshAgent::start();
+    // Edition 2021: setting the environment is safe; only this test reads it.
+    std::env::set_var("SSH_AUTH_SOCK", &agent.socket);
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = Arc::new(MemoryStore::default());
+    let open = || Console::open(dir.path(), secrets.clone(), false);
+    let console = open().await.unwrap();
+    console
+        .sign_in(&tb.running.url(), tb.token("alice"))
+        .await
+        .unwrap();
+    let r = console
+        .request_bundle(CreateRequest {
+            bundle: "payments-shell".into(),
+            justification: Some("INC-9 disk full".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let gid = r.request.unwrap().grant_id.unwrap();
+    console.sync().await.unwrap();
+    let snap = console.snapshot().await.unwrap();
+    assert_eq!(snap.ssh.len(), 1, "{:?}", snap.ssh);
+    let s = &snap.ssh[0];
+    assert!(s.in_agent, "{s:?}");
+    assert_eq!(s.principals, vec!["payments-oncall".to_string()]);
+    assert_eq!(s.command.as_deref(), Some("ssh root@127.0.0.1"));
+    assert_eq!(agent.list().matches("firedoor:alice:").count(), 1);
+    assert!(ok(&sshd.ssh_with_agent(&agent.socket, "true")));
+
+    // A restart finds the key in the agent.
+    console.close().await;
+    drop(console);
+    let console = open().await.unwrap();
+    console.sync().await.unwrap();
+    assert!(console.snapshot().await.unwrap().ssh[0].in_agent);
+    assert_eq!(
+        agent.list().matches("firedoor:alice:").count(),
+        1,
+        "not added twice"
+    );
+
+    console.revoke(&gid).await.unwrap();
+    console.sync().await.unwrap();
+    assert!(console.snapshot().await.unwrap().ssh.is_empty());
+    assert!(!agent.list().contains("firedoor:"), "{}", agent.list());
+    assert!(!ok(&sshd.ssh_with_agent(&agent.socket, "true")));
     tb.running.stop().await;
 }

@@ -181,6 +181,20 @@ export interface Snapshot {
   break_glass: BreakGlass;
   /** Open incidents first, then recent resolved ones (from the last sync). */
   incidents?: Incident[];
+  /** My active SSH grants: their key in the ssh-agent until when, or why not. */
+  ssh?: SshStatus[];
+}
+
+/** An SSH grant on this device: a key made for it, certified, in the ssh-agent. */
+export interface SshStatus {
+  grant_id: string;
+  in_agent: boolean;
+  until: string | null;
+  principals: string[];
+  /** `ssh user@host` for the first host. */
+  command: string | null;
+  /** Why the key is not in the agent. */
+  problem: string | null;
 }
 
 export interface ActionResult {

@@ -45,6 +45,26 @@ describe('My access', () => {
     expect(byId('grant-g2')).toHaveTextContent('postgres: connection reset');
   });
 
+  it('says an SSH grant\'s key is in the ssh-agent and for how long, or why not', async () => {
+    const { user } = await renderApp((s) => {
+      s.grants.push(grant('g3', new Date(Date.now() + 47 * 60_000 + 30_000).toISOString(), {
+        bundle: 'payments-shell', bundle_title: 'Payments hosts',
+      }));
+      s.grants.push(grant('g4', new Date(Date.now() + 10 * 60_000).toISOString(), {
+        bundle: 'payments-shell', bundle_title: 'Payments hosts',
+      }));
+      s.ssh = [
+        { grant_id: 'g3', in_agent: true, until: null, principals: ['payments-oncall'], command: 'ssh oncall@payments-1', problem: null },
+        { grant_id: 'g4', in_agent: false, until: null, principals: [], command: null, problem: 'no ssh-agent is running: start one' },
+      ];
+    });
+    await user.click(byId('nav-access'));
+    expect(byId('ssh-g3')).toHaveTextContent('in your ssh-agent · 47m');
+    expect(byId('ssh-g3')).toHaveTextContent('ssh oncall@payments-1');
+    expect(byId('ssh-g4')).toHaveTextContent('no ssh-agent is running: start one');
+    expect(queryId('ssh-grt_demo1')).toBeNull();
+  });
+
   it('revokes only after confirmation', async () => {
     const { user, backend } = await renderApp();
     await user.click(byId('nav-access'));

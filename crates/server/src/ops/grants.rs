@@ -106,7 +106,10 @@ impl Broker {
             ssh: self.policy.bundle(&g.bundle).is_some_and(|b| {
                 b.resources.iter().any(|r| {
                     matches!(
-                        self.policy.integrations.get(&r.integration).map(|i| &i.kind),
+                        self.policy
+                            .integrations
+                            .get(&r.integration)
+                            .map(|i| &i.kind),
                         Some(firedoor_core::policy::IntegrationKind::Ssh { .. })
                     )
                 })
