@@ -89,6 +89,18 @@ pub enum IntegrationKind {
         /// Host set name (a bundle resource) -> its hosts and permission levels.
         host_sets: BTreeMap<String, crate::ssh::SshHostSet>,
     },
+    /// The team's own endpoint provisions, deprovisions, extends and rotates:
+    /// signed JSON calls (Standard Webhooks).
+    Webhook {
+        /// https (plain http only to the loopback interface).
+        url: String,
+        /// The environment variable holding the `whsec_…` signing secret.
+        secret_env: String,
+        /// During a rotation: the variable holding the previous secret; calls are
+        /// signed with both.
+        #[serde(default)]
+        previous_secret_env: Option<String>,
+    },
 }
 
 /// The orphan role when the policy names none.
@@ -608,6 +620,31 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         }
         if let IntegrationKind::Ssh { host_sets } = kind.get_ref() {
             check_ssh_host_sets(&ctx, name.get_ref(), kind.span(), host_sets)?;
+        }
+        if let IntegrationKind::Webhook {
+            url,
+            secret_env,
+            previous_secret_env,
+        } = kind.get_ref()
+        {
+            let iname = name.get_ref();
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| url.starts_with(p) && url[p.len()..].starts_with([':', '/']));
+            if !(url.starts_with("https://") || loopback) || url.len() > 2000 {
+                return Err(ctx.err(
+                    kind.span(),
+                    format!("webhook integration '{iname}': url must be https (plain http only to 127.0.0.1, localhost or [::1])"),
+                ));
+            }
+            for env in std::iter::once(secret_env).chain(previous_secret_env) {
+                if !valid_env_name(env) {
+                    return Err(ctx.err(
+                        kind.span(),
+                        format!("webhook integration '{iname}': '{env}' must name an environment variable (A-Z, 0-9, _) holding a whsec_… secret, never the secret itself"),
+                    ));
+                }
+            }
         }
         if let IntegrationKind::Postgres {
             url_env,
@@ -1229,7 +1266,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 };
                 let ok = match integ.kind {
                     IntegrationKind::Postgres { .. } => valid_pg_ident(&r.role),
-                    IntegrationKind::Demo => valid_name(&r.role),
+                    IntegrationKind::Demo | IntegrationKind::Webhook { .. } => valid_name(&r.role),
                     IntegrationKind::Ssh { .. } => {
                         return Err(ctx.err(
                             rspan,
@@ -1245,7 +1282,9 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                                 "secret '{sname}': role '{}' is not a plain PostgreSQL role name (a-z, 0-9, _)",
                                 r.role
                             ),
-                            IntegrationKind::Demo | IntegrationKind::Ssh { .. } => {
+                            IntegrationKind::Demo
+                            | IntegrationKind::Ssh { .. }
+                            | IntegrationKind::Webhook { .. } => {
                                 format!("secret '{sname}': role '{}': {NAME_RULE}", r.role)
                             }
                         },

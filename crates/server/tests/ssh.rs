@@ -51,6 +51,12 @@ default_duration = "1h"
 max_duration = "4h"
 "#;
 
+/// The policy's own connectors (the SSH one), not the harness's demo stand-ins.
+fn real() -> firedoor_server::connectors::Connectors {
+    let p = firedoor_core::policy::parse_policy("ssh.toml", POLICY).unwrap();
+    firedoor_server::connectors::from_policy(&p).unwrap()
+}
+
 /// A key made for one grant, as the device makes it, and the files `ssh` reads.
 struct DeviceKey {
     _dir: tempfile::TempDir,
@@ -116,7 +122,7 @@ fn ok(o: &std::process::Output) -> bool {
 
 #[tokio::test]
 async fn a_certificate_opens_the_host_until_the_grant_ends() {
-    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let tb = spawn_at(POLICY, Some(real()), Utc::now()).await;
     let sshd = Sshd::start(&ca(&tb).await, &krl(&tb).await, &["payments-oncall"]);
     let alice = tb.client("alice");
 
@@ -202,7 +208,7 @@ async fn a_certificate_opens_the_host_until_the_grant_ends() {
 /// and the host refuses it on its own — with the broker stopped.
 #[tokio::test]
 async fn an_expired_certificate_is_refused_with_the_broker_stopped() {
-    let tb = spawn_at(POLICY, None, Utc::now() - Duration::hours(2)).await;
+    let tb = spawn_at(POLICY, Some(real()), Utc::now() - Duration::hours(2)).await;
     let ca_keys = ca(&tb).await;
     let gid = grant(&tb, "payments-shell").await;
     let k = device_key();
@@ -224,7 +230,7 @@ async fn an_expired_certificate_is_refused_with_the_broker_stopped() {
 /// key; the CA keys and the KRL are public, the CA's private key is not anywhere.
 #[tokio::test]
 async fn certificates_are_for_the_holders_key_only() {
-    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let tb = spawn_at(POLICY, Some(real()), Utc::now()).await;
     let gid = grant(&tb, "payments-shell").await;
     let k = device_key();
     let e = tb
@@ -285,7 +291,7 @@ async fn certificates_are_for_the_holders_key_only() {
 /// from the old one keep working, the new one signs after the overlap.
 #[tokio::test]
 async fn a_ca_rotation_publishes_the_new_key_before_it_signs() {
-    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let tb = spawn_at(POLICY, Some(real()), Utc::now()).await;
     let before = ca(&tb).await;
     assert_eq!(before.lines().count(), 1);
     let gid = grant(&tb, "payments-shell").await;
@@ -342,7 +348,7 @@ async fn a_ca_rotation_publishes_the_new_key_before_it_signs() {
 /// files and says so.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_host_fetch_script_installs_what_parses_and_keeps_it_when_the_broker_is_gone() {
-    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let tb = spawn_at(POLICY, Some(real()), Utc::now()).await;
     let gid = grant(&tb, "payments-shell").await;
     let k = device_key();
     let c = tb
@@ -403,7 +409,7 @@ async fn the_host_fetch_script_installs_what_parses_and_keeps_it_when_the_broker
 async fn the_key_in_a_real_ssh_agent_logs_in_until_it_is_taken_out() {
     use firedoor_client::ssh_agent;
     use firedoor_testkit::sshd::SshAgent;
-    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let tb = spawn_at(POLICY, Some(real()), Utc::now()).await;
     let sshd = Sshd::start(&ca(&tb).await, &krl(&tb).await, &["payments-oncall"]);
     let agent = SshAgent::start();
     let gid = grant(&tb, "payments-shell").await;
@@ -448,7 +454,7 @@ async fn the_console_keeps_the_agent_in_step_with_the_grants() {
     use firedoor_client::secrets::MemoryStore;
     use firedoor_testkit::sshd::SshAgent;
     use std::sync::Arc;
-    let tb = spawn_at(POLICY, None, Utc::now()).await;
+    let tb = spawn_at(POLICY, Some(real()), Utc::now()).await;
     let sshd = Sshd::start(&ca(&tb).await, &krl(&tb).await, &["payments-oncall"]);
     let agent = SshAgent::start();
     // Edition 2021: setting the environment is safe; only this test reads it.

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod instrumented;
 pub mod postgres;
 pub mod ssh;
+pub mod webhook;
 
 use chrono::{DateTime, Utc};
 use firedoor_core::api::CredentialItem;
@@ -106,6 +107,16 @@ pub fn from_policy(policy: &Policy) -> Result<Connectors, ConnectorError> {
             IntegrationKind::Ssh { host_sets } => Arc::new(ssh::SshConnector {
                 host_sets: host_sets.clone(),
             }),
+            IntegrationKind::Webhook {
+                url,
+                secret_env,
+                previous_secret_env,
+            } => Arc::new(webhook::WebhookConnector::new(
+                name,
+                url,
+                secret_env,
+                previous_secret_env.as_deref(),
+            )?),
             IntegrationKind::Postgres {
                 url_env,
                 connect_host,
