@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Firedoor needs on Debian 12: system packages for the tests (a real
-# PostgreSQL server and client, openssl for TLS test certificates, jq and curl for
-# the README walkthrough, HAProxy and promtool for the replica and alert tests,
-# Alertmanager for the incident tests).
+# PostgreSQL server and client, a real MariaDB server and client, openssl for TLS
+# test certificates, jq and curl for the README walkthrough, HAProxy and promtool for
+# the replica and alert tests, Alertmanager for the incident tests).
 # Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 
@@ -18,7 +18,9 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   # prometheus package) to check examples/prometheus-alerts.yml
   haproxy prometheus
   # incidents: a real Alertmanager fires alerts at the broker in the incident tests
-  prometheus-alertmanager)
+  prometheus-alertmanager
+  # the MySQL / MariaDB connector: a real MariaDB server (and its client) in the tests
+  mariadb-server mariadb-client)
 # Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
 # Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
