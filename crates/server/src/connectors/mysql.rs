@@ -146,6 +146,8 @@ async fn refuse_too_powerful(
     .fetch_all(&mut *conn)
     .await
     .map_err(|e| err("read the admin account's database privileges", e))?;
+    // APPLICABLE_ROLES exists on MariaDB 10.0+ and MySQL 8.0.19+; older servers
+    // have no roles to find.
     let roles: Vec<(String,)> = sqlx::query_as(AssertSqlSafe(format!(
         "SELECT ROLE_NAME FROM information_schema.APPLICABLE_ROLES WHERE GRANTEE = {CURRENT_GRANTEE}"
     )))
@@ -313,33 +315,32 @@ impl MysqlConnector {
             privs.join(", "),
             quote_db_for_grant(&t.resource.resource)
         );
+        // Both in one round trip, as text (a prepared statement per account would
+        // cost a prepare, and the statement cache's close, per grant). The server
+        // stops at the first statement that fails.
+        let stmt = format!("{create}; {grant}");
         let mut admin = self.acquire().await?;
-        match sqlx::query(AssertSqlSafe(create.clone()))
+        let mut done = sqlx::raw_sql(AssertSqlSafe(stmt.clone()))
             .execute(&mut *admin)
-            .await
-        {
-            Ok(_) => {}
+            .await;
+        if matches!(&done, Err(e) if error_number(e) == Some(ER_CANNOT_USER)) {
             // A retry after a crash between the target and the store finds the account
             // of the earlier attempt: remove it (and whatever it left), then again.
-            Err(e) if error_number(&e) == Some(ER_CANNOT_USER) => {
-                drop(admin);
-                self.drop_account(&user).await?;
-                admin = self.acquire().await?;
-                sqlx::query(AssertSqlSafe(create))
-                    .execute(&mut *admin)
-                    .await
-                    .map_err(|e| err(&format!("create account {user}"), e))?;
-            }
-            Err(e) => return Err(err(&format!("create account {user}"), e)),
+            drop(admin);
+            self.drop_account(&user).await?;
+            admin = self.acquire().await?;
+            done = sqlx::raw_sql(AssertSqlSafe(stmt))
+                .execute(&mut *admin)
+                .await;
         }
-        // Account DDL is not transactional: if the GRANT fails, the account goes.
-        if let Err(e) = sqlx::query(AssertSqlSafe(grant)).execute(&mut *admin).await {
-            let _ = sqlx::query(AssertSqlSafe(format!("DROP USER IF EXISTS {acct}")))
+        if let Err(e) = done {
+            // Account DDL is not transactional: if the GRANT failed, the account goes.
+            let _ = sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS {acct}")))
                 .execute(&mut *admin)
                 .await;
             return Err(err(
                 &format!(
-                    "grant {} on {} to {user}",
+                    "create account {user} with {} on {}",
                     privs.join(", "),
                     t.resource.resource
                 ),
@@ -363,20 +364,19 @@ impl MysqlConnector {
         })
     }
 
-    /// Locks the account, kills its sessions, drops what it defined, drops it.
-    /// Nothing to do if it does not exist.
+    /// Locks the account, kills its sessions, drops what it defined, drops it. An
+    /// account that is already gone (an earlier attempt, or a DBA) may still have
+    /// sessions (they outlive `DROP USER`) and objects: those are handled all the same.
     async fn drop_account(&self, user: &str) -> Result<DeprovisionReport, ConnectorError> {
         let acct = account(user);
         let mut conn = self.acquire().await?;
         // 1. No new logins.
-        match sqlx::query(AssertSqlSafe(format!("ALTER USER {acct} ACCOUNT LOCK")))
+        match sqlx::raw_sql(AssertSqlSafe(format!("ALTER USER {acct} ACCOUNT LOCK")))
             .execute(&mut *conn)
             .await
         {
             Ok(_) => {}
-            Err(e) if error_number(&e) == Some(ER_CANNOT_USER) => {
-                return Ok(DeprovisionReport::default())
-            }
+            Err(e) if error_number(&e) == Some(ER_CANNOT_USER) => {}
             Err(e) => return Err(err(&format!("lock account {user}"), e)),
         }
         // 2. No open sessions: they keep their database privileges after DROP USER.
@@ -389,7 +389,7 @@ impl MysqlConnector {
         .await
         .map_err(|e| err("list the account's sessions", e))?;
         for (id,) in sessions {
-            match sqlx::query(AssertSqlSafe(format!("KILL CONNECTION {id}")))
+            match sqlx::raw_sql(AssertSqlSafe(format!("KILL CONNECTION {id}")))
                 .execute(&mut *conn)
                 .await
             {
@@ -411,7 +411,7 @@ impl MysqlConnector {
                 "function" => "DROP FUNCTION IF EXISTS",
                 _ => "DROP VIEW IF EXISTS",
             };
-            sqlx::query(AssertSqlSafe(format!(
+            sqlx::raw_sql(AssertSqlSafe(format!(
                 "{stmt} {}.{}",
                 quote_ident(&o.schema),
                 quote_ident(&o.name)
@@ -451,7 +451,7 @@ impl MysqlConnector {
             });
         }
         // 4. The account (and every privilege it held).
-        sqlx::query(AssertSqlSafe(format!("DROP USER IF EXISTS {acct}")))
+        sqlx::raw_sql(AssertSqlSafe(format!("DROP USER IF EXISTS {acct}")))
             .execute(&mut *conn)
             .await
             .map_err(|e| err(&format!("drop account {user}"), e))?;
@@ -638,7 +638,7 @@ impl Connector for MysqlConnector {
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         async move {
             let mut conn = self.acquire().await?;
-            match sqlx::query(AssertSqlSafe(format!(
+            match sqlx::raw_sql(AssertSqlSafe(format!(
                 "ALTER USER {} IDENTIFIED WITH mysql_native_password AS {}",
                 account(role),
                 quote_literal(&native_password_hash(new_value))
@@ -649,8 +649,8 @@ impl Connector for MysqlConnector {
                 Ok(_) => Ok(()),
                 Err(e) if error_number(&e) == Some(ER_CANNOT_USER) => Err(ConnectorError(format!(
                     "mysql: account '{role}'@'%' does not exist on integration '{}'; create it \
-                     once (CREATE USER '{role}'@'%' ACCOUNT LOCK) and grant it what break glass \
-                     needs",
+                     once (CREATE USER '{role}'@'%' IDENTIFIED BY '<a long random password>') \
+                     and grant it what break glass needs; the broker then sets its password",
                     self.name
                 ))),
                 Err(e) => Err(err(&format!("set the password of account {role}"), e)),
