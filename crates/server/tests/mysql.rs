@@ -602,6 +602,32 @@ async fn provisioning_again_replaces_an_earlier_attempt_and_rotation_sets_a_hash
         .expect("deprovisioning what is gone succeeds");
     assert!(!account_exists(db, &again.username));
 
+    // A GRANT the admin may not give fails after CREATE USER succeeded (account DDL
+    // is not transactional): the half-made account is dropped, the error says why.
+    let bad_src = src.replace(
+        "read = [\"SELECT\", \"EXECUTE\"]",
+        "read = [\"SELECT\", \"LOCK TABLES\"]",
+    );
+    let bad_policy = parse_policy("mysql.toml", &bad_src).unwrap();
+    let bad = connector(&url, &bad_src);
+    let t2 = Target {
+        grant_id: GrantId::new(),
+        index: 0,
+        holder: "alice",
+        resource: &bad_policy.bundles["app-read"].resources[0],
+        expires_at: chrono::Utc::now() + Duration::minutes(15),
+    };
+    let e = bad
+        .provision(&t2)
+        .await
+        .expect_err("the admin cannot grant LOCK TABLES")
+        .0;
+    assert!(e.contains("LOCK TABLES"), "{e}");
+    assert!(
+        !account_exists(db, &MysqlConnector::account_name(&t2)),
+        "no account left half-made"
+    );
+
     // Break glass: a standing account's password set as a hash only.
     let bg = format!("fd_bg_{}", app.trim_start_matches("app_"));
     db.root_sql(&format!(
@@ -814,4 +840,41 @@ async fn sigkilled_broker_revokes_mysql_grants_at_restart() {
             );
         }
     }
+}
+
+#[tokio::test]
+async fn serve_refuses_a_root_like_mysql_admin() {
+    let db = shared_mariadb();
+    let app = db.fresh_app();
+    let n = app.trim_start_matches("app_");
+    let url = db.account_url(
+        &format!("fd_serve_root_like_{n}"),
+        &["GRANT ALL PRIVILEGES ON *.* TO {acct} WITH GRANT OPTION".into()],
+    );
+    let password = url.split(':').nth(2).unwrap().split('@').next().unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let policy = tmp.path().join("policy.toml");
+    std::fs::write(&policy, policy_for(&app)).unwrap();
+    let out = Command::new(BIN)
+        .arg("--data-dir")
+        .arg(tmp.path().join("data"))
+        .arg("serve")
+        .arg("--policy")
+        .arg(&policy)
+        .args(["--listen", &format!("127.0.0.1:{}", free_port())])
+        .env("FIREDOOR_MYSQL_URL", &url)
+        .env("FIREDOOR_LOG", "warn")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve must not start");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("integration 'my'") && stderr.contains("SUPER on *.*"),
+        "says which integration and why: {stderr}"
+    );
+    assert!(
+        !stderr.contains(password),
+        "never echoes the admin password"
+    );
 }
