@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Installs what Firedoor needs on Debian 12: system packages for the tests (a real
-# PostgreSQL server and client, openssl for TLS test certificates, jq and curl for
-# the README walkthrough, HAProxy and promtool for the replica and alert tests,
-# Alertmanager for the incident tests, rsyslog for the audit-to-SIEM tests).
+# PostgreSQL server and client, a real MariaDB server and client, openssl for TLS
+# test certificates, jq and curl for the README walkthrough, HAProxy and promtool for
+# the replica and alert tests, Alertmanager for the incident tests, rsyslog for the
+# audit-to-SIEM tests, sshd and ssh-agent for the SSH tests).
 # Installs only what is missing; uses sudo when not root.
 set -euo pipefail
 
@@ -23,7 +24,9 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   rsyslog
   # SSH certificates: a real sshd (started by the tests on a loopback port, never
   # the system's) and the ssh client, ssh-keygen and ssh-agent
-  openssh-server openssh-client)
+  openssh-server openssh-client
+  # the MySQL / MariaDB connector: a real MariaDB server (and its client) in the tests
+  mariadb-server mariadb-client)
 # Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
 # Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

@@ -101,6 +101,88 @@ pub enum IntegrationKind {
         #[serde(default)]
         previous_secret_env: Option<String>,
     },
+    /// A MySQL or MariaDB server: each grant is an account `'fd_…'@'%'` holding the
+    /// privileges its permission level lists on the bundle's database (`db`.*).
+    Mysql {
+        /// Name of the environment variable holding the admin connection URL
+        /// (`mysql://user:password@host:port`).
+        url_env: String,
+        /// Host the issued credentials should connect to (defaults to the admin
+        /// URL's host).
+        #[serde(default)]
+        connect_host: Option<String>,
+        /// Permission level -> database-level privileges granted on the resource
+        /// database, e.g. `read = ["SELECT"]`. Normalised to upper case.
+        permissions: BTreeMap<String, Vec<String>>,
+        /// What happens to the views, routines, triggers and events the account
+        /// defined. Only `drop` (the default here): MySQL cannot hand an object to
+        /// another definer without SET USER / SET_USER_ID, which the broker refuses
+        /// to hold (see the README).
+        #[serde(default = "mysql_on_revoke")]
+        on_revoke: OnRevoke,
+    },
+}
+
+fn mysql_on_revoke() -> OnRevoke {
+    OnRevoke::Drop
+}
+
+/// The database-level privileges a MySQL/MariaDB permission level may list. Not
+/// `ALL` (it includes GRANT OPTION on some servers' reading and is never what an
+/// emergency needs), never `GRANT OPTION` (a grantee must not pass access on), and no
+/// global privilege (those are not database-level).
+pub const MYSQL_DB_PRIVILEGES: &[&str] = &[
+    "SELECT",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "REFERENCES",
+    "INDEX",
+    "ALTER",
+    "CREATE TEMPORARY TABLES",
+    "LOCK TABLES",
+    "EXECUTE",
+    "CREATE VIEW",
+    "SHOW VIEW",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "EVENT",
+    "TRIGGER",
+    "DELETE HISTORY",
+];
+
+/// Databases a MySQL bundle may never name: granting on them is a way to the
+/// server's accounts and passwords.
+const MYSQL_SYSTEM_SCHEMAS: &[&str] = &["mysql", "information_schema", "performance_schema", "sys"];
+
+/// A MySQL privilege as the policy wrote it, normalised (`select` -> `SELECT`,
+/// `create   view` -> `CREATE VIEW`), if it is one a permission level may list.
+pub fn mysql_privilege(p: &str) -> Option<String> {
+    let norm = p
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_ascii_uppercase();
+    MYSQL_DB_PRIVILEGES.contains(&norm.as_str()).then_some(norm)
+}
+
+/// A plain MySQL database name (letters, digits, `_`; up to 64) that is not a
+/// system schema.
+pub fn valid_mysql_database(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && !MYSQL_SYSTEM_SCHEMAS.contains(&s.to_ascii_lowercase().as_str())
+}
+
+/// A plain MySQL account name (a-z, 0-9, `_`, up to 32: MySQL 8's limit).
+pub fn valid_mysql_user(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// The orphan role when the policy names none.
@@ -694,14 +776,66 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 }
             }
         }
+        let span = kind.span();
+        let mut kind = kind.into_inner();
+        if let IntegrationKind::Mysql {
+            url_env,
+            permissions,
+            on_revoke,
+            ..
+        } = &mut kind
+        {
+            if url_env.trim().is_empty() {
+                return Err(ctx.err(span.clone(), "mysql integration needs url_env"));
+            }
+            if *on_revoke == OnRevoke::Reassign {
+                return Err(ctx.err(
+                    span.clone(),
+                    "mysql integration: on_revoke = \"reassign\" is not possible: MySQL and \
+                     MariaDB can only give a view, routine, trigger or event another definer \
+                     with SET USER (SET_USER_ID), a privilege that lets its holder run anything \
+                     as any account, so the broker refuses to hold it. Use on_revoke = \"drop\" \
+                     (the default): what the grant's account defined is dropped; tables have no \
+                     owner in MySQL and are kept",
+                ));
+            }
+            if permissions.is_empty() {
+                return Err(ctx.err(
+                    span.clone(),
+                    format!(
+                        "mysql integration '{}' maps no permission levels to privileges \
+                         (add [integrations.{}.permissions] read = [\"SELECT\"])",
+                        name.get_ref(),
+                        name.get_ref()
+                    ),
+                ));
+            }
+            for (level, privs) in permissions.iter_mut() {
+                if privs.is_empty() {
+                    return Err(ctx.err(
+                        span.clone(),
+                        format!("permission '{level}' lists no privileges"),
+                    ));
+                }
+                for p in privs.iter_mut() {
+                    let Some(norm) = mysql_privilege(p) else {
+                        return Err(ctx.err(
+                            span.clone(),
+                            format!(
+                                "permission '{level}': '{p}' is not a database-level MySQL privilege \
+                                 a grant may hold (one of: {}; never ALL or GRANT OPTION)",
+                                MYSQL_DB_PRIVILEGES.join(", ")
+                            ),
+                        ));
+                    };
+                    *p = norm;
+                }
+                privs.sort();
+                privs.dedup();
+            }
+        }
         let name = name.into_inner();
-        integrations.insert(
-            name.clone(),
-            Integration {
-                name,
-                kind: kind.into_inner(),
-            },
-        );
+        integrations.insert(name.clone(), Integration { name, kind });
     }
 
     let mut bundles = BTreeMap::new();
@@ -778,6 +912,30 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                         rspan,
                         format!(
                             "resource '{}' is not a plain PostgreSQL database name",
+                            r.resource
+                        ),
+                    ));
+                }
+            }
+            if let IntegrationKind::Mysql { permissions, .. } = &integ.kind {
+                if !permissions.contains_key(&r.permission) {
+                    let known: Vec<_> = permissions.keys().cloned().collect();
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "permission '{}' is not defined for integration '{}' (defined: {})",
+                            r.permission,
+                            r.integration,
+                            known.join(", ")
+                        ),
+                    ));
+                }
+                if !valid_mysql_database(&r.resource) {
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "resource '{}' is not a plain MySQL database name (letters, digits, _), \
+                             or is a system schema (mysql, information_schema, performance_schema, sys)",
                             r.resource
                         ),
                     ));
@@ -1266,6 +1424,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 };
                 let ok = match integ.kind {
                     IntegrationKind::Postgres { .. } => valid_pg_ident(&r.role),
+                    IntegrationKind::Mysql { .. } => valid_mysql_user(&r.role),
                     IntegrationKind::Demo | IntegrationKind::Webhook { .. } => valid_name(&r.role),
                     IntegrationKind::Ssh { .. } => {
                         return Err(ctx.err(
@@ -1281,6 +1440,10 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                             IntegrationKind::Postgres { .. } => format!(
                                 "secret '{sname}': role '{}' is not a plain PostgreSQL role name (a-z, 0-9, _)",
                                 r.role
+                            ),
+                            IntegrationKind::Mysql { .. } => format!(
+                                "secret '{sname}': role '{}' is not a plain MySQL account name (a-z, 0-9, _, up to 32; the account is '{}'@'%')",
+                                r.role, r.role
                             ),
                             IntegrationKind::Demo
                             | IntegrationKind::Ssh { .. }
@@ -2094,6 +2257,82 @@ permissions = { read = ["app_read"] }
         assert!(e.message.contains("orphan_role"), "{e}");
         let e = err_of(&with("orphan_role = \"app_read\""));
         assert!(e.message.contains("dedicated"), "{e}");
+    }
+
+    #[test]
+    fn mysql_integration_privileges_resources_and_on_revoke() {
+        let src = r#"
+[integrations.my]
+kind = "mysql"
+url_env = "MY_URL"
+permissions = { read = ["select"], write = ["SELECT", "insert", "Create  View", "INSERT"] }
+
+[bundles.b]
+resources = [{ integration = "my", resource = "app", permission = "write" }]
+"#;
+        let p = parse_policy("x", src).expect("valid");
+        let IntegrationKind::Mysql {
+            permissions,
+            on_revoke,
+            ..
+        } = &p.integrations["my"].kind
+        else {
+            panic!("mysql")
+        };
+        assert_eq!(permissions["read"], vec!["SELECT"]);
+        assert_eq!(
+            permissions["write"],
+            vec!["CREATE VIEW", "INSERT", "SELECT"],
+            "normalised, sorted, once each"
+        );
+        assert_eq!(*on_revoke, OnRevoke::Drop, "drop is the mysql default");
+
+        for bad in [
+            "ALL",
+            "ALL PRIVILEGES",
+            "GRANT OPTION",
+            "SUPER",
+            "FILE",
+            "SELECT; DROP USER x",
+        ] {
+            let e = err_of(&src.replace("\"select\"", &format!("{bad:?}")));
+            assert!(
+                e.message.contains("not a database-level MySQL privilege"),
+                "{bad}: {e}"
+            );
+        }
+        let e = err_of(&src.replace(
+            "url_env = \"MY_URL\"",
+            "url_env = \"MY_URL\"\non_revoke = \"reassign\"",
+        ));
+        assert!(
+            e.message.contains("SET USER") && e.message.contains("drop"),
+            "{e}"
+        );
+        parse_policy(
+            "x",
+            &src.replace(
+                "url_env = \"MY_URL\"",
+                "url_env = \"MY_URL\"\non_revoke = \"drop\"",
+            ),
+        )
+        .expect("drop is fine");
+        for db in [
+            "mysql",
+            "MySQL",
+            "sys",
+            "performance_schema",
+            "a`b",
+            "app.*",
+        ] {
+            let e = err_of(&src.replace("resource = \"app\"", &format!("resource = {db:?}")));
+            assert!(
+                e.message.contains("not a plain MySQL database name"),
+                "{db}: {e}"
+            );
+        }
+        let e = err_of(&src.replace("permission = \"write\"", "permission = \"admin\""));
+        assert!(e.message.contains("permission 'admin'"), "{e}");
     }
 
     const ONCALL: &str = r#"

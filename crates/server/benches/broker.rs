@@ -11,15 +11,22 @@
 //! 3. Request → grant-usable latency (p50/p99) with the PostgreSQL connector against a
 //!    real server, and in the same run the floor: raw CREATE ROLE + GRANT against that
 //!    server, so the ratio is visible.
+//! 4. The same with the MySQL connector against a real MariaDB
+//!    (`FIREDOOR_BENCH_ONLY=mysql`), and in the same run its floor: raw CREATE USER +
+//!    GRANT over one connection as the broker's account.
 #![allow(clippy::unwrap_used)]
 
 use firedoor_client::Client;
 use firedoor_core::api::CreateRequest;
 use firedoor_core::lifecycle::RequestState;
 use firedoor_server::audit::Actor;
+use firedoor_server::connectors::mysql::{
+    native_password_hash, quote_db_for_grant, MysqlConnector,
+};
 use firedoor_server::connectors::postgres::{quote_ident, scram_verifier, PostgresConnector};
 use firedoor_server::connectors::{Connector, Connectors};
 use firedoor_server::{auth, Config};
+use firedoor_testkit::mariadb::MariaDb;
 use firedoor_testkit::PgServer;
 use secrecy::ExposeSecret;
 use sqlx::{AssertSqlSafe, ConnectOptions, Connection};
@@ -408,13 +415,133 @@ fn last_creds_check(pg: &PgServer, creds: &firedoor_core::api::Credentials, chec
     }
 }
 
+const MYSQL_POLICY: &str = r#"
+[integrations.my]
+kind = "mysql"
+url_env = "UNUSED"
+permissions = { read = ["SELECT"] }
+[bundles.app-read]
+resources = [{ integration = "my", resource = "DB", permission = "read" }]
+[flows.auto]
+bundles = ["app-read"]
+requesters = { groups = ["oncall"] }
+approvals = 0
+default_duration = "15m"
+max_duration = "1h"
+"#;
+
+async fn mysql_latency() {
+    let n = env_n("FIREDOOR_BENCH_MYSQL_SAMPLES", 300);
+    let db = MariaDb::start();
+    // The general log is for the tests; a production server runs without it.
+    db.root_sql("SET GLOBAL general_log = 0");
+    let app = db.fresh_app();
+    // The broker's own account (CREATE USER, PROCESS, CONNECTION ADMIN; privileges
+    // on the database WITH GRANT OPTION), as in production.
+    let admin_url = db.broker_url(&[&app]);
+
+    // The floor: what the connector must do at least, straight over one connection:
+    // CREATE USER + GRANT in one round trip, as text.
+    let mut conn = sqlx::mysql::MySqlConnectOptions::from_str(&admin_url)
+        .unwrap()
+        .disable_statement_logging()
+        .connect()
+        .await
+        .unwrap();
+    let mut floor = Vec::with_capacity(n);
+    let hash = native_password_hash("bench-password-0123456789");
+    for i in 0..n {
+        let acct = format!("'floor_{i}'@'%'");
+        let t = Instant::now();
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE USER {acct} IDENTIFIED WITH mysql_native_password AS '{hash}' PASSWORD EXPIRE NEVER; \
+             GRANT SELECT ON {}.* TO {acct}",
+            quote_db_for_grant(&app)
+        )))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        floor.push(t.elapsed());
+    }
+    let _ = conn.close().await;
+
+    let dir = tempfile::tempdir().unwrap();
+    let src = MYSQL_POLICY.replace("\"DB\"", &format!("\"{app}\""));
+    let policy = firedoor_core::policy::parse_policy("mysql", &src).unwrap();
+    let c = MysqlConnector::new(
+        "my",
+        &admin_url,
+        None,
+        policy.integrations["my"].kind.clone(),
+        &[(app.clone(), "read".into())],
+    )
+    .unwrap();
+    let mut connectors: Connectors = BTreeMap::new();
+    connectors.insert("my".into(), Arc::new(c) as Arc<dyn Connector>);
+    let mut cfg = Config::new(dir.path(), policy);
+    cfg.connectors = Some(connectors);
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let clients = users(&b, &[("alice", &["oncall"])]).await;
+    let alice = &clients["alice"];
+    let mut lat = Vec::with_capacity(n);
+    let mut last = None;
+    for i in 0..n {
+        let t = Instant::now();
+        let (r, _) = alice
+            .create_request(
+                &CreateRequest {
+                    bundle: "app-read".into(),
+                    ..Default::default()
+                },
+                None,
+            )
+            .await
+            .unwrap();
+        let gid = r.grant_id.unwrap();
+        let creds = alice.credentials(&gid).await.unwrap();
+        lat.push(t.elapsed());
+        if let Some(prev) = last.replace(gid) {
+            alice.revoke(&prev).await.unwrap();
+        }
+        if i + 1 == n {
+            let c = &creds.items[0];
+            let out = db.client(&c.username, &c.secret, &app, "SELECT COUNT(*) FROM orders");
+            assert!(
+                out.status.success(),
+                "issued credentials log in: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            println!("  checked: the last issued account logs in with the mariadb client and reads the granted table");
+        }
+    }
+    floor.sort();
+    lat.sort();
+    println!(
+        "MySQL ({}) floor (raw CREATE USER + GRANT, one round trip on one connection, {n} samples): p50 {:.2} ms, p99 {:.2} ms",
+        db.root_sql("SELECT VERSION()"),
+        ms(pct(&floor, 0.5)),
+        ms(pct(&floor, 0.99))
+    );
+    println!(
+        "request → grant usable (HTTP create, auto-approved, provisioned, credentials in hand; {n} samples): p50 {:.2} ms, p99 {:.2} ms",
+        ms(pct(&lat, 0.5)),
+        ms(pct(&lat, 0.99))
+    );
+    println!(
+        "  ratio p99 / floor p99: {:.2}x   (p50 / floor p50: {:.2}x)",
+        pct(&lat, 0.99).as_secs_f64() / pct(&floor, 0.99).as_secs_f64(),
+        pct(&lat, 0.5).as_secs_f64() / pct(&floor, 0.5).as_secs_f64()
+    );
+    b.stop().await;
+}
+
 fn main() {
     // `cargo bench` passes --bench; `cargo test --benches` passes nothing: both run.
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap();
-    // FIREDOOR_BENCH_ONLY=sqlite|replicas|connector runs one part (replicas needs
+    // FIREDOOR_BENCH_ONLY=sqlite|replicas|connector|mysql runs one part (replicas needs
     // the SQLite rate for its ratio, so it runs both).
     let only = std::env::var("FIREDOOR_BENCH_ONLY").unwrap_or_default();
     let part = |p: &str| only.is_empty() || only == p;
@@ -427,6 +554,9 @@ fn main() {
         }
         if part("connector") {
             postgres_latency().await;
+        }
+        if part("mysql") {
+            mysql_latency().await;
         }
     });
 }

@@ -4,11 +4,12 @@
 //! server runs as the `postgres` user.
 //!
 //! There is no skip: if PostgreSQL is missing, [`PgServer::start`] panics saying how
-//! to install it.
+//! to install it. [`mariadb`] does the same for a real MariaDB server.
 #![allow(clippy::unwrap_used)]
 
 pub mod alertmanager;
 pub mod haproxy;
+pub mod mariadb;
 pub mod rsyslog;
 pub mod sshd;
 

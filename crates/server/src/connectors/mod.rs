@@ -5,6 +5,7 @@
 
 pub mod demo;
 pub mod instrumented;
+pub mod mysql;
 pub mod postgres;
 pub mod ssh;
 pub mod webhook;
@@ -132,6 +133,33 @@ pub fn from_policy(policy: &Policy) -> Result<Connectors, ConnectorError> {
                     &url,
                     connect_host.clone(),
                     integ.kind.clone(),
+                )?)
+            }
+            IntegrationKind::Mysql {
+                url_env,
+                connect_host,
+                ..
+            } => {
+                let url = std::env::var(url_env).map_err(|_| {
+                    ConnectorError(format!(
+                        "integration '{name}': environment variable {url_env} (the admin connection URL) is not set"
+                    ))
+                })?;
+                // What the bundles grant where, so the admin's privileges are checked
+                // at start against what the policy will ask of it.
+                let databases: Vec<(String, String)> = policy
+                    .bundles
+                    .values()
+                    .flat_map(|b| &b.resources)
+                    .filter(|r| &r.integration == name)
+                    .map(|r| (r.resource.clone(), r.permission.clone()))
+                    .collect();
+                Arc::new(mysql::MysqlConnector::new(
+                    name,
+                    &url,
+                    connect_host.clone(),
+                    integ.kind.clone(),
+                    &databases,
                 )?)
             }
         };
