@@ -498,6 +498,33 @@ async fn the_console_keeps_the_agent_in_step_with_the_grants() {
         "not added twice"
     );
 
+    // Extended: a new key with a certificate to the new end replaces the old one.
+    let before = firedoor_client::ssh_agent::identities(&agent.socket)
+        .await
+        .unwrap();
+    console
+        .extend(
+            &gid,
+            firedoor_core::api::ExtendBody {
+                duration_secs: Some(1800),
+                justification: Some("still on it".into()),
+            },
+        )
+        .await
+        .unwrap();
+    console.sync().await.unwrap();
+    let g = tb.client("alice").grant(&gid).await.unwrap();
+    let after = firedoor_client::ssh_agent::identities(&agent.socket)
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "the old key left the agent");
+    assert_ne!(after[0].0, before[0].0, "a new certificate");
+    assert_eq!(
+        firedoor_client::ssh_agent::cert_valid_before(&after[0].0),
+        Some(g.expires_at.timestamp() as u64)
+    );
+    assert!(ok(&sshd.ssh_with_agent(&agent.socket, "true")));
+
     console.revoke(&gid).await.unwrap();
     console.sync().await.unwrap();
     assert!(console.snapshot().await.unwrap().ssh.is_empty());
