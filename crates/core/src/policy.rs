@@ -854,6 +854,25 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 format!("bundle '{}' has no resources", name.get_ref()),
             ));
         }
+        // A database integration's level must be one its permissions map.
+        let check_level = |permissions: &BTreeMap<String, Vec<String>>,
+                           r: &ResourceGrant,
+                           rspan: Range<usize>|
+         -> Result<(), PolicyError> {
+            if permissions.contains_key(&r.permission) {
+                return Ok(());
+            }
+            let known: Vec<_> = permissions.keys().cloned().collect();
+            Err(ctx.err(
+                rspan,
+                format!(
+                    "permission '{}' is not defined for integration '{}' (defined: {})",
+                    r.permission,
+                    r.integration,
+                    known.join(", ")
+                ),
+            ))
+        };
         let mut resources = Vec::new();
         for r in b.resources {
             let rspan = r.span();
@@ -895,18 +914,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 }
             }
             if let IntegrationKind::Postgres { permissions, .. } = &integ.kind {
-                if !permissions.contains_key(&r.permission) {
-                    let known: Vec<_> = permissions.keys().cloned().collect();
-                    return Err(ctx.err(
-                        rspan,
-                        format!(
-                            "permission '{}' is not defined for integration '{}' (defined: {})",
-                            r.permission,
-                            r.integration,
-                            known.join(", ")
-                        ),
-                    ));
-                }
+                check_level(permissions, &r, rspan.clone())?;
                 if !valid_pg_ident(&r.resource) {
                     return Err(ctx.err(
                         rspan,
@@ -918,18 +926,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 }
             }
             if let IntegrationKind::Mysql { permissions, .. } = &integ.kind {
-                if !permissions.contains_key(&r.permission) {
-                    let known: Vec<_> = permissions.keys().cloned().collect();
-                    return Err(ctx.err(
-                        rspan,
-                        format!(
-                            "permission '{}' is not defined for integration '{}' (defined: {})",
-                            r.permission,
-                            r.integration,
-                            known.join(", ")
-                        ),
-                    ));
-                }
+                check_level(permissions, &r, rspan.clone())?;
                 if !valid_mysql_database(&r.resource) {
                     return Err(ctx.err(
                         rspan,
