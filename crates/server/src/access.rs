@@ -206,12 +206,16 @@ impl Broker {
     /// changed) and marks the secret for rotation, since they may keep a copy.
     /// At start this compares who holds envelopes with who is eligible now.
     pub async fn withdraw_ineligible_envelopes(&self) -> Result<Vec<String>> {
+        // Holders first, then the users: a holder's user exists before their device
+        // and is never deleted, so every holder is found as they are now. (Read the
+        // other way round, a user added, enrolled and sealed for between the two
+        // reads looked unknown, and their fresh envelope was withdrawn.)
+        let held = self.store.envelopes().holders().await?;
         let users: BTreeMap<String, UserRow> = users_with_state(&self.store)
             .await?
             .into_iter()
             .map(|u| (u.principal.name.clone(), u))
             .collect();
-        let held = self.store.envelopes().holders().await?;
         // secret -> (device, user, version) no longer eligible
         let mut gone: BTreeMap<String, Vec<(String, String, i64)>> = BTreeMap::new();
         for (secret, device, user, version, revoked) in held {
