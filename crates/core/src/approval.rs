@@ -107,6 +107,9 @@ pub fn stage_at(
     stage: usize,
     now: DateTime<Utc>,
 ) -> (usize, Option<EscalationCause>) {
+    // A clock behind the request's creation (another replica's, or a pass that read
+    // the time before the request existed) judges nothing before the request.
+    let now = now.max(created_at);
     let mut s = stage;
     let mut cause = None;
     while s + 1 < flow.stage_count() {
@@ -270,6 +273,15 @@ escalate = [
         let no_escalation = POLICY.split("escalate = [").next().unwrap().to_string();
         let e = crate::policy::parse_policy("p.toml", &no_escalation).unwrap_err();
         assert!(e.message.contains("needs an escalate stage"), "{e}");
+    }
+
+    #[test]
+    fn a_time_before_the_request_never_moves_it() {
+        let f = flow();
+        let t0 = wed_10();
+        // Saturday before, outside the window: still judged at its creation.
+        let before = Utc.with_ymd_and_hms(2026, 11, 21, 9, 0, 0).unwrap();
+        assert_eq!(stage_at(&f, t0, 0, before), (0, None));
     }
 
     #[test]

@@ -92,9 +92,8 @@ async fn audit(tb: &TestBroker, action: &str) -> Vec<(String, serde_json::Value)
 /// still may); at an hour security; at two hours it times out and alice hears so.
 #[tokio::test]
 async fn a_request_reminds_then_escalates_stage_by_stage_then_times_out() {
-    let tb = spawn_with(POLICY, None).await;
     let t = at("2030-03-18T09:00:00Z");
-    tb.clock.set(t);
+    let tb = spawn_at(POLICY, None, t).await;
     let (alice, erin) = (tb.client("alice"), tb.client("erin"));
     let (r, _) = alice.create_request(&prod(), None).await.unwrap();
     assert_eq!((r.state, r.stage), (RequestState::Pending, 0));
@@ -165,9 +164,8 @@ async fn a_request_reminds_then_escalates_stage_by_stage_then_times_out() {
 /// Any approver reached may decide: after the escalation bob still may.
 #[tokio::test]
 async fn those_asked_first_keep_the_right_to_decide_after_an_escalation() {
-    let tb = spawn_with(POLICY, None).await;
     let t = at("2030-03-18T09:00:00Z");
-    tb.clock.set(t);
+    let tb = spawn_at(POLICY, None, t).await;
     let (r, _) = tb
         .client("alice")
         .create_request(&prod(), None)
@@ -187,9 +185,8 @@ async fn those_asked_first_keep_the_right_to_decide_after_an_escalation() {
 /// why. On a weekday evening, bob is asked until 20:00, then erin.
 #[tokio::test]
 async fn outside_the_approval_window_the_next_approvers_are_asked() {
-    let tb = spawn_with(POLICY, None).await;
     let sat = at("2030-03-23T10:00:00Z");
-    tb.clock.set(sat);
+    let tb = spawn_at(POLICY, None, sat).await;
     let (r, _) = tb
         .client("alice")
         .create_request(&prod(), None)
@@ -227,9 +224,8 @@ async fn outside_the_approval_window_the_next_approvers_are_asked() {
 /// be given what they could not request themselves.
 #[tokio::test]
 async fn a_request_on_someone_elses_behalf_is_theirs_and_says_who_asked() {
-    let tb = spawn_with(POLICY, None).await;
     let t = at("2030-03-18T09:00:00Z");
-    tb.clock.set(t);
+    let tb = spawn_at(POLICY, None, t).await;
     let carol = tb.client("carol");
     let body = CreateRequest {
         on_behalf_of: Some("alice".into()),
@@ -318,8 +314,7 @@ async fn a_request_on_someone_elses_behalf_is_theirs_and_says_who_asked() {
 /// the other's behalf, instead of making a second one.
 #[tokio::test]
 async fn an_on_behalf_request_is_idempotent_for_the_one_who_asked() {
-    let tb = spawn_with(POLICY, None).await;
-    tb.clock.set(at("2030-03-18T09:00:00Z"));
+    let tb = spawn_at(POLICY, None, at("2030-03-18T09:00:00Z")).await;
     let body = CreateRequest {
         on_behalf_of: Some("alice".into()),
         ..prod()
