@@ -1,5 +1,5 @@
 # The two commands of the README. Both install what they need first.
-.PHONY: run run-broker test deps ui check bench bench-desktop
+.PHONY: run run-broker test deps ui check bench bench-desktop types
 
 deps:
 	@./scripts/deps.sh
@@ -7,6 +7,11 @@ deps:
 # The web UI, built into ui/dist (the app embeds it at compile time).
 ui: deps
 	cd ui && npm ci --no-audit --no-fund --loglevel=error && npm run build
+
+# Regenerates the UI's TypeScript types (ui/src/lib/generated.ts) from the Rust types
+# (crates/client/src/ts.rs says which); `cargo test` fails while the file is stale.
+types:
+	cargo run -q -p firedoor-client --features ts --bin firedoor-types
 
 # Runs the desktop console in demo mode: the broker in-process on an embedded
 # SQLite database with a seeded team; you are bob.

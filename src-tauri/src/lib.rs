@@ -8,7 +8,8 @@ mod demo;
 mod notify;
 
 use firedoor_client::console::{
-    ActionResult, AppStatus, Change, Console, ConsoleError, Snapshot, UnlockResult,
+    ActionResult, AppStatus, Change, Console, ConsoleError, ConsoleErrorCode, ErrorCode, Snapshot,
+    UnlockResult,
 };
 use firedoor_client::secrets::{KeyringStore, MemoryStore, SecretStore};
 use firedoor_client::trust::PassphraseStrength;
@@ -42,7 +43,7 @@ where
     T::Err: std::fmt::Display,
 {
     text.parse()
-        .map_err(|e: T::Err| ConsoleError::new("invalid_request", e.to_string()))
+        .map_err(|e: T::Err| ConsoleError::new(ErrorCode::InvalidRequest, e.to_string()))
 }
 
 #[tauri::command]
@@ -169,9 +170,12 @@ impl Drop for Revealed {
 #[tauri::command]
 async fn copy_secret(app: AppHandle, text: String) -> CmdResult<()> {
     let text = Zeroizing::new(text);
-    app.clipboard()
-        .write_text(text.as_str())
-        .map_err(|e| ConsoleError::new("clipboard", format!("Cannot use the clipboard: {e}")))?;
+    app.clipboard().write_text(text.as_str()).map_err(|e| {
+        ConsoleError::new(
+            ConsoleErrorCode::Clipboard,
+            format!("Cannot use the clipboard: {e}"),
+        )
+    })?;
     tauri::async_runtime::spawn(async move {
         tokio::time::sleep(Duration::from_secs(CLIPBOARD_CLEAR_SECS)).await;
         // Clear only if the secret is still what the clipboard holds.
@@ -207,7 +211,7 @@ async fn passphrase_strength(
         firedoor_client::trust::passphrase_strength(&passphrase, &[user.as_str()])
     })
     .await
-    .map_err(|e| ConsoleError::new("internal", e.to_string()))
+    .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))
 }
 
 /// The user compared the broker's new signing key fingerprint with the pinned one
@@ -253,13 +257,13 @@ async fn unlock_secret(
 async fn demo_broker(s: State<'_, AppState>, up: bool) -> CmdResult<Snapshot> {
     let Some(db) = &s.demo else {
         return Err(ConsoleError::new(
-            "not_demo",
+            ConsoleErrorCode::NotDemo,
             "Only the demo's built-in broker can be stopped from the app.",
         ));
     };
     db.set_up(up)
         .await
-        .map_err(|e| ConsoleError::new("demo", format!("Demo broker: {e}")))?;
+        .map_err(|e| ConsoleError::new(ConsoleErrorCode::Demo, format!("Demo broker: {e}")))?;
     // Learn the new state now rather than at the next event or resync.
     let _ = s.console.sync().await;
     if up {

@@ -35,7 +35,10 @@
 //! whatever happens in between). A new enrolment (new keys) starts with none.
 
 use crate::cache::{CachedEnvelope, KEEP_PREFIX};
-use crate::console::{blocking, is_network, Change, Console, ConsoleError, Result, Snapshot};
+use crate::console::{
+    blocking, is_network, Change, Console, ConsoleError, ConsoleErrorCode, ErrorCode, Result,
+    Snapshot,
+};
 use crate::device::{self, DeviceKeyError, DeviceKeys};
 use crate::trust::{passphrase_strength, TrustState};
 use crate::{Client, ClientError};
@@ -60,6 +63,7 @@ const UPLOAD_BATCH: usize = 200;
 
 /// This device's enrolment, as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct DeviceStatus {
     /// The device has its keys (age identity + signing key) and is registered.
     pub enrolled: bool,
@@ -84,6 +88,7 @@ pub struct DeviceStatus {
 
 /// The broker's signing key is not the one pinned for it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BrokerKeyChange {
     /// The key pinned so far (what envelopes have been checked against).
     pub pinned_fingerprint: String,
@@ -93,6 +98,7 @@ pub struct BrokerKeyChange {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum SealedState {
     Valid,
@@ -103,6 +109,7 @@ pub enum SealedState {
 
 /// A break-glass credential cached on this device as a sealed envelope.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SealedCredential {
     pub name: String,
     pub title: String,
@@ -117,12 +124,14 @@ pub struct SealedCredential {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BreakGlass {
     pub device: DeviceStatus,
     pub credentials: Vec<SealedCredential>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum UnlockMode {
     /// Opened from the sealed envelope on this device.
@@ -133,12 +142,14 @@ pub enum UnlockMode {
 
 /// A revealed break-glass secret. `Debug` leaves the secret out.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UnlockResult {
     pub name: String,
     pub title: String,
     pub version: i64,
     /// Zeroized when dropped (after it was sent to the UI).
     #[serde(with = "zeroizing_string")]
+    #[cfg_attr(feature = "ts", ts(type = "string"))]
     pub secret: Zeroizing<String>,
     pub mode: UnlockMode,
     /// Sequence number of the local record written before the secret was shown.
@@ -234,7 +245,7 @@ struct ChainState {
 
 fn damaged(what: &str) -> ConsoleError {
     ConsoleError::new(
-        "cache",
+        ConsoleErrorCode::Cache,
         format!("This device's break-glass data in the local cache is damaged ({what}); enrol the device again."),
     )
 }
@@ -247,7 +258,7 @@ fn minutes_left(until: DateTime<Utc>, now: DateTime<Utc>) -> i64 {
 
 fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> ConsoleError {
     ConsoleError::new(
-        "locked_out",
+        ConsoleErrorCode::LockedOut,
         format!(
             "Locked out after {MAX_FAILED_PASSPHRASES} wrong passphrases. Try again in {} min.",
             minutes_left(until, now)
@@ -293,7 +304,7 @@ fn key_change(st: &TrustState) -> Option<BrokerKeyChange> {
 
 fn key_changed_error(ch: &BrokerKeyChange) -> ConsoleError {
     ConsoleError::new(
-        "broker_key_changed",
+        ConsoleErrorCode::BrokerKeyChanged,
         format!(
             "The broker's signing key changed: it was {} and is now {}. Break glass is stopped \
              until you compare both fingerprints with your security team (not through the broker) \
@@ -365,7 +376,7 @@ impl Console {
     async fn signed_in_account(&self) -> Result<(Client, Account, String)> {
         self.session_account()
             .await
-            .ok_or_else(|| ConsoleError::new("signed_out", "Sign in first."))
+            .ok_or_else(|| ConsoleError::new(ConsoleErrorCode::SignedOut, "Sign in first."))
     }
 
     async fn enrolment(&self, a: &Account) -> Result<Option<Enrolment>> {
@@ -413,14 +424,14 @@ impl Console {
         let account = a.state_account();
         let stored = blocking(move || store.get(&account)).await?.map_err(|e| {
             ConsoleError::new(
-                "keyring",
+                ConsoleErrorCode::Keyring,
                 format!("Cannot read this device's break-glass state: {e}"),
             )
         })?;
         if let Some(json) = stored {
             return serde_json::from_str(&json).map_err(|_| {
                 ConsoleError::new(
-                    "keyring",
+                    ConsoleErrorCode::Keyring,
                     format!(
                         "This device's break-glass state in the {} is damaged; enrol the device again.",
                         self.secrets.describe()
@@ -466,15 +477,15 @@ impl Console {
     }
 
     async fn save_state(&self, a: &Account, st: &TrustState) -> Result<()> {
-        let json =
-            serde_json::to_string(st).map_err(|e| ConsoleError::new("internal", e.to_string()))?;
+        let json = serde_json::to_string(st)
+            .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
         let store = self.secrets.clone();
         let account = a.state_account();
         blocking(move || store.set(&account, &json))
             .await?
             .map_err(|e| {
                 ConsoleError::new(
-                    "keyring",
+                    ConsoleErrorCode::Keyring,
                     format!(
                         "Cannot keep this device's break-glass state in the {}: {e}",
                         self.secrets.describe()
@@ -637,14 +648,14 @@ impl Console {
             let mut st = self.load_state(&a).await?;
             let Some(offered) = st.offered_key.clone() else {
                 return Err(ConsoleError::new(
-                    "no_key_change",
+                    ConsoleErrorCode::NoKeyChange,
                     "The broker's signing key has not changed: there is nothing to confirm.",
                 ));
             };
             let key = decode_public_key(&offered).map_err(|e| damaged(&e.to_string()))?;
             if fingerprint(&key) != new_fingerprint.trim() {
                 return Err(ConsoleError::new(
-                    "fingerprint_mismatch",
+                    ConsoleErrorCode::FingerprintMismatch,
                     format!(
                         "The broker's new key is {}, not the one confirmed (it may have changed again). Compare again.",
                         fingerprint(&key)
@@ -763,12 +774,15 @@ impl Console {
         let strength =
             blocking(move || passphrase_strength(&p, &[u.as_str(), &device::host_name()])).await?;
         if !strength.acceptable {
-            return Err(ConsoleError::new("weak_passphrase", strength.message()));
+            return Err(ConsoleError::new(
+                ConsoleErrorCode::WeakPassphrase,
+                strength.message(),
+            ));
         }
         let offline = |e: ConsoleError| -> ConsoleError {
-            if e.code == "offline" {
+            if e.code == ConsoleErrorCode::Offline {
                 ConsoleError::new(
-                    "offline",
+                    ConsoleErrorCode::Offline,
                     "Enrolling this device needs the broker, and it cannot be reached right now.",
                 )
             } else {
@@ -777,7 +791,7 @@ impl Console {
         };
         let state = match self.load_state(&a).await {
             Ok(st) => st,
-            Err(e) if e.code == "keyring" && e.message.contains("damaged") => {
+            Err(e) if e.code == ConsoleErrorCode::Keyring && e.message.contains("damaged") => {
                 // Enrolling again is the way out of a damaged state: start it anew.
                 tracing::warn!(error = %e, "the break-glass state is damaged; enrolment starts it anew");
                 let fresh = TrustState::default();
@@ -804,7 +818,7 @@ impl Console {
         let left = self.cache.unlock_record_count(&a.id).await?;
         if left > 0 {
             return Err(ConsoleError::new(
-                "pending_records",
+                ConsoleErrorCode::PendingRecords,
                 format!(
                     "This device holds {left} unlock record(s) the broker has not accepted yet; \
                      they must reach the broker before the device is enrolled again."
@@ -815,7 +829,7 @@ impl Console {
             Some(f) if (1..=device::MAX_WORK_FACTOR).contains(&f) => f,
             Some(f) => {
                 return Err(ConsoleError::new(
-                    "internal",
+                    ErrorCode::Internal,
                     format!("scrypt work factor {f} is out of range"),
                 ))
             }
@@ -828,7 +842,7 @@ impl Console {
             (keys.recipient(), keys.signing_key_b64(), wrapped)
         })
         .await?;
-        let wrapped = wrapped.map_err(|e| ConsoleError::new("internal", e.to_string()))?;
+        let wrapped = wrapped.map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
         let name = device::host_name();
         let view = match c
             .register_device(&RegisterDevice {
@@ -844,7 +858,7 @@ impl Console {
             }
             Err(e) => {
                 let ce = ConsoleError::from(e);
-                if ce.code == "offline" {
+                if ce.code == ConsoleErrorCode::Offline {
                     self.mark_offline(&ce.message).await;
                 }
                 return Err(offline(ce));
@@ -852,7 +866,7 @@ impl Console {
         };
         if view.recipient != recipient || view.signing_key != signing_key {
             return Err(ConsoleError::new(
-                "bad_answer",
+                ConsoleErrorCode::BadAnswer,
                 "The broker registered different keys than this device sent.",
             ));
         }
@@ -862,7 +876,7 @@ impl Console {
             .await?
             .map_err(|e| {
                 ConsoleError::new(
-                    "keyring",
+                    ConsoleErrorCode::Keyring,
                     format!(
                         "Cannot keep the device keys in the {}: {e}",
                         self.secrets.describe()
@@ -870,7 +884,7 @@ impl Console {
                 )
             })?;
         let head = serde_json::to_string(&view.head)
-            .map_err(|e| ConsoleError::new("internal", e.to_string()))?;
+            .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
         let factor_text = factor.to_string();
         let enrolled_at = now.to_rfc3339();
         self.cache
@@ -934,14 +948,14 @@ impl Console {
                 }
                 _ => "The reason cannot contain control characters.".to_string(),
             };
-            ConsoleError::new("validation", message)
+            ConsoleError::new(ConsoleErrorCode::Validation, message)
         })?;
         let reason = reason.as_str();
         let (c, a, user) = self.signed_in_account().await?;
         let _turn = self.break_glass_turn.lock().await;
         let Some(enr) = self.enrolment(&a).await? else {
             return Err(ConsoleError::new(
-                "not_enrolled",
+                ConsoleErrorCode::NotEnrolled,
                 "This device is not enrolled for break glass. Enrol it while the broker is reachable.",
             ));
         };
@@ -958,10 +972,15 @@ impl Console {
         let account = a.keyring_account();
         let wrapped = blocking(move || store.get(&account))
             .await?
-            .map_err(|e| ConsoleError::new("keyring", format!("Cannot read the device keys: {e}")))?
+            .map_err(|e| {
+                ConsoleError::new(
+                    ConsoleErrorCode::Keyring,
+                    format!("Cannot read the device keys: {e}"),
+                )
+            })?
             .ok_or_else(|| {
                 ConsoleError::new(
-                    "not_enrolled",
+                    ConsoleErrorCode::NotEnrolled,
                     format!(
                         "This device's keys are missing from the {}. Enrol the device again.",
                         self.secrets.describe()
@@ -980,7 +999,7 @@ impl Console {
                 }
                 let left = MAX_FAILED_PASSPHRASES - failures.len();
                 return Err(ConsoleError::new(
-                    "wrong_passphrase",
+                    ConsoleErrorCode::WrongPassphrase,
                     format!(
                         "Wrong passphrase. {left} attempt{} left before a {LOCKOUT_WINDOW_MINUTES}-minute lock-out.",
                         if left == 1 { "" } else { "s" }
@@ -989,14 +1008,14 @@ impl Console {
             }
             Err(e @ DeviceKeyError::Unreadable(_)) => {
                 return Err(ConsoleError::new(
-                    "keys_unreadable",
+                    ConsoleErrorCode::KeysUnreadable,
                     format!("{e}. Enrol the device again."),
                 ))
             }
         };
         if keys.recipient() != enr.recipient || keys.verifying_key() != enr.signing_key {
             return Err(ConsoleError::new(
-                "keys_unreadable",
+                ConsoleErrorCode::KeysUnreadable,
                 "The keys in the secret store belong to another enrolment. Enrol the device again.",
             ));
         }
@@ -1047,7 +1066,7 @@ impl Console {
         // Offline: the sealed envelope.
         let Some(cached) = cached else {
             return Err(ConsoleError::new(
-                "not_found",
+                ErrorCode::NotFound,
                 format!(
                     "The broker is unreachable and this device holds no sealed copy of '{name}'."
                 ),
@@ -1055,7 +1074,7 @@ impl Console {
         };
         let invalid = |why: String| {
             ConsoleError::new(
-                "envelope_invalid",
+                ConsoleErrorCode::EnvelopeInvalid,
                 format!("The sealed copy of {title} cannot be used: {why}."),
             )
         };
@@ -1073,7 +1092,7 @@ impl Console {
         if let Some(floor) = state.floor(name).filter(|f| meta.version < *f) {
             tracing::error!(secret = %name, version = meta.version, seen = floor, "an older envelope than already seen was refused");
             return Err(ConsoleError::new(
-                "envelope_rolled_back",
+                ConsoleErrorCode::EnvelopeRolledBack,
                 format!(
                     "The sealed copy of {title} cannot be used: it is version {}, older than version {floor} \
                      this device has already seen (an older copy was put back). It is renewed when the broker is reachable.",
@@ -1088,7 +1107,7 @@ impl Console {
             Ok(()) => {}
             Err(BreakGlassError::Expired(t)) => {
                 return Err(ConsoleError::new(
-                    "envelope_expired",
+                    ConsoleErrorCode::EnvelopeExpired,
                     format!(
                         "The sealed copy of {title} expired at {}. It is renewed when the broker is reachable.",
                         fmt_time(t)
@@ -1114,7 +1133,7 @@ impl Console {
         let st = self.chain_state(&a, &enr).await?;
         if let Some(p) = st.problem {
             return Err(ConsoleError::new(
-                "chain_broken",
+                ConsoleErrorCode::ChainBroken,
                 format!("{p} Offline unlocks are refused until the broker has seen this device's records."),
             ));
         }
@@ -1136,7 +1155,7 @@ impl Console {
             seq: record.seq,
             hash: signed.hash.clone(),
         })
-        .map_err(|e| ConsoleError::new("internal", e.to_string()))?;
+        .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
         self.cache
             .append_unlock_record(&a.id, record.seq, &signed, &[(&a.key(K_TIP), Some(&tip))])
             .await?;
@@ -1170,7 +1189,7 @@ impl Console {
                 let _turn = self.break_glass_turn.lock().await;
                 self.observe_broker_key(&a, &key, Utc::now()).await?;
             }
-            Err(e) if e.code == "offline" => {
+            Err(e) if e.code == ConsoleErrorCode::Offline => {
                 self.mark_offline(&e.message).await;
                 return Err(e);
             }
@@ -1308,7 +1327,7 @@ impl Console {
                 let now_acked = self.chain_state(a, enr).await?.acked;
                 if ack.head.seq > now_acked.seq {
                     let head = serde_json::to_string(&ack.head)
-                        .map_err(|e| ConsoleError::new("internal", e.to_string()))?;
+                        .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
                     self.cache
                         .ack_unlock_records(&a.id, ack.head.seq, &[(&a.key(K_ACKED), Some(&head))])
                         .await?;
@@ -1338,7 +1357,7 @@ async fn fetch_broker_key(client: &Client) -> Result<VerifyingKey> {
     let id = client.broker_identity().await?;
     let key = decode_public_key(&id.signing_key).map_err(|e| {
         ConsoleError::new(
-            "bad_answer",
+            ConsoleErrorCode::BadAnswer,
             format!("The broker's signing key is malformed: {e}"),
         )
     })?;

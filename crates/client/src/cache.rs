@@ -32,6 +32,7 @@ pub type Result<T> = std::result::Result<T, CacheError>;
 
 /// An action taken while the broker was unreachable, sent once when it is back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct OutboxItem {
     pub id: String,
     /// `request`, `revoke` or `revoke_token` (sign-out while offline).

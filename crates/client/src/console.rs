@@ -18,6 +18,7 @@ use firedoor_core::api::{
     BundleView, CreateRequest, Credentials, EventKind, EventView, ExtendBody, GrantView,
     IncidentView, MyOnCall, RequestView, RESYNC_EVENT,
 };
+pub use firedoor_core::{ConsoleErrorCode, ErrorCode};
 use firedoor_core::{GrantId, RequestId};
 use futures::{FutureExt, StreamExt};
 use serde::{Deserialize, Serialize};
@@ -28,14 +29,16 @@ use tokio::sync::{broadcast, Mutex};
 
 /// An error fit for the UI: a stable code and a readable message.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[error("{message}")]
 pub struct ConsoleError {
-    pub code: String,
+    pub code: ConsoleErrorCode,
     pub message: String,
 }
 
 impl ConsoleError {
-    pub fn new(code: &str, message: impl Into<String>) -> Self {
+    /// `code`: a [`ConsoleErrorCode`], or a broker [`ErrorCode`] meaning the same here.
+    pub fn new(code: impl Into<ConsoleErrorCode>, message: impl Into<String>) -> Self {
         ConsoleError {
             code: code.into(),
             message: message.into(),
@@ -45,20 +48,29 @@ impl ConsoleError {
 
 impl From<CacheError> for ConsoleError {
     fn from(e: CacheError) -> Self {
-        ConsoleError::new("cache", e.to_string())
+        ConsoleError::new(ConsoleErrorCode::Cache, e.to_string())
     }
 }
 
 impl From<ClientError> for ConsoleError {
     fn from(e: ClientError) -> Self {
         match e {
-            ClientError::Api { code, message, .. } => ConsoleError { code, message },
-            ClientError::Network(m) => {
-                ConsoleError::new("offline", format!("The broker cannot be reached: {m}"))
+            ClientError::Api { code, message, .. } => match ConsoleErrorCode::parse(&code) {
+                Some(code) => ConsoleError { code, message },
+                // A code this app does not know (a newer broker): kept in the message.
+                None => {
+                    ConsoleError::new(ConsoleErrorCode::BrokerError, format!("{message} ({code})"))
+                }
+            },
+            ClientError::Network(m) => ConsoleError::new(
+                ConsoleErrorCode::Offline,
+                format!("The broker cannot be reached: {m}"),
+            ),
+            ClientError::Decode(m) => ConsoleError::new(ConsoleErrorCode::BadAnswer, m),
+            ClientError::InvalidUrl(m) => ConsoleError::new(ConsoleErrorCode::InvalidUrl, m),
+            ClientError::WrongBroker { message, .. } => {
+                ConsoleError::new(ConsoleErrorCode::WrongBroker, message)
             }
-            ClientError::Decode(m) => ConsoleError::new("bad_answer", m),
-            ClientError::InvalidUrl(m) => ConsoleError::new("invalid_url", m),
-            ClientError::WrongBroker { message, .. } => ConsoleError::new("wrong_broker", message),
         }
     }
 }
@@ -66,6 +78,7 @@ impl From<ClientError> for ConsoleError {
 pub type Result<T> = std::result::Result<T, ConsoleError>;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct AppStatus {
     pub signed_in: bool,
     pub demo: bool,
@@ -98,6 +111,7 @@ pub struct AppStatus {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Snapshot {
     pub status: AppStatus,
     pub bundles: Vec<BundleView>,
@@ -117,6 +131,7 @@ pub struct Snapshot {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct ActionResult {
     pub queued: bool,
     pub message: String,
@@ -227,7 +242,7 @@ async fn check_replicas(client: &Client, token: &str) -> Result<()> {
             }
             Ok(Err(ClientError::Api { status: 401, .. })) => {
                 return Err(ConsoleError::new(
-                    "wrong_broker",
+                    ConsoleErrorCode::WrongBroker,
                     format!(
                         "{u} does not accept this token while {in_use} does: all broker URLs must be replicas of one broker."
                     ),
@@ -251,7 +266,7 @@ fn c_check_same(u: &str, in_use: &str, expected: &str, presented: &str) -> Resul
         return Ok(());
     }
     Err(ConsoleError::new(
-        "wrong_broker",
+        ConsoleErrorCode::WrongBroker,
         format!(
             "{u} presents the broker signing key {}, but {in_use} presents {}: they are different brokers, \
              not replicas of one. Remove the URL that is not your team's broker (ask your admins which).",
@@ -274,7 +289,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
 ) -> Result<T> {
     tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| ConsoleError::new("internal", format!("keyring call failed: {e}")))
+        .map_err(|e| ConsoleError::new(ErrorCode::Internal, format!("keyring call failed: {e}")))
 }
 
 pub(crate) fn is_network(e: &ClientError) -> bool {
@@ -409,7 +424,7 @@ impl Console {
             .session
             .as_ref()
             .map(|s| s.client.clone())
-            .ok_or_else(|| ConsoleError::new("signed_out", "Sign in first."))
+            .ok_or_else(|| ConsoleError::new(ConsoleErrorCode::SignedOut, "Sign in first."))
     }
 
     pub async fn status(&self) -> Result<AppStatus> {
@@ -548,25 +563,26 @@ impl Console {
             .collect::<Vec<_>>();
         if list.is_empty() || token.is_empty() {
             return Err(ConsoleError::new(
-                "invalid_request",
+                ErrorCode::InvalidRequest,
                 "Enter the broker URL and your API token.",
             ));
         }
         for u in &list {
             // Unparseable or not http(s): the same code as before several URLs.
-            Client::new(u, None).map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
+            Client::new(u, None)
+                .map_err(|e| ConsoleError::new(ConsoleErrorCode::InvalidUrl, e.to_string()))?;
         }
         let urls = crate::trust::check_broker_urls(&list).map_err(|m| {
             let code = if m.contains("https://") {
-                "insecure_url"
+                ConsoleErrorCode::InsecureUrl
             } else {
-                "invalid_url"
+                ConsoleErrorCode::InvalidUrl
             };
             ConsoleError::new(code, m)
         })?;
         let url = urls[0].clone();
         let client = Client::with_urls(&urls, Some(&token))
-            .map_err(|e| ConsoleError::new("invalid_url", e.to_string()))?;
+            .map_err(|e| ConsoleError::new(ConsoleErrorCode::InvalidUrl, e.to_string()))?;
         let previous = match (self.cache.get(K_URL).await?, self.cache.get(K_USER).await?) {
             (Some(u), Some(n)) => Some((u, n)),
             _ => None,
@@ -575,7 +591,7 @@ impl Console {
             Ok(me) => me,
             Err(ClientError::Api { status: 401, .. }) => {
                 return Err(ConsoleError::new(
-                    "unauthenticated",
+                    ErrorCode::Unauthenticated,
                     "The broker does not accept this token.",
                 ))
             }
@@ -586,7 +602,7 @@ impl Console {
                     format!("a broker at {url}")
                 };
                 return Err(ConsoleError::new(
-                    "offline",
+                    ConsoleErrorCode::Offline,
                     format!("Cannot reach {at}: {m}"),
                 ));
             }
@@ -600,7 +616,7 @@ impl Console {
         let t = token.clone();
         blocking(move || s.set(&account, &t)).await?.map_err(|e| {
             ConsoleError::new(
-                "keyring",
+                ConsoleErrorCode::Keyring,
                 format!(
                     "Cannot keep the token in the {}: {e}",
                     self.secrets.describe()
@@ -691,13 +707,13 @@ impl Console {
                     },
                 )
                 .await?
-                .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+                .map_err(|e| ConsoleError::new(ConsoleErrorCode::Keyring, e.to_string()))?;
             }
             let store = self.secrets.clone();
             let account = token_account(&s.url);
             blocking(move || store.delete(&account))
                 .await?
-                .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+                .map_err(|e| ConsoleError::new(ConsoleErrorCode::Keyring, e.to_string()))?;
             self.cache.clear().await?;
             if let Some((url, urls)) = pending {
                 self.cache
@@ -757,7 +773,7 @@ impl Console {
             let a = account.clone();
             let token = blocking(move || store.get(&a))
                 .await?
-                .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+                .map_err(|e| ConsoleError::new(ConsoleErrorCode::Keyring, e.to_string()))?;
             let token = token.map(zeroize::Zeroizing::new);
             let outcome = match (url, token) {
                 (_, Some(token)) if in_use == Some(token.as_str()) => {
@@ -784,7 +800,7 @@ impl Console {
                     let store = self.secrets.clone();
                     blocking(move || store.delete(&account))
                         .await?
-                        .map_err(|e| ConsoleError::new("keyring", e.to_string()))?;
+                        .map_err(|e| ConsoleError::new(ConsoleErrorCode::Keyring, e.to_string()))?;
                     self.cache.remove_outbox(&item.id).await?;
                     done += 1;
                     self.changed(Change::OutboxReplayed {
@@ -928,7 +944,7 @@ impl Console {
                     bundle: Some(body.bundle.clone()),
                     grant_id: None,
                     payload: serde_json::to_string(&body)
-                        .map_err(|e| ConsoleError::new("internal", e.to_string()))?,
+                        .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?,
                     idempotency_key: key,
                 };
                 self.queue(item).await
@@ -1007,8 +1023,8 @@ impl Console {
         r: std::result::Result<T, ClientError>,
     ) -> Result<T> {
         match self.online(r).await {
-            Err(e) if e.code == "offline" => Err(ConsoleError::new(
-                "offline",
+            Err(e) if e.code == ConsoleErrorCode::Offline => Err(ConsoleError::new(
+                ConsoleErrorCode::Offline,
                 format!("{what} need the broker, and it cannot be reached right now."),
             )),
             other => other,
@@ -1107,7 +1123,7 @@ impl Console {
             let outcome: std::result::Result<String, ClientError> = match item.kind.as_str() {
                 "request" => {
                     let body: CreateRequest = serde_json::from_str(&item.payload)
-                        .map_err(|e| ConsoleError::new("cache", e.to_string()))?;
+                        .map_err(|e| ConsoleError::new(ConsoleErrorCode::Cache, e.to_string()))?;
                     c.create_request(&body, Some(&item.idempotency_key))
                         .await
                         .map(|(r, _)| format!("sent: {}", r.state.as_str()))
@@ -1119,7 +1135,7 @@ impl Console {
                         .unwrap_or_default()
                         .parse()
                         .map_err(|e: firedoor_core::ids::ParseIdError| {
-                            ConsoleError::new("cache", e.to_string())
+                            ConsoleError::new(ConsoleErrorCode::Cache, e.to_string())
                         })?;
                     match c.revoke(&gid).await {
                         Ok(_) => Ok("revoked".into()),
@@ -1300,5 +1316,40 @@ impl Console {
     /// Sends the UI's latest everything: handy after actions.
     pub async fn close(&self) {
         self.cache.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(code: &str) -> ClientError {
+        ClientError::Api {
+            status: 404,
+            code: code.into(),
+            message: "No such request.".into(),
+        }
+    }
+
+    #[test]
+    fn broker_codes_reach_the_ui_as_the_broker_sent_them() {
+        let e = ConsoleError::from(api("not_found"));
+        assert_eq!(e.code, ConsoleErrorCode::Broker(ErrorCode::NotFound));
+        assert_eq!(
+            serde_json::to_value(&e).expect("json"),
+            serde_json::json!({"code": "not_found", "message": "No such request."}),
+            "nothing changes on the wire"
+        );
+        let e = ConsoleError::from(api("http_error"));
+        assert_eq!(e.code, ConsoleErrorCode::HttpError);
+    }
+
+    #[test]
+    fn an_unknown_broker_code_is_kept_in_the_message() {
+        let e = ConsoleError::from(api("quota_exceeded"));
+        assert_eq!(e.code, ConsoleErrorCode::BrokerError);
+        assert_eq!(e.message, "No such request. (quota_exceeded)");
+        let e = ConsoleError::from(ClientError::Network("refused".into()));
+        assert_eq!(e.code, ConsoleErrorCode::Offline);
     }
 }

@@ -14,6 +14,8 @@ pub mod secrets;
 pub mod ssh;
 pub mod ssh_agent;
 pub mod trust;
+#[cfg(feature = "ts")]
+pub mod ts;
 
 use firedoor_core::api::{
     ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,
@@ -837,7 +839,7 @@ fn api_error(status: StatusCode, bytes: &[u8]) -> ClientError {
         },
         Err(_) => ClientError::Api {
             status: status.as_u16(),
-            code: "http_error".into(),
+            code: firedoor_core::ConsoleErrorCode::HttpError.as_str().into(),
             message: format!("HTTP {status} without an error body"),
         },
     }

@@ -16,6 +16,7 @@ use std::collections::BTreeMap;
 
 /// One SSH grant's state on this device, for the UI.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct SshStatus {
     pub grant_id: String,
     /// The key and its certificate are in the running ssh-agent.

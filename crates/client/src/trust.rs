@@ -107,6 +107,7 @@ pub fn check_broker_urls(urls: &[&str]) -> Result<Vec<String>, String> {
 
 /// How strong a proposed unlock passphrase is, as the UI shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct PassphraseStrength {
     /// Long enough and strong enough to be accepted.
     pub acceptable: bool,

@@ -36,6 +36,7 @@ pub struct Me {
 
 /// A schedule the caller is on call for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct MyOnCall {
     pub schedule: String,
     pub title: String,
@@ -170,6 +171,7 @@ pub struct NewOverride {
 
 /// The terms on which a bundle may be requested.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct FlowTerms {
     pub flow: String,
     /// 0 means approved automatically.
@@ -183,6 +185,7 @@ pub struct FlowTerms {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct BundleView {
     pub name: String,
     pub title: String,
@@ -240,6 +243,7 @@ pub struct ExtendBody {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Decision {
     pub by: String,
     pub at: DateTime<Utc>,
@@ -249,6 +253,7 @@ pub struct Decision {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct RequestView {
     pub id: RequestId,
     pub kind: RequestKind,
@@ -281,6 +286,7 @@ pub struct RequestView {
 
 /// An incident a source reported and a rule of the policy matched.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct IncidentView {
     pub id: String,
     pub source: String,
@@ -299,6 +305,7 @@ pub struct IncidentView {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct GrantView {
     pub id: GrantId,
     pub request_id: RequestId,
@@ -332,6 +339,7 @@ pub struct ExtendResult {
 
 /// One credential for one resource of a grant. `Debug` never shows the secret.
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct CredentialItem {
     pub integration: String,
     /// `postgres` or `demo`.
@@ -359,6 +367,7 @@ impl fmt::Debug for CredentialItem {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct Credentials {
     pub grant_id: GrantId,
     pub expires_at: DateTime<Utc>,

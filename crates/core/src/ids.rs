@@ -10,6 +10,8 @@ use uuid::Uuid;
 pub trait IdKind {
     const PREFIX: &'static str;
     const WHAT: &'static str;
+    /// The name of the id's type in the UI's TypeScript (`RequestId`).
+    const TYPE_NAME: &'static str;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -20,14 +22,17 @@ pub struct GrantKind;
 pub struct TokenKind;
 
 impl IdKind for RequestKind {
+    const TYPE_NAME: &'static str = "RequestId";
     const PREFIX: &'static str = "req_";
     const WHAT: &'static str = "request";
 }
 impl IdKind for GrantKind {
+    const TYPE_NAME: &'static str = "GrantId";
     const PREFIX: &'static str = "grt_";
     const WHAT: &'static str = "grant";
 }
 impl IdKind for TokenKind {
+    const TYPE_NAME: &'static str = "TokenId";
     const PREFIX: &'static str = "tok_";
     const WHAT: &'static str = "token";
 }
@@ -120,6 +125,37 @@ impl<'de, K: IdKind> Deserialize<'de> for Id<K> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// In TypeScript an id is what serde writes: its prefix and 32 hex digits, typed as
+/// `` `req_${string}` `` so a grant id is not taken for a request id.
+#[cfg(feature = "ts")]
+impl<K: IdKind + 'static> ts_rs::TS for Id<K> {
+    type WithoutGenerics = Self;
+    type OptionInnerType = Self;
+
+    fn docs() -> Option<String> {
+        Some(format!(
+            "/**\n * A {} id: `{}` and 32 hex digits.\n */\n",
+            K::WHAT,
+            K::PREFIX
+        ))
+    }
+    fn name(_: &ts_rs::Config) -> String {
+        K::TYPE_NAME.to_string()
+    }
+    fn inline(_: &ts_rs::Config) -> String {
+        format!("`{}${{string}}`", K::PREFIX)
+    }
+    fn decl(cfg: &ts_rs::Config) -> String {
+        format!("type {} = {};", K::TYPE_NAME, Self::inline(cfg))
+    }
+    fn decl_concrete(cfg: &ts_rs::Config) -> String {
+        Self::decl(cfg)
+    }
+    fn output_path() -> Option<std::path::PathBuf> {
+        Some(format!("{}.ts", K::TYPE_NAME).into())
     }
 }
 

@@ -36,5 +36,5 @@ pub mod siem;
 pub mod ssh;
 pub mod webhooks;
 
-pub use error::{ErrorCode, RuleError};
+pub use error::{ConsoleErrorCode, ErrorCode, RuleError};
 pub use ids::{GrantId, RequestId, TokenId};

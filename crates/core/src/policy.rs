@@ -216,6 +216,7 @@ pub struct Integration {
 
 /// One target inside an integration with the permission level a bundle gives on it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(deny_unknown_fields)]
 pub struct ResourceGrant {
     pub integration: String,

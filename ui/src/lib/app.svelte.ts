@@ -295,6 +295,7 @@ function emptySnapshot(): Snapshot {
       signed_in: false, demo: false, user: null, groups: [], broker_url: null, broker_urls: [],
       broker_url_in_use: null, online: false,
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
+      audit_alert: null, oncall: [],
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
     break_glass: {
@@ -304,5 +305,6 @@ function emptySnapshot(): Snapshot {
       },
       credentials: [],
     },
+    incidents: [], ssh: [],
   };
 }

@@ -55,7 +55,8 @@ export interface Backend {
 /** Turns anything thrown by a backend call into a readable BackendError. */
 export function toBackendError(e: unknown): BackendError {
   if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
-    return { code: String((e as BackendError).code), message: String((e as BackendError).message) };
+    // Thrown by the Rust side: a ConsoleError, whose code is a ConsoleErrorCode.
+    return { code: (e as BackendError).code, message: String((e as BackendError).message) };
   }
   if (typeof e === 'string') return { code: 'error', message: e };
   if (e instanceof Error) return { code: 'error', message: e.message };

@@ -5,7 +5,7 @@
 import type { Backend } from './backend';
 import { checkBrokerUrls } from './urls';
 import type {
-  ActionResult, AppStatus, BackendError, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
+  ActionResult, AppStatus, BackendError, BackendErrorCode, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
   NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
 } from './types';
 
@@ -111,7 +111,7 @@ export function demoBreakGlass(now: number = Date.now(), enrolled = true): Break
 
 const clone = <T>(v: T): T => JSON.parse(JSON.stringify(v)) as T;
 let seq = 1000;
-const nextId = (prefix: string) => `${prefix}_${(++seq).toString(36)}`;
+const nextId = <P extends string>(prefix: P): `${P}_${string}` => `${prefix}_${(++seq).toString(36)}`;
 
 const terms = (over: Partial<Bundle['terms']> = {}): Bundle['terms'] => ({
   flow: 'self-service',
@@ -168,7 +168,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
   ];
   const baseReq = {
     kind: 'access' as const, justification: null, ticket: null, decisions: [],
-    grant_id: null, error: null, approvals_needed: 0,
+    grant_id: null, error: null, approvals_needed: 0, incident_id: null, stage: 0,
   };
   const my_requests: Request[] = [
     {
@@ -207,13 +207,14 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
       id: 'grt_demo1', request_id: 'req_demo1', bundle: 'prod-db-read', bundle_title: 'Production database (read-only)',
       holder: 'alice', state: 'active', activated_at: iso(-18 * min), expires_at: iso(42 * min),
       ended_at: null, end_reason: null, ended_by: null, last_error: null, attempts: 0, next_attempt_at: null,
+      ssh: false,
     },
     {
       id: 'grt_demo0', request_id: 'req_demo0', bundle: 'staging-ssh', bundle_title: 'Staging SSH',
       holder: 'alice', state: 'revoke_failed', activated_at: iso(-5 * 3600_000), expires_at: iso(-60 * min),
       ended_at: null, end_reason: 'expired', ended_by: null,
       last_error: 'ssh: could not remove principal from staging-2 (connection timed out)', attempts: 3,
-      next_attempt_at: iso(2 * min),
+      next_attempt_at: iso(2 * min), ssh: true,
     },
   ];
   return {
@@ -221,7 +222,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
       signed_in: true, demo: true, user: 'alice', groups: ['sre', 'oncall'],
       broker_url: 'demo://in-process', broker_urls: ['demo://in-process'],
       broker_url_in_use: 'demo://in-process', online: true, offline_since: null,
-      last_synced_at: iso(-20_000), clock_offset_ms: 0, last_error: null,
+      last_synced_at: iso(-20_000), clock_offset_ms: 0, last_error: null, audit_alert: null, oncall: [],
     },
     bundles,
     favourites: ['prod-db-read'],
@@ -230,6 +231,8 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
     grants,
     outbox: [],
     break_glass: demoBreakGlass(now),
+    incidents: [],
+    ssh: [],
   };
 }
 
@@ -240,9 +243,11 @@ export function signedOutSnapshot(): Snapshot {
       signed_in: false, demo: false, user: null, groups: [], broker_url: null, broker_urls: [],
       broker_url_in_use: null, online: false,
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
+      audit_alert: null, oncall: [],
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
     break_glass: demoBreakGlass(0, false),
+    incidents: [], ssh: [],
   };
 }
 
@@ -280,7 +285,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
   let recordSeq = 0;
   const openedOffline = new Set<string>();
 
-  const fail = (code: string, message: string): BackendError => ({ code, message });
+  const fail = (code: BackendErrorCode, message: string): BackendError => ({ code, message });
 
   async function call<T>(method: keyof Backend, args: unknown[], body: () => T): Promise<T> {
     calls.push({ method, args });
@@ -344,6 +349,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       id: nextId('grt'), request_id: req.id, bundle: bundle.name, bundle_title: bundle.title,
       holder: req.requester, state: 'active', activated_at: iso(), expires_at: iso(req.duration_secs * 1000),
       ended_at: null, end_reason: null, ended_by: null, last_error: null, attempts: 0, next_attempt_at: null,
+      ssh: false,
     };
     req.state = 'active';
     req.grant_id = g.id;
@@ -394,7 +400,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       const list = checked.urls;
       const inUse = list.find((u) => !u.includes('unreachable'));
       if (!inUse) {
-        throw fail('unreachable', list.length > 1
+        throw fail('offline', list.length > 1
           ? `Could not reach any of the ${list.length} broker URLs: connection refused.`
           : `Could not reach ${list[0]}: connection refused.`);
       }
@@ -446,7 +452,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
         requester: state.status.user ?? 'me', state: 'pending', duration_secs: duration,
         justification: r.justification ?? null, ticket: r.ticket ?? null, created_at: iso(),
         pending_until: iso(t.pending_ttl_secs * 1000), approvals_needed: t.approvals, decisions: [],
-        grant_id: null, error: null, incident_id: r.incident ?? null,
+        grant_id: null, error: null, incident_id: r.incident ?? null, stage: 0,
       };
       state.my_requests.unshift(req);
       let grant: Grant | null = null;

@@ -14,21 +14,21 @@ describe('My access', () => {
     vi.useFakeTimers({ now: NOW });
     await fireEvent.click(byId('nav-access'));
     await tick();
-    expect(byId('countdown-g1')).toHaveTextContent(/^1:00:00$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^1:00:00$/);
     await vi.advanceTimersByTimeAsync(1000);
-    expect(byId('countdown-g1')).toHaveTextContent(/^0:59:59$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:59:59$/);
     await vi.advanceTimersByTimeAsync(59_000);
-    expect(byId('countdown-g1')).toHaveTextContent(/^0:59:00$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:59:00$/);
 
     // A new offset from the backend applies at once.
     backend.state.status.clock_offset_ms = 65_000;
     backend.emit();
     await tick();
     await vi.advanceTimersByTimeAsync(1000);
-    expect(byId('countdown-g1')).toHaveTextContent(/^0:57:59$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:57:59$/);
 
     await vi.advanceTimersByTimeAsync(3600_000);
-    expect(byId('countdown-g1')).toHaveTextContent(/^expired$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^expired$/);
   });
 
   it('shows revoke_failed and revoking grants with their last error', async () => {
@@ -41,8 +41,8 @@ describe('My access', () => {
     const failed = byId('grant-grt_demo0');
     expect(failed).toHaveTextContent('revoke failed');
     expect(failed).toHaveTextContent('ssh: could not remove principal from staging-2 (connection timed out)');
-    expect(byId('grant-g2')).toHaveTextContent('revoking');
-    expect(byId('grant-g2')).toHaveTextContent('postgres: connection reset');
+    expect(byId('grant-grt_g2')).toHaveTextContent('revoking');
+    expect(byId('grant-grt_g2')).toHaveTextContent('postgres: connection reset');
   });
 
   it('says an SSH grant\'s key is in the ssh-agent and for how long, or why not', async () => {
@@ -54,14 +54,14 @@ describe('My access', () => {
         bundle: 'payments-shell', bundle_title: 'Payments hosts',
       }));
       s.ssh = [
-        { grant_id: 'g3', in_agent: true, until: null, principals: ['payments-oncall'], command: 'ssh oncall@payments-1', problem: null },
-        { grant_id: 'g4', in_agent: false, until: null, principals: [], command: null, problem: 'no ssh-agent is running: start one' },
+        { grant_id: 'grt_g3', in_agent: true, until: null, principals: ['payments-oncall'], command: 'ssh oncall@payments-1', problem: null },
+        { grant_id: 'grt_g4', in_agent: false, until: null, principals: [], command: null, problem: 'no ssh-agent is running: start one' },
       ];
     });
     await user.click(byId('nav-access'));
-    expect(byId('ssh-g3')).toHaveTextContent('in your ssh-agent · 47m');
-    expect(byId('ssh-g3')).toHaveTextContent('ssh oncall@payments-1');
-    expect(byId('ssh-g4')).toHaveTextContent('no ssh-agent is running: start one');
+    expect(byId('ssh-grt_g3')).toHaveTextContent('in your ssh-agent · 47m');
+    expect(byId('ssh-grt_g3')).toHaveTextContent('ssh oncall@payments-1');
+    expect(byId('ssh-grt_g4')).toHaveTextContent('no ssh-agent is running: start one');
     expect(queryId('ssh-grt_demo1')).toBeNull();
   });
 

@@ -161,7 +161,7 @@ describe('Status bar', () => {
     await user.click(byId('sync-now'));
     expect(backend.callsTo('resync')).toHaveLength(1);
     await toastSays('Synced with the broker.');
-    backend.failNext('resync', { code: 'unreachable', message: 'Could not reach https://fd.example.com: timed out.' });
+    backend.failNext('resync', { code: 'offline', message: 'Could not reach https://fd.example.com: timed out.' });
     await user.click(byId('sync-now'));
     await toastSays('Could not reach https://fd.example.com: timed out.');
     expect(byId('toast').closest('[role="alert"]')).not.toBeNull();
@@ -289,7 +289,7 @@ describe('On call', () => {
   it('shows the schedules I am on call for, with until when, in the status bar', async () => {
     const snap = demoSnapshot();
     const until = new Date(Date.now() + 2 * 3600_000).toISOString();
-    snap.status.oncall = [{ schedule: 'payments-primary', title: 'Payments primary', until }];
+    snap.status.oncall = [{ schedule: 'payments-primary', title: 'Payments primary', until, as_of: null, stale: false }];
     const fake = createFakeBackend(snap);
     render(App, { props: { backend: fake } });
     const line = await screen.findByTestId('oncall');

@@ -421,6 +421,22 @@ describe('Break glass: unlocking', () => {
     expect(queryId('unlock-result')).toBeNull();
     expect(document.body).not.toHaveTextContent(ROOT_SECRET);
   });
+  it('puts the cursor where the refusal says: the reason, or the passphrase', async () => {
+    const { user, backend } = await renderApp(offline);
+    await user.click(byId('nav-breakglass'));
+    await user.click(byId('unlock-prod-db-root'));
+    await user.type(byId('unlock-reason'), 'x');
+    await user.type(byId('unlock-passphrase'), DEMO_PASSPHRASE);
+    backend.failNext('unlockSecret', { code: 'validation', message: 'Keep the reason under 500 characters.' });
+    await user.click(byId('unlock-submit'));
+    await waitFor(() => expect(byId('unlock-error')).toHaveTextContent('Keep the reason under 500 characters.'));
+    await waitFor(() => expect(byId('unlock-reason')).toHaveFocus());
+
+    await user.type(byId('unlock-passphrase'), 'wrong');
+    await user.click(byId('unlock-submit'));
+    await waitFor(() => expect(byId('unlock-error')).toHaveTextContent(/^Wrong passphrase\./));
+    await waitFor(() => expect(byId('unlock-passphrase')).toHaveFocus());
+  });
 });
 
 describe('Break glass: a changed broker key', () => {

@@ -169,7 +169,7 @@ describe('format', () => {
       { schedule: 'payments-primary', title: 'Payments primary', until: fri },
       { schedule: 'db', title: 'Databases', until: null },
       { schedule: 'old', title: 'Ended', until: new Date(2026, 2, 4, 11, 0, 0).toISOString() },
-    ];
+    ].map((o) => ({ ...o, as_of: null, stale: false }));
     expect(onCallLines(oncall, now)).toEqual(['On call: Payments primary until Fri 09:00', 'On call: Databases']);
     expect(onCallLines(undefined, now)).toEqual([]);
   });

@@ -39,12 +39,13 @@ export function bundle(name: string, over: Partial<Bundle['terms']> = {}, extra:
   };
 }
 
-export function grant(id: string, expiresAt: string, over: Partial<Grant> = {}): Grant {
+/** A grant `grt_<name>` (its request `req_<name>`). */
+export function grant(name: string, expiresAt: string, over: Partial<Grant> = {}): Grant {
   return {
-    id, request_id: `req_${id}`, bundle: 'prod-db-read', bundle_title: 'Production database (read-only)',
+    id: `grt_${name}`, request_id: `req_${name}`, bundle: 'prod-db-read', bundle_title: 'Production database (read-only)',
     holder: 'alice', state: 'active', activated_at: new Date(Date.now() - 60_000).toISOString(),
     expires_at: expiresAt, ended_at: null, end_reason: null, ended_by: null, last_error: null,
-    attempts: 0, next_attempt_at: null, ...over,
+    attempts: 0, next_attempt_at: null, ssh: false, ...over,
   };
 }
 
