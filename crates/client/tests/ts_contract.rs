@@ -9,19 +9,12 @@ use firedoor_client::console::{
 use firedoor_core::api::{GrantView, RequestView};
 use firedoor_core::lifecycle::{GrantState, RequestKind, RequestState};
 use firedoor_core::{GrantId, RequestId};
-use std::path::PathBuf;
 use ts_rs::TS;
-
-fn committed_path() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(firedoor_client::ts::PATH)
-}
 
 #[test]
 fn generated_typescript_is_up_to_date() {
     let want = firedoor_client::ts::typescript();
-    let path = committed_path();
+    let path = firedoor_client::ts::committed_path();
     let have = std::fs::read_to_string(&path).unwrap_or_default();
     if have != want {
         let first = have

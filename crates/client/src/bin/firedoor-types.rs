@@ -7,11 +7,7 @@ fn main() -> std::io::Result<()> {
     let path = std::env::args_os()
         .nth(1)
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../..")
-                .join(firedoor_client::ts::PATH)
-        });
+        .unwrap_or_else(firedoor_client::ts::committed_path);
     std::fs::write(&path, firedoor_client::ts::typescript())?;
     println!("wrote {}", path.display());
     Ok(())
