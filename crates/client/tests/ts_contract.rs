@@ -226,6 +226,19 @@ fn declarations_match_what_serde_writes() {
         ts.contains("| ErrorCode;"),
         "broker codes are in the union too"
     );
+    // And the other way round: a variant added to the enum but not to `OWN` (which
+    // `parse` and the pinned names go by) is caught here.
+    let union = ConsoleErrorCode::inline(&cfg);
+    for part in union.split('|').map(str::trim) {
+        if part == "ErrorCode" {
+            continue;
+        }
+        let name = part.trim_matches('"');
+        assert!(
+            ConsoleErrorCode::OWN.iter().any(|c| c.as_str() == name),
+            "`{name}` is a ConsoleErrorCode but not in ConsoleErrorCode::OWN"
+        );
+    }
 }
 
 #[test]
