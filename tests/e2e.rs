@@ -9,6 +9,8 @@
 //! `firedoor` binary for this test). The test fails, never skips, without them.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use fantoccini::{Client as Wd, ClientBuilder, Locator};
 use firedoor_client::Client;
 use firedoor_core::api::CreateRequest;
@@ -1513,5 +1515,140 @@ async fn an_ssh_grant_puts_a_key_in_the_agent_until_it_is_revoked() {
         (!c.iter().any(|c| c.starts_with("firedoor:"))).then_some(())
     })
     .await;
+    b.stop().await;
+}
+
+/// The app and the `firedoor` command line on one machine share one session (same
+/// data dir, cache and keyring): signed in from a terminal, the window opens signed
+/// in; while the window runs, the terminal decides and revokes and the window
+/// follows. A teammate on another machine requests with `--wait` from her terminal
+/// and the window's Approve ends her wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_and_the_command_line_share_one_session() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice_token = user(&b, "alice", &["oncall"], false).await;
+    let bob_token = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_bob = Client::new(&url, Some(&bob_token)).unwrap();
+    let bob_cli = |args: Vec<String>| {
+        let env = desk.env().to_vec();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::firedoor_with(&env, &a, None).await
+        }
+    };
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // --- bob signs in from a terminal on this machine: the app opens signed in
+    common::firedoor_with(
+        desk.env(),
+        &["login", "--url", &url, "--token-stdin"],
+        Some(&bob_token),
+    )
+    .await
+    .expect(0);
+    let wd = desk.launch().await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "bob");
+
+    // --- alice, on her own laptop, requests from her terminal and waits
+    let alice = common::Machine::start().await;
+    alice.login(&url, &alice_token).await.expect(0);
+    let env = alice.env.clone();
+    let waiter = tokio::spawn(async move {
+        common::firedoor_with(
+            &env,
+            &[
+                "request",
+                "prod-db-read",
+                "--for",
+                "20m",
+                "--reason",
+                "INC-7 checkout errors",
+                "--wait",
+                "--json",
+            ],
+            None,
+        )
+        .await
+    });
+    let id = until("alice's request waits for bob", || async {
+        as_bob
+            .requests("awaiting_me")
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.requester == "alice")
+            .map(|r| r.id.to_string())
+    })
+    .await;
+    // ... bob approves in the window; her wait ends with the grant.
+    click(&wd, "nav-approvals").await;
+    click(&wd, &format!("approve-{id}")).await;
+    let o = waiter.await.unwrap().expect(0);
+    let out = o.json();
+    assert_eq!(out["granted"], true, "{out}");
+    assert_eq!(out["grant"]["state"], "active", "{out}");
+    assert_eq!(out["request"]["decisions"][0]["by"], "bob", "{out}");
+
+    // --- interleaved: alice asks again; the window shows it; bob denies from his
+    // terminal while the window runs, and the window's inbox empties
+    let r = alice
+        .firedoor(&["request", "prod-db-read", "--reason", "INC-8", "--json"])
+        .await
+        .expect(0)
+        .json();
+    let id2 = r["request"]["id"].as_str().unwrap().to_string();
+    el(&wd, &format!("approval-{id2}")).await;
+    until("the window counts it", || async {
+        (text(&wd, "approvals-count").await.trim() == "1").then_some(())
+    })
+    .await;
+    let listed = bob_cli(v(&["requests", "--json"])).await.expect(0).json();
+    assert!(
+        listed["awaiting_me"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id2.as_str()),
+        "the terminal sees what the window sees: {listed}"
+    );
+    bob_cli(v(&["deny", &id2, "--reason", "one is enough"]))
+        .await
+        .expect(0);
+    until("the window's inbox empties", || async {
+        (text(&wd, "approvals-count").await.trim() == "0").then_some(())
+    })
+    .await;
+    shot(&wd, "cli-01-denied-from-the-terminal").await;
+
+    // --- bob takes staging in the window; his terminal lists it and revokes it; the
+    // window shows it revoked
+    click(&wd, "nav-bundles").await;
+    click(&wd, "request-staging-shell").await;
+    let gid = until("the terminal lists the window's grant", || async {
+        let g = bob_cli(v(&["grants", "--json"])).await.expect(0).json();
+        g.as_array()?
+            .iter()
+            .find(|g| g["bundle"] == "staging-shell" && g["state"] == "active")
+            .map(|g| g["id"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    click(&wd, "nav-access").await;
+    el(&wd, &format!("countdown-{gid}")).await;
+    bob_cli(v(&["revoke", &gid])).await.expect(0);
+    until("the window shows the terminal's revoke", || async {
+        text(&wd, &format!("grant-{gid}"))
+            .await
+            .contains("revoked")
+            .then_some(())
+    })
+    .await;
+    shot(&wd, "cli-02-revoked-from-the-terminal").await;
+    let st = bob_cli(v(&["status", "--json"])).await.expect(0).json();
+    assert_eq!(st["status"]["user"], "bob");
+    assert_eq!(st["status"]["online"], true);
     b.stop().await;
 }
