@@ -115,7 +115,19 @@ async fn request_approve_creds_revoke_deny_wait_and_exit_codes() {
     assert_eq!(st["status"]["online"], true);
     assert_eq!(st["outbox"].as_array().unwrap().len(), 0);
 
-    // --- bundles
+    // --- bundles (timed: a command is a process start, keyring read, sync, print)
+    let mut took = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        alice.firedoor(&["bundles", "--json"]).await.expect(0);
+        took.push(t.elapsed());
+    }
+    took.sort();
+    println!(
+        "firedoor bundles --json (debug build, 5 runs): median {} ms, max {} ms",
+        took[2].as_millis(),
+        took[4].as_millis()
+    );
     let o = alice.firedoor(&["bundles"]).await.expect(0);
     assert!(
         o.stdout.contains("prod-db-read") && o.stdout.contains("Prod DB read"),
@@ -556,4 +568,103 @@ async fn completions_help_and_no_window() {
             .expect(0);
         assert!(o.stdout.contains("firedoor"), "{shell}: {o:?}");
     }
+}
+
+const SSH_POLICY: &str = r#"
+[integrations.hosts]
+kind = "ssh"
+
+[integrations.hosts.host_sets.payments]
+hosts = ["payments-1.internal"]
+user = "oncall"
+
+[integrations.hosts.host_sets.payments.permissions.login]
+principals = ["payments-oncall"]
+
+[bundles.payments-shell]
+title = "Payments hosts"
+resources = [{ integration = "hosts", resource = "payments", permission = "login" }]
+
+[flows.hosts]
+bundles = ["payments-shell"]
+requesters = { groups = ["oncall"] }
+approvals = 0
+default_duration = "1h"
+max_duration = "4h"
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creds_of_an_ssh_grant_put_its_key_and_certificate_into_the_agent() {
+    let bdir = tempfile::tempdir().unwrap();
+    let policy = firedoor_core::policy::parse_policy("ssh", SSH_POLICY).unwrap();
+    let mut cfg = Config::new(bdir.path(), policy);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let url = b.url();
+    let token = user(&b, "alice", &["oncall"], false).await;
+    let alice = Machine::start().await;
+    alice.login(&url, &token).await.expect(0);
+    let agent = alice
+        .env
+        .iter()
+        .find(|(k, _)| k == "SSH_AUTH_SOCK")
+        .map(|(_, v)| std::path::PathBuf::from(v))
+        .unwrap();
+    let in_agent = || async {
+        firedoor_client::ssh_agent::comments(&agent)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.starts_with("firedoor:alice:"))
+            .collect::<Vec<_>>()
+    };
+    let r = alice
+        .firedoor(&[
+            "request",
+            "payments-shell",
+            "--reason",
+            "disk full",
+            "--json",
+        ])
+        .await
+        .expect(0)
+        .json();
+    let gid = s(&r["request"]["grant_id"]);
+    assert!(gid.starts_with("grt_"), "{r}");
+
+    // Without an agent: says how to get one.
+    let no_agent: Vec<(String, String)> = alice
+        .env
+        .iter()
+        .filter(|(k, _)| k != "SSH_AUTH_SOCK")
+        .cloned()
+        .collect();
+    let o = firedoor_with(&no_agent, &["creds", &gid, "--json"], None)
+        .await
+        .expect(1);
+    assert_eq!(error_code(&o), "no_ssh_agent");
+
+    let o = alice.firedoor(&["creds", &gid]).await.expect(0);
+    assert!(
+        o.stdout.contains("are in your ssh-agent")
+            && o.stdout.contains("ssh oncall@payments-1.internal"),
+        "{o:?}"
+    );
+    assert_eq!(in_agent().await, vec![format!("firedoor:alice:{gid}")]);
+    let st = alice
+        .firedoor(&["creds", &gid, "--json"])
+        .await
+        .expect(0)
+        .json();
+    assert_eq!(st["in_agent"], true);
+    assert_eq!(st["principals"][0], "payments-oncall");
+    // Once, not once per command: the agent holds one key for the grant.
+    assert_eq!(in_agent().await.len(), 1);
+
+    alice.firedoor(&["revoke", &gid]).await.expect(0);
+    until("the key left the agent", || async {
+        in_agent().await.is_empty().then_some(())
+    })
+    .await;
+    b.stop().await;
 }

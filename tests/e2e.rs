@@ -1520,8 +1520,8 @@ async fn an_ssh_grant_puts_a_key_in_the_agent_until_it_is_revoked() {
 
 /// The app and the `firedoor` command line on one machine share one session (same
 /// data dir, cache and keyring): signed in from a terminal, the window opens signed
-/// in; while the window runs, the terminal decides and revokes and the window
-/// follows. A teammate on another machine requests with `--wait` from her terminal
+/// in; while the window runs, the terminal decides, revokes, signs out and in again,
+/// and the window follows. A teammate on another machine requests with `--wait` from her terminal
 /// and the window's Approve ends her wait.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_app_and_the_command_line_share_one_session() {
@@ -1639,16 +1639,37 @@ async fn the_app_and_the_command_line_share_one_session() {
     click(&wd, "nav-access").await;
     el(&wd, &format!("countdown-{gid}")).await;
     bob_cli(v(&["revoke", &gid])).await.expect(0);
+    // The window lists live grants: the revoked one shows as revoked, then goes.
     until("the window shows the terminal's revoke", || async {
-        text(&wd, &format!("grant-{gid}"))
-            .await
-            .contains("revoked")
-            .then_some(())
+        match wd.find(tid(&format!("grant-{gid}"))).await {
+            Err(_) => Some(()),
+            Ok(e) => e.text().await.ok()?.contains("revoked").then_some(()),
+        }
     })
     .await;
     shot(&wd, "cli-02-revoked-from-the-terminal").await;
     let st = bob_cli(v(&["status", "--json"])).await.expect(0).json();
     assert_eq!(st["status"]["user"], "bob");
     assert_eq!(st["status"]["online"], true);
+
+    // --- signed out in the terminal: the running window follows, and back in
+    bob_cli(v(&["logout"])).await.expect(0);
+    el(&wd, "signin-url").await;
+    shot(&wd, "cli-03-signed-out-from-the-terminal").await;
+    let fresh = auth::issue_token(&b.broker.store, &Actor::System, "bob", b.broker.now())
+        .await
+        .unwrap();
+    common::firedoor_with(
+        desk.env(),
+        &["login", "--url", &url, "--token-stdin"],
+        Some(secrecy::ExposeSecret::expose_secret(&fresh.token)),
+    )
+    .await
+    .expect(0);
+    until("the window is signed in again", || async {
+        let t = wd.find(tid("current-user")).await.ok()?.text().await.ok()?;
+        (t.trim() == "bob").then_some(())
+    })
+    .await;
     b.stop().await;
 }

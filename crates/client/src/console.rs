@@ -149,7 +149,7 @@ pub(crate) struct Live {
     pub(crate) session: Option<Session>,
     online: bool,
     offline_since: Option<DateTime<Utc>>,
-    clock_offset_ms: i64,
+    pub(crate) clock_offset_ms: i64,
     last_error: Option<String>,
 }
 
@@ -452,7 +452,7 @@ impl Console {
         let _ = self.changes.send(c);
     }
 
-    async fn client(&self) -> Result<Client> {
+    pub(crate) async fn client(&self) -> Result<Client> {
         self.live
             .lock()
             .await

@@ -937,7 +937,7 @@ async fn wait_for(c: Arc<Console>, first: RequestView, timeout: Option<i64>) -> 
         + 30;
     let limit = timeout.map_or(broker_limit, |t| t.min(broker_limit));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(limit.max(0) as u64);
-    let id = first.id.clone();
+    let id = first.id;
     let mut last = first;
     let outcome = loop {
         let s = c.snapshot().await?;
@@ -1067,7 +1067,7 @@ async fn creds(a: CredsArgs, json: bool) -> Res<Done> {
     let text: Zeroizing<String> = match (a.format, json) {
         (CredsFormat::Json, _) | (_, true) => {
             let view = firedoor_core::api::Credentials {
-                grant_id: creds.0.grant_id.clone(),
+                grant_id: creds.0.grant_id,
                 expires_at: creds.0.expires_at,
                 items: items.into_iter().cloned().collect(),
             };
@@ -1113,13 +1113,8 @@ async fn ssh_creds(c: &Console, g: &GrantView) -> Res<Done> {
         )
         .into());
     }
-    let st = c
-        .ssh_status()
-        .await
-        .into_iter()
-        .find(|s| s.grant_id == g.id.to_string());
-    match st {
-        Some(s) if s.in_agent => {
+    match c.ssh_into_agent(g).await? {
+        s if s.in_agent => {
             let sock = std::env::var("SSH_AUTH_SOCK").unwrap_or_default();
             let text = format!(
                 "The key and certificate of {} ({}) are in your ssh-agent ({sock}) until {}{}.{}",
@@ -1138,15 +1133,10 @@ async fn ssh_creds(c: &Console, g: &GrantView) -> Res<Done> {
             );
             Done::ok(&s, text)
         }
-        Some(s) => Err(ConsoleError::new(
+        s => Err(ConsoleError::new(
             "ssh_agent",
             s.problem
                 .unwrap_or_else(|| "The key is not in the ssh-agent.".into()),
-        )
-        .into()),
-        None => Err(ConsoleError::new(
-            "ssh_agent",
-            "The grant's key could not be put into the ssh-agent (the broker was not reached).",
         )
         .into()),
     }
