@@ -365,7 +365,6 @@ impl Desktop {
         std::fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
     }
 
-    #[allow(dead_code)]
     fn env(&self) -> &[(String, String)] {
         &self.env
     }

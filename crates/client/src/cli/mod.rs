@@ -594,7 +594,10 @@ fn read_secret(prompt: &str, from_stdin: bool) -> Res<Zeroizing<String>> {
         Zeroizing::new(rpassword::prompt_password(prompt).map_err(|e| {
             ConsoleError::new(
                 "stdin",
-                format!("cannot read from the terminal ({e}); pipe it in instead"),
+                format!(
+                    "cannot read from the terminal ({e}); with no terminal, pipe it in \
+                     (--token-stdin, --passphrase-stdin)"
+                ),
             )
         })?)
     };
@@ -902,7 +905,12 @@ async fn request(a: RequestArgs, json: bool) -> Res<Done> {
         })
         .await?;
     if r.queued || !a.wait {
-        return action(r);
+        let id = r.request.as_ref().map(|q| q.id.to_string());
+        let mut d = action(r)?;
+        if let Some(id) = id {
+            d.text = format!("{} ({id})", d.text);
+        }
+        return Ok(d);
     }
     let Some(req) = r.request.clone() else {
         return action(r);
