@@ -238,12 +238,11 @@ async fn request_approve_creds_revoke_deny_wait_and_exit_codes() {
         None,
         "credentials go to stdout only, never to a file"
     );
-    // Someone else's grant: not theirs to read.
-    let o = bob.firedoor(&["creds", &grant, "--json"]).await;
-    assert!(
-        o.code == 3 || o.code == 4,
-        "another user's credentials are refused: {o:?}"
-    );
+    // Someone else's grant: bob (its approver) sees it but may not read its
+    // credentials: forbidden, exit 3.
+    let o = bob.firedoor(&["creds", &grant, "--json"]).await.expect(3);
+    assert_eq!(error_code(&o), "forbidden", "{o:?}");
+    assert!(o.stdout.is_empty(), "nothing on stdout: {o:?}");
 
     let o = alice.firedoor(&["revoke", &grant]).await.expect(0);
     assert!(o.stdout.contains("revoked"), "{o:?}");
@@ -667,4 +666,21 @@ async fn creds_of_an_ssh_grant_put_its_key_and_certificate_into_the_agent() {
     })
     .await;
     b.stop().await;
+}
+
+/// The CLI computes the app's data dir itself (without Tauri): the identifier it
+/// joins must be the app's, or the two would keep two caches.
+#[test]
+fn the_cli_uses_the_apps_identifier_and_keyring_service() {
+    let conf: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("tauri.conf.json"))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        conf["identifier"],
+        firedoor_client::paths::APP_IDENTIFIER,
+        "tauri.conf.json's identifier names the app data dir"
+    );
+    assert_eq!(firedoor_client::paths::KEYRING_SERVICE, "firedoor");
 }
