@@ -500,7 +500,7 @@ where
 {
     text.trim()
         .parse()
-        .map_err(|e: T::Err| usage(format!("'{text}' is not a {what} id: {e}")))
+        .map_err(|e: T::Err| usage(format!("{what} id: {e}")))
 }
 
 /// Left-aligned columns.
