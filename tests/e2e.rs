@@ -9,6 +9,8 @@
 //! `firedoor` binary for this test). The test fails, never skips, without them.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use fantoccini::{Client as Wd, ClientBuilder, Locator};
 use firedoor_client::Client;
 use firedoor_core::api::CreateRequest;
@@ -363,7 +365,6 @@ impl Desktop {
         std::fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
     }
 
-    #[allow(dead_code)]
     fn env(&self) -> &[(String, String)] {
         &self.env
     }
@@ -1511,6 +1512,162 @@ async fn an_ssh_grant_puts_a_key_in_the_agent_until_it_is_revoked() {
     until("the key left the agent", || async {
         let c = firedoor_client::ssh_agent::comments(&agent).await.ok()?;
         (!c.iter().any(|c| c.starts_with("firedoor:"))).then_some(())
+    })
+    .await;
+    b.stop().await;
+}
+
+/// The app and the `firedoor` command line on one machine share one session (same
+/// data dir, cache and keyring): signed in from a terminal, the window opens signed
+/// in; while the window runs, the terminal decides, revokes, signs out and in again,
+/// and the window follows. A teammate on another machine requests with `--wait` from her terminal
+/// and the window's Approve ends her wait.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_app_and_the_command_line_share_one_session() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice_token = user(&b, "alice", &["oncall"], false).await;
+    let bob_token = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_bob = Client::new(&url, Some(&bob_token)).unwrap();
+    let bob_cli = |args: Vec<String>| {
+        let env = desk.env().to_vec();
+        async move {
+            let a: Vec<&str> = args.iter().map(String::as_str).collect();
+            common::firedoor_with(&env, &a, None).await
+        }
+    };
+    let v = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+
+    // --- bob signs in from a terminal on this machine: the app opens signed in
+    common::firedoor_with(
+        desk.env(),
+        &["login", "--url", &url, "--token-stdin"],
+        Some(&bob_token),
+    )
+    .await
+    .expect(0);
+    let wd = desk.launch().await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "bob");
+
+    // --- alice, on her own laptop, requests from her terminal and waits
+    let alice = common::Machine::start().await;
+    alice.login(&url, &alice_token).await.expect(0);
+    let env = alice.env.clone();
+    let waiter = tokio::spawn(async move {
+        common::firedoor_with(
+            &env,
+            &[
+                "request",
+                "prod-db-read",
+                "--for",
+                "20m",
+                "--reason",
+                "INC-7 checkout errors",
+                "--wait",
+                "--json",
+            ],
+            None,
+        )
+        .await
+    });
+    let id = until("alice's request waits for bob", || async {
+        as_bob
+            .requests("awaiting_me")
+            .await
+            .ok()?
+            .into_iter()
+            .find(|r| r.requester == "alice")
+            .map(|r| r.id.to_string())
+    })
+    .await;
+    // ... bob approves in the window; her wait ends with the grant.
+    click(&wd, "nav-approvals").await;
+    click(&wd, &format!("approve-{id}")).await;
+    let o = waiter.await.unwrap().expect(0);
+    let out = o.json();
+    assert_eq!(out["granted"], true, "{out}");
+    assert_eq!(out["grant"]["state"], "active", "{out}");
+    assert_eq!(out["request"]["decisions"][0]["by"], "bob", "{out}");
+
+    // --- interleaved: alice asks again; the window shows it; bob denies from his
+    // terminal while the window runs, and the window's inbox empties
+    let r = alice
+        .firedoor(&["request", "prod-db-read", "--reason", "INC-8", "--json"])
+        .await
+        .expect(0)
+        .json();
+    let id2 = r["request"]["id"].as_str().unwrap().to_string();
+    el(&wd, &format!("approval-{id2}")).await;
+    until("the window counts it", || async {
+        (text(&wd, "approvals-count").await.trim() == "1").then_some(())
+    })
+    .await;
+    let listed = bob_cli(v(&["requests", "--json"])).await.expect(0).json();
+    assert!(
+        listed["awaiting_me"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["id"] == id2.as_str()),
+        "the terminal sees what the window sees: {listed}"
+    );
+    bob_cli(v(&["deny", &id2, "--reason", "one is enough"]))
+        .await
+        .expect(0);
+    until("the window's inbox empties", || async {
+        (text(&wd, "approvals-count").await.trim() == "0").then_some(())
+    })
+    .await;
+    shot(&wd, "cli-01-denied-from-the-terminal").await;
+
+    // --- bob takes staging in the window; his terminal lists it and revokes it; the
+    // window shows it revoked
+    click(&wd, "nav-bundles").await;
+    click(&wd, "request-staging-shell").await;
+    let gid = until("the terminal lists the window's grant", || async {
+        let g = bob_cli(v(&["grants", "--json"])).await.expect(0).json();
+        g.as_array()?
+            .iter()
+            .find(|g| g["bundle"] == "staging-shell" && g["state"] == "active")
+            .map(|g| g["id"].as_str().unwrap_or_default().to_string())
+    })
+    .await;
+    click(&wd, "nav-access").await;
+    el(&wd, &format!("countdown-{gid}")).await;
+    bob_cli(v(&["revoke", &gid])).await.expect(0);
+    // The window lists live grants: the revoked one shows as revoked, then goes.
+    until("the window shows the terminal's revoke", || async {
+        match wd.find(tid(&format!("grant-{gid}"))).await {
+            Err(_) => Some(()),
+            Ok(e) => e.text().await.ok()?.contains("revoked").then_some(()),
+        }
+    })
+    .await;
+    shot(&wd, "cli-02-revoked-from-the-terminal").await;
+    let st = bob_cli(v(&["status", "--json"])).await.expect(0).json();
+    assert_eq!(st["status"]["user"], "bob");
+    assert_eq!(st["status"]["online"], true);
+
+    // --- signed out in the terminal: the running window follows, and back in
+    bob_cli(v(&["logout"])).await.expect(0);
+    el(&wd, "signin-url").await;
+    shot(&wd, "cli-03-signed-out-from-the-terminal").await;
+    let fresh = auth::issue_token(&b.broker.store, &Actor::System, "bob", b.broker.now())
+        .await
+        .unwrap();
+    common::firedoor_with(
+        desk.env(),
+        &["login", "--url", &url, "--token-stdin"],
+        Some(secrecy::ExposeSecret::expose_secret(&fresh.token)),
+    )
+    .await
+    .expect(0);
+    until("the window is signed in again", || async {
+        let t = wd.find(tid("current-user")).await.ok()?.text().await.ok()?;
+        (t.trim() == "bob").then_some(())
     })
     .await;
     b.stop().await;

@@ -300,13 +300,14 @@ fn ui_ready() {
 }
 
 /// Where the app keeps its cache: `$FIREDOOR_DATA_DIR`, or the platform's app data
-/// dir (XDG_DATA_HOME on Linux).
+/// dir (XDG_DATA_HOME on Linux); `demo/` under it in demo mode. The rule is
+/// `firedoor_client::paths`, shared with the `firedoor` command line.
 fn data_dir(app: &AppHandle, demo: bool) -> anyhow::Result<std::path::PathBuf> {
-    let base = match std::env::var_os("FIREDOOR_DATA_DIR") {
-        Some(d) => d.into(),
-        None => app.path().app_data_dir()?,
+    let base = match std::env::var_os(firedoor_client::paths::DATA_DIR_ENV) {
+        Some(_) => None,
+        None => Some(app.path().app_data_dir()?),
     };
-    Ok(if demo { base.join("demo") } else { base })
+    firedoor_client::paths::data_dir_from(base, demo).map_err(anyhow::Error::msg)
 }
 
 fn show_main(app: &AppHandle) {
@@ -451,7 +452,7 @@ pub fn run() {
             let secrets: Arc<dyn SecretStore> = if demo {
                 Arc::new(MemoryStore::default())
             } else {
-                Arc::new(KeyringStore::new("firedoor"))
+                Arc::new(KeyringStore::new(firedoor_client::paths::KEYRING_SERVICE))
             };
             let console = tauri::async_runtime::block_on(Console::open(&dir, secrets, demo))
                 .map_err(|e| {

@@ -164,7 +164,7 @@ pub(crate) struct Live {
     pub(crate) session: Option<Session>,
     online: bool,
     offline_since: Option<DateTime<Utc>>,
-    clock_offset_ms: i64,
+    pub(crate) clock_offset_ms: i64,
     last_error: Option<String>,
 }
 
@@ -196,6 +196,9 @@ pub struct Console {
     /// Bumped at every sign-in and sign-out: the event stream belongs to one session
     /// and reconnects as the new one.
     session_gen: tokio::sync::watch::Sender<u64>,
+    /// Held by a sign-in or sign-out from start to end, so that following another
+    /// process's session ([`Console::follow_shared_session`]) never sees one half done.
+    session_turn: Mutex<()>,
 }
 
 const K_URL: &str = "broker_url";
@@ -276,6 +279,50 @@ fn c_check_same(u: &str, in_use: &str, expected: &str, presented: &str) -> Resul
     ))
 }
 
+/// The session the cache and the keyring hold (what a sign-in, in this process or
+/// another one sharing the data dir, left there), if its token is still in the
+/// keyring.
+async fn load_session(cache: &Cache, secrets: &Arc<dyn SecretStore>) -> Result<Option<Session>> {
+    let (Some(url), Some(user)) = (cache.get(K_URL).await?, cache.get(K_USER).await?) else {
+        return Ok(None);
+    };
+    let s = secrets.clone();
+    let account = token_account(&url);
+    let token = match blocking(move || s.get(&account)).await? {
+        Ok(Some(token)) => zeroize::Zeroizing::new(token),
+        Ok(None) => {
+            tracing::info!("no token in the keyring for the cached session; sign in again");
+            return Ok(None);
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "keyring unavailable; sign in again");
+            return Ok(None);
+        }
+    };
+    let groups = cache
+        .get(K_GROUPS)
+        .await?
+        .and_then(|g| serde_json::from_str(&g).ok())
+        .unwrap_or_default();
+    let urls = cache
+        .get(K_URLS)
+        .await?
+        .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
+        .filter(|u| u.first() == Some(&url))
+        .unwrap_or_else(|| vec![url.clone()]);
+    let client =
+        Client::with_urls(&urls, Some(&token)).or_else(|_| Client::new(&url, Some(&token)))?;
+    if let Some(in_use) = cache.get(K_URL_IN_USE).await? {
+        client.prefer_url(&in_use);
+    }
+    Ok(Some(Session {
+        client,
+        url,
+        user,
+        groups,
+    }))
+}
+
 /// Outbox kind of a token revocation queued at sign-out.
 pub const REVOKE_TOKEN: &str = "revoke_token";
 
@@ -323,43 +370,7 @@ impl Console {
             .await?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let mut session = None;
-        if let (Some(url), Some(user)) = (cache.get(K_URL).await?, cache.get(K_USER).await?) {
-            let s = secrets.clone();
-            let account = token_account(&url);
-            let token = blocking(move || s.get(&account)).await?;
-            match token {
-                Ok(Some(token)) => {
-                    let token = zeroize::Zeroizing::new(token);
-                    let groups = cache
-                        .get(K_GROUPS)
-                        .await?
-                        .and_then(|g| serde_json::from_str(&g).ok())
-                        .unwrap_or_default();
-                    let urls = cache
-                        .get(K_URLS)
-                        .await?
-                        .and_then(|v| serde_json::from_str::<Vec<String>>(&v).ok())
-                        .filter(|u| u.first() == Some(&url))
-                        .unwrap_or_else(|| vec![url.clone()]);
-                    let client = Client::with_urls(&urls, Some(&token))
-                        .or_else(|_| Client::new(&url, Some(&token)))?;
-                    if let Some(in_use) = cache.get(K_URL_IN_USE).await? {
-                        client.prefer_url(&in_use);
-                    }
-                    session = Some(Session {
-                        client,
-                        url,
-                        user,
-                        groups,
-                    });
-                }
-                Ok(None) => {
-                    tracing::info!("no token in the keyring for the cached session; sign in again")
-                }
-                Err(e) => tracing::warn!(error = %e, "keyring unavailable; sign in again"),
-            }
-        }
+        let session = load_session(&cache, &secrets).await?;
         let console = Arc::new(Console {
             cache,
             secrets,
@@ -378,6 +389,7 @@ impl Console {
             break_glass_turn: Mutex::new(()),
             changes,
             session_gen: tokio::sync::watch::channel(0).0,
+            session_turn: Mutex::new(()),
         });
         console.seed_broker_key().await;
         Ok(console)
@@ -409,6 +421,44 @@ impl Console {
         }
     }
 
+    /// Follows a sign-in or sign-out made by another process on the same data dir
+    /// (the `firedoor` command line next to the app, or the reverse): when the
+    /// cache names another session than this one (or none), this one is replaced
+    /// by what the cache and keyring hold. Returns whether it changed. Cheap: two
+    /// cache reads, and a keyring read only when something changed.
+    pub async fn follow_shared_session(&self) -> Result<bool> {
+        let Ok(_turn) = self.session_turn.try_lock() else {
+            return Ok(false); // a sign-in or sign-out here is under way
+        };
+        let cached = match (self.cache.get(K_URL).await?, self.cache.get(K_USER).await?) {
+            (Some(u), Some(n)) => Some((u, n)),
+            _ => None,
+        };
+        let mine = {
+            let live = self.live.lock().await;
+            live.session
+                .as_ref()
+                .map(|s| (s.url.clone(), s.user.clone()))
+        };
+        if cached == mine {
+            return Ok(false);
+        }
+        let session = load_session(&self.cache, &self.secrets).await?;
+        let now = session.as_ref().map(|s| (s.url.clone(), s.user.clone()));
+        if now == mine {
+            return Ok(false); // e.g. the token is not in the keyring (yet)
+        }
+        tracing::info!(
+            signed_in = now.is_some(),
+            "the session changed in another process sharing this data dir"
+        );
+        self.live.lock().await.session = session;
+        self.session_gen.send_modify(|g| *g += 1);
+        self.seed_broker_key().await;
+        self.changed(Change::Snapshot);
+        Ok(true)
+    }
+
     pub fn subscribe(&self) -> broadcast::Receiver<Change> {
         self.changes.subscribe()
     }
@@ -417,7 +467,7 @@ impl Console {
         let _ = self.changes.send(c);
     }
 
-    async fn client(&self) -> Result<Client> {
+    pub(crate) async fn client(&self) -> Result<Client> {
         self.live
             .lock()
             .await
@@ -555,6 +605,7 @@ impl Console {
     /// other URL that answers must present the same broker key as the one signed in
     /// through, or sign-in fails (`wrong_broker`).
     pub async fn sign_in_urls(&self, urls: &[&str], token: &str) -> Result<AppStatus> {
+        let _turn = self.session_turn.lock().await;
         let token = zeroize::Zeroizing::new(token.trim().to_string());
         let list = urls
             .iter()
@@ -680,6 +731,7 @@ impl Console {
     /// [`Console::send_pending_revocations`]): the token moves to a separate keyring
     /// entry that only the revocation uses, never to the cache file.
     pub async fn sign_out(&self) -> Result<AppStatus> {
+        let _turn = self.session_turn.lock().await;
         let session = self.live.lock().await.session.take();
         let mut pending = None;
         if let Some(s) = session {
@@ -1201,6 +1253,11 @@ impl Console {
                 }
                 revocations_at = tokio::time::Instant::now() + revocations_backoff;
             }
+            // A sign-in or sign-out by the command line (or another window) on the
+            // same data dir is followed here.
+            if let Err(e) = self.follow_shared_session().await {
+                tracing::debug!(error = %e, "reading the shared session");
+            }
             if self.live.lock().await.session.is_none() {
                 tokio::time::sleep(Duration::from_millis(500)).await;
                 continue;
@@ -1284,6 +1341,9 @@ impl Console {
                         }
                     },
                     _ = resync.tick() => {
+                        // Signed out (or in as someone else) from another process: the
+                        // session watch below ends this stream.
+                        let _ = self.follow_shared_session().await;
                         let _ = self.sync().await;
                     }
                     _ = session_changed.changed() => break,

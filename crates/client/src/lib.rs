@@ -8,8 +8,10 @@
 mod audit_head;
 pub mod breakglass;
 pub mod cache;
+pub mod cli;
 pub mod console;
 pub mod device;
+pub mod paths;
 pub mod secrets;
 pub mod ssh;
 pub mod ssh_agent;

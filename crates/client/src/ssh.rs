@@ -164,6 +164,55 @@ impl Console {
         s
     }
 
+    /// Puts `g`'s key and certificate into the agent now, for the command line
+    /// (`firedoor creds`): what this process's sync just put there is reused;
+    /// otherwise a new key is certified and replaces the grant's older keys in the
+    /// agent (the certificate's principals and hosts are only known from the
+    /// broker's answer, not from a key another process added).
+    pub async fn ssh_into_agent(&self, g: &GrantView) -> crate::console::Result<SshStatus> {
+        use crate::console::ConsoleError;
+        let id = g.id.to_string();
+        if let Some(s) = self
+            .ssh_status
+            .lock()
+            .await
+            .get(&id)
+            .filter(|s| s.in_agent && s.command.is_some())
+        {
+            return Ok(s.clone());
+        }
+        let c = self.client().await?;
+        let (user, offset) = {
+            let live = self.live.lock().await;
+            (
+                live.session
+                    .as_ref()
+                    .map(|s| s.user.clone())
+                    .unwrap_or_default(),
+                live.clock_offset_ms,
+            )
+        };
+        let agent_error = |e: AgentError| ConsoleError::new("ssh_agent", e.to_string());
+        let sock = ssh_agent::agent_socket().map_err(agent_error)?;
+        let kid = key_id(&user, &id);
+        let older: Vec<Vec<u8>> = ssh_agent::identities(&sock)
+            .await
+            .map_err(agent_error)?
+            .into_iter()
+            .filter(|(_, c)| *c == kid)
+            .map(|(b, _)| b)
+            .collect();
+        let now = Utc::now() + chrono::Duration::milliseconds(offset);
+        let s = self.add_to_agent(&c, &sock, g, now).await;
+        if s.in_agent {
+            for blob in older {
+                let _ = ssh_agent::remove_blob(&sock, &blob).await;
+            }
+        }
+        self.ssh_status.lock().await.insert(id, s.clone());
+        Ok(s)
+    }
+
     /// This device's SSH grants, for the snapshot.
     pub async fn ssh_status(&self) -> Vec<SshStatus> {
         self.ssh_status.lock().await.values().cloned().collect()

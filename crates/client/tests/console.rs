@@ -527,3 +527,72 @@ async fn an_app_reports_a_rolled_back_audit_log() {
     );
     b.stop().await;
 }
+
+/// The app and the `firedoor` command line are two consoles on one data dir and one
+/// keyring: a sign-in by one is followed by the other while it runs (its `run` loop),
+/// and so is a sign-out; both write the cache at once without "database is locked".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_consoles_on_one_data_dir_follow_each_others_session() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let appdir = dir.path().join("app");
+    let keyring: Arc<dyn SecretStore> = Arc::new(MemoryStore::default());
+    let app = Console::open(&appdir, keyring.clone(), false)
+        .await
+        .unwrap();
+    let mut changes = app.subscribe();
+    let runner = tokio::spawn(app.clone().run(Duration::from_secs(60)));
+    let cli = Console::open(&appdir, keyring.clone(), false)
+        .await
+        .unwrap();
+    cli.sign_in(&b.url(), &alice).await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !app.status().await.unwrap().signed_in {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running app follows the command line's sign-in"
+        );
+        let _ = tokio::time::timeout(Duration::from_millis(200), changes.recv()).await;
+    }
+    assert_eq!(app.status().await.unwrap().user.as_deref(), Some("alice"));
+
+    // Both write the shared cache at once: requests from one, syncs from the other.
+    let (a, b2) = tokio::join!(
+        async {
+            for _ in 0..5 {
+                cli.request_bundle(justified("prod-db-read")).await?;
+            }
+            Ok::<_, firedoor_client::console::ConsoleError>(())
+        },
+        async {
+            for _ in 0..5 {
+                app.sync().await?;
+            }
+            Ok::<_, firedoor_client::console::ConsoleError>(())
+        }
+    );
+    a.unwrap();
+    b2.unwrap();
+    app.sync().await.unwrap();
+    let mine = app.snapshot().await.unwrap().my_requests;
+    assert_eq!(
+        mine.iter()
+            .filter(|r| r.state == RequestState::Pending)
+            .count(),
+        5,
+        "the app sees the command line's requests"
+    );
+
+    // Signed out from the command line: the running app follows.
+    cli.sign_out().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    while app.status().await.unwrap().signed_in {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the running app follows the command line's sign-out"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    runner.abort();
+}
