@@ -192,7 +192,9 @@ impl Console {
                 live.clock_offset_ms,
             )
         };
-        let agent_error = |e: AgentError| ConsoleError::new("ssh_agent", e.to_string());
+        let agent_error = |e: AgentError| {
+            ConsoleError::new(firedoor_core::ConsoleErrorCode::SshAgent, e.to_string())
+        };
         let sock = ssh_agent::agent_socket().map_err(agent_error)?;
         let kid = key_id(&user, &id);
         let older: Vec<Vec<u8>> = ssh_agent::identities(&sock)

@@ -174,6 +174,20 @@ pub enum ConsoleErrorCode {
     FingerprintMismatch,
     /// There is no broker key change to confirm.
     NoKeyChange,
+    /// The command line: the arguments are not what the command takes.
+    Usage,
+    /// The command line: this machine's data directory cannot be found or made.
+    DataDir,
+    /// The command line: reading the terminal or stdin, or writing stdout, failed.
+    Io,
+    /// The command line: credentials cannot be written in the format asked for.
+    Format,
+    /// The grant is not active (revoked, expired, or not yet started).
+    NotActive,
+    /// There is no ssh-agent to put a key in (`SSH_AUTH_SOCK` is not set).
+    NoSshAgent,
+    /// The ssh-agent refused or failed a request.
+    SshAgent,
     /// A code of the broker's (also used by the app for the same meaning, e.g.
     /// `internal`, `invalid_request`, `not_found`, `unauthenticated`).
     #[serde(untagged)]
@@ -210,6 +224,13 @@ impl ConsoleErrorCode {
         ConsoleErrorCode::BrokerKeyChanged,
         ConsoleErrorCode::FingerprintMismatch,
         ConsoleErrorCode::NoKeyChange,
+        ConsoleErrorCode::Usage,
+        ConsoleErrorCode::DataDir,
+        ConsoleErrorCode::Io,
+        ConsoleErrorCode::Format,
+        ConsoleErrorCode::NotActive,
+        ConsoleErrorCode::NoSshAgent,
+        ConsoleErrorCode::SshAgent,
     ];
 
     /// The wire name.
@@ -242,6 +263,13 @@ impl ConsoleErrorCode {
             ConsoleErrorCode::BrokerKeyChanged => "broker_key_changed",
             ConsoleErrorCode::FingerprintMismatch => "fingerprint_mismatch",
             ConsoleErrorCode::NoKeyChange => "no_key_change",
+            ConsoleErrorCode::Usage => "usage",
+            ConsoleErrorCode::DataDir => "data_dir",
+            ConsoleErrorCode::Io => "io",
+            ConsoleErrorCode::Format => "format",
+            ConsoleErrorCode::NotActive => "not_active",
+            ConsoleErrorCode::NoSshAgent => "no_ssh_agent",
+            ConsoleErrorCode::SshAgent => "ssh_agent",
             ConsoleErrorCode::Broker(c) => c.as_str(),
         }
     }
@@ -327,6 +355,13 @@ mod tests {
                 "broker_key_changed",
                 "fingerprint_mismatch",
                 "no_key_change",
+                "usage",
+                "data_dir",
+                "io",
+                "format",
+                "not_active",
+                "no_ssh_agent",
+                "ssh_agent",
             ],
             "the UI switches on these names: they must not change"
         );

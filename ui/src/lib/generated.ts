@@ -62,7 +62,7 @@ export type ConsoleError = { code: ConsoleErrorCode, message: string, };
  * the rest are the app's own. The string form is what the UI receives, and is
  * pinned by tests like [`ErrorCode`]'s.
  */
-export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | ErrorCode;
+export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | "usage" | "data_dir" | "io" | "format" | "not_active" | "no_ssh_agent" | "ssh_agent" | ErrorCode;
 
 /**
  * One credential for one resource of a grant. `Debug` never shows the secret.

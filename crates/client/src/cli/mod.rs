@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use firedoor_core::api::{CreateRequest, GrantView, RequestView};
 use firedoor_core::lifecycle::{GrantState, RequestState};
-use firedoor_core::{GrantId, RequestId};
+use firedoor_core::{ConsoleErrorCode, ErrorCode, GrantId, RequestId};
 use secrecy::SecretString;
 use serde::Serialize;
 use std::ffi::{OsStr, OsString};
@@ -277,7 +277,7 @@ pub struct Failure {
 impl From<ConsoleError> for Failure {
     fn from(error: ConsoleError) -> Self {
         Failure {
-            exit: exit_code(&error.code),
+            exit: exit_code(error.code),
             error,
         }
     }
@@ -286,19 +286,22 @@ impl From<ConsoleError> for Failure {
 fn usage(message: impl Into<String>) -> Failure {
     Failure {
         exit: exit::USAGE,
-        error: ConsoleError::new("usage", message),
+        error: ConsoleError::new(ConsoleErrorCode::Usage, message),
     }
 }
 
 /// The exit code for a console error code.
-pub fn exit_code(code: &str) -> i32 {
+pub fn exit_code(code: ConsoleErrorCode) -> i32 {
+    use ConsoleErrorCode as C;
     match code {
-        "signed_out" | "unauthenticated" => exit::SIGNED_OUT,
-        "forbidden" | "self_approval" | "not_eligible" | "locked_out" => exit::REFUSED,
-        "not_found" | "no_credentials" | "unknown_bundle" => exit::NOT_FOUND,
-        "offline" => exit::OFFLINE,
-        "usage" => exit::USAGE,
-        "not_granted" => exit::NOT_GRANTED,
+        C::SignedOut | C::Broker(ErrorCode::Unauthenticated) => exit::SIGNED_OUT,
+        C::LockedOut
+        | C::Broker(ErrorCode::Forbidden | ErrorCode::SelfApproval | ErrorCode::NotEligible) => {
+            exit::REFUSED
+        }
+        C::Broker(ErrorCode::NotFound | ErrorCode::NoCredentials) => exit::NOT_FOUND,
+        C::Offline => exit::OFFLINE,
+        C::Usage => exit::USAGE,
         _ => exit::ERROR,
     }
 }
@@ -315,8 +318,9 @@ struct Done {
 impl Done {
     fn ok(json: impl Serialize, text: impl Into<String>) -> Res<Done> {
         Ok(Done {
-            json: serde_json::to_value(json)
-                .map_err(|e| Failure::from(ConsoleError::new("internal", e.to_string())))?,
+            json: serde_json::to_value(json).map_err(|e| {
+                Failure::from(ConsoleError::new(ErrorCode::Internal, e.to_string()))
+            })?,
             text: text.into(),
             exit: exit::OK,
         })
@@ -349,7 +353,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         Err(e) => {
             return report(
                 json,
-                Err(ConsoleError::new("internal", format!("cannot start: {e}")).into()),
+                Err(ConsoleError::new(ErrorCode::Internal, format!("cannot start: {e}")).into()),
             )
         }
     };
@@ -395,13 +399,14 @@ fn report(json: bool, result: Res<Done>) -> i32 {
 
 /// The console on the app's data dir and keyring.
 async fn open_console() -> Res<Arc<Console>> {
-    let dir = crate::paths::data_dir(false).map_err(|m| ConsoleError::new("data_dir", m))?;
+    let dir = crate::paths::data_dir(false)
+        .map_err(|m| ConsoleError::new(ConsoleErrorCode::DataDir, m))?;
     let secrets: Arc<dyn SecretStore> = Arc::new(KeyringStore::new(crate::paths::KEYRING_SERVICE));
     let c = Console::open_with(&dir, secrets, false, ConsoleOptions::default())
         .await
         .map_err(|e| {
             ConsoleError::new(
-                &e.code,
+                e.code,
                 format!(
                     "opening the local cache in {}: {}",
                     dir.display(),
@@ -414,7 +419,7 @@ async fn open_console() -> Res<Arc<Console>> {
 
 fn not_signed_in() -> Failure {
     ConsoleError::new(
-        "signed_out",
+        ConsoleErrorCode::SignedOut,
         "Not signed in: run `firedoor login --url URL --token-stdin` (or sign in in the app).",
     )
     .into()
@@ -440,7 +445,7 @@ async fn refresh(c: &Console, json: bool) -> Res<()> {
         Err(e) if e.code == "offline" => {}
         Err(e) if e.code == "unauthenticated" => {
             return Err(ConsoleError::new(
-                "unauthenticated",
+                ErrorCode::Unauthenticated,
                 "The broker no longer accepts this sign-in's token: run `firedoor login` again.",
             )
             .into())
@@ -585,15 +590,14 @@ fn read_secret(prompt: &str, from_stdin: bool) -> Res<Zeroizing<String>> {
     let stdin = std::io::stdin();
     let text = if from_stdin && !stdin.is_terminal() {
         let mut buf = Zeroizing::new(String::new());
-        stdin
-            .lock()
-            .read_to_string(&mut buf)
-            .map_err(|e| ConsoleError::new("stdin", format!("cannot read stdin: {e}")))?;
+        stdin.lock().read_to_string(&mut buf).map_err(|e| {
+            ConsoleError::new(ConsoleErrorCode::Io, format!("cannot read stdin: {e}"))
+        })?;
         buf
     } else {
         Zeroizing::new(rpassword::prompt_password(prompt).map_err(|e| {
             ConsoleError::new(
-                "stdin",
+                ConsoleErrorCode::Io,
                 format!(
                     "cannot read from the terminal ({e}); with no terminal, pipe it in \
                      (--token-stdin, --passphrase-stdin)"
@@ -978,7 +982,7 @@ async fn wait_for(c: Arc<Console>, first: RequestView, timeout: Option<i64>) -> 
             }
             RequestState::Failed => {
                 break Err(ConsoleError::new(
-                    "provisioning_failed",
+                    ConsoleErrorCode::BrokerError,
                     format!(
                         "Approved, but the access could not be set up: {}",
                         last.error.clone().unwrap_or_default()
@@ -1062,7 +1066,7 @@ async fn creds(a: CredsArgs, json: bool) -> Res<Done> {
     let items = creds::select(&creds.0, a.resource.as_deref());
     if items.is_empty() {
         return Err(ConsoleError::new(
-            "not_found",
+            ErrorCode::NoCredentials,
             match &a.resource {
                 Some(r) => format!("This grant has no credential for resource '{r}'."),
                 None => "This grant has no credentials.".into(),
@@ -1070,7 +1074,7 @@ async fn creds(a: CredsArgs, json: bool) -> Res<Done> {
         )
         .into());
     }
-    let fail = |m: String| Failure::from(ConsoleError::new("format", m));
+    let fail = |m: String| Failure::from(ConsoleError::new(ConsoleErrorCode::Format, m));
     // Printed here, not through `report`, so the secret lives in zeroized buffers only.
     let text: Zeroizing<String> = match (a.format, json) {
         (CredsFormat::Json, _) | (_, true) => {
@@ -1082,7 +1086,7 @@ async fn creds(a: CredsArgs, json: bool) -> Res<Done> {
             let v = scrub::Scrubbed(view);
             Zeroizing::new(
                 serde_json::to_string(&v.0)
-                    .map_err(|e| ConsoleError::new("internal", e.to_string()))?
+                    .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?
                     + "\n",
             )
         }
@@ -1092,7 +1096,7 @@ async fn creds(a: CredsArgs, json: bool) -> Res<Done> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
-        .map_err(|e| ConsoleError::new("stdout", e.to_string()))?;
+        .map_err(|e| ConsoleError::new(ConsoleErrorCode::Io, e.to_string()))?;
     Ok(Done {
         json: silent(),
         text: String::new(),
@@ -1109,14 +1113,14 @@ const SILENT: &str = "\u{0}firedoor-printed";
 async fn ssh_creds(c: &Console, g: &GrantView) -> Res<Done> {
     if g.state != GrantState::Active {
         return Err(ConsoleError::new(
-            "not_active",
+            ConsoleErrorCode::NotActive,
             format!("The grant is {}, not active.", g.state.as_str()),
         )
         .into());
     }
     if crate::ssh_agent::agent_socket().is_err() {
         return Err(ConsoleError::new(
-            "no_ssh_agent",
+            ConsoleErrorCode::NoSshAgent,
             "No ssh-agent: SSH_AUTH_SOCK is not set. Start one (eval \"$(ssh-agent)\") and run this again.",
         )
         .into());
@@ -1142,7 +1146,7 @@ async fn ssh_creds(c: &Console, g: &GrantView) -> Res<Done> {
             Done::ok(&s, text)
         }
         s => Err(ConsoleError::new(
-            "ssh_agent",
+            ConsoleErrorCode::SshAgent,
             s.problem
                 .unwrap_or_else(|| "The key is not in the ssh-agent.".into()),
         )
@@ -1266,7 +1270,7 @@ async fn breakglass(b: BreakglassCommand, json: bool) -> Res<Done> {
             let text: Zeroizing<String> = if json {
                 Zeroizing::new(
                     serde_json::to_string(&u)
-                        .map_err(|e| ConsoleError::new("internal", e.to_string()))?
+                        .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?
                         + "\n",
                 )
             } else {
@@ -1276,7 +1280,7 @@ async fn breakglass(b: BreakglassCommand, json: bool) -> Res<Done> {
             let mut out = std::io::stdout().lock();
             out.write_all(text.as_bytes())
                 .and_then(|()| out.flush())
-                .map_err(|e| ConsoleError::new("stdout", e.to_string()))?;
+                .map_err(|e| ConsoleError::new(ConsoleErrorCode::Io, e.to_string()))?;
             Ok(Done {
                 json: silent(),
                 text: String::new(),
@@ -1332,15 +1336,19 @@ mod tests {
         Cli::command().debug_assert();
     }
 
+    fn code(s: &str) -> ConsoleErrorCode {
+        ConsoleErrorCode::parse(s).expect("a known code")
+    }
+
     #[test]
     fn exit_codes_follow_the_console_codes() {
-        assert_eq!(exit_code("signed_out"), exit::SIGNED_OUT);
-        assert_eq!(exit_code("unauthenticated"), exit::SIGNED_OUT);
-        assert_eq!(exit_code("forbidden"), exit::REFUSED);
-        assert_eq!(exit_code("self_approval"), exit::REFUSED);
-        assert_eq!(exit_code("not_found"), exit::NOT_FOUND);
-        assert_eq!(exit_code("offline"), exit::OFFLINE);
-        assert_eq!(exit_code("invalid_duration"), exit::ERROR);
+        assert_eq!(exit_code(code("signed_out")), exit::SIGNED_OUT);
+        assert_eq!(exit_code(code("unauthenticated")), exit::SIGNED_OUT);
+        assert_eq!(exit_code(code("forbidden")), exit::REFUSED);
+        assert_eq!(exit_code(code("self_approval")), exit::REFUSED);
+        assert_eq!(exit_code(code("not_found")), exit::NOT_FOUND);
+        assert_eq!(exit_code(code("offline")), exit::OFFLINE);
+        assert_eq!(exit_code(code("invalid_duration")), exit::ERROR);
     }
 
     #[test]
