@@ -13,6 +13,7 @@ pub mod device;
 pub mod secrets;
 pub mod ssh;
 pub mod ssh_agent;
+pub mod sso;
 pub mod trust;
 
 use firedoor_core::api::{

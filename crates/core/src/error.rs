@@ -28,6 +28,15 @@ pub enum ErrorCode {
     ChainRejected,
     /// The caller already has as many open event streams as a user may.
     TooManyStreams,
+    /// Single sign-on is not configured on this broker.
+    SsoNotConfigured,
+    /// An ID token was refused (signature, issuer, audience, time, nonce).
+    InvalidIdToken,
+    /// An SSO session has ended (`session_max` passed, or it was revoked): sign in
+    /// again.
+    SessionExpired,
+    /// The OpenID Provider could not be reached or answered nonsense.
+    IdpUnavailable,
     Internal,
 }
 
@@ -53,6 +62,10 @@ impl ErrorCode {
             ErrorCode::NoCredentials => "no_credentials",
             ErrorCode::ChainRejected => "chain_rejected",
             ErrorCode::TooManyStreams => "too_many_streams",
+            ErrorCode::SsoNotConfigured => "sso_not_configured",
+            ErrorCode::InvalidIdToken => "invalid_id_token",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::IdpUnavailable => "idp_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -60,7 +73,11 @@ impl ErrorCode {
     /// The HTTP status that carries this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidIdToken | ErrorCode::SessionExpired => {
+                401
+            }
+            ErrorCode::SsoNotConfigured => 404,
+            ErrorCode::IdpUnavailable => 502,
             ErrorCode::Forbidden | ErrorCode::SelfApproval | ErrorCode::NotEligible => 403,
             ErrorCode::NotFound | ErrorCode::NoCredentials => 404,
             ErrorCode::MethodNotAllowed => 405,
