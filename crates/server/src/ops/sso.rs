@@ -78,6 +78,12 @@ fn idp_down(what: &str, e: impl std::fmt::Display) -> Error {
     )
 }
 
+/// A time as the store keeps it (microseconds), so what an answer says is what a
+/// later answer says.
+fn micros(t: DateTime<Utc>) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(t.timestamp_micros()).unwrap_or(t)
+}
+
 fn sha256_hex(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
@@ -403,7 +409,7 @@ impl Broker {
         };
         let session_id = format!("sso_{}", uuid::Uuid::new_v4().simple());
         let refresh = format!("{REFRESH_PREFIX}{}", random_b64(32));
-        let expires_at = now + Duration::seconds(cfg.session_max_secs);
+        let expires_at = micros(now + Duration::seconds(cfg.session_max_secs));
         uow.sso()
             .insert_session(&SessionRow {
                 id: session_id.clone(),
@@ -457,7 +463,7 @@ impl Broker {
         let now = uow.now();
         let token_id = TokenId::new();
         let token = new_token();
-        let expires_at = (now + Duration::seconds(cfg.access_ttl_secs)).min(session_ends);
+        let expires_at = micros((now + Duration::seconds(cfg.access_ttl_secs)).min(session_ends));
         uow.sso()
             .insert_access_token(
                 &token_id.to_string(),
