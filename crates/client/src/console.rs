@@ -990,6 +990,9 @@ impl Console {
         let health = self.online(c.health().await).await?;
         let rtt = Utc::now() - sent;
         let offset = (health.time - (sent + rtt / 2)).num_milliseconds();
+        // The broker's time is known now, whatever the rest of the sync meets (an
+        // SSO access token that ended is renewed by the broker's time).
+        self.live.lock().await.clock_offset_ms = offset;
         let break_glass_problem = self.sync_break_glass(&c).await?;
         let audit_problem = self.check_audit_head(&c).await?;
         let (me, bundles, mine, awaiting, grants, incidents) = tokio::join!(

@@ -38,9 +38,18 @@ fn people() -> Vec<OidcUser> {
     ]
 }
 
-async fn setup() -> (TestBroker, OidcProvider) {
-    let idp = OidcProvider::start(&people());
+/// A broker trusting this test binary's shared IdP.
+async fn setup() -> (TestBroker, &'static OidcProvider) {
+    let idp = OidcProvider::shared(&people());
     // The IdP stamps tokens with the real time: the broker's clock starts there.
+    let tb = spawn_at(&policy(&idp.issuer()), None, Utc::now()).await;
+    (tb, idp)
+}
+
+/// A broker with an IdP of its own (the test stops it, rotates its key or changes
+/// its users).
+async fn setup_own() -> (TestBroker, OidcProvider) {
+    let idp = OidcProvider::start(&people());
     let tb = spawn_at(&policy(&idp.issuer()), None, Utc::now()).await;
     (tb, idp)
 }
@@ -463,7 +472,7 @@ async fn refresh_after_session_max_is_refused_with_session_expired() {
 /// People signed in keep working while the IdP is down (refresh never calls it).
 #[tokio::test]
 async fn refresh_works_while_the_idp_is_stopped() {
-    let (tb, mut idp) = setup().await;
+    let (tb, mut idp) = setup_own().await;
     let s = sign_in(&tb, "sam", "sam-pw-1").await;
     idp.stop();
     tb.advance(Duration::minutes(4));
@@ -742,7 +751,7 @@ async fn sign_in_through_the_idp_maps_groups_from_claims() {
 /// JWKS for the unknown kid) and sign-in goes on working.
 #[tokio::test]
 async fn sign_in_works_after_the_idp_rotates_its_key() {
-    let (tb, mut idp) = setup().await;
+    let (tb, mut idp) = setup_own().await;
     let first_kid = idp.kid();
     sign_in(&tb, "sam", "sam-pw-1").await;
     idp.rotate_key();
@@ -761,7 +770,7 @@ async fn sign_in_works_after_the_idp_rotates_its_key() {
 /// secret rotated).
 #[tokio::test]
 async fn re_sign_in_with_fewer_groups_loses_eligibility_and_envelopes() {
-    let (tb, mut idp) = setup().await;
+    let (tb, mut idp) = setup_own().await;
     let s = sign_in(&tb, "sam", "sam-pw-1").await;
     let token = s.tokens.access_token.clone();
     let identity = age::x25519::Identity::generate();

@@ -92,6 +92,14 @@ impl OidcProvider {
         p
     }
 
+    /// One provider per test binary, for the tests that do not stop it, rotate its
+    /// key or change its users (those start their own): the first caller's
+    /// `users` are its users. It ends with the test binary (its stdin closes).
+    pub fn shared(users: &[OidcUser]) -> &'static OidcProvider {
+        static SHARED: std::sync::OnceLock<OidcProvider> = std::sync::OnceLock::new();
+        SHARED.get_or_init(|| OidcProvider::start(users))
+    }
+
     /// The issuer URL (the broker's `sso.issuer`).
     pub fn issuer(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
@@ -149,7 +157,9 @@ impl OidcProvider {
                 panic!("node not found ({e}): install Node.js (scripts/deps.sh does this)")
             });
         self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
+        // Starting node and loading the provider takes a second on an idle machine,
+        // much longer on a busy one.
+        let deadline = Instant::now() + Duration::from_secs(120);
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
                 panic!("oidc-provider exited at start ({status}):\n{}", self.log());
@@ -159,7 +169,7 @@ impl OidcProvider {
             }
             assert!(
                 Instant::now() < deadline,
-                "oidc-provider was not ready within 30 s:\n{}",
+                "oidc-provider was not ready within 120 s:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
