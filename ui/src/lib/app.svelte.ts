@@ -277,6 +277,18 @@ export class AppState {
     }
   }
 
+  async signInSso(urls: string[]): Promise<void> {
+    // As signIn: errors are shown inline by the sign-in form.
+    this.pending.add('signin');
+    try {
+      const status = await this.backend.signInSso(urls);
+      this.applySnapshot({ ...(this.snapshot ?? emptySnapshot()), status });
+      await this.refresh();
+    } finally {
+      this.pending.delete('signin');
+    }
+  }
+
   async signOut(): Promise<void> {
     const status = await this.run('signout', () => this.backend.signOut());
     if (status) {

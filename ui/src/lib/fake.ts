@@ -416,6 +416,27 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       return clone(state.status);
     }),
 
+    signInSso: (urls) => call('signInSso', [urls], (): AppStatus => {
+      // As the backend: 'nosso' in a URL is a broker without [sso].
+      const checked = checkBrokerUrls(urls.join('\n'));
+      if (checked.errors.length > 0) {
+        const msg = checked.errors[0];
+        throw fail(/https:\/\//.test(msg) ? 'insecure_url' : 'invalid_url', msg);
+      }
+      const list = checked.urls;
+      if (list[0].includes('nosso')) {
+        throw fail('sso_not_configured', 'single sign-on is not configured on this broker (no [sso] section in its policy); sign in with a token from an admin');
+      }
+      const demo = demoSnapshot(now());
+      Object.assign(state, demo);
+      Object.assign(state.status, {
+        signed_in: true, demo: false, broker_url: list[0], broker_urls: list, broker_url_in_use: list[0],
+        online: true, last_synced_at: iso(), sso: true, session_ended: null,
+      });
+      changed();
+      return clone(state.status);
+    }),
+
     signOut: () => call('signOut', [], (): AppStatus => {
       Object.assign(state, signedOutSnapshot(), {
         status: { ...signedOutSnapshot().status, broker_url: state.status.broker_url, broker_urls: state.status.broker_urls },

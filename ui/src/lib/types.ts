@@ -140,6 +140,11 @@ export interface AppStatus {
   last_error: string | null;
   /** The on-call schedules the user was on call for at the last sync. */
   oncall?: MyOnCall[];
+  /** Signed in through single sign-on (renews itself until session_expires_at). */
+  sso?: boolean;
+  session_expires_at?: string | null;
+  /** Set when the app signed itself out because the sign-in ended: what to say. */
+  session_ended?: string | null;
 }
 
 /** A schedule the user is on call for, and until when (null: not within 90 days,
