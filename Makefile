@@ -29,7 +29,7 @@ run-broker: deps
 test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
-	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh
+	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh --test sso
 
 # Lints as CI runs them.
 check: ui
@@ -40,6 +40,7 @@ bench: deps
 	cargo bench -p firedoor-server --bench broker
 	cargo bench -p firedoor-server --bench events
 	cargo bench -p firedoor-server --bench breakglass
+	cargo bench -p firedoor-server --bench sso
 	cargo bench -p firedoor-client --bench unlock
 
 bench-desktop: ui

@@ -27,8 +27,8 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   openssh-server openssh-client
   # the MySQL / MariaDB connector: a real MariaDB server (and its client) in the tests
   mariadb-server mariadb-client)
-# Node.js and npm build the web UI; the machine image ships them (nodesource), a bare
-# Debian gets its own.
+# Node.js and npm build the web UI and run the SSO tests' OpenID Provider; the machine
+# image ships them (nodesource, Node 20), a bare Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)
 
 missing=()
@@ -54,4 +54,12 @@ fi
 if ! command -v tauri-driver >/dev/null 2>&1; then
   echo "installing tauri-driver 2.1.0" >&2
   cargo install tauri-driver --version 2.1.0 --locked --quiet
+fi
+
+# The SSO tests' OpenID Provider (npm `oidc-provider`, pinned by its lock file); the
+# harness (crates/testkit/src/oidc.rs) also runs this on first use.
+oidc_dir="$(dirname "$0")/../crates/testkit/oidc"
+if [ ! -d "$oidc_dir/node_modules/oidc-provider" ]; then
+  echo "installing the test OpenID Provider (npm ci in crates/testkit/oidc)" >&2
+  (cd "$oidc_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi

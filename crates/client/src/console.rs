@@ -108,6 +108,17 @@ pub struct AppStatus {
     /// when (the UI hides one once its `until` has passed).
     #[serde(default)]
     pub oncall: Vec<MyOnCall>,
+    /// Signed in through single sign-on (the session renews itself until
+    /// `session_expires_at`).
+    #[serde(default)]
+    pub sso: bool,
+    /// When an SSO sign-in ends (the policy's `session_max` after signing in).
+    #[serde(default)]
+    pub session_expires_at: Option<DateTime<Utc>>,
+    /// Set when the app signed itself out because the sign-in ended (SSO session
+    /// over, revoked, or the user disabled): what to tell the person.
+    #[serde(default)]
+    pub session_ended: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -160,8 +171,38 @@ pub(crate) struct Session {
     groups: Vec<String>,
 }
 
+/// An SSO session's timing (broker time), kept in the cache; its refresh token and
+/// key are in the keyring.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct SsoLive {
+    access_expires_at: DateTime<Utc>,
+    /// When to renew the access token: a third of its life (at most 2 minutes)
+    /// before it ends.
+    refresh_due: DateTime<Utc>,
+    session_expires_at: DateTime<Utc>,
+}
+
+impl SsoLive {
+    fn from_tokens(t: &firedoor_core::sso::SsoTokens, broker_now: DateTime<Utc>) -> SsoLive {
+        let life = t.access_expires_at - broker_now;
+        let margin = (life / 3).min(chrono::Duration::seconds(120));
+        SsoLive {
+            access_expires_at: t.access_expires_at,
+            refresh_due: t.access_expires_at - margin,
+            session_expires_at: t.session_expires_at,
+        }
+    }
+}
+
+/// What the app says when it signed itself out because the sign-in ended.
+pub const SESSION_ENDED: &str = "Your sign-in ended; sign in again.";
+
 pub(crate) struct Live {
     pub(crate) session: Option<Session>,
+    /// The SSO session behind `session`, if it is one.
+    sso: Option<SsoLive>,
+    /// Why the app signed itself out (see [`AppStatus::session_ended`]).
+    session_ended: Option<String>,
     online: bool,
     offline_since: Option<DateTime<Utc>>,
     pub(crate) clock_offset_ms: i64,
@@ -214,9 +255,21 @@ const K_SYNCED: &str = "last_synced_at";
 const K_OFFLINE: &str = "offline_since";
 const K_OFFSET: &str = "clock_offset_ms";
 const K_EVENT: &str = "last_event_id";
+/// The SSO session's timing ([`SsoLive`], JSON); absent for a token sign-in.
+const K_SSO: &str = "sso_session";
 
 fn token_account(url: &str) -> String {
     format!("api-token:{url}")
+}
+
+/// The keyring entry of an SSO session's refresh token.
+fn sso_refresh_account(url: &str) -> String {
+    format!("sso-refresh:{url}")
+}
+
+/// The keyring entry of an SSO session's private key (ed25519, base64).
+fn sso_key_account(url: &str) -> String {
+    format!("sso-key:{url}")
 }
 
 /// At sign-in with several URLs: every other URL that answers within a few seconds
@@ -282,9 +335,14 @@ fn c_check_same(u: &str, in_use: &str, expected: &str, presented: &str) -> Resul
 /// The session the cache and the keyring hold (what a sign-in, in this process or
 /// another one sharing the data dir, left there), if its token is still in the
 /// keyring.
-async fn load_session(cache: &Cache, secrets: &Arc<dyn SecretStore>) -> Result<Option<Session>> {
+/// The signed-in session the cache names, with its token from the keyring, and its
+/// SSO timing if it is an SSO session; `(None, None)` when signed out.
+async fn load_session(
+    cache: &Cache,
+    secrets: &Arc<dyn SecretStore>,
+) -> Result<(Option<Session>, Option<SsoLive>)> {
     let (Some(url), Some(user)) = (cache.get(K_URL).await?, cache.get(K_USER).await?) else {
-        return Ok(None);
+        return Ok((None, None));
     };
     let s = secrets.clone();
     let account = token_account(&url);
@@ -292,11 +350,11 @@ async fn load_session(cache: &Cache, secrets: &Arc<dyn SecretStore>) -> Result<O
         Ok(Some(token)) => zeroize::Zeroizing::new(token),
         Ok(None) => {
             tracing::info!("no token in the keyring for the cached session; sign in again");
-            return Ok(None);
+            return Ok((None, None));
         }
         Err(e) => {
             tracing::warn!(error = %e, "keyring unavailable; sign in again");
-            return Ok(None);
+            return Ok((None, None));
         }
     };
     let groups = cache
@@ -315,12 +373,19 @@ async fn load_session(cache: &Cache, secrets: &Arc<dyn SecretStore>) -> Result<O
     if let Some(in_use) = cache.get(K_URL_IN_USE).await? {
         client.prefer_url(&in_use);
     }
-    Ok(Some(Session {
-        client,
-        url,
-        user,
-        groups,
-    }))
+    let sso = cache
+        .get(K_SSO)
+        .await?
+        .and_then(|v| serde_json::from_str::<SsoLive>(&v).ok());
+    Ok((
+        Some(Session {
+            client,
+            url,
+            user,
+            groups,
+        }),
+        sso,
+    ))
 }
 
 /// Outbox kind of a token revocation queued at sign-out.
@@ -370,7 +435,7 @@ impl Console {
             .await?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        let session = load_session(&cache, &secrets).await?;
+        let (session, sso) = load_session(&cache, &secrets).await?;
         let console = Arc::new(Console {
             cache,
             secrets,
@@ -378,6 +443,8 @@ impl Console {
             options,
             live: Mutex::new(Live {
                 session,
+                sso,
+                session_ended: None,
                 // Unknown until the broker answers; the UI shows the cache meanwhile.
                 online: offline_since.is_none(),
                 offline_since,
@@ -443,7 +510,7 @@ impl Console {
         if cached == mine {
             return Ok(false);
         }
-        let session = load_session(&self.cache, &self.secrets).await?;
+        let (session, sso) = load_session(&self.cache, &self.secrets).await?;
         let now = session.as_ref().map(|s| (s.url.clone(), s.user.clone()));
         if now == mine {
             return Ok(false); // e.g. the token is not in the keyring (yet)
@@ -452,7 +519,11 @@ impl Console {
             signed_in = now.is_some(),
             "the session changed in another process sharing this data dir"
         );
-        self.live.lock().await.session = session;
+        {
+            let mut live = self.live.lock().await;
+            live.session = session;
+            live.sso = sso;
+        }
         self.session_gen.send_modify(|g| *g += 1);
         self.seed_broker_key().await;
         self.changed(Change::Snapshot);
@@ -507,6 +578,9 @@ impl Console {
                 .await?
                 .and_then(|j| serde_json::from_str(&j).ok())
                 .unwrap_or_default(),
+            sso: live.sso.is_some(),
+            session_expires_at: live.sso.map(|s| s.session_expires_at),
+            session_ended: live.session_ended.clone(),
         })
     }
 
@@ -605,17 +679,20 @@ impl Console {
     /// other URL that answers must present the same broker key as the one signed in
     /// through, or sign-in fails (`wrong_broker`).
     pub async fn sign_in_urls(&self, urls: &[&str], token: &str) -> Result<AppStatus> {
-        let _turn = self.session_turn.lock().await;
-        let token = zeroize::Zeroizing::new(token.trim().to_string());
+        self.sign_in_with(urls, token, None).await
+    }
+
+    /// Checks the broker URLs as a sign-in does: the list, normalised, primary first.
+    fn check_urls(urls: &[&str]) -> Result<Vec<String>> {
         let list = urls
             .iter()
             .map(|u| u.trim())
             .filter(|u| !u.is_empty())
             .collect::<Vec<_>>();
-        if list.is_empty() || token.is_empty() {
+        if list.is_empty() {
             return Err(ConsoleError::new(
                 ErrorCode::InvalidRequest,
-                "Enter the broker URL and your API token.",
+                "Enter the broker URL.",
             ));
         }
         for u in &list {
@@ -623,14 +700,68 @@ impl Console {
             Client::new(u, None)
                 .map_err(|e| ConsoleError::new(ConsoleErrorCode::InvalidUrl, e.to_string()))?;
         }
-        let urls = crate::trust::check_broker_urls(&list).map_err(|m| {
+        crate::trust::check_broker_urls(&list).map_err(|m| {
             let code = if m.contains("https://") {
                 ConsoleErrorCode::InsecureUrl
             } else {
                 ConsoleErrorCode::InvalidUrl
             };
             ConsoleError::new(code, m)
-        })?;
+        })
+    }
+
+    /// Signs in through the broker's single sign-on (OpenID Connect, see
+    /// [`crate::sso`]): `opener` is handed the IdP's sign-in URL and must show it to
+    /// the person (the desktop app opens the system browser). The access token,
+    /// the refresh token and the session's private key are kept in the keyring,
+    /// never in a file; [`Console::run`] renews the access token before it ends, and
+    /// once the session is over the app shows itself signed out
+    /// ([`AppStatus::session_ended`]).
+    pub async fn sign_in_sso<F>(&self, urls: &[&str], opener: F) -> Result<AppStatus>
+    where
+        F: FnOnce(String) -> std::result::Result<(), String> + Send,
+    {
+        let checked = Self::check_urls(urls)?;
+        let client = Client::with_urls(&checked, None)
+            .map_err(|e| ConsoleError::new(ConsoleErrorCode::InvalidUrl, e.to_string()))?;
+        let sent = Utc::now();
+        let signed = crate::sso::sign_in(&client, opener)
+            .await
+            .map_err(|e| match e {
+                crate::sso::SsoError::Broker(ClientError::Network(m)) => ConsoleError::new(
+                    ConsoleErrorCode::Offline,
+                    format!("Cannot reach the broker at {}: {m}", checked[0]),
+                ),
+                crate::sso::SsoError::Broker(e) => e.into(),
+                crate::sso::SsoError::Timeout => {
+                    ConsoleError::new(ConsoleErrorCode::SsoTimeout, e.to_string())
+                }
+                other => ConsoleError::new(ConsoleErrorCode::Sso, other.to_string()),
+            })?;
+        // The broker's time, for when to refresh: its clock as it answered.
+        let offset = self.live.lock().await.clock_offset_ms;
+        let broker_now = sent + chrono::Duration::milliseconds(offset);
+        let list: Vec<&str> = checked.iter().map(String::as_str).collect();
+        let access = zeroize::Zeroizing::new(signed.tokens.access_token.clone());
+        self.sign_in_with(&list, &access, Some((signed, broker_now)))
+            .await
+    }
+
+    async fn sign_in_with(
+        &self,
+        urls: &[&str],
+        token: &str,
+        sso: Option<(crate::sso::SsoSignIn, DateTime<Utc>)>,
+    ) -> Result<AppStatus> {
+        let _turn = self.session_turn.lock().await;
+        let token = zeroize::Zeroizing::new(token.trim().to_string());
+        if token.is_empty() {
+            return Err(ConsoleError::new(
+                ErrorCode::InvalidRequest,
+                "Enter the broker URL and your API token.",
+            ));
+        }
+        let urls = Self::check_urls(urls)?;
         let url = urls[0].clone();
         let client = Client::with_urls(&urls, Some(&token))
             .map_err(|e| ConsoleError::new(ConsoleErrorCode::InvalidUrl, e.to_string()))?;
@@ -674,6 +805,21 @@ impl Console {
                 ),
             )
         })?;
+        // The SSO session's refresh token and key go to the keyring too; a token
+        // sign-in leaves none of an earlier SSO session behind.
+        let sso_live = sso
+            .as_ref()
+            .map(|(s, now)| SsoLive::from_tokens(&s.tokens, *now));
+        let sso_secrets = sso.map(|(s, _)| {
+            (
+                zeroize::Zeroizing::new(s.tokens.refresh_token.clone()),
+                zeroize::Zeroizing::new(base64::Engine::encode(
+                    &base64::engine::general_purpose::STANDARD,
+                    s.session_key.to_bytes(),
+                )),
+            )
+        });
+        self.store_sso_secrets(&url, sso_secrets).await?;
         if self.cache.get(K_URL).await?.as_deref() != Some(url.as_str())
             || self.cache.get(K_USER).await?.as_deref() != Some(me.name.as_str())
         {
@@ -701,12 +847,25 @@ impl Console {
             // Another user's or broker's event ids mean nothing to this session.
             self.cache.set(K_EVENT, None).await?;
         }
-        self.live.lock().await.session = Some(Session {
-            client,
-            url,
-            user: me.name,
-            groups: me.groups,
-        });
+        self.cache
+            .set(
+                K_SSO,
+                sso_live
+                    .map(|l| serde_json::to_string(&l).unwrap_or_default())
+                    .as_deref(),
+            )
+            .await?;
+        {
+            let mut live = self.live.lock().await;
+            live.session = Some(Session {
+                client,
+                url,
+                user: me.name,
+                groups: me.groups,
+            });
+            live.sso = sso_live;
+            live.session_ended = None;
+        }
         self.session_gen.send_modify(|g| *g += 1);
         self.mark_online().await;
         if let Err(e) = self.send_pending_revocations_except(Some(&token)).await {
@@ -732,7 +891,16 @@ impl Console {
     /// entry that only the revocation uses, never to the cache file.
     pub async fn sign_out(&self) -> Result<AppStatus> {
         let _turn = self.session_turn.lock().await;
-        let session = self.live.lock().await.session.take();
+        let session = {
+            let mut live = self.live.lock().await;
+            live.sso = None;
+            live.session.take()
+        };
+        if let Some(s) = &session {
+            // The broker ends the SSO session with its access token (below); the
+            // refresh token and key are of no use any more.
+            self.store_sso_secrets(&s.url, None).await?;
+        }
         let mut pending = None;
         if let Some(s) = session {
             match s.client.revoke_my_token().await {
@@ -887,6 +1055,9 @@ impl Console {
         let health = self.online(c.health().await).await?;
         let rtt = Utc::now() - sent;
         let offset = (health.time - (sent + rtt / 2)).num_milliseconds();
+        // The broker's time is known now, whatever the rest of the sync meets (an
+        // SSO access token that ended is renewed by the broker's time).
+        self.live.lock().await.clock_offset_ms = offset;
         let break_glass_problem = self.sync_break_glass(&c).await?;
         let audit_problem = self.check_audit_head(&c).await?;
         let (me, bundles, mine, awaiting, grants, incidents) = tokio::join!(
@@ -1235,6 +1406,9 @@ impl Console {
     /// event stream (resumed with `Last-Event-ID`); on any break it reconnects with
     /// backoff, and a periodic full resync repairs anything missed.
     pub async fn run(self: Arc<Self>, resync_every: Duration) {
+        // SSO sign-ins renew their access token alongside; it ends with this loop.
+        let refresher = tokio::spawn(self.clone().sso_refresher());
+        let _refresher = AbortOnDrop(refresher);
         let mut backoff = Duration::from_millis(500);
         let mut revocations_at = tokio::time::Instant::now();
         let mut revocations_backoff = Duration::from_secs(1);
@@ -1376,6 +1550,195 @@ impl Console {
     /// Sends the UI's latest everything: handy after actions.
     pub async fn close(&self) {
         self.cache.close().await;
+    }
+}
+
+/// Aborts a task when dropped (a background helper ends with its owner).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Single sign-on sessions: their secrets in the keyring and their renewal.
+impl Console {
+    /// Keeps (or, with `None`, removes) an SSO session's refresh token and private
+    /// key in the keyring, under entries named after the primary broker URL.
+    async fn store_sso_secrets(
+        &self,
+        url: &str,
+        secrets: Option<(zeroize::Zeroizing<String>, zeroize::Zeroizing<String>)>,
+    ) -> Result<()> {
+        let store = self.secrets.clone();
+        let (refresh, key) = (sso_refresh_account(url), sso_key_account(url));
+        blocking(
+            move || -> std::result::Result<(), crate::secrets::SecretError> {
+                match secrets {
+                    Some((r, k)) => {
+                        store.set(&refresh, &r)?;
+                        store.set(&key, &k)
+                    }
+                    None => {
+                        store.delete(&refresh)?;
+                        store.delete(&key)
+                    }
+                }
+            },
+        )
+        .await?
+        .map_err(|e| {
+            ConsoleError::new(
+                ConsoleErrorCode::Keyring,
+                format!(
+                    "Cannot keep the sign-in in the {}: {e}",
+                    self.secrets.describe()
+                ),
+            )
+        })
+    }
+
+    /// The broker's time as this app knows it (its clock offset from the last
+    /// sync).
+    async fn broker_now(&self) -> DateTime<Utc> {
+        let offset = self.live.lock().await.clock_offset_ms;
+        Utc::now() + chrono::Duration::milliseconds(offset)
+    }
+
+    /// Whether the SSO session's access token is due for renewal now.
+    pub async fn sso_refresh_due(&self) -> bool {
+        let due = self.live.lock().await.sso.map(|s| s.refresh_due);
+        match due {
+            Some(d) => self.broker_now().await >= d,
+            None => false,
+        }
+    }
+
+    /// Renews the SSO session's tokens now: a new access token for the calls, a new
+    /// refresh token in the keyring. When the broker says the session is over
+    /// (`session_expired`, or the refresh refused), the app signs itself out and
+    /// says so ([`SESSION_ENDED`]). A network failure leaves everything as it was
+    /// (the run loop tries again).
+    pub async fn refresh_sso_now(&self) -> Result<()> {
+        let (client, url) = {
+            let live = self.live.lock().await;
+            match (&live.session, live.sso) {
+                (Some(s), Some(_)) => (s.client.clone(), s.url.clone()),
+                _ => {
+                    return Err(ConsoleError::new(
+                        ConsoleErrorCode::SignedOut,
+                        "No SSO sign-in to renew.",
+                    ))
+                }
+            }
+        };
+        let store = self.secrets.clone();
+        let (ra, ka) = (sso_refresh_account(&url), sso_key_account(&url));
+        let got = blocking(
+            move || -> std::result::Result<_, crate::secrets::SecretError> {
+                Ok((
+                    store.get(&ra)?.map(zeroize::Zeroizing::new),
+                    store.get(&ka)?.map(zeroize::Zeroizing::new),
+                ))
+            },
+        )
+        .await?
+        .map_err(|e| ConsoleError::new(ConsoleErrorCode::Keyring, e.to_string()))?;
+        let (Some(refresh), Some(key)) = got else {
+            return self.session_over().await;
+        };
+        let key =
+            base64::Engine::decode(&base64::engine::general_purpose::STANDARD, key.as_bytes())
+                .ok()
+                .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                .map(|b| ed25519_dalek::SigningKey::from_bytes(&b));
+        let Some(key) = key else {
+            return self.session_over().await;
+        };
+        let now = self.broker_now().await;
+        match crate::sso::refresh(&client, &refresh, &key, now).await {
+            Ok(tokens) => {
+                let sso = SsoLive::from_tokens(&tokens, now);
+                self.store_sso_secrets(
+                    &url,
+                    Some((
+                        zeroize::Zeroizing::new(tokens.refresh_token.clone()),
+                        zeroize::Zeroizing::new(base64::Engine::encode(
+                            &base64::engine::general_purpose::STANDARD,
+                            key.to_bytes(),
+                        )),
+                    )),
+                )
+                .await?;
+                let store = self.secrets.clone();
+                let account = token_account(&url);
+                let access = zeroize::Zeroizing::new(tokens.access_token.clone());
+                blocking(move || store.set(&account, &access))
+                    .await?
+                    .map_err(|e| ConsoleError::new(ConsoleErrorCode::Keyring, e.to_string()))?;
+                self.cache
+                    .set(
+                        K_SSO,
+                        Some(&serde_json::to_string(&sso).unwrap_or_default()),
+                    )
+                    .await?;
+                {
+                    let mut live = self.live.lock().await;
+                    if let Some(s) = live.session.as_mut().filter(|s| s.url == url) {
+                        s.client = s.client.as_user(&tokens.access_token);
+                        s.groups = tokens.groups.clone();
+                    }
+                    live.sso = Some(sso);
+                }
+                // The event stream reconnects with the new token.
+                self.session_gen.send_modify(|g| *g += 1);
+                self.mark_online().await;
+                self.changed(Change::Snapshot);
+                Ok(())
+            }
+            Err(e @ ClientError::Network(_)) => {
+                let ce = ConsoleError::from(e);
+                self.mark_offline(&ce.message).await;
+                Err(ce)
+            }
+            Err(ClientError::Api { status: 401, .. }) => self.session_over().await,
+            Err(e) => {
+                self.note_error(&e).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The sign-in ended: sign out (revoking at the broker what may still work)
+    /// and show why.
+    async fn session_over(&self) -> Result<()> {
+        self.sign_out().await?;
+        self.live.lock().await.session_ended = Some(SESSION_ENDED.to_string());
+        self.changed(Change::Snapshot);
+        Err(ConsoleError::new(ErrorCode::SessionExpired, SESSION_ENDED))
+    }
+
+    /// Renews the SSO session's access token when due, as long as the console
+    /// lives (started by [`Console::run`]). Checks every second against the
+    /// broker's time; after a failed renewal waits longer, up to 30 s.
+    async fn sso_refresher(self: Arc<Self>) {
+        let mut backoff = Duration::from_secs(1);
+        loop {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if !self.sso_refresh_due().await {
+                continue;
+            }
+            match self.refresh_sso_now().await {
+                Ok(()) => backoff = Duration::from_secs(1),
+                Err(e) if e.code == "session_expired" || e.code == "signed_out" => {}
+                Err(e) => {
+                    tracing::info!(error = %e, "renewing the SSO sign-in; trying again");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
     }
 }
 

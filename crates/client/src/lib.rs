@@ -15,6 +15,7 @@ pub mod paths;
 pub mod secrets;
 pub mod ssh;
 pub mod ssh_agent;
+pub mod sso;
 pub mod trust;
 #[cfg(feature = "ts")]
 pub mod ts;

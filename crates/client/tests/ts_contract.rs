@@ -191,6 +191,9 @@ fn declarations_match_what_serde_writes() {
         last_error: None,
         audit_alert: None,
         oncall: vec![],
+        sso: true,
+        session_expires_at: None,
+        session_ended: None,
     });
     check_keys(&ConsoleError::new(ConsoleErrorCode::Offline, "offline"));
 

@@ -82,6 +82,13 @@ pub enum AuditAction {
     OnCallSyncFailed,
     /// A synced on-call schedule's provider is read again after failing.
     OnCallSyncRecovered,
+    /// Someone signed in through the OpenID Provider (an SSO session began).
+    SsoSignedIn,
+    /// An SSO session's refresh token was used (rotated, a new access token).
+    SsoRefreshed,
+    /// An SSO session ended early: sign-out, a disabled user, a replayed refresh
+    /// token.
+    SsoSessionRevoked,
 }
 
 impl AuditAction {
@@ -132,6 +139,9 @@ impl AuditAction {
             AuditAction::SshCaCreated => "ssh_ca_created",
             AuditAction::OnCallSyncFailed => "oncall_sync_failed",
             AuditAction::OnCallSyncRecovered => "oncall_sync_recovered",
+            AuditAction::SsoSignedIn => "sso_signed_in",
+            AuditAction::SsoRefreshed => "sso_refreshed",
+            AuditAction::SsoSessionRevoked => "sso_session_revoked",
         }
     }
 }

@@ -366,6 +366,28 @@ pub enum AuditEvent {
         /// When the last successful read before the outage was (`None`: never).
         stale_since: Option<String>,
     },
+    /// Someone signed in through the OpenID Provider (subject: the SSO session).
+    /// `created`: the user was new; `groups`: their Firedoor groups now.
+    SsoSignedIn {
+        user: String,
+        groups: Vec<String>,
+        admin: bool,
+        created: bool,
+        expires_at: String,
+    },
+    /// A session's refresh token was exchanged for a new one and a new access
+    /// token (subject: the session).
+    SsoRefreshed {
+        user: String,
+        token: String,
+    },
+    /// A session ended early (subject: the session): `sign_out`, `user_disabled`
+    /// or `refresh_replayed` (a used refresh token came back: someone copied it).
+    SsoSessionRevoked {
+        user: String,
+        reason: String,
+        tokens_revoked: u64,
+    },
 }
 
 impl AuditEvent {
@@ -377,6 +399,9 @@ impl AuditEvent {
             E::UserAdded { .. } => AuditAction::UserAdded,
             E::TokenIssued { .. } => AuditAction::TokenIssued,
             E::TokenRevoked { .. } => AuditAction::TokenRevoked,
+            E::SsoSignedIn { .. } => AuditAction::SsoSignedIn,
+            E::SsoRefreshed { .. } => AuditAction::SsoRefreshed,
+            E::SsoSessionRevoked { .. } => AuditAction::SsoSessionRevoked,
             E::RequestCreated { .. } | E::ExtensionRequested { .. } => AuditAction::RequestCreated,
             E::ApprovalRecorded { .. } => AuditAction::ApprovalRecorded,
             E::RequestApproved { .. } | E::RequestAutoApproved { .. } => {
@@ -458,6 +483,22 @@ impl AuditEvent {
             E::TokenIssued { user, expires_at } => {
                 json!({ "user": user, "expires_at": expires_at })
             }
+            E::SsoSignedIn {
+                user,
+                groups,
+                admin,
+                created,
+                expires_at,
+            } => json!({
+                "user": user, "groups": groups, "admin": admin, "created": created,
+                "expires_at": expires_at,
+            }),
+            E::SsoRefreshed { user, token } => json!({ "user": user, "token": token }),
+            E::SsoSessionRevoked {
+                user,
+                reason,
+                tokens_revoked,
+            } => json!({ "user": user, "reason": reason, "tokens_revoked": tokens_revoked }),
             E::TokenRevoked { user, by } => match by {
                 Some(by) => json!({ "user": user, "by": by }),
                 None => json!({ "user": user }),
@@ -808,6 +849,34 @@ mod tests {
                 },
                 "token_issued",
                 json!({ "user": "ann", "expires_at": t }),
+            ),
+            (
+                AuditEvent::SsoSignedIn {
+                    user: s("ann"),
+                    groups: vec![s("oncall")],
+                    admin: false,
+                    created: true,
+                    expires_at: t.clone(),
+                },
+                "sso_signed_in",
+                json!({ "user": "ann", "groups": ["oncall"], "admin": false, "created": true, "expires_at": t }),
+            ),
+            (
+                AuditEvent::SsoRefreshed {
+                    user: s("ann"),
+                    token: s("tok_1"),
+                },
+                "sso_refreshed",
+                json!({ "user": "ann", "token": "tok_1" }),
+            ),
+            (
+                AuditEvent::SsoSessionRevoked {
+                    user: s("ann"),
+                    reason: s("refresh_replayed"),
+                    tokens_revoked: 2,
+                },
+                "sso_session_revoked",
+                json!({ "user": "ann", "reason": "refresh_replayed", "tokens_revoked": 2 }),
             ),
             (
                 AuditEvent::TokenRevoked {

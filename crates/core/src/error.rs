@@ -29,6 +29,15 @@ pub enum ErrorCode {
     ChainRejected,
     /// The caller already has as many open event streams as a user may.
     TooManyStreams,
+    /// Single sign-on is not configured on this broker.
+    SsoNotConfigured,
+    /// An ID token was refused (signature, issuer, audience, time, nonce).
+    InvalidIdToken,
+    /// An SSO session has ended (`session_max` passed, or it was revoked): sign in
+    /// again.
+    SessionExpired,
+    /// The OpenID Provider could not be reached or answered nonsense.
+    IdpUnavailable,
     Internal,
 }
 
@@ -54,6 +63,10 @@ impl ErrorCode {
             ErrorCode::NoCredentials => "no_credentials",
             ErrorCode::ChainRejected => "chain_rejected",
             ErrorCode::TooManyStreams => "too_many_streams",
+            ErrorCode::SsoNotConfigured => "sso_not_configured",
+            ErrorCode::InvalidIdToken => "invalid_id_token",
+            ErrorCode::SessionExpired => "session_expired",
+            ErrorCode::IdpUnavailable => "idp_unavailable",
             ErrorCode::Internal => "internal",
         }
     }
@@ -61,7 +74,11 @@ impl ErrorCode {
     /// The HTTP status that carries this code.
     pub fn http_status(self) -> u16 {
         match self {
-            ErrorCode::Unauthenticated => 401,
+            ErrorCode::Unauthenticated | ErrorCode::InvalidIdToken | ErrorCode::SessionExpired => {
+                401
+            }
+            ErrorCode::SsoNotConfigured => 404,
+            ErrorCode::IdpUnavailable => 502,
             ErrorCode::Forbidden | ErrorCode::SelfApproval | ErrorCode::NotEligible => 403,
             ErrorCode::NotFound | ErrorCode::NoCredentials => 404,
             ErrorCode::MethodNotAllowed => 405,
@@ -188,6 +205,10 @@ pub enum ConsoleErrorCode {
     NoSshAgent,
     /// The ssh-agent refused or failed a request.
     SshAgent,
+    /// Single sign-on: nobody finished signing in at the IdP in time.
+    SsoTimeout,
+    /// Single sign-on failed at the IdP or on the way back (the message says how).
+    Sso,
     /// A code of the broker's (also used by the app for the same meaning, e.g.
     /// `internal`, `invalid_request`, `not_found`, `unauthenticated`).
     #[serde(untagged)]
@@ -231,6 +252,8 @@ impl ConsoleErrorCode {
         ConsoleErrorCode::NotActive,
         ConsoleErrorCode::NoSshAgent,
         ConsoleErrorCode::SshAgent,
+        ConsoleErrorCode::SsoTimeout,
+        ConsoleErrorCode::Sso,
     ];
 
     /// The wire name.
@@ -270,6 +293,8 @@ impl ConsoleErrorCode {
             ConsoleErrorCode::NotActive => "not_active",
             ConsoleErrorCode::NoSshAgent => "no_ssh_agent",
             ConsoleErrorCode::SshAgent => "ssh_agent",
+            ConsoleErrorCode::SsoTimeout => "sso_timeout",
+            ConsoleErrorCode::Sso => "sso",
             ConsoleErrorCode::Broker(c) => c.as_str(),
         }
     }
@@ -362,6 +387,8 @@ mod tests {
                 "not_active",
                 "no_ssh_agent",
                 "ssh_agent",
+                "sso_timeout",
+                "sso",
             ],
             "the UI switches on these names: they must not change"
         );

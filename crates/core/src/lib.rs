@@ -14,6 +14,7 @@
 //! - [`input`]: the rules for free text people type (justifications, break-glass
 //!   reasons, device names), shared by broker and client.
 //! - [`siem`]: the audit stream's sinks (syslog, webhook) and their wire formats.
+//! - [`sso`]: single sign-on (OpenID Connect): the `[sso]` section and claim mapping.
 //! - [`webhooks`]: Standard Webhooks signatures for every outbound webhook.
 
 pub mod access;
@@ -34,6 +35,7 @@ pub mod outbound;
 pub mod policy;
 pub mod siem;
 pub mod ssh;
+pub mod sso;
 pub mod webhooks;
 
 pub use error::{ConsoleErrorCode, ErrorCode, RuleError};

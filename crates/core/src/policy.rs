@@ -373,6 +373,9 @@ pub struct Policy {
     /// Where the audit stream is delivered (SIEM), by name.
     #[serde(default)]
     pub audit_sinks: BTreeMap<String, crate::siem::AuditSink>,
+    /// Single sign-on through an OpenID Provider (`[sso]`), if configured.
+    #[serde(default)]
+    pub sso: Option<crate::sso::SsoConfig>,
 }
 
 impl Policy {
@@ -440,6 +443,8 @@ struct RawPolicy {
     notifications: BTreeMap<Spanned<String>, Spanned<RawChannel>>,
     #[serde(default)]
     audit_sinks: BTreeMap<Spanned<String>, Spanned<crate::siem::RawAuditSink>>,
+    #[serde(default)]
+    sso: Option<Spanned<crate::sso::RawSso>>,
 }
 
 #[derive(Deserialize)]
@@ -1565,6 +1570,14 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
     let audit_sinks =
         crate::siem::parse_audit_sinks(raw.audit_sinks, &|span, msg| ctx.err(span, msg))?;
 
+    let sso = match raw.sso {
+        Some(s) => {
+            let span = s.span();
+            Some(s.into_inner().check().map_err(|m| ctx.err(span, m))?)
+        }
+        None => None,
+    };
+
     Ok(Policy {
         integrations,
         bundles,
@@ -1576,6 +1589,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         incidents,
         notifications,
         audit_sinks,
+        sso,
     })
 }
 

@@ -22,7 +22,7 @@ pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
 
-fn new_token() -> SecretString {
+pub(crate) fn new_token() -> SecretString {
     let mut bytes = [0u8; 32];
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let body = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);

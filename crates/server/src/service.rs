@@ -48,6 +48,8 @@ pub struct Broker {
     /// Synced on-call schedules: one refresh pass at a time in this process, and
     /// the unmapped provider users already logged.
     pub(crate) oncall_sync: crate::ops::oncall_sync::SyncTurn,
+    /// Single sign-on: the IdP's discovery document and keys, cached.
+    pub(crate) sso: crate::ops::sso::SsoState,
 }
 
 pub(crate) fn corrupt(what: &str, v: &str) -> Error {
@@ -83,6 +85,7 @@ impl Broker {
             last_prune: std::sync::Mutex::new(None),
             webhook_refusals: Default::default(),
             oncall_sync: Default::default(),
+            sso: Default::default(),
         }
     }
 

@@ -4,12 +4,14 @@
 //! server runs as the `postgres` user.
 //!
 //! There is no skip: if PostgreSQL is missing, [`PgServer::start`] panics saying how
-//! to install it. [`mariadb`] does the same for a real MariaDB server.
+//! to install it. [`mariadb`] does the same for a real MariaDB server, [`oidc`] for
+//! a real OpenID Provider.
 #![allow(clippy::unwrap_used)]
 
 pub mod alertmanager;
 pub mod haproxy;
 pub mod mariadb;
+pub mod oidc;
 pub mod rsyslog;
 pub mod sshd;
 

@@ -277,6 +277,18 @@ export class AppState {
     }
   }
 
+  async signInSso(urls: string[]): Promise<void> {
+    // As signIn: errors are shown inline by the sign-in form.
+    this.pending.add('signin');
+    try {
+      const status = await this.backend.signInSso(urls);
+      this.applySnapshot({ ...(this.snapshot ?? emptySnapshot()), status });
+      await this.refresh();
+    } finally {
+      this.pending.delete('signin');
+    }
+  }
+
   async signOut(): Promise<void> {
     const status = await this.run('signout', () => this.backend.signOut());
     if (status) {
@@ -295,7 +307,7 @@ function emptySnapshot(): Snapshot {
       signed_in: false, demo: false, user: null, groups: [], broker_url: null, broker_urls: [],
       broker_url_in_use: null, online: false,
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
-      audit_alert: null, oncall: [],
+      audit_alert: null, oncall: [], sso: false, session_expires_at: null, session_ended: null,
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
     break_glass: {

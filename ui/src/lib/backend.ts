@@ -14,6 +14,10 @@ export interface Backend {
    *  is the primary). Errors: 'invalid_url', 'insecure_url', 'unauthenticated',
    *  'offline', 'wrong_broker' (a URL serves another broker key). */
   signIn(urls: string[], token: string): Promise<AppStatus>;
+  /** Signs in through the broker's single sign-on: the system browser opens at the
+   *  identity provider and the app waits (up to 5 minutes) for it to come back.
+   *  Errors: 'sso_not_configured', 'offline', 'timeout', 'sso', 'invalid_id_token'… */
+  signInSso(urls: string[]): Promise<AppStatus>;
   signOut(): Promise<AppStatus>;
   requestBundle(req: NewRequest): Promise<ActionResult>;
   cancelRequest(id: string): Promise<ActionResult>;
@@ -73,6 +77,7 @@ export async function tauriBackend(): Promise<Backend> {
     status: () => call('status'),
     snapshot: () => call('snapshot'),
     signIn: (urls, token) => call('sign_in', { urls, token }),
+    signInSso: (urls) => call('sign_in_sso', { urls }),
     signOut: () => call('sign_out'),
     requestBundle: (r) => call('request_bundle', {
       bundle: r.bundle, durationSecs: r.duration_secs ?? null,

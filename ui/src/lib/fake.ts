@@ -222,7 +222,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
       signed_in: true, demo: true, user: 'alice', groups: ['sre', 'oncall'],
       broker_url: 'demo://in-process', broker_urls: ['demo://in-process'],
       broker_url_in_use: 'demo://in-process', online: true, offline_since: null,
-      last_synced_at: iso(-20_000), clock_offset_ms: 0, last_error: null, audit_alert: null, oncall: [],
+      last_synced_at: iso(-20_000), clock_offset_ms: 0, last_error: null, audit_alert: null, oncall: [], sso: false, session_expires_at: null, session_ended: null,
     },
     bundles,
     favourites: ['prod-db-read'],
@@ -243,7 +243,7 @@ export function signedOutSnapshot(): Snapshot {
       signed_in: false, demo: false, user: null, groups: [], broker_url: null, broker_urls: [],
       broker_url_in_use: null, online: false,
       offline_since: null, last_synced_at: null, clock_offset_ms: 0, last_error: null,
-      audit_alert: null, oncall: [],
+      audit_alert: null, oncall: [], sso: false, session_expires_at: null, session_ended: null,
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
     break_glass: demoBreakGlass(0, false),
@@ -417,6 +417,27 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       Object.assign(state.status, {
         signed_in: true, demo: false, broker_url: list[0], broker_urls: list, broker_url_in_use: inUse,
         online: true, last_synced_at: iso(),
+      });
+      changed();
+      return clone(state.status);
+    }),
+
+    signInSso: (urls) => call('signInSso', [urls], (): AppStatus => {
+      // As the backend: 'nosso' in a URL is a broker without [sso].
+      const checked = checkBrokerUrls(urls.join('\n'));
+      if (checked.errors.length > 0) {
+        const msg = checked.errors[0];
+        throw fail(/https:\/\//.test(msg) ? 'insecure_url' : 'invalid_url', msg);
+      }
+      const list = checked.urls;
+      if (list[0].includes('nosso')) {
+        throw fail('sso_not_configured', 'single sign-on is not configured on this broker (no [sso] section in its policy); sign in with a token from an admin');
+      }
+      const demo = demoSnapshot(now());
+      Object.assign(state, demo);
+      Object.assign(state.status, {
+        signed_in: true, demo: false, broker_url: list[0], broker_urls: list, broker_url_in_use: list[0],
+        online: true, last_synced_at: iso(), sso: true, session_ended: null,
       });
       changed();
       return clone(state.status);

@@ -32,7 +32,21 @@ audit_alert: string | null,
  * The on-call schedules the user was on call for at the last sync, with until
  * when (the UI hides one once its `until` has passed).
  */
-oncall: Array<MyOnCall>, };
+oncall: Array<MyOnCall>, 
+/**
+ * Signed in through single sign-on (the session renews itself until
+ * `session_expires_at`).
+ */
+sso: boolean, 
+/**
+ * When an SSO sign-in ends (the policy's `session_max` after signing in).
+ */
+session_expires_at: string | null, 
+/**
+ * Set when the app signed itself out because the sign-in ended (SSO session
+ * over, revoked, or the user disabled): what to tell the person.
+ */
+session_ended: string | null, };
 
 export type BreakGlass = { device: DeviceStatus, credentials: Array<SealedCredential>, };
 
@@ -62,7 +76,7 @@ export type ConsoleError = { code: ConsoleErrorCode, message: string, };
  * the rest are the app's own. The string form is what the UI receives, and is
  * pinned by tests like [`ErrorCode`]'s.
  */
-export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | "usage" | "data_dir" | "io" | "format" | "not_active" | "no_ssh_agent" | "ssh_agent" | ErrorCode;
+export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | "usage" | "data_dir" | "io" | "format" | "not_active" | "no_ssh_agent" | "ssh_agent" | "sso_timeout" | "sso" | ErrorCode;
 
 /**
  * One credential for one resource of a grant. `Debug` never shows the secret.
@@ -120,7 +134,7 @@ broker_key_change: BrokerKeyChange | null, };
  * A stable, machine-readable error code. The string form is part of the public API:
  * tests pin every one of them.
  */
-export type ErrorCode = "unauthenticated" | "forbidden" | "not_found" | "invalid_json" | "invalid_request" | "invalid_duration" | "justification_required" | "ticket_required" | "self_approval" | "already_decided" | "conflict" | "idempotency_key_reused" | "payload_too_large" | "unsupported_media_type" | "method_not_allowed" | "not_eligible" | "no_credentials" | "chain_rejected" | "too_many_streams" | "internal";
+export type ErrorCode = "unauthenticated" | "forbidden" | "not_found" | "invalid_json" | "invalid_request" | "invalid_duration" | "justification_required" | "ticket_required" | "self_approval" | "already_decided" | "conflict" | "idempotency_key_reused" | "payload_too_large" | "unsupported_media_type" | "method_not_allowed" | "not_eligible" | "no_credentials" | "chain_rejected" | "too_many_streams" | "sso_not_configured" | "invalid_id_token" | "session_expired" | "idp_unavailable" | "internal";
 
 /**
  * The terms on which a bundle may be requested.

@@ -222,6 +222,32 @@ describe('Sign in / out', () => {
     expect(backend.callsTo('signIn')).toEqual([]);
   });
 
+  it('signs in with SSO through the browser', async () => {
+    const { backend, user } = await signedOut();
+    await user.type(byId('signin-url'), 'https://fd.example.com');
+    await user.click(byId('signin-sso'));
+    expect(backend.callsTo('signInSso')).toEqual([[['https://fd.example.com']]]);
+    expect(backend.callsTo('signIn')).toEqual([]);
+    expect(await screen.findByTestId('nav-bundles')).toBeInTheDocument();
+  });
+
+  it('says readably when the broker has no SSO', async () => {
+    const { backend, user } = await signedOut();
+    await user.type(byId('signin-url'), 'https://nosso.example.com');
+    await user.click(byId('signin-sso'));
+    expect(await screen.findByTestId('signin-error')).toHaveTextContent('single sign-on is not configured');
+    expect(backend.callsTo('signInSso')).toHaveLength(1);
+    expect(queryId('nav-bundles')).toBeNull();
+  });
+
+  it('shows why the app signed itself out when the sign-in ended', async () => {
+    const snap = signedOutSnapshot();
+    snap.status.session_ended = 'Your sign-in ended; sign in again.';
+    const backend = createFakeBackend(snap);
+    render(App, { props: { backend } });
+    expect(await screen.findByTestId('signin-ended')).toHaveTextContent('Your sign-in ended; sign in again.');
+  });
+
   it('signs out back to the form', async () => {
     const { user, backend } = await renderApp();
     await user.click(byId('sign-out'));

@@ -20,6 +20,7 @@ mod oncall;
 mod requests;
 mod secrets;
 mod ssh;
+mod sso;
 mod users;
 
 use crate::error::Error;
@@ -240,6 +241,9 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(broker::health))
         .route("/openapi.json", get(broker::openapi))
         .route("/me", get(users::me))
+        .route("/auth/sso/start", post(sso::start))
+        .route("/auth/sso/session", post(sso::session))
+        .route("/auth/sso/refresh", post(sso::refresh))
         .route("/incidents", get(incidents::list))
         .route(
             "/hooks/alertmanager/{source}",

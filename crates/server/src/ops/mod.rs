@@ -15,6 +15,7 @@ pub mod requests;
 pub mod secrets;
 pub mod siem;
 pub mod ssh;
+pub mod sso;
 pub mod unlocks;
 pub mod users;
 pub mod worker;

@@ -44,14 +44,20 @@ impl Broker {
         if !uow.users().revoke_token(&s.token_id, Ts(now)).await? {
             return Err(Error::rule(ErrorCode::Conflict, "token is already revoked"));
         }
+        let actor = Actor::User(s.principal.clone());
         uow.record(
-            &Actor::User(s.principal.clone()),
+            &actor,
             &s.token_id,
             AuditEvent::TokenRevoked {
                 user: s.principal.name.clone(),
                 by: Some("sign_out".into()),
             },
         );
+        // Signed in through SSO: the session behind the token ends too.
+        if let Some(session) = uow.sso().session_of_token(&s.token_id).await? {
+            self.revoke_session_in(&mut uow, &actor, &session, &s.principal.name, "sign_out")
+                .await?;
+        }
         uow.commit().await?;
         self.access.bump();
         Ok(())
@@ -85,6 +91,11 @@ impl Broker {
         }
         uow.users().set_disabled(name, Ts(now)).await?;
         let tokens_revoked = uow.users().revoke_tokens_of(name, Ts(now)).await?;
+        // Their SSO sessions end: no refresh brings a token back.
+        for session in uow.sso().open_sessions_of(name).await? {
+            self.revoke_session_in(&mut uow, actor, &session, name, "user_disabled")
+                .await?;
+        }
 
         // Devices, as `revoke_device` does: what they held is rotated.
         let devices = uow.devices().active_ids_of(name).await?;
@@ -157,9 +168,25 @@ impl Broker {
         withdraw_now: bool,
     ) -> Result<Vec<String>> {
         check_admin(actor, AdminAction::SetGroups)?;
-        let groups = check_groups(groups)?;
         let now = self.now();
         let mut uow = self.uow_at(now).await?;
+        let groups = self.set_groups_in(&mut uow, actor, name, groups).await?;
+        uow.commit().await?;
+        self.groups_changed(withdraw_now).await?;
+        Ok(groups)
+    }
+
+    /// Replaces a user's groups inside `uow` and records it: the one path every
+    /// change of groups takes (an admin's, an SSO sign-in's). After the commit, call
+    /// [`Broker::groups_changed`]. Whoever calls it has checked that `actor` may.
+    pub(crate) async fn set_groups_in(
+        &self,
+        uow: &mut super::Uow<'_>,
+        actor: &Actor,
+        name: &str,
+        groups: &[String],
+    ) -> Result<Vec<String>> {
+        let groups = check_groups(groups)?;
         let Some(before) = uow.users().groups_json(name).await? else {
             return Err(Error::not_found("user"));
         };
@@ -176,12 +203,19 @@ impl Broker {
                 to: groups.clone(),
             },
         );
-        uow.commit().await?;
+        Ok(groups)
+    }
+
+    /// After a commit that changed someone's groups: open streams re-check who they
+    /// serve, and envelopes the user may no longer hold are withdrawn (their
+    /// secrets rotated by the worker) at once when `withdraw_now` (the broker), or
+    /// within a worker pass (the CLI, which has no worker).
+    pub(crate) async fn groups_changed(&self, withdraw_now: bool) -> Result<()> {
         self.access.bump();
         if withdraw_now {
             self.withdraw_ineligible_envelopes().await?;
             self.wake_worker.notify_one();
         }
-        Ok(groups)
+        Ok(())
     }
 }

@@ -52,7 +52,18 @@ table!(copy_users, UserRow, "users", "name", {
 });
 table!(copy_tokens, TokenRow, "tokens", "id", {
     id: String, user_name: String, hash: String, created_at: Ts, revoked_at: Option<Ts>,
-    expires_at: Option<Ts>,
+    expires_at: Option<Ts>, session_id: Option<String>,
+});
+table!(copy_sso_sessions, SsoSessionRow, "sso_sessions", "id", {
+    id: String, user_name: String, session_key: String, refresh_hash: String, created_at: Ts,
+    expires_at: Ts, refreshed_at: Option<Ts>, revoked_at: Option<Ts>,
+    revoked_reason: Option<String>,
+});
+table!(copy_sso_used_refresh, SsoUsedRefreshRow, "sso_used_refresh", "hash", {
+    hash: String, session_id: String, used_at: Ts,
+});
+table!(copy_sso_nonces, SsoNonceRow, "sso_nonces", "hash", {
+    hash: String, created_at: Ts, expires_at: Ts, used_at: Option<Ts>,
 });
 table!(copy_requests, RequestRow, "requests", "id", {
     id: String, kind: String, bundle: String, flow: String, requester: String, state: String,
@@ -151,6 +162,16 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         .push(("users", copy_users(&mut src, &mut dst).await?));
     out.tables
         .push(("tokens", copy_tokens(&mut src, &mut dst).await?));
+    // SSO: signed-in people stay signed in on the copy; used refresh tokens and
+    // nonces stay used.
+    out.tables
+        .push(("sso_sessions", copy_sso_sessions(&mut src, &mut dst).await?));
+    out.tables.push((
+        "sso_used_refresh",
+        copy_sso_used_refresh(&mut src, &mut dst).await?,
+    ));
+    out.tables
+        .push(("sso_nonces", copy_sso_nonces(&mut src, &mut dst).await?));
     out.tables
         .push(("incidents", copy_incidents(&mut src, &mut dst).await?));
     out.tables

@@ -87,6 +87,7 @@ pub mod outbound;
 pub mod requests;
 pub mod secrets;
 pub mod ssh;
+pub mod sso;
 pub mod stats;
 pub mod users;
 

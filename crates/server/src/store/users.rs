@@ -190,6 +190,17 @@ impl Users<'_> {
         )?)
     }
 
+    /// Sets the user's admin flag.
+    pub async fn set_admin(&mut self, name: &str, admin: bool) -> Result<()> {
+        exec!(
+            self.0,
+            "UPDATE users SET admin = $1 WHERE name = $2",
+            admin as i64,
+            name
+        )?;
+        Ok(())
+    }
+
     pub async fn set_groups_json(&mut self, name: &str, groups_json: &str) -> Result<()> {
         exec!(
             self.0,
