@@ -684,3 +684,118 @@ fn the_cli_uses_the_apps_identifier_and_keyring_service() {
     );
     assert_eq!(firedoor_client::paths::KEYRING_SERVICE, "firedoor");
 }
+
+/// Single sign-on from the terminal, against a real OpenID Provider: `firedoor login
+/// --sso` opens the browser (`xdg-open`, which honours `$BROWSER`: here a script
+/// that hands the URL to the test, which then signs in at the IdP's forms as a
+/// person would), the session lands in the keyring and nowhere else, commands use
+/// it, the command line renews the short access token itself when it has ended at
+/// the broker, and once the session is over it says so and exits 7.
+#[tokio::test(flavor = "multi_thread")]
+async fn login_with_sso_in_the_browser_and_the_session_renews_until_it_ends() {
+    use firedoor_testkit::oidc::{self, OidcProvider, OidcUser};
+    let idp = OidcProvider::start(&[OidcUser::new("sam", "sam-pw-1", &["idp-sre"])]);
+    let policy = format!(
+        "{}\n[sso]\nissuer = \"{}\"\nclient_id = \"{}\"\nsession_max = \"1h\"\naccess_ttl = \"1m\"\n[sso.groups]\n\"idp-sre\" = [\"oncall\"]\n",
+        firedoor_server::DEMO_POLICY,
+        idp.issuer(),
+        oidc::CLIENT_ID
+    );
+    let bdir = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(
+        bdir.path(),
+        firedoor_core::policy::parse_policy("sso", &policy).unwrap(),
+    );
+    let clock = std::sync::Arc::new(firedoor_server::clock::ManualClock::new(chrono::Utc::now()));
+    cfg.clock = clock.clone();
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.worker_interval = Duration::from_millis(200);
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let url = b.url();
+
+    let sam = Machine::start().await;
+    let seen = sam.dir.path().join("browser-url");
+    let browser = sam.dir.path().join("browser.sh");
+    std::fs::write(
+        &browser,
+        format!("#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n", seen.display()),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &browser,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let mut env = sam.env.clone();
+    env.push(("BROWSER".into(), browser.display().to_string()));
+
+    let login = {
+        let (env, url) = (env.clone(), url.clone());
+        tokio::spawn(async move {
+            firedoor_with(&env, &["login", "--url", &url, "--sso", "--json"], None).await
+        })
+    };
+    let auth_url = until("the command line opens the browser", || {
+        let seen = seen.clone();
+        async move {
+            std::fs::read_to_string(&seen)
+                .ok()
+                .filter(|s| !s.is_empty())
+        }
+    })
+    .await;
+    assert!(auth_url.starts_with(&idp.issuer()), "{auth_url}");
+    assert!(
+        auth_url.contains("code_challenge_method=S256"),
+        "{auth_url}"
+    );
+    // A wrong password gets nowhere; the right one signs in.
+    assert!(oidc::login(&auth_url, "sam", "wrong").await.is_err());
+    oidc::login(&auth_url, "sam", "sam-pw-1").await.unwrap();
+    let o = login.await.unwrap().expect(0);
+    let st = o.json();
+    assert_eq!(st["user"], "sam");
+    assert_eq!(st["sso"], true);
+    assert_eq!(
+        st["groups"],
+        serde_json::json!(["oncall"]),
+        "groups from the IdP's claims"
+    );
+    assert!(o.stderr.contains("Opening the browser"), "{o:?}");
+    for secret_prefix in ["fdt_", "fdr_"] {
+        assert_eq!(
+            any_file_contains(sam.dir.path(), secret_prefix),
+            None,
+            "no token of the session is in a file"
+        );
+    }
+
+    // Commands use the session: an on-call bundle is requestable.
+    let o = firedoor_with(&env, &["bundles", "--json"], None)
+        .await
+        .expect(0);
+    assert!(o.stdout.contains("staging-shell"), "{o:?}");
+
+    // The access token (1 minute) ends at the broker: the next command renews the
+    // sign-in by itself, without the IdP (stopped) and without a browser.
+    drop(idp);
+    clock.advance(chrono::Duration::minutes(3));
+    let o = firedoor_with(&env, &["grants", "--json"], None)
+        .await
+        .expect(0);
+    assert!(o.json().is_array(), "{o:?}");
+    let o = firedoor_with(&env, &["status", "--json"], None)
+        .await
+        .expect(0);
+    assert_eq!(o.json()["status"]["sso"], true, "{o:?}");
+
+    // Past session_max the session is over: the command says so and exits 7.
+    clock.advance(chrono::Duration::hours(2));
+    let o = firedoor_with(&env, &["grants", "--json"], None)
+        .await
+        .expect(7);
+    assert!(o.stderr.contains("sign-in ended"), "{o:?}");
+    let o = firedoor_with(&env, &["status", "--json"], None).await;
+    assert_eq!(o.json()["status"]["signed_in"], false, "{o:?}");
+    b.stop().await;
+}

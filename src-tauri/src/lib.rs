@@ -65,24 +65,13 @@ async fn sign_in(s: State<'_, AppState>, urls: Vec<String>, token: String) -> Cm
     s.console.sign_in_urls(&urls, &token).await
 }
 
-/// Opens `url` in the person's browser: `xdg-open`, which honours `$BROWSER`. The
-/// app does not wait for the browser to close.
-fn open_in_browser(url: String) -> Result<(), String> {
-    std::process::Command::new("xdg-open")
-        .arg(&url)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .map(|_| ())
-        .map_err(|e| format!("xdg-open: {e}"))
-}
-
 /// Signs in through the broker's single sign-on in the system browser.
 #[tauri::command]
 async fn sign_in_sso(s: State<'_, AppState>, urls: Vec<String>) -> CmdResult<AppStatus> {
     let urls: Vec<&str> = urls.iter().map(String::as_str).collect();
-    s.console.sign_in_sso(&urls, open_in_browser).await
+    s.console
+        .sign_in_sso(&urls, firedoor_client::sso::open_in_browser)
+        .await
 }
 
 #[tauri::command]

@@ -240,6 +240,11 @@ pub struct Console {
     /// Held by a sign-in or sign-out from start to end, so that following another
     /// process's session ([`Console::follow_shared_session`]) never sees one half done.
     session_turn: Mutex<()>,
+    /// A file in the data dir that every process sharing it (the app, the command
+    /// line) locks while it renews the SSO session: a refresh token works once, so
+    /// two processes renewing at once would look like a stolen token to the broker
+    /// and end the session.
+    sso_lock_path: std::path::PathBuf,
 }
 
 const K_URL: &str = "broker_url";
@@ -457,6 +462,7 @@ impl Console {
             changes,
             session_gen: tokio::sync::watch::channel(0).0,
             session_turn: Mutex::new(()),
+            sso_lock_path: data_dir.join("sso-refresh.lock"),
         });
         console.seed_broker_key().await;
         Ok(console)
@@ -1621,6 +1627,26 @@ impl Console {
     /// says so ([`SESSION_ENDED`]). A network failure leaves everything as it was
     /// (the run loop tries again).
     pub async fn refresh_sso_now(&self) -> Result<()> {
+        let path = self.sso_lock_path.clone();
+        let _lock = blocking(move || -> std::io::Result<std::fs::File> {
+            let f = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)?;
+            f.lock()?;
+            Ok(f)
+        })
+        .await?
+        .map_err(|e| {
+            ConsoleError::new(
+                ConsoleErrorCode::Cache,
+                format!("locking the data dir: {e}"),
+            )
+        })?;
+        if self.adopt_shared_sso_renewal().await? {
+            return Ok(());
+        }
         let (client, url) = {
             let live = self.live.lock().await;
             match (&live.session, live.sso) {
@@ -1708,6 +1734,44 @@ impl Console {
                 Err(e.into())
             }
         }
+    }
+
+    /// Takes over a renewal another process sharing this data dir made since this
+    /// one last looked (its access token is in the keyring, its timing in the
+    /// cache). Returns whether there was one. Called with the renewal lock held.
+    async fn adopt_shared_sso_renewal(&self) -> Result<bool> {
+        let stored = self
+            .cache
+            .get(K_SSO)
+            .await?
+            .and_then(|v| serde_json::from_str::<SsoLive>(&v).ok());
+        let (url, mine) = {
+            let live = self.live.lock().await;
+            match (&live.session, live.sso) {
+                (Some(s), Some(m)) => (s.url.clone(), m),
+                _ => return Ok(false),
+            }
+        };
+        let Some(stored) = stored.filter(|s| s.access_expires_at > mine.access_expires_at) else {
+            return Ok(false);
+        };
+        let store = self.secrets.clone();
+        let account = token_account(&url);
+        let token = blocking(move || store.get(&account))
+            .await?
+            .map_err(|e| ConsoleError::new(ConsoleErrorCode::Keyring, e.to_string()))?;
+        let Some(token) = token.map(zeroize::Zeroizing::new) else {
+            return Ok(false);
+        };
+        {
+            let mut live = self.live.lock().await;
+            if let Some(s) = live.session.as_mut().filter(|s| s.url == url) {
+                s.client = s.client.as_user(&token);
+            }
+            live.sso = Some(stored);
+        }
+        self.session_gen.send_modify(|g| *g += 1);
+        Ok(true)
     }
 
     /// The sign-in ended: sign out (revoking at the broker what may still work)

@@ -327,3 +327,17 @@ async fn exchange_code(
         .map(str::to_string)
         .ok_or_else(|| SsoError::Idp("the token endpoint gave no id_token".into()))
 }
+
+/// Opens `url` in the person's browser with `xdg-open` (which honours `$BROWSER`);
+/// a thread reaps it, and nobody waits for the browser to close.
+pub fn open_in_browser(url: String) -> Result<(), String> {
+    let mut child = std::process::Command::new("xdg-open")
+        .arg(&url)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .map_err(|e| format!("xdg-open: {e}"))?;
+    std::thread::spawn(move || child.wait());
+    Ok(())
+}

@@ -187,10 +187,15 @@ pub struct LoginArgs {
     pub method: LoginMethod,
 }
 
-/// How to sign in. One way for now; single sign-on joins this group as `--sso`.
+/// How to sign in: single sign-on in the browser, or an admin-issued token.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct LoginMethod {
+    /// Sign in with the company's single sign-on: opens the browser (`xdg-open`,
+    /// which honours `$BROWSER`) at the identity provider and waits up to 5 minutes
+    /// for the sign-in to come back to this machine.
+    #[arg(long)]
+    pub sso: bool,
     /// Read an admin-issued API token from stdin (the emergency sign-in); it is
     /// never taken from the command line nor echoed.
     #[arg(long)]
@@ -294,7 +299,9 @@ fn usage(message: impl Into<String>) -> Failure {
 pub fn exit_code(code: ConsoleErrorCode) -> i32 {
     use ConsoleErrorCode as C;
     match code {
-        C::SignedOut | C::Broker(ErrorCode::Unauthenticated) => exit::SIGNED_OUT,
+        C::SignedOut | C::Broker(ErrorCode::Unauthenticated | ErrorCode::SessionExpired) => {
+            exit::SIGNED_OUT
+        }
         C::LockedOut
         | C::Broker(ErrorCode::Forbidden | ErrorCode::SelfApproval | ErrorCode::NotEligible) => {
             exit::REFUSED
@@ -414,13 +421,23 @@ async fn open_console() -> Res<Arc<Console>> {
                 ),
             )
         })?;
+    // An SSO sign-in's access token lasts minutes; the app renews it while it runs,
+    // and so does a command that finds it due (under the data dir's lock, so the
+    // two never spend one refresh token twice). Unreachable: the cache answers.
+    if c.sso_refresh_due().await {
+        match c.refresh_sso_now().await {
+            Ok(()) => {}
+            Err(e) if e.code == "offline" => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     Ok(c)
 }
 
 fn not_signed_in() -> Failure {
     ConsoleError::new(
         ConsoleErrorCode::SignedOut,
-        "Not signed in: run `firedoor login --url URL --token-stdin` (or sign in in the app).",
+        "Not signed in: run `firedoor login --url URL --sso` (or --token-stdin, or sign in in the app).",
     )
     .into()
 }
@@ -438,7 +455,14 @@ async fn require_session(c: &Console) -> Res<()> {
 async fn refresh(c: &Console, json: bool) -> Res<()> {
     let mut rx = c.subscribe();
     let _ = c.send_pending_revocations().await;
-    match c.sync().await {
+    let mut synced = c.sync().await;
+    if matches!(&synced, Err(e) if e.code == "unauthenticated") && c.status().await?.sso {
+        // The access token ended before this machine's clock said so: renew the SSO
+        // sign-in (or learn that it is over) and try once more.
+        c.refresh_sso_now().await?;
+        synced = c.sync().await;
+    }
+    match synced {
         Ok(()) => {
             let _ = c.replay_outbox().await;
         }
@@ -610,19 +634,34 @@ fn read_secret(prompt: &str, from_stdin: bool) -> Res<Zeroizing<String>> {
 }
 
 async fn login(a: LoginArgs) -> Res<Done> {
-    // Only one way to sign in for now (the group makes --token-stdin required); SSO
-    // becomes another arm here.
-    let LoginMethod { token_stdin: true } = a.method else {
-        return Err(usage("give --token-stdin"));
-    };
-    let token = read_secret("API token (not shown): ", true)?;
-    let token = Zeroizing::new(token.trim().to_string());
-    if token.is_empty() {
-        return Err(usage("no token on stdin"));
-    }
-    let c = open_console().await?;
     let urls: Vec<&str> = a.urls.iter().map(String::as_str).collect();
-    let st = c.sign_in_urls(&urls, &token).await?;
+    let st = match a.method {
+        LoginMethod { sso: true, .. } => {
+            let c = open_console().await?;
+            c.sign_in_sso(&urls, |url| {
+                // The URL carries no secret (PKCE keeps the verifier here): shown so
+                // that a person whose browser did not open can paste it.
+                eprintln!("Opening the browser to sign in. If it does not open, go to:\n  {url}");
+                if let Err(e) = crate::sso::open_in_browser(url) {
+                    eprintln!("(the browser did not start: {e})");
+                }
+                Ok(())
+            })
+            .await?
+        }
+        LoginMethod {
+            token_stdin: true, ..
+        } => {
+            let token = read_secret("API token (not shown): ", true)?;
+            let token = Zeroizing::new(token.trim().to_string());
+            if token.is_empty() {
+                return Err(usage("no token on stdin"));
+            }
+            let c = open_console().await?;
+            c.sign_in_urls(&urls, &token).await?
+        }
+        _ => return Err(usage("give --sso or --token-stdin")),
+    };
     let user = st.user.clone().unwrap_or_default();
     let groups = if st.groups.is_empty() {
         String::new()
