@@ -294,3 +294,22 @@ export interface UnlockResult {
   hide_after_secs: number;
   message: string;
 }
+
+/** A firedoor:// link, as the backend parsed and checked it. A link only fills in or
+ *  shows something; it never acts by itself. */
+export type Link =
+  | { kind: 'request'; bundle: string; reason: string | null; ticket: string | null; incident: string | null }
+  | { kind: 'approve'; request: string }
+  | { kind: 'open'; view: 'requests' | 'access' | 'bundles'; id: string | null };
+
+/** What the backend sends for each link that reached the app. */
+export type LinkEvent =
+  | { kind: 'link'; link: Link }
+  | { kind: 'invalid'; message: string };
+
+/** What a link filled in on the request form (the user still reviews and sends it). */
+export interface RequestPrefill {
+  justification?: string;
+  ticket?: string;
+  incident?: string;
+}
