@@ -27,7 +27,7 @@ test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
 	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh
-	$(MAKE) install-test
+	$(SUDO) ./scripts/install-test.sh --prebuilt
 
 # Installs the two .deb packages (made from the debug builds), runs the broker as its
 # unit says and the app under Xvfb, opens a firedoor:// link, then purges both. Root.

@@ -17,8 +17,16 @@
 #
 # Fails (non-zero) at the first thing that is wrong. Refuses to run when either
 # package is installed already (it would replace and then purge it).
+#
+#   scripts/install-test.sh [--prebuilt]
+#
+# --prebuilt packages target/debug/firedoor and firedoor-server as they are (make test
+# passes it: `cargo test --workspace` has just built both, and building them again
+# with `cargo build -p …` would resolve other features and rebuild).
 set -euo pipefail
 
+prebuilt=0
+[ "${1:-}" = --prebuilt ] && prebuilt=1
 root="$(cd "$(dirname "$0")/.." && pwd)"
 target_dir="${CARGO_TARGET_DIR:-$root/target}"
 log() { printf '\n== install-test: %s\n' "$*"; }
@@ -66,7 +74,13 @@ trap cleanup EXIT
 # ------------------------------------------------------------------ 1. packages
 log "packaging the debug builds"
 t0=$(date +%s)
-(cd "$root" && cargo build --locked -q -p firedoor -p firedoor-server)
+if [ "$prebuilt" = 1 ]; then
+  for b in firedoor firedoor-server; do
+    [ -x "$target_dir/debug/$b" ] || fail "--prebuilt: $target_dir/debug/$b is missing"
+  done
+else
+  (cd "$root" && cargo build --locked -q -p firedoor -p firedoor-server)
+fi
 version="$(cargo metadata --no-deps --format-version 1 --manifest-path "$root/Cargo.toml" \
   | jq -r '.packages[] | select(.name == "firedoor") | .version')"
 arch="$(dpkg --print-architecture)"
@@ -226,10 +240,27 @@ grep -q 'link opened' "$work/app.log" || fail "the running app did not get the l
 kill -0 "$app_pid" 2>/dev/null || fail "the first app exited"
 echo "xdg-open $link: the second launch handed the link to the running app and exited (${ms} ms)"
 
-# Started at login (the autostart entry passes --minimized): into the tray, no
-# window; a link brings the window up.
-kill "$app_pid"
+# The window's size and position are remembered: resize and move it, end the app as
+# a session end does (SIGTERM), and the next start (below) has them back.
+xdotool windowsize "$win" 900 640
+xdotool windowmove "$win" 40 30
+for _ in $(seq 1 50); do
+  [ "$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')" = 900x640 ] && break
+  sleep 0.1
+done
+sleep 0.5
+kill -TERM "$app_pid"
+for _ in $(seq 1 100); do kill -0 "$app_pid" 2>/dev/null || break; sleep 0.1; done
+kill -0 "$app_pid" 2>/dev/null && fail "the app did not exit on SIGTERM"
 wait "$app_pid" 2>/dev/null || true
+state_file="$XDG_CONFIG_HOME/dev.firedoor.console/.window-state.json"
+[ -f "$state_file" ] || fail "no window state saved at exit ($state_file)"
+jq -e '.main.width == 900 and .main.height == 640' "$state_file" >/dev/null \
+  || fail "the saved window state is not 900x640: $(cat "$state_file")"
+echo "window state saved at SIGTERM: $(jq -c .main "$state_file")"
+
+# Started at login (the autostart entry passes --minimized): into the tray, no
+# window; a link brings the window up, with the size it had.
 FIREDOOR_DEMO=1 /usr/bin/firedoor --minimized >"$work/app.log" 2>&1 &
 app_pid=$!
 pids+=("$app_pid")
@@ -250,7 +281,9 @@ for _ in $(seq 1 100); do
   sleep 0.1
 done
 [ -n "$win" ] || fail "a link did not bring up the window of an app started with --minimized"
-echo "--minimized: started hidden (the UI loaded); a firedoor:// link brought the window up"
+geom="$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')"
+[ "$geom" = 900x640 ] || fail "the window came back at $geom, not the 900x640 it had"
+echo "--minimized: started hidden (the UI loaded); a firedoor:// link brought the window up, at its remembered $geom"
 
 # ------------------------------------------------------------------ 5. remove
 log "dpkg -P both packages"

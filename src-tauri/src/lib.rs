@@ -436,6 +436,22 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
     });
 }
 
+/// SIGTERM (the session ends, `kill`): exit as Quit does, so the window's size and
+/// position are saved (the window-state plugin writes them on exit).
+#[cfg(unix)]
+fn exit_on_sigterm(app: AppHandle) {
+    tauri::async_runtime::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        if term.recv().await.is_some() {
+            tracing::info!("SIGTERM: exiting");
+            app.exit(0);
+        }
+    });
+}
+
 pub fn run() {
     let _ = STARTED.set(Instant::now());
     tracing_subscriber::fmt()
@@ -569,6 +585,8 @@ pub fn run() {
                 });
             }
             tauri::async_runtime::spawn(console.run(Duration::from_secs(60)));
+            #[cfg(unix)]
+            exit_on_sigterm(handle.clone());
             Ok(())
         })
         .on_window_event(|window, event| {
