@@ -1675,3 +1675,36 @@ async fn links_reach_the_running_app_and_never_act_by_themselves() {
     .await;
     wd.close().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_starts_the_app_and_is_followed_once_signed_in() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_bob = Client::new(&url, Some(&bob)).unwrap();
+
+    // Not running: the desktop starts the app with the link as its only argument.
+    let wd = desk
+        .launch_with(&["firedoor://request/prod-db-write?reason=Disk%20full&ticket=OPS-3"])
+        .await;
+    until("asked to sign in first", || async {
+        let t = wd.find(tid("toast")).await.ok()?.text().await.ok()?;
+        t.contains("Sign in to open the Firedoor link")
+            .then_some(())
+    })
+    .await;
+    el(&wd, "signin-url").await.send_keys(&url).await.unwrap();
+    el(&wd, "signin-token").await.send_keys(&bob).await.unwrap();
+    click(&wd, "signin-submit").await;
+    el(&wd, "request-from-link").await;
+    assert_eq!(value(&wd, "request-justification").await, "Disk full");
+    assert_eq!(value(&wd, "request-ticket").await, "OPS-3");
+    assert!(
+        as_bob.requests("mine").await.unwrap().is_empty(),
+        "the link sent nothing"
+    );
+    wd.close().await.unwrap();
+}
