@@ -1,5 +1,7 @@
 # The two commands of the README. Both install what they need first.
-.PHONY: run run-broker test deps ui check bench bench-desktop types
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo -E env "PATH=$$PATH")
+TARGET_DIR := $(or $(CARGO_TARGET_DIR),target)
+.PHONY: run run-broker test deps ui check bench bench-desktop types package appimage install-test
 
 deps:
 	@./scripts/deps.sh
@@ -30,6 +32,12 @@ test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
 	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh --test sso
+	$(SUDO) ./scripts/install-test.sh --prebuilt
+
+# Installs the two .deb packages (made from the debug builds), runs the broker as its
+# unit says and the app under Xvfb, opens a firedoor:// link, then purges both. Root.
+install-test: ui
+	$(SUDO) ./scripts/install-test.sh
 
 # Lints as CI runs them.
 check: ui
@@ -45,3 +53,18 @@ bench: deps
 
 bench-desktop: ui
 	./scripts/bench-desktop.sh
+
+# The release packages: the desktop app's .deb (Tauri bundler: desktop file, icon,
+# the firedoor:// scheme) and the broker's .deb (systemd unit, its own user, example
+# policy), both in dist/. The UI is built by the `ui` step (not again by the bundler).
+package: ui
+	ui/node_modules/.bin/tauri build --ci --bundles deb --config '{"build":{"beforeBuildCommand":""}}'
+	mkdir -p dist
+	cp $(TARGET_DIR)/release/bundle/deb/Firedoor_*.deb dist/
+	./scripts/package-server.sh --release
+	@ls -l dist/*.deb
+
+# The AppImage: the bundler downloads linuxdeploy and AppRun from GitHub, so this runs
+# only on a machine that reaches GitHub (not on one limited to package registries).
+appimage: ui
+	ui/node_modules/.bin/tauri build --ci --bundles appimage --config '{"build":{"beforeBuildCommand":""}}'

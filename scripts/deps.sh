@@ -26,7 +26,11 @@ pkgs=(build-essential pkg-config postgresql postgresql-client openssl curl jq ca
   # the system's) and the ssh client, ssh-keygen and ssh-agent
   openssh-server openssh-client
   # the MySQL / MariaDB connector: a real MariaDB server (and its client) in the tests
-  mariadb-server mariadb-client)
+  mariadb-server mariadb-client
+  # packages: dpkg-dev builds the broker's .deb (dpkg-shlibdeps); the install test
+  # checks the firedoor:// handler with xdg-mime / xdg-open, and desktop-file-utils
+  # keeps the desktop database (mimeinfo.cache) current when a .desktop file is installed
+  dpkg-dev xdg-utils desktop-file-utils)
 # Node.js and npm build the web UI and run the SSO tests' OpenID Provider; the machine
 # image ships them (nodesource, Node 20), a bare Debian gets its own.
 command -v npm >/dev/null 2>&1 || pkgs+=(nodejs npm)

@@ -1672,3 +1672,196 @@ async fn the_app_and_the_command_line_share_one_session() {
     .await;
     b.stop().await;
 }
+
+/// Runs the app binary again, as a desktop would for a clicked `firedoor://` link,
+/// on the same session bus; returns how long the second process lived. It must hand
+/// the link to the running app and exit at once (never open a second window).
+async fn second_launch(desk: &Desktop, link: &str) -> Duration {
+    let started = Instant::now();
+    let mut child = Command::new(APP)
+        .arg(link)
+        .envs(desk.env().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "the second launch failed: {status}");
+            return started.elapsed();
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("the second launch with {link} did not exit within 20 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn value(wd: &Wd, id: &str) -> String {
+    el(wd, id)
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_reach_the_running_app_and_never_act_by_themselves() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = user(&b, "alice", &["oncall"], false).await;
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_alice = Client::new(&url, Some(&alice)).unwrap();
+    let as_bob = Client::new(&url, Some(&bob)).unwrap();
+    let (req, _) = as_alice
+        .create_request(
+            &CreateRequest {
+                bundle: "prod-db-read".into(),
+                justification: Some("INC-9 checkout errors".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+
+    let wd = desk.launch().await;
+    el(&wd, "signin-url").await.send_keys(&url).await.unwrap();
+    el(&wd, "signin-token").await.send_keys(&bob).await.unwrap();
+    click(&wd, "signin-submit").await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "bob");
+
+    // --- a request link: the running window shows the form, filled in; nothing is sent
+    let took = second_launch(
+        &desk,
+        "firedoor://request/prod-db-write?reason=Replication%20lag%20on%20db-2&ticket=OPS-12",
+    )
+    .await;
+    eprintln!("e2e: second launch with a request link exited after {took:?}");
+    assert!(took < Duration::from_secs(10), "exits promptly: {took:?}");
+    el(&wd, "request-form").await;
+    el(&wd, "request-from-link").await;
+    assert_eq!(
+        value(&wd, "request-justification").await,
+        "Replication lag on db-2"
+    );
+    assert_eq!(value(&wd, "request-ticket").await, "OPS-12");
+    shot(&wd, "20-link-request-form").await;
+
+    // --- an approve link opens that approval, flashed; the user still decides
+    let took = second_launch(&desk, &format!("firedoor://approve/{}", req.id)).await;
+    assert!(took < Duration::from_secs(10), "exits promptly: {took:?}");
+    until("the approval is shown, flashed", || async {
+        let row = wd.find(tid(&format!("approval-{}", req.id))).await.ok()?;
+        let class = row.attr("class").await.ok()??;
+        class.contains("highlight").then_some(())
+    })
+    .await;
+    assert!(
+        wd.find(tid("request-form")).await.is_err(),
+        "the link replaced the form"
+    );
+    shot(&wd, "21-link-approval").await;
+
+    // --- ATTACK: a page fires links that try to decide; none does
+    for link in [
+        format!("firedoor://approve/{}?approve=1", req.id),
+        format!("firedoor://approve/{}/approve", req.id),
+        "firedoor://request/prod-db-read?submit=1".to_string(),
+    ] {
+        second_launch(&desk, &link).await;
+    }
+    until("a refused link says why", || async {
+        let t = wd.find(tid("toast")).await.ok()?.text().await.ok()?;
+        t.contains("This Firedoor link cannot be opened")
+            .then_some(t)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let r = as_bob.request(&req.id).await.unwrap();
+    assert_eq!(r.state, RequestState::Pending, "a link never approves");
+    assert!(r.decisions.is_empty(), "no decision was made: {r:?}");
+    assert!(
+        as_bob.requests("mine").await.unwrap().is_empty(),
+        "a link never sends a request"
+    );
+
+    // --- start at login: on writes the XDG autostart entry (with --minimized), off removes it
+    let entry = desk
+        .env()
+        .iter()
+        .find(|(k, _)| k == "HOME")
+        .map(|(_, v)| PathBuf::from(v).join(".config/autostart/firedoor.desktop"))
+        .unwrap();
+    assert!(!entry.exists(), "off by default");
+    click(&wd, "autostart-toggle").await;
+    let text_of_entry = until("autostart entry written", || async {
+        std::fs::read_to_string(&entry).ok()
+    })
+    .await;
+    let exec = text_of_entry
+        .lines()
+        .find(|l| l.starts_with("Exec="))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        exec.starts_with(&format!("Exec={APP}")) && exec.ends_with(" --minimized"),
+        "{text_of_entry}"
+    );
+    until("the setting shows it on", || async {
+        let on = wd
+            .find(tid("autostart-toggle"))
+            .await
+            .ok()?
+            .prop("checked")
+            .await
+            .ok()??;
+        (on == "true").then_some(())
+    })
+    .await;
+    click(&wd, "autostart-toggle").await;
+    until("autostart entry removed", || async {
+        (!entry.exists()).then_some(())
+    })
+    .await;
+    wd.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_starts_the_app_and_is_followed_once_signed_in() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_bob = Client::new(&url, Some(&bob)).unwrap();
+
+    // Not running: the desktop starts the app with the link as its only argument.
+    let wd = desk
+        .launch_with(&["firedoor://request/prod-db-write?reason=Disk%20full&ticket=OPS-3"])
+        .await;
+    until("asked to sign in first", || async {
+        let t = wd.find(tid("toast")).await.ok()?.text().await.ok()?;
+        t.contains("Sign in to open the Firedoor link")
+            .then_some(())
+    })
+    .await;
+    el(&wd, "signin-url").await.send_keys(&url).await.unwrap();
+    el(&wd, "signin-token").await.send_keys(&bob).await.unwrap();
+    click(&wd, "signin-submit").await;
+    el(&wd, "request-from-link").await;
+    assert_eq!(value(&wd, "request-justification").await, "Disk full");
+    assert_eq!(value(&wd, "request-ticket").await, "OPS-3");
+    assert!(
+        as_bob.requests("mine").await.unwrap().is_empty(),
+        "the link sent nothing"
+    );
+    wd.close().await.unwrap();
+}

@@ -5,6 +5,7 @@
 //! them), the clipboard, and demo mode with an in-process broker.
 
 mod demo;
+mod links;
 mod notify;
 
 use firedoor_client::console::{
@@ -20,8 +21,13 @@ use std::time::{Duration, Instant};
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, State, WindowEvent};
+use tauri_plugin_autostart::ManagerExt as _;
 use tauri_plugin_clipboard_manager::ClipboardExt;
+use tauri_plugin_deep_link::DeepLinkExt;
 use zeroize::{Zeroize, Zeroizing};
+
+/// The argument the autostart entry passes: start hidden in the tray.
+pub const MINIMIZED_ARG: &str = "--minimized";
 
 /// When the process started, for the cold-start figure.
 pub static STARTED: OnceLock<Instant> = OnceLock::new();
@@ -298,6 +304,35 @@ async fn resync(s: State<'_, AppState>) -> CmdResult<Snapshot> {
     s.console.snapshot().await
 }
 
+/// The UI listens for `firedoor://link` now: returns the links that came before
+/// (the one the app was started with, if any).
+#[tauri::command]
+fn links_ready(links: State<'_, links::Links>) -> Vec<links::LinkEvent> {
+    links.ready()
+}
+
+fn autostart_error(e: impl std::fmt::Display) -> ConsoleError {
+    ConsoleError::new(
+        firedoor_core::ConsoleErrorCode::Autostart,
+        format!("Cannot change starting at login: {e}"),
+    )
+}
+
+/// Whether Firedoor starts at login (into the tray).
+#[tauri::command]
+fn autostart(app: AppHandle) -> CmdResult<bool> {
+    app.autolaunch().is_enabled().map_err(autostart_error)
+}
+
+/// Turns starting at login on (an XDG autostart entry that runs the app with
+/// `--minimized`, into the tray) or off (the entry is removed). Returns the new state.
+#[tauri::command]
+fn set_autostart(app: AppHandle, on: bool) -> CmdResult<bool> {
+    let a = app.autolaunch();
+    if on { a.enable() } else { a.disable() }.map_err(autostart_error)?;
+    a.is_enabled().map_err(autostart_error)
+}
+
 #[tauri::command]
 fn ui_ready() {
     static ONCE: OnceLock<()> = OnceLock::new();
@@ -418,6 +453,22 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
     });
 }
 
+/// SIGTERM (the session ends, `kill`): exit as Quit does, so the window's size and
+/// position are saved (the window-state plugin writes them on exit).
+#[cfg(unix)]
+fn exit_on_sigterm(app: AppHandle) {
+    tauri::async_runtime::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        if term.recv().await.is_some() {
+            tracing::info!("SIGTERM: exiting");
+            app.exit(0);
+        }
+    });
+}
+
 pub fn run() {
     let _ = STARTED.set(Instant::now());
     tracing_subscriber::fmt()
@@ -430,7 +481,35 @@ pub fn run() {
     let demo = std::env::args().any(|a| a == "--demo")
         || std::env::var("FIREDOOR_DEMO").is_ok_and(|v| v == "1");
 
+    // Started at login (the autostart entry passes it): into the tray, no window.
+    let minimized = std::env::args().any(|a| a == MINIMIZED_ARG);
+
     let result = tauri::Builder::default()
+        // First: a second launch hands its arguments (a firedoor:// link) to the
+        // running app over D-Bus and exits before anything else starts. With the
+        // deep-link feature, the link goes on to the deep-link plugin (below).
+        .plugin(tauri_plugin_single_instance::init(|app, argv, _cwd| {
+            match links::unparsable_link_arg(&argv) {
+                Some(bad) => links::deliver(app, bad),
+                None => show_main(app),
+            }
+        }))
+        .plugin(tauri_plugin_deep_link::init())
+        .plugin(
+            tauri_plugin_window_state::Builder::default()
+                // Size, position, maximised; whether it shows is ours to say (tray, --minimized).
+                .with_state_flags(
+                    tauri_plugin_window_state::StateFlags::all()
+                        - tauri_plugin_window_state::StateFlags::VISIBLE,
+                )
+                .build(),
+        )
+        .plugin(
+            tauri_plugin_autostart::Builder::new()
+                .app_name("firedoor")
+                .args([MINIMIZED_ARG])
+                .build(),
+        )
         .plugin(tauri_plugin_clipboard_manager::init())
         .invoke_handler(tauri::generate_handler![
             status,
@@ -453,6 +532,9 @@ pub fn run() {
             confirm_broker_key,
             demo_broker,
             resync,
+            links_ready,
+            autostart,
+            set_autostart,
             ui_ready
         ])
         .setup(move |app| {
@@ -475,6 +557,35 @@ pub fn run() {
                     None
                 }
             };
+            // The window is created hidden: shown now unless started into the tray
+            // (without a tray, always shown: there would be no way to open it).
+            if !minimized || tray.is_none() {
+                show_main(&handle);
+            }
+            // Links: the one this launch was started with, and later ones handed
+            // over by second launches.
+            app.manage(links::Links::default());
+            {
+                let h = handle.clone();
+                app.deep_link().on_open_url(move |ev| {
+                    for url in ev.urls() {
+                        links::deliver(&h, url.as_str());
+                    }
+                });
+            }
+            let args: Vec<String> = std::env::args().collect();
+            match app.deep_link().get_current() {
+                Ok(Some(urls)) => {
+                    for url in urls {
+                        links::deliver(&handle, url.as_str());
+                    }
+                }
+                _ => {
+                    if let Some(bad) = links::unparsable_link_arg(&args) {
+                        links::deliver(&handle, bad);
+                    }
+                }
+            }
             let demo_broker = demo.then(|| Arc::new(demo::DemoBroker::default()));
             app.manage(AppState {
                 console: console.clone(),
@@ -492,6 +603,8 @@ pub fn run() {
                 });
             }
             tauri::async_runtime::spawn(console.run(Duration::from_secs(60)));
+            #[cfg(unix)]
+            exit_on_sigterm(handle.clone());
             Ok(())
         })
         .on_window_event(|window, event| {

@@ -38,6 +38,7 @@ fn roots(g: &mut Exporter) {
     use crate::console::{ActionResult, AppStatus, ConsoleError, Snapshot};
     use crate::trust::PassphraseStrength;
     use firedoor_core::api::Credentials;
+    use firedoor_core::links::LinkEvent;
     use firedoor_core::ConsoleErrorCode;
 
     g.export::<AppStatus>();
@@ -48,6 +49,7 @@ fn roots(g: &mut Exporter) {
     g.export::<PassphraseStrength>();
     g.export::<ConsoleError>();
     g.export::<ConsoleErrorCode>();
+    g.export::<LinkEvent>();
 }
 
 /// The settings the declarations are made with: 64-bit integers are JSON numbers (as

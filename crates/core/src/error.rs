@@ -209,6 +209,8 @@ pub enum ConsoleErrorCode {
     SsoTimeout,
     /// Single sign-on failed at the IdP or on the way back (the message says how).
     Sso,
+    /// Starting at login could not be turned on or off.
+    Autostart,
     /// A code of the broker's (also used by the app for the same meaning, e.g.
     /// `internal`, `invalid_request`, `not_found`, `unauthenticated`).
     #[serde(untagged)]
@@ -254,6 +256,7 @@ impl ConsoleErrorCode {
         ConsoleErrorCode::SshAgent,
         ConsoleErrorCode::SsoTimeout,
         ConsoleErrorCode::Sso,
+        ConsoleErrorCode::Autostart,
     ];
 
     /// The wire name.
@@ -295,6 +298,7 @@ impl ConsoleErrorCode {
             ConsoleErrorCode::SshAgent => "ssh_agent",
             ConsoleErrorCode::SsoTimeout => "sso_timeout",
             ConsoleErrorCode::Sso => "sso",
+            ConsoleErrorCode::Autostart => "autostart",
             ConsoleErrorCode::Broker(c) => c.as_str(),
         }
     }
@@ -389,6 +393,7 @@ mod tests {
                 "ssh_agent",
                 "sso_timeout",
                 "sso",
+                "autostart",
             ],
             "the UI switches on these names: they must not change"
         );

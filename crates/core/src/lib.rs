@@ -29,6 +29,7 @@ pub mod ids;
 pub mod incident;
 pub mod input;
 pub mod lifecycle;
+pub mod links;
 pub mod notify;
 pub mod oncall;
 pub mod outbound;

@@ -117,6 +117,11 @@ pub struct PayloadData {
     pub recipients: Vec<String>,
     #[serde(default)]
     pub request: Option<RequestFacts>,
+    /// The `firedoor://` link that opens it in the desktop app (for approvers of a
+    /// request waiting for them, `firedoor://approve/REQ`), for receivers that show
+    /// a button.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_link: Option<String>,
 }
 
 /// Cuts text for a chat message (Slack limits a section to 3000 characters).
@@ -178,24 +183,47 @@ pub fn slack_message(p: &Payload, link_base: &str) -> Value {
             "elements": [{ "type": "mrkdwn", "text": esc(&cut(&format!("Told in Firedoor: {}", d.recipients.join(", ")), 2000)) }]
         }));
     }
-    let link = match (&d.request_id, &d.grant_id, &d.incident_id) {
-        (Some(r), _, _) => Some(format!("{link_base}/requests/{r}")),
-        (None, Some(g), _) => Some(format!("{link_base}/grants/{g}")),
-        (None, None, Some(i)) => Some(format!("{link_base}/incidents/{i}")),
-        _ => None,
-    };
-    if let Some(url) = link {
+    if let Some(url) = app_link(p, link_base) {
+        let text = if url.starts_with("firedoor://approve/") {
+            "Review in Firedoor"
+        } else {
+            "Open in Firedoor"
+        };
         blocks.push(json!({
             "type": "actions",
             "elements": [{
                 "type": "button",
-                "text": { "type": "plain_text", "text": "Open in Firedoor" },
+                "text": { "type": "plain_text", "text": text },
                 "url": url,
                 "action_id": "open",
             }]
         }));
     }
     json!({ "text": cut(&d.message, 3000), "blocks": blocks })
+}
+
+/// The link that opens what a delivery is about in the desktop app. With the
+/// default base (the app's own scheme), a request waiting for approval links to
+/// `firedoor://approve/REQ` (its approvers were told: the link opens it among their
+/// approvals, where they still decide with a click); otherwise the item under
+/// `{link_base}/requests|grants|incidents/{id}`.
+pub fn app_link(p: &Payload, link_base: &str) -> Option<String> {
+    let d = &p.data;
+    if link_base == DEFAULT_LINK_BASE && p.kind == EventKind::RequestAwaitingApproval.as_str() {
+        if let Some(id) = d
+            .request_id
+            .as_deref()
+            .and_then(|r| r.parse::<crate::RequestId>().ok())
+        {
+            return Some(crate::links::approve_link(&id));
+        }
+    }
+    match (&d.request_id, &d.grant_id, &d.incident_id) {
+        (Some(r), _, _) => Some(format!("{link_base}/requests/{r}")),
+        (None, Some(g), _) => Some(format!("{link_base}/grants/{g}")),
+        (None, None, Some(i)) => Some(format!("{link_base}/incidents/{i}")),
+        _ => None,
+    }
 }
 
 /// Attempts before a delivery is given up (dead-lettered).
@@ -246,6 +274,7 @@ mod tests {
                     incident_id: Some("inc_1".into()),
                     stage: 0,
                 }),
+                app_link: None,
             },
         }
     }
@@ -272,6 +301,35 @@ mod tests {
         assert_eq!(actions["type"], "actions");
         assert_eq!(actions["elements"][0]["type"], "button");
         assert!(m["text"].as_str().unwrap().starts_with("carol requests"));
+    }
+
+    #[test]
+    fn approvers_get_a_link_that_opens_the_approval_and_others_the_item() {
+        let id = crate::RequestId::new();
+        let mut p = payload();
+        p.data.request_id = Some(id.to_string());
+        let want = format!("firedoor://approve/{id}");
+        assert_eq!(app_link(&p, DEFAULT_LINK_BASE), Some(want.clone()));
+        let m = slack_message(&p, DEFAULT_LINK_BASE);
+        let actions = m["blocks"].as_array().unwrap().last().unwrap();
+        assert_eq!(actions["elements"][0]["url"], want);
+        assert_eq!(actions["elements"][0]["text"]["text"], "Review in Firedoor");
+        // The link parses back to that approval (what the app does with it).
+        assert_eq!(
+            crate::links::Link::parse(&want).unwrap(),
+            crate::links::Link::Approve { request: id }
+        );
+        // Other events show the request; a custom base (a web page) keeps its form.
+        p.kind = "request_approved".into();
+        assert_eq!(
+            app_link(&p, DEFAULT_LINK_BASE),
+            Some(format!("firedoor://open/requests/{id}"))
+        );
+        p.kind = "request_awaiting_approval".into();
+        assert_eq!(
+            app_link(&p, "https://firedoor.example.com"),
+            Some(format!("https://firedoor.example.com/requests/{id}"))
+        );
     }
 
     const POLICY: &str = r#"

@@ -158,9 +158,10 @@ async fn a_request_reaches_chat_as_block_kit_and_a_webhook_signed() {
         .iter()
         .find(|b| b["type"] == "actions")
         .unwrap();
+    // Approvers were told: the button opens the request among their approvals.
     assert_eq!(
         button["elements"][0]["url"],
-        format!("firedoor://open/requests/{}", r.id)
+        format!("firedoor://approve/{}", r.id)
     );
 
     let hook = eventually("the webhook gets it", || async {
@@ -199,6 +200,11 @@ async fn a_request_reaches_chat_as_block_kit_and_a_webhook_signed() {
     assert_eq!(event["data"]["request"]["requester"], "alice");
     assert_eq!(event["data"]["request"]["ticket"], "OPS-12");
     assert_eq!(event["data"]["recipients"], serde_json::json!(["bob"]));
+    assert_eq!(
+        event["data"]["app_link"],
+        format!("firedoor://approve/{}", r.id),
+        "the webhook payload carries the app's link too"
+    );
 
     // The approval goes to chat only.
     tb.client("bob").approve(&r.id, None).await.unwrap();

@@ -5,7 +5,9 @@ import { getContext, setContext, tick } from 'svelte';
 import { SvelteSet } from 'svelte/reactivity';
 import { toBackendError, type Backend } from './backend';
 import { needsForm } from './format';
-import type { ActionResult, Bundle, Grant, NewRequest, SealedCredential, Snapshot } from './types';
+import type {
+  ActionResult, Bundle, Grant, Link, LinkEvent, NewRequest, RequestPrefill, SealedCredential, Snapshot,
+} from './types';
 
 export type View = 'bundles' | 'access' | 'requests' | 'approvals' | 'breakglass';
 export const VIEWS: { id: View; label: string }[] = [
@@ -33,7 +35,7 @@ export interface Toast {
 
 /** What the single open dialog is, if any. */
 export type Dialog =
-  | { kind: 'request'; bundle: Bundle }
+  | { kind: 'request'; bundle: Bundle; prefill?: RequestPrefill }
   | { kind: 'revoke'; grant: Grant }
   | { kind: 'extend'; grant: Grant }
   | { kind: 'credentials'; grant: Grant }
@@ -41,6 +43,11 @@ export type Dialog =
   | { kind: 'unlock'; credential: SealedCredential };
 
 const KEY = Symbol('firedoor-app');
+
+/** How long the buttons that act stay disabled after a link changed the window: a
+ *  page that fires a link cannot time it so that a click meant for something else
+ *  lands on Approve or Request. */
+export const LINK_GUARD_MS = 1000;
 
 export function useApp(): AppState {
   const app = getContext<AppState | undefined>(KEY);
@@ -58,6 +65,13 @@ export class AppState {
   toast = $state<Toast | null>(null);
   dialog = $state<Dialog | null>(null);
   quickOpen = $state(false);
+  /** True for a moment after a link changed the window (see LINK_GUARD_MS). */
+  linkGuard = $state(false);
+  /** Whether Firedoor starts at login; null until known. */
+  autostartOn = $state<boolean | null>(null);
+  /** A link that came while signed out, followed once signed in. */
+  private pendingLink: Link | null = null;
+  private linkGuardTimer: ReturnType<typeof setTimeout> | null = null;
   /** Keys of actions in flight ("request:prod-db", "revoke:grt_1"), to stop double clicks. */
   pending = new SvelteSet<string>();
 
@@ -93,6 +107,7 @@ export class AppState {
     const subs = Promise.all([
       this.backend.onSnapshot((s) => this.applySnapshot(s)),
       this.backend.onOpen((t) => this.open(t.view, t.id)),
+      this.backend.onLink((ev) => this.handleLink(ev)),
     ]).then((u) => {
       if (this.disposed) u.forEach((f) => f());
       else this.unsubs.push(...u);
@@ -109,6 +124,13 @@ export class AppState {
     await tick();
     await this.markReady();
     await subs;
+    void this.loadAutostart();
+    // Listening for links now: the one the app was started with comes first.
+    try {
+      for (const ev of await this.backend.linksReady()) this.handleLink(ev);
+    } catch (e) {
+      this.showError(e, 'Links cannot be opened');
+    }
   }
 
   stop(): void {
@@ -117,6 +139,7 @@ export class AppState {
     this.unsubs = [];
     if (this.toastTimer) clearTimeout(this.toastTimer);
     if (this.highlightTimer) clearTimeout(this.highlightTimer);
+    if (this.linkGuardTimer) clearTimeout(this.linkGuardTimer);
   }
 
   private async markReady() {
@@ -174,6 +197,78 @@ export class AppState {
         const el = document.querySelector(`[data-item-id="${CSS.escape(id)}"]`) as HTMLElement | null;
         el?.scrollIntoView?.({ block: 'nearest' });
       });
+    }
+  }
+
+  /** A firedoor:// link reached the app. It only fills in the request form or shows
+   *  a view: sending the request, approving or denying stays the user's click. */
+  handleLink(ev: LinkEvent): void {
+    if (ev.kind === 'invalid') {
+      this.notify(`This Firedoor link cannot be opened: ${ev.message}`, 'error');
+      return;
+    }
+    if (!this.snapshot?.status.signed_in) {
+      this.pendingLink = ev.link;
+      this.notify('Sign in to open the Firedoor link you followed.', 'warn');
+      return;
+    }
+    this.followLink(ev.link);
+  }
+
+  private followLink(link: Link): void {
+    const snap = this.snapshot;
+    if (!snap) return;
+    this.quickOpen = false;
+    this.armLinkGuard();
+    switch (link.kind) {
+      case 'request': {
+        const bundle = snap.bundles.find((b) => b.name === link.bundle);
+        this.setView('bundles');
+        if (!bundle) {
+          this.dialog = null;
+          this.notify(`The link asks for the bundle “${link.bundle}”, which you cannot request.`, 'error');
+          return;
+        }
+        const prefill: RequestPrefill = {};
+        if (link.reason) prefill.justification = link.reason;
+        if (link.ticket) prefill.ticket = link.ticket;
+        if (link.incident) prefill.incident = link.incident;
+        this.dialog = { kind: 'request', bundle, prefill };
+        return;
+      }
+      case 'approve': {
+        this.dialog = null;
+        this.open('approvals', link.request);
+        if (!snap.approvals.some((r) => r.id === link.request)) {
+          this.notify(`Request ${link.request} is not waiting for your decision (decided already, or not yours to decide).`, 'warn');
+        }
+        return;
+      }
+      case 'open':
+        this.dialog = null;
+        this.open(link.view, link.id ?? undefined);
+    }
+  }
+
+  private armLinkGuard(): void {
+    this.linkGuard = true;
+    if (this.linkGuardTimer) clearTimeout(this.linkGuardTimer);
+    this.linkGuardTimer = setTimeout(() => { this.linkGuard = false; }, LINK_GUARD_MS);
+  }
+
+  async loadAutostart(): Promise<void> {
+    try {
+      this.autostartOn = await this.backend.autostart();
+    } catch {
+      this.autostartOn = null;
+    }
+  }
+
+  async setAutostart(on: boolean): Promise<void> {
+    const r = await this.run('autostart', () => this.backend.setAutostart(on));
+    if (r !== undefined) {
+      this.autostartOn = r;
+      this.notify(r ? 'Firedoor starts at login, in the tray.' : 'Firedoor no longer starts at login.');
     }
   }
 
@@ -272,6 +367,9 @@ export class AppState {
       const status = await this.backend.signIn(urls, token);
       this.applySnapshot({ ...(this.snapshot ?? emptySnapshot()), status });
       await this.refresh();
+      const link = this.pendingLink;
+      this.pendingLink = null;
+      if (link && this.snapshot?.status.signed_in) this.followLink(link);
     } finally {
       this.pending.delete('signin');
     }

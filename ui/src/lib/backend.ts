@@ -2,7 +2,7 @@
 // from here (or receive a Backend in tests), never `@tauri-apps/*` directly.
 
 import type {
-  ActionResult, AppStatus, BackendError, Credentials, NewRequest, PassphraseStrength, Snapshot,
+  ActionResult, AppStatus, BackendError, Credentials, LinkEvent, NewRequest, PassphraseStrength, Snapshot,
   UnlockResult,
 } from './types';
 
@@ -54,6 +54,15 @@ export interface Backend {
   onSnapshot(cb: (s: Snapshot) => void): Promise<() => void>;
   /** Called when the backend asks to show something (e.g. a notification was clicked). */
   onOpen(cb: (target: { view: string; id?: string }) => void): Promise<() => void>;
+  /** Called with each firedoor:// link that reaches the app while the UI listens. */
+  onLink(cb: (ev: LinkEvent) => void): Promise<() => void>;
+  /** Tells the backend the UI listens for links; returns those that came before
+   *  (the link the app was started with). */
+  linksReady(): Promise<LinkEvent[]>;
+  /** Whether Firedoor starts at login (into the tray). */
+  autostart(): Promise<boolean>;
+  /** Turns starting at login on or off; returns the new state. Errors: 'autostart'. */
+  setAutostart(on: boolean): Promise<boolean>;
 }
 
 /** Turns anything thrown by a backend call into a readable BackendError. */
@@ -101,5 +110,9 @@ export async function tauriBackend(): Promise<Backend> {
     uiReady: () => call('ui_ready'),
     onSnapshot: async (cb) => listen<Snapshot>('firedoor://snapshot', (e) => cb(e.payload)),
     onOpen: async (cb) => listen<{ view: string; id?: string }>('firedoor://open', (e) => cb(e.payload)),
+    onLink: async (cb) => listen<LinkEvent>('firedoor://link', (e) => cb(e.payload)),
+    linksReady: () => call('links_ready'),
+    autostart: () => call('autostart'),
+    setAutostart: (on) => call('set_autostart', { on }),
   };
 }

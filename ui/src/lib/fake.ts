@@ -6,7 +6,7 @@ import type { Backend } from './backend';
 import { checkBrokerUrls } from './urls';
 import type {
   ActionResult, AppStatus, BackendError, BackendErrorCode, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
-  NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
+  LinkEvent, NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
 } from './types';
 
 export interface FakeCall {
@@ -34,6 +34,11 @@ export interface FakeBackend extends Backend {
   emit(s?: Snapshot): void;
   /** Asks the UI to show something, as a clicked notification would. */
   open(target: { view: string; id?: string }): void;
+  /** A firedoor:// link reaches the app (after the UI listens; before, it waits for
+   *  linksReady, as the link the app was started with does). */
+  link(ev: LinkEvent): void;
+  /** Whether the autostart entry exists. */
+  autostartOn: boolean;
   /** Makes the next call to `method` fail with this error. */
   failNext(method: keyof Backend, err: BackendError): void;
   /** The app failed over to `url` (one of the sign-in's URLs), as the client would
@@ -271,6 +276,9 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
   const state: Snapshot = clone(initial);
   const snapListeners = new Set<(s: Snapshot) => void>();
   const openListeners = new Set<(t: { view: string; id?: string }) => void>();
+  const linkListeners = new Set<(ev: LinkEvent) => void>();
+  const waitingLinks: LinkEvent[] = [];
+  let linksListening = false;
   const failures = new Map<keyof Backend, BackendError>();
   const calls: FakeCall[] = [];
   const iso = (offset = 0) => new Date(now() + offset).toISOString();
@@ -363,6 +371,11 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     callsTo: (m) => calls.filter((c) => c.method === m).map((c) => c.args),
     emit,
     open: (t) => { for (const l of openListeners) l({ ...t }); },
+    link: (ev) => {
+      if (linksListening) for (const l of linkListeners) l(clone(ev));
+      else waitingLinks.push(clone(ev));
+    },
+    autostartOn: false,
     failNext: (m, e) => { failures.set(m, e); },
     failOver(url) {
       if (!state.status.broker_urls.includes(url)) throw new Error(`${url} is not one of the sign-in's URLs`);
@@ -696,6 +709,23 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     onOpen: (cb) => call('onOpen', [], () => {
       openListeners.add(cb);
       return () => { openListeners.delete(cb); };
+    }),
+
+    onLink: (cb) => call('onLink', [], () => {
+      linkListeners.add(cb);
+      return () => { linkListeners.delete(cb); };
+    }),
+
+    linksReady: () => call('linksReady', [], () => {
+      linksListening = true;
+      return waitingLinks.splice(0);
+    }),
+
+    autostart: () => call('autostart', [], () => backend.autostartOn),
+
+    setAutostart: (on) => call('setAutostart', [on], () => {
+      backend.autostartOn = on;
+      return on;
     }),
   };
   return backend;

@@ -76,7 +76,7 @@ export type ConsoleError = { code: ConsoleErrorCode, message: string, };
  * the rest are the app's own. The string form is what the UI receives, and is
  * pinned by tests like [`ErrorCode`]'s.
  */
-export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | "usage" | "data_dir" | "io" | "format" | "not_active" | "no_ssh_agent" | "ssh_agent" | "sso_timeout" | "sso" | ErrorCode;
+export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | "usage" | "data_dir" | "io" | "format" | "not_active" | "no_ssh_agent" | "ssh_agent" | "sso_timeout" | "sso" | "autostart" | ErrorCode;
 
 /**
  * One credential for one resource of a grant. `Debug` never shows the secret.
@@ -185,6 +185,17 @@ bundles: Array<string>,
 responder: boolean, };
 
 /**
+ * A parsed, valid link.
+ */
+export type Link = { "kind": "request", bundle: string, reason: string | null, ticket: string | null, incident: string | null, } | { "kind": "approve", request: RequestId, } | { "kind": "open", view: OpenView, id: string | null, };
+
+/**
+ * What the app's UI gets for each link that reached it: the link, or why it was
+ * refused.
+ */
+export type LinkEvent = { "kind": "link", link: Link, } | { "kind": "invalid", message: string, };
+
+/**
  * A schedule the caller is on call for.
  */
 export type MyOnCall = { schedule: string, title: string, 
@@ -202,6 +213,11 @@ as_of: string | null,
  * known state.
  */
 stale: boolean, };
+
+/**
+ * A view a `firedoor://open/…` link shows.
+ */
+export type OpenView = "requests" | "access" | "bundles";
 
 /**
  * An action taken while the broker was unreachable, sent once when it is back.

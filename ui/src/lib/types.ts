@@ -28,3 +28,10 @@ export interface NewRequest {
  *  call itself failed before reaching the backend (see `toBackendError`). */
 export type BackendErrorCode = ConsoleErrorCode | 'error';
 export type BackendError = Omit<ConsoleError, 'code'> & { code: BackendErrorCode };
+
+/** What a link filled in on the request form (the user still reviews and sends it). */
+export interface RequestPrefill {
+  justification?: string;
+  ticket?: string;
+  incident?: string;
+}

@@ -19,7 +19,7 @@ describe('Start-up', () => {
     const fake = createFakeBackend(demoSnapshot());
     const never = new Promise<() => void>(() => {});
     // Live updates never connect: the cache must still show.
-    const backend: Backend = { ...fake, onSnapshot: () => never, onOpen: () => never };
+    const backend: Backend = { ...fake, onSnapshot: () => never, onOpen: () => never, onLink: () => never };
     render(App, { props: { backend } });
     expect(await screen.findByTestId('bundle-prod-db-read')).toHaveTextContent('Production database (read-only)');
     expect(fake.calls[0].method).toBe('snapshot');

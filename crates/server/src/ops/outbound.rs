@@ -86,7 +86,15 @@ pub(crate) async fn enqueue(
             incident_id: notice.incident_id.clone(),
             recipients: told,
             request,
+            app_link: None,
         },
+    };
+    let payload = Payload {
+        data: PayloadData {
+            app_link: outbound::app_link(&payload, outbound::DEFAULT_LINK_BASE),
+            ..payload.data
+        },
+        ..payload
     };
     let body = serde_json::to_string(&payload).map_err(|e| Error::Corrupt(e.to_string()))?;
     for c in channels {
