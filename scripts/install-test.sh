@@ -13,6 +13,11 @@
 #     file for firedoor:// links, and opens a link with xdg-open: the second process
 #     the desktop file starts hands the link to the running app and exits; starts it
 #     again with --minimized (as at login): no window, until a link brings it up;
+#     and a new user signs in with single sign-on through the installed command line:
+#     the admin has added [sso] to /etc/firedoor/policy.toml naming a real OpenID
+#     Provider (npm oidc-provider, crates/testkit/examples/sso_idp.rs), `firedoor login
+#     --sso` opens the "browser" (a scripted one that fills the IdP's forms), and the
+#     user the IdP vouches for lists bundles with the session kept in the keyring;
 #  5. removes both packages (dpkg -P) and checks they are gone.
 #
 # Fails (non-zero) at the first thing that is wrong. Refuses to run when either
@@ -34,7 +39,7 @@ fail() { printf 'install-test: FAILED: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (it installs packages): sudo $0"
 for c in dpkg-deb dpkg-shlibdeps jq curl Xvfb dbus-daemon xdotool xdg-mime xdg-open \
-  update-desktop-database runuser; do
+  update-desktop-database runuser gnome-keyring-daemon node mkfifo timeout; do
   command -v "$c" >/dev/null || fail "$c is missing: run scripts/deps.sh"
 done
 for p in firedoor firedoor-server; do
@@ -75,12 +80,14 @@ trap cleanup EXIT
 log "packaging the debug builds"
 t0=$(date +%s)
 if [ "$prebuilt" = 1 ]; then
-  for b in firedoor firedoor-server; do
+  for b in firedoor firedoor-server examples/sso_idp; do
     [ -x "$target_dir/debug/$b" ] || fail "--prebuilt: $target_dir/debug/$b is missing"
   done
 else
-  (cd "$root" && cargo build --locked -q -p firedoor -p firedoor-server)
+  (cd "$root" && cargo build --locked -q -p firedoor -p firedoor-server \
+    && cargo build --locked -q -p firedoor-testkit --example sso_idp)
 fi
+sso_idp="$target_dir/debug/examples/sso_idp"
 version="$(cargo metadata --no-deps --format-version 1 --manifest-path "$root/Cargo.toml" \
   | jq -r '.packages[] | select(.name == "firedoor") | .version')"
 arch="$(dpkg --print-architecture)"
@@ -118,6 +125,25 @@ grep -qx /etc/firedoor/policy.toml /var/lib/dpkg/info/firedoor-server.conffiles 
 echo "installed; user firedoor exists; /etc/firedoor/policy.toml is a conffile and checks"
 
 # ------------------------------------------------------------------ 3. the broker
+log "the admin turns on single sign-on: a real OpenID Provider, [sso] in the policy"
+mkfifo "$work/idp-stdin"
+"$sso_idp" serve "sam:sam-pw-1:idp-sre" <"$work/idp-stdin" >"$work/idp-issuer" 2>"$work/idp.log" &
+pids+=($!)
+exec 4>"$work/idp-stdin" # the IdP runs as long as this stays open
+for _ in $(seq 1 300); do [ -s "$work/idp-issuer" ] && break; sleep 0.1; done
+issuer="$(head -n 1 "$work/idp-issuer")"
+[ -n "$issuer" ] || { cat "$work/idp.log"; fail "the test IdP did not start"; }
+cat >>/etc/firedoor/policy.toml <<EOF_SSO
+
+[sso]
+issuer = "$issuer"
+client_id = "firedoor-desktop"
+[sso.groups]
+"idp-sre" = ["oncall"]
+EOF_SSO
+/usr/bin/firedoor-server check-policy /etc/firedoor/policy.toml || fail "the policy with [sso] does not check"
+echo "IdP at $issuer; /etc/firedoor/policy.toml trusts it"
+
 unit=/lib/systemd/system/firedoor-server.service
 [ -f "$unit" ] || fail "no unit file at $unit"
 key() { sed -n "s/^$1=//p" "$unit" | tail -n 1; }
@@ -284,6 +310,29 @@ done
 geom="$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')"
 [ "$geom" = 900x640 ] || fail "the window came back at $geom, not the 900x640 it had"
 echo "--minimized: started hidden (the UI loaded); a firedoor:// link brought the window up, at its remembered $geom"
+
+log "a new user signs in with SSO through the installed command line"
+# The person's keyring (the session's tokens live there), unlocked as at login.
+printf 'install-test-keyring' | gnome-keyring-daemon --unlock --components=secrets --foreground \
+  >"$work/keyring.env" 2>/dev/null &
+pids+=($!)
+for _ in $(seq 1 100); do grep -q '^GNOME_KEYRING_CONTROL=' "$work/keyring.env" && break; sleep 0.1; done
+grep -q '^GNOME_KEYRING_CONTROL=' "$work/keyring.env" || fail "gnome-keyring-daemon did not start"
+while IFS= read -r line; do [ -n "$line" ] && export "${line?}"; done <"$work/keyring.env"
+# The person's browser, as xdg-open finds it through $BROWSER: signs in at the IdP.
+printf '#!/bin/sh\nexec "%s" browse "$1"\n' "$sso_idp" >"$work/browser"
+chmod 0755 "$work/browser"
+login="$(BROWSER="$work/browser" IDP_USER=sam IDP_PASSWORD=sam-pw-1 \
+  timeout 120 /usr/bin/firedoor login --url "http://$listen" --sso --json 2>"$work/login.err")" \
+  || { cat "$work/login.err" "$work/idp.log"; fail "firedoor login --sso"; }
+echo "$login" | jq -e '.user == "sam" and .sso == true and .groups == ["oncall"]' >/dev/null \
+  || fail "signed in as someone else than the IdP's sam: $login"
+timeout 60 /usr/bin/firedoor bundles --json | jq -e 'length > 0' >/dev/null \
+  || fail "firedoor bundles with the SSO session"
+if grep -rqs 'fd[tr]_' "$HOME" "$XDG_DATA_HOME" "$XDG_CONFIG_HOME" "$XDG_CACHE_HOME"; then
+  fail "a token of the SSO session is in a file"
+fi
+echo "firedoor login --sso: signed in as sam (groups from the IdP: oncall); bundles listed; no token in a file"
 
 # ------------------------------------------------------------------ 5. remove
 log "dpkg -P both packages"

@@ -226,6 +226,24 @@ impl Desktop {
             ("NO_AT_BRIDGE".into(), "1".into()),
         ];
 
+        // The person's browser, as `xdg-open` finds it through `$BROWSER`: here it
+        // hands the URL it was asked to open to the test ([`Desktop::browser_url`]).
+        let browser = dir.path().join("browser.sh");
+        std::fs::write(
+            &browser,
+            format!(
+                "#!/bin/sh\nprintf '%s' \"$1\" > '{}'\n",
+                dir.path().join("browser-url").display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(
+            &browser,
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .unwrap();
+        env.push(("BROWSER".into(), browser.display().to_string()));
+
         // The user's ssh-agent (SSH grants put their key in it).
         let agent_sock = dir.path().join("agent.sock");
         children.push(
@@ -363,6 +381,20 @@ impl Desktop {
     /// What the app (through tauri-driver) printed so far.
     fn log(&self) -> String {
         std::fs::read_to_string(self.dir.path().join("app.log")).unwrap_or_default()
+    }
+
+    /// The URL the app last opened in the browser, once it has.
+    async fn browser_url(&self) -> String {
+        let file = self.dir.path().join("browser-url");
+        until("the app opens the browser", || {
+            let file = file.clone();
+            async move {
+                std::fs::read_to_string(&file)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            }
+        })
+        .await
     }
 
     fn env(&self) -> &[(String, String)] {
@@ -1864,4 +1896,77 @@ async fn a_link_starts_the_app_and_is_followed_once_signed_in() {
         "the link sent nothing"
     );
     wd.close().await.unwrap();
+}
+
+/// Single sign-on in the app window against a real OpenID Provider (npm
+/// `oidc-provider`): the person types the broker URL and presses "Sign in with SSO";
+/// the app opens the system browser (`xdg-open` → `$BROWSER`) at the IdP, where the
+/// person signs in (the test fills the IdP's login and consent forms as a browser
+/// would); the browser comes back to the app's loopback listener and the window is
+/// signed in as the IdP's user, with groups from the IdP's claims. Nothing of the
+/// session is in a file; signing out ends it at the broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_with_sso_through_the_system_browser() {
+    use firedoor_testkit::oidc::{self, OidcProvider, OidcUser};
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let idp = OidcProvider::start(&[
+        OidcUser::new("sam", "sam-pw-1", &["idp-sre"]),
+        OidcUser::new("ivy", "ivy-pw-2", &["idp-lead"]),
+    ]);
+    let policy = format!(
+        "{}\n[sso]\nissuer = \"{}\"\nclient_id = \"{}\"\nsession_max = \"8h\"\naccess_ttl = \"15m\"\n[sso.groups]\n\"idp-sre\" = [\"oncall\"]\n\"idp-lead\" = [\"oncall\", \"sre-leads\"]\n",
+        firedoor_server::DEMO_POLICY,
+        idp.issuer(),
+        oidc::CLIENT_ID
+    );
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let mut cfg = Config::new(
+        &bdir,
+        firedoor_core::policy::parse_policy("sso", &policy).unwrap(),
+    );
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.worker_interval = Duration::from_millis(200);
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let url = b.url();
+
+    let wd = desk.launch().await;
+    el(&wd, "signin-url").await.send_keys(&url).await.unwrap();
+    click(&wd, "signin-sso").await;
+    let auth_url = desk.browser_url().await;
+    assert!(auth_url.starts_with(&idp.issuer()), "{auth_url}");
+    assert!(
+        auth_url.contains("code_challenge_method=S256") && auth_url.contains("nonce="),
+        "PKCE and the broker's nonce: {auth_url}"
+    );
+    oidc::login(&auth_url, "sam", "sam-pw-1").await.unwrap();
+    until("signed in as the IdP's user", || async {
+        (text(&wd, "current-user").await.trim() == "sam").then_some(())
+    })
+    .await;
+    // Groups from the claims: sam (idp-sre -> oncall) may request the on-call bundle.
+    el(&wd, "bundle-staging-shell").await;
+    shot(&wd, "sso-signed-in").await;
+    for secret_prefix in ["fdt_", "fdr_"] {
+        assert_eq!(
+            common::any_file_contains(desk.dir.path(), secret_prefix),
+            None,
+            "no token of the SSO session is in a file"
+        );
+    }
+
+    // Sign out: the broker ends the session (its access token no longer works).
+    let me = firedoor_server::auth::get_user(&b.broker.store, "sam")
+        .await
+        .unwrap()
+        .expect("sam was created from the IdP's claims");
+    assert_eq!(me.groups, ["oncall"]);
+    click(&wd, "sign-out").await;
+    el(&wd, "signin-url").await;
+    until("the broker ended the session's tokens", || async {
+        let rows = b.broker.store.users().tokens_of("sam").await.ok()?;
+        (!rows.is_empty() && rows.iter().all(|r| r.3.is_some())).then_some(())
+    })
+    .await;
+    b.stop().await;
 }
