@@ -39,7 +39,7 @@ fail() { printf 'install-test: FAILED: %s\n' "$*" >&2; exit 1; }
 
 [ "$(id -u)" -eq 0 ] || fail "run as root (it installs packages): sudo $0"
 for c in dpkg-deb dpkg-shlibdeps jq curl Xvfb dbus-daemon xdotool xdg-mime xdg-open \
-  update-desktop-database runuser gnome-keyring-daemon node mkfifo timeout; do
+  update-desktop-database runuser gnome-keyring-daemon dbus-send node mkfifo timeout; do
   command -v "$c" >/dev/null || fail "$c is missing: run scripts/deps.sh"
 done
 for p in firedoor firedoor-server; do
@@ -312,13 +312,17 @@ geom="$(xdotool getwindowgeometry "$win" | sed -n 's/ *Geometry: //p')"
 echo "--minimized: started hidden (the UI loaded); a firedoor:// link brought the window up, at its remembered $geom"
 
 log "a new user signs in with SSO through the installed command line"
-# The person's keyring (the session's tokens live there), unlocked as at login.
+# The person's keyring (the session's tokens live there), unlocked as at login: the
+# Secret Service on the session bus is all the app and the CLI use.
 printf 'install-test-keyring' | gnome-keyring-daemon --unlock --components=secrets --foreground \
-  >"$work/keyring.env" 2>/dev/null &
+  >/dev/null 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do grep -q '^GNOME_KEYRING_CONTROL=' "$work/keyring.env" && break; sleep 0.1; done
-grep -q '^GNOME_KEYRING_CONTROL=' "$work/keyring.env" || fail "gnome-keyring-daemon did not start"
-while IFS= read -r line; do [ -n "$line" ] && export "${line?}"; done <"$work/keyring.env"
+has_secrets() {
+  dbus-send --session --print-reply --dest=org.freedesktop.DBus /org/freedesktop/DBus \
+    org.freedesktop.DBus.NameHasOwner string:org.freedesktop.secrets 2>/dev/null | grep -q 'boolean true'
+}
+for _ in $(seq 1 100); do has_secrets && break; sleep 0.1; done
+has_secrets || fail "gnome-keyring-daemon did not start the Secret Service"
 # The person's browser, as xdg-open finds it through $BROWSER: signs in at the IdP.
 printf '#!/bin/sh\nexec "%s" browse "$1"\n' "$sso_idp" >"$work/browser"
 chmod 0755 "$work/browser"

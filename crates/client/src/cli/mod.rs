@@ -1132,6 +1132,12 @@ async fn creds(a: CredsArgs, json: bool) -> Res<Done> {
         (CredsFormat::Env, false) => creds::env_lines(&items).map_err(fail)?,
         (CredsFormat::Pgpass, false) => creds::pgpass_lines(&items).map_err(fail)?,
     };
+    print_raw(&text)
+}
+
+/// Writes `text` to stdout exactly as it is (credentials, a secret: nothing else on
+/// stdout); the command prints nothing more.
+fn print_raw(text: &str) -> Res<Done> {
     let mut out = std::io::stdout().lock();
     out.write_all(text.as_bytes())
         .and_then(|()| out.flush())
@@ -1316,15 +1322,7 @@ async fn breakglass(b: BreakglassCommand, json: bool) -> Res<Done> {
                 eprintln!("{} (version {}): {}", u.title, u.version, u.message);
                 Zeroizing::new(format!("{}\n", u.secret.as_str()))
             };
-            let mut out = std::io::stdout().lock();
-            out.write_all(text.as_bytes())
-                .and_then(|()| out.flush())
-                .map_err(|e| ConsoleError::new(ConsoleErrorCode::Io, e.to_string()))?;
-            Ok(Done {
-                json: silent(),
-                text: String::new(),
-                exit: exit::OK,
-            })
+            print_raw(&text)
         }
     }
 }
