@@ -185,24 +185,10 @@ impl Desktop {
         let _ = DISPLAY.set(display.clone());
         children.push(xvfb);
 
-        // A private session bus.
-        let mut dbus = Command::new("dbus-daemon")
-            .args(["--session", "--nofork", "--print-address=1"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let mut addr = String::new();
-        BufReader::new(dbus.stdout.take().unwrap())
-            .read_line(&mut addr)
-            .unwrap();
-        let addr = addr.trim().to_string();
-        children.push(dbus);
-
         let home = dir.path().join("home");
         std::fs::create_dir_all(&home).unwrap();
         let mut env: Vec<(String, String)> = vec![
             ("DISPLAY".into(), display),
-            ("DBUS_SESSION_BUS_ADDRESS".into(), addr.clone()),
             ("HOME".into(), home.display().to_string()),
             (
                 "XDG_DATA_HOME".into(),
@@ -259,6 +245,12 @@ impl Desktop {
         );
         env.push(("SSH_AUTH_SOCK".into(), agent_sock.display().to_string()));
 
+        // A private session bus with an unlocked Secret Service keyring on it.
+        let (addr, extra, keyring_children) = common::keyring_session(&env).await;
+        env.push(("DBUS_SESSION_BUS_ADDRESS".into(), addr.clone()));
+        env.extend(extra);
+        children.extend(keyring_children);
+
         // The notification server, on that bus.
         let notes = Notifications::default();
         let bus = zbus::connection::Builder::address(addr.as_str())
@@ -270,45 +262,6 @@ impl Desktop {
             .build()
             .await
             .unwrap();
-
-        // An unlocked Secret Service keyring on that bus.
-        let mut gk = Command::new("gnome-keyring-daemon")
-            .args(["--unlock", "--components=secrets", "--foreground"])
-            .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        {
-            use std::io::Write;
-            let mut stdin = gk.stdin.take().unwrap();
-            stdin.write_all(b"e2e-keyring-password").unwrap();
-        }
-        let mut gk_out = BufReader::new(gk.stdout.take().unwrap());
-        for _ in 0..4 {
-            let mut l = String::new();
-            if gk_out.read_line(&mut l).unwrap_or(0) == 0 {
-                break;
-            }
-            if let Some((k, v)) = l.trim().split_once('=') {
-                env.push((k.to_string(), v.to_string()));
-            }
-        }
-        children.push(gk);
-        let proxy = zbus::fdo::DBusProxy::new(&bus).await.unwrap();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while !proxy
-            .name_has_owner("org.freedesktop.secrets".try_into().unwrap())
-            .await
-            .unwrap_or(false)
-        {
-            assert!(
-                Instant::now() < deadline,
-                "gnome-keyring did not register the Secret Service"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
 
         // tauri-driver in its own session keyring (the keyring crate caches there).
         let driver_port = free_port();
