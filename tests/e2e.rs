@@ -1923,3 +1923,421 @@ async fn sign_in_with_sso_through_the_system_browser() {
     .await;
     b.stop().await;
 }
+
+// ------------------------------------------- access: active bundles, copy, break glass
+
+/// What the X clipboard of the test display holds now (as UTF-8 text), asked of its
+/// owner (the app) the way any X client asks: a ConvertSelection to our own window.
+fn access_clipboard() -> Option<String> {
+    use x11rb::connection::Connection;
+    use x11rb::protocol::xproto::{
+        AtomEnum, ConnectionExt as _, CreateWindowAux, EventMask, WindowClass,
+    };
+    use x11rb::protocol::Event;
+    let display = DISPLAY.get()?.clone();
+    let (conn, screen_num) = x11rb::connect(Some(&display)).ok()?;
+    let root = conn.setup().roots[screen_num].root;
+    let win = conn.generate_id().ok()?;
+    conn.create_window(
+        x11rb::COPY_DEPTH_FROM_PARENT,
+        win,
+        root,
+        0,
+        0,
+        1,
+        1,
+        0,
+        WindowClass::INPUT_OUTPUT,
+        0,
+        &CreateWindowAux::new().event_mask(EventMask::PROPERTY_CHANGE),
+    )
+    .ok()?;
+    let atom = |name: &str| {
+        conn.intern_atom(false, name.as_bytes())
+            .ok()?
+            .reply()
+            .ok()
+            .map(|r| r.atom)
+    };
+    let (clipboard, utf8, prop) = (
+        atom("CLIPBOARD")?,
+        atom("UTF8_STRING")?,
+        atom("FIREDOOR_E2E_CLIPBOARD")?,
+    );
+    conn.convert_selection(win, clipboard, utf8, prop, x11rb::CURRENT_TIME)
+        .ok()?;
+    conn.flush().ok()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        match conn.poll_for_event().ok()? {
+            Some(Event::SelectionNotify(e)) => {
+                if e.property == x11rb::NONE {
+                    return None; // nobody owns the clipboard, or not as text
+                }
+                let r = conn
+                    .get_property(false, win, prop, AtomEnum::ANY, 0, 1 << 20)
+                    .ok()?
+                    .reply()
+                    .ok()?;
+                return String::from_utf8(r.value).ok();
+            }
+            Some(_) => {}
+            None if Instant::now() > deadline => return None,
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+}
+
+async fn access_sign_in(wd: &Wd, url: &str, token: &str) {
+    el(wd, "signin-url").await.send_keys(url).await.unwrap();
+    el(wd, "signin-token").await.send_keys(token).await.unwrap();
+    click(wd, "signin-submit").await;
+    el(wd, "bundle-staging-shell").await;
+}
+
+/// Presses keys in the focused element of the window (WebDriver key codes: Control
+/// "\u{e009}", Enter "\u{e007}"; "\u{e000}" releases held modifiers).
+async fn access_keys(wd: &Wd, keys: &str) {
+    wd.active_element()
+        .await
+        .unwrap()
+        .send_keys(keys)
+        .await
+        .unwrap();
+}
+
+/// The data-testid of the focused element.
+async fn access_focused(wd: &Wd) -> Option<String> {
+    wd.active_element()
+        .await
+        .ok()?
+        .attr("data-testid")
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn access_live_grants(c: &Client, bundle: &str) -> Vec<firedoor_core::api::GrantView> {
+    c.grants("mine", true)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|g| g.bundle == bundle)
+        .collect()
+}
+
+/// Issue 13: from app start to a secret on the clipboard for an auto-approved bundle
+/// takes at most 2 clicks, or at most 6 keystrokes (every key pressed counts, the
+/// Control of Ctrl+K too). The test counts what it does and reads the X clipboard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_copy_a_secret_in_two_clicks_or_six_keystrokes() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let b = broker(
+        &desk.dir.path().join("broker"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_bob = Client::new(&b.url(), Some(&bob)).unwrap();
+    let wd = desk.launch().await;
+    access_sign_in(&wd, &b.url(), &bob).await;
+    wd.close().await.unwrap();
+
+    // --- with the mouse: app start, Request, Copy secret.
+    let wd = desk.launch().await;
+    el(&wd, "request-staging-shell").await;
+    let mut clicks = 0;
+    click(&wd, "request-staging-shell").await;
+    clicks += 1;
+    click(&wd, "toast-copy-secret").await;
+    clicks += 1;
+    let grant = until("one staging grant", || async {
+        let g = access_live_grants(&as_bob, "staging-shell").await;
+        (g.len() == 1).then(|| g[0].clone())
+    })
+    .await;
+    let secret = as_bob.credentials(&grant.id).await.unwrap().items[0]
+        .secret
+        .clone();
+    assert!(!secret.is_empty());
+    let on_clipboard = until("the secret on the clipboard", || async {
+        access_clipboard().filter(|t| t == &secret)
+    })
+    .await;
+    assert_eq!(on_clipboard, secret);
+    assert!(clicks <= 2, "{clicks} clicks");
+    eprintln!("e2e: access: app start -> secret on the clipboard in {clicks} clicks");
+    shot(&wd, "access-01-toast-copied").await;
+    // The next path starts from no live grant.
+    as_bob.revoke(&grant.id).await.unwrap();
+    until("the bundle no longer active", || async {
+        wd.find(tid("active-staging-shell"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    wd.close().await.unwrap();
+
+    // --- with the keyboard: app start, Ctrl+K, s, Enter (request), Enter (copy).
+    let wd = desk.launch().await;
+    el(&wd, "request-staging-shell").await;
+    assert!(wd.find(tid("active-staging-shell")).await.is_err());
+    let mut keys = 0;
+    access_keys(&wd, "\u{e009}k\u{e000}").await; // Control, K
+    keys += 2;
+    el(&wd, "quick-input").await;
+    until("the quick switcher has the focus", || async {
+        (access_focused(&wd).await.as_deref() == Some("quick-input")).then_some(())
+    })
+    .await;
+    access_keys(&wd, "s").await;
+    keys += 1;
+    until("staging first", || async {
+        let first = wd.find(Locator::Css("[id=\"qs-0\"]")).await.ok()?;
+        (first.attr("data-testid").await.ok()??.as_str() == "quick-item-staging-shell")
+            .then_some(())
+    })
+    .await;
+    access_keys(&wd, "\u{e007}").await; // Enter: request
+    keys += 1;
+    until("the toast's Copy secret has the focus", || async {
+        (access_focused(&wd).await.as_deref() == Some("toast-copy-secret")).then_some(())
+    })
+    .await;
+    access_keys(&wd, "\u{e007}").await; // Enter: copy
+    keys += 1;
+    let grant = until("a new staging grant", || async {
+        let g = access_live_grants(&as_bob, "staging-shell").await;
+        (g.len() == 1).then(|| g[0].clone())
+    })
+    .await;
+    let secret = as_bob.credentials(&grant.id).await.unwrap().items[0]
+        .secret
+        .clone();
+    let on_clipboard = until("the new secret on the clipboard", || async {
+        access_clipboard().filter(|t| t == &secret)
+    })
+    .await;
+    assert_eq!(on_clipboard, secret);
+    assert!(keys <= 6, "{keys} keystrokes");
+    eprintln!("e2e: access: app start -> secret on the clipboard in {keys} keystrokes");
+    shot(&wd, "access-02-keyboard-copied").await;
+    wd.close().await.unwrap();
+    b.stop().await;
+}
+
+/// Issue 13: a bundle with live access is marked, Enter or a click on it opens its
+/// credentials, and only the explicit "Request another…" makes a second grant; the
+/// revoke dialog names the grant and its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_an_active_bundle_opens_its_credentials_not_a_second_grant() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let b = broker(
+        &desk.dir.path().join("broker"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_bob = Client::new(&b.url(), Some(&bob)).unwrap();
+    let wd = desk.launch().await;
+    access_sign_in(&wd, &b.url(), &bob).await;
+
+    click(&wd, "request-staging-shell").await;
+    let first = until("the first grant", || async {
+        let g = access_live_grants(&as_bob, "staging-shell").await;
+        (g.len() == 1).then(|| g[0].clone())
+    })
+    .await;
+    let label = text(&wd, "active-staging-shell").await;
+    assert!(
+        label == "active · 1:59 left" || label == "active · 2:00 left",
+        "a 2 h grant: {label}"
+    );
+    assert_eq!(
+        text(&wd, "request-staging-shell").await.trim(),
+        "Credentials"
+    );
+
+    // A second click on the bundle: its credentials, no new grant.
+    click(&wd, "request-staging-shell").await;
+    el(&wd, "creds-modal").await;
+    el(&wd, "cred-0").await;
+    access_keys(&wd, "\u{e00c}").await; // Escape
+    until("credentials closed", || async {
+        wd.find(tid("creds-modal")).await.is_err().then_some(())
+    })
+    .await;
+    // Ctrl+K, the name, Enter: its credentials too.
+    access_keys(&wd, "\u{e009}k\u{e000}").await;
+    el(&wd, "quick-active-staging-shell").await;
+    access_keys(&wd, "staging").await;
+    access_keys(&wd, "\u{e007}").await;
+    el(&wd, "creds-modal").await;
+    shot(&wd, "access-03-active-credentials").await;
+    access_keys(&wd, "\u{e00c}").await;
+    until("credentials closed", || async {
+        wd.find(tid("creds-modal")).await.is_err().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        access_live_grants(&as_bob, "staging-shell").await.len(),
+        1,
+        "no silent duplicate"
+    );
+
+    // The explicit choice: a form that says access is live, then a second grant.
+    click(&wd, "another-staging-shell").await;
+    let note = text(&wd, "request-another").await;
+    assert!(note.contains(&first.id.to_string()), "{note}");
+    assert_eq!(access_live_grants(&as_bob, "staging-shell").await.len(), 1);
+    click(&wd, "request-submit").await;
+    until("a second grant, asked for", || async {
+        (access_live_grants(&as_bob, "staging-shell").await.len() == 2).then_some(())
+    })
+    .await;
+
+    until("the form closed", || async {
+        wd.find(tid("request-form")).await.is_err().then_some(())
+    })
+    .await;
+
+    // Revoking names the grant and when it would end.
+    click(&wd, "nav-access").await;
+    click(&wd, &format!("revoke-{}", first.id)).await;
+    let said = text(&wd, "confirm-grant").await;
+    let end = first
+        .expires_at
+        .with_timezone(&chrono::Local)
+        .format("%H:%M")
+        .to_string();
+    assert!(
+        said.contains("Staging shell")
+            && said.contains(&first.id.to_string())
+            && said.contains(&format!("end at {end}")),
+        "{said}"
+    );
+    assert!(text(&wd, "confirm-others").await.contains("other grant"));
+    shot(&wd, "access-04-revoke-names-the-grant").await;
+    click(&wd, "confirm-yes").await;
+    until("that grant revoked, the other kept", || async {
+        let live = access_live_grants(&as_bob, "staging-shell").await;
+        (live.len() == 1 && live[0].id != first.id).then_some(())
+    })
+    .await;
+    wd.close().await.unwrap();
+    b.stop().await;
+}
+
+/// Issue 13: break glass is never the default match. Ctrl+K and "/ db Enter" pick
+/// another bundle; the break-glass one is labelled and last, and its form (reached
+/// by naming it) says who is alerted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_break_glass_is_never_the_default_match() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let b = broker(
+        &desk.dir.path().join("broker"),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await;
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let as_bob = Client::new(&b.url(), Some(&bob)).unwrap();
+    let wd = desk.launch().await;
+    access_sign_in(&wd, &b.url(), &bob).await;
+    let order = |sel: &'static str, prefix: &'static str| {
+        let wd = wd.clone();
+        async move {
+            let mut names = Vec::new();
+            for e in wd.find_all(Locator::Css(sel)).await.unwrap() {
+                let id = e.attr("data-testid").await.unwrap().unwrap();
+                names.push(id.trim_start_matches(prefix).to_string());
+            }
+            names
+        }
+    };
+
+    // Bundles: last, labelled.
+    let rows = order("li[data-testid^=\"bundle-\"]", "bundle-").await;
+    assert_eq!(
+        rows.last().map(String::as_str),
+        Some("payments-incident-kit"),
+        "{rows:?}"
+    );
+    assert!(text(&wd, "bundle-payments-incident-kit")
+        .await
+        .contains("alerts security"));
+
+    // Ctrl+K: not the highlighted first match.
+    access_keys(&wd, "\u{e009}k\u{e000}").await;
+    el(&wd, "quick-input").await;
+    let items = order("li[data-testid^=\"quick-item-\"]", "quick-item-").await;
+    assert_ne!(items[0], "payments-incident-kit", "{items:?}");
+    assert_eq!(
+        items.last().map(String::as_str),
+        Some("payments-incident-kit")
+    );
+    access_keys(&wd, "\u{e00c}").await;
+    until("switcher closed", || async {
+        wd.find(tid("quick-switcher")).await.is_err().then_some(())
+    })
+    .await;
+
+    // "/", "db", Enter: Prod DB read's form, not the break-glass one.
+    access_keys(&wd, "/").await;
+    until("search focused", || async {
+        (access_focused(&wd).await.as_deref() == Some("bundle-search")).then_some(())
+    })
+    .await;
+    access_keys(&wd, "db").await;
+    until("filtered", || async {
+        (order("li[data-testid^=\"bundle-\"]", "bundle-").await.len() == 3).then_some(())
+    })
+    .await;
+    let rows = order("li[data-testid^=\"bundle-\"]", "bundle-").await;
+    assert_eq!(
+        rows.last().map(String::as_str),
+        Some("payments-incident-kit"),
+        "{rows:?}"
+    );
+    access_keys(&wd, "\u{e007}").await;
+    el(&wd, "request-form").await;
+    assert!(text(&wd, "request-form")
+        .await
+        .contains("Request Prod DB read"));
+    assert!(wd.find(tid("request-alerts")).await.is_err());
+    access_keys(&wd, "\u{e00c}").await;
+    until("form closed", || async {
+        wd.find(tid("request-form")).await.is_err().then_some(())
+    })
+    .await;
+
+    // Named: first, and its form says who is alerted (from the broker's policy).
+    access_keys(&wd, "\u{e009}k\u{e000}").await;
+    el(&wd, "quick-input").await;
+    access_keys(&wd, "payments-incident-kit").await;
+    until("named, first", || async {
+        let first = wd.find(Locator::Css("[id=\"qs-0\"]")).await.ok()?;
+        (first.attr("data-testid").await.ok()??.as_str() == "quick-item-payments-incident-kit")
+            .then_some(())
+    })
+    .await;
+    access_keys(&wd, "\u{e007}").await;
+    let alerts = text(&wd, "request-alerts").await;
+    assert!(
+        alerts.contains("alerts group security and every admin"),
+        "{alerts}"
+    );
+    shot(&wd, "access-05-break-glass-form").await;
+    access_keys(&wd, "\u{e00c}").await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        as_bob.requests("mine").await.unwrap().is_empty(),
+        "nothing was requested"
+    );
+    wd.close().await.unwrap();
+    b.stop().await;
+}

@@ -182,6 +182,24 @@ pub struct FlowTerms {
     pub ticket_required: bool,
     pub pending_ttl_secs: i64,
     pub break_glass: bool,
+    /// For a break-glass flow: who is alerted when it is taken (its approvers, at
+    /// every stage, and every admin), so the request form can say so. `None` for
+    /// other flows (and from brokers that predate it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
+    pub alerts: Option<AlertAudience>,
+}
+
+/// The people a break-glass request alerts, as the policy names them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct AlertAudience {
+    pub users: Vec<String>,
+    pub groups: Vec<String>,
+    /// On-call schedules: whoever is on call for them when it is taken.
+    pub oncall: Vec<String>,
+    /// Every admin is alerted as well.
+    pub admins: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -330,7 +330,10 @@ pub fn document(policy: &Policy) -> String {
                     "reason": text(MAX_TEXT) } },
                 "Terms": { "type": "object", "properties": {
                     "flow": s("string"), "approvals": s("integer"), "default_duration_secs": s("integer"), "max_duration_secs": s("integer"),
-                    "justification_required": s("boolean"), "ticket_required": s("boolean"), "pending_ttl_secs": s("integer"), "break_glass": s("boolean") } },
+                    "justification_required": s("boolean"), "ticket_required": s("boolean"), "pending_ttl_secs": s("integer"), "break_glass": s("boolean"),
+                    "alerts": { "type": "object", "description": "Break-glass flows only: who is alerted when it is taken.", "properties": {
+                        "users": { "type": "array", "items": s("string") }, "groups": { "type": "array", "items": s("string") },
+                        "oncall": { "type": "array", "items": s("string") }, "admins": s("boolean") } } } },
                 "Bundle": { "type": "object", "properties": {
                     "name": s("string"), "title": s("string"), "description": s("string"), "tags": { "type": "array", "items": s("string") },
                     "resources": { "type": "array", "items": { "type": "object", "properties": { "integration": s("string"), "resource": s("string"), "permission": s("string") } } },

@@ -999,6 +999,51 @@ async fn break_glass_flow_is_automatic_and_loud() {
 }
 
 #[tokio::test]
+async fn a_break_glass_bundle_says_who_it_alerts() {
+    let tb = spawn().await;
+    let bundles = tb.client("alice").bundles().await.unwrap();
+    let kit = bundles
+        .iter()
+        .find(|b| b.name == "payments-incident-kit")
+        .unwrap();
+    assert!(kit.terms.break_glass);
+    let alerts = kit
+        .terms
+        .alerts
+        .as_ref()
+        .expect("a break-glass flow names its alerts");
+    assert_eq!(alerts.groups, vec!["security".to_string()]);
+    assert!(alerts.users.is_empty() && alerts.oncall.is_empty());
+    assert!(alerts.admins, "admins hear of every break glass");
+    let staging = bundles.iter().find(|b| b.name == "staging-shell").unwrap();
+    assert!(!staging.terms.break_glass);
+    assert_eq!(staging.terms.alerts, None, "only break glass alerts");
+    // The JSON leaves it out for other flows.
+    let raw: serde_json::Value = reqwest::Client::new()
+        .get(tb.url("/bundles"))
+        .bearer_auth(tb.token("alice"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let terms_of = |name: &str| {
+        raw.as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["name"] == name)
+            .unwrap()["terms"]
+            .clone()
+    };
+    assert!(terms_of("staging-shell").get("alerts").is_none());
+    assert_eq!(
+        terms_of("payments-incident-kit")["alerts"]["groups"],
+        serde_json::json!(["security"])
+    );
+}
+
+#[tokio::test]
 async fn refuses_plain_http_off_loopback() {
     let dir = tempfile::tempdir().unwrap();
     let policy = firedoor_core::policy::parse_policy("p", firedoor_server::DEMO_POLICY).unwrap();

@@ -4,9 +4,9 @@
 import { getContext, setContext, tick } from 'svelte';
 import { SvelteSet } from 'svelte/reactivity';
 import { toBackendError, type Backend } from './backend';
-import { needsForm } from './format';
+import { activeGrantOf, connectionCommand, needsForm } from './format';
 import type {
-  ActionResult, Bundle, Grant, Link, LinkEvent, NewRequest, RequestPrefill, SealedCredential, Snapshot,
+  ActionResult, BackendError, Bundle, Grant, Link, LinkEvent, NewRequest, RequestPrefill, SealedCredential, Snapshot,
 } from './types';
 
 export type View = 'bundles' | 'access' | 'requests' | 'approvals' | 'breakglass';
@@ -31,11 +31,28 @@ export interface Toast {
   id: number;
   text: string;
   kind: 'info' | 'warn' | 'error';
+  /** "Access active": the grant whose credentials the toast copies. */
+  grant?: Grant;
+}
+
+/** What one copy action puts on the clipboard. */
+export type CopyWhat = 'user' | 'secret' | 'command';
+
+/** How long an "access active" toast (with its copy buttons) stays. */
+export const ACCESS_TOAST_MS = 30_000;
+
+/** The readable error of a credentials fetch: offline, it says where to go instead. */
+export function credentialsError(e: BackendError): string {
+  if (e.code === 'offline') {
+    return 'The broker is unreachable, and credentials are fetched live (never cached). '
+      + 'Need access now? Break glass (Alt+5) opens sealed emergency credentials offline.';
+  }
+  return e.message?.trim() || 'The credentials could not be loaded.';
 }
 
 /** What the single open dialog is, if any. */
 export type Dialog =
-  | { kind: 'request'; bundle: Bundle; prefill?: RequestPrefill }
+  | { kind: 'request'; bundle: Bundle; prefill?: RequestPrefill; another?: Grant }
   | { kind: 'revoke'; grant: Grant }
   | { kind: 'extend'; grant: Grant }
   | { kind: 'credentials'; grant: Grant }
@@ -79,6 +96,9 @@ export class AppState {
   private toastTimer: ReturnType<typeof setTimeout> | null = null;
   private highlightTimer: ReturnType<typeof setTimeout> | null = null;
   private toastSeq = 0;
+  /** Requests made here whose grant is not active yet: an "access active" toast
+   *  shows when it is. */
+  private awaitingActive = new Set<string>();
   private unsubs: (() => void)[] = [];
   private readySent = false;
   private disposed = false;
@@ -156,6 +176,73 @@ export class AppState {
   applySnapshot(s: Snapshot): void {
     this.snapshotSeq++;
     this.snapshot = s;
+    this.checkAccessActive();
+  }
+
+  /** Shows the "access active" toast once a grant asked for here is active. */
+  private checkAccessActive(): void {
+    if (this.awaitingActive.size === 0 || !this.snapshot) return;
+    for (const g of this.snapshot.grants) {
+      if (g.state === 'active' && this.awaitingActive.has(g.request_id)) {
+        this.awaitingActive.delete(g.request_id);
+        this.notifyAccess(g);
+      }
+    }
+    for (const r of this.snapshot.my_requests) {
+      // Denied, cancelled or timed out: nothing will become active.
+      if (['denied', 'cancelled', 'timed_out', 'failed'].includes(r.state)) this.awaitingActive.delete(r.id);
+    }
+  }
+
+  /** "Access active" with buttons that copy the user, the secret or a command. */
+  notifyAccess(g: Grant): void {
+    this.notify(`${g.bundle_title} is active.`, 'info', g);
+  }
+
+  /** The live grant of a bundle, if any. */
+  activeGrant(bundle: string): Grant | null {
+    return activeGrantOf(bundle, this.snapshot?.grants ?? []);
+  }
+
+  /**
+   * Copies the user, the secret or a ready connection command of a grant (its first
+   * credential that has one) through the backend's clipboard, which clears it again.
+   * Credentials are fetched live for each copy.
+   */
+  async copyFromGrant(g: Grant, what: CopyWhat): Promise<boolean> {
+    // An SSH grant's command is known locally (the certificate's user and host).
+    const ssh = what === 'command' ? this.snapshot?.ssh?.find((x) => x.grant_id === g.id)?.command : null;
+    let text: string | null = ssh ?? null;
+    let count = 0;
+    if (!text) {
+      let creds;
+      try {
+        creds = await this.backend.credentials(g.id);
+      } catch (e) {
+        this.notify(credentialsError(toBackendError(e)), 'error');
+        return false;
+      }
+      const values = creds.items
+        .map((i) => (what === 'user' ? i.username : what === 'secret' ? i.secret : connectionCommand(i)))
+        .filter((v): v is string => !!v);
+      count = values.length;
+      text = values[0] ?? null;
+    }
+    if (!text) {
+      const why = what === 'command'
+        ? 'no connection command (its credentials name no host to connect to)'
+        : what === 'secret' ? 'no secret to copy (an SSH grant uses your device’s key)' : 'no user name';
+      this.notify(`${g.bundle_title} has ${why}.`, 'warn');
+      return false;
+    }
+    const value = text;
+    const ok = await this.run('copy', () => this.backend.copySecret(value).then(() => true));
+    if (ok) {
+      const label = what === 'user' ? 'User' : what === 'secret' ? 'Secret' : 'Command';
+      const more = count > 1 ? ` (the first of ${count}: Credentials shows them all)` : '';
+      this.notify(`${label} of ${g.bundle_title} copied${more} — clipboard clears in 30 s`);
+    }
+    return !!ok;
   }
 
   /** Re-reads the cache after an action, unless a live snapshot already came in. */
@@ -272,12 +359,12 @@ export class AppState {
     }
   }
 
-  notify(text: string, kind: Toast['kind'] = 'info'): void {
-    this.toast = { id: ++this.toastSeq, text, kind };
+  notify(text: string, kind: Toast['kind'] = 'info', grant?: Grant): void {
+    this.toast = grant ? { id: ++this.toastSeq, text, kind, grant } : { id: ++this.toastSeq, text, kind };
     if (this.toastTimer) clearTimeout(this.toastTimer);
     // Errors stay until replaced or dismissed; the rest fades.
     if (kind !== 'error') {
-      this.toastTimer = setTimeout(() => { this.toast = null; }, 10_000);
+      this.toastTimer = setTimeout(() => { this.toast = null; }, grant ? ACCESS_TOAST_MS : 10_000);
     }
   }
 
@@ -322,18 +409,41 @@ export class AppState {
 
   // ---- shared actions ----
 
-  /** One click: request straight away when nothing must be typed, else open the form. */
+  /** One click: request straight away when nothing must be typed, else open the form.
+   *  A bundle with live access opens its credentials instead: a second grant of the
+   *  same bundle is only made through {@link requestAnother}. */
   startRequest(bundle: Bundle): void {
     this.quickOpen = false;
-    if (needsForm(bundle.terms)) {
+    const live = this.activeGrant(bundle.name);
+    if (live) {
+      this.dialog = { kind: 'credentials', grant: live };
+    } else if (needsForm(bundle.terms)) {
       this.dialog = { kind: 'request', bundle };
     } else {
-      void this.act(`request:${bundle.name}`, () => this.backend.requestBundle({ bundle: bundle.name }));
+      void this.requestNow({ bundle: bundle.name });
     }
   }
 
-  async submitRequest(req: NewRequest): Promise<boolean> {
+  /** The explicit choice of a second grant of a bundle that is active: always the
+   *  form, which says access is live already. */
+  requestAnother(bundle: Bundle): void {
+    this.quickOpen = false;
+    const live = this.activeGrant(bundle.name);
+    this.dialog = live ? { kind: 'request', bundle, another: live } : { kind: 'request', bundle };
+  }
+
+  private async requestNow(req: NewRequest): Promise<ActionResult | undefined> {
     const r = await this.act(`request:${req.bundle}`, () => this.backend.requestBundle(req));
+    const id = r && !r.queued ? r.request?.id : undefined;
+    if (id) {
+      this.awaitingActive.add(id);
+      this.checkAccessActive();
+    }
+    return r;
+  }
+
+  async submitRequest(req: NewRequest): Promise<boolean> {
+    const r = await this.requestNow(req);
     if (r) this.dialog = null;
     return !!r;
   }

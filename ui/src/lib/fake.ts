@@ -560,6 +560,8 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     }),
 
     credentials: (grantId) => call('credentials', [grantId], (): Credentials => {
+      // As the backend: fetched live, never from the cache.
+      if (!state.status.online) throw fail('offline', 'Credentials need the broker, and it cannot be reached right now.');
       const g = findGrant(grantId);
       if (g.state !== 'active') throw fail('conflict', `The grant is ${g.state}; no credentials to show.`);
       const items: CredentialItem[] = [

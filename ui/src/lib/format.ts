@@ -1,6 +1,8 @@
 // Pure formatting and filtering helpers: no Svelte, no backend, easy to test.
 
-import type { AppStatus, Bundle, FlowTerms, MyOnCall, SealedCredential, SealedState } from './types';
+import type {
+  AlertAudience, AppStatus, Bundle, CredentialItem, FlowTerms, Grant, MyOnCall, SealedCredential, SealedState,
+} from './types';
 
 const pad = (n: number) => String(n).padStart(2, '0');
 
@@ -64,7 +66,7 @@ export function offlineText(status: Pick<AppStatus, 'offline_since' | 'last_sync
 /** The terms of a flow as short labels, in the order they matter. */
 export function termLabels(t: FlowTerms): string[] {
   const out: string[] = [];
-  if (t.break_glass) out.push('BREAK GLASS');
+  if (t.break_glass) out.push('BREAK GLASS', 'alerts security');
   out.push(`max ${humanDuration(t.max_duration_secs)}`);
   out.push(t.approvals > 0 ? `approvals: ${t.approvals}` : 'automatic');
   if (t.justification_required) out.push('justification required');
@@ -105,8 +107,32 @@ function isSubsequence(needle: string, hay: string): boolean {
   return needle.length === 0;
 }
 
-/** Quick-switcher ranking: prefix > substring > tag/description > letters in order. */
+/** Whether `query` names the bundle exactly (its name or title, any case). */
+export function namesBundle(b: Bundle, query: string): boolean {
+  const q = query.trim().toLowerCase();
+  return q !== '' && (b.name.toLowerCase() === q || b.title.toLowerCase() === q);
+}
+
+/**
+ * Break glass is never the default match: break-glass bundles go after every other
+ * one (order otherwise kept), unless the query names one exactly, which then comes
+ * first.
+ */
+export function breakGlassLast(bundles: Bundle[], query: string): Bundle[] {
+  const rank = (b: Bundle) => (!b.terms.break_glass ? 1 : namesBundle(b, query) ? 0 : 2);
+  return bundles
+    .map((b, i) => ({ b, i, r: rank(b) }))
+    .sort((x, y) => x.r - y.r || x.i - y.i)
+    .map((x) => x.b);
+}
+
+/** Quick-switcher ranking: prefix > substring > tag/description > letters in order;
+ *  break glass last unless named (see {@link breakGlassLast}). */
 export function fuzzyBundles(bundles: Bundle[], query: string, favourites: string[] = []): Bundle[] {
+  return breakGlassLast(rankBundles(bundles, query, favourites), query);
+}
+
+function rankBundles(bundles: Bundle[], query: string, favourites: string[]): Bundle[] {
   const q = query.trim().toLowerCase();
   const ordered = sortFavouritesFirst(bundles, favourites);
   if (!q) return ordered;
@@ -124,6 +150,83 @@ export function fuzzyBundles(bundles: Bundle[], query: string, favourites: strin
     if (score > 0) scored.push({ b, score, i });
   });
   return scored.sort((x, y) => y.score - x.score || x.i - y.i).map((x) => x.b);
+}
+
+/** The live grant of a bundle (active or being provisioned), the one that lasts
+ *  longest when there are several; null when there is none. */
+export function activeGrantOf(bundle: string, grants: Grant[]): Grant | null {
+  let best: Grant | null = null;
+  for (const g of grants) {
+    if (g.bundle !== bundle || (g.state !== 'active' && g.state !== 'provisioning')) continue;
+    if (!best || g.expires_at > best.expires_at) best = g;
+  }
+  return best;
+}
+
+/** Time left, short: "1:58" (hours and minutes) from an hour up, "12 min", "40 s". */
+export function leftText(ms: number): string {
+  if (!(ms > 0)) return '0 s';
+  const totalMin = Math.floor(ms / 60_000);
+  if (totalMin >= 60) return `${Math.floor(totalMin / 60)}:${pad(totalMin % 60)}`;
+  if (totalMin >= 1) return `${totalMin} min`;
+  return `${Math.ceil(ms / 1000)} s`;
+}
+
+/** "active · 1:58 left" (or "provisioning…") for a bundle's live grant. */
+export function activeLabel(g: Grant, nowMs: number, clockOffsetMs: number): string {
+  if (g.state === 'provisioning') return 'active soon · provisioning';
+  return `active · ${leftText(remainingMs(g.expires_at, nowMs, clockOffsetMs))} left`;
+}
+
+const hostPort = (host: string, port: number | null) => {
+  const h = host.includes(':') && !host.startsWith('[') ? `[${host}]` : host;
+  return port != null ? `${h}:${port}` : h;
+};
+const shellQuote = (s: string) => (/^[A-Za-z0-9_.@:/=+-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`);
+
+/**
+ * A ready command that connects with a credential, built from the fields the broker
+ * returned (never the secret: the client asks for it): `psql "postgresql://user@host:port/db"`,
+ * `mysql -h host -P port -u user -p db`, `ssh user@host`. Null when the item names no
+ * host, or its kind has no command line.
+ */
+export function connectionCommand(item: CredentialItem): string | null {
+  const host = item.host?.trim();
+  if (!host) return null;
+  const user = item.username;
+  switch (item.kind) {
+    case 'postgres': {
+      const auth = user ? `${encodeURIComponent(user)}@` : '';
+      const db = item.resource ? `/${encodeURIComponent(item.resource)}` : '';
+      return `psql "postgresql://${auth}${hostPort(host, item.port)}${db}"`;
+    }
+    case 'mysql': {
+      const parts = ['mysql', '-h', shellQuote(host)];
+      if (item.port != null) parts.push('-P', String(item.port));
+      if (user) parts.push('-u', shellQuote(user));
+      parts.push('-p');
+      if (item.resource) parts.push(shellQuote(item.resource));
+      return parts.join(' ');
+    }
+    case 'ssh': {
+      const target = user ? `${user}@${host}` : host;
+      return item.port != null && item.port !== 22 ? `ssh -p ${item.port} ${shellQuote(target)}` : `ssh ${shellQuote(target)}`;
+    }
+    default:
+      return null;
+  }
+}
+
+/** Who a break-glass request alerts, in words: "group security and every admin". */
+export function alertAudienceText(a: AlertAudience | null | undefined): string {
+  if (!a) return 'security and the admins (the broker did not say who exactly)';
+  const parts: string[] = [];
+  if (a.groups.length) parts.push(`${a.groups.length === 1 ? 'group' : 'groups'} ${a.groups.join(', ')}`);
+  if (a.users.length) parts.push(a.users.join(', '));
+  if (a.oncall.length) parts.push(`whoever is on call for ${a.oncall.join(', ')}`);
+  if (a.admins) parts.push('every admin');
+  if (parts.length === 0) return 'nobody besides the audit log';
+  return parts.length === 1 ? parts[0] : `${parts.slice(0, -1).join(', ')} and ${parts[parts.length - 1]}`;
 }
 
 // ---- Offline break glass -------------------------------------------------------

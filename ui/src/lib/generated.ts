@@ -4,6 +4,19 @@
 
 export type ActionResult = { queued: boolean, message: string, request: RequestView | null, grant: GrantView | null, };
 
+/**
+ * The people a break-glass request alerts, as the policy names them.
+ */
+export type AlertAudience = { users: Array<string>, groups: Array<string>, 
+/**
+ * On-call schedules: whoever is on call for them when it is taken.
+ */
+oncall: Array<string>, 
+/**
+ * Every admin is alerted as well.
+ */
+admins: boolean, };
+
 export type AppStatus = { signed_in: boolean, demo: boolean, user: string | null, groups: Array<string>, 
 /**
  * The primary broker URL (the first one given at sign-in).
@@ -143,7 +156,13 @@ export type FlowTerms = { flow: string,
 /**
  * 0 means approved automatically.
  */
-approvals: number, default_duration_secs: number, max_duration_secs: number, justification_required: boolean, ticket_required: boolean, pending_ttl_secs: number, break_glass: boolean, };
+approvals: number, default_duration_secs: number, max_duration_secs: number, justification_required: boolean, ticket_required: boolean, pending_ttl_secs: number, break_glass: boolean, 
+/**
+ * For a break-glass flow: who is alerted when it is taken (its approvers, at
+ * every stage, and every admin), so the request form can say so. `None` for
+ * other flows (and from brokers that predate it).
+ */
+alerts?: AlertAudience, };
 
 /**
  * A grant id: `grt_` and 32 hex digits.

@@ -345,6 +345,8 @@ describe('Incidents', () => {
         bundles: ['prod-db-read'], responder: false,
       },
     ];
+    // No live grant of prod-db-read yet (with one, the button shows its credentials).
+    snap.grants = [];
     const fake = createFakeBackend(snap);
     render(App, { props: { backend: fake } });
     const banner = await screen.findByTestId('incident-inc_1');

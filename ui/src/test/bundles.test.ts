@@ -48,7 +48,8 @@ describe('Bundles view', () => {
 
     await user.click(byId('fav-staging-ssh'));
     expect(backend.callsTo('setFavourite')).toEqual([['staging-ssh', true]]);
-    // Favourites keep the backend's order among themselves, and so does everything else.
+    // Favourites keep the backend's order among themselves, and so does everything
+    // else; break glass (k8s-prod-admin) comes last all the same.
     await waitFor(() => expect(rowOrder()).toEqual([
       'staging-ssh', 'billing-console', 'prod-db-read', 'prod-db-write', 'k8s-prod-admin',
     ]));
@@ -56,16 +57,17 @@ describe('Bundles view', () => {
     await user.click(byId('fav-billing-console'));
     expect(backend.callsTo('setFavourite')[1]).toEqual(['billing-console', false]);
     await waitFor(() => expect(rowOrder()).toEqual([
-      'staging-ssh', 'prod-db-read', 'prod-db-write', 'k8s-prod-admin', 'billing-console',
+      'staging-ssh', 'prod-db-read', 'prod-db-write', 'billing-console', 'k8s-prod-admin',
     ]));
   });
 
   it('one click requests a bundle that needs nothing typed, with only {bundle}', async () => {
-    const { user, backend } = await renderApp();
+    // No live grant of prod-db-read here (the demo has one: see the duplicates tests).
+    const { user, backend } = await renderApp((s) => { s.grants = []; });
     await user.click(byId('request-prod-db-read'));
     expect(backend.callsTo('requestBundle')).toEqual([[{ bundle: 'prod-db-read' }]]);
     expect(queryId('request-form')).toBeNull();
-    await toastSays('Production database (read-only) granted for 60 min.');
+    await toastSays('Production database (read-only) is active');
   });
 
   it('opens the form when a justification and ticket are needed, and submits the values', async () => {
@@ -141,9 +143,11 @@ describe('Bundles view', () => {
     await user.type(byId('quick-input'), 'staging');
     await user.keyboard('{Enter}');
     release();
-    await toastSays('granted');
+    await toastSays('Staging SSH is active');
     expect(backend.callsTo('requestBundle')).toHaveLength(1);
-    await waitFor(() => expect(button).toBeEnabled());
+    // Active now: the button offers its credentials instead of a second grant.
+    await waitFor(() => expect(byId('request-staging-ssh')).toHaveTextContent('Credentials'));
+    expect(byId('request-staging-ssh')).toBeEnabled();
   });
 });
 
@@ -176,7 +180,7 @@ describe('Quick switcher', () => {
     await user.keyboard('{Enter}');
     expect(backend.callsTo('requestBundle')).toEqual([[{ bundle: 'staging-ssh' }]]);
     expect(queryId('quick-switcher')).toBeNull();
-    await toastSays('Staging SSH granted');
+    await toastSays('Staging SSH is active');
   });
 
   it('Escape closes it without requesting', async () => {

@@ -49,7 +49,7 @@ describe('format', () => {
     expect(termLabels(bundle('a').terms)).toEqual(['max 4h', 'automatic']);
     expect(termLabels(bundle('b', {
       approvals: 1, justification_required: true, ticket_required: true, break_glass: true, max_duration_secs: 1800,
-    }).terms)).toEqual(['BREAK GLASS', 'max 30m', 'approvals: 1', 'justification required', 'ticket required']);
+    }).terms)).toEqual(['BREAK GLASS', 'alerts security', 'max 30m', 'approvals: 1', 'justification required', 'ticket required']);
     expect(needsForm(bundle('a').terms)).toBe(false);
     expect(needsForm(bundle('a', { ticket_required: true }).terms)).toBe(true);
   });

@@ -5,8 +5,9 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use firedoor_core::api::{BundleView, FlowTerms, Health};
+use firedoor_core::api::{AlertAudience, BundleView, FlowTerms, Health};
 use firedoor_core::breakglass::BrokerIdentity;
+use firedoor_core::policy::Flow;
 
 pub(super) async fn health(State(b): State<AppState>) -> Json<Health> {
     Json(Health {
@@ -43,10 +44,35 @@ pub(super) async fn bundles(State(b): State<AppState>, Caller(p): Caller) -> Jso
                     ticket_required: f.ticket_required,
                     pending_ttl_secs: f.pending_ttl_secs,
                     break_glass: f.break_glass,
+                    alerts: f.break_glass.then(|| alert_audience(f)),
                 },
             })
             .collect(),
     )
+}
+
+/// Who a break-glass request of `flow` alerts: what `notify::Audience::BreakGlassTaken`
+/// sends the event to (the flow's approvers at every stage, and every admin).
+fn alert_audience(flow: &Flow) -> AlertAudience {
+    let mut a = AlertAudience {
+        admins: true,
+        ..AlertAudience::default()
+    };
+    for aud in std::iter::once(&flow.approvers).chain(flow.escalation.iter().map(|e| &e.approvers))
+    {
+        for (from, to) in [
+            (&aud.users, &mut a.users),
+            (&aud.groups, &mut a.groups),
+            (&aud.oncall, &mut a.oncall),
+        ] {
+            for x in from {
+                if !to.contains(x) {
+                    to.push(x.clone());
+                }
+            }
+        }
+    }
+    a
 }
 
 pub(super) async fn broker_identity(
