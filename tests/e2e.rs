@@ -2182,6 +2182,24 @@ async fn access_an_active_bundle_opens_its_credentials_not_a_second_grant() {
         wd.find(tid("creds-modal")).await.is_err().then_some(())
     })
     .await;
+    // Ctrl+K on the active bundle, Ctrl+C: its secret, in one action.
+    let creds = as_bob.credentials(&first.id).await.unwrap();
+    let (secret, username) = (
+        creds.items[0].secret.clone(),
+        creds.items[0].username.clone(),
+    );
+    access_keys(&wd, "\u{e009}k\u{e000}").await;
+    el(&wd, "quick-active-staging-shell").await;
+    access_keys(&wd, "staging").await;
+    access_keys(&wd, "\u{e009}c\u{e000}").await;
+    until("the secret copied from Ctrl+K", || async {
+        access_clipboard().filter(|t| t == &secret)
+    })
+    .await;
+    until("switcher closed", || async {
+        wd.find(tid("quick-switcher")).await.is_err().then_some(())
+    })
+    .await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
         access_live_grants(&as_bob, "staging-shell").await.len(),
@@ -2205,8 +2223,15 @@ async fn access_an_active_bundle_opens_its_credentials_not_a_second_grant() {
     })
     .await;
 
-    // Revoking names the grant and when it would end.
+    // The grant row copies the user in one click.
     click(&wd, "nav-access").await;
+    click(&wd, &format!("grant-copy-{}-user", first.id)).await;
+    until("the user copied from the grant row", || async {
+        access_clipboard().filter(|t| t == &username)
+    })
+    .await;
+
+    // Revoking names the grant and when it would end.
     click(&wd, &format!("revoke-{}", first.id)).await;
     let said = text(&wd, "confirm-grant").await;
     let end = first

@@ -2,11 +2,11 @@
 // handed to components through context (see useApp()).
 
 import { getContext, setContext, tick } from 'svelte';
-import { SvelteSet } from 'svelte/reactivity';
+import { SvelteMap, SvelteSet } from 'svelte/reactivity';
 import { toBackendError, type Backend } from './backend';
 import { activeGrantOf, connectionCommand, needsForm } from './format';
 import type {
-  ActionResult, BackendError, Bundle, Grant, Link, LinkEvent, NewRequest, RequestPrefill, SealedCredential, Snapshot,
+  ActionResult, BackendError, Bundle, CredentialItem, Grant, Link, LinkEvent, NewRequest, RequestPrefill, SealedCredential, Snapshot,
 } from './types';
 
 export type View = 'bundles' | 'access' | 'requests' | 'approvals' | 'breakglass';
@@ -89,6 +89,9 @@ export class AppState {
   /** A link that came while signed out, followed once signed in. */
   private pendingLink: Link | null = null;
   private linkGuardTimer: ReturnType<typeof setTimeout> | null = null;
+  /** What each grant's credentials can give once they were fetched (never the values):
+   *  the copy buttons hide what a grant does not have. */
+  copyable = new SvelteMap<string, CopyWhat[]>();
   /** Keys of actions in flight ("request:prod-db", "revoke:grt_1"), to stop double clicks. */
   pending = new SvelteSet<string>();
 
@@ -204,6 +207,17 @@ export class AppState {
     return activeGrantOf(bundle, this.snapshot?.grants ?? []);
   }
 
+  /** Notes which of user, secret and command a grant's credentials have. */
+  noteCopyable(grantId: string, items: CredentialItem[]): void {
+    const has: CopyWhat[] = [];
+    if (items.some((i) => i.secret)) has.push('secret');
+    if (items.some((i) => i.username)) has.push('user');
+    if (items.some((i) => connectionCommand(i)) || this.snapshot?.ssh?.some((x) => x.grant_id === grantId && x.command)) {
+      has.push('command');
+    }
+    this.copyable.set(grantId, has);
+  }
+
   /**
    * Copies the user, the secret or a ready connection command of a grant (its first
    * credential that has one) through the backend's clipboard, which clears it again.
@@ -222,6 +236,7 @@ export class AppState {
         this.notify(credentialsError(toBackendError(e)), 'error');
         return false;
       }
+      this.noteCopyable(g.id, creds.items);
       const values = creds.items
         .map((i) => (what === 'user' ? i.username : what === 'secret' ? i.secret : connectionCommand(i)))
         .filter((v): v is string => !!v);

@@ -193,6 +193,10 @@ describe('Copy in one action', () => {
     await user.click(byId('grant-copy-grt_demo1-command'));
     await toastSays('has no connection command');
     expect(backend.callsTo('copySecret')).toEqual([]);
+    // Known now: the row offers what the grant has, and no command.
+    await waitFor(() => expect(queryId('grant-copy-grt_demo1-command')).toBeNull());
+    expect(byId('grant-copy-grt_demo1-secret')).toBeInTheDocument();
+    expect(byId('grant-copy-grt_demo1-user')).toBeInTheDocument();
   });
 });
 
