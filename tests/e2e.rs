@@ -2366,3 +2366,97 @@ async fn access_break_glass_is_never_the_default_match() {
     wd.close().await.unwrap();
     b.stop().await;
 }
+
+/// An automatic bundle on a real PostgreSQL database.
+const ACCESS_PG_POLICY: &str = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "FIREDOOR_E2E_ACCESS_PG_URL"
+[integrations.pg.permissions]
+read = ["app_read"]
+
+[bundles.orders-read]
+title = "Orders DB read"
+description = "SELECT on the orders database."
+resources = [{ integration = "pg", resource = "app", permission = "read" }]
+
+[flows.read]
+bundles = ["orders-read"]
+requesters = { groups = ["oncall"] }
+approvals = 0
+default_duration = "15m"
+max_duration = "1h"
+"#;
+
+/// Issue 13: the connection command is on the clipboard in 2 clicks too (Request,
+/// Copy command), is built from the fields the broker returned, and connects: the
+/// real `psql` runs it, with the copied grant's password, and reads the table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn access_copy_a_psql_command_that_connects() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let pg = PgServer::start();
+    pg.seed_app();
+    std::env::set_var("FIREDOOR_E2E_ACCESS_PG_URL", pg.app_broker_url(&[]));
+    let desk = Desktop::start().await;
+    let policy = firedoor_core::policy::parse_policy("access-pg", ACCESS_PG_POLICY).unwrap();
+    let mut cfg = Config::new(desk.dir.path().join("broker"), policy);
+    cfg.listen = "127.0.0.1:0".parse().unwrap();
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let bob = user(&b, "bob", &["oncall"], false).await;
+    let as_bob = Client::new(&b.url(), Some(&bob)).unwrap();
+    let wd = desk.launch().await;
+    el(&wd, "signin-url")
+        .await
+        .send_keys(&b.url())
+        .await
+        .unwrap();
+    el(&wd, "signin-token").await.send_keys(&bob).await.unwrap();
+    click(&wd, "signin-submit").await;
+
+    let mut clicks = 0;
+    click(&wd, "request-orders-read").await;
+    clicks += 1;
+    click(&wd, "toast-copy-command").await;
+    clicks += 1;
+    let grant = until("the grant", || async {
+        let g = access_live_grants(&as_bob, "orders-read").await;
+        (g.len() == 1).then(|| g[0].clone())
+    })
+    .await;
+    let item = as_bob.credentials(&grant.id).await.unwrap().items[0].clone();
+    assert_eq!(item.kind, "postgres");
+    let expected = format!(
+        "psql \"postgresql://{}@{}:{}/app\"",
+        item.username,
+        item.host.as_deref().unwrap(),
+        item.port.unwrap()
+    );
+    let copied = until("the command on the clipboard", || async {
+        access_clipboard().filter(|t| t == &expected)
+    })
+    .await;
+    assert_eq!(clicks, 2);
+    assert!(!copied.contains(&item.secret), "no secret in the command");
+    shot(&wd, "access-06-psql-command-copied").await;
+    // Run it as copied (the password as psql asks for it: PGPASSWORD).
+    let url = copied
+        .strip_prefix("psql \"")
+        .and_then(|s| s.strip_suffix('"'))
+        .unwrap();
+    let out = Command::new("psql")
+        .arg(url)
+        .args(["-X", "-t", "-A", "-c", "SELECT count(*) FROM orders"])
+        .env("PGPASSWORD", &item.secret)
+        .env("PGCONNECT_TIMEOUT", "5")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    wd.close().await.unwrap();
+    b.stop().await;
+}
