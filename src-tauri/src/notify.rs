@@ -316,6 +316,25 @@ async fn close_notification(id: u32) -> zbus::Result<()> {
     Ok(())
 }
 
+/// The bundle an event names, as people know it: its title (from my grants or the
+/// bundles I may request), else its name (a break-glass secret's name, say).
+pub fn bundle_title(ev: &EventView, snap: &Snapshot) -> String {
+    let Some(name) = ev.bundle.as_deref() else {
+        return String::new();
+    };
+    snap.grants
+        .iter()
+        .find(|g| Some(g.id) == ev.grant_id)
+        .map(|g| g.bundle_title.clone())
+        .or_else(|| {
+            snap.bundles
+                .iter()
+                .find(|b| b.name == name)
+                .map(|b| b.title.clone())
+        })
+        .unwrap_or_else(|| name.to_string())
+}
+
 impl Notifier {
     pub fn new(app: AppHandle, console: Arc<Console>) -> Notifier {
         Notifier {
@@ -365,7 +384,7 @@ impl Notifier {
         let mine = |id: &Option<firedoor_core::RequestId>| {
             id.is_some_and(|id| snap.my_requests.iter().any(|r| r.id == id))
         };
-        let title = ev.bundle.clone().unwrap_or_default();
+        let title = bundle_title(ev, snap);
         match ev.kind.as_str() {
             "request_awaiting_approval" => self.approval(ev, snap),
             "request_approved" | "request_denied" | "request_timed_out" if mine(&ev.request_id) => {
@@ -701,5 +720,46 @@ mod tests {
         );
         // Still pending and not decided by me: not stale, the error stands.
         assert_eq!(stale_text(&r, "dave", &tz, now), None);
+    }
+
+    #[test]
+    fn events_name_bundles_by_their_title() {
+        let snap: Snapshot = serde_json::from_value(serde_json::json!({
+            "status": {
+                "signed_in": true, "demo": false, "user": "bob", "groups": [], "broker_url": null,
+                "online": true, "offline_since": null, "last_synced_at": null, "clock_offset_ms": 0,
+                "last_error": null,
+            },
+            "bundles": [{
+                "name": "payments-db", "title": "Payments DB", "description": "", "tags": [],
+                "resources": [],
+                "terms": {
+                    "flow": "x", "approvals": 0, "default_duration_secs": 60,
+                    "max_duration_secs": 60, "justification_required": false,
+                    "ticket_required": false, "pending_ttl_secs": 60, "break_glass": false,
+                },
+            }],
+            "favourites": [], "my_requests": [], "approvals": [], "grants": [], "outbox": [],
+            "break_glass": {
+                "device": {
+                    "enrolled": false, "device_id": null, "device_name": null,
+                    "broker_fingerprint": null, "failed_attempts": 0, "locked_until": null,
+                    "pending_records": 0, "chain_ok": true, "chain_error": null,
+                    "broker_key_change": null,
+                },
+                "credentials": [],
+            },
+        }))
+        .unwrap();
+        let mut ev = event("x");
+        assert_eq!(bundle_title(&ev, &snap), "Payments DB");
+        ev.bundle = Some("payments-db-breakglass".into());
+        assert_eq!(
+            bundle_title(&ev, &snap),
+            "payments-db-breakglass",
+            "not a bundle: its name"
+        );
+        ev.bundle = None;
+        assert_eq!(bundle_title(&ev, &snap), "");
     }
 }
