@@ -1961,9 +1961,18 @@ async fn notify_closed(desk: &Desktop, id: u32) {
     .await
 }
 
-/// Runs xdotool on the test's display.
-fn notify_xdotool(args: &[&str]) -> String {
-    let display = DISPLAY.get().cloned().unwrap_or_default();
+/// This desktop's display (the `DISPLAY` static keeps the first test's only).
+fn notify_display(desk: &Desktop) -> String {
+    desk.env()
+        .iter()
+        .find(|(k, _)| k == "DISPLAY")
+        .map(|(_, v)| v.clone())
+        .unwrap()
+}
+
+/// Runs xdotool on the desktop's display.
+fn notify_xdotool(desk: &Desktop, args: &[&str]) -> String {
+    let display = notify_display(desk);
     let out = Command::new("xdotool")
         .args(args)
         .env("DISPLAY", display)
@@ -1973,10 +1982,10 @@ fn notify_xdotool(args: &[&str]) -> String {
 }
 
 /// Waits for a top-level window titled exactly `title` (the X server's view).
-async fn notify_window_titled(title: &str) {
+async fn notify_window_titled(desk: &Desktop, title: &str) {
     until(&format!("a window titled “{title}”"), || async {
         let pattern = format!("^{title}$");
-        (!notify_xdotool(&["search", "--name", &pattern])
+        (!notify_xdotool(desk, &["search", "--name", &pattern])
             .trim()
             .is_empty())
         .then_some(())
@@ -2022,11 +2031,11 @@ async fn notify_follows_requests_and_a_restart_repeats_nothing() {
         "{}",
         note.body
     );
-    notify_window_titled("Firedoor — 1 approval waiting").await;
+    notify_window_titled(&desk, "Firedoor — 1 approval waiting").await;
 
     // The global shortcut, pressed while another application has the focus.
     assert!(wd.find(tid("quick-switcher")).await.is_err());
-    let display = DISPLAY.get().cloned().unwrap_or_default();
+    let display = notify_display(&desk);
     let mut other = Command::new("xev")
         .args(["-name", "another-application"])
         .env("DISPLAY", &display)
@@ -2035,17 +2044,17 @@ async fn notify_follows_requests_and_a_restart_repeats_nothing() {
         .spawn()
         .unwrap();
     let other_win = until("the other application's window", || async {
-        let w = notify_xdotool(&["search", "--name", "^another-application$"]);
+        let w = notify_xdotool(&desk, &["search", "--name", "^another-application$"]);
         w.lines().next().map(str::to_string)
     })
     .await;
-    notify_xdotool(&["windowfocus", "--sync", &other_win]);
+    notify_xdotool(&desk, &["windowfocus", "--sync", &other_win]);
     assert_eq!(
-        notify_xdotool(&["getwindowfocus"]).trim(),
+        notify_xdotool(&desk, &["getwindowfocus"]).trim(),
         other_win.trim(),
         "the focus is in the other application"
     );
-    notify_xdotool(&["key", "--clearmodifiers", "ctrl+alt+k"]);
+    notify_xdotool(&desk, &["key", "--clearmodifiers", "ctrl+alt+k"]);
     el(&wd, "quick-switcher").await;
     el(&wd, "quick-input")
         .await
@@ -2064,7 +2073,7 @@ async fn notify_follows_requests_and_a_restart_repeats_nothing() {
     let rid = notify_testid_suffix(&wd, "approve-req_").await;
     click(&wd, &format!("approve-req_{rid}")).await;
     notify_closed(&desk, note.id).await;
-    notify_window_titled("Firedoor").await;
+    notify_window_titled(&desk, "Firedoor").await;
     // This server keeps it on screen: Approve on it now says what happened, in words.
     desk.press(note.id, "approve").await;
     let said = notify_nth(&desk, "Already decided", 1).await;
@@ -2086,7 +2095,7 @@ async fn notify_follows_requests_and_a_restart_repeats_nothing() {
     // first run is told again.
     let wd = desk.launch_with(&["--demo"]).await;
     notify_nth(&desk, "Approval needed", 2).await;
-    notify_window_titled("Firedoor — 1 approval waiting").await;
+    notify_window_titled(&desk, "Firedoor — 1 approval waiting").await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let active = notify_with_summary(&desk, "Access active: Staging shell");
     assert_eq!(
@@ -2143,12 +2152,12 @@ async fn notify_an_approval_decided_elsewhere_says_by_whom() {
         "{}",
         note.body
     );
-    notify_window_titled("Firedoor — 1 approval waiting").await;
+    notify_window_titled(&desk, "Firedoor — 1 approval waiting").await;
 
     // carol approves at the broker; the app closes bob's notification.
     let decided = as_carol.approve(&req.id, None).await.unwrap();
     notify_closed(&desk, note.id).await;
-    notify_window_titled("Firedoor").await;
+    notify_window_titled(&desk, "Firedoor").await;
     desk.press(note.id, "deny").await;
     let said = notify_nth(&desk, "Already decided", 1).await;
     let at = decided.decisions[0]
@@ -2163,6 +2172,21 @@ async fn notify_an_approval_decided_elsewhere_says_by_whom() {
     // Nothing was denied.
     let r = as_alice.request(&req.id).await.unwrap();
     assert_eq!(r.state, RequestState::Active);
+
+    // The command line changes the global shortcut; the running app follows.
+    let env = desk.env().to_vec();
+    common::firedoor_with(&env, &["shortcut", "alt+ctrl+j"], None)
+        .await
+        .expect(0);
+    until("the app registered Ctrl+Alt+J", || async {
+        let o = common::firedoor_with(&env, &["shortcut", "--json"], None).await;
+        let app = o.json()["app"].as_str().unwrap_or_default().to_string();
+        app.starts_with("Ctrl+Alt+J opens the quick switcher")
+            .then_some(())
+    })
+    .await;
+    notify_xdotool(&desk, &["key", "--clearmodifiers", "ctrl+alt+j"]);
+    el(&wd, "quick-switcher").await;
     wd.close().await.unwrap();
     b.stop().await;
 }
