@@ -799,3 +799,40 @@ async fn login_with_sso_in_the_browser_and_the_session_renews_until_it_ends() {
     assert_eq!(o.json()["status"]["signed_in"], false, "{o:?}");
     b.stop().await;
 }
+
+/// `firedoor shortcut`: the desktop app's global shortcut, shown, set (checked and
+/// written one way), refused readably, turned off. Local only: no broker, no keyring.
+#[tokio::test]
+async fn notify_the_global_shortcut_is_shown_set_and_turned_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let env: Vec<(String, String)> = vec![
+        ("HOME".into(), dir.path().display().to_string()),
+        (
+            "FIREDOOR_DATA_DIR".into(),
+            dir.path().join("app").display().to_string(),
+        ),
+    ];
+    let o = firedoor_with(&env, &["shortcut"], None).await.expect(0);
+    assert_eq!(o.stdout.trim(), "Global shortcut: Ctrl+Alt+K (the default)");
+    let o = firedoor_with(&env, &["shortcut", "alt+ctrl+j"], None)
+        .await
+        .expect(0);
+    assert!(o.stdout.starts_with("Global shortcut: Ctrl+Alt+J"), "{o:?}");
+    let o = firedoor_with(&env, &["shortcut"], None).await.expect(0);
+    assert_eq!(o.stdout.trim(), "Global shortcut: Ctrl+Alt+J");
+    // Without Ctrl, Alt or Super it would take a key from typing: refused, kept.
+    let o = firedoor_with(&env, &["shortcut", "Shift+J"], None)
+        .await
+        .expect(2);
+    assert!(o.stderr.contains("needs Ctrl, Alt or Super"), "{o:?}");
+    let o = firedoor_with(&env, &["shortcut", "--json"], None)
+        .await
+        .expect(0);
+    assert_eq!(o.json()["shortcut"], "Ctrl+Alt+J");
+    let o = firedoor_with(&env, &["shortcut", "off", "--json"], None)
+        .await
+        .expect(0);
+    assert_eq!(o.json()["shortcut"], "off");
+    let o = firedoor_with(&env, &["shortcut"], None).await.expect(0);
+    assert_eq!(o.stdout.trim(), "Global shortcut: off");
+}

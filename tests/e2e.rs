@@ -45,6 +45,10 @@ struct Shown {
 #[derive(Clone, Default)]
 struct Notifications {
     shown: Arc<Mutex<Vec<Shown>>>,
+    /// The ids the app asked to close (CloseNotification), in order. This server
+    /// keeps them on screen (as one with a notification history does), so an action
+    /// can still be pressed on a stale one.
+    closed: Arc<Mutex<Vec<u32>>>,
 }
 
 #[zbus::interface(name = "org.freedesktop.Notifications")]
@@ -76,7 +80,9 @@ impl Notifications {
         id
     }
 
-    fn close_notification(&self, _id: u32) {}
+    fn close_notification(&self, id: u32) {
+        self.closed.lock().unwrap().push(id);
+    }
 
     fn get_server_information(&self) -> (String, String, String, String) {
         (
@@ -2457,6 +2463,267 @@ async fn access_copy_a_psql_command_that_connects() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2");
+    wd.close().await.unwrap();
+    b.stop().await;
+}
+
+// ------------------------------------------------- notifications, tray, shortcut
+
+/// The notifications shown so far with this summary.
+fn notify_with_summary(desk: &Desktop, summary: &str) -> Vec<Shown> {
+    desk.shown()
+        .into_iter()
+        .filter(|n| n.summary == summary)
+        .collect()
+}
+
+/// Waits for the `n`th (1-based) notification with this summary.
+async fn notify_nth(desk: &Desktop, summary: &str, n: usize) -> Shown {
+    until(&format!("notification {n} “{summary}”"), || async {
+        notify_with_summary(desk, summary).into_iter().nth(n - 1)
+    })
+    .await
+}
+
+/// Waits until the app asked the notification server to close notification `id`.
+async fn notify_closed(desk: &Desktop, id: u32) {
+    until(&format!("CloseNotification({id})"), || async {
+        desk.notes
+            .closed
+            .lock()
+            .unwrap()
+            .contains(&id)
+            .then_some(())
+    })
+    .await
+}
+
+/// This desktop's display (the `DISPLAY` static keeps the first test's only).
+fn notify_display(desk: &Desktop) -> String {
+    desk.env()
+        .iter()
+        .find(|(k, _)| k == "DISPLAY")
+        .map(|(_, v)| v.clone())
+        .unwrap()
+}
+
+/// Runs xdotool on the desktop's display.
+fn notify_xdotool(desk: &Desktop, args: &[&str]) -> String {
+    let display = notify_display(desk);
+    let out = Command::new("xdotool")
+        .args(args)
+        .env("DISPLAY", display)
+        .output()
+        .expect("xdotool (scripts/deps.sh installs it)");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits for a top-level window titled exactly `title` (the X server's view).
+async fn notify_window_titled(desk: &Desktop, title: &str) {
+    until(&format!("a window titled “{title}”"), || async {
+        let pattern = format!("^{title}$");
+        (!notify_xdotool(desk, &["search", "--name", &pattern])
+            .trim()
+            .is_empty())
+        .then_some(())
+    })
+    .await
+}
+
+/// The id of the first element whose test id starts with `prefix`, without it.
+async fn notify_testid_suffix(wd: &Wd, prefix: &str) -> String {
+    let css = format!("[data-testid^=\"{prefix}\"]");
+    let e = until(&format!("an element {prefix}…"), || async {
+        wd.find(Locator::Css(&css)).await.ok()
+    })
+    .await;
+    let id = e.attr("data-testid").await.unwrap().unwrap();
+    id[prefix.len()..].to_string()
+}
+
+/// Notifications follow the request's life, a restart tells nothing twice, the title
+/// counts waiting approvals, and the global shortcut opens the quick switcher from
+/// another application — in demo mode, whose restart is where "Access active" came
+/// again (its broker comes back on a new port, the app signs in again and the event
+/// stream starts from the beginning).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_follows_requests_and_a_restart_repeats_nothing() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    need("xdotool");
+    need("xev");
+    let desk = Desktop::start().await;
+    let wd = desk.launch_with(&["--demo"]).await;
+    until("signed in as bob", || async {
+        let t = wd.find(tid("current-user")).await.ok()?.text().await.ok()?;
+        (t.trim() == "bob").then_some(())
+    })
+    .await;
+
+    // The demo's teammate asks; the notification has the reason and the ticket line.
+    let note = notify_nth(&desk, "Approval needed", 1).await;
+    assert!(
+        note.body
+            .contains("Justification: INC-2041: checkout latency")
+            && note.body.contains("Ticket: (none)"),
+        "{}",
+        note.body
+    );
+    notify_window_titled(&desk, "Firedoor — 1 approval waiting").await;
+
+    // The global shortcut, pressed while another application has the focus.
+    assert!(wd.find(tid("quick-switcher")).await.is_err());
+    let display = notify_display(&desk);
+    let mut other = Command::new("xev")
+        .args(["-name", "another-application"])
+        .env("DISPLAY", &display)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let other_win = until("the other application's window", || async {
+        let w = notify_xdotool(&desk, &["search", "--name", "^another-application$"]);
+        w.lines().next().map(str::to_string)
+    })
+    .await;
+    notify_xdotool(&desk, &["windowfocus", "--sync", &other_win]);
+    assert_eq!(
+        notify_xdotool(&desk, &["getwindowfocus"]).trim(),
+        other_win.trim(),
+        "the focus is in the other application"
+    );
+    notify_xdotool(&desk, &["key", "--clearmodifiers", "ctrl+alt+k"]);
+    el(&wd, "quick-switcher").await;
+    el(&wd, "quick-input")
+        .await
+        .send_keys("\u{e00c}")
+        .await
+        .unwrap();
+    until("quick switcher closed", || async {
+        wd.find(tid("quick-switcher")).await.is_err().then_some(())
+    })
+    .await;
+    let _ = other.kill();
+    let _ = other.wait();
+
+    // Approved in the app: the notification is closed through the server.
+    click(&wd, "nav-approvals").await;
+    let rid = notify_testid_suffix(&wd, "approve-req_").await;
+    click(&wd, &format!("approve-req_{rid}")).await;
+    notify_closed(&desk, note.id).await;
+    notify_window_titled(&desk, "Firedoor").await;
+    // This server keeps it on screen: Approve on it now says what happened, in words.
+    desk.press(note.id, "approve").await;
+    let said = notify_nth(&desk, "Already decided", 1).await;
+    assert!(
+        said.body.starts_with("Already approved by you at ")
+            && said.body.contains("(alice&#39;s request for Prod DB read)"),
+        "{}",
+        said.body
+    );
+    assert!(!said.body.contains("can no longer change"), "{}", said.body);
+
+    // Access active, once.
+    click(&wd, "nav-bundles").await;
+    click(&wd, "request-staging-shell").await;
+    notify_nth(&desk, "Access active: Staging shell", 1).await;
+    wd.close().await.unwrap();
+
+    // Restart: the demo's teammate asks again (new news, told), and nothing of the
+    // first run is told again.
+    let wd = desk.launch_with(&["--demo"]).await;
+    notify_nth(&desk, "Approval needed", 2).await;
+    notify_window_titled(&desk, "Firedoor — 1 approval waiting").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let active = notify_with_summary(&desk, "Access active: Staging shell");
+    assert_eq!(
+        active.len(),
+        1,
+        "no repeated “Access active” after the restart"
+    );
+    assert_eq!(
+        notify_with_summary(&desk, "Approval needed").len(),
+        2,
+        "the first request's notification is not repeated: {:?}",
+        desk.shown()
+    );
+    wd.close().await.unwrap();
+}
+
+/// Approved by someone else: the notification is closed, and an action pressed on it
+/// meanwhile says who decided. The body carries the ticket and the incident.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn notify_an_approval_decided_elsewhere_says_by_whom() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let bdir = desk.dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = user(&b, "alice", &["oncall"], false).await;
+    let bob = user(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let carol = user(&b, "carol", &["security"], true).await;
+    let as_alice = Client::new(&url, Some(&alice)).unwrap();
+    let as_carol = Client::new(&url, Some(&carol)).unwrap();
+
+    let wd = desk.launch().await;
+    el(&wd, "signin-url").await.send_keys(&url).await.unwrap();
+    el(&wd, "signin-token").await.send_keys(&bob).await.unwrap();
+    click(&wd, "signin-submit").await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "bob");
+
+    let (req, _) = as_alice
+        .create_request(
+            &CreateRequest {
+                bundle: "prod-db-read".into(),
+                justification: Some("INC-88 orders stuck".into()),
+                ticket: Some("OPS-31".into()),
+                ..Default::default()
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let note = notify_nth(&desk, "Approval needed", 1).await;
+    assert!(
+        note.body.contains("Justification: INC-88 orders stuck")
+            && note.body.contains("Ticket: OPS-31"),
+        "{}",
+        note.body
+    );
+    notify_window_titled(&desk, "Firedoor — 1 approval waiting").await;
+
+    // carol approves at the broker; the app closes bob's notification.
+    let decided = as_carol.approve(&req.id, None).await.unwrap();
+    notify_closed(&desk, note.id).await;
+    notify_window_titled(&desk, "Firedoor").await;
+    desk.press(note.id, "deny").await;
+    let said = notify_nth(&desk, "Already decided", 1).await;
+    let at = decided.decisions[0]
+        .at
+        .with_timezone(&chrono::Local)
+        .format("%H:%M")
+        .to_string();
+    assert_eq!(
+        said.body,
+        format!("Already approved by carol at {at} (alice&#39;s request for Prod DB read)."),
+    );
+    // Nothing was denied.
+    let r = as_alice.request(&req.id).await.unwrap();
+    assert_eq!(r.state, RequestState::Active);
+
+    // The command line changes the global shortcut; the running app follows.
+    let env = desk.env().to_vec();
+    common::firedoor_with(&env, &["shortcut", "alt+ctrl+j"], None)
+        .await
+        .expect(0);
+    until("the app registered Ctrl+Alt+J", || async {
+        let o = common::firedoor_with(&env, &["shortcut", "--json"], None).await;
+        let app = o.json()["app"].as_str().unwrap_or_default().to_string();
+        app.starts_with("Ctrl+Alt+J opens the quick switcher")
+            .then_some(())
+    })
+    .await;
+    notify_xdotool(&desk, &["key", "--clearmodifiers", "ctrl+alt+j"]);
+    el(&wd, "quick-switcher").await;
     wd.close().await.unwrap();
     b.stop().await;
 }

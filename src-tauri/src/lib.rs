@@ -5,8 +5,10 @@
 //! them), the clipboard, and demo mode with an in-process broker.
 
 mod demo;
+mod hotkey;
 mod links;
 mod notify;
+mod tray;
 
 use firedoor_client::console::{
     ActionResult, AppStatus, Change, Console, ConsoleError, ConsoleErrorCode, ErrorCode, Snapshot,
@@ -18,7 +20,6 @@ use firedoor_core::api::{CreateRequest, Credentials, ExtendBody};
 use firedoor_core::{GrantId, RequestId};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
-use tauri::menu::{Menu, MenuItem};
 use tauri::tray::{TrayIcon, TrayIconBuilder};
 use tauri::{AppHandle, Emitter, Manager, State, WindowEvent};
 use tauri_plugin_autostart::ManagerExt as _;
@@ -40,6 +41,8 @@ pub struct AppState {
     /// Demo mode only: the in-process broker, which the UI can stop and start.
     demo: Option<Arc<demo::DemoBroker>>,
     tray: std::sync::Mutex<Option<TrayIcon>>,
+    /// What the tray menu shows now (rebuilt only when this changes).
+    tray_menu: std::sync::Mutex<Vec<tray::Entry>>,
 }
 
 type CmdResult<T> = Result<T, ConsoleError>;
@@ -184,13 +187,24 @@ impl Drop for Revealed {
 
 #[tauri::command]
 async fn copy_secret(app: AppHandle, text: String) -> CmdResult<()> {
-    let text = Zeroizing::new(text);
-    app.clipboard().write_text(text.as_str()).map_err(|e| {
-        ConsoleError::new(
-            ConsoleErrorCode::Clipboard,
-            format!("Cannot use the clipboard: {e}"),
-        )
-    })?;
+    copy_to_clipboard(&app, Zeroizing::new(text), true)
+        .map_err(|m| ConsoleError::new(ConsoleErrorCode::Clipboard, m))
+}
+
+/// Puts `text` on the clipboard; a secret (`clear`) is cleared again after
+/// [`CLIPBOARD_CLEAR_SECS`] if the clipboard still holds it.
+pub(crate) fn copy_to_clipboard(
+    app: &AppHandle,
+    text: Zeroizing<String>,
+    clear: bool,
+) -> Result<(), String> {
+    app.clipboard()
+        .write_text(text.as_str())
+        .map_err(|e| format!("Cannot use the clipboard: {e}"))?;
+    if !clear {
+        return Ok(());
+    }
+    let app = app.clone();
     tauri::async_runtime::spawn(async move {
         tokio::time::sleep(Duration::from_secs(CLIPBOARD_CLEAR_SECS)).await;
         // Clear only if the secret is still what the clipboard holds.
@@ -354,7 +368,7 @@ fn data_dir(app: &AppHandle, demo: bool) -> anyhow::Result<std::path::PathBuf> {
     firedoor_client::paths::data_dir_from(base, demo).map_err(anyhow::Error::msg)
 }
 
-fn show_main(app: &AppHandle) {
+pub(crate) fn show_main(app: &AppHandle) {
     if let Some(w) = app.get_webview_window("main") {
         let _ = w.show();
         let _ = w.unminimize();
@@ -363,29 +377,58 @@ fn show_main(app: &AppHandle) {
 }
 
 fn build_tray(app: &AppHandle) -> tauri::Result<TrayIcon> {
-    let open = MenuItem::with_id(app, "open", "Open Firedoor", true, None::<&str>)?;
-    let approvals = MenuItem::with_id(app, "approvals", "Approvals", true, None::<&str>)?;
-    let access = MenuItem::with_id(app, "access", "My access", true, None::<&str>)?;
-    let quit = MenuItem::with_id(app, "quit", "Quit Firedoor", true, None::<&str>)?;
-    let menu = Menu::with_items(app, &[&open, &access, &approvals, &quit])?;
+    // Filled in from the first snapshot.
+    let menu = tray::build_menu(app, &tray::initial())?;
     let mut b = TrayIconBuilder::with_id("firedoor")
         .menu(&menu)
         .tooltip("Firedoor")
-        .on_menu_event(|app, ev| match ev.id().as_ref() {
-            "quit" => app.exit(0),
-            "approvals" | "access" => {
-                show_main(app);
-                let _ = app.emit(
-                    "firedoor://open",
-                    serde_json::json!({ "view": ev.id().as_ref() }),
-                );
-            }
-            _ => show_main(app),
+        .on_menu_event(|app, ev| {
+            let console = app.try_state::<AppState>().map(|s| s.console.clone());
+            tray::on_menu(app, console, ev.id().as_ref());
         });
     if let Some(icon) = app.default_window_icon() {
         b = b.icon(icon.clone());
     }
     b.build(app)
+}
+
+/// Brings the tray menu and the window title up to date with `snap`. The menu is
+/// rebuilt only when what it shows changed (time left is in minutes).
+fn refresh_shell(app: &AppHandle, snap: &Snapshot) {
+    if let Some(w) = app.get_webview_window("main") {
+        let title = tray::window_title(snap);
+        if w.title().ok().as_deref() != Some(title.as_str()) {
+            let _ = w.set_title(&title);
+        }
+    }
+    let Some(state) = app.try_state::<AppState>() else {
+        return;
+    };
+    let guard = state.tray.lock().unwrap_or_else(|p| p.into_inner());
+    let Some(tray) = guard.as_ref() else {
+        return;
+    };
+    let text = tray_text(snap);
+    let _ = tray.set_tooltip(Some(&text));
+    let _ = tray.set_title(Some(&format!(
+        "{}·{}",
+        snap.grants.len(),
+        snap.approvals.len()
+    )));
+    let model = tray::model(snap, tray::broker_now(snap));
+    let mut shown = state.tray_menu.lock().unwrap_or_else(|p| p.into_inner());
+    if *shown != model {
+        match tray::build_menu(app, &model) {
+            Ok(menu) => {
+                if let Err(e) = tray.set_menu(Some(menu)) {
+                    tracing::info!(error = %e, "updating the tray menu");
+                } else {
+                    *shown = model;
+                }
+            }
+            Err(e) => tracing::info!(error = %e, "building the tray menu"),
+        }
+    }
 }
 
 /// Tray text: how many grants are active and approvals pending.
@@ -418,23 +461,10 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
             if let Change::Event(ev) = &change {
                 notifier.event(ev, &snap);
             }
+            // "Approval needed" notifications of requests decided meanwhile go away.
+            notifier.follow(&snap);
             let _ = app.emit("firedoor://snapshot", &snap);
-            if let Some(state) = app.try_state::<AppState>() {
-                if let Some(tray) = state
-                    .tray
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .as_ref()
-                {
-                    let text = tray_text(&snap);
-                    let _ = tray.set_tooltip(Some(&text));
-                    let _ = tray.set_title(Some(&format!(
-                        "{}·{}",
-                        snap.grants.len(),
-                        snap.approvals.len()
-                    )));
-                }
-            }
+            refresh_shell(&app, &snap);
             match change {
                 Change::Event(_) | Change::Snapshot => {}
                 Change::OutboxReplayed { summary, outcome } => {
@@ -448,6 +478,20 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
                         )
                     }
                 }
+            }
+        }
+    });
+}
+
+/// The tray's time left moves on by the minute even when nothing else changes.
+fn tick_tray(app: AppHandle, console: Arc<Console>) {
+    tauri::async_runtime::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(60));
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            if let Ok(snap) = console.snapshot().await {
+                refresh_shell(&app, &snap);
             }
         }
     });
@@ -511,6 +555,7 @@ pub fn run() {
                 .build(),
         )
         .plugin(tauri_plugin_clipboard_manager::init())
+        .plugin(hotkey::plugin())
         .invoke_handler(tauri::generate_handler![
             status,
             snapshot,
@@ -591,8 +636,11 @@ pub fn run() {
                 console: console.clone(),
                 demo: demo_broker.clone(),
                 tray: std::sync::Mutex::new(tray),
+                tray_menu: std::sync::Mutex::new(Vec::new()),
             });
             forward_changes(handle.clone(), console.clone());
+            tick_tray(handle.clone(), console.clone());
+            hotkey::follow(handle.clone(), console.clone());
             if let Some(db) = demo_broker {
                 let c = console.clone();
                 let dir = dir.clone();

@@ -8,7 +8,8 @@
 //! Keys of the `kv` table that start with [`KEEP_PREFIX`] hold a device enrolment's
 //! state (per broker and user) and, like the `unlock_chain` table, survive
 //! [`Cache::clear`]: signing out must not lose unlock records the broker has not
-//! acknowledged yet.
+//! acknowledged yet. So do this device's preferences ([`PREF_PREFIX`]) and the record of
+//! which events were already notified (the `notified` table).
 
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{BundleView, GrantView, IncidentView, RequestView};
@@ -89,10 +90,18 @@ CREATE TABLE IF NOT EXISTS envelopes (name TEXT PRIMARY KEY, pos INTEGER NOT NUL
     description TEXT NOT NULL, envelope TEXT NOT NULL, fetched_at TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS unlock_chain (account TEXT NOT NULL, seq INTEGER NOT NULL, record TEXT NOT NULL,
     PRIMARY KEY (account, seq));
+CREATE TABLE IF NOT EXISTS notified (key TEXT PRIMARY KEY, at TEXT NOT NULL);
 ";
+
+/// How many notified events [`Cache::first_notice`] remembers (the oldest go first).
+pub const NOTIFIED_KEPT: i64 = 2000;
 
 /// `kv` keys with this prefix survive [`Cache::clear`] (device enrolment state).
 pub const KEEP_PREFIX: &str = "bg/";
+
+/// `kv` keys with this prefix are this device's preferences (the global shortcut):
+/// they survive [`Cache::clear`] too.
+pub const PREF_PREFIX: &str = "pref/";
 
 /// A sealed envelope as cached. A damaged row still names its secret, so the UI can
 /// say what is wrong with it.
@@ -497,11 +506,15 @@ impl Cache {
     /// Forgets the cache (sign-out, or signing in as someone else), except device
     /// enrolment state and unlock records (see the module docs).
     pub async fn clear(&self) -> Result<()> {
-        sqlx::query("DELETE FROM kv WHERE substr(key, 1, length(?)) <> ?")
-            .bind(KEEP_PREFIX)
-            .bind(KEEP_PREFIX)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "DELETE FROM kv WHERE substr(key, 1, length(?)) <> ? AND substr(key, 1, length(?)) <> ?",
+        )
+        .bind(KEEP_PREFIX)
+        .bind(KEEP_PREFIX)
+        .bind(PREF_PREFIX)
+        .bind(PREF_PREFIX)
+        .execute(&self.pool)
+        .await?;
         // A token revocation queued at sign-out outlives the session it ended.
         sqlx::raw_sql(
             "DELETE FROM items; DELETE FROM favourites; DELETE FROM outbox WHERE kind <> 'revoke_token'; DELETE FROM envelopes;",
@@ -509,6 +522,31 @@ impl Cache {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+
+    /// Records that the event named `key` was told to the person (a desktop
+    /// notification) and returns whether it is the first time. The record outlives
+    /// restarts and [`Cache::clear`] (a demo restart signs in again, which clears the
+    /// cache and replays recent events): keys are made of broker ids, which name
+    /// nothing personal. The newest [`NOTIFIED_KEPT`] are kept.
+    pub async fn first_notice(&self, key: &str, at: DateTime<Utc>) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query("INSERT OR IGNORE INTO notified (key, at) VALUES (?, ?)")
+            .bind(key)
+            .bind(at.to_rfc3339())
+            .execute(&mut *tx)
+            .await?;
+        let first = done.rows_affected() == 1;
+        if first {
+            sqlx::query(
+                "DELETE FROM notified WHERE key NOT IN (SELECT key FROM notified ORDER BY at DESC, key LIMIT ?)",
+            )
+            .bind(NOTIFIED_KEPT)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(first)
     }
 
     pub async fn close(&self) {

@@ -1325,6 +1325,48 @@ impl Console {
         })
     }
 
+    /// One request as the broker has it now (e.g. to say who decided it).
+    pub async fn request(&self, id: &RequestId) -> Result<RequestView> {
+        let c = self.client().await?;
+        self.needs_broker("Requests", c.request(id).await).await
+    }
+
+    /// The global shortcut's setting as stored (`None`: never set, the default), and
+    /// how registering it went when the app last tried (see [`crate::shortcut`]).
+    pub async fn global_shortcut_setting(&self) -> Result<(Option<String>, Option<String>)> {
+        Ok((
+            self.cache.get(crate::shortcut::PREF_KEY).await?,
+            self.cache.get(crate::shortcut::STATUS_KEY).await?,
+        ))
+    }
+
+    /// Sets the global shortcut: a combination (checked by
+    /// [`crate::shortcut::normalize`]), `off`, or `default`. Returns what was stored.
+    /// The running app registers the new one within a few seconds.
+    pub async fn set_global_shortcut(&self, combination: &str) -> Result<String> {
+        let value = match combination.trim().to_ascii_lowercase().as_str() {
+            "off" | "none" => crate::shortcut::OFF.to_string(),
+            "default" => crate::shortcut::DEFAULT.to_string(),
+            _ => crate::shortcut::normalize(combination)
+                .map_err(|m| ConsoleError::new(ConsoleErrorCode::Usage, m))?,
+        };
+        self.cache
+            .set_many(&[
+                (crate::shortcut::PREF_KEY, Some(&value)),
+                (crate::shortcut::STATUS_KEY, None),
+            ])
+            .await?;
+        Ok(value)
+    }
+
+    /// The app records how registering the global shortcut went.
+    pub async fn set_global_shortcut_status(&self, status: &str) -> Result<()> {
+        self.cache
+            .set(crate::shortcut::STATUS_KEY, Some(status))
+            .await?;
+        Ok(())
+    }
+
     /// Credentials are fetched live and never cached.
     pub async fn credentials(&self, grant: &GrantId) -> Result<Credentials> {
         let c = self.client().await?;
@@ -1500,11 +1542,11 @@ impl Console {
                                 .into_iter()
                                 .partition(|ev| ev.kind == EventKind::IncidentOpened.as_str());
                             for ev in now.into_iter().filter(|e| fresh(e)) {
-                                self.changed(Change::Event(ev));
+                                self.tell(ev).await;
                             }
                             let _ = self.sync().await;
                             for ev in later.into_iter().filter(|e| fresh(e)) {
-                                self.changed(Change::Event(ev));
+                                self.tell(ev).await;
                             }
                             if broke {
                                 self.stream_ended("the event stream broke").await;
@@ -1535,6 +1577,21 @@ impl Console {
         }
     }
 
+    /// Hands a live event to the shell (which notifies), unless it was told
+    /// before: a replay after a restart, or after signing in again (which starts the
+    /// stream from the beginning), never notifies twice. See [`notice_key`].
+    async fn tell(&self, ev: EventView) {
+        match self.cache.first_notice(&notice_key(&ev), ev.at).await {
+            Ok(true) => self.changed(Change::Event(ev)),
+            Ok(false) => tracing::debug!(kind = %ev.kind, id = ev.id, "event already told"),
+            Err(e) => {
+                // Better told twice than never.
+                tracing::warn!(error = %e, "recording a notified event");
+                self.changed(Change::Event(ev));
+            }
+        }
+    }
+
     /// The event stream ended. With one broker URL the app is offline until it
     /// reconnects; with several, the reconnection (at once, to the next URL if need
     /// be) decides, so a failover does not flash "offline".
@@ -1556,6 +1613,29 @@ impl Console {
     /// Sends the UI's latest everything: handy after actions.
     pub async fn close(&self) {
         self.cache.close().await;
+    }
+}
+
+/// What makes an event the same news as one told before. An event that happens once
+/// in the life of its request or grant (approval needed, approved, denied, timed out,
+/// access active, revoked, expired, failed) is named by kind and request or grant,
+/// so the same news is told once even if the broker repeats it under another event
+/// id; others (expiring soon, extended, alerts, incidents) by the event's id and time
+/// (a broker that lost its database reuses ids, not times).
+pub fn notice_key(ev: &EventView) -> String {
+    let once = match ev.kind.as_str() {
+        "request_awaiting_approval"
+        | "request_approved"
+        | "request_denied"
+        | "request_timed_out" => ev.request_id.map(|r| r.to_string()),
+        "grant_active" | "grant_revoked" | "grant_expired" | "grant_failed" => {
+            ev.grant_id.map(|g| g.to_string())
+        }
+        _ => None,
+    };
+    match once {
+        Some(subject) => format!("{}:{subject}", ev.kind),
+        None => format!("{}:{}@{}", ev.kind, ev.id, ev.at.timestamp_micros()),
     }
 }
 

@@ -13,6 +13,7 @@ pub mod console;
 pub mod device;
 pub mod paths;
 pub mod secrets;
+pub mod shortcut;
 pub mod ssh;
 pub mod ssh_agent;
 pub mod sso;

@@ -596,3 +596,92 @@ async fn two_consoles_on_one_data_dir_follow_each_others_session() {
     }
     runner.abort();
 }
+
+/// The events a console hands to the shell (what it notifies), until `until` says
+/// stop or `secs` pass.
+async fn told_until(
+    changes: &mut tokio::sync::broadcast::Receiver<Change>,
+    secs: u64,
+    until: impl Fn(&firedoor_core::api::EventView) -> bool,
+) -> Vec<firedoor_core::api::EventView> {
+    let mut seen = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            if let Ok(Change::Event(e)) = changes.recv().await {
+                let stop = until(&e);
+                seen.push(e);
+                if stop {
+                    break;
+                }
+            }
+        }
+    })
+    .await;
+    seen
+}
+
+/// Issue 13: after a restart the app said "Access active" again for a grant already
+/// active. Restarting the demo signs in again at a new URL (its broker listens on a
+/// new port), which clears the cache and the stream position, so the broker replays
+/// recent events; the console now remembers what it told (in the cache) and tells
+/// nothing twice.
+#[tokio::test]
+async fn a_restart_never_tells_the_same_event_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let bob = token(&b, "bob", &["oncall", "sre-leads"], false).await;
+    let app = dir.path().join("app");
+
+    // First run: bob asks for the automatic staging bundle and hears it is active.
+    let first = Console::open(&app, Arc::new(MemoryStore::default()), false)
+        .await
+        .unwrap();
+    first.sign_in(&b.url(), &bob).await.unwrap();
+    let mut changes = first.subscribe();
+    let running = tokio::spawn(first.clone().run(Duration::from_secs(3600)));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    first
+        .request_bundle(justified("staging-shell"))
+        .await
+        .unwrap();
+    let told = told_until(&mut changes, 10, |e| e.kind == "grant_active").await;
+    assert_eq!(
+        told.iter().filter(|e| e.kind == "grant_active").count(),
+        1,
+        "told once in the first run: {told:?}"
+    );
+    running.abort();
+    first.close().await;
+    b.stop().await;
+
+    // Second run, as the demo does it: the broker (same database) on another port,
+    // and a sign-in there, which starts the event stream from the beginning.
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let second = Console::open(&app, Arc::new(MemoryStore::default()), false)
+        .await
+        .unwrap();
+    second.sign_in(&b.url(), &bob).await.unwrap();
+    let mut changes = second.subscribe();
+    tokio::spawn(second.clone().run(Duration::from_secs(3600)));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Something new happens, so we know the stream is live and everything before
+    // it was replayed already.
+    let (r, _) = firedoor_client::Client::new(&b.url(), Some(&alice))
+        .unwrap()
+        .create_request(&justified("prod-db-read"), None)
+        .await
+        .unwrap();
+    let told = told_until(&mut changes, 10, |e| e.request_id == Some(r.id)).await;
+    assert!(
+        told.iter()
+            .any(|e| e.kind == "request_awaiting_approval" && e.request_id == Some(r.id)),
+        "new news is still told: {told:?}"
+    );
+    assert!(
+        !told.iter().any(|e| e.kind == "grant_active"),
+        "'Access active' is not told again after the restart: {told:?}"
+    );
+    b.stop().await;
+}

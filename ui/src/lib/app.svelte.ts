@@ -289,6 +289,14 @@ export class AppState {
 
   /** Shows a view (and flashes one item), as a clicked notification asks. */
   open(view: string, id?: string): void {
+    // The global shortcut: the window comes forward with the quick switcher open.
+    if (view === 'quick') {
+      if (this.snapshot?.status.signed_in) {
+        this.dialog = null;
+        this.quickOpen = true;
+      }
+      return;
+    }
     const v = VIEW_ALIASES[view?.toLowerCase?.() ?? ''];
     if (v) this.view = v;
     if (id) {

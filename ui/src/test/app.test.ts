@@ -365,3 +365,22 @@ describe('Incidents', () => {
     expect(label.textContent).toBe('Incident: prod-db down');
   });
 });
+
+describe('Global shortcut', () => {
+  it('onOpen "quick" (the global shortcut) opens the quick switcher over any dialog', async () => {
+    const { backend } = await renderApp();
+    expect(queryId('quick-switcher')).toBeNull();
+    backend.open({ view: 'quick' });
+    await waitFor(() => expect(byId('quick-switcher')).toBeInTheDocument());
+    expect(byId('quick-input')).toBeInTheDocument();
+  });
+
+  it('does nothing while signed out', async () => {
+    const fake = createFakeBackend(signedOutSnapshot());
+    render(App, { props: { backend: fake } });
+    await screen.findByTestId('signin-url');
+    fake.open({ view: 'quick' });
+    await new Promise((r) => setTimeout(r, 50));
+    expect(queryId('quick-switcher')).toBeNull();
+  });
+});

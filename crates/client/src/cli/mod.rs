@@ -91,6 +91,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "revoke",
     "creds",
     "breakglass",
+    "shortcut",
     "completions",
     "help",
 ];
@@ -174,6 +175,13 @@ pub enum Command {
     /// Offline break glass: sealed secrets on this device.
     #[command(subcommand)]
     Breakglass(BreakglassCommand),
+    /// The desktop app's global shortcut that opens its quick switcher from any
+    /// application: shows it, or sets it (e.g. `Ctrl+Alt+K`, `Super+Space`), or
+    /// `off`, or `default`. The running app applies a change within seconds.
+    Shortcut {
+        /// The new key combination, `off` or `default`; none: show the current one.
+        combination: Option<String>,
+    },
     /// Shell completions on stdout, e.g. `firedoor completions bash > /etc/bash_completion.d/firedoor`.
     Completions { shell: clap_complete::Shell },
 }
@@ -597,7 +605,35 @@ async fn run(cli: Cli) -> Res<Done> {
         }
         Command::Creds(a) => creds(a, json).await,
         Command::Breakglass(b) => breakglass(b, json).await,
+        Command::Shortcut { combination } => shortcut(combination).await,
     }
+}
+
+/// `firedoor shortcut [COMBINATION|off|default]`.
+async fn shortcut(combination: Option<String>) -> Res<Done> {
+    let c = open_console().await?;
+    if let Some(new) = combination {
+        let stored = c.set_global_shortcut(&new).await?;
+        let text = match crate::shortcut::effective(Some(&stored)) {
+            Some(k) => format!("Global shortcut: {k} (the running app picks it up within seconds)"),
+            None => "Global shortcut: off".to_string(),
+        };
+        return Done::ok(serde_json::json!({ "shortcut": stored }), text);
+    }
+    let (setting, status) = c.global_shortcut_setting().await?;
+    let effective = crate::shortcut::effective(setting.as_deref());
+    let mut text = match &effective {
+        Some(k) if setting.is_none() => format!("Global shortcut: {k} (the default)"),
+        Some(k) => format!("Global shortcut: {k}"),
+        None => "Global shortcut: off".to_string(),
+    };
+    if let Some(s) = &status {
+        text.push_str(&format!("\nIn the app: {s}"));
+    }
+    Done::ok(
+        serde_json::json!({ "shortcut": effective, "default": setting.is_none(), "app": status }),
+        text,
+    )
 }
 
 /// An action's result: exit 5 when it was queued for the broker's return.
