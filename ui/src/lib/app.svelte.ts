@@ -40,7 +40,8 @@ export type Dialog =
   | { kind: 'extend'; grant: Grant }
   | { kind: 'credentials'; grant: Grant }
   | { kind: 'deny'; requestId: string; title: string }
-  | { kind: 'unlock'; credential: SealedCredential };
+  | { kind: 'unlock'; credential: SealedCredential }
+  | { kind: 'signout' };
 
 const KEY = Symbol('firedoor-app');
 
@@ -154,8 +155,30 @@ export class AppState {
   }
 
   applySnapshot(s: Snapshot): void {
+    const before = this.snapshot;
     this.snapshotSeq++;
     this.snapshot = s;
+    this.tellReconnection(before, s);
+  }
+
+  /** Back online after offline work: says in words what became of it (a replayed
+   *  request, an offline unlock's record and rotation), once, as it happens. */
+  private tellReconnection(before: Snapshot | null, s: Snapshot): void {
+    if (!before?.status.signed_in || !s.status.signed_in) return;
+    const said = new Set((before.replayed ?? []).map((r) => r.id));
+    const fresh = (s.replayed ?? []).filter((r) => !said.has(r.id));
+    const was = new Map((before.break_glass?.credentials ?? []).map((c) => [c.name, c.reconnect]));
+    const settled = (s.break_glass?.credentials ?? []).filter(
+      (c) => c.reconnect && c.reconnect !== was.get(c.name) && c.reconnect.startsWith('record delivered'),
+    );
+    const lines = [
+      ...settled.map((c) => `${c.title}: ${c.reconnect}`),
+      ...fresh.map((r) => `${r.summary} — ${r.outcome}`),
+    ];
+    if (lines.length > 0) {
+      const bad = fresh.some((r) => !r.ok);
+      this.notify(lines.join(' · '), bad ? 'warn' : 'info');
+    }
   }
 
   /** Re-reads the cache after an action, unless a live snapshot already came in. */
@@ -309,11 +332,12 @@ export class AppState {
     }
   }
 
-  /** Runs an action and reports its result ("Queued offline: …" when it went to the outbox). */
+  /** Runs an action and reports its result (as a warning when it went to the outbox:
+   *  the message says so in one sentence). */
   async act(key: string | null, fn: () => Promise<ActionResult>): Promise<ActionResult | undefined> {
     const r = await this.run(key, fn);
     if (r) {
-      if (r.queued) this.notify(`Queued offline: ${r.message}`, 'warn');
+      if (r.queued) this.notify(r.message, 'warn');
       else this.notify(r.message);
       void this.refresh();
     }
@@ -355,8 +379,12 @@ export class AppState {
   async setDemoBroker(up: boolean): Promise<void> {
     const s = await this.run('demo-broker', () => this.backend.demoBroker(up));
     if (s) {
+      const toldBefore = this.toast;
       this.applySnapshot(s);
-      this.notify(up ? 'Demo broker started again: back online.' : 'Demo broker stopped: Firedoor is offline now. Try Break glass.');
+      // What reconnecting did (told by applySnapshot) stays on screen, after the news.
+      const told = this.toast !== toldBefore ? this.toast : null;
+      if (up && told) this.notify(`Demo broker started again, back online. ${told.text}`, told.kind);
+      else this.notify(up ? 'Demo broker started again: back online.' : 'Demo broker stopped: Firedoor is offline now. Try Break glass.');
     }
   }
 
@@ -415,6 +443,6 @@ function emptySnapshot(): Snapshot {
       },
       credentials: [],
     },
-    incidents: [], ssh: [],
+    incidents: [], ssh: [], replayed: [],
   };
 }
