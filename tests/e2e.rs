@@ -2048,6 +2048,20 @@ async fn chrome_sign_out_confirm_offline_cancel_and_reconnection_in_words() {
     })
     .await;
 
+    // The demo's teammate asks bob for an approval a few seconds after start: wait
+    // for it before the cable is pulled (and for the Approvals screenshots).
+    until("alice's request waits for bob", || async {
+        let n = wd
+            .find(tid("approvals-count"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (n.trim() != "0").then_some(())
+    })
+    .await;
+
     // --- sign-out asks first; staying signed in changes nothing
     assert!(
         wd.find(tid("sign-out")).await.is_err(),
@@ -2225,18 +2239,7 @@ async fn chrome_sign_out_confirm_offline_cancel_and_reconnection_in_words() {
         sent.body
     );
 
-    // --- every view and a dialog, large and small; the approval from alice first
-    until("alice's request waits for bob", || async {
-        let n = wd
-            .find(tid("approvals-count"))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        (n.trim() != "0").then_some(())
-    })
-    .await;
+    // --- every view and a dialog, large and small
     for (w, h) in [(1400, 900), (720, 480)] {
         chrome_size(&wd, w, h).await;
         chrome_shots_of_every_view(&wd, &format!("{w}x{h}")).await;

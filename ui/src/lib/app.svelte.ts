@@ -80,6 +80,8 @@ export class AppState {
   private toastTimer: ReturnType<typeof setTimeout> | null = null;
   private highlightTimer: ReturnType<typeof setTimeout> | null = null;
   private toastSeq = 0;
+  /** The toast that told what reconnecting did, if it is the latest. */
+  private reconnectToastId = 0;
   private unsubs: (() => void)[] = [];
   private readySent = false;
   private disposed = false;
@@ -178,6 +180,7 @@ export class AppState {
     if (lines.length > 0) {
       const bad = fresh.some((r) => !r.ok);
       this.notify(lines.join(' · '), bad ? 'warn' : 'info');
+      this.reconnectToastId = this.toastSeq;
     }
   }
 
@@ -377,12 +380,13 @@ export class AppState {
 
   /** Demo mode: stop or restart the in-process broker. */
   async setDemoBroker(up: boolean): Promise<void> {
+    const since = this.toastSeq;
     const s = await this.run('demo-broker', () => this.backend.demoBroker(up));
     if (s) {
-      const toldBefore = this.toast;
       this.applySnapshot(s);
-      // What reconnecting did (told by applySnapshot) stays on screen, after the news.
-      const told = this.toast !== toldBefore ? this.toast : null;
+      // What reconnecting did (told as the snapshots came in) stays on screen, after the news.
+      const t = this.toast;
+      const told = t && t.id > since && t.id === this.reconnectToastId ? t : null;
       if (up && told) this.notify(`Demo broker started again, back online. ${told.text}`, told.kind);
       else this.notify(up ? 'Demo broker started again: back online.' : 'Demo broker stopped: Firedoor is offline now. Try Break glass.');
     }

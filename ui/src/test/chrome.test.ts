@@ -171,3 +171,17 @@ describe('Demo mode', () => {
     expect(queryId('demo-enrolment-note')).toBeNull();
   });
 });
+
+describe('Demo: plugging the cable back in', () => {
+  it('keeps what reconnecting did on screen after "back online"', async () => {
+    const { user, backend } = await renderApp((s) => {
+      s.status.demo = true;
+      s.status.online = false;
+    });
+    await user.click(byId('request-staging-ssh'));
+    await toastSays('is queued');
+    await user.click(byId('demo-broker-toggle'));
+    await toastSays(/^Demo broker started again, back online\. Request Staging SSH — sent · waiting for 1 approval/);
+    expect(backend.callsTo('demoBroker')).toEqual([[true]]);
+  });
+});
