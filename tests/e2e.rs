@@ -175,7 +175,8 @@ impl Desktop {
                 "1",
                 "-screen",
                 "0",
-                "1280x800x24",
+                // Room for a 1400×900 window (the screenshots' large size).
+                "1600x1000x24",
                 "-nolisten",
                 "tcp",
             ])
@@ -611,7 +612,10 @@ async fn the_console_end_to_end() {
     // A request made offline is queued and visible as such.
     click(&wd, "nav-bundles").await;
     click(&wd, "request-staging-shell").await;
-    assert!(text(&wd, "toast").await.contains("Queued"), "queued toast");
+    assert!(
+        text(&wd, "toast").await.contains("is queued"),
+        "queued toast"
+    );
     click(&wd, "nav-access").await;
     let outbox = until("outbox row", || async {
         wd.find(Locator::Css("[data-testid^=\"outbox-\"]"))
@@ -1035,7 +1039,7 @@ async fn break_glass_end_to_end() {
     assert!(!pg_login(&pg, "fd_breakglass", &second));
 
     // --- an admin's app raises each unlock as a loud desktop notification
-    click(&wd, "sign-out").await;
+    chrome_sign_out(&wd).await;
     fill(&wd, "signin-url", &url).await;
     fill(&wd, "signin-token", &carol).await;
     click(&wd, "signin-submit").await;
@@ -1791,6 +1795,7 @@ async fn links_reach_the_running_app_and_never_act_by_themselves() {
         .map(|(_, v)| PathBuf::from(v).join(".config/autostart/firedoor.desktop"))
         .unwrap();
     assert!(!entry.exists(), "off by default");
+    click(&wd, "account-menu").await; // the setting is in the account menu
     click(&wd, "autostart-toggle").await;
     let text_of_entry = until("autostart entry written", || async {
         std::fs::read_to_string(&entry).ok()
@@ -1920,7 +1925,7 @@ async fn sign_in_with_sso_through_the_system_browser() {
         .unwrap()
         .expect("sam was created from the IdP's claims");
     assert_eq!(me.groups, ["oncall"]);
-    click(&wd, "sign-out").await;
+    chrome_sign_out(&wd).await;
     el(&wd, "signin-url").await;
     until("the broker ended the session's tokens", || async {
         let rows = b.broker.store.users().tokens_of("sam").await.ok()?;
@@ -2726,4 +2731,337 @@ async fn notify_an_approval_decided_elsewhere_says_by_whom() {
     el(&wd, "quick-switcher").await;
     wd.close().await.unwrap();
     b.stop().await;
+}
+
+// ------------------------------------------------------ chrome: menus, words, sizes
+
+/// Signs out through the account menu and its confirmation.
+async fn chrome_sign_out(wd: &Wd) {
+    click(wd, "account-menu").await;
+    click(wd, "sign-out").await;
+    el(wd, "signout-dialog").await;
+    click(wd, "signout-confirm").await;
+    el(wd, "signin-url").await;
+}
+
+/// Resizes the window (no window manager under Xvfb: the content is that size) and
+/// waits until the page has the width.
+async fn chrome_size(wd: &Wd, w: u32, h: u32) {
+    wd.set_window_rect(0, 0, w, h).await.unwrap();
+    until(&format!("the window is {w}×{h}"), || async {
+        let got = wd
+            .execute("return [window.innerWidth, window.innerHeight]", vec![])
+            .await
+            .ok()?;
+        // Without a window manager there are no decorations: the page gets the size
+        // (allow for a title bar drawn by GTK itself).
+        let (gw, gh) = (got[0].as_u64()?, got[1].as_u64()?);
+        (gw == u64::from(w) && gh <= u64::from(h) && gh + 60 >= u64::from(h)).then_some(())
+    })
+    .await;
+    // One frame to lay out again.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+}
+
+/// A screenshot of the app window alone, in the e2e screenshots dir.
+async fn chrome_shot(wd: &Wd, name: &str) {
+    let (x, y, w, h) = wd.get_window_rect().await.unwrap();
+    let display = DISPLAY.get().cloned().unwrap_or_default();
+    let out = shots_dir().join(format!("{name}.png"));
+    let ok = Command::new("import")
+        .args(["-display", &display, "-window", "root", "-crop"])
+        .arg(format!("{w}x{h}+{x}+{y}"))
+        .arg("+repage")
+        .arg(&out)
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    assert!(ok, "screenshot {name}");
+}
+
+type Rect = (f64, f64, f64, f64);
+
+async fn chrome_rect(wd: &Wd, id: &str) -> Rect {
+    el(wd, id).await.rectangle().await.unwrap()
+}
+
+fn chrome_overlap(a: Rect, b: Rect) -> bool {
+    a.0 < b.0 + b.2 && b.0 < a.0 + a.2 && a.1 < b.1 + b.3 && b.1 < a.1 + a.3
+}
+
+/// At the window's size: neither the account menu nor its Sign out item is ever
+/// where "Pull the cable" / "Plug it back in" is (online and offline).
+async fn chrome_sign_out_never_under_the_cable(wd: &Wd, cable: &[Rect]) {
+    let menu = chrome_rect(wd, "account-menu").await;
+    click(wd, "account-menu").await;
+    let item = chrome_rect(wd, "sign-out").await;
+    click(wd, "account-menu").await; // closes it
+    until("menu closed", || async {
+        wd.find(tid("account-menu-items"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    for c in cable {
+        assert!(
+            !chrome_overlap(menu, *c),
+            "the account menu {menu:?} is where the cable button was {c:?}"
+        );
+        assert!(
+            !chrome_overlap(item, *c),
+            "Sign out {item:?} is where the cable button was {c:?}"
+        );
+    }
+}
+
+/// Each main view and an open dialog at one window size.
+async fn chrome_shots_of_every_view(wd: &Wd, size: &str) {
+    for view in ["bundles", "access", "requests", "approvals", "breakglass"] {
+        click(wd, &format!("nav-{view}")).await;
+        el(wd, &format!("nav-{view}")).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        chrome_shot(wd, &format!("chrome-{size}-{view}")).await;
+    }
+    click(wd, "account-menu").await;
+    click(wd, "sign-out").await;
+    el(wd, "signout-dialog").await;
+    chrome_shot(wd, &format!("chrome-{size}-dialog-sign-out")).await;
+    click(wd, "signout-cancel").await;
+    until("dialog closed", || async {
+        wd.find(tid("signout-dialog")).await.is_err().then_some(())
+    })
+    .await;
+}
+
+/// The console's chrome in demo mode: sign-out is in the account menu, asks first
+/// (saying how the demo comes back) and is never where "Pull the cable" was, at
+/// 1400×900 or 720×480; a request queued offline is cancelled and never sent while
+/// another is; after reconnecting the app says in words what became of the queued
+/// request and of the offline unlock ("record delivered · rotated to v2 — the
+/// password you copied no longer works"). Screenshots of every view and a dialog at
+/// both sizes land in target/e2e-screenshots/chrome-*.png.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chrome_sign_out_confirm_offline_cancel_and_reconnection_in_words() {
+    let _one_window_at_a_time = SERIAL.lock().await;
+    let desk = Desktop::start().await;
+    let wd = desk.launch_with(&["--demo"]).await;
+    until("signed in as bob", || async {
+        let t = wd.find(tid("current-user")).await.ok()?.text().await.ok()?;
+        (t.trim() == "bob").then_some(())
+    })
+    .await;
+
+    // The demo's teammate asks bob for an approval a few seconds after start: wait
+    // for it before the cable is pulled (and for the Approvals screenshots).
+    until("alice's request waits for bob", || async {
+        let n = wd
+            .find(tid("approvals-count"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        (n.trim() != "0").then_some(())
+    })
+    .await;
+
+    // --- sign-out asks first; staying signed in changes nothing
+    assert!(
+        wd.find(tid("sign-out")).await.is_err(),
+        "Sign out is in the menu, not on the bar"
+    );
+    click(&wd, "account-menu").await;
+    click(&wd, "sign-out").await;
+    let what = text(&wd, "signout-dialog").await;
+    assert!(what.contains("Sign out of Firedoor?"), "{what}");
+    assert!(
+        text(&wd, "signout-demo")
+            .await
+            .contains("quit Firedoor and start the demo again"),
+        "the demo says how to get back"
+    );
+    click(&wd, "signout-cancel").await;
+    until("dialog closed", || async {
+        wd.find(tid("signout-dialog")).await.is_err().then_some(())
+    })
+    .await;
+    assert_eq!(text(&wd, "current-user").await.trim(), "bob");
+
+    // --- enrol for break glass (this run only, the view says)
+    click(&wd, "nav-breakglass").await;
+    assert!(text(&wd, "demo-enrolment-note")
+        .await
+        .contains("lasts until Firedoor quits"));
+    let passphrase = "demo passphrase for bob";
+    fill(&wd, "enrol-passphrase", passphrase).await;
+    wait_for_text(&wd, "passphrase-feedback", "good").await;
+    fill(&wd, "enrol-confirm", passphrase).await;
+    click(&wd, "enrol-submit").await;
+    el(&wd, "sealed-payments-db-breakglass").await;
+
+    // --- the sign-out is never where the cable button is, online or offline
+    let mut cable = Vec::new();
+    for (w, h) in [(1400, 900), (720, 480)] {
+        chrome_size(&wd, w, h).await;
+        cable.push(chrome_rect(&wd, "demo-broker-toggle").await);
+    }
+    click(&wd, "demo-broker-toggle").await;
+    el(&wd, "offline-banner").await;
+    wait_for_text(&wd, "demo-broker-toggle", "Plug it back in").await;
+    for (w, h) in [(1400, 900), (720, 480)] {
+        chrome_size(&wd, w, h).await;
+        cable.push(chrome_rect(&wd, "demo-broker-toggle").await);
+    }
+    for (w, h) in [(720, 480), (1400, 900)] {
+        chrome_size(&wd, w, h).await;
+        chrome_sign_out_never_under_the_cable(&wd, &cable).await;
+    }
+
+    // --- offline: queue a request and cancel it; queue another and keep it
+    click(&wd, "nav-bundles").await;
+    click(&wd, "request-staging-shell").await;
+    // One sentence, no "Queued offline: The broker is unreachable: …" chain.
+    wait_for_text(
+        &wd,
+        "toast",
+        "Request Staging shell is queued and will be sent when the broker is back (it cannot be reached now).",
+    )
+    .await;
+    assert_eq!(text(&wd, "toast").await.matches(':').count(), 0);
+    click(&wd, "nav-access").await;
+    let cancel = until("a Cancel button on the queued row", || async {
+        wd.find(Locator::Css("[data-testid^=\"cancel-queued-\"]"))
+            .await
+            .ok()
+    })
+    .await;
+    cancel.click().await.unwrap();
+    wait_for_text(
+        &wd,
+        "toast",
+        "“Request Staging shell” is cancelled and will never be sent to the broker.",
+    )
+    .await;
+    until("the queued row is gone", || async {
+        wd.find(Locator::Css("[data-testid^=\"outbox-\"]"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    click(&wd, "nav-bundles").await;
+    click(&wd, "request-staging-shell").await;
+    click(&wd, "nav-access").await;
+    let kept = until("the second queued row", || async {
+        let row = wd
+            .find(Locator::Css("[data-testid^=\"outbox-\"]"))
+            .await
+            .ok()?;
+        row.attr("data-testid").await.ok()?
+    })
+    .await;
+    let kept_id = kept.trim_start_matches("outbox-").to_string();
+
+    // --- offline break glass
+    click(&wd, "nav-breakglass").await;
+    try_unlock(&wd, "payments-db-breakglass", "demo outage", passphrase).await;
+    let opened = unlock_outcome(&wd).await.unwrap();
+    assert_eq!(opened, "DEMO-ONLY-payments-breakglass-password");
+    close_dialog(&wd).await;
+    wait_for_text(
+        &wd,
+        "reconnect-payments-db-breakglass",
+        "record not delivered yet",
+    )
+    .await;
+
+    // --- plug it back in: the app says what became of both, in words
+    click(&wd, "demo-broker-toggle").await;
+    until("back online", || async {
+        wd.find(tid("offline-banner")).await.is_err().then_some(())
+    })
+    .await;
+    let words = until("the reconnection result in words", || async {
+        let t = wd
+            .find(tid("reconnect-payments-db-breakglass"))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        t.contains("rotated to v2").then_some(t)
+    })
+    .await;
+    assert_eq!(
+        words,
+        "record delivered · rotated to v2 — the password you copied no longer works"
+    );
+    assert!(text(&wd, "sealed-payments-db-breakglass")
+        .await
+        .contains("v2"));
+    click(&wd, "nav-access").await;
+    let outcome = text(&wd, &format!("replayed-outcome-{kept_id}")).await;
+    assert!(
+        outcome.starts_with("sent · approved, access is"),
+        "the replayed request's outcome in words: {outcome}"
+    );
+    assert!(
+        wd.find(Locator::Css("[data-testid^=\"outbox-\"]"))
+            .await
+            .is_err(),
+        "nothing left to send"
+    );
+    // The cancelled request never reached the broker: one Staging shell request.
+    click(&wd, "nav-requests").await;
+    let staging = until("the sent request in Requests", || async {
+        let rows = wd
+            .find_all(Locator::Css("[data-testid^=\"myreq-\"]"))
+            .await
+            .ok()?;
+        let mut n = 0;
+        for r in rows {
+            if r.text().await.ok()?.contains("Staging shell") {
+                n += 1;
+            }
+        }
+        (n > 0).then_some(n)
+    })
+    .await;
+    assert_eq!(staging, 1, "the cancelled request was never sent");
+    // The desktop notification says it in words too.
+    let sent = until("a notification for the sent request", || async {
+        desk.shown()
+            .into_iter()
+            .find(|n| n.summary == "Queued action sent")
+    })
+    .await;
+    assert!(
+        sent.body
+            .starts_with("Request Staging shell — sent · approved"),
+        "{}",
+        sent.body
+    );
+
+    // --- every view and a dialog, large and small
+    for (w, h) in [(1400, 900), (720, 480)] {
+        chrome_size(&wd, w, h).await;
+        chrome_shots_of_every_view(&wd, &format!("{w}x{h}")).await;
+    }
+    for (w, h) in [(1400, 900), (720, 480)] {
+        for view in ["bundles", "access", "requests", "approvals", "breakglass"] {
+            let f = shots_dir().join(format!("chrome-{w}x{h}-{view}.png"));
+            assert!(
+                std::fs::metadata(&f)
+                    .map(|m| m.len() > 1000)
+                    .unwrap_or(false),
+                "{} saved",
+                f.display()
+            );
+        }
+    }
+
+    // --- and signing out for real, after confirming
+    chrome_sign_out(&wd).await;
+    wd.close().await.unwrap();
 }

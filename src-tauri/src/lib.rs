@@ -114,6 +114,12 @@ async fn cancel_request(s: State<'_, AppState>, id: String) -> CmdResult<ActionR
     s.console.cancel(&parse::<RequestId>(&id)?).await
 }
 
+/// Cancels an action queued offline (an outbox item) before it is sent.
+#[tauri::command]
+async fn cancel_queued(s: State<'_, AppState>, id: String) -> CmdResult<ActionResult> {
+    s.console.cancel_queued(&id).await
+}
+
 #[tauri::command]
 async fn approve(
     s: State<'_, AppState>,
@@ -468,7 +474,7 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
             match change {
                 Change::Event(_) | Change::Snapshot => {}
                 Change::OutboxReplayed { summary, outcome } => {
-                    notifier.plain("Queued action sent", &format!("{summary}: {outcome}"))
+                    notifier.plain("Queued action sent", &format!("{summary} — {outcome}"))
                 }
                 Change::Connectivity { online } => {
                     if online {
@@ -564,6 +570,7 @@ pub fn run() {
             sign_out,
             request_bundle,
             cancel_request,
+            cancel_queued,
             approve,
             deny,
             revoke,

@@ -121,6 +121,44 @@ pub struct SealedCredential {
     pub state: SealedState,
     /// Why it is not `valid`, readable.
     pub problem: Option<String>,
+    /// After an offline unlock of it from this device (for a day): what became of
+    /// it once the broker was back, in words ("record delivered · rotated to v2 —
+    /// the password you copied no longer works").
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub reconnect: Option<String>,
+}
+
+/// This device's last offline unlock of a secret (kept per account, names and
+/// versions only): what [`SealedCredential::reconnect`] is told from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct OfflineUnlock {
+    version: i64,
+    seq: u64,
+    at: DateTime<Utc>,
+}
+
+/// How long after an offline unlock its outcome is shown.
+const RECONNECT_SHOWN_HOURS: i64 = 24;
+
+/// What became of an offline unlock of version `u.version`: its record's delivery
+/// (`acked_seq`: the broker acknowledged records up to it) and the version the
+/// device holds now.
+fn reconnect_words(u: &OfflineUnlock, acked_seq: u64, current: Option<i64>) -> String {
+    if u.seq > acked_seq {
+        return "unlocked offline · record not delivered yet — it is sent to the broker (and \
+                security) as soon as it is reachable"
+            .into();
+    }
+    match current {
+        Some(v) if v > u.version => {
+            format!("record delivered · rotated to v{v} — the password you copied no longer works")
+        }
+        _ => format!(
+            "record delivered · not rotated yet — the password you copied (v{}) works until it is",
+            u.version
+        ),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +257,8 @@ const K_BROKER_FP: &str = "broker_fingerprint";
 const K_ACKED: &str = "acked_head";
 const K_TIP: &str = "chain_tip";
 const K_FAILURES: &str = "failed_passphrases";
+/// The last offline unlock of each secret (JSON map name -> [`OfflineUnlock`]).
+const K_OFFLINE_UNLOCKS: &str = "offline_unlocks";
 
 /// The public data of an enrolment.
 struct Enrolment {
@@ -264,6 +304,15 @@ fn locked_out(until: DateTime<Utc>, now: DateTime<Utc>) -> ConsoleError {
             minutes_left(until, now)
         ),
     )
+}
+
+/// Whether `a`'s device keys are gone from the secret store and no unlock record
+/// waits for the broker (then enrolling again loses nothing).
+async fn pending_free_and_keyless(c: &Console, a: &Account) -> bool {
+    let store = c.secrets.clone();
+    let account = a.keyring_account();
+    let keyless = matches!(blocking(move || store.get(&account)).await, Ok(Ok(None)));
+    keyless && c.cache.unlock_record_count(&a.id).await.unwrap_or(1) == 0
 }
 
 /// The broker cannot serve the call (down, or a proxy in front says it is).
@@ -677,6 +726,21 @@ impl Console {
         self.changed(Change::Snapshot);
         self.snapshot_at(now).await
     }
+    /// The last offline unlock of each secret by this account (empty when unreadable:
+    /// it only feeds what the UI says).
+    async fn offline_unlocks(
+        &self,
+        a: &Account,
+    ) -> std::collections::BTreeMap<String, OfflineUnlock> {
+        self.cache
+            .get(&a.key(K_OFFLINE_UNLOCKS))
+            .await
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default()
+    }
+
     /// This device's break-glass state and its sealed credentials, from the cache
     /// (works offline), judged at `now`.
     pub async fn break_glass(&self, now: DateTime<Utc>) -> Result<BreakGlass> {
@@ -714,6 +778,8 @@ impl Console {
             }
         };
         device.broker_fingerprint = pin.as_ref().map(|p| p.fingerprint.clone());
+        let mut acked_seq = 0;
+        let unlocks = self.offline_unlocks(&a).await;
         let enr = match self.enrolment(&a).await {
             Ok(e) => e,
             Err(e) => {
@@ -722,6 +788,16 @@ impl Console {
                 device.chain_error = Some(e.message);
                 None
             }
+        };
+        // Demo mode keeps the device keys in memory: after a restart the enrolment
+        // in the cache has no keys left, so the device shows as not enrolled (and
+        // can enrol again) rather than failing at unlock.
+        let enr = match enr {
+            Some(e) if self.demo() && pending_free_and_keyless(self, &a).await => {
+                tracing::info!(device = %e.device_id, "demo: the device keys ended with the last run");
+                None
+            }
+            other => other,
         };
         if let Some(enr) = &enr {
             device.enrolled = true;
@@ -732,6 +808,7 @@ impl Console {
             device.locked_until = locked_until(&failures).filter(|t| *t > now);
             match self.chain_state(&a, enr).await {
                 Ok(st) => {
+                    acked_seq = st.acked.seq;
                     device.pending_records = st.records.len() as u64;
                     device.chain_ok = st.problem.is_none();
                     device.chain_error = st.problem;
@@ -749,7 +826,14 @@ impl Console {
             .into_iter()
             .map(|c| {
                 let floor = state.floor(&c.name);
-                judge(&c, pin.as_ref(), enr.as_ref(), &user, floor, now)
+                let mut cred = judge(&c, pin.as_ref(), enr.as_ref(), &user, floor, now);
+                if let Some(u) = unlocks.get(&c.name).filter(|u| {
+                    u.seq > acked_seq || now - u.at < chrono::Duration::hours(RECONNECT_SHOWN_HOURS)
+                }) {
+                    let current = (cred.state != SealedState::Invalid).then_some(cred.version);
+                    cred.reconnect = Some(reconnect_words(u, acked_seq, current));
+                }
+                cred
             })
             .collect();
         Ok(BreakGlass {
@@ -898,6 +982,7 @@ impl Console {
                 (&a.key(K_ACKED), Some(&head)),
                 (&a.key(K_TIP), Some(&head)),
                 (&a.key(K_FAILURES), None),
+                (&a.key(K_OFFLINE_UNLOCKS), None),
             ])
             .await?;
         tracing::info!(device = %view.id, work_factor = factor, "device enrolled for offline break glass");
@@ -979,13 +1064,18 @@ impl Console {
                 )
             })?
             .ok_or_else(|| {
-                ConsoleError::new(
-                    ConsoleErrorCode::NotEnrolled,
+                let message = if self.demo() {
+                    // Demo mode keeps secrets in memory: a restart loses the keys.
+                    "In demo mode the device keys live in memory only, so the enrolment ended when \
+                     Firedoor last quit. Enrol this device again (a new passphrase is fine)."
+                        .to_string()
+                } else {
                     format!(
                         "This device's keys are missing from the {}. Enrol the device again.",
                         self.secrets.describe()
-                    ),
-                )
+                    )
+                };
+                ConsoleError::new(ConsoleErrorCode::NotEnrolled, message)
             })?;
         let max = enr.kdf_log_n;
         let passphrase = passphrase.clone();
@@ -1156,8 +1246,27 @@ impl Console {
             hash: signed.hash.clone(),
         })
         .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
+        let mut unlocks = self.offline_unlocks(&a).await;
+        unlocks.insert(
+            name.to_string(),
+            OfflineUnlock {
+                version: meta.version,
+                seq: record.seq,
+                at: now,
+            },
+        );
+        let unlocks = serde_json::to_string(&unlocks)
+            .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
         self.cache
-            .append_unlock_record(&a.id, record.seq, &signed, &[(&a.key(K_TIP), Some(&tip))])
+            .append_unlock_record(
+                &a.id,
+                record.seq,
+                &signed,
+                &[
+                    (&a.key(K_TIP), Some(&tip)),
+                    (&a.key(K_OFFLINE_UNLOCKS), Some(&unlocks)),
+                ],
+            )
             .await?;
         tracing::warn!(secret = %name, seq = record.seq, "offline break glass: unlock recorded");
         self.changed(Change::Snapshot);
@@ -1397,6 +1506,7 @@ fn judge(
         not_after: shown.as_ref().map(|m| m.not_after).unwrap_or(fallback_time),
         state: SealedState::Invalid,
         problem: None,
+        reconnect: None,
     };
     let verdict = (|| {
         let env = c.envelope.as_ref().map_err(|e| e.clone())?;
@@ -1462,6 +1572,28 @@ mod tests {
         assert_eq!(minutes_left(t0 + Duration::minutes(15), t0), 15);
         assert_eq!(minutes_left(t0 + Duration::seconds(61), t0), 2);
         assert_eq!(minutes_left(t0, t0), 1);
+    }
+
+    #[test]
+    fn an_offline_unlock_is_told_in_words_as_it_settles() {
+        let t0 = Utc.with_ymd_and_hms(2026, 1, 1, 10, 0, 0).unwrap();
+        let u = OfflineUnlock {
+            version: 1,
+            seq: 3,
+            at: t0,
+        };
+        assert!(reconnect_words(&u, 2, Some(1))
+            .starts_with("unlocked offline · record not delivered yet"));
+        assert_eq!(
+            reconnect_words(&u, 3, Some(1)),
+            "record delivered · not rotated yet — the password you copied (v1) works until it is"
+        );
+        assert_eq!(
+            reconnect_words(&u, 4, Some(2)),
+            "record delivered · rotated to v2 — the password you copied no longer works"
+        );
+        // A refused envelope says nothing about rotation.
+        assert!(reconnect_words(&u, 3, None).contains("not rotated yet"));
     }
 
     #[test]

@@ -139,6 +139,75 @@ pub struct Snapshot {
     /// My active SSH grants: their key in the ssh-agent until when, or why not.
     #[serde(default)]
     pub ssh: Vec<crate::ssh::SshStatus>,
+    /// What became of actions queued offline once they were sent (newest first, the
+    /// last few of this sign-in).
+    #[serde(default)]
+    pub replayed: Vec<Replayed>,
+}
+
+/// An action queued offline and sent (or refused, or cancelled) later, in words.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct Replayed {
+    /// The outbox item's id.
+    pub id: String,
+    /// What was queued ("Request Production database (read-only)").
+    pub summary: String,
+    /// What became of it ("sent · waiting for 1 approval (sre-leads can approve)").
+    pub outcome: String,
+    /// False when the broker refused it.
+    pub ok: bool,
+    pub at: DateTime<Utc>,
+}
+
+/// How many [`Replayed`] entries the snapshot keeps.
+const REPLAYED_KEPT: usize = 10;
+
+/// What became of a request sent from the outbox, in words.
+fn request_outcome(r: &RequestView) -> String {
+    use firedoor_core::lifecycle::RequestState as S;
+    match r.state {
+        S::Pending => {
+            let n = r.approvals_needed;
+            let who = approvers_phrase(&r.approvers);
+            format!(
+                "sent · waiting for {n} approval{}{}",
+                if n == 1 { "" } else { "s" },
+                who.map(|w| format!(" ({w})")).unwrap_or_default()
+            )
+        }
+        S::Approved => "sent · approved, access is being set up".into(),
+        S::Active => "sent · approved, access is active".into(),
+        S::Denied => "sent · denied".into(),
+        S::Failed => format!(
+            "sent · approved, but access could not be set up{}",
+            r.error
+                .as_deref()
+                .map(|e| format!(": {e}"))
+                .unwrap_or_default()
+        ),
+        other => format!("sent · {}", other.as_str().replace('_', " ")),
+    }
+}
+
+/// "sre-leads can approve", "alice or sre-leads can approve", or None when the
+/// policy names nobody.
+pub fn approvers_phrase(a: &firedoor_core::api::WhoApproves) -> Option<String> {
+    let mut names: Vec<String> = a.users.clone();
+    names.extend(a.groups.iter().cloned());
+    names.extend(
+        a.oncall
+            .iter()
+            .map(|s| format!("whoever is on call for {s}")),
+    );
+    if names.is_empty() {
+        return None;
+    }
+    let list = match names.len() {
+        1 => names[0].clone(),
+        n => format!("{} or {}", names[..n - 1].join(", "), names[n - 1]),
+    };
+    Some(format!("{list} can approve"))
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -260,6 +329,8 @@ const K_SYNCED: &str = "last_synced_at";
 const K_OFFLINE: &str = "offline_since";
 const K_OFFSET: &str = "clock_offset_ms";
 const K_EVENT: &str = "last_event_id";
+/// What became of the last outbox items sent ([`Replayed`], JSON list).
+const K_REPLAYED: &str = "replayed";
 /// The SSO session's timing ([`SsoLive`], JSON); absent for a token sign-in.
 const K_SSO: &str = "sso_session";
 
@@ -590,6 +661,11 @@ impl Console {
         })
     }
 
+    /// Whether this is the demo (its secrets live in memory, for one run).
+    pub fn demo(&self) -> bool {
+        self.demo
+    }
+
     /// Everything the UI shows, from the cache.
     pub async fn snapshot(&self) -> Result<Snapshot> {
         self.snapshot_at(Utc::now()).await
@@ -608,7 +684,43 @@ impl Console {
             break_glass: self.break_glass(now).await?,
             incidents: self.cache.incidents().await?,
             ssh: self.ssh_status().await,
+            replayed: self.replayed().await?,
         })
+    }
+
+    /// What became of actions sent from the outbox (newest first).
+    async fn replayed(&self) -> Result<Vec<Replayed>> {
+        Ok(self
+            .cache
+            .get(K_REPLAYED)
+            .await?
+            .and_then(|v| serde_json::from_str(&v).ok())
+            .unwrap_or_default())
+    }
+
+    /// Remembers what became of an outbox item (for the UI) and tells the shell.
+    async fn note_replayed(&self, item: &OutboxItem, outcome: String, ok: bool) -> Result<()> {
+        let mut list = self.replayed().await?;
+        list.retain(|r| r.id != item.id);
+        list.insert(
+            0,
+            Replayed {
+                id: item.id.clone(),
+                summary: item.summary.clone(),
+                outcome: outcome.clone(),
+                ok,
+                at: Utc::now(),
+            },
+        );
+        list.truncate(REPLAYED_KEPT);
+        let json = serde_json::to_string(&list)
+            .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?;
+        self.cache.set(K_REPLAYED, Some(&json)).await?;
+        self.changed(Change::OutboxReplayed {
+            summary: item.summary.clone(),
+            outcome,
+        });
+        Ok(())
     }
 
     pub(crate) async fn mark_online(&self) {
@@ -1192,7 +1304,45 @@ impl Console {
         Ok(ActionResult {
             queued: true,
             message: format!(
-                "The broker is unreachable: {} is queued and will be sent when it is back.",
+                "{} is queued and will be sent when the broker is back (it cannot be reached now).",
+                item.summary
+            ),
+            request: None,
+            grant: None,
+        })
+    }
+
+    /// Cancels an action queued offline (an outbox item) before it is sent: it is
+    /// removed from the cache for good, so no later replay sends it. Waits for a
+    /// replay under way; an item already sent is not found (`not_found`, saying so).
+    /// A sign-out's token revocation cannot be cancelled (`conflict`).
+    pub async fn cancel_queued(&self, id: &str) -> Result<ActionResult> {
+        let _turn = self.replaying.lock().await;
+        let item = self
+            .cache
+            .outbox()
+            .await?
+            .into_iter()
+            .find(|i| i.id == id)
+            .ok_or_else(|| {
+                ConsoleError::new(
+                    ErrorCode::NotFound,
+                    "That queued action is no longer waiting: it was sent or cancelled already.",
+                )
+            })?;
+        if item.kind == REVOKE_TOKEN {
+            return Err(ConsoleError::new(
+                ErrorCode::Conflict,
+                "The revocation of a signed-out session's token cannot be cancelled.",
+            ));
+        }
+        self.cache.remove_outbox(&item.id).await?;
+        tracing::info!(kind = %item.kind, "queued action cancelled before it was sent");
+        self.changed(Change::Snapshot);
+        Ok(ActionResult {
+            queued: false,
+            message: format!(
+                "“{}” is cancelled and will never be sent to the broker.",
                 item.summary
             ),
             request: None,
@@ -1397,7 +1547,7 @@ impl Console {
                         .map_err(|e| ConsoleError::new(ConsoleErrorCode::Cache, e.to_string()))?;
                     c.create_request(&body, Some(&item.idempotency_key))
                         .await
-                        .map(|(r, _)| format!("sent: {}", r.state.as_str()))
+                        .map(|(r, _)| request_outcome(&r))
                 }
                 "revoke" => {
                     let gid: GrantId = item
@@ -1409,9 +1559,11 @@ impl Console {
                             ConsoleError::new(ConsoleErrorCode::Cache, e.to_string())
                         })?;
                     match c.revoke(&gid).await {
-                        Ok(_) => Ok("revoked".into()),
+                        Ok(_) => Ok("sent · access revoked".into()),
                         // Already over (expired or revoked meanwhile): nothing left to do.
-                        Err(ClientError::Api { status: 409, .. }) => Ok("already ended".into()),
+                        Err(ClientError::Api { status: 409, .. }) => {
+                            Ok("not needed · the access had already ended".into())
+                        }
                         Err(e) => Err(e),
                     }
                 }
@@ -1421,10 +1573,7 @@ impl Console {
                 Ok(what) => {
                     self.cache.remove_outbox(&item.id).await?;
                     sent += 1;
-                    self.changed(Change::OutboxReplayed {
-                        summary: item.summary.clone(),
-                        outcome: what,
-                    });
+                    self.note_replayed(&item, what, true).await?;
                 }
                 Err(e) if is_network(&e) => {
                     let ce = ConsoleError::from(e);
@@ -1437,10 +1586,9 @@ impl Console {
                     // and say so, rather than retrying forever.
                     let ce = ConsoleError::from(e);
                     self.cache.remove_outbox(&item.id).await?;
-                    self.changed(Change::OutboxReplayed {
-                        summary: item.summary.clone(),
-                        outcome: format!("refused by the broker: {}", ce.message),
-                    });
+                    let why = ce.message.trim_end_matches('.');
+                    self.note_replayed(&item, format!("refused by the broker · {why}"), false)
+                        .await?;
                 }
             }
         }

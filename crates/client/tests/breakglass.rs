@@ -1156,3 +1156,72 @@ async fn an_older_enrolment_moves_its_pin_and_failures_to_the_keyring() {
         .unwrap_err();
     assert_eq!(e.code, "locked_out");
 }
+
+/// Demo mode keeps secrets in memory: after a restart the enrolment has no keys left.
+/// The device then shows as not enrolled (so the app offers to enrol again), an unlock
+/// says why, and enrolling again works. Outside demo mode nothing of this applies.
+#[tokio::test]
+async fn demo_enrolment_lasts_one_run_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = broker(&dir.path().join("broker"), "127.0.0.1:0".parse().unwrap()).await;
+    let url = b.url();
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let carol = Client::new(&url, Some(&token(&b, "carol", &["security"], true).await)).unwrap();
+    carol.put_secret(SECRET, "demo-value-1").await.unwrap();
+    let appdir = dir.path().join("app");
+    let run = |demo: bool| {
+        let appdir = appdir.clone();
+        async move {
+            Console::open_with(
+                &appdir,
+                Arc::new(MemoryStore::default()),
+                demo,
+                ConsoleOptions {
+                    kdf_work_factor: Some(10),
+                },
+            )
+            .await
+            .unwrap()
+        }
+    };
+
+    let first = run(true).await;
+    first.sign_in(&url, &alice).await.unwrap();
+    first.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    assert!(first.snapshot().await.unwrap().break_glass.device.enrolled);
+    drop(first);
+
+    // The next run (a new memory): not enrolled, and an unlock says why.
+    let second = run(true).await;
+    second.sign_in(&url, &alice).await.unwrap();
+    assert!(!second.snapshot().await.unwrap().break_glass.device.enrolled);
+    let e = second
+        .unlock_secret(SECRET, "INC-1", &pass(PASS), Utc::now())
+        .await
+        .unwrap_err();
+    assert_eq!(e.code, "not_enrolled");
+    assert!(
+        e.message
+            .contains("In demo mode the device keys live in memory only"),
+        "{}",
+        e.message
+    );
+    second.enrol_device(&pass(PASS), Utc::now()).await.unwrap();
+    assert!(second.snapshot().await.unwrap().break_glass.device.enrolled);
+    drop(second);
+
+    // Not the demo: the enrolment stays (its keys would be in the OS keyring).
+    let third = run(false).await;
+    third.sign_in(&url, &alice).await.unwrap();
+    assert!(third.snapshot().await.unwrap().break_glass.device.enrolled);
+    let e = third
+        .unlock_secret(SECRET, "INC-1", &pass(PASS), Utc::now())
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("missing from the memory"),
+        "{}",
+        e.message
+    );
+    b.stop().await;
+}

@@ -685,3 +685,151 @@ async fn a_restart_never_tells_the_same_event_twice() {
     );
     b.stop().await;
 }
+
+/// A request queued offline and cancelled before the broker is back is never sent:
+/// the cancel is on disk (it survives a restart), the replay sends only the rest, and
+/// what was sent is told in words.
+#[tokio::test]
+async fn a_cancelled_queued_request_is_never_replayed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let appdir = dir.path().join("app");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let secrets = Arc::new(MemoryStore::default());
+    let console = Console::open(&appdir, secrets.clone(), false)
+        .await
+        .unwrap();
+    console.sign_in(&b.url(), &alice).await.unwrap();
+    console.sync().await.unwrap();
+    b.stop().await;
+
+    let first = console
+        .request_bundle(justified("prod-db-read"))
+        .await
+        .unwrap();
+    assert!(first.queued);
+    // One sentence, no "X: Y: Z" chain of prefixes.
+    assert_eq!(
+        first.message,
+        "Request Prod DB read is queued and will be sent when the broker is back (it cannot be reached now)."
+    );
+    let kept = console
+        .request_bundle(CreateRequest {
+            bundle: "staging-shell".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(kept.queued);
+    let outbox = console.snapshot().await.unwrap().outbox;
+    assert_eq!(outbox.len(), 2);
+    let doomed = outbox
+        .iter()
+        .find(|o| o.bundle.as_deref() == Some("prod-db-read"))
+        .unwrap()
+        .id
+        .clone();
+
+    let done = console.cancel_queued(&doomed).await.unwrap();
+    assert!(!done.queued);
+    assert_eq!(
+        done.message,
+        "“Request Prod DB read” is cancelled and will never be sent to the broker."
+    );
+    let again = console.cancel_queued(&doomed).await.unwrap_err();
+    assert_eq!(again.code, "not_found");
+    assert!(
+        again.message.contains("no longer waiting"),
+        "{}",
+        again.message
+    );
+
+    // The app restarts before the broker is back: the cancel held.
+    drop(console);
+    let console = Console::open(&appdir, secrets.clone(), false)
+        .await
+        .unwrap();
+    let outbox = console.snapshot().await.unwrap().outbox;
+    assert_eq!(outbox.len(), 1);
+    assert_eq!(outbox[0].bundle.as_deref(), Some("staging-shell"));
+
+    let b = broker(&bdir, addr).await;
+    let mut changes = console.subscribe();
+    assert_eq!(console.replay_outbox().await.unwrap(), 1);
+    assert_eq!(console.replay_outbox().await.unwrap(), 0);
+    console.sync().await.unwrap();
+
+    // The broker never heard of the cancelled request.
+    let direct = firedoor_client::Client::new(&b.url(), Some(&alice)).unwrap();
+    let mine = direct.requests("mine").await.unwrap();
+    assert!(
+        mine.iter().all(|r| r.bundle != "prod-db-read"),
+        "the cancelled request was sent: {mine:?}"
+    );
+    assert_eq!(
+        mine.iter().filter(|r| r.bundle == "staging-shell").count(),
+        1
+    );
+
+    // What was sent is told in words, in the snapshot and to the shell.
+    let snap = console.snapshot().await.unwrap();
+    assert!(snap.outbox.is_empty());
+    assert_eq!(snap.replayed.len(), 1);
+    let r = &snap.replayed[0];
+    assert_eq!(r.summary, "Request Staging shell");
+    assert!(r.ok);
+    assert!(
+        r.outcome.starts_with("sent · approved, access is"),
+        "{}",
+        r.outcome
+    );
+    let told = loop {
+        match tokio::time::timeout(Duration::from_secs(5), changes.recv())
+            .await
+            .expect("a change")
+            .unwrap()
+        {
+            Change::OutboxReplayed { summary, outcome } => break (summary, outcome),
+            _ => continue,
+        }
+    };
+    assert_eq!(told.0, "Request Staging shell");
+    assert_eq!(told.1, r.outcome);
+    b.stop().await;
+}
+
+/// A queued request that waits for approval is told with who can approve it.
+#[tokio::test]
+async fn a_replayed_request_says_who_can_approve_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bdir = dir.path().join("broker");
+    let b = broker(&bdir, "127.0.0.1:0".parse().unwrap()).await;
+    let addr = b.addr;
+    let alice = token(&b, "alice", &["oncall"], false).await;
+    let console = Console::open(
+        &dir.path().join("app"),
+        Arc::new(MemoryStore::default()),
+        false,
+    )
+    .await
+    .unwrap();
+    console.sign_in(&b.url(), &alice).await.unwrap();
+    b.stop().await;
+    assert!(
+        console
+            .request_bundle(justified("prod-db-read"))
+            .await
+            .unwrap()
+            .queued
+    );
+    let b = broker(&bdir, addr).await;
+    assert_eq!(console.replay_outbox().await.unwrap(), 1);
+    let snap = console.snapshot().await.unwrap();
+    assert_eq!(
+        snap.replayed[0].outcome,
+        "sent · waiting for 1 approval (sre-leads or security can approve)"
+    );
+    b.stop().await;
+}

@@ -6,7 +6,7 @@ use chrono::{TimeZone, Utc};
 use firedoor_client::console::{
     ActionResult, AppStatus, ConsoleError, ConsoleErrorCode, ErrorCode,
 };
-use firedoor_core::api::{GrantView, RequestView};
+use firedoor_core::api::{GrantView, RequestView, WhoApproves};
 use firedoor_core::lifecycle::{GrantState, RequestKind, RequestState};
 use firedoor_core::{GrantId, RequestId};
 use ts_rs::TS;
@@ -134,6 +134,10 @@ fn request() -> RequestView {
         incident_id: None,
         requested_by: None,
         stage: 0,
+        approvers: WhoApproves {
+            groups: vec!["sre-leads".into()],
+            ..Default::default()
+        },
     }
 }
 

@@ -300,6 +300,24 @@ pub struct RequestView {
     /// escalation.
     #[serde(default)]
     pub stage: u32,
+    /// Who may decide it at the stage it reached (from the policy: the flow's
+    /// approvers up to that stage), so a requester knows whom to ask.
+    #[serde(default)]
+    pub approvers: WhoApproves,
+}
+
+/// The people and groups a policy names as approvers. `users` leaves out the
+/// requester and whoever asked on their behalf (they cannot approve it).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
+pub struct WhoApproves {
+    #[serde(default)]
+    pub users: Vec<String>,
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// On-call schedules: whoever is on call for one of them may approve.
+    #[serde(default)]
+    pub oncall: Vec<String>,
 }
 
 /// An incident a source reported and a rule of the policy matched.

@@ -351,7 +351,10 @@ pub fn document(policy: &Policy) -> String {
                     "duration_secs": s("integer"), "justification": opt("string"), "ticket": opt("string"), "created_at": ts, "pending_until": ts,
                     "approvals_needed": s("integer"),
                     "decisions": { "type": "array", "items": { "type": "object", "properties": { "by": s("string"), "at": ts, "decision": { "enum": ["approve", "deny"] }, "comment": opt("string") } } },
-                    "grant_id": opt("string"), "error": opt("string") } },
+                    "grant_id": opt("string"), "error": opt("string"),
+                    "approvers": { "type": "object", "description": "who may decide it at the stage it reached (the requester left out)", "properties": {
+                        "users": { "type": "array", "items": s("string") }, "groups": { "type": "array", "items": s("string") },
+                        "oncall": { "type": "array", "items": s("string") } } } } },
                 "Grant": { "type": "object", "properties": {
                     "id": s("string"), "request_id": s("string"), "bundle": s("string"), "bundle_title": s("string"), "holder": s("string"),
                     "state": { "enum": ["provisioning", "active", "revoking", "revoke_failed", "revoked", "expired", "failed"] },

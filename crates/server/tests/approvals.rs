@@ -327,3 +327,41 @@ async fn an_on_behalf_request_is_idempotent_for_the_one_who_asked() {
     assert_eq!(a.id, b.id);
     tb.running.stop().await;
 }
+
+/// A request says who may decide it, from the policy, as it escalates: the flow's
+/// approvers first, then each escalation's added to them.
+#[tokio::test]
+async fn a_request_says_who_can_approve_it_stage_by_stage() {
+    use firedoor_core::api::WhoApproves;
+    let t = at("2030-03-18T09:00:00Z");
+    let tb = spawn_at(POLICY, None, t).await;
+    let alice = tb.client("alice");
+    let (r, _) = alice.create_request(&prod(), None).await.unwrap();
+    let bob_only = WhoApproves {
+        users: vec!["bob".into()],
+        ..Default::default()
+    };
+    assert_eq!(r.approvers, bob_only);
+    assert_eq!(alice.requests("mine").await.unwrap()[0].approvers, bob_only);
+
+    pass(&tb, t + Duration::minutes(31)).await;
+    let r = alice.request(&r.id).await.unwrap();
+    assert_eq!(r.stage, 1);
+    assert_eq!(r.approvers.users, vec!["bob", "erin"]);
+    assert!(r.approvers.groups.is_empty());
+
+    pass(&tb, t + Duration::minutes(61)).await;
+    let r = alice.request(&r.id).await.unwrap();
+    assert_eq!(
+        r.approvers,
+        WhoApproves {
+            users: vec!["bob".into(), "erin".into()],
+            groups: vec!["security".into()],
+            oncall: vec![],
+        }
+    );
+    // On the wire.
+    let raw = serde_json::to_value(&r).unwrap();
+    assert_eq!(raw["approvers"]["groups"], serde_json::json!(["security"]));
+    tb.running.stop().await;
+}

@@ -57,7 +57,8 @@ export type Dialog =
   | { kind: 'extend'; grant: Grant }
   | { kind: 'credentials'; grant: Grant }
   | { kind: 'deny'; requestId: string; title: string }
-  | { kind: 'unlock'; credential: SealedCredential };
+  | { kind: 'unlock'; credential: SealedCredential }
+  | { kind: 'signout' };
 
 const KEY = Symbol('firedoor-app');
 
@@ -102,6 +103,8 @@ export class AppState {
   /** Requests made here whose grant is not active yet: an "access active" toast
    *  shows when it is. */
   private awaitingActive = new Set<string>();
+  /** The toast that told what reconnecting did, if it is the latest. */
+  private reconnectToastId = 0;
   private unsubs: (() => void)[] = [];
   private readySent = false;
   private disposed = false;
@@ -177,9 +180,32 @@ export class AppState {
   }
 
   applySnapshot(s: Snapshot): void {
+    const before = this.snapshot;
     this.snapshotSeq++;
     this.snapshot = s;
     this.checkAccessActive();
+    this.tellReconnection(before, s);
+  }
+
+  /** Back online after offline work: says in words what became of it (a replayed
+   *  request, an offline unlock's record and rotation), once, as it happens. */
+  private tellReconnection(before: Snapshot | null, s: Snapshot): void {
+    if (!before?.status.signed_in || !s.status.signed_in) return;
+    const said = new Set((before.replayed ?? []).map((r) => r.id));
+    const fresh = (s.replayed ?? []).filter((r) => !said.has(r.id));
+    const was = new Map((before.break_glass?.credentials ?? []).map((c) => [c.name, c.reconnect]));
+    const settled = (s.break_glass?.credentials ?? []).filter(
+      (c) => c.reconnect && c.reconnect !== was.get(c.name) && c.reconnect.startsWith('record delivered'),
+    );
+    const lines = [
+      ...settled.map((c) => `${c.title}: ${c.reconnect}`),
+      ...fresh.map((r) => `${r.summary} — ${r.outcome}`),
+    ];
+    if (lines.length > 0) {
+      const bad = fresh.some((r) => !r.ok);
+      this.notify(lines.join(' · '), bad ? 'warn' : 'info');
+      this.reconnectToastId = this.toastSeq;
+    }
   }
 
   /** Shows the "access active" toast once a grant asked for here is active. */
@@ -419,11 +445,12 @@ export class AppState {
     }
   }
 
-  /** Runs an action and reports its result ("Queued offline: …" when it went to the outbox). */
+  /** Runs an action and reports its result (as a warning when it went to the outbox:
+   *  the message says so in one sentence). */
   async act(key: string | null, fn: () => Promise<ActionResult>): Promise<ActionResult | undefined> {
     const r = await this.run(key, fn);
     if (r) {
-      if (r.queued) this.notify(`Queued offline: ${r.message}`, 'warn');
+      if (r.queued) this.notify(r.message, 'warn');
       else this.notify(r.message);
       void this.refresh();
     }
@@ -486,10 +513,15 @@ export class AppState {
 
   /** Demo mode: stop or restart the in-process broker. */
   async setDemoBroker(up: boolean): Promise<void> {
+    const since = this.toastSeq;
     const s = await this.run('demo-broker', () => this.backend.demoBroker(up));
     if (s) {
       this.applySnapshot(s);
-      this.notify(up ? 'Demo broker started again: back online.' : 'Demo broker stopped: Firedoor is offline now. Try Break glass.');
+      // What reconnecting did (told as the snapshots came in) stays on screen, after the news.
+      const t = this.toast;
+      const told = t && t.id > since && t.id === this.reconnectToastId ? t : null;
+      if (up && told) this.notify(`Demo broker started again, back online. ${told.text}`, told.kind);
+      else this.notify(up ? 'Demo broker started again: back online.' : 'Demo broker stopped: Firedoor is offline now. Try Break glass.');
     }
   }
 
@@ -548,6 +580,6 @@ function emptySnapshot(): Snapshot {
       },
       credentials: [],
     },
-    incidents: [], ssh: [],
+    incidents: [], ssh: [], replayed: [],
   };
 }

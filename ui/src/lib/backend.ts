@@ -21,6 +21,10 @@ export interface Backend {
   signOut(): Promise<AppStatus>;
   requestBundle(req: NewRequest): Promise<ActionResult>;
   cancelRequest(id: string): Promise<ActionResult>;
+  /** Cancels an action queued offline (an outbox item, by its id) before it is sent:
+   *  it is removed for good and never sent. Errors: 'not_found' (sent or cancelled
+   *  already), 'conflict' (a sign-out's token revocation cannot be cancelled). */
+  cancelQueued(id: string): Promise<ActionResult>;
   approve(id: string, comment?: string): Promise<ActionResult>;
   deny(id: string, reason?: string): Promise<ActionResult>;
   revoke(grantId: string): Promise<ActionResult>;
@@ -93,6 +97,7 @@ export async function tauriBackend(): Promise<Backend> {
       justification: r.justification ?? null, ticket: r.ticket ?? null, incident: r.incident ?? null,
     }),
     cancelRequest: (id) => call('cancel_request', { id }),
+    cancelQueued: (id) => call('cancel_queued', { id }),
     approve: (id, comment) => call('approve', { id, comment: comment ?? null }),
     deny: (id, reason) => call('deny', { id, reason: reason ?? null }),
     revoke: (grantId) => call('revoke', { grantId }),

@@ -85,6 +85,7 @@ function sealed(meta: (typeof SEALABLE)[number], sealedAt: number, now: number):
     not_after: new Date(notAfter).toISOString(),
     state: now >= notAfter ? 'expired' : now < sealedAt ? 'not_yet_valid' : 'valid',
     problem: null,
+    reconnect: null,
   };
 }
 
@@ -174,6 +175,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
   const baseReq = {
     kind: 'access' as const, justification: null, ticket: null, decisions: [],
     grant_id: null, error: null, approvals_needed: 0, incident_id: null, stage: 0,
+    approvers: { users: [], groups: [], oncall: [] },
   };
   const my_requests: Request[] = [
     {
@@ -185,6 +187,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
       ...baseReq, id: 'req_demo2', bundle: 'prod-db-write', bundle_title: 'Production database (write)',
       requester: 'alice', state: 'pending', duration_secs: 1800, justification: 'Fix stuck order #4411',
       ticket: 'OPS-2231', created_at: iso(-4 * min), pending_until: iso(26 * min), approvals_needed: 1,
+      approvers: { users: [], groups: ['sre-leads'], oncall: [] },
     },
     {
       ...baseReq, id: 'req_demo3', bundle: 'billing-console', bundle_title: 'Billing console (support)',
@@ -238,6 +241,7 @@ export function demoSnapshot(now: number = Date.now()): Snapshot {
     break_glass: demoBreakGlass(now),
     incidents: [],
     ssh: [],
+    replayed: [],
   };
 }
 
@@ -252,7 +256,7 @@ export function signedOutSnapshot(): Snapshot {
     },
     bundles: [], favourites: [], my_requests: [], approvals: [], grants: [], outbox: [],
     break_glass: demoBreakGlass(0, false),
-    incidents: [], ssh: [],
+    incidents: [], ssh: [], replayed: [],
   };
 }
 
@@ -328,7 +332,8 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     };
     state.outbox.push(item);
     changed();
-    return result(summary, { queued: true });
+    // As the console words it: one sentence.
+    return result(`${summary} is queued and will be sent when the broker is back (it cannot be reached now).`, { queued: true });
   }
   function findBundle(name: string): Bundle {
     const b = state.bundles.find((x) => x.name === name);
@@ -348,7 +353,11 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     bg.credentials = bg.credentials.map((c) => {
       const opened = openedOffline.has(c.name);
       if (!opened && c.state !== 'expired') return c;
-      return sealed({ ...c, version: opened ? c.version + 1 : c.version }, now(), now());
+      const v = opened ? c.version + 1 : c.version;
+      return {
+        ...sealed({ ...c, version: v }, now(), now()),
+        reconnect: opened ? `record delivered · rotated to v${v} — the password you copied no longer works` : null,
+      };
     });
     openedOffline.clear();
   }
@@ -391,6 +400,14 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       state.status.last_error = online ? null : (error ?? 'broker unreachable');
       if (online) {
         state.status.last_synced_at = iso();
+        // The outbox is sent, and what became of each is told in words.
+        state.replayed = [
+          ...state.outbox.map((o) => ({
+            id: o.id, summary: o.summary, at: iso(), ok: true,
+            outcome: o.kind === 'revoke' ? 'sent · access revoked' : 'sent · waiting for 1 approval (sre-leads can approve)',
+          })).reverse(),
+          ...(state.replayed ?? []),
+        ].slice(0, 10);
         state.outbox = [];
         reseal();
       }
@@ -479,7 +496,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
         throw fail('ticket_required', `${b.title} needs a ticket reference.`);
       }
       if (!state.status.online) {
-        return queue('request', `Request for ${b.title} will be sent when the broker is back.`, b.name, null);
+        return queue('request', `Request ${b.title}`, b.name, null);
       }
       const req: Request = {
         id: nextId('req'), kind: 'access', bundle: b.name, bundle_title: b.title,
@@ -487,6 +504,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
         justification: r.justification ?? null, ticket: r.ticket ?? null, created_at: iso(),
         pending_until: iso(t.pending_ttl_secs * 1000), approvals_needed: t.approvals, decisions: [],
         grant_id: null, error: null, incident_id: r.incident ?? null, stage: 0,
+        approvers: { users: [], groups: t.approvals > 0 ? ['sre-leads'] : [], oncall: [] },
       };
       state.my_requests.unshift(req);
       let grant: Grant | null = null;
@@ -507,6 +525,17 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       req.state = 'cancelled';
       changed();
       return result(`Cancelled the request for ${req.bundle_title}.`, { request: clone(req) });
+    }),
+
+    cancelQueued: (id) => call('cancelQueued', [id], (): ActionResult => {
+      const item = state.outbox.find((o) => o.id === id);
+      if (!item) throw fail('not_found', 'That queued action is no longer waiting: it was sent or cancelled already.');
+      if (item.kind === 'revoke_token') {
+        throw fail('conflict', 'The revocation of a signed-out session\'s token cannot be cancelled.');
+      }
+      state.outbox = state.outbox.filter((o) => o.id !== id);
+      changed();
+      return result(`“${item.summary}” is cancelled and will never be sent to the broker.`);
     }),
 
     approve: (id, comment) => call('approve', [id, comment], (): ActionResult => {
@@ -533,7 +562,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
     revoke: (grantId) => call('revoke', [grantId], (): ActionResult => {
       const g = findGrant(grantId);
       if (!state.status.online) {
-        return queue('revoke', `Revoke of ${g.bundle_title} will be sent when the broker is back.`, g.bundle, g.id);
+        return queue('revoke', `Revoke ${g.bundle_title}`, g.bundle, g.id);
       }
       g.state = 'revoked';
       g.ended_at = iso();
@@ -677,6 +706,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       recordSeq += 1;
       device.pending_records += 1;
       openedOffline.add(c.name);
+      c.reconnect = 'unlocked offline · record not delivered yet — it is sent to the broker (and security) as soon as it is reachable';
       changed();
       return {
         name: c.name, title: c.title, version: c.version, secret: demoSecret(c.name, c.version),

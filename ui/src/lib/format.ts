@@ -346,3 +346,13 @@ export function onCallLines(oncall: MyOnCall[] | undefined, now: number = Date.n
       return `On call: ${o.title}${until}${asOf}`;
     });
 }
+
+/** Who may decide a request, as the console says it: "sre-leads can approve",
+ *  "bob, erin or security can approve"; null when the policy names nobody. */
+export function approversText(a: { users: string[]; groups: string[]; oncall: string[] } | null | undefined): string | null {
+  if (!a) return null;
+  const names = [...a.users, ...a.groups, ...a.oncall.map((s) => `whoever is on call for ${s}`)];
+  if (names.length === 0) return null;
+  const list = names.length === 1 ? names[0] : `${names.slice(0, -1).join(', ')} or ${names[names.length - 1]}`;
+  return `${list} can approve`;
+}

@@ -269,6 +269,27 @@ warning: string | null,
 suggestions: Array<string>, };
 
 /**
+ * An action queued offline and sent (or refused, or cancelled) later, in words.
+ */
+export type Replayed = { 
+/**
+ * The outbox item's id.
+ */
+id: string, 
+/**
+ * What was queued ("Request Production database (read-only)").
+ */
+summary: string, 
+/**
+ * What became of it ("sent · waiting for 1 approval (sre-leads can approve)").
+ */
+outcome: string, 
+/**
+ * False when the broker refused it.
+ */
+ok: boolean, at: string, };
+
+/**
  * A request id: `req_` and 32 hex digits.
  */
 export type RequestId = `req_${string}`;
@@ -298,7 +319,12 @@ requested_by?: string | null,
  * The approval stage it reached: 0 = the flow's approvers, then one per
  * escalation.
  */
-stage: number, };
+stage: number, 
+/**
+ * Who may decide it at the stage it reached (from the policy: the flow's
+ * approvers up to that stage), so a requester knows whom to ask.
+ */
+approvers: WhoApproves, };
 
 /**
  * One target inside an integration with the permission level a bundle gives on it.
@@ -316,7 +342,13 @@ export type SealedCredential = { name: string, title: string, description: strin
 /**
  * Why it is not `valid`, readable.
  */
-problem: string | null, };
+problem: string | null, 
+/**
+ * After an offline unlock of it from this device (for a day): what became of
+ * it once the broker was back, in words ("record delivered · rotated to v2 —
+ * the password you copied no longer works").
+ */
+reconnect?: string | null, };
 
 export type SealedState = "valid" | "expired" | "not_yet_valid" | "invalid";
 
@@ -332,7 +364,12 @@ incidents: Array<IncidentView>,
 /**
  * My active SSH grants: their key in the ssh-agent until when, or why not.
  */
-ssh: Array<SshStatus>, };
+ssh: Array<SshStatus>, 
+/**
+ * What became of actions queued offline once they were sent (newest first, the
+ * last few of this sign-in).
+ */
+replayed: Array<Replayed>, };
 
 /**
  * One SSH grant's state on this device, for the UI.
@@ -369,3 +406,13 @@ secret: string, mode: UnlockMode,
  * Sequence number of the local record written before the secret was shown.
  */
 record_seq: number | null, hide_after_secs: number, message: string, };
+
+/**
+ * The people and groups a policy names as approvers. `users` leaves out the
+ * requester and whoever asked on their behalf (they cannot approve it).
+ */
+export type WhoApproves = { users: Array<string>, groups: Array<string>, 
+/**
+ * On-call schedules: whoever is on call for one of them may approve.
+ */
+oncall: Array<string>, };

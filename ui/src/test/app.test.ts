@@ -250,7 +250,9 @@ describe('Sign in / out', () => {
 
   it('signs out back to the form', async () => {
     const { user, backend } = await renderApp();
+    await user.click(byId('account-menu'));
     await user.click(byId('sign-out'));
+    await user.click(byId('signout-confirm'));
     expect(backend.callsTo('signOut')).toHaveLength(1);
     expect(await screen.findByTestId('signin-url')).toBeInTheDocument();
     expect(queryId('nav-bundles')).toBeNull();

@@ -115,13 +115,13 @@ describe('Bundles view', () => {
     expect(byId('request-form')).toBeInTheDocument();
   });
 
-  it('says "Queued offline" when the request went to the outbox', async () => {
+  it('says it is queued, in one sentence, when the request went to the outbox', async () => {
     const { user, backend } = await renderApp((s) => {
       s.status.online = false;
       s.status.offline_since = new Date().toISOString();
     });
     await user.click(byId('request-staging-ssh'));
-    await toastSays(/^Queued offline: Request for Staging SSH will be sent when the broker is back\.$/);
+    await toastSays(/^Request Staging SSH is queued and will be sent when the broker is back \(it cannot be reached now\)\.$/);
     expect(backend.state.outbox).toHaveLength(1);
     await user.click(byId('nav-access'));
     const id = backend.state.outbox[0].id;

@@ -117,7 +117,9 @@ describe('Sign-in with several broker URLs', () => {
     expect(within(byId('broker-in-use')).getByTestId('broker-url-position')).toHaveTextContent('· URL 3 of 3');
     expect(byId('broker-in-use')).toHaveClass('failover');
     expect(queryId('offline-banner')).toBeNull();
+    await user.click(byId('account-menu'));
     await user.click(byId('sign-out'));
+    await user.click(byId('signout-confirm'));
     const field = await screen.findByTestId('signin-url');
     expect((field as HTMLTextAreaElement).value).toBe(
       'https://fd-a.example.com\nhttps://fd-b.example.com\nhttps://fd-c.example.com',

@@ -107,6 +107,8 @@ describe('firedoor:// links', () => {
 describe('Start at login', () => {
   it('the setting shows the state and turns it on and off', async () => {
     const { backend, user } = await renderApp();
+    // In the account menu.
+    await user.click(byId('account-menu'));
     const box = await waitFor(() => byId('autostart-toggle'));
     expect(box).not.toBeChecked();
     await user.click(box);

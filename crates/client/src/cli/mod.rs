@@ -487,7 +487,7 @@ async fn refresh(c: &Console, json: bool) -> Res<()> {
     if !json {
         while let Ok(change) = rx.try_recv() {
             if let Change::OutboxReplayed { summary, outcome } = change {
-                eprintln!("queued action sent: {summary}: {outcome}");
+                eprintln!("queued action sent: {summary} — {outcome}");
             }
         }
     }

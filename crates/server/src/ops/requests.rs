@@ -9,7 +9,9 @@ use crate::store::requests::{DecisionRow, NewRequest, RequestRow};
 use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::access;
-use firedoor_core::api::{ApproveBody, CreateRequest, Decision, DenyBody, EventKind, RequestView};
+use firedoor_core::api::{
+    ApproveBody, CreateRequest, Decision, DenyBody, EventKind, RequestView, WhoApproves,
+};
 use firedoor_core::audit::AuditEvent;
 use firedoor_core::input;
 use firedoor_core::lifecycle::{
@@ -204,7 +206,34 @@ impl Broker {
             incident_id: r.incident_id.clone(),
             requested_by: r.requested_by.clone(),
             stage: r.stage.max(0) as u32,
+            approvers: self.who_approves(r),
         })
+    }
+
+    /// Who may decide `r` at the stage it reached: everyone the flow's stages up to
+    /// it name (see `Flow::may_decide_at`), the requester and asker left out.
+    fn who_approves(&self, r: &RequestRow) -> WhoApproves {
+        let mut who = WhoApproves::default();
+        let Some(flow) = self.policy.flows.get(&r.flow) else {
+            return who;
+        };
+        let last = (r.stage.max(0) as usize).min(flow.stage_count().saturating_sub(1));
+        for stage in 0..=last {
+            let a = flow.stage_approvers(stage);
+            let add = |to: &mut Vec<String>, names: &[String]| {
+                for n in names {
+                    if !to.contains(n) {
+                        to.push(n.clone());
+                    }
+                }
+            };
+            add(&mut who.users, &a.users);
+            add(&mut who.groups, &a.groups);
+            add(&mut who.oncall, &a.oncall);
+        }
+        who.users
+            .retain(|u| *u != r.requester && Some(u.as_str()) != r.requested_by.as_deref());
+        who
     }
 
     pub(crate) async fn reload_request(&self, id: &str) -> Result<RequestView> {
