@@ -189,7 +189,7 @@ impl Desktop {
             .read_line(&mut line)
             .unwrap();
         let display = format!(":{}", line.trim());
-        let _ = DISPLAY.set(display.clone());
+        *DISPLAY.lock().unwrap_or_else(|p| p.into_inner()) = display.clone();
         children.push(xvfb);
 
         let home = dir.path().join("home");
@@ -371,7 +371,7 @@ fn shots_dir() -> PathBuf {
 /// Saves a screenshot of the display (WebKitWebDriver's own screenshot hangs under
 /// Xvfb without a GPU, so the X server is asked instead).
 async fn shot(_wd: &Wd, name: &str) {
-    let display = DISPLAY.get().cloned().unwrap_or_default();
+    let display = current_display();
     let out = shots_dir().join(format!("{name}.png"));
     let ok = Command::new("import")
         .args(["-display", &display, "-window", "root"])
@@ -384,7 +384,13 @@ async fn shot(_wd: &Wd, name: &str) {
     }
 }
 
-static DISPLAY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+/// The display of the desktop that runs now (tests take one window at a time, see
+/// SERIAL): each `Desktop::start` sets it.
+static DISPLAY: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
+
+fn current_display() -> String {
+    DISPLAY.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
 
 fn tid(id: &str) -> Locator<'_> {
     Locator::Css(Box::leak(
@@ -840,12 +846,16 @@ async fn break_glass_end_to_end() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("info,firedoor_server=debug,firedoor_client=debug")
         .with_ansi(false)
-        .with_writer(move || {
-            std::fs::OpenOptions::new()
+        // Global: later tests log here too, after this test's directory is gone.
+        .with_writer(move || -> Box<dyn std::io::Write> {
+            match std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&log_path)
-                .unwrap()
+            {
+                Ok(f) => Box::new(f),
+                Err(_) => Box::new(std::io::sink()),
+            }
         })
         .try_init();
     let bdir = desk.dir.path().join("broker");
@@ -1945,7 +1955,7 @@ fn access_clipboard() -> Option<String> {
         AtomEnum, ConnectionExt as _, CreateWindowAux, EventMask, WindowClass,
     };
     use x11rb::protocol::Event;
-    let display = DISPLAY.get()?.clone();
+    let display = Some(current_display()).filter(|d| !d.is_empty())?;
     let (conn, screen_num) = x11rb::connect(Some(&display)).ok()?;
     let root = conn.setup().roots[screen_num].root;
     let win = conn.generate_id().ok()?;
@@ -2503,7 +2513,7 @@ async fn notify_closed(desk: &Desktop, id: u32) {
     .await
 }
 
-/// This desktop's display (the `DISPLAY` static keeps the first test's only).
+/// This desktop's display.
 fn notify_display(desk: &Desktop) -> String {
     desk.env()
         .iter()
@@ -2766,7 +2776,7 @@ async fn chrome_size(wd: &Wd, w: u32, h: u32) {
 /// A screenshot of the app window alone, in the e2e screenshots dir.
 async fn chrome_shot(wd: &Wd, name: &str) {
     let (x, y, w, h) = wd.get_window_rect().await.unwrap();
-    let display = DISPLAY.get().cloned().unwrap_or_default();
+    let display = current_display();
     let out = shots_dir().join(format!("{name}.png"));
     let ok = Command::new("import")
         .args(["-display", &display, "-window", "root", "-crop"])
