@@ -4,6 +4,7 @@
 import { getContext, setContext, tick } from 'svelte';
 import { SvelteSet } from 'svelte/reactivity';
 import { toBackendError, type Backend } from './backend';
+import { Clock } from './clock.svelte';
 import { needsForm } from './format';
 import type {
   ActionResult, Bundle, Grant, Link, LinkEvent, NewRequest, RequestPrefill, SealedCredential, Snapshot,
@@ -74,6 +75,8 @@ export class AppState {
   private linkGuardTimer: ReturnType<typeof setTimeout> | null = null;
   /** Keys of actions in flight ("request:prod-db", "revoke:grt_1"), to stop double clicks. */
   pending = new SvelteSet<string>();
+  /** The one clock every countdown in the window reads (ticks only while shown). */
+  readonly clock = new Clock();
 
   private snapshotSeq = 0;
   private toastTimer: ReturnType<typeof setTimeout> | null = null;
@@ -140,6 +143,7 @@ export class AppState {
     if (this.toastTimer) clearTimeout(this.toastTimer);
     if (this.highlightTimer) clearTimeout(this.highlightTimer);
     if (this.linkGuardTimer) clearTimeout(this.linkGuardTimer);
+    this.clock.stop();
   }
 
   private async markReady() {
