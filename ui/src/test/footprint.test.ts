@@ -5,7 +5,7 @@ import { fireEvent, waitFor } from '@testing-library/svelte';
 import { tick } from 'svelte';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Clock } from '../lib/clock.svelte';
-import type { Grant, MyRequest } from '../lib/types';
+import type { Grant, Snapshot } from '../lib/types';
 import { byId, grant, queryId, renderApp } from './helpers';
 
 let hidden = false;
@@ -157,7 +157,7 @@ describe('Long lists', () => {
   it('virtualises my requests and approvals too, and highlights an approval not rendered yet', async () => {
     const { backend, user } = await renderApp((s) => {
       const base = s.my_requests[0];
-      const reqs: MyRequest[] = Array.from({ length: 500 }, (_, i) => ({
+      const reqs: Snapshot['my_requests'] = Array.from({ length: 500 }, (_, i) => ({
         ...base, id: `req_p${i}`, state: 'pending', justification: `bench ${i}`,
       }));
       s.my_requests = reqs;
