@@ -264,6 +264,46 @@ tree_cpu() {
   awk -v t="$t" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz }'
 }
 
+# Clock ticks (user+system) of each process in a tree, as "pid ticks" lines.
+tree_ticks() {
+  local p
+  for p in $(tree_pids "$1"); do
+    awk -v p="$p" '{print p, $14 + $15}' "/proc/$p/stat" 2>/dev/null || true
+  done
+}
+
+# A readable name for a process of the tree: "app" for the app itself, WebKit's
+# helpers by their full names (comm is cut at 15 characters).
+proc_label() {
+  case "$2" in
+    "$1") echo app ;;
+    WebKitWebProces*) echo WebKitWebProcess ;;
+    WebKitNetworkPr*) echo WebKitNetworkProcess ;;
+    *) echo "$2" ;;
+  esac
+}
+
+# Per process of tree $1 (app comm $2): "label PSS MB, CPU % of a core over the idle
+# window" (ticks at the window's start in file $3, window length $4 s), e.g.
+# "app 52 MB 0.02%; WebKitWebProcess 160 MB 0.30%; …", plus the tree's total CPU %
+# in TREE_IDLE_PCT.
+tree_breakdown() {
+  local root=$1 comm=$2 before=$3 secs=$4 hz out="" p t0 t1 pss name total=0
+  hz=$(getconf CLK_TCK)
+  for p in $(tree_pids "$root"); do
+    t1=$(awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null) || continue
+    # A process started during the window counts from 0.
+    t0=$(awk -v p="$p" '$1 == p {print $2}' "$before")
+    t0=${t0:-0}
+    pss=$(awk '/^Pss:/ {print $2}' "/proc/$p/smaps_rollup" 2>/dev/null) || continue
+    name=$(proc_label "$comm" "$(cat "/proc/$p/comm" 2>/dev/null || echo "?")")
+    total=$((total + t1 - t0))
+    out="$out${out:+; }$name $((pss / 1024)) MB $(awk -v d=$((t1 - t0)) -v hz="$hz" -v s="$secs" 'BEGIN { printf "%.2f%%", 100 * d / hz / s }')"
+  done
+  TREE_IDLE_PCT=$(awk -v d="$total" -v hz="$hz" -v s="$secs" 'BEGIN { printf "%.2f", 100 * d / hz / s }')
+  echo "$out"
+}
+
 # Runs an X client against the Xvfb display inside session $1 (display and auth file
 # from the Xvfb command line that xvfb-run wrote).
 on_display() {
@@ -443,6 +483,8 @@ EOF
   # A sample every 10 s shows whether the app has settled.
   MEM_SERIES=""
   prev_cpu=$(tree_cpu "$pid")
+  # CPU over the idle window (the lists have rendered), per process.
+  tree_ticks "$pid" >"$d/ticks-start"
   while [ "$t" -lt "$IDLE_SECS" ]; do
     step=$((IDLE_SECS - t < 10 ? IDLE_SECS - t : 10))
     sleep "$step"
@@ -459,6 +501,10 @@ EOF
   done
   log "  $tag idle samples (PSS/USS, cpu used in the interval): $MEM_SERIES"
   MEM_FOREIGN=$foreign
+  # Not in $(…): it sets TREE_IDLE_PCT.
+  tree_breakdown "$pid" "$comm" "$d/ticks-start" "$IDLE_SECS" >"$d/breakdown"
+  MEM_BREAKDOWN=$(cat "$d/breakdown")
+  MEM_IDLE_PCT=$TREE_IDLE_PCT
   MEM_PARTS=${mem#*$'\t'}
   MEM_CPU=$(tree_cpu "$pid")
   screenshot "$sid" "$OUT_DIR/$tag-idle.png" || log "  (no screenshot)"
@@ -468,6 +514,7 @@ EOF
 # Firedoor: visit Requests (Alt+3), then stay on My access (Alt+2), the grants list
 # with its live countdowns.
 mem_run firedoor-mem firedoor firedoor "$FIREDOOR" 1 Firedoor "alt+3 alt+2"
+FD_BREAKDOWN=$MEM_BREAKDOWN FD_IDLE_PCT=$MEM_IDLE_PCT
 FD_KB=$MEM_KB FD_USS=$MEM_USS_KB FD_RSS=$MEM_RSS_KB FD_FOREIGN=$MEM_FOREIGN FD_PARTS=$MEM_PARTS FD_CPU=$MEM_CPU FD_SID=$MEM_SID FD_DIR=$d FD_VIEW=$MEM_VIEW FD_SERIES=$MEM_SERIES
 # What the app synced from the broker, read from its cache while it runs.
 FD_CACHE=$(python3 - "$FD_DIR/fd-data/cache.db" <<'EOF'
@@ -489,6 +536,7 @@ log "  firedoor: PSS $((FD_KB / 1024)) MB ($FD_PARTS), USS $((FD_USS / 1024)) MB
   die "the app's cache does not hold what the broker has ($BROKER_GRANTS grants, $N_PENDING pending): did it find the token in the keyring? (log: $OUT_DIR/firedoor-mem.stderr.log)"
 
 mem_run hello-mem fd-bench-hello hello "$HELLO" 0 Hello ""
+HELLO_BREAKDOWN=$MEM_BREAKDOWN HELLO_IDLE_PCT=$MEM_IDLE_PCT
 HELLO_KB=$MEM_KB HELLO_USS=$MEM_USS_KB HELLO_RSS=$MEM_RSS_KB HELLO_FOREIGN=$MEM_FOREIGN HELLO_PARTS=$MEM_PARTS HELLO_CPU=$MEM_CPU HELLO_SERIES=$MEM_SERIES
 stop_group "$MEM_SID"
 log "  hello-world: PSS $((HELLO_KB / 1024)) MB ($HELLO_PARTS), USS $((HELLO_USS / 1024)) MB; cpu ${HELLO_CPU}s"
@@ -522,6 +570,11 @@ fi
   echo "firedoor view while idling: $FD_VIEW (alt+3 = Requests, alt+2 = My access, the grants list)"
   echo "screenshots: $OUT_DIR/firedoor-mem-idle.png, $OUT_DIR/hello-mem-idle.png"
   echo
-  echo "cold start to interactive (median of $RUNS): firedoor $FD_MED ms, hello-world $HELLO_MED ms, ratio $R_START (goal <= 1.5: $(verdict "$R_START" 1.5))"
+  echo "per process after $IDLE_SECS s idle (PSS; CPU in % of one core over the idle window):"
+  echo "  firedoor:    $FD_BREAKDOWN"
+  echo "  hello-world: $HELLO_BREAKDOWN"
+  echo
+  echo "cold start to interactive (median of $RUNS): firedoor $FD_MED ms, hello-world $HELLO_MED ms, ratio $R_START (goal <= 1.2: $(verdict "$R_START" 1.2))"
   echo "PSS after $IDLE_SECS s idle: firedoor $((FD_KB / 1024)) MB ($C_GRANTS grants + $C_PENDING pending requests listed), hello-world $((HELLO_KB / 1024)) MB, ratio $R_MEM (goal <= 1.2: $(verdict "$R_MEM" 1.2))$MEM_NOTE"
+  echo "idle CPU of the whole tree over $IDLE_SECS s on My access: firedoor ${FD_IDLE_PCT}% of a core, hello-world ${HELLO_IDLE_PCT}% (goal <= 0.5%: $(verdict "$FD_IDLE_PCT" 0.5))"
 } | tee "$OUT_DIR/summary.txt"

@@ -374,6 +374,44 @@ fn data_dir(app: &AppHandle, demo: bool) -> anyhow::Result<std::path::PathBuf> {
     firedoor_client::paths::data_dir_from(base, demo).map_err(anyhow::Error::msg)
 }
 
+/// Firedoor is one small page of lists: it needs no GPU compositing. Under WebKitGTK
+/// that means a GL context, composited layers and their tile buffers in the web
+/// process, which cost more memory and CPU than the page itself (measured with
+/// `make bench-desktop`: about 120 MB of the web process). WebKit reads this switch
+/// when the WebView is created (changing the setting on a loading page stops its
+/// web process), so it is set first thing, while the process has one thread.
+/// `FIREDOOR_WEBVIEW_GPU=1` keeps WebKit's default (hardware acceleration).
+#[cfg(target_os = "linux")]
+fn webview_without_gpu() {
+    const SWITCH: &str = "WEBKIT_DISABLE_COMPOSITING_MODE";
+    let gpu = std::env::var("FIREDOOR_WEBVIEW_GPU").is_ok_and(|v| v == "1");
+    if !gpu && std::env::var_os(SWITCH).is_none() {
+        std::env::set_var(SWITCH, "1");
+    }
+}
+
+/// Makes the window's WebView cheaper to keep open: no caches for navigating
+/// between documents (there is one page, never navigated away from).
+#[cfg(target_os = "linux")]
+fn tune_webview(app: &AppHandle) {
+    let Some(w) = app.get_webview_window("main") else {
+        return;
+    };
+    let r = w.with_webview(move |wv| {
+        use webkit2gtk::{CacheModel, SettingsExt, WebContextExt, WebViewExt};
+        let view = wv.inner();
+        if let Some(settings) = WebViewExt::settings(&view) {
+            settings.set_enable_page_cache(false);
+        }
+        if let Some(ctx) = view.context() {
+            ctx.set_cache_model(CacheModel::DocumentViewer);
+        }
+    });
+    if let Err(e) = r {
+        tracing::warn!(error = %e, "cannot tune the WebView");
+    }
+}
+
 pub(crate) fn show_main(app: &AppHandle) {
     if let Some(w) = app.get_webview_window("main") {
         let _ = w.show();
@@ -521,6 +559,8 @@ fn exit_on_sigterm(app: AppHandle) {
 
 pub fn run() {
     let _ = STARTED.set(Instant::now());
+    #[cfg(target_os = "linux")]
+    webview_without_gpu();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("FIREDOOR_LOG")
@@ -591,6 +631,8 @@ pub fn run() {
         ])
         .setup(move |app| {
             let handle = app.handle().clone();
+            #[cfg(target_os = "linux")]
+            tune_webview(&handle);
             let dir = data_dir(&handle, demo)?;
             // Demo tokens die with the process: memory. Otherwise the OS keyring.
             let secrets: Arc<dyn SecretStore> = if demo {

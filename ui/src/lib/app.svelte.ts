@@ -4,6 +4,7 @@
 import { getContext, setContext, tick } from 'svelte';
 import { SvelteMap, SvelteSet } from 'svelte/reactivity';
 import { toBackendError, type Backend } from './backend';
+import { Clock } from './clock.svelte';
 import { activeGrantOf, connectionCommand, needsForm } from './format';
 import type {
   ActionResult, BackendError, Bundle, CredentialItem, Grant, Link, LinkEvent, NewRequest, RequestPrefill, SealedCredential, Snapshot,
@@ -95,6 +96,8 @@ export class AppState {
   copyable = new SvelteMap<string, CopyWhat[]>();
   /** Keys of actions in flight ("request:prod-db", "revoke:grt_1"), to stop double clicks. */
   pending = new SvelteSet<string>();
+  /** The one clock every countdown in the window reads (ticks only while shown). */
+  readonly clock = new Clock();
 
   private snapshotSeq = 0;
   private toastTimer: ReturnType<typeof setTimeout> | null = null;
@@ -166,6 +169,7 @@ export class AppState {
     if (this.toastTimer) clearTimeout(this.toastTimer);
     if (this.highlightTimer) clearTimeout(this.highlightTimer);
     if (this.linkGuardTimer) clearTimeout(this.linkGuardTimer);
+    this.clock.stop();
   }
 
   private async markReady() {
