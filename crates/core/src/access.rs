@@ -76,6 +76,9 @@ pub enum AdminAction {
     ManageNotifications,
     /// Rotate an SSH integration's certificate authority.
     RotateSshCa,
+    // issue 14: drills
+    /// Start a break-glass drill, or list drills.
+    StartDrill,
 }
 
 impl AdminAction {
@@ -91,6 +94,7 @@ impl AdminAction {
         AdminAction::OverrideOnCall,
         AdminAction::ManageNotifications,
         AdminAction::RotateSshCa,
+        AdminAction::StartDrill,
     ];
 
     /// What a non-admin is told.
@@ -108,6 +112,7 @@ impl AdminAction {
                 "only admins may see and retry notification deliveries"
             }
             AdminAction::RotateSshCa => "only admins may rotate an SSH certificate authority",
+            AdminAction::StartDrill => "only admins may start or list break-glass drills",
         }
     }
 }
@@ -148,6 +153,12 @@ pub fn may_revoke_device(who: &Principal, owner: &str) -> bool {
 /// others those they may unlock.
 pub fn may_see_secret(who: &Principal, sp: &SecretPolicy) -> bool {
     who.admin || sp.may_unlock(who)
+}
+
+/// May `who` see the readiness of `sp` (who holds it, who passed drills)? Admins and
+/// the secret's alert audience (security), not the holders themselves.
+pub fn may_see_readiness(who: &Principal, sp: &SecretPolicy) -> bool {
+    who.admin || sp.alert.contains(who)
 }
 
 /// Does `who` see a secret's last rotation error (which may name a target system)?

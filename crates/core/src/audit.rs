@@ -89,6 +89,19 @@ pub enum AuditAction {
     /// An SSO session ended early: sign-out, a disabled user, a replayed refresh
     /// token.
     SsoSessionRevoked,
+    // issue 14: drills
+    /// A break-glass drill began.
+    DrillStarted,
+    /// A device proved in a drill that it opens its envelope.
+    DrillPassed,
+    /// A device's drill answer was refused.
+    DrillFailed,
+    /// A drill reached its deadline.
+    DrillClosed,
+    /// A secret has fewer ready holders than its policy requires.
+    ReadinessBelow,
+    /// A secret has enough ready holders again.
+    ReadinessRestored,
 }
 
 impl AuditAction {
@@ -142,6 +155,13 @@ impl AuditAction {
             AuditAction::SsoSignedIn => "sso_signed_in",
             AuditAction::SsoRefreshed => "sso_refreshed",
             AuditAction::SsoSessionRevoked => "sso_session_revoked",
+            // issue 14: drills
+            AuditAction::DrillStarted => "drill_started",
+            AuditAction::DrillPassed => "drill_passed",
+            AuditAction::DrillFailed => "drill_failed",
+            AuditAction::DrillClosed => "drill_closed",
+            AuditAction::ReadinessBelow => "readiness_below",
+            AuditAction::ReadinessRestored => "readiness_restored",
         }
     }
 }

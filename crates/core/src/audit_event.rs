@@ -388,6 +388,55 @@ pub enum AuditEvent {
         reason: String,
         tokens_revoked: u64,
     },
+    // issue 14: drills
+    /// A drill of a secret began (subject: the drill): `trigger` is `manual` or
+    /// `schedule`; `devices` were asked.
+    DrillStarted {
+        secret: String,
+        version: i64,
+        trigger: String,
+        deadline: String,
+        devices: usize,
+        users: usize,
+    },
+    /// A device proved it opens its envelope (subject: the drill).
+    DrillPassed {
+        secret: String,
+        version: i64,
+        device: String,
+        user: String,
+    },
+    /// A device's answer was refused (subject: the drill): `problem` is a stable
+    /// name (`wrong_proof`, `bad_signature`, `wrong_challenge`, `malformed`,
+    /// `stale_version`); never any part of the proof.
+    DrillFailed {
+        secret: String,
+        version: i64,
+        device: String,
+        user: String,
+        problem: String,
+        failures: u32,
+    },
+    /// A drill reached its deadline (subject: the drill).
+    DrillClosed {
+        secret: String,
+        asked: u32,
+        passed: u32,
+        failed: u32,
+        missed: u32,
+    },
+    /// A secret has fewer ready holders than required (subject: the secret).
+    ReadinessBelow {
+        ready: u32,
+        required: u32,
+        version: i64,
+    },
+    /// A secret has enough ready holders again (subject: the secret).
+    ReadinessRestored {
+        ready: u32,
+        required: u32,
+        version: i64,
+    },
 }
 
 impl AuditEvent {
@@ -452,6 +501,13 @@ impl AuditEvent {
             E::NotificationRetried { .. } => AuditAction::NotificationRetried,
             E::SshCertificateIssued { .. } => AuditAction::SshCertificateIssued,
             E::SshCaCreated { .. } => AuditAction::SshCaCreated,
+            // issue 14: drills
+            E::DrillStarted { .. } => AuditAction::DrillStarted,
+            E::DrillPassed { .. } => AuditAction::DrillPassed,
+            E::DrillFailed { .. } => AuditAction::DrillFailed,
+            E::DrillClosed { .. } => AuditAction::DrillClosed,
+            E::ReadinessBelow { .. } => AuditAction::ReadinessBelow,
+            E::ReadinessRestored { .. } => AuditAction::ReadinessRestored,
         }
     }
 
@@ -780,6 +836,49 @@ impl AuditEvent {
                 failures,
                 stale_since,
             } => json!({ "provider": provider, "failures": failures, "stale_since": stale_since }),
+            // issue 14: drills
+            E::DrillStarted {
+                secret,
+                version,
+                trigger,
+                deadline,
+                devices,
+                users,
+            } => json!({ "secret": secret, "version": version, "trigger": trigger,
+                "deadline": deadline, "devices": devices, "users": users }),
+            E::DrillPassed {
+                secret,
+                version,
+                device,
+                user,
+            } => json!({ "secret": secret, "version": version, "device": device, "user": user }),
+            E::DrillFailed {
+                secret,
+                version,
+                device,
+                user,
+                problem,
+                failures,
+            } => json!({ "secret": secret, "version": version, "device": device, "user": user,
+                "problem": problem, "failures": failures }),
+            E::DrillClosed {
+                secret,
+                asked,
+                passed,
+                failed,
+                missed,
+            } => json!({ "secret": secret, "asked": asked, "passed": passed, "failed": failed,
+                "missed": missed }),
+            E::ReadinessBelow {
+                ready,
+                required,
+                version,
+            }
+            | E::ReadinessRestored {
+                ready,
+                required,
+                version,
+            } => json!({ "ready": ready, "required": required, "version": version }),
         }
     }
 }

@@ -38,6 +38,10 @@ pub enum ErrorCode {
     SessionExpired,
     /// The OpenID Provider could not be reached or answered nonsense.
     IdpUnavailable,
+    // issue 14: drills
+    /// A drill answer was refused: the proof does not match, or its signature does
+    /// not verify for that drill and device.
+    DrillProofRejected,
     Internal,
 }
 
@@ -67,6 +71,7 @@ impl ErrorCode {
             ErrorCode::InvalidIdToken => "invalid_id_token",
             ErrorCode::SessionExpired => "session_expired",
             ErrorCode::IdpUnavailable => "idp_unavailable",
+            ErrorCode::DrillProofRejected => "drill_proof_rejected",
             ErrorCode::Internal => "internal",
         }
     }
@@ -86,7 +91,7 @@ impl ErrorCode {
                 409
             }
             ErrorCode::PayloadTooLarge => 413,
-            ErrorCode::ChainRejected => 422,
+            ErrorCode::ChainRejected | ErrorCode::DrillProofRejected => 422,
             ErrorCode::TooManyStreams => 429,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::InvalidJson

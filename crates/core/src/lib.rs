@@ -23,6 +23,7 @@ pub mod approval;
 pub mod audit;
 pub mod audit_event;
 pub mod breakglass;
+pub mod drill;
 pub mod duration;
 pub mod error;
 pub mod ids;

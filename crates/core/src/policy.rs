@@ -330,13 +330,59 @@ pub struct SecretPolicy {
     /// The broker rotates the secret at least this often, so an envelope copied off a
     /// device opens nothing that still works for long (default: `validity_secs`).
     pub max_age_secs: i64,
+    /// issue 14: drills. The broker starts a drill of this secret this long after
+    /// the last one started (`drill_every = "30d"`); `None`: drills are started by
+    /// hand only (`firedoor-server drill start`).
+    #[serde(default)]
+    pub drill_every_secs: Option<i64>,
+    /// How long the devices of a drill have to prove they open their envelope
+    /// (`drill_window`, default 3 days).
+    #[serde(default = "default_drill_window")]
+    pub drill_window_secs: i64,
+    /// The fewest people who must be ready to open this secret (`min_ready`);
+    /// when it is set, fewer raises an alert. See [`SecretPolicy::required_ready`].
+    #[serde(default)]
+    pub min_ready: Option<u32>,
+}
+
+fn default_drill_window() -> i64 {
+    DEFAULT_DRILL_WINDOW_SECS
 }
 
 impl SecretPolicy {
     pub fn may_unlock(&self, p: &Principal) -> bool {
         self.unlock.contains(p)
     }
+
+    /// How many people must be ready to open the secret: the larger of its unlock
+    /// quorum (1 until m-of-n unlock exists: one person opens it) and `min_ready`
+    /// (1 when not set).
+    pub fn required_ready(&self) -> u32 {
+        let quorum = self.unlock_quorum();
+        self.min_ready.unwrap_or(1).max(quorum)
+    }
+
+    /// How many people it takes to open the secret (1: m-of-n unlock is not part
+    /// of this policy yet; when it lands, this reads its `quorum`).
+    pub fn unlock_quorum(&self) -> u32 {
+        1
+    }
+
+    /// Whether readiness alerts are raised for this secret: the policy says how
+    /// many must be ready (`min_ready`), or it takes more than one person to open.
+    pub fn readiness_alerts(&self) -> bool {
+        self.min_ready.is_some() || self.unlock_quorum() > 1
+    }
 }
+
+/// How long a drill's devices have to answer when the policy does not say.
+pub const DEFAULT_DRILL_WINDOW_SECS: i64 = 3 * 86_400;
+/// Shortest and longest time a drill's devices have to answer.
+pub const DRILL_WINDOW_RANGE: (i64, i64) = (600, 30 * 86_400);
+/// Shortest and longest time between scheduled drills.
+pub const DRILL_EVERY_RANGE: (i64, i64) = (3600, 366 * 86_400);
+/// The largest `min_ready`.
+pub const MAX_MIN_READY: u32 = 1000;
 
 /// Envelope validity when the policy does not say.
 pub const DEFAULT_SECRET_VALIDITY_SECS: i64 = 7 * 86_400;
@@ -542,6 +588,12 @@ struct RawSecret {
     rotate_after_online: Option<Spanned<String>>,
     #[serde(default)]
     max_age: Option<Spanned<String>>,
+    #[serde(default)]
+    drill_every: Option<Spanned<String>>,
+    #[serde(default)]
+    drill_window: Option<Spanned<String>>,
+    #[serde(default)]
+    min_ready: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize)]
@@ -1411,6 +1463,37 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
             ROTATE_AFTER_ONLINE_RANGE,
         )?;
         let max_age_secs = bounded(&s.max_age, "max_age", validity_secs, SECRET_VALIDITY_RANGE)?;
+        let drill_every_secs = match &s.drill_every {
+            None => None,
+            some => Some(bounded(some, "drill_every", 0, DRILL_EVERY_RANGE)?),
+        };
+        let drill_window_secs = bounded(
+            &s.drill_window,
+            "drill_window",
+            DEFAULT_DRILL_WINDOW_SECS,
+            DRILL_WINDOW_RANGE,
+        )?;
+        if let (Some(every), Some(w)) = (drill_every_secs, &s.drill_window) {
+            if drill_window_secs > every {
+                return Err(ctx.err(
+                    w.span(),
+                    format!("secret '{sname}': drill_window is longer than drill_every; a drill must end before the next one starts"),
+                ));
+            }
+        }
+        let min_ready = match &s.min_ready {
+            None => None,
+            Some(n) => {
+                let v = *n.get_ref();
+                if v < 1 || v > MAX_MIN_READY as i64 {
+                    return Err(ctx.err(
+                        n.span(),
+                        format!("secret '{sname}': min_ready {v} is out of range: use 1 to {MAX_MIN_READY}"),
+                    ));
+                }
+                Some(v as u32)
+            }
+        };
         let rotate = match s.rotate {
             None => None,
             Some(r) => {
@@ -1471,6 +1554,9 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 rotate,
                 rotate_after_online_secs,
                 max_age_secs,
+                drill_every_secs,
+                drill_window_secs: drill_window_secs.min(drill_every_secs.unwrap_or(i64::MAX)),
+                min_ready,
             },
         );
     }

@@ -125,8 +125,8 @@ impl DeviceRow {
 /// A device an envelope is sealed for.
 #[derive(Debug, Clone)]
 pub(crate) struct SealTarget {
-    device_id: String,
-    user: String,
+    pub(crate) device_id: String,
+    pub(crate) user: String,
     recipient: String,
 }
 

@@ -157,6 +157,37 @@ enum Cmd {
         #[command(subcommand)]
         cmd: SshCmd,
     },
+    // issue 14: drills
+    /// Break-glass drills: every eligible device proves it opens its envelope,
+    /// without showing the secret.
+    Drill {
+        #[command(subcommand)]
+        cmd: DrillCmd,
+    },
+    /// Per secret: who could open it offline today (fresh envelope, last drill),
+    /// and whether enough people are ready.
+    Readiness {
+        /// Print JSON (the same as `GET /api/v1/readiness`).
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrillCmd {
+    /// Start a drill of a secret (or of every secret with a value: `all`).
+    Start {
+        name: String,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// The latest drills and who passed.
+    List {
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
 }
 
 #[derive(Subcommand)]
@@ -792,6 +823,80 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(0)
         }
+        // issue 14: drills
+        Cmd::Drill { cmd } => {
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let actor = cli_actor();
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+            let policy = match &cmd {
+                DrillCmd::Start { policy, .. } | DrillCmd::List { policy } => &policy.policy,
+            };
+            let pol = load_policy(policy)?;
+            let b = firedoor_server::open_broker(
+                &cli.data_dir,
+                cli.database.as_ref(),
+                cli.key_file.as_deref(),
+                pol,
+                Connectors::new(),
+                clock,
+            )
+            .await?;
+            let drills = match &cmd {
+                DrillCmd::Start { name, .. } => b.start_drill(&actor, name).await?,
+                DrillCmd::List { .. } => b.list_drills(&actor).await?,
+            };
+            for d in &drills {
+                let passed = d.devices.iter().filter(|x| x.passed_at.is_some()).count();
+                println!(
+                    "{}\t{}\tv{}\t{}\t{} → {}\tpassed {}/{}",
+                    d.id,
+                    d.secret,
+                    d.version,
+                    d.state,
+                    d.started_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                    d.deadline.format("%Y-%m-%dT%H:%M:%SZ"),
+                    passed,
+                    d.devices.len()
+                );
+                if matches!(cmd, DrillCmd::Start { .. }) {
+                    continue;
+                }
+                for x in &d.devices {
+                    let state = match (x.passed_at, x.failures) {
+                        (Some(t), _) => format!("passed {}", t.format("%Y-%m-%dT%H:%M:%SZ")),
+                        (None, 0) => "no answer".into(),
+                        (None, n) => format!("{n} wrong answer(s)"),
+                    };
+                    println!("  {}\t{} ({})\t{state}", x.user, x.device_name, x.device_id);
+                }
+            }
+            Ok(0)
+        }
+        Cmd::Readiness { json, policy } => {
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let clock: Arc<dyn Clock> = Arc::new(SystemClock::default());
+            let b = firedoor_server::open_broker(
+                &cli.data_dir,
+                cli.database.as_ref(),
+                cli.key_file.as_deref(),
+                load_policy(&policy.policy)?,
+                Connectors::new(),
+                clock,
+            )
+            .await?;
+            let r = b.readiness(&cli_actor()).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", readiness_table(&r));
+            }
+            // Exit status 3 when a secret with a value has too few ready people.
+            Ok(if r.secrets.iter().any(|s| s.below) {
+                3
+            } else {
+                0
+            })
+        }
         Cmd::Ssh { cmd } => {
             require_store(&cli.data_dir, cli.database.as_ref())?;
             let actor = cli_actor();
@@ -1121,6 +1226,80 @@ fn read_value(path: &Path) -> anyhow::Result<Zeroizing<String>> {
         }
     }
     Ok(text)
+}
+
+// issue 14: drills
+fn readiness_table(r: &firedoor_core::drill::Readiness) -> String {
+    let t = |d: chrono::DateTime<chrono::Utc>| d.format("%Y-%m-%dT%H:%M:%SZ").to_string();
+    let mut out = String::new();
+    for s in &r.secrets {
+        out.push_str(&format!(
+            "{}\tversion={}\tready={}/{}{}\n",
+            s.name,
+            s.version,
+            s.ready,
+            s.required,
+            if s.below { "\tBELOW REQUIRED" } else { "" }
+        ));
+        match &s.last_drill {
+            Some(d) => out.push_str(&format!(
+                "  last drill {} ({}, started {}): passed {}/{}, failed {}\n",
+                d.id,
+                d.state,
+                t(d.started_at),
+                d.passed,
+                d.asked,
+                d.failed
+            )),
+            None => out.push_str("  no drill yet\n"),
+        }
+        if let Some(n) = s.next_drill_at {
+            out.push_str(&format!("  next scheduled drill {}\n", t(n)));
+        }
+        out.push_str("  USER\tDEVICE\tENVELOPE\tEXPIRES\tDRILL\tREADY\n");
+        for h in &s.holders {
+            if h.devices.is_empty() {
+                out.push_str(&format!(
+                    "  {}\t(no device)\t-\t-\t-\tno{}\n",
+                    h.user,
+                    if h.on_call { " (on call)" } else { "" }
+                ));
+            }
+            for d in &h.devices {
+                let env = match (d.version, d.fresh, d.expiring_soon) {
+                    (None, ..) => "none".to_string(),
+                    (Some(v), true, _) => format!("v{v} fresh"),
+                    (Some(v), false, true) => format!("v{v} EXPIRING SOON"),
+                    (Some(v), false, false) => format!("v{v} stale"),
+                };
+                let drill = match d.passed_at {
+                    Some(p) => format!("{} {}", d.drill, t(p)),
+                    None => d.drill.clone(),
+                };
+                out.push_str(&format!(
+                    "  {}\t{}\t{}\t{}\t{}\t{}\n",
+                    h.user,
+                    d.device_name,
+                    env,
+                    d.not_after.map(t).unwrap_or_else(|| "-".into()),
+                    drill,
+                    if d.ready { "yes" } else { "no" }
+                ));
+            }
+        }
+        for g in &s.on_call_without_envelope {
+            out.push_str(&format!(
+                "  ON CALL WITHOUT A FRESH ENVELOPE: {}{}\n",
+                g.user,
+                if g.eligible {
+                    ""
+                } else {
+                    " (not allowed to unlock it)"
+                }
+            ));
+        }
+    }
+    out
 }
 
 fn secret_line(s: &firedoor_core::breakglass::SecretView) -> String {

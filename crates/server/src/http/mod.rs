@@ -12,6 +12,7 @@
 mod audit;
 mod broker;
 mod devices;
+mod drills;
 mod events;
 mod grants;
 mod incidents;
@@ -312,7 +313,12 @@ pub fn router(state: AppState) -> Router {
             put(secrets::put_secret).layer(axum::extract::DefaultBodyLimit::max(SECRET_BODY_LIMIT)),
         )
         .route("/secrets/{name}/rotate", post(secrets::rotate_secret))
-        .route("/secrets/{name}/unlock", post(secrets::online_unlock));
+        .route("/secrets/{name}/unlock", post(secrets::online_unlock))
+        // issue 14: drills
+        .route("/drills", get(drills::list).post(drills::start))
+        .route("/drills/{id}/answers", post(drills::answer))
+        .route("/devices/{id}/drills", get(drills::pending))
+        .route("/readiness", get(drills::readiness));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

@@ -6,6 +6,7 @@
 //! emits, commits and wakes streams by hand.
 
 pub mod devices;
+pub mod drills;
 pub mod grants;
 pub mod incidents;
 pub mod oncall;

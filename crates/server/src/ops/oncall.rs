@@ -154,7 +154,7 @@ fn on_call_view(oc: oncall::OnCall) -> OnCallView {
 }
 
 impl Broker {
-    async fn on_call_facts(&self, now: DateTime<Utc>) -> Result<OnCallFacts> {
+    pub(crate) async fn on_call_facts(&self, now: DateTime<Utc>) -> Result<OnCallFacts> {
         facts_on(self.store.oncall(), &self.policy, now).await
     }
 

@@ -33,6 +33,10 @@ impl Broker {
         self.notify_expiring(now).await?;
         self.access_due_work().await?;
         self.rotate_due_secrets().await?;
+        // issue 14: drills
+        if let Err(e) = self.drill_due_work().await {
+            tracing::warn!(error = %e, "drills and readiness step");
+        }
         self.prune_events(now).await?;
         self.sync_on_call(now).await?;
         self.deliver_audit().await?;

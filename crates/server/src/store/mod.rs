@@ -78,6 +78,7 @@ pub mod audit;
 pub mod audit_sinks;
 pub mod copy;
 pub mod devices;
+pub mod drills;
 pub mod envelopes;
 pub mod events;
 pub mod grants;
