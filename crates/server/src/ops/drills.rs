@@ -626,8 +626,8 @@ impl Broker {
                     let drill = match shown {
                         None => "not_asked",
                         Some((e, _)) if e.passed_at.is_some() => "passed",
+                        Some((e, _)) if e.failures > 0 => "failed",
                         Some((_, true)) => "pending",
-                        Some((e, false)) if e.failures > 0 => "failed",
                         Some(_) => "missed",
                     };
                     // Readiness counts only closed drills: an open one does not
