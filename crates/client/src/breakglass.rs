@@ -56,6 +56,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use zeroize::Zeroizing;
 
+// issue 14: drills
+pub mod drill;
+
 /// How long the UI shows a revealed secret.
 pub const HIDE_AFTER_SECS: u64 = 60;
 /// Unlock records per upload (the broker takes up to 1000).

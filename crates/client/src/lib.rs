@@ -775,6 +775,54 @@ impl Client {
         .await
     }
 
+    // issue 14: drills
+    /// Admins: starts a drill of a secret (or `all`).
+    pub async fn start_drill(&self, secret: &str) -> Result<Vec<firedoor_core::drill::DrillView>> {
+        #[derive(serde::Deserialize)]
+        struct DrillList {
+            drills: Vec<firedoor_core::drill::DrillView>,
+        }
+        let body = firedoor_core::drill::StartDrill {
+            secret: secret.to_string(),
+        };
+        Ok(self.post::<_, DrillList>("/drills", &body).await?.drills)
+    }
+
+    /// Admins: the latest drills.
+    pub async fn drills(&self) -> Result<Vec<firedoor_core::drill::DrillView>> {
+        #[derive(serde::Deserialize)]
+        struct DrillList {
+            drills: Vec<firedoor_core::drill::DrillView>,
+        }
+        Ok(self.get::<DrillList>("/drills").await?.drills)
+    }
+
+    /// The drills waiting on one of the caller's devices.
+    pub async fn pending_drills(
+        &self,
+        device_id: &str,
+    ) -> Result<firedoor_core::drill::PendingDrills> {
+        self.get(&format!("/devices/{}/drills", seg(device_id)))
+            .await
+    }
+
+    /// A device's answer to a drill.
+    pub async fn answer_drill(
+        &self,
+        drill_id: &str,
+        answer: &firedoor_core::drill::DrillAnswer,
+    ) -> Result<firedoor_core::drill::DrillPassed> {
+        // Answering twice is harmless (a pass is told again; a wrong answer counts
+        // once per send): sent again only if never sent.
+        self.post(&format!("/drills/{}/answers", seg(drill_id)), answer)
+            .await
+    }
+
+    /// Admins and the secrets' alert audiences: readiness per secret.
+    pub async fn readiness(&self) -> Result<firedoor_core::drill::Readiness> {
+        self.get("/readiness").await
+    }
+
     /// The caller's live events from after `last_event_id`, as they arrive. The
     /// stream ends when the connection does; reconnect with the last id seen.
     pub async fn events(&self, last_event_id: Option<i64>) -> Result<EventStream> {

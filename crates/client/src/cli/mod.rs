@@ -91,6 +91,7 @@ pub const SUBCOMMANDS: &[&str] = &[
     "revoke",
     "creds",
     "breakglass",
+    "drill",
     "shortcut",
     "completions",
     "help",
@@ -175,6 +176,10 @@ pub enum Command {
     /// Offline break glass: sealed secrets on this device.
     #[command(subcommand)]
     Breakglass(BreakglassCommand),
+    /// Break-glass drills: prove this device can still open its sealed copies,
+    /// without showing any secret.
+    #[command(subcommand)]
+    Drill(DrillCommand),
     /// The desktop app's global shortcut that opens its quick switcher from any
     /// application: shows it, or sets it (e.g. `Ctrl+Alt+K`, `Super+Space`), or
     /// `off`, or `default`. The running app applies a change within seconds.
@@ -274,6 +279,22 @@ pub enum BreakglassCommand {
         /// Why: goes to the audit trail and to security.
         #[arg(long)]
         reason: String,
+        /// Read the passphrase from stdin instead of the terminal.
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+}
+
+// issue 14: drills
+#[derive(Debug, Subcommand)]
+pub enum DrillCommand {
+    /// The drills waiting on this device.
+    List,
+    /// Answer a drill: the passphrase opens this device's sealed copy in memory and
+    /// a signed proof goes to the broker. No secret is shown and no unlock recorded.
+    Answer {
+        /// The drill (`drl_…`); see `firedoor drill list`.
+        id: String,
         /// Read the passphrase from stdin instead of the terminal.
         #[arg(long)]
         passphrase_stdin: bool,
@@ -605,6 +626,7 @@ async fn run(cli: Cli) -> Res<Done> {
         }
         Command::Creds(a) => creds(a, json).await,
         Command::Breakglass(b) => breakglass(b, json).await,
+        Command::Drill(d) => drill(d).await,
         Command::Shortcut { combination } => shortcut(combination).await,
     }
 }
@@ -1244,6 +1266,51 @@ mod scrub {
             for i in &mut self.0.items {
                 i.secret.zeroize();
             }
+        }
+    }
+}
+
+// issue 14: drills
+/// `firedoor drill list | answer ID`.
+async fn drill(d: DrillCommand) -> Res<Done> {
+    let c = open_console().await?;
+    require_session(&c).await?;
+    match d {
+        DrillCommand::List => {
+            let drills = c.pending_drills().await?;
+            let text = if drills.is_empty() {
+                "No drill waits on this device.\n".to_string()
+            } else {
+                let rows: Vec<Vec<String>> = drills
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.id.clone(),
+                            d.secret.clone(),
+                            d.title.clone(),
+                            format!("v{}", d.version),
+                            d.deadline.format("%Y-%m-%d %H:%M UTC").to_string(),
+                        ]
+                    })
+                    .collect();
+                let mut t = table(
+                    &["DRILL", "SECRET", "TITLE", "VERSION", "ANSWER BEFORE"],
+                    &rows,
+                );
+                t.push_str("Answer with `firedoor drill answer ID` (no secret is shown).\n");
+                t
+            };
+            Done::ok(&drills, text)
+        }
+        DrillCommand::Answer {
+            id,
+            passphrase_stdin,
+        } => {
+            let p = read_secret("Unlock passphrase (not shown): ", passphrase_stdin)?;
+            let p = SecretString::from(p.as_str());
+            let o = c.answer_drill(&id, &p, Utc::now()).await?;
+            let text = format!("{}\n", o.message);
+            Done::ok(&o, text)
         }
     }
 }
