@@ -14,6 +14,7 @@ use firedoor_client::console::{
     ActionResult, AppStatus, Change, Console, ConsoleError, ConsoleErrorCode, ErrorCode, Snapshot,
     UnlockResult,
 };
+use firedoor_client::breakglass::drill::{DrillOutcome, DrillTask};
 use firedoor_client::secrets::{KeyringStore, MemoryStore, SecretStore};
 use firedoor_client::trust::PassphraseStrength;
 use firedoor_core::api::{CreateRequest, Credentials, ExtendBody};
@@ -284,6 +285,33 @@ async fn unlock_secret(
     s.console
         .unlock_secret(&name, &reason, &passphrase, chrono::Utc::now())
         .await
+}
+
+// issue 14: drills
+/// The drills waiting on this device.
+#[tauri::command]
+async fn pending_drills(s: State<'_, AppState>) -> CmdResult<Vec<DrillTask>> {
+    s.console.pending_drills().await
+}
+
+/// Answers a drill with the passphrase: this device's sealed copy is opened in
+/// memory and only a signed proof goes to the broker; no secret comes back.
+#[tauri::command]
+async fn answer_drill(
+    s: State<'_, AppState>,
+    id: String,
+    passphrase: String,
+) -> CmdResult<DrillOutcome> {
+    let passphrase = secret(passphrase);
+    s.console
+        .answer_drill(&id, &passphrase, chrono::Utc::now())
+        .await
+}
+
+/// Readiness per secret (admins and security).
+#[tauri::command]
+async fn readiness(s: State<'_, AppState>) -> CmdResult<firedoor_core::drill::Readiness> {
+    s.console.readiness().await
 }
 
 /// Demo mode: stops the in-process broker (`up = false`, as if the network cable
@@ -627,7 +655,11 @@ pub fn run() {
             links_ready,
             autostart,
             set_autostart,
-            ui_ready
+            ui_ready,
+            // issue 14: drills
+            pending_drills,
+            answer_drill,
+            readiness
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

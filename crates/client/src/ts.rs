@@ -50,6 +50,10 @@ fn roots(g: &mut Exporter) {
     g.export::<ConsoleError>();
     g.export::<ConsoleErrorCode>();
     g.export::<LinkEvent>();
+    // issue 14: drills
+    g.export::<crate::breakglass::drill::DrillTask>();
+    g.export::<crate::breakglass::drill::DrillOutcome>();
+    g.export::<firedoor_core::drill::Readiness>();
 }
 
 /// The settings the declarations are made with: 64-bit integers are JSON numbers (as

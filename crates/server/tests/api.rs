@@ -1854,6 +1854,11 @@ async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
                 b.retry_delivery(&alice, "msg_0").await.map(|_| ())
             }
             AdminAction::RotateSshCa => b.rotate_ssh_ca(&alice, "any", 0).await.map(|_| ()),
+            // issue 14: drills
+            AdminAction::StartDrill => {
+                forbidden("listing drills", b.list_drills(&alice).await.map(|_| ()));
+                b.start_drill(&alice, secret).await.map(|_| ())
+            }
         };
         forbidden(&format!("{action:?}"), r);
         assert!(check_admin(&alice, *action).is_err());

@@ -2,8 +2,8 @@
 // from here (or receive a Backend in tests), never `@tauri-apps/*` directly.
 
 import type {
-  ActionResult, AppStatus, BackendError, Credentials, LinkEvent, NewRequest, PassphraseStrength, Snapshot,
-  UnlockResult,
+  ActionResult, AppStatus, BackendError, Credentials, DrillOutcome, DrillTask, LinkEvent, NewRequest,
+  PassphraseStrength, Readiness, Snapshot, UnlockResult,
 } from './types';
 
 export interface Backend {
@@ -63,6 +63,16 @@ export interface Backend {
   /** Tells the backend the UI listens for links; returns those that came before
    *  (the link the app was started with). */
   linksReady(): Promise<LinkEvent[]>;
+  // issue 14: drills
+  /** The break-glass drills waiting on this device (needs the broker). */
+  pendingDrills(): Promise<DrillTask[]>;
+  /** Answers a drill with the unlock passphrase: the sealed copy is opened in memory
+   *  and only a signed proof goes to the broker; no secret comes back. Errors:
+   *  'wrong_passphrase', 'locked_out', 'drill_proof_rejected', 'envelope_invalid',
+   *  'envelope_expired', 'not_found' (ended or passed already), 'offline'. */
+  answerDrill(id: string, passphrase: string): Promise<DrillOutcome>;
+  /** Readiness per secret (admins and security). Errors: 'forbidden', 'offline'. */
+  readiness(): Promise<Readiness>;
   /** Whether Firedoor starts at login (into the tray). */
   autostart(): Promise<boolean>;
   /** Turns starting at login on or off; returns the new state. Errors: 'autostart'. */
@@ -119,5 +129,9 @@ export async function tauriBackend(): Promise<Backend> {
     linksReady: () => call('links_ready'),
     autostart: () => call('autostart'),
     setAutostart: (on) => call('set_autostart', { on }),
+    // issue 14: drills
+    pendingDrills: () => call('pending_drills'),
+    answerDrill: (id, passphrase) => call('answer_drill', { id, passphrase }),
+    readiness: () => call('readiness'),
   };
 }

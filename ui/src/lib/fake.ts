@@ -7,6 +7,7 @@ import { checkBrokerUrls } from './urls';
 import type {
   ActionResult, AppStatus, BackendError, BackendErrorCode, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
   LinkEvent, NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
+  DrillOutcome, DrillTask, Readiness,
 } from './types';
 
 export interface FakeCall {
@@ -48,6 +49,11 @@ export interface FakeBackend extends Backend {
   setOnline(online: boolean, error?: string | null): void;
   /** Number of onSnapshot listeners currently subscribed. */
   listenerCount(): number;
+  // issue 14: drills
+  /** Drills waiting on this device (mutate freely). */
+  drills: DrillTask[];
+  /** What readiness() answers; null: the user may not see it (forbidden). */
+  readinessReport: Readiness | null;
 }
 
 /** The unlock passphrase of the seeded demo device. */
@@ -296,6 +302,8 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
   let passphrase = DEMO_PASSPHRASE;
   let recordSeq = 0;
   const openedOffline = new Set<string>();
+  // issue 14: drills
+  const drillState: { drills: DrillTask[]; readiness: Readiness | null } = { drills: [], readiness: null };
 
   const fail = (code: BackendErrorCode, message: string): BackendError => ({ code, message });
 
@@ -414,6 +422,50 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       emit();
     },
     listenerCount: () => snapListeners.size,
+
+    // issue 14: drills
+    get drills() { return drillState.drills; },
+    set drills(v: DrillTask[]) { drillState.drills = v; },
+    get readinessReport() { return drillState.readiness; },
+    set readinessReport(v: Readiness | null) { drillState.readiness = v; },
+    pendingDrills: () => call('pendingDrills', [], (): DrillTask[] => {
+      requireSignedIn();
+      requireOnline('Drills');
+      return clone(drillState.drills);
+    }),
+    answerDrill: (id, pass) => call('answerDrill', [id, pass], (): DrillOutcome => {
+      requireSignedIn();
+      requireOnline('Answering a drill');
+      const device = state.break_glass.device;
+      if (!device.enrolled) throw fail('not_enrolled', 'This device is not enrolled for break glass, so it has nothing to prove.');
+      const lockedFor = device.locked_until ? new Date(device.locked_until).getTime() - now() : 0;
+      if (lockedFor > 0) {
+        throw fail('locked_out', `Locked out after ${MAX_ATTEMPTS} wrong passphrases. Try again in ${Math.ceil(lockedFor / 60_000)} min.`);
+      }
+      const d = drillState.drills.find((x) => x.id === id);
+      if (!d) throw fail('not_found', 'No such drill waits on this device (it ended, or this device already passed it).');
+      if (pass !== passphrase) {
+        device.failed_attempts += 1;
+        changed();
+        if (device.failed_attempts >= MAX_ATTEMPTS) {
+          device.locked_until = iso(LOCKOUT_MS);
+          throw fail('locked_out', `Locked out after ${MAX_ATTEMPTS} wrong passphrases. Try again in ${LOCKOUT_MS / 60_000} min.`);
+        }
+        const left = MAX_ATTEMPTS - device.failed_attempts;
+        throw fail('wrong_passphrase', `Wrong passphrase. ${left} attempt${left === 1 ? '' : 's'} left before a 15-minute lock-out.`);
+      }
+      drillState.drills = drillState.drills.filter((x) => x.id !== id);
+      return {
+        drill_id: d.id, secret: d.secret, title: d.title, version: d.version, passed_at: iso(),
+        message: `Drill passed: this device opened its sealed copy of ${d.title} (version ${d.version}) and proved it to the broker. No secret was shown.`,
+      };
+    }),
+    readiness: () => call('readiness', [], (): Readiness => {
+      requireSignedIn();
+      requireOnline('Readiness');
+      if (!drillState.readiness) throw fail('forbidden', 'readiness is for admins and the secrets\' alert audiences (security)');
+      return clone(drillState.readiness);
+    }),
 
     status: () => call('status', [], () => clone(state.status)),
     snapshot: () => call('snapshot', [], () => clone(state)),

@@ -109,6 +109,30 @@ export type Decision = { by: string, at: string,
 decision: string, comment: string | null, };
 
 /**
+ * Where one device stands for one secret.
+ */
+export type DeviceReadiness = { device_id: string, device_name: string, 
+/**
+ * The version of the envelope it holds (`None`: none).
+ */
+version: number | null, not_after: string | null, 
+/**
+ * Holds the current version, valid beyond the "expiring soon" margin.
+ */
+fresh: boolean, expiring_soon: boolean, 
+/**
+ * In the last drill of the secret that asked it: `passed`, `failed` (a wrong
+ * proof and no pass), `missed` (no answer by the deadline), `pending` (the
+ * drill is still open); `not_asked` if no drill asked it yet.
+ */
+drill: string, passed_at: string | null, 
+/**
+ * Counts towards the secret's ready holders: fresh, and it did not fail or
+ * miss the last closed drill that asked it.
+ */
+ready: boolean, };
+
+/**
  * This device's enrolment, as the UI shows it.
  */
 export type DeviceStatus = { 
@@ -144,10 +168,25 @@ chain_ok: boolean, chain_error: string | null,
 broker_key_change: BrokerKeyChange | null, };
 
 /**
+ * What a drill answer came to. Never holds the secret.
+ */
+export type DrillOutcome = { drill_id: string, secret: string, title: string, version: number, passed_at: string, message: string, };
+
+/**
+ * The last drill of a secret, in short.
+ */
+export type DrillSummary = { id: string, state: string, version: number, started_at: string, deadline: string, asked: number, passed: number, failed: number, };
+
+/**
+ * A drill waiting on this device, as the UI shows it.
+ */
+export type DrillTask = { id: string, secret: string, title: string, version: number, deadline: string, };
+
+/**
  * A stable, machine-readable error code. The string form is part of the public API:
  * tests pin every one of them.
  */
-export type ErrorCode = "unauthenticated" | "forbidden" | "not_found" | "invalid_json" | "invalid_request" | "invalid_duration" | "justification_required" | "ticket_required" | "self_approval" | "already_decided" | "conflict" | "idempotency_key_reused" | "payload_too_large" | "unsupported_media_type" | "method_not_allowed" | "not_eligible" | "no_credentials" | "chain_rejected" | "too_many_streams" | "sso_not_configured" | "invalid_id_token" | "session_expired" | "idp_unavailable" | "internal";
+export type ErrorCode = "unauthenticated" | "forbidden" | "not_found" | "invalid_json" | "invalid_request" | "invalid_duration" | "justification_required" | "ticket_required" | "self_approval" | "already_decided" | "conflict" | "idempotency_key_reused" | "payload_too_large" | "unsupported_media_type" | "method_not_allowed" | "not_eligible" | "no_credentials" | "chain_rejected" | "too_many_streams" | "sso_not_configured" | "invalid_id_token" | "session_expired" | "idp_unavailable" | "drill_proof_rejected" | "internal";
 
 /**
  * The terms on which a bundle may be requested.
@@ -185,6 +224,15 @@ last_error: string | null, attempts: number, next_attempt_at: string | null,
  * certificate (`POST /grants/{id}/ssh-certificate`) once the grant is active.
  */
 ssh: boolean, };
+
+/**
+ * Where one eligible person stands for one secret.
+ */
+export type HolderReadiness = { user: string, devices: Array<DeviceReadiness>, 
+/**
+ * At least one device is ready.
+ */
+ready: boolean, on_call: boolean, };
 
 /**
  * An incident a source reported and a rule of the policy matched.
@@ -233,6 +281,8 @@ as_of: string | null,
  */
 stale: boolean, };
 
+export type OnCallGap = { user: string, eligible: boolean, };
+
 /**
  * A view a `firedoor://open/…` link shows.
  */
@@ -267,6 +317,11 @@ warning: string | null,
  * How to make it stronger.
  */
 suggestions: Array<string>, };
+
+/**
+ * `GET /v1/readiness`.
+ */
+export type Readiness = { at: string, secrets: Array<SecretReadiness>, };
 
 /**
  * An action queued offline and sent (or refused, or cancelled) later, in words.
@@ -351,6 +406,40 @@ problem: string | null,
 reconnect?: string | null, };
 
 export type SealedState = "valid" | "expired" | "not_yet_valid" | "invalid";
+
+/**
+ * One secret's readiness.
+ */
+export type SecretReadiness = { name: string, title: string, 
+/**
+ * 0 while no value is stored (then nobody can be ready, and no alert is raised).
+ */
+version: number, 
+/**
+ * People ready to open it (see [`DeviceReadiness::ready`]).
+ */
+ready: number, 
+/**
+ * max(unlock quorum, `min_ready`).
+ */
+required: number, 
+/**
+ * `ready < required` for a secret that has a value.
+ */
+below: boolean, 
+/**
+ * Everyone who may unlock it, ready or not.
+ */
+holders: Array<HolderReadiness>, 
+/**
+ * People on call now without a fresh envelope of it (`eligible`: whether they
+ * may unlock it at all).
+ */
+on_call_without_envelope: Array<OnCallGap>, last_drill: DrillSummary | null, 
+/**
+ * When the next scheduled drill starts (`None`: no `drill_every`).
+ */
+next_drill_at: string | null, };
 
 export type Snapshot = { status: AppStatus, bundles: Array<BundleView>, favourites: Array<string>, my_requests: Array<RequestView>, approvals: Array<RequestView>, grants: Array<GrantView>, outbox: Array<OutboxItem>, 
 /**

@@ -73,6 +73,13 @@ impl Console {
             .collect())
     }
 
+    /// Readiness per secret (admins and the secrets' alert audiences; the broker
+    /// decides who may see what).
+    pub async fn readiness(&self) -> Result<firedoor_core::drill::Readiness> {
+        let (c, _, _) = self.signed_in_account().await?;
+        c.readiness().await.map_err(ConsoleError::from)
+    }
+
     /// Answers drill `drill_id`: re-authenticates with the passphrase (5 wrong ones
     /// in 15 minutes lock break glass out, as for an unlock), refreshes this device's
     /// sealed copies, opens the copy of the drilled secret in memory, and sends the
