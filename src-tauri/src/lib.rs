@@ -10,11 +10,11 @@ mod links;
 mod notify;
 mod tray;
 
+use firedoor_client::breakglass::drill::{DrillOutcome, DrillTask};
 use firedoor_client::console::{
     ActionResult, AppStatus, Change, Console, ConsoleError, ConsoleErrorCode, ErrorCode, Snapshot,
     UnlockResult,
 };
-use firedoor_client::breakglass::drill::{DrillOutcome, DrillTask};
 use firedoor_client::secrets::{KeyringStore, MemoryStore, SecretStore};
 use firedoor_client::trust::PassphraseStrength;
 use firedoor_core::api::{CreateRequest, Credentials, ExtendBody};

@@ -1260,7 +1260,7 @@ fn readiness_table(r: &firedoor_core::drill::Readiness) -> String {
         for h in &s.holders {
             if h.devices.is_empty() {
                 out.push_str(&format!(
-                    "  {}\t(no device)\t-\t-\t-\tno{}\n",
+                    "  {}{}\t(no device)\t-\t-\t-\tno\n",
                     h.user,
                     if h.on_call { " (on call)" } else { "" }
                 ));
@@ -1277,8 +1277,9 @@ fn readiness_table(r: &firedoor_core::drill::Readiness) -> String {
                     None => d.drill.clone(),
                 };
                 out.push_str(&format!(
-                    "  {}\t{}\t{}\t{}\t{}\t{}\n",
+                    "  {}{}\t{}\t{}\t{}\t{}\t{}\n",
                     h.user,
+                    if h.on_call { " (on call)" } else { "" },
                     d.device_name,
                     env,
                     d.not_after.map(t).unwrap_or_else(|| "-".into()),

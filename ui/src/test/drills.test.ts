@@ -11,7 +11,7 @@ const DRILL = {
 };
 
 describe('Drill banner', () => {
-  it('proves access with the passphrase and shows the result, never a secret', async () => {
+  it('proves access with the passphrase and shows the result, never a secret', { timeout: 20_000 }, async () => {
     const { user, backend } = await renderApp();
     backend.drills = [{ ...DRILL }];
     await user.click(byId('nav-breakglass'));
