@@ -1370,6 +1370,72 @@ mod tests {
                 json!({ "provider": "opsgenie", "failures": 3,
                     "stale_since": "2026-01-02T03:04:05.000000Z" }),
             ),
+            // issue 14: drills
+            (
+                AuditEvent::DrillStarted {
+                    secret: s("db"),
+                    version: 2,
+                    trigger: s("schedule"),
+                    deadline: s("2026-01-05T03:04:05.000000Z"),
+                    devices: 3,
+                    users: 2,
+                },
+                "drill_started",
+                json!({ "secret": "db", "version": 2, "trigger": "schedule",
+                    "deadline": "2026-01-05T03:04:05.000000Z", "devices": 3, "users": 2 }),
+            ),
+            (
+                AuditEvent::DrillPassed {
+                    secret: s("db"),
+                    version: 2,
+                    device: s("dev_1"),
+                    user: s("alice"),
+                },
+                "drill_passed",
+                json!({ "secret": "db", "version": 2, "device": "dev_1", "user": "alice" }),
+            ),
+            (
+                AuditEvent::DrillFailed {
+                    secret: s("db"),
+                    version: 2,
+                    device: s("dev_1"),
+                    user: s("alice"),
+                    problem: s("wrong_proof"),
+                    failures: 1,
+                },
+                "drill_failed",
+                json!({ "secret": "db", "version": 2, "device": "dev_1", "user": "alice",
+                    "problem": "wrong_proof", "failures": 1 }),
+            ),
+            (
+                AuditEvent::DrillClosed {
+                    secret: s("db"),
+                    asked: 3,
+                    passed: 2,
+                    failed: 1,
+                    missed: 0,
+                },
+                "drill_closed",
+                json!({ "secret": "db", "asked": 3, "passed": 2, "failed": 1, "missed": 0 }),
+            ),
+            (
+                AuditEvent::ReadinessBelow {
+                    ready: 1,
+                    required: 2,
+                    version: 2,
+                },
+                "readiness_below",
+                json!({ "ready": 1, "required": 2, "version": 2 }),
+            ),
+            (
+                AuditEvent::ReadinessRestored {
+                    ready: 2,
+                    required: 2,
+                    version: 2,
+                },
+                "readiness_restored",
+                json!({ "ready": 2, "required": 2, "version": 2 }),
+            ),
         ];
         for (event, action, before) in cases {
             assert_eq!(event.action().as_str(), action, "{event:?}");

@@ -2177,6 +2177,53 @@ rotate_after_online = "1h"
 unlock = { users = ["alice"] }
 "#;
 
+    // issue 14: drills
+    #[test]
+    fn drill_settings_parse_with_defaults_and_bounds() {
+        let p = parse_policy("s.toml", SECRETS).expect("valid");
+        let m = p.secret("manual").unwrap();
+        assert_eq!(
+            (m.drill_every_secs, m.drill_window_secs, m.min_ready),
+            (None, DEFAULT_DRILL_WINDOW_SECS, None)
+        );
+        assert_eq!(m.required_ready(), 1);
+        assert!(
+            !m.readiness_alerts(),
+            "no alert unless the policy asks for one"
+        );
+        let src = SECRETS.replace(
+            "unlock = { users = [\"alice\"] }",
+            "unlock = { users = [\"alice\"] }\ndrill_every = \"30d\"\ndrill_window = \"1d\"\nmin_ready = 3",
+        );
+        let m = parse_policy("s.toml", &src)
+            .unwrap()
+            .secret("manual")
+            .unwrap()
+            .clone();
+        assert_eq!(
+            (m.drill_every_secs, m.drill_window_secs, m.min_ready),
+            (Some(30 * 86_400), 86_400, Some(3))
+        );
+        assert_eq!(m.required_ready(), 3);
+        assert!(m.readiness_alerts());
+        for (bad, says) in [
+            ("min_ready = 0", "min_ready 0 is out of range"),
+            ("drill_every = \"1m\"", "drill_every '1m' is out of range"),
+            ("drill_window = \"1m\"", "drill_window '1m' is out of range"),
+            (
+                "drill_every = \"1d\"\ndrill_window = \"2d\"",
+                "drill_window is longer than drill_every",
+            ),
+        ] {
+            let src = SECRETS.replace(
+                "unlock = { users = [\"alice\"] }",
+                &format!("unlock = {{ users = [\"alice\"] }}\n{bad}"),
+            );
+            let e = err_of(&src);
+            assert!(e.message.contains(says), "{bad}: {e}");
+        }
+    }
+
     #[test]
     fn parses_secrets_with_defaults() {
         let p = parse_policy("s.toml", SECRETS).expect("valid");
