@@ -507,6 +507,8 @@ async fn drill_schedule_starts_when_due_and_readiness_alerts_once_per_transition
     // On call without an envelope (an override puts someone on call instead):
     // dave may not unlock it at all; bob may, but has no device yet.
     for (user, eligible) in [("dave", false), ("bob", true)] {
+        // The later override wins; a minute apart so that holds on either store.
+        tb.advance(Duration::minutes(1));
         tb.client("carol")
             .add_override(
                 "payments-primary",
@@ -564,7 +566,8 @@ async fn drill_schedule_starts_when_due_and_readiness_alerts_once_per_transition
     );
 
     // 30 days after the first started: the next one starts, asking both devices.
-    tb.advance(Duration::days(29) - Duration::seconds(1));
+    let due = first.started_at + Duration::days(30);
+    tb.clock.set(due - Duration::seconds(1));
     for _ in 0..3 {
         tb.running.broker.run_due_work().await.unwrap();
     }
