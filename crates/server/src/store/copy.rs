@@ -132,6 +132,18 @@ table!(copy_audit_sinks, AuditSinkRow, "audit_sinks", "name", {
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
+// issue 14: drills
+table!(copy_drills, DrillCopyRow, "drills", "id", {
+    id: String, secret: String, version: i64, nonce: String, kind: String, started_by: String,
+    started_at: Ts, deadline: Ts, closed_at: Option<Ts>,
+});
+table!(copy_drill_devices, DrillDeviceCopyRow, "drill_devices", "drill_id, device_id", {
+    drill_id: String, device_id: String, user_name: String, passed_at: Option<Ts>, failures: i64,
+    last_failure_at: Option<Ts>,
+});
+table!(copy_readiness, ReadinessCopyRow, "readiness_state", "secret", {
+    secret: String, below: i64, since: Ts, ready: i64,
+});
 
 /// What a copy moved: rows per table, in copy order.
 #[derive(Debug, Default)]
@@ -207,6 +219,15 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
     // The SIEM sinks' cursors: the copy goes on delivering where the source was.
     out.tables
         .push(("audit_sinks", copy_audit_sinks(&mut src, &mut dst).await?));
+    // issue 14: drills (who passed when) and the readiness alert state.
+    out.tables
+        .push(("drills", copy_drills(&mut src, &mut dst).await?));
+    out.tables.push((
+        "drill_devices",
+        copy_drill_devices(&mut src, &mut dst).await?,
+    ));
+    out.tables
+        .push(("readiness_state", copy_readiness(&mut src, &mut dst).await?));
     // Counters that follow explicit ids: new events continue after the copied ones;
     // the audit high-water mark is the source's (it may be above the last record if
     // the source's end was cut, which `audit verify` must still report).
