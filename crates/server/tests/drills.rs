@@ -454,8 +454,18 @@ async fn drill_end_to_end_two_pass_one_fails_and_a_replay_is_refused() {
 
 #[tokio::test]
 async fn drill_schedule_starts_when_due_and_readiness_alerts_once_per_transition() {
+    // Security's webhook takes security alerts: the readiness alert goes out there
+    // too (to a closed port here: the delivery is queued and retried).
+    std::env::set_var(
+        "FD_DRILL_HOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let hook = "\n[notifications.security-hook]\nkind = \"webhook\"\nurl = \"http://127.0.0.1:9/hook\"\nsecret_env = \"FD_DRILL_HOOK_SECRET\"\nevents = [\"security_alert\"]\n";
     let tb = spawn_with(
-        &policy("drill_every = \"30d\"\ndrill_window = \"1d\"\nmin_ready = 2"),
+        &format!(
+            "{}{hook}",
+            policy("drill_every = \"30d\"\ndrill_window = \"1d\"\nmin_ready = 2")
+        ),
         None,
     )
     .await;
@@ -497,6 +507,16 @@ async fn drill_schedule_starts_when_due_and_readiness_alerts_once_per_transition
         )
         .await;
     assert_eq!(alerts, 1, "the admin hears of it once");
+    let outbound = raw
+        .count(
+            "SELECT count(*) FROM outbound WHERE kind = 'security_alert' AND payload LIKE $1",
+            "%required people ready%",
+        )
+        .await;
+    assert_eq!(
+        outbound, 1,
+        "one outbound notification to security's webhook"
+    );
     let r = readiness(&tb).await;
     assert_eq!((r.ready, r.required, r.below), (1, 2, true));
     assert_eq!(r.next_drill_at, Some(first.started_at + Duration::days(30)));
