@@ -253,6 +253,20 @@ pub fn document(policy: &Policy) -> String {
                 "parameters": name_param(),
                 "requestBody": { "required": true, "content": { "application/json": { "schema": r("OnlineUnlock") } } },
                 "responses": { "200": ok(r("UnlockedSecret")), "4XX": err_resp() } } },
+            // issue 14: drills
+            "/drills": {
+                "get": op("The latest drills and who passed (admins)", json!([]), None, json!({ "type": "object", "properties": { "drills": arr("Drill") } })),
+                "post": {
+                    "summary": "Start a drill of a secret, or of every secret with a value (\"all\") (admins). 409 while one is open or without a value",
+                    "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "required": ["secret"], "properties": { "secret": s("string") } } } } },
+                    "responses": { "201": ok(json!({ "type": "object", "properties": { "drills": arr("Drill") } })), "4XX": err_resp() } } },
+            "/drills/{id}/answers": { "post": {
+                "summary": "A device's proof: hex HMAC-SHA256 keyed by the secret over the drill id, nonce, secret, version and device id, signed by the device key. 422 drill_proof_rejected for a wrong or replayed proof (recorded); a passed device is told so again",
+                "parameters": id_param("drill"),
+                "requestBody": { "required": true, "content": { "application/json": { "schema": r("DrillAnswer") } } },
+                "responses": { "200": ok(r("DrillPassed")), "4XX": err_resp() } } },
+            "/devices/{id}/drills": { "get": op("Drills waiting on my device (with their nonces)", id_param("device"), None, r("PendingDrills")) },
+            "/readiness": { "get": op("Per secret: who is eligible, fresh envelopes, last drill, on-call gaps, ready of required (admins and each secret's alert audience)", json!([]), None, r("Readiness")) },
             "/events": { "get": {
                 "summary": "Live events for me as server-sent events; resume with Last-Event-ID",
                 "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": int_range(0, i64::MAX) }],
@@ -295,6 +309,21 @@ pub fn document(policy: &Policy) -> String {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
             "schemas": {
                 "Error": { "type": "object", "required": ["code", "message"], "properties": { "code": s("string"), "message": s("string") } },
+                // issue 14: drills
+                "Drill": { "type": "object", "properties": { "id": s("string"), "secret": s("string"), "version": s("integer"), "trigger": s("string"),
+                    "started_by": s("string"), "started_at": s("string"), "deadline": s("string"), "state": s("string"),
+                    "devices": { "type": "array", "items": { "type": "object", "properties": { "device_id": s("string"), "device_name": s("string"),
+                        "user": s("string"), "passed_at": s("string"), "failures": s("integer"), "last_failure_at": s("string") } } } } },
+                "DrillAnswer": { "type": "object", "required": ["device_id", "version", "proof", "signature"], "properties": { "device_id": s("string"),
+                    "version": s("integer"), "proof": s("string"), "signature": s("string") } },
+                "DrillPassed": { "type": "object", "properties": { "drill_id": s("string"), "secret": s("string"), "version": s("integer"),
+                    "device_id": s("string"), "passed_at": s("string") } },
+                "PendingDrills": { "type": "object", "properties": { "drills": { "type": "array", "items": { "type": "object", "properties": {
+                    "id": s("string"), "secret": s("string"), "title": s("string"), "version": s("integer"), "nonce": s("string"), "deadline": s("string") } } } } },
+                "Readiness": { "type": "object", "properties": { "at": s("string"), "secrets": { "type": "array", "items": { "type": "object", "properties": {
+                    "name": s("string"), "title": s("string"), "version": s("integer"), "ready": s("integer"), "required": s("integer"), "below": s("boolean"),
+                    "holders": { "type": "array", "items": { "type": "object" } }, "on_call_without_envelope": { "type": "array", "items": { "type": "object" } },
+                    "last_drill": { "type": "object" }, "next_drill_at": s("string") } } } } },
                 "Disabled": { "type": "object", "properties": { "user": s("string"), "tokens_revoked": s("integer"), "devices_revoked": s("integer"),
                     "grants_revoked": s("integer"), "requests_cancelled": s("integer"), "rotating": { "type": "array", "items": s("string") } } },
                 "SsoStart": { "type": "object", "properties": { "issuer": s("string"), "authorization_endpoint": s("string"), "token_endpoint": s("string"),
