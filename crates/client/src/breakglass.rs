@@ -1238,6 +1238,7 @@ impl Console {
             reason: reason.to_string(),
             mode: "offline".into(),
             prev_hash: st.tip.hash.clone(),
+            incident: None,
         };
         let signed = SignedRecord::sign(&record, keys.signing_key());
         drop(keys);

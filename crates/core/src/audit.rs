@@ -89,6 +89,16 @@ pub enum AuditAction {
     /// An SSO session ended early: sign-out, a disabled user, a replayed refresh
     /// token.
     SsoSessionRevoked,
+    // issue 14: uses
+    /// A break-glass use was recorded; its classification is pending (it is open).
+    BreakGlassUseOpened,
+    /// A break-glass use was classified (drill, incident, other) or reclassified.
+    BreakGlassUseClassified,
+    /// A rotation waiting for an incident became due: the incident was resolved.
+    RotationReleased,
+    /// After a rotation, the target's open sessions of the role were ended (or
+    /// could not be).
+    RotationSessionsEnded,
 }
 
 impl AuditAction {
@@ -142,6 +152,11 @@ impl AuditAction {
             AuditAction::SsoSignedIn => "sso_signed_in",
             AuditAction::SsoRefreshed => "sso_refreshed",
             AuditAction::SsoSessionRevoked => "sso_session_revoked",
+            // issue 14: uses
+            AuditAction::BreakGlassUseOpened => "break_glass_use_opened",
+            AuditAction::BreakGlassUseClassified => "break_glass_use_classified",
+            AuditAction::RotationReleased => "rotation_released",
+            AuditAction::RotationSessionsEnded => "rotation_sessions_ended",
         }
     }
 }

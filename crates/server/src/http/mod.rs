@@ -22,6 +22,8 @@ mod secrets;
 mod ssh;
 mod sso;
 mod users;
+// issue 14: uses
+mod uses;
 
 use crate::error::Error;
 use crate::service::Broker;
@@ -312,7 +314,10 @@ pub fn router(state: AppState) -> Router {
             put(secrets::put_secret).layer(axum::extract::DefaultBodyLimit::max(SECRET_BODY_LIMIT)),
         )
         .route("/secrets/{name}/rotate", post(secrets::rotate_secret))
-        .route("/secrets/{name}/unlock", post(secrets::online_unlock));
+        .route("/secrets/{name}/unlock", post(secrets::online_unlock))
+        // issue 14: uses
+        .route("/unlocks", get(uses::list))
+        .route("/unlocks/{id}/classify", post(uses::classify));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)
