@@ -1122,6 +1122,7 @@ impl Console {
                 &OnlineUnlock {
                     reason: reason.to_string(),
                     device_id: Some(enr.device_id.clone()),
+                    incident: None,
                 },
             )
             .await;
