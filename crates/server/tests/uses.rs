@@ -172,6 +172,18 @@ async fn version(tb: &TestBroker, name: &str) -> i64 {
         .version
 }
 
+/// Waits for the broker's worker to bring `name` to version `v` (it runs every
+/// 50 ms and when the clock is moved; nothing waits for time to pass).
+async fn version_becomes(tb: &TestBroker, name: &str, v: i64) {
+    eventually(&format!("{name} at version {v}"), || async {
+        (version(tb, name).await == v).then_some(())
+    })
+    .await;
+    // Settled: nothing more is due.
+    tb.running.run_due_work().await.unwrap();
+    assert_eq!(version(tb, name).await, v, "{name} rotated once");
+}
+
 async fn uses_of(tb: &TestBroker, user: &str, open: bool) -> Vec<UseView> {
     tb.client(user).unlocks(open).await.unwrap()
 }
@@ -442,11 +454,8 @@ async fn uses_rotation_waits_for_the_linked_incident_to_be_resolved() {
     assert_eq!(tb.demo.live_secret("pay_bg"), v1);
 
     og(&tb, "Close").await;
-    tb.running.run_due_work().await.unwrap();
-    eventually("rotated after the incident", || async {
-        (version(&tb, "pay-db").await == 2).then_some(())
-    })
-    .await;
+    // The broker's own worker (every 50 ms) picks it up.
+    version_becomes(&tb, "pay-db", 2).await;
     assert!(tb
         .demo
         .live_secret("pay_bg")
@@ -495,8 +504,7 @@ async fn uses_classification_links_the_incident_and_a_drill_releases_the_rotatio
     tb.running.run_due_work().await.unwrap();
     assert_eq!(version(&tb, "pay-db").await, 1);
     og(&tb, "Close").await;
-    tb.running.run_due_work().await.unwrap();
-    assert_eq!(version(&tb, "pay-db").await, 2, "the incident is resolved");
+    version_becomes(&tb, "pay-db", 2).await;
 
     // Version 2 unlocked in a drill: classified drill, rotated at the next pass.
     let r = alice.unlock("pay-db", 2, None);
@@ -518,8 +526,7 @@ async fn uses_classification_links_the_incident_and_a_drill_releases_the_rotatio
     )
     .await;
     assert_eq!(s, 200, "{v}");
-    tb.running.run_due_work().await.unwrap();
-    assert_eq!(version(&tb, "pay-db").await, 3);
+    version_becomes(&tb, "pay-db", 3).await;
     let causes: Vec<_> = audit(&tb)
         .await
         .into_iter()
@@ -595,12 +602,8 @@ async fn uses_rotation_runs_at_max_delay_across_a_restart() {
         "the plan was kept"
     );
     tb.advance(Duration::minutes(1));
-    tb.running.run_due_work().await.unwrap();
-    assert_eq!(
-        version(&tb, "pay-db").await,
-        2,
-        "rotated at the maximum delay"
-    );
+    // Rotated at the maximum delay by the new process's worker.
+    version_becomes(&tb, "pay-db", 2).await;
     let rotated = audit(&tb)
         .await
         .into_iter()
@@ -618,5 +621,140 @@ async fn uses_rotation_runs_at_max_delay_across_a_restart() {
         .await
         .iter()
         .all(|(a, _, _)| a != "rotation_released"));
+    tb.running.stop().await;
+}
+
+const PG_POLICY: &str = r#"
+[integrations.pg]
+kind = "postgres"
+url_env = "UNUSED_IN_THESE_TESTS"
+permissions = { read = ["app_read"] }
+
+[secrets.end-db]
+unlock = { groups = ["oncall"] }
+rotate = { integration = "pg", role = "fd_bg_end", end_sessions = true }
+
+[secrets.keep-db]
+unlock = { groups = ["oncall"] }
+rotate = { integration = "pg", role = "fd_bg_keep" }
+"#;
+
+/// `end_sessions = true`: after the password change the rotation ends the role's
+/// open sessions on the real PostgreSQL (made with the old password); without it
+/// they stay. Both secrets are unlocked online and rotate an hour later.
+#[tokio::test]
+async fn uses_rotation_ends_the_old_passwords_postgres_sessions_if_the_policy_says_so() {
+    use firedoor_server::connectors::postgres::{scram_verifier, PostgresConnector};
+    use firedoor_server::connectors::{Connector, Connectors};
+    use sqlx::Connection;
+
+    let pg = firedoor_testkit::PgServer::start();
+    pg.seed_app();
+    let old = "initial-Bg-2c9e71d0";
+    for role in ["fd_bg_end", "fd_bg_keep"] {
+        pg.admin(
+            "app",
+            &format!(
+                "CREATE ROLE {role} LOGIN PASSWORD '{}'; GRANT app_read TO {role};
+                 GRANT CONNECT ON DATABASE app TO {role};",
+                scram_verifier(old)
+            ),
+        );
+    }
+    let policy = firedoor_core::policy::parse_policy("pg.toml", PG_POLICY).unwrap();
+    let conn = PostgresConnector::new(
+        "pg",
+        &pg.app_broker_url(&["fd_bg_end", "fd_bg_keep"]),
+        None,
+        policy.integrations["pg"].kind.clone(),
+    )
+    .unwrap();
+    let mut c: Connectors = Default::default();
+    c.insert("pg".into(), Arc::new(conn) as Arc<dyn Connector>);
+    let tb = spawn_with(PG_POLICY, Some(c)).await;
+    let url = |role: &str, pw: &str| format!("postgres://{role}:{pw}@127.0.0.1:{}/app", pg.port);
+    for name in ["end-db", "keep-db"] {
+        let (s, v) = call(
+            &tb,
+            "PUT",
+            &format!("/secrets/{name}"),
+            "carol",
+            Some(json!({ "value": old })),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    // Sessions opened with the old password, as a responder would hold them.
+    let mut ended = sqlx::PgConnection::connect(&url("fd_bg_end", old))
+        .await
+        .unwrap();
+    let mut kept = sqlx::PgConnection::connect(&url("fd_bg_keep", old))
+        .await
+        .unwrap();
+    for name in ["end-db", "keep-db"] {
+        let (s, v) = call(
+            &tb,
+            "POST",
+            &format!("/secrets/{name}/unlock"),
+            "alice",
+            Some(json!({ "reason": "INC-7 payments" })),
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+    }
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut ended)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "the session works before the rotation");
+
+    tb.advance(Duration::hours(1) + Duration::minutes(1));
+    version_becomes(&tb, "end-db", 2).await;
+    version_becomes(&tb, "keep-db", 2).await;
+
+    assert!(
+        sqlx::query("SELECT 1").execute(&mut ended).await.is_err(),
+        "end_sessions = true: the old password's session is gone"
+    );
+    let count: i64 = sqlx::query_scalar("SELECT count(*) FROM orders")
+        .fetch_one(&mut kept)
+        .await
+        .unwrap();
+    assert_eq!(count, 2, "end_sessions = false: the open session stays");
+    assert!(
+        sqlx::PgConnection::connect(&url("fd_bg_end", old))
+            .await
+            .is_err(),
+        "and the old password no longer logs in"
+    );
+    let records = audit(&tb).await;
+    let ends: Vec<_> = records
+        .iter()
+        .filter(|(a, _, _)| a == "rotation_sessions_ended")
+        .collect();
+    assert_eq!(
+        ends.len(),
+        1,
+        "only the secret whose policy says so: {ends:?}"
+    );
+    assert_eq!(ends[0].1, "end-db");
+    assert_eq!(ends[0].2["sessions"], 1);
+    assert_eq!(ends[0].2["role"], "fd_bg_end");
+    assert_eq!(ends[0].2["error"], Value::Null);
+    assert_eq!(
+        records
+            .iter()
+            .filter(|(a, _, _)| a == "break_glass_use_opened")
+            .count(),
+        2,
+        "each online unlock is an open use"
+    );
+    let log = pg.log();
+    assert!(
+        log.contains("pg_terminate_backend"),
+        "the statement ran on the server"
+    );
+    assert!(!log.contains(old), "no password in the PostgreSQL log");
+    drop(kept);
     tb.running.stop().await;
 }
