@@ -286,6 +286,34 @@ async fn unlock_secret(
         .await
 }
 
+// issue 14: uses
+/// Break-glass uses the broker shows this user (theirs; security and admins: all
+/// of theirs); only open (unclassified) ones if `open_only`.
+#[tauri::command]
+async fn break_glass_uses(
+    s: State<'_, AppState>,
+    open_only: bool,
+) -> CmdResult<Vec<firedoor_core::uses::UseView>> {
+    s.console.break_glass_uses(open_only).await
+}
+
+/// Classifies a break-glass use: `drill`, `incident` (with its id) or `other`
+/// (with a note).
+#[tauri::command]
+async fn classify_use(
+    s: State<'_, AppState>,
+    id: String,
+    kind: String,
+    incident: Option<String>,
+    note: Option<String>,
+) -> CmdResult<firedoor_core::uses::UseView> {
+    let kind = firedoor_client::uses::parse_kind(&kind)
+        .map_err(|m| ConsoleError::new(ConsoleErrorCode::Usage, m))?;
+    s.console
+        .classify_use(&id, kind, incident.as_deref(), note.as_deref())
+        .await
+}
+
 /// Demo mode: stops the in-process broker (`up = false`, as if the network cable
 /// were pulled) or starts it again.
 #[tauri::command]
@@ -627,7 +655,10 @@ pub fn run() {
             links_ready,
             autostart,
             set_autostart,
-            ui_ready
+            ui_ready,
+            // issue 14: uses
+            break_glass_uses,
+            classify_use
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

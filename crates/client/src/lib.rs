@@ -18,8 +18,10 @@ pub mod ssh;
 pub mod ssh_agent;
 pub mod sso;
 pub mod trust;
+// issue 14: uses
 #[cfg(feature = "ts")]
 pub mod ts;
+pub mod uses;
 
 use firedoor_core::api::{
     ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,

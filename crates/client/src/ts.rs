@@ -50,6 +50,8 @@ fn roots(g: &mut Exporter) {
     g.export::<ConsoleError>();
     g.export::<ConsoleErrorCode>();
     g.export::<LinkEvent>();
+    // issue 14: uses
+    g.export::<firedoor_core::uses::UseView>();
 }
 
 /// The settings the declarations are made with: 64-bit integers are JSON numbers (as

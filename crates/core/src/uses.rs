@@ -27,6 +27,7 @@ pub const MAX_NOTE_CHARS: usize = 1000;
 
 /// What a use was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 #[serde(rename_all = "snake_case")]
 pub enum UseKind {
     /// A rehearsal: nothing was wrong.
@@ -164,6 +165,7 @@ pub fn may_classify_use(
 
 /// One break-glass use, as the API shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "ts", derive(ts_rs::TS))]
 pub struct UseView {
     pub id: String,
     pub secret: String,
@@ -173,6 +175,7 @@ pub struct UseView {
     /// `offline` or `online`.
     pub mode: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub device_id: Option<String>,
     pub reason: String,
     pub unlocked_at: DateTime<Utc>,
@@ -180,26 +183,34 @@ pub struct UseView {
     /// Open: not classified yet.
     pub open: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub kind: Option<UseKind>,
     /// The incident as given (on the unlock or at classification).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub incident: Option<String>,
     /// The broker's incident it matched, and that incident's state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub incident_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub incident_state: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub note: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub classified_by: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub classified_at: Option<DateTime<Utc>>,
     /// `immediate` or `after_incident` (the secret's policy).
     pub rotation: String,
     /// When the broker plans to rotate the value this use opened (`None`: no
     /// automatic rotation, or rotated already).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "ts", ts(optional))]
     pub rotates_at: Option<DateTime<Utc>>,
     /// The value this use opened has been replaced.
     pub rotated: bool,

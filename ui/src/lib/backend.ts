@@ -3,7 +3,7 @@
 
 import type {
   ActionResult, AppStatus, BackendError, Credentials, LinkEvent, NewRequest, PassphraseStrength, Snapshot,
-  UnlockResult,
+  UnlockResult, UseKind, UseView,
 } from './types';
 
 export interface Backend {
@@ -63,6 +63,15 @@ export interface Backend {
   /** Tells the backend the UI listens for links; returns those that came before
    *  (the link the app was started with). */
   linksReady(): Promise<LinkEvent[]>;
+  // issue 14: uses
+  /** Break-glass uses the broker shows this user (their own; security and admins:
+   *  every use of their secrets), open ones first; only open ones if `openOnly`.
+   *  Errors: 'offline'. */
+  breakGlassUses(openOnly: boolean): Promise<UseView[]>;
+  /** Classifies a use: drill, incident (with its id) or other (with a note). Errors:
+   *  'usage' (a missing note or incident id), 'forbidden' (not the unlocker nor
+   *  security; or already classified and not security), 'not_found', 'offline'. */
+  classifyUse(id: string, kind: UseKind, incident?: string, note?: string): Promise<UseView>;
   /** Whether Firedoor starts at login (into the tray). */
   autostart(): Promise<boolean>;
   /** Turns starting at login on or off; returns the new state. Errors: 'autostart'. */
@@ -119,5 +128,9 @@ export async function tauriBackend(): Promise<Backend> {
     linksReady: () => call('links_ready'),
     autostart: () => call('autostart'),
     setAutostart: (on) => call('set_autostart', { on }),
+    // issue 14: uses
+    breakGlassUses: (openOnly) => call('break_glass_uses', { openOnly }),
+    classifyUse: (id, kind, incident, note) =>
+      call('classify_use', { id, kind, incident: incident ?? null, note: note ?? null }),
   };
 }
