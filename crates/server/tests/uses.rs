@@ -758,3 +758,146 @@ async fn uses_rotation_ends_the_old_passwords_postgres_sessions_if_the_policy_sa
     drop(kept);
     tb.running.stop().await;
 }
+
+/// The broker's CLI lists open uses and classifies them as an operator (audited as
+/// `cli:<user>`), refusing what a classification must not lack.
+#[tokio::test]
+async fn uses_cli_lists_open_uses_and_classifies_them() {
+    use firedoor_core::breakglass::OnlineUnlock;
+    use firedoor_core::policy::Principal;
+    use std::process::{Command, Stdio};
+
+    const BIN: &str = env!("CARGO_BIN_EXE_firedoor-server");
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let policy_src = "[integrations.demo]\nkind = \"demo\"\n\n[secrets.now-db]\nunlock = { groups = [\"oncall\"] }\nrotate = { integration = \"demo\", role = \"now_bg\" }\n";
+    let policy_file = tmp.path().join("policy.toml");
+    std::fs::write(&policy_file, policy_src).unwrap();
+    let policy_arg = policy_file.to_str().unwrap().to_string();
+    let cli = |args: &[&str]| {
+        Command::new(BIN)
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .env("FIREDOOR_LOG", "warn")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let add = cli(&["user", "add", "alice", "--group", "oncall"]);
+    assert!(
+        add.status.success(),
+        "{}",
+        String::from_utf8_lossy(&add.stderr)
+    );
+    // alice unlocks online through the broker's own operation.
+    {
+        let policy = firedoor_core::policy::parse_policy("p.toml", policy_src).unwrap();
+        let b = firedoor_server::open_broker(
+            &data,
+            None,
+            None,
+            policy,
+            Default::default(),
+            Arc::new(firedoor_server::clock::SystemClock::default()),
+        )
+        .await
+        .unwrap();
+        b.put_secret(
+            &firedoor_server::audit::Actor::Cli("ops".into()),
+            "now-db",
+            "first-value-9c",
+        )
+        .await
+        .unwrap();
+        let alice = Principal {
+            name: "alice".into(),
+            groups: vec!["oncall".into()],
+            admin: false,
+            oncall: Vec::new(),
+        };
+        b.online_unlock(
+            &alice,
+            "now-db",
+            OnlineUnlock {
+                reason: "replica lag".into(),
+                device_id: None,
+                incident: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    let text = |o: &std::process::Output| {
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let list = text(&cli(&[
+        "unlocks",
+        "list",
+        "--open",
+        "--policy",
+        &policy_arg,
+    ]));
+    let line = list.lines().next().unwrap();
+    assert!(line.contains("\tOPEN\tnow-db v1\tonline "), "{list}");
+    assert!(
+        line.contains("\tby alice") && line.contains("rotation=immediate"),
+        "{list}"
+    );
+    let id = line.split('\t').next().unwrap().to_string();
+    assert!(id.starts_with("use_"), "{id}");
+
+    let bad = cli(&[
+        "unlocks",
+        "classify",
+        &id,
+        "--kind",
+        "other",
+        "--policy",
+        &policy_arg,
+    ]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("needs a note"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let bad = cli(&[
+        "unlocks",
+        "classify",
+        &id,
+        "--kind",
+        "oops",
+        "--policy",
+        &policy_arg,
+    ]);
+    assert!(!bad.status.success());
+
+    let done = text(&cli(&[
+        "unlocks",
+        "classify",
+        &id,
+        "--kind",
+        "incident",
+        "--incident",
+        "INC-5",
+        "--policy",
+        &policy_arg,
+    ]));
+    assert!(
+        done.contains("\tincident\tnow-db v1") && done.contains("incident=INC-5"),
+        "{done}"
+    );
+    assert!(done.contains("classified_by=cli:"), "{done}");
+    let open = text(&cli(&[
+        "unlocks",
+        "list",
+        "--open",
+        "--policy",
+        &policy_arg,
+    ]));
+    assert_eq!(open.trim(), "no open break-glass uses");
+    let all = text(&cli(&["unlocks", "list", "--policy", &policy_arg]));
+    assert!(all.contains(&id) && all.contains("incident=INC-5"), "{all}");
+}

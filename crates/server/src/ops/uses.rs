@@ -24,6 +24,10 @@ use std::collections::BTreeMap;
 /// Uses listed at most.
 pub const MAX_USES_LISTED: i64 = 500;
 
+/// Waiting uses by (secret, version): the released ones (id, cause) and how many
+/// still wait.
+type Waiting = BTreeMap<(String, i64), (Vec<(String, String)>, usize)>;
+
 /// An unlock to record as a use.
 pub(crate) struct Unlocked<'a> {
     pub secret: &'a str,
@@ -101,7 +105,13 @@ impl Broker {
         // links nothing (the record itself was accepted and is kept as signed).
         let reference = u.incident.and_then(|t| uses::check_incident_ref(t).ok());
         let matched = match &reference {
-            Some(r) => self.match_incident(uow, r).await.unwrap_or(None),
+            // An unknown `inc_…` id on a record links nothing (it stays the
+            // reference given); a store error is an error.
+            Some(r) => match self.match_incident(uow, r).await {
+                Ok(m) => m,
+                Err(Error::Rule(_)) => None,
+                Err(e) => return Err(e),
+            },
             None => None,
         };
         let resolved = matched.as_ref().is_some_and(|(_, s)| s == "resolved");
@@ -315,8 +325,7 @@ impl Broker {
         if waiting.is_empty() {
             return Ok(());
         }
-        // (secret, version) -> (released uses with their cause, still waiting)
-        let mut groups: BTreeMap<(String, i64), (Vec<(String, String)>, usize)> = BTreeMap::new();
+        let mut groups = Waiting::new();
         let mut stale = Vec::new();
         for u in waiting {
             let version = self.store.secrets().version(&u.secret).await?;
