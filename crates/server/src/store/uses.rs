@@ -130,7 +130,9 @@ impl Uses<'_> {
     }
 
     /// Records a classification if the use is still as the caller read it
-    /// (`previous` kind); false if it changed meanwhile.
+    /// (`previous` kind); false if it changed meanwhile. An `incident`
+    /// classification replaces the incident linked before (a drill or other keeps
+    /// what the unlock record said, for the record).
     #[allow(clippy::too_many_arguments)]
     pub async fn classify(
         &mut self,
@@ -146,8 +148,10 @@ impl Uses<'_> {
         let n = match previous {
             None => exec!(
                 self.0,
-                "UPDATE breakglass_uses SET kind = $1, incident_ref = COALESCE($2, incident_ref),
-                   incident_id = COALESCE($3, incident_id), note = $4, classified_by = $5, classified_at = $6
+                "UPDATE breakglass_uses SET kind = $1,
+                   incident_ref = CASE WHEN $1 = 'incident' THEN $2 ELSE incident_ref END,
+                   incident_id = CASE WHEN $1 = 'incident' THEN $3 ELSE incident_id END,
+                   note = $4, classified_by = $5, classified_at = $6
                  WHERE id = $7 AND kind IS NULL",
                 kind,
                 incident_ref,
@@ -159,8 +163,10 @@ impl Uses<'_> {
             )?,
             Some(p) => exec!(
                 self.0,
-                "UPDATE breakglass_uses SET kind = $1, incident_ref = COALESCE($2, incident_ref),
-                   incident_id = COALESCE($3, incident_id), note = $4, classified_by = $5, classified_at = $6
+                "UPDATE breakglass_uses SET kind = $1,
+                   incident_ref = CASE WHEN $1 = 'incident' THEN $2 ELSE incident_ref END,
+                   incident_id = CASE WHEN $1 = 'incident' THEN $3 ELSE incident_id END,
+                   note = $4, classified_by = $5, classified_at = $6
                  WHERE id = $7 AND kind = $8",
                 kind,
                 incident_ref,
