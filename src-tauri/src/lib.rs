@@ -314,6 +314,34 @@ async fn readiness(s: State<'_, AppState>) -> CmdResult<firedoor_core::drill::Re
     s.console.readiness().await
 }
 
+// issue 14: uses
+/// Break-glass uses the broker shows this user (theirs; security and admins: all
+/// of theirs); only open (unclassified) ones if `open_only`.
+#[tauri::command]
+async fn break_glass_uses(
+    s: State<'_, AppState>,
+    open_only: bool,
+) -> CmdResult<Vec<firedoor_core::uses::UseView>> {
+    s.console.break_glass_uses(open_only).await
+}
+
+/// Classifies a break-glass use: `drill`, `incident` (with its id) or `other`
+/// (with a note).
+#[tauri::command]
+async fn classify_use(
+    s: State<'_, AppState>,
+    id: String,
+    kind: String,
+    incident: Option<String>,
+    note: Option<String>,
+) -> CmdResult<firedoor_core::uses::UseView> {
+    let kind = firedoor_client::uses::parse_kind(&kind)
+        .map_err(|m| ConsoleError::new(ConsoleErrorCode::Usage, m))?;
+    s.console
+        .classify_use(&id, kind, incident.as_deref(), note.as_deref())
+        .await
+}
+
 /// Demo mode: stops the in-process broker (`up = false`, as if the network cable
 /// were pulled) or starts it again.
 #[tauri::command]
@@ -659,7 +687,10 @@ pub fn run() {
             // issue 14: drills
             pending_drills,
             answer_drill,
-            readiness
+            readiness,
+            // issue 14: uses
+            break_glass_uses,
+            classify_use
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

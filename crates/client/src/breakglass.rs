@@ -1125,6 +1125,7 @@ impl Console {
                 &OnlineUnlock {
                     reason: reason.to_string(),
                     device_id: Some(enr.device_id.clone()),
+                    incident: None,
                 },
             )
             .await;
@@ -1241,6 +1242,7 @@ impl Console {
             reason: reason.to_string(),
             mode: "offline".into(),
             prev_hash: st.tip.hash.clone(),
+            incident: None,
         };
         let signed = SignedRecord::sign(&record, keys.signing_key());
         drop(keys);

@@ -1396,7 +1396,7 @@ impl Console {
         }
     }
 
-    async fn needs_broker<T>(
+    pub(crate) async fn needs_broker<T>(
         &self,
         what: &str,
         r: std::result::Result<T, ClientError>,

@@ -18,8 +18,10 @@ pub mod ssh;
 pub mod ssh_agent;
 pub mod sso;
 pub mod trust;
+// issue 14: uses
 #[cfg(feature = "ts")]
 pub mod ts;
+pub mod uses;
 
 use firedoor_core::api::{
     ApproveBody, BundleView, CreateRequest, Credentials, DenyBody, ErrorBody, EventView,
@@ -751,6 +753,34 @@ impl Client {
             })
             .await?
             .1)
+    }
+
+    // issue 14: uses
+    /// Break-glass uses the caller may see (their own; the secret's alert audience
+    /// and admins: all of theirs), open ones first; only open ones if `open_only`.
+    pub async fn unlocks(&self, open_only: bool) -> Result<Vec<firedoor_core::uses::UseView>> {
+        let path = if open_only {
+            "/unlocks?open=true"
+        } else {
+            "/unlocks"
+        };
+        Ok(self.get::<firedoor_core::uses::UseList>(path).await?.uses)
+    }
+
+    /// Classifies a break-glass use (drill, incident with its id, other with a note).
+    pub async fn classify_use(
+        &self,
+        id: &str,
+        body: &firedoor_core::uses::ClassifyUse,
+    ) -> Result<firedoor_core::uses::UseView> {
+        // A repeat of the same classification by security would be audited twice:
+        // sent again only if it was never sent.
+        self.post_as(
+            Retry::IfNotSent,
+            &format!("/unlocks/{}/classify", seg(id)),
+            body,
+        )
+        .await
     }
 
     /// The break-glass secrets the caller may see (their public facts).

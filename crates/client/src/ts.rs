@@ -54,6 +54,8 @@ fn roots(g: &mut Exporter) {
     g.export::<crate::breakglass::drill::DrillTask>();
     g.export::<crate::breakglass::drill::DrillOutcome>();
     g.export::<firedoor_core::drill::Readiness>();
+    // issue 14: uses
+    g.export::<firedoor_core::uses::UseView>();
 }
 
 /// The settings the declarations are made with: 64-bit integers are JSON numbers (as

@@ -102,6 +102,16 @@ pub enum AuditAction {
     ReadinessBelow,
     /// A secret has enough ready holders again.
     ReadinessRestored,
+    // issue 14: uses
+    /// A break-glass use was recorded; its classification is pending (it is open).
+    BreakGlassUseOpened,
+    /// A break-glass use was classified (drill, incident, other) or reclassified.
+    BreakGlassUseClassified,
+    /// A rotation waiting for an incident became due: the incident was resolved.
+    RotationReleased,
+    /// After a rotation, the target's open sessions of the role were ended (or
+    /// could not be).
+    RotationSessionsEnded,
 }
 
 impl AuditAction {
@@ -162,6 +172,11 @@ impl AuditAction {
             AuditAction::DrillClosed => "drill_closed",
             AuditAction::ReadinessBelow => "readiness_below",
             AuditAction::ReadinessRestored => "readiness_restored",
+            // issue 14: uses
+            AuditAction::BreakGlassUseOpened => "break_glass_use_opened",
+            AuditAction::BreakGlassUseClassified => "break_glass_use_classified",
+            AuditAction::RotationReleased => "rotation_released",
+            AuditAction::RotationSessionsEnded => "rotation_sessions_ended",
         }
     }
 }

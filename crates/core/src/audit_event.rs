@@ -437,6 +437,46 @@ pub enum AuditEvent {
         required: u32,
         version: i64,
     },
+    // issue 14: uses
+    /// A break-glass use was recorded, classification pending (subject: the use
+    /// id). `rotation`: `immediate` or `after_incident`; `rotates_at`: the planned
+    /// rotation (none without a rotation connector).
+    BreakGlassUseOpened {
+        secret: String,
+        version: i64,
+        user: String,
+        mode: String,
+        incident: Option<String>,
+        rotation: String,
+        rotates_at: Option<String>,
+    },
+    /// A use was classified (subject: the use id); `previous` is the kind it had
+    /// (a reclassification), `incident_id` the broker incident it matched.
+    BreakGlassUseClassified {
+        secret: String,
+        user: String,
+        kind: String,
+        incident: Option<String>,
+        incident_id: Option<String>,
+        note: Option<String>,
+        previous: Option<String>,
+    },
+    /// A rotation that waited for an incident is due now (subject: the secret).
+    RotationReleased {
+        version: i64,
+        /// Why: `incident <id> resolved`, or `classified drill|other`.
+        cause: String,
+        uses: Vec<String>,
+    },
+    /// A rotation ended (or failed to end) the role's open sessions (subject: the
+    /// secret).
+    RotationSessionsEnded {
+        integration: String,
+        role: String,
+        version: i64,
+        sessions: Option<u64>,
+        error: Option<String>,
+    },
 }
 
 impl AuditEvent {
@@ -451,6 +491,11 @@ impl AuditEvent {
             E::SsoSignedIn { .. } => AuditAction::SsoSignedIn,
             E::SsoRefreshed { .. } => AuditAction::SsoRefreshed,
             E::SsoSessionRevoked { .. } => AuditAction::SsoSessionRevoked,
+            // issue 14: uses
+            E::BreakGlassUseOpened { .. } => AuditAction::BreakGlassUseOpened,
+            E::BreakGlassUseClassified { .. } => AuditAction::BreakGlassUseClassified,
+            E::RotationReleased { .. } => AuditAction::RotationReleased,
+            E::RotationSessionsEnded { .. } => AuditAction::RotationSessionsEnded,
             E::RequestCreated { .. } | E::ExtensionRequested { .. } => AuditAction::RequestCreated,
             E::ApprovalRecorded { .. } => AuditAction::ApprovalRecorded,
             E::RequestApproved { .. } | E::RequestAutoApproved { .. } => {
@@ -879,6 +924,41 @@ impl AuditEvent {
                 required,
                 version,
             } => json!({ "ready": ready, "required": required, "version": version }),
+            // issue 14: uses
+            E::BreakGlassUseOpened {
+                secret,
+                version,
+                user,
+                mode,
+                incident,
+                rotation,
+                rotates_at,
+            } => json!({ "secret": secret, "version": version, "user": user, "mode": mode,
+                "incident": incident, "classification": "pending", "rotation": rotation,
+                "rotates_at": rotates_at }),
+            E::BreakGlassUseClassified {
+                secret,
+                user,
+                kind,
+                incident,
+                incident_id,
+                note,
+                previous,
+            } => json!({ "secret": secret, "user": user, "kind": kind, "incident": incident,
+                "incident_id": incident_id, "note": note, "previous": previous }),
+            E::RotationReleased {
+                version,
+                cause,
+                uses,
+            } => json!({ "version": version, "cause": cause, "uses": uses }),
+            E::RotationSessionsEnded {
+                integration,
+                role,
+                version,
+                sessions,
+                error,
+            } => json!({ "integration": integration, "role": role, "version": version,
+                "sessions": sessions, "error": error }),
         }
     }
 }

@@ -244,6 +244,10 @@ pub struct UnlockRecord {
     pub mode: String,
     /// `hash` of record `seq - 1`, or [`GENESIS_HASH`].
     pub prev_hash: String,
+    /// The incident the unlock was for, if the person named one (optional, so
+    /// records written before it existed still verify byte for byte).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 /// An [`UnlockRecord`] as stored and uploaded: its exact JSON, the hex SHA-256 of that
@@ -380,6 +384,15 @@ impl UnlockRecord {
         }
         if !is_hex_sha256(&self.prev_hash) {
             return Err("prev_hash is not 64 lowercase hex digits".into());
+        }
+        if let Some(i) = &self.incident {
+            let n = i.chars().count();
+            if n > crate::uses::MAX_INCIDENT_REF_CHARS {
+                return Err(format!(
+                    "incident is {n} characters; at most {}",
+                    crate::uses::MAX_INCIDENT_REF_CHARS
+                ));
+            }
         }
         Ok(())
     }
@@ -544,6 +557,9 @@ pub struct SecretView {
 pub struct OnlineUnlock {
     pub reason: String,
     pub device_id: Option<String>,
+    /// The incident the unlock is for (see [`crate::uses`]), if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub incident: Option<String>,
 }
 
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -602,6 +618,7 @@ mod tests {
             reason: reason.into(),
             mode: "offline".into(),
             prev_hash: GENESIS_HASH.into(),
+            incident: None,
         }
     }
 
@@ -746,6 +763,7 @@ mod tests {
                     reason: format!("incident {seq}"),
                     mode: "offline".into(),
                     prev_hash: prev.clone(),
+                    incident: None,
                 };
                 let s = SignedRecord::sign(&r, dev);
                 prev = s.hash.clone();

@@ -39,6 +39,8 @@ pub mod siem;
 pub mod ssh;
 pub mod sso;
 pub mod webhooks;
+// issue 14: uses
+pub mod uses;
 
 pub use error::{ConsoleErrorCode, ErrorCode, RuleError};
 pub use ids::{GrantId, RequestId, TokenId};

@@ -304,12 +304,63 @@ impl Flow {
 /// How a break-glass secret is rotated: the integration whose connector sets a new
 /// value on `role`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SecretRotation {
     pub integration: String,
     /// The account in the target system whose password is the secret.
     pub role: String,
+    /// When an unlock's rotation runs (default: right after the unlock).
+    #[serde(default)]
+    pub when: RotateWhen,
+    /// With `when = "after_incident"`: the longest wait for the linked incident
+    /// to be resolved (unlinked uses rotate then).
+    #[serde(default)]
+    pub max_delay_secs: i64,
+    /// Whether the rotation also ends the target's open sessions of `role` (made
+    /// with the old password). PostgreSQL only.
+    #[serde(default)]
+    pub end_sessions: bool,
 }
+
+/// When an unlock's rotation runs.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RotateWhen {
+    /// As soon as the unlock is known (an online unlock: `rotate_after_online`
+    /// later). The default.
+    #[default]
+    Immediate,
+    /// When the incident the use is linked to is resolved in the broker, or
+    /// `max_delay` after the unlock, whichever comes first.
+    AfterIncident,
+}
+
+impl RotateWhen {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RotateWhen::Immediate => "immediate",
+            RotateWhen::AfterIncident => "after_incident",
+        }
+    }
+}
+
+/// `rotate = { ... }` as written in the policy.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRotation {
+    integration: String,
+    role: String,
+    #[serde(default)]
+    when: Option<String>,
+    #[serde(default)]
+    max_delay: Option<String>,
+    #[serde(default)]
+    end_sessions: bool,
+}
+
+/// `max_delay` when the policy does not say (with `when = "after_incident"`).
+pub const DEFAULT_ROTATE_MAX_DELAY_SECS: i64 = 24 * 3600;
+/// Shortest and longest `max_delay`.
+pub const ROTATE_MAX_DELAY_RANGE: (i64, i64) = (600, 7 * 86_400);
 
 /// A break-glass secret: held by the broker, sealed to the devices of the people who
 /// may unlock it, rotated after every unlock.
@@ -583,7 +634,7 @@ struct RawSecret {
     #[serde(default)]
     validity: Option<Spanned<String>>,
     #[serde(default)]
-    rotate: Option<Spanned<SecretRotation>>,
+    rotate: Option<Spanned<RawRotation>>,
     #[serde(default)]
     rotate_after_online: Option<Spanned<String>>,
     #[serde(default)]
@@ -1539,7 +1590,63 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                         },
                     ));
                 }
-                Some(r)
+                let when = match r.when.as_deref() {
+                    None | Some("immediate") => RotateWhen::Immediate,
+                    Some("after_incident") => RotateWhen::AfterIncident,
+                    Some(other) => {
+                        return Err(ctx.err(
+                            rspan,
+                            format!(
+                                "secret '{sname}': rotate.when '{other}' is unknown: use \"immediate\" (the default: rotate as soon as the unlock is known) or \"after_incident\" (wait until the linked incident is resolved, at most max_delay)"
+                            ),
+                        ))
+                    }
+                };
+                let max_delay_secs = match (&r.max_delay, when) {
+                    (Some(_), RotateWhen::Immediate) => {
+                        return Err(ctx.err(
+                            rspan,
+                            format!(
+                                "secret '{sname}': rotate.max_delay applies only with when = \"after_incident\"; remove it or add when = \"after_incident\""
+                            ),
+                        ))
+                    }
+                    (None, RotateWhen::Immediate) => 0,
+                    (None, RotateWhen::AfterIncident) => DEFAULT_ROTATE_MAX_DELAY_SECS,
+                    (Some(d), RotateWhen::AfterIncident) => {
+                        let secs = parse_duration(d).map_err(|e| {
+                            ctx.err(rspan.clone(), format!("secret '{sname}': rotate.max_delay: {e}"))
+                        })?;
+                        let (lo, hi) = ROTATE_MAX_DELAY_RANGE;
+                        if secs < lo || secs > hi {
+                            return Err(ctx.err(
+                                rspan,
+                                format!(
+                                    "secret '{sname}': rotate.max_delay '{d}' is out of range: use {} to {}",
+                                    crate::duration::format_duration(lo),
+                                    crate::duration::format_duration(hi)
+                                ),
+                            ));
+                        }
+                        secs
+                    }
+                };
+                if r.end_sessions && !matches!(integ.kind, IntegrationKind::Postgres { .. }) {
+                    return Err(ctx.err(
+                        rspan,
+                        format!(
+                            "secret '{sname}': rotate.end_sessions is supported for PostgreSQL integrations only ('{}' is not one); remove it",
+                            r.integration
+                        ),
+                    ));
+                }
+                Some(SecretRotation {
+                    integration: r.integration,
+                    role: r.role,
+                    when,
+                    max_delay_secs,
+                    end_sessions: r.end_sessions,
+                })
             }
         };
         secrets.insert(
@@ -2225,6 +2332,86 @@ unlock = { users = ["alice"] }
     }
 
     #[test]
+    fn rotation_timing_and_ending_sessions() {
+        let src = SECRETS.replace(
+            "rotate = { integration = \"pg\", role = \"fd_breakglass\" }",
+            "rotate = { integration = \"pg\", role = \"fd_breakglass\", when = \"after_incident\", max_delay = \"12h\", end_sessions = true }",
+        );
+        let p = parse_policy("s.toml", &src).expect("valid");
+        let r = p
+            .secret("payments-db-breakglass")
+            .unwrap()
+            .rotate
+            .clone()
+            .unwrap();
+        assert_eq!(r.when, RotateWhen::AfterIncident);
+        assert_eq!(r.max_delay_secs, 12 * 3600);
+        assert!(r.end_sessions);
+        // after_incident without max_delay: the default wait.
+        let p = parse_policy(
+            "s.toml",
+            &SECRETS.replace(
+                "role = \"fd_breakglass\" }",
+                "role = \"fd_breakglass\", when = \"after_incident\" }",
+            ),
+        )
+        .expect("valid");
+        let r = p
+            .secret("payments-db-breakglass")
+            .unwrap()
+            .rotate
+            .clone()
+            .unwrap();
+        assert_eq!(r.max_delay_secs, DEFAULT_ROTATE_MAX_DELAY_SECS);
+        assert!(!r.end_sessions);
+        for (rotate, expect) in [
+            ("when = \"later\"", "rotate.when 'later' is unknown"),
+            (
+                "max_delay = \"12h\"",
+                "max_delay applies only with when = \"after_incident\"",
+            ),
+            (
+                "when = \"after_incident\", max_delay = \"1m\"",
+                "rotate.max_delay '1m' is out of range",
+            ),
+            (
+                "when = \"after_incident\", max_delay = \"30d\"",
+                "rotate.max_delay '30d' is out of range",
+            ),
+            (
+                "when = \"after_incident\", max_delay = \"soon\"",
+                "rotate.max_delay:",
+            ),
+            ("end_session = true", "end_session"),
+        ] {
+            let e = err_of(&SECRETS.replace(
+                "role = \"fd_breakglass\" }",
+                &format!("role = \"fd_breakglass\", {rotate} }}"),
+            ));
+            assert!(e.message.contains(expect), "{rotate}: {e}");
+        }
+    }
+
+    #[test]
+    fn ending_sessions_needs_postgres() {
+        let e = err_of(
+            r#"
+[integrations.demo]
+kind = "demo"
+
+[secrets.s]
+unlock = { users = ["alice"] }
+rotate = { integration = "demo", role = "bg", end_sessions = true }
+"#,
+        );
+        assert!(
+            e.message
+                .contains("end_sessions is supported for PostgreSQL integrations only"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn parses_secrets_with_defaults() {
         let p = parse_policy("s.toml", SECRETS).expect("valid");
         let s = p.secret("payments-db-breakglass").expect("declared");
@@ -2235,7 +2422,10 @@ unlock = { users = ["alice"] }
             s.rotate,
             Some(SecretRotation {
                 integration: "pg".into(),
-                role: "fd_breakglass".into()
+                role: "fd_breakglass".into(),
+                when: RotateWhen::Immediate,
+                max_delay_secs: 0,
+                end_sessions: false,
             })
         );
         assert_eq!(s.alert.groups, vec!["security".to_string()]);

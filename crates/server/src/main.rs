@@ -173,6 +173,12 @@ enum Cmd {
         #[command(flatten)]
         policy: PolicyArg,
     },
+    // issue 14: uses
+    /// Break-glass uses: list them (open ones first) and classify them.
+    Unlocks {
+        #[command(subcommand)]
+        cmd: UnlocksCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -302,6 +308,33 @@ enum SecretCmd {
     /// Rotate a secret now through its connector (a new random value).
     Rotate {
         name: String,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+}
+
+// issue 14: uses
+#[derive(Subcommand)]
+enum UnlocksCmd {
+    /// Every break-glass use, open (unclassified) ones first, with the planned
+    /// rotation of the value it opened.
+    List {
+        /// Only the open (unclassified) uses.
+        #[arg(long)]
+        open: bool,
+        #[command(flatten)]
+        policy: PolicyArg,
+    },
+    /// Classify a use (use_…): `--kind drill`, `--kind incident --incident INC-123`,
+    /// or `--kind other --note "..."`. Changing a classification is audited.
+    Classify {
+        id: String,
+        #[arg(long, value_parser = ["drill", "incident", "other"])]
+        kind: String,
+        #[arg(long)]
+        incident: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
         #[command(flatten)]
         policy: PolicyArg,
     },
@@ -1194,6 +1227,65 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                 }
             }
         }
+        // issue 14: uses
+        Cmd::Unlocks { cmd } => {
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let actor = cli_actor();
+            let (UnlocksCmd::List { policy, .. } | UnlocksCmd::Classify { policy, .. }) = &cmd;
+            let b = firedoor_server::open_broker(
+                &cli.data_dir,
+                cli.database.as_ref(),
+                cli.key_file.as_deref(),
+                load_policy(&policy.policy)?,
+                Connectors::new(),
+                Arc::new(SystemClock::default()),
+            )
+            .await?;
+            match cmd {
+                UnlocksCmd::List { open, .. } => {
+                    let list = b.all_uses(&actor, open).await?;
+                    if list.is_empty() {
+                        println!(
+                            "{}",
+                            if open {
+                                "no open break-glass uses"
+                            } else {
+                                "no break-glass uses"
+                            }
+                        );
+                    }
+                    for u in &list {
+                        println!("{}", use_line(u));
+                    }
+                }
+                UnlocksCmd::Classify {
+                    id,
+                    kind,
+                    incident,
+                    note,
+                    ..
+                } => {
+                    let kind = match kind.as_str() {
+                        "drill" => firedoor_core::uses::UseKind::Drill,
+                        "incident" => firedoor_core::uses::UseKind::Incident,
+                        _ => firedoor_core::uses::UseKind::Other,
+                    };
+                    let u = b
+                        .classify_use(
+                            &actor,
+                            &id,
+                            firedoor_core::uses::ClassifyUse {
+                                kind,
+                                incident,
+                                note,
+                            },
+                        )
+                        .await?;
+                    println!("{}", use_line(&u));
+                }
+            }
+            Ok(0)
+        }
     }
 }
 
@@ -1301,6 +1393,50 @@ fn readiness_table(r: &firedoor_core::drill::Readiness) -> String {
         }
     }
     out
+}
+
+// issue 14: uses
+fn use_line(u: &firedoor_core::uses::UseView) -> String {
+    let mut line = format!(
+        "{}\t{}\t{} v{}\t{} {}\tby {}",
+        u.id,
+        match u.kind {
+            None => "OPEN".to_string(),
+            Some(k) => k.as_str().to_string(),
+        },
+        u.secret,
+        u.version,
+        u.mode,
+        day(u.unlocked_at),
+        u.user
+    );
+    if let Some(i) = &u.incident {
+        line.push_str(&format!("\tincident={i}"));
+        if let Some(s) = &u.incident_state {
+            line.push_str(&format!(" ({s})"));
+        }
+    }
+    if let Some(n) = &u.note {
+        line.push_str(&format!("\tnote={}", n.replace(['\n', '\t'], " ")));
+    }
+    if let Some(by) = &u.classified_by {
+        line.push_str(&format!("\tclassified_by={by}"));
+    }
+    line.push_str(&format!("\trotation={}", u.rotation));
+    if u.rotated {
+        line.push_str("\trotated");
+    } else if let Some(t) = u.rotates_at {
+        line.push_str(&format!(
+            "\trotates_at={}{}",
+            day(t),
+            if u.rotation_waits {
+                " (or when the incident is resolved)"
+            } else {
+                ""
+            }
+        ));
+    }
+    line
 }
 
 fn secret_line(s: &firedoor_core::breakglass::SecretView) -> String {

@@ -267,6 +267,15 @@ pub fn document(policy: &Policy) -> String {
                 "responses": { "200": ok(r("DrillPassed")), "4XX": err_resp() } } },
             "/devices/{id}/drills": { "get": op("Drills waiting on my device (with their nonces)", id_param("device"), None, r("PendingDrills")) },
             "/readiness": { "get": op("Per secret: who is eligible, fresh envelopes, last drill, on-call gaps, ready of required (admins and each secret's alert audience)", json!([]), None, r("Readiness")) },
+            "/unlocks": { "get": {
+                "summary": "Break-glass uses I may see (mine; the secret's alert audience and admins: all of theirs), open (unclassified) ones first, with the planned rotation; ?open=true: only open ones",
+                "parameters": [{ "name": "open", "in": "query", "schema": { "type": "boolean" } }],
+                "responses": { "200": ok(json!({ "type": "object", "properties": { "uses": arr("Use") } })), "4XX": err_resp() } } },
+            "/unlocks/{id}/classify": { "post": {
+                "summary": "Classify a break-glass use: drill, incident (with its id: a broker incident inc_… or the provider's id) or other (with a note). The person who unlocked may classify an open use; admins and the secret's alert audience may also change a classification (audited)",
+                "parameters": id_param("use"),
+                "requestBody": { "required": true, "content": { "application/json": { "schema": r("ClassifyUse") } } },
+                "responses": { "200": ok(r("Use")), "4XX": err_resp() } } },
             "/events": { "get": {
                 "summary": "Live events for me as server-sent events; resume with Last-Event-ID",
                 "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": int_range(0, i64::MAX) }],
@@ -432,7 +441,18 @@ pub fn document(policy: &Policy) -> String {
                     "updated_at": { "type": ["string", "null"], "format": "date-time" }, "validity_secs": s("integer"),
                     "rotated_by": opt("string"), "rotation_due_at": { "type": ["string", "null"], "format": "date-time" },
                     "last_rotation_error": opt("string"), "sealed_devices": s("integer") } },
-                "OnlineUnlock": { "type": "object", "required": ["reason"], "properties": { "reason": required_text(MAX_REASON_CHARS), "device_id": { "type": ["string", "null"], "maxLength": 200 } } },
+                "OnlineUnlock": { "type": "object", "required": ["reason"], "properties": { "reason": required_text(MAX_REASON_CHARS), "device_id": { "type": ["string", "null"], "maxLength": 200 }, "incident": { "type": ["string", "null"], "minLength": 1, "maxLength": 100, "pattern": "^[A-Za-z0-9._:#/-]+$" } } },
+                "ClassifyUse": { "type": "object", "required": ["kind"], "additionalProperties": false, "properties": {
+                    "kind": { "type": "string", "enum": ["drill", "incident", "other"] },
+                    "incident": { "type": ["string", "null"], "minLength": 1, "maxLength": 100, "pattern": "^[A-Za-z0-9._:#/-]+$", "description": "required with kind incident, refused otherwise" },
+                    "note": { "type": ["string", "null"], "maxLength": 1000, "pattern": NO_CONTROL, "description": "required with kind other" } } },
+                "Use": { "type": "object", "properties": {
+                    "id": s("string"), "secret": s("string"), "version": s("integer"), "user": s("string"), "mode": s("string"),
+                    "device_id": opt("string"), "reason": s("string"), "unlocked_at": ts, "recorded_at": ts, "open": s("boolean"),
+                    "kind": opt("string"), "incident": opt("string"), "incident_id": opt("string"), "incident_state": opt("string"),
+                    "note": opt("string"), "classified_by": opt("string"), "classified_at": { "type": ["string", "null"], "format": "date-time" },
+                    "rotation": s("string"), "rotates_at": { "type": ["string", "null"], "format": "date-time" },
+                    "rotated": s("boolean"), "rotation_waits": s("boolean"), "may_classify": s("boolean") } },
                 "UnlockedSecret": { "type": "object", "properties": {
                     "name": s("string"), "version": s("integer"), "value": s("string"),
                     "rotates_at": { "type": ["string", "null"], "format": "date-time" } } },

@@ -3,7 +3,7 @@
 
 import type {
   ActionResult, AppStatus, BackendError, Credentials, DrillOutcome, DrillTask, LinkEvent, NewRequest,
-  PassphraseStrength, Readiness, Snapshot, UnlockResult,
+  PassphraseStrength, Readiness, Snapshot, UnlockResult, UseKind, UseView,
 } from './types';
 
 export interface Backend {
@@ -73,6 +73,15 @@ export interface Backend {
   answerDrill(id: string, passphrase: string): Promise<DrillOutcome>;
   /** Readiness per secret (admins and security). Errors: 'forbidden', 'offline'. */
   readiness(): Promise<Readiness>;
+  // issue 14: uses
+  /** Break-glass uses the broker shows this user (their own; security and admins:
+   *  every use of their secrets), open ones first; only open ones if `openOnly`.
+   *  Errors: 'offline'. */
+  breakGlassUses(openOnly: boolean): Promise<UseView[]>;
+  /** Classifies a use: drill, incident (with its id) or other (with a note). Errors:
+   *  'usage' (a missing note or incident id), 'forbidden' (not the unlocker nor
+   *  security; or already classified and not security), 'not_found', 'offline'. */
+  classifyUse(id: string, kind: UseKind, incident?: string, note?: string): Promise<UseView>;
   /** Whether Firedoor starts at login (into the tray). */
   autostart(): Promise<boolean>;
   /** Turns starting at login on or off; returns the new state. Errors: 'autostart'. */
@@ -133,5 +142,9 @@ export async function tauriBackend(): Promise<Backend> {
     pendingDrills: () => call('pending_drills'),
     answerDrill: (id, passphrase) => call('answer_drill', { id, passphrase }),
     readiness: () => call('readiness'),
+    // issue 14: uses
+    breakGlassUses: (openOnly) => call('break_glass_uses', { openOnly }),
+    classifyUse: (id, kind, incident, note) =>
+      call('classify_use', { id, kind, incident: incident ?? null, note: note ?? null }),
   };
 }

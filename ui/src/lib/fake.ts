@@ -8,6 +8,7 @@ import type {
   ActionResult, AppStatus, BackendError, BackendErrorCode, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
   LinkEvent, NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
   DrillOutcome, DrillTask, Readiness,
+  UseKind, UseView,
 } from './types';
 
 export interface FakeCall {
@@ -54,6 +55,22 @@ export interface FakeBackend extends Backend {
   drills: DrillTask[];
   /** What readiness() answers; null: the user may not see it (forbidden). */
   readinessReport: Readiness | null;
+  // issue 14: uses
+  /** The broker's break-glass uses (mutate to seed; the signed-in user sees their
+   *  own, and every use if they are in `security`). */
+  uses: UseView[];
+  /** Users the fake broker treats as security (admins / the alert audience). */
+  security: string[];
+}
+
+/** A break-glass use as the broker would list it (open, immediate rotation). */
+export function demoUse(over: Partial<UseView> = {}): UseView {
+  const at = new Date().toISOString();
+  return {
+    id: nextId('use'), secret: 'prod-db-root', version: 4, user: 'alice', mode: 'offline', reason: 'INC-42 orders down',
+    unlocked_at: at, recorded_at: at, open: true, rotation: 'immediate', rotated: false, rotation_waits: false,
+    may_classify: true, ...over,
+  };
 }
 
 /** The unlock passphrase of the seeded demo device. */
@@ -304,6 +321,16 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
   const openedOffline = new Set<string>();
   // issue 14: drills
   const drillState: { drills: DrillTask[]; readiness: Readiness | null } = { drills: [], readiness: null };
+  // issue 14: uses — the broker's uses, and who it treats as security.
+  const uses: UseView[] = [];
+  const security: string[] = [];
+  const isSecurity = () => security.includes(state.status.user ?? '');
+  function openUse(name: string, version: number, mode: string) {
+    uses.unshift(demoUse({
+      secret: name, version, mode, user: state.status.user ?? 'me', reason: 'break glass',
+      rotates_at: iso(), rotated: false,
+    }));
+  }
 
   const fail = (code: BackendErrorCode, message: string): BackendError => ({ code, message });
 
@@ -357,6 +384,8 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
   function reseal() {
     const bg = state.break_glass;
     if (!bg?.device.enrolled) return;
+    // The uploaded records are open uses at the broker.
+    for (const c of bg.credentials) if (openedOffline.has(c.name)) openUse(c.name, c.version, 'offline');
     bg.device.pending_records = 0;
     bg.credentials = bg.credentials.map((c) => {
       const opened = openedOffline.has(c.name);
@@ -422,6 +451,41 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       emit();
     },
     listenerCount: () => snapListeners.size,
+    uses,
+    security,
+
+    breakGlassUses: (openOnly) => call('breakGlassUses', [openOnly], (): UseView[] => {
+      requireSignedIn();
+      requireOnline('Break-glass uses');
+      const me = state.status.user;
+      return clone(uses
+        .filter((u) => (!openOnly || u.open) && (u.user === me || isSecurity()))
+        .map((u) => ({ ...u, may_classify: isSecurity() || (u.user === me && u.open) })));
+    }),
+
+    classifyUse: (id, kind: UseKind, incident, note) => call('classifyUse', [id, kind, incident, note], (): UseView => {
+      requireSignedIn();
+      const inc = incident?.trim() || undefined;
+      const n = note?.trim() || undefined;
+      if (kind === 'incident' && !inc) throw fail('usage', 'kind incident needs the incident\'s id: send "incident": "INC-123"');
+      if (kind !== 'incident' && inc) throw fail('usage', `incident: only kind incident names an incident (this is ${kind})`);
+      if (kind === 'other' && !n) throw fail('usage', 'kind other needs a note saying what the use was');
+      if (inc && !/^[A-Za-z0-9._:#/-]{1,100}$/.test(inc)) {
+        throw fail('usage', 'incident: use the incident\'s id (letters, digits and - _ . : # /), e.g. INC-123 or inc_…');
+      }
+      requireOnline('Classifying a use');
+      const u = uses.find((x) => x.id === id);
+      if (!u) throw fail('not_found', 'No break-glass use with that id.');
+      const me = state.status.user;
+      if (!isSecurity()) {
+        if (u.user !== me) throw fail('forbidden', 'only the person who unlocked, admins or the secret\'s security audience may classify this use');
+        if (!u.open) throw fail('forbidden', 'this use is classified already; only admins or the secret\'s security audience may change a classification');
+      }
+      Object.assign(u, {
+        open: false, kind, incident: inc, note: n, classified_by: me ?? undefined, classified_at: iso(),
+      });
+      return clone({ ...u, may_classify: isSecurity() });
+    }),
 
     // issue 14: drills
     get drills() { return drillState.drills; },
@@ -740,6 +804,7 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       }
       device.failed_attempts = 0;
       if (state.status.online) {
+        openUse(c.name, c.version, 'online');
         changed();
         return {
           name: c.name, title: c.title, version: c.version, secret: demoSecret(c.name, c.version),

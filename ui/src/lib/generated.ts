@@ -497,6 +497,57 @@ secret: string, mode: UnlockMode,
 record_seq: number | null, hide_after_secs: number, message: string, };
 
 /**
+ * What a use was.
+ */
+export type UseKind = "drill" | "incident" | "other";
+
+/**
+ * One break-glass use, as the API shows it.
+ */
+export type UseView = { id: string, secret: string, version: number, 
+/**
+ * Who unlocked.
+ */
+user: string, 
+/**
+ * `offline` or `online`.
+ */
+mode: string, device_id?: string, reason: string, unlocked_at: string, recorded_at: string, 
+/**
+ * Open: not classified yet.
+ */
+open: boolean, kind?: UseKind, 
+/**
+ * The incident as given (on the unlock or at classification).
+ */
+incident?: string, 
+/**
+ * The broker's incident it matched, and that incident's state.
+ */
+incident_id?: string, incident_state?: string, note?: string, classified_by?: string, classified_at?: string, 
+/**
+ * `immediate` or `after_incident` (the secret's policy).
+ */
+rotation: string, 
+/**
+ * When the broker plans to rotate the value this use opened (`None`: no
+ * automatic rotation, or rotated already).
+ */
+rotates_at?: string, 
+/**
+ * The value this use opened has been replaced.
+ */
+rotated: boolean, 
+/**
+ * Whether the rotation still waits for the linked incident.
+ */
+rotation_waits: boolean, 
+/**
+ * Whether the caller may classify it (now).
+ */
+may_classify: boolean, };
+
+/**
  * The people and groups a policy names as approvers. `users` leaves out the
  * requester and whoever asked on their behalf (they cannot approve it).
  */

@@ -283,6 +283,25 @@ pub enum BreakglassCommand {
         #[arg(long)]
         passphrase_stdin: bool,
     },
+    // issue 14: uses
+    /// Your break-glass uses (admins and security: everyone's), open ones first,
+    /// with the planned rotation. Needs the broker.
+    Uses {
+        /// Only the open (unclassified) uses.
+        #[arg(long)]
+        open: bool,
+    },
+    /// Classify a use (`use_…`): `--kind drill`, `--kind incident --incident INC-123`
+    /// or `--kind other --note "..."`.
+    Classify {
+        id: String,
+        #[arg(long)]
+        kind: String,
+        #[arg(long)]
+        incident: Option<String>,
+        #[arg(long)]
+        note: Option<String>,
+    },
 }
 
 // issue 14: drills
@@ -1426,6 +1445,79 @@ async fn breakglass(b: BreakglassCommand, json: bool) -> Res<Done> {
                 Zeroizing::new(format!("{}\n", u.secret.as_str()))
             };
             print_raw(&text)
+        }
+        // issue 14: uses
+        BreakglassCommand::Uses { open } => {
+            let list = c.break_glass_uses(open).await?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|u| {
+                    vec![
+                        u.id.clone(),
+                        match u.kind {
+                            None => "OPEN".into(),
+                            Some(k) => k.as_str().into(),
+                        },
+                        format!("{} v{}", u.secret, u.version),
+                        u.user.clone(),
+                        format!("{} {}", u.mode, fmt_time(u.unlocked_at)),
+                        u.incident.clone().unwrap_or_default(),
+                        if u.rotated {
+                            "rotated".into()
+                        } else {
+                            u.rotates_at
+                                .map(|t| {
+                                    format!(
+                                        "{}{}",
+                                        fmt_time(t),
+                                        if u.rotation_waits {
+                                            " or at incident end"
+                                        } else {
+                                            ""
+                                        }
+                                    )
+                                })
+                                .unwrap_or_default()
+                        },
+                    ]
+                })
+                .collect();
+            let text = if rows.is_empty() {
+                if open {
+                    "No open break-glass uses.\n".to_string()
+                } else {
+                    "No break-glass uses.\n".to_string()
+                }
+            } else {
+                table(
+                    &[
+                        "ID", "CLASS", "SECRET", "BY", "UNLOCKED", "INCIDENT", "ROTATES",
+                    ],
+                    &rows,
+                )
+            };
+            Done::ok(&list, text)
+        }
+        BreakglassCommand::Classify {
+            id,
+            kind,
+            incident,
+            note,
+        } => {
+            let kind = crate::uses::parse_kind(&kind).map_err(usage)?;
+            let u = c
+                .classify_use(&id, kind, incident.as_deref(), note.as_deref())
+                .await?;
+            let text = format!(
+                "{} classified as {}{}",
+                u.id,
+                kind.as_str(),
+                u.incident
+                    .as_deref()
+                    .map(|i| format!(" ({i})"))
+                    .unwrap_or_default()
+            );
+            Done::ok(&u, text)
         }
     }
 }

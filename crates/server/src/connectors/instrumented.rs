@@ -75,4 +75,7 @@ impl Connector for Instrumented {
     ) -> BoxFuture<'a, Result<(), ConnectorError>> {
         self.timed("rotate_secret", self.inner.rotate_secret(role, new_value))
     }
+    fn end_sessions<'a>(&'a self, role: &'a str) -> BoxFuture<'a, Result<u64, ConnectorError>> {
+        self.timed("end_sessions", self.inner.end_sessions(role))
+    }
 }

@@ -94,6 +94,18 @@ pub trait Connector: Send + Sync + 'static {
             )))
         })
     }
+    /// issue 14: uses — ends the open sessions of `role` (made with its old
+    /// password) after a rotation; returns how many. Only PostgreSQL does (the
+    /// policy refuses `end_sessions` for other integrations).
+    fn end_sessions<'a>(&'a self, role: &'a str) -> BoxFuture<'a, Result<u64, ConnectorError>> {
+        let _ = role;
+        Box::pin(async move {
+            Err(ConnectorError(format!(
+                "this integration ({}) cannot end sessions",
+                self.kind()
+            )))
+        })
+    }
 }
 
 pub type Connectors = BTreeMap<String, Arc<dyn Connector>>;

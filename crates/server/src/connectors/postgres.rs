@@ -752,4 +752,26 @@ impl Connector for PostgresConnector {
         }
         .boxed()
     }
+
+    /// `pg_terminate_backend` for every backend of `role` (waiting up to 5 s for
+    /// each to exit), on every database of the server. The broker's admin role
+    /// may signal the backends of roles it is a member of (it holds `role` WITH
+    /// ADMIN OPTION to set its password).
+    fn end_sessions<'a>(&'a self, role: &'a str) -> BoxFuture<'a, Result<u64, ConnectorError>> {
+        async move {
+            let mut conn = self.acquire().await?;
+            let ended: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM (
+                   SELECT pg_terminate_backend(pid, 5000) AS ended FROM pg_stat_activity
+                   WHERE usename = $1 AND pid <> pg_backend_pid()
+                 ) t WHERE ended",
+            )
+            .bind(role)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(|e| err(&format!("end the sessions of role {role}"), e))?;
+            Ok(ended.max(0) as u64)
+        }
+        .boxed()
+    }
 }

@@ -23,6 +23,8 @@ mod secrets;
 mod ssh;
 mod sso;
 mod users;
+// issue 14: uses
+mod uses;
 
 use crate::error::Error;
 use crate::service::Broker;
@@ -318,7 +320,10 @@ pub fn router(state: AppState) -> Router {
         .route("/drills", get(drills::list).post(drills::start))
         .route("/drills/{id}/answers", post(drills::answer))
         .route("/devices/{id}/drills", get(drills::pending))
-        .route("/readiness", get(drills::readiness));
+        .route("/readiness", get(drills::readiness))
+        // issue 14: uses
+        .route("/unlocks", get(uses::list))
+        .route("/unlocks/{id}/classify", post(uses::classify));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

@@ -20,6 +20,8 @@ pub mod sso;
 pub mod unlocks;
 pub mod users;
 pub mod worker;
+// issue 14: uses
+pub mod uses;
 
 use crate::audit::Actor;
 use crate::error::{Error, Result};

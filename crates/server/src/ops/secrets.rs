@@ -292,6 +292,20 @@ impl Broker {
             self.record_rotation_failure(sp, version, &error).await?;
             return Ok(false);
         }
+        // issue 14: uses — end the sessions made with the old password, if the
+        // policy says so. The target has the new password already: a failure here
+        // is audited and alerted, never a reason to keep the old value current.
+        let sessions = if rot.end_sessions {
+            Some(match self.connectors.get(&rot.integration) {
+                Some(c) => c.end_sessions(&rot.role).await.map_err(|e| e.0),
+                None => Err(format!(
+                    "no connector for integration '{}'",
+                    rot.integration
+                )),
+            })
+        } else {
+            None
+        };
 
         // 3. Promote the pending value and reseal, in one transaction.
         let plain = Arc::new(pending);
@@ -332,6 +346,28 @@ impl Broker {
         );
         self.install_envelopes(&mut uow, sp, version + 1, &sealed, actor)
             .await?;
+        if let Some(ended) = sessions {
+            uow.record(
+                actor,
+                name,
+                AuditEvent::RotationSessionsEnded {
+                    integration: rot.integration.clone(),
+                    role: rot.role.clone(),
+                    version: version + 1,
+                    sessions: ended.as_ref().ok().copied(),
+                    error: ended.as_ref().err().cloned(),
+                },
+            );
+            if let Err(e) = &ended {
+                self.security_alert(
+                    &mut uow,
+                    Some(name),
+                    None,
+                    format!("SECURITY: {name} was rotated, but the open sessions of {} could not be ended: {e}", rot.role),
+                )
+                .await?;
+            }
+        }
         uow.commit().await?;
         tracing::info!(secret = %name, version = version + 1, devices = sealed.len(), "break-glass secret rotated");
         Ok(true)

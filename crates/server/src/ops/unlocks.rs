@@ -171,18 +171,33 @@ impl Broker {
                     .actor(Some(&who.name)),
             )
             .await?;
-            if current && sp.is_some() {
-                self.mark_due(
-                    &mut uow,
-                    &r.secret,
-                    r.version,
-                    now,
-                    &format!("offline unlock by {} on {id} (record {})", who.name, r.seq),
-                )
-                .await?;
-                if sp.is_some_and(|s| s.rotate.is_some()) {
-                    rotating.insert(r.secret.clone());
-                }
+            // issue 14: uses — every unlock is a use, open until classified; the
+            // rotation is planned by the secret's policy (immediate or after the
+            // linked incident).
+            self.open_use(
+                &mut uow,
+                &actor,
+                crate::ops::uses::Unlocked {
+                    secret: &r.secret,
+                    version: r.version,
+                    user: &who.name,
+                    mode: "offline",
+                    device_id: Some(id),
+                    seq: Some(r.seq as i64),
+                    reason: &reason,
+                    at: r.at,
+                    incident: r.incident.as_deref(),
+                    current: current && sp.is_some(),
+                    due_reason: format!(
+                        "offline unlock by {} on {id} (record {})",
+                        who.name, r.seq
+                    ),
+                },
+                now,
+            )
+            .await?;
+            if current && sp.is_some_and(|s| s.rotate.is_some()) {
+                rotating.insert(r.secret.clone());
             }
         }
         uow.commit().await?;
@@ -361,23 +376,32 @@ impl Broker {
         let value = String::from_utf8(value.to_vec())
             .map_err(|_| Error::Corrupt(format!("the stored value of {name} is not UTF-8")))?;
         let due = now + Duration::seconds(sp.rotate_after_online_secs);
-        self.mark_due(
-            &mut uow,
-            name,
-            version,
-            due,
-            &format!("online unlock by {}", who.name),
-        )
-        .await?;
-        let rotates_at = if sp.rotate.is_some() {
-            uow.secrets()
-                .get(name)
-                .await?
-                .and_then(|r| r.rotation_due_at)
-                .map(|t| t.0)
-        } else {
-            None
-        };
+        if let Some(i) = &body.incident {
+            firedoor_core::uses::check_incident_ref(i)
+                .map_err(|m| Error::rule(ErrorCode::InvalidRequest, m))?;
+        }
+        // issue 14: uses — the unlock is a use, open until classified; its
+        // rotation is planned by the secret's policy.
+        let (_, rotates_at) = self
+            .open_use(
+                &mut uow,
+                &Actor::User(who.clone()),
+                crate::ops::uses::Unlocked {
+                    secret: name,
+                    version,
+                    user: &who.name,
+                    mode: "online",
+                    device_id: body.device_id.as_deref(),
+                    seq: None,
+                    reason: &reason,
+                    at: now,
+                    incident: body.incident.as_deref(),
+                    current: true,
+                    due_reason: format!("online unlock by {}", who.name),
+                },
+                due,
+            )
+            .await?;
         uow.record(
             &Actor::User(who.clone()),
             name,

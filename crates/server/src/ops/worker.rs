@@ -32,6 +32,8 @@ impl Broker {
         self.retry_due_work(now).await?;
         self.notify_expiring(now).await?;
         self.access_due_work().await?;
+        // issue 14: uses — rotations waiting for an incident become due first.
+        self.release_waiting_rotations(now).await?;
         self.rotate_due_secrets().await?;
         // issue 14: drills
         if let Err(e) = self.drill_due_work().await {

@@ -129,6 +129,14 @@ table!(copy_audit_sinks, AuditSinkRow, "audit_sinks", "name", {
     lease_until: Option<Ts>, next_attempt_at: Ts, failures: i64, last_error: Option<String>,
     last_error_at: Option<Ts>,
 });
+// issue 14: uses
+table!(copy_uses, UseRow, "breakglass_uses", "id", {
+    id: String, secret: String, version: i64, user_name: String, mode: String,
+    device_id: Option<String>, seq: Option<i64>, reason: String, unlocked_at: Ts,
+    recorded_at: Ts, incident_ref: Option<String>, incident_id: Option<String>,
+    kind: Option<String>, note: Option<String>, classified_by: Option<String>,
+    classified_at: Option<Ts>, rotation_waits: i64,
+});
 table!(copy_unlocks, UnlockRow, "device_unlocks", "device_id, seq", {
     device_id: String, seq: i64, hash: String, body: String, signature: String, received_at: Ts,
 });
@@ -204,6 +212,8 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         .push(("envelopes", copy_envelopes(&mut src, &mut dst).await?));
     out.tables
         .push(("device_unlocks", copy_unlocks(&mut src, &mut dst).await?));
+    out.tables
+        .push(("breakglass_uses", copy_uses(&mut src, &mut dst).await?));
     out.tables.push((
         "oncall_overrides",
         copy_overrides(&mut src, &mut dst).await?,

@@ -91,6 +91,8 @@ pub mod ssh;
 pub mod sso;
 pub mod stats;
 pub mod users;
+// issue 14: uses
+pub mod uses;
 
 /// Where one statement runs: a pool (reads outside a unit of work) or the
 /// connection of a write transaction.
