@@ -15,7 +15,7 @@ use crate::secrets::SecretStore;
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{
-    BundleView, CreateRequest, Credentials, EventKind, EventView, ExtendBody, GrantView,
+    BundleView, ClientChannel, CreateRequest, Credentials, EventKind, EventView, ExtendBody, GrantView,
     IncidentView, MyOnCall, RequestView, RESYNC_EVENT,
 };
 pub use firedoor_core::{ConsoleErrorCode, ErrorCode};
@@ -1411,9 +1411,22 @@ impl Console {
     }
 
     pub async fn approve(&self, id: &RequestId, comment: Option<&str>) -> Result<ActionResult> {
+        self.approve_via(id, comment, ClientChannel::App).await
+    }
+
+    /// Approves; `channel` says where (the window, a notification), for the audit.
+    pub async fn approve_via(
+        &self,
+        id: &RequestId,
+        comment: Option<&str>,
+        channel: ClientChannel,
+    ) -> Result<ActionResult> {
         let c = self.client().await?;
         let r = self
-            .needs_broker("Approvals", c.approve(id, comment).await)
+            .needs_broker(
+                "Approvals",
+                c.approve_via(id, comment, Some(channel)).await,
+            )
             .await?;
         let _ = self.sync().await;
         Ok(ActionResult {
@@ -1425,9 +1438,19 @@ impl Console {
     }
 
     pub async fn deny(&self, id: &RequestId, reason: Option<&str>) -> Result<ActionResult> {
+        self.deny_via(id, reason, ClientChannel::App).await
+    }
+
+    /// Denies; `channel` as for [`Console::approve_via`].
+    pub async fn deny_via(
+        &self,
+        id: &RequestId,
+        reason: Option<&str>,
+        channel: ClientChannel,
+    ) -> Result<ActionResult> {
         let c = self.client().await?;
         let r = self
-            .needs_broker("Approvals", c.deny(id, reason).await)
+            .needs_broker("Approvals", c.deny_via(id, reason, Some(channel)).await)
             .await?;
         let _ = self.sync().await;
         Ok(ActionResult {

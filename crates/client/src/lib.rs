@@ -618,22 +618,54 @@ impl Client {
         self.get(&format!("/requests/{id}")).await
     }
     pub async fn approve(&self, id: &RequestId, comment: Option<&str>) -> Result<RequestView> {
-        self.post(
-            &format!("/requests/{id}/approve"),
-            &ApproveBody {
-                comment: comment.map(str::to_string),
-            },
-        )
-        .await
+        self.approve_via(id, comment, None).await
     }
     pub async fn deny(&self, id: &RequestId, reason: Option<&str>) -> Result<RequestView> {
-        self.post(
-            &format!("/requests/{id}/deny"),
-            &DenyBody {
-                reason: reason.map(str::to_string),
-            },
-        )
-        .await
+        self.deny_via(id, reason, None).await
+    }
+    /// Approves, telling the broker where the person acted (`X-Firedoor-Client`),
+    /// which the audit record and reports keep.
+    pub async fn approve_via(
+        &self,
+        id: &RequestId,
+        comment: Option<&str>,
+        channel: Option<firedoor_core::api::ClientChannel>,
+    ) -> Result<RequestView> {
+        let body = ApproveBody {
+            comment: comment.map(str::to_string),
+        };
+        self.post_from(&format!("/requests/{id}/approve"), &body, channel)
+            .await
+    }
+    /// Denies, telling the broker where the person acted (see [`Client::approve_via`]).
+    pub async fn deny_via(
+        &self,
+        id: &RequestId,
+        reason: Option<&str>,
+        channel: Option<firedoor_core::api::ClientChannel>,
+    ) -> Result<RequestView> {
+        let body = DenyBody {
+            reason: reason.map(str::to_string),
+        };
+        self.post_from(&format!("/requests/{id}/deny"), &body, channel)
+            .await
+    }
+    async fn post_from<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        channel: Option<firedoor_core::api::ClientChannel>,
+    ) -> Result<T> {
+        Ok(self
+            .send(Retry::IfNotSent, Method::POST, path, &|r| {
+                let r = r.json(body);
+                match channel {
+                    Some(c) => r.header(firedoor_core::api::CLIENT_CHANNEL_HEADER, c.as_str()),
+                    None => r,
+                }
+            })
+            .await?
+            .1)
     }
     pub async fn cancel(&self, id: &RequestId) -> Result<RequestView> {
         self.post(&format!("/requests/{id}/cancel"), &serde_json::json!({}))
