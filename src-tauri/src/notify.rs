@@ -508,15 +508,14 @@ impl Notifier {
                     "approve" | "deny" => {
                         let approve = action == "approve";
                         tauri::async_runtime::spawn(async move {
-                            let result =
-                                decide(
-                                    &console,
-                                    &rid,
-                                    approve,
-                                    "a desktop notification",
-                                    ClientChannel::Notification,
-                                )
-                                .await;
+                            let result = decide(
+                                &console,
+                                &rid,
+                                approve,
+                                "a desktop notification",
+                                ClientChannel::Notification,
+                            )
+                            .await;
                             show_outcome(result);
                         });
                     }

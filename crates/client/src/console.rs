@@ -15,8 +15,8 @@ use crate::secrets::SecretStore;
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{
-    BundleView, ClientChannel, CreateRequest, Credentials, EventKind, EventView, ExtendBody, GrantView,
-    IncidentView, MyOnCall, RequestView, RESYNC_EVENT,
+    BundleView, ClientChannel, CreateRequest, Credentials, EventKind, EventView, ExtendBody,
+    GrantView, IncidentView, MyOnCall, RequestView, RESYNC_EVENT,
 };
 pub use firedoor_core::{ConsoleErrorCode, ErrorCode};
 use firedoor_core::{GrantId, RequestId};
@@ -1423,10 +1423,7 @@ impl Console {
     ) -> Result<ActionResult> {
         let c = self.client().await?;
         let r = self
-            .needs_broker(
-                "Approvals",
-                c.approve_via(id, comment, Some(channel)).await,
-            )
+            .needs_broker("Approvals", c.approve_via(id, comment, Some(channel)).await)
             .await?;
         let _ = self.sync().await;
         Ok(ActionResult {

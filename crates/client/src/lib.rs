@@ -703,6 +703,38 @@ impl Client {
         .map(|x| x.1)
     }
 
+    // issue 14: report
+    /// A report (admins): `kind` `incident`, `grant` or `unlock`; `format` `md`
+    /// or `html` (the text as the broker renders it). Path segments are
+    /// percent-encoded.
+    pub async fn report_text(&self, kind: &str, id: &str, format: &str) -> Result<String> {
+        let path = format!("/reports/{}/{}", segment(kind), segment(id));
+        let (status, bytes) = self
+            .call(Retry::Safe, Method::GET, &path, &|r| {
+                r.query(&[("format", format)])
+            })
+            .await?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// A report as JSON (admins), with every line's audit record.
+    pub async fn report(&self, kind: &str, id: &str) -> Result<firedoor_core::report::Report> {
+        let path = format!("/reports/{}/{}", segment(kind), segment(id));
+        self.get(&path).await
+    }
+
+    /// Checks a JSON report against the broker's audit log (admins):
+    /// `{"valid": true|false, "problem": ...}`.
+    pub async fn verify_report(
+        &self,
+        report: &firedoor_core::report::Report,
+    ) -> Result<serde_json::Value> {
+        self.post_as(Retry::Safe, "/reports/verify", report).await
+    }
+
     /// The broker's signed audit head (any signed-in user).
     pub async fn audit_head(&self) -> Result<firedoor_core::audit::SignedHead> {
         self.get("/audit/head").await
@@ -1039,4 +1071,17 @@ impl Client {
             .await?
             .1)
     }
+}
+
+/// `text` as one URL path segment (report ids are free text: `INC-123`, ...).
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

@@ -566,8 +566,8 @@ pub fn select<'a>(
             }
         } else if REQUEST_ACTIONS.contains(&a) {
             if a == "request_created" {
-                let for_incident = text_of(&d, "incident")
-                    .is_some_and(|i| scope.incidents.contains(&i));
+                let for_incident =
+                    text_of(&d, "incident").is_some_and(|i| scope.incidents.contains(&i));
                 let extends = text_of(&d, "kind").as_deref() == Some("extension")
                     && text_of(&d, "grant").is_some_and(|g| scope.grants.contains(&g));
                 if for_incident || extends {
@@ -740,7 +740,8 @@ pub fn html_escape(s: &str) -> String {
     out
 }
 
-const CSS: &str = "body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1b1b;background:#fff}\
+const CSS: &str =
+    "body{font:14px/1.45 system-ui,sans-serif;margin:2rem;color:#1b1b1b;background:#fff}\
 h1{font-size:1.4rem}table{border-collapse:collapse;width:100%}\
 th,td{border:1px solid #ccc;padding:.3rem .5rem;vertical-align:top;text-align:left}\
 th{background:#f2f2f2}td.h{font-family:monospace;font-size:12px;word-break:break-all}\
@@ -1104,7 +1105,10 @@ mod tests {
         t.lines[0].record.at = "2026-11-26T09:00:00.000000Z".into();
         t.lines[0].at = t.lines[0].record.at.clone();
         let e = check_lines(&t).unwrap_err();
-        assert!(e.0.starts_with("line 1 (audit record 1): the record"), "{e}");
+        assert!(
+            e.0.starts_with("line 1 (audit record 1): the record"),
+            "{e}"
+        );
 
         let mut t = r.clone();
         t.lines.remove(1);
@@ -1123,7 +1127,10 @@ mod tests {
         assert!(md.contains("\\<script\\>"), "{md}");
         assert!(md.contains("\\| \\*x\\*"), "{md}");
         // Each table row has exactly the 9 unescaped pipes of 8 cells.
-        for row in md.lines().filter(|l| l.starts_with("| 1 ") || l.starts_with("| 2 ")) {
+        for row in md
+            .lines()
+            .filter(|l| l.starts_with("| 1 ") || l.starts_with("| 2 "))
+        {
             let bare = row.replace("\\|", "");
             assert_eq!(bare.matches('|').count(), 9, "{row}");
         }

@@ -17,6 +17,7 @@ mod grants;
 mod incidents;
 mod notifications;
 mod oncall;
+mod reports;
 mod requests;
 mod secrets;
 mod ssh;
@@ -312,7 +313,15 @@ pub fn router(state: AppState) -> Router {
             put(secrets::put_secret).layer(axum::extract::DefaultBodyLimit::max(SECRET_BODY_LIMIT)),
         )
         .route("/secrets/{name}/rotate", post(secrets::rotate_secret))
-        .route("/secrets/{name}/unlock", post(secrets::online_unlock));
+        .route("/secrets/{name}/unlock", post(secrets::online_unlock))
+        // issue 14: report
+        .route(
+            "/reports/verify",
+            post(reports::verify).layer(axum::extract::DefaultBodyLimit::max(
+                reports::REPORT_BODY_LIMIT,
+            )),
+        )
+        .route("/reports/{kind}/{id}", get(reports::report));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

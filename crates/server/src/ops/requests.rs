@@ -10,7 +10,8 @@ use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::access;
 use firedoor_core::api::{
-    ApproveBody, ClientChannel, CreateRequest, Decision, DenyBody, EventKind, RequestView, WhoApproves,
+    ApproveBody, ClientChannel, CreateRequest, Decision, DenyBody, EventKind, RequestView,
+    WhoApproves,
 };
 use firedoor_core::audit::AuditEvent;
 use firedoor_core::input;
