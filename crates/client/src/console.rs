@@ -1438,6 +1438,32 @@ impl Console {
         self.deny_via(id, reason, ClientChannel::App).await
     }
 
+    // issue 14: report
+    /// Whether the signed-in user may read reports (an admin, as the broker says);
+    /// false when signed out or offline.
+    pub async fn reports_allowed(&self) -> bool {
+        let Ok(c) = self.client().await else {
+            return false;
+        };
+        c.me().await.map(|m| m.admin).unwrap_or(false)
+    }
+
+    /// A report as the broker renders it (admins): `kind` `incident`, `grant` or
+    /// `unlock`, `format` `md` or `html`.
+    pub async fn report(&self, kind: &str, id: &str, format: &str) -> Result<String> {
+        if firedoor_core::report::ReportKind::parse(kind).is_none()
+            || !matches!(format, "md" | "html")
+        {
+            return Err(ConsoleError::new(
+                ConsoleErrorCode::Validation,
+                "A report is on an incident, a grant or an unlock, as Markdown or HTML.",
+            ));
+        }
+        let c = self.client().await?;
+        self.needs_broker("Reports", c.report_text(kind, id, format).await)
+            .await
+    }
+
     /// Denies; `channel` as for [`Console::approve_via`].
     pub async fn deny_via(
         &self,
