@@ -5,7 +5,7 @@
 //! `FIREDOOR_BENCH_RECORDS`): requests, approvals from two channels and grants of
 //! unrelated work, and among them one incident with its request, approvals, grant,
 //! credential views, a break-glass unlock naming it, revocation and rotation. Then,
-//! 10 times each (p50 and max printed): building the incident report from the
+//! 10 times each (`FIREDOOR_BENCH_RUNS`; p50 and max printed): building the incident report from the
 //! store (reading the whole log), rendering it as Markdown, HTML and JSON, and
 //! verifying it against the log (whole-chain signatures included).
 #![allow(clippy::unwrap_used)]
@@ -212,7 +212,7 @@ async fn main() {
     }
     let total = b.store.audit().max_seq().await.unwrap();
 
-    let runs = 10;
+    let runs = env_n("FIREDOOR_BENCH_RUNS", 10);
     let (mut build, mut render, mut verify) = (vec![], vec![], vec![]);
     let mut lines = 0;
     for _ in 0..runs {
