@@ -49,6 +49,7 @@ bench: deps
 	cargo bench -p firedoor-server --bench events
 	cargo bench -p firedoor-server --bench breakglass
 	cargo bench -p firedoor-server --bench sso
+	cargo bench -p firedoor-server --bench report
 	cargo bench -p firedoor-client --bench unlock
 
 bench-desktop: ui

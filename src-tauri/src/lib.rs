@@ -166,6 +166,62 @@ async fn extend(
         .await
 }
 
+// issue 14: report
+/// Whether the signed-in user may read reports (an admin).
+#[tauri::command]
+async fn reports_allowed(s: State<'_, AppState>) -> CmdResult<bool> {
+    Ok(s.console.reports_allowed().await)
+}
+
+/// A report as Markdown or HTML, from the broker (admins).
+#[tauri::command]
+async fn report(
+    s: State<'_, AppState>,
+    kind: String,
+    id: String,
+    format: String,
+) -> CmdResult<String> {
+    s.console.report(&kind, &id, &format).await
+}
+
+/// Saves a report's self-contained HTML page in the Downloads folder (or the home
+/// folder); returns where.
+#[tauri::command]
+async fn save_report(
+    app: AppHandle,
+    s: State<'_, AppState>,
+    kind: String,
+    id: String,
+) -> CmdResult<String> {
+    let html = s.console.report(&kind, &id, "html").await?;
+    let dir = app
+        .path()
+        .download_dir()
+        .or_else(|_| app.path().home_dir())
+        .map_err(|e| {
+            ConsoleError::new(ConsoleErrorCode::Io, format!("no folder to save in: {e}"))
+        })?;
+    let safe: String = id
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(80)
+        .collect();
+    let path = dir.join(format!("firedoor-report-{kind}-{safe}.html"));
+    std::fs::write(&path, html).map_err(|e| {
+        ConsoleError::new(
+            ConsoleErrorCode::Io,
+            format!("saving {}: {e}", path.display()),
+        )
+    })?;
+    Ok(path.display().to_string())
+}
+
 #[tauri::command]
 async fn credentials(s: State<'_, AppState>, grant_id: String) -> CmdResult<Revealed> {
     s.console
@@ -690,7 +746,11 @@ pub fn run() {
             readiness,
             // issue 14: uses
             break_glass_uses,
-            classify_use
+            classify_use,
+            // issue 14: report
+            reports_allowed,
+            report,
+            save_report
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

@@ -19,6 +19,7 @@
 
 use chrono::{DateTime, TimeZone, Utc};
 use firedoor_client::console::{ActionResult, Console, ConsoleError, ConsoleErrorCode, Snapshot};
+use firedoor_core::api::ClientChannel;
 use firedoor_core::api::{CreateRequest, EventView, IncidentView, RequestView};
 use firedoor_core::lifecycle::RequestState;
 use firedoor_core::RequestId;
@@ -241,14 +242,15 @@ pub async fn decide(
     rid: &RequestId,
     approve: bool,
     from: &str,
+    channel: ClientChannel,
 ) -> Result<ActionResult, ConsoleError> {
     let result = if approve {
         console
-            .approve(rid, Some(&format!("approved from {from}")))
+            .approve_via(rid, Some(&format!("approved from {from}")), channel)
             .await
     } else {
         console
-            .deny(rid, Some(&format!("denied from {from}")))
+            .deny_via(rid, Some(&format!("denied from {from}")), channel)
             .await
     };
     match result {
@@ -506,8 +508,14 @@ impl Notifier {
                     "approve" | "deny" => {
                         let approve = action == "approve";
                         tauri::async_runtime::spawn(async move {
-                            let result =
-                                decide(&console, &rid, approve, "a desktop notification").await;
+                            let result = decide(
+                                &console,
+                                &rid,
+                                approve,
+                                "a desktop notification",
+                                ClientChannel::Notification,
+                            )
+                            .await;
                             show_outcome(result);
                         });
                     }

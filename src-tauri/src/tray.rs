@@ -316,7 +316,14 @@ pub fn on_menu(app: &AppHandle, console: Option<Arc<Console>>, id: &str) {
             let approve = matches!(action, Action::Approve(_));
             tauri::async_runtime::spawn(async move {
                 notify::show_outcome(
-                    notify::decide(&console, &rid, approve, "the tray menu").await,
+                    notify::decide(
+                        &console,
+                        &rid,
+                        approve,
+                        "the tray menu",
+                        firedoor_core::api::ClientChannel::App,
+                    )
+                    .await,
                 );
             });
         }

@@ -15,8 +15,8 @@ use crate::secrets::SecretStore;
 use crate::{Client, ClientError};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{
-    BundleView, CreateRequest, Credentials, EventKind, EventView, ExtendBody, GrantView,
-    IncidentView, MyOnCall, RequestView, RESYNC_EVENT,
+    BundleView, ClientChannel, CreateRequest, Credentials, EventKind, EventView, ExtendBody,
+    GrantView, IncidentView, MyOnCall, RequestView, RESYNC_EVENT,
 };
 pub use firedoor_core::{ConsoleErrorCode, ErrorCode};
 use firedoor_core::{GrantId, RequestId};
@@ -1411,9 +1411,19 @@ impl Console {
     }
 
     pub async fn approve(&self, id: &RequestId, comment: Option<&str>) -> Result<ActionResult> {
+        self.approve_via(id, comment, ClientChannel::App).await
+    }
+
+    /// Approves; `channel` says where (the window, a notification), for the audit.
+    pub async fn approve_via(
+        &self,
+        id: &RequestId,
+        comment: Option<&str>,
+        channel: ClientChannel,
+    ) -> Result<ActionResult> {
         let c = self.client().await?;
         let r = self
-            .needs_broker("Approvals", c.approve(id, comment).await)
+            .needs_broker("Approvals", c.approve_via(id, comment, Some(channel)).await)
             .await?;
         let _ = self.sync().await;
         Ok(ActionResult {
@@ -1425,9 +1435,45 @@ impl Console {
     }
 
     pub async fn deny(&self, id: &RequestId, reason: Option<&str>) -> Result<ActionResult> {
+        self.deny_via(id, reason, ClientChannel::App).await
+    }
+
+    // issue 14: report
+    /// Whether the signed-in user may read reports (an admin, as the broker says);
+    /// false when signed out or offline.
+    pub async fn reports_allowed(&self) -> bool {
+        let Ok(c) = self.client().await else {
+            return false;
+        };
+        c.me().await.map(|m| m.admin).unwrap_or(false)
+    }
+
+    /// A report as the broker renders it (admins): `kind` `incident`, `grant` or
+    /// `unlock`, `format` `md` or `html`.
+    pub async fn report(&self, kind: &str, id: &str, format: &str) -> Result<String> {
+        if firedoor_core::report::ReportKind::parse(kind).is_none()
+            || !matches!(format, "md" | "html")
+        {
+            return Err(ConsoleError::new(
+                ConsoleErrorCode::Validation,
+                "A report is on an incident, a grant or an unlock, as Markdown or HTML.",
+            ));
+        }
+        let c = self.client().await?;
+        self.needs_broker("Reports", c.report_text(kind, id, format).await)
+            .await
+    }
+
+    /// Denies; `channel` as for [`Console::approve_via`].
+    pub async fn deny_via(
+        &self,
+        id: &RequestId,
+        reason: Option<&str>,
+        channel: ClientChannel,
+    ) -> Result<ActionResult> {
         let c = self.client().await?;
         let r = self
-            .needs_broker("Approvals", c.deny(id, reason).await)
+            .needs_broker("Approvals", c.deny_via(id, reason, Some(channel)).await)
             .await?;
         let _ = self.sync().await;
         Ok(ActionResult {

@@ -620,22 +620,54 @@ impl Client {
         self.get(&format!("/requests/{id}")).await
     }
     pub async fn approve(&self, id: &RequestId, comment: Option<&str>) -> Result<RequestView> {
-        self.post(
-            &format!("/requests/{id}/approve"),
-            &ApproveBody {
-                comment: comment.map(str::to_string),
-            },
-        )
-        .await
+        self.approve_via(id, comment, None).await
     }
     pub async fn deny(&self, id: &RequestId, reason: Option<&str>) -> Result<RequestView> {
-        self.post(
-            &format!("/requests/{id}/deny"),
-            &DenyBody {
-                reason: reason.map(str::to_string),
-            },
-        )
-        .await
+        self.deny_via(id, reason, None).await
+    }
+    /// Approves, telling the broker where the person acted (`X-Firedoor-Client`),
+    /// which the audit record and reports keep.
+    pub async fn approve_via(
+        &self,
+        id: &RequestId,
+        comment: Option<&str>,
+        channel: Option<firedoor_core::api::ClientChannel>,
+    ) -> Result<RequestView> {
+        let body = ApproveBody {
+            comment: comment.map(str::to_string),
+        };
+        self.post_from(&format!("/requests/{id}/approve"), &body, channel)
+            .await
+    }
+    /// Denies, telling the broker where the person acted (see [`Client::approve_via`]).
+    pub async fn deny_via(
+        &self,
+        id: &RequestId,
+        reason: Option<&str>,
+        channel: Option<firedoor_core::api::ClientChannel>,
+    ) -> Result<RequestView> {
+        let body = DenyBody {
+            reason: reason.map(str::to_string),
+        };
+        self.post_from(&format!("/requests/{id}/deny"), &body, channel)
+            .await
+    }
+    async fn post_from<B: Serialize + Sync, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+        channel: Option<firedoor_core::api::ClientChannel>,
+    ) -> Result<T> {
+        Ok(self
+            .send(Retry::IfNotSent, Method::POST, path, &|r| {
+                let r = r.json(body);
+                match channel {
+                    Some(c) => r.header(firedoor_core::api::CLIENT_CHANNEL_HEADER, c.as_str()),
+                    None => r,
+                }
+            })
+            .await?
+            .1)
     }
     pub async fn cancel(&self, id: &RequestId) -> Result<RequestView> {
         self.post(&format!("/requests/{id}/cancel"), &serde_json::json!({}))
@@ -671,6 +703,38 @@ impl Client {
         })
         .await
         .map(|x| x.1)
+    }
+
+    // issue 14: report
+    /// A report (admins): `kind` `incident`, `grant` or `unlock`; `format` `md`
+    /// or `html` (the text as the broker renders it). Path segments are
+    /// percent-encoded.
+    pub async fn report_text(&self, kind: &str, id: &str, format: &str) -> Result<String> {
+        let path = format!("/reports/{}/{}", segment(kind), segment(id));
+        let (status, bytes) = self
+            .call(Retry::Safe, Method::GET, &path, &|r| {
+                r.query(&[("format", format)])
+            })
+            .await?;
+        if !status.is_success() {
+            return Err(api_error(status, &bytes));
+        }
+        String::from_utf8(bytes.to_vec()).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// A report as JSON (admins), with every line's audit record.
+    pub async fn report(&self, kind: &str, id: &str) -> Result<firedoor_core::report::Report> {
+        let path = format!("/reports/{}/{}", segment(kind), segment(id));
+        self.get(&path).await
+    }
+
+    /// Checks a JSON report against the broker's audit log (admins):
+    /// `{"valid": true|false, "problem": ...}`.
+    pub async fn verify_report(
+        &self,
+        report: &firedoor_core::report::Report,
+    ) -> Result<serde_json::Value> {
+        self.post_as(Retry::Safe, "/reports/verify", report).await
     }
 
     /// The broker's signed audit head (any signed-in user).
@@ -1085,4 +1149,17 @@ impl Client {
             .await?
             .1)
     }
+}
+
+/// `text` as one URL path segment (report ids are free text: `INC-123`, ...).
+fn segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }

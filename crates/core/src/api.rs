@@ -591,3 +591,59 @@ mod event_kind_tests {
         assert_eq!(RESYNC_EVENT, "resync");
     }
 }
+
+// issue 14: report — where an approval or denial came from.
+
+/// The header a client sends with an approval or a denial to say where the person
+/// acted; the broker checks it against [`ClientChannel`] and records it in the audit
+/// record (reports show it).
+pub const CLIENT_CHANNEL_HEADER: &str = "X-Firedoor-Client";
+
+/// Where an approver acted: the desktop app's window, its desktop notification's
+/// action button, the command line, or a chat integration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientChannel {
+    App,
+    Notification,
+    Cli,
+    Chat,
+}
+
+impl ClientChannel {
+    pub const ALL: [ClientChannel; 4] = [
+        ClientChannel::App,
+        ClientChannel::Notification,
+        ClientChannel::Cli,
+        ClientChannel::Chat,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClientChannel::App => "app",
+            ClientChannel::Notification => "notification",
+            ClientChannel::Cli => "cli",
+            ClientChannel::Chat => "chat",
+        }
+    }
+
+    /// The channel named `text` (exactly one of the fixed names).
+    pub fn parse(text: &str) -> Option<ClientChannel> {
+        Self::ALL.into_iter().find(|c| c.as_str() == text)
+    }
+}
+
+#[cfg(test)]
+mod channel_tests {
+    use super::ClientChannel;
+
+    #[test]
+    fn channels_parse_only_the_fixed_names() {
+        for c in ClientChannel::ALL {
+            assert_eq!(ClientChannel::parse(c.as_str()), Some(c));
+        }
+        for bad in ["", "App", "app ", "email", "cli\n", "<script>"] {
+            assert_eq!(ClientChannel::parse(bad), None, "{bad:?}");
+        }
+    }
+}

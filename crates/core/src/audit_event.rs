@@ -80,9 +80,12 @@ pub enum AuditEvent {
         duration_secs: i64,
         justification: Option<String>,
     },
-    /// One approval was recorded (subject: the request).
+    /// One approval was recorded (subject: the request). `channel`: where the
+    /// approver acted (`app`, `notification`, `cli`, `chat`; see
+    /// [`crate::api::ClientChannel`]), recorded only when the client said so.
     ApprovalRecorded {
         comment: Option<String>,
+        channel: Option<String>,
     },
     /// The request has all the approvals it needs (subject: the request).
     RequestApproved {
@@ -96,8 +99,10 @@ pub enum AuditEvent {
         /// The incident whose responder asked (recorded only when there is one).
         incident: Option<String>,
     },
+    /// `channel` as for [`AuditEvent::ApprovalRecorded`] (recorded only when known).
     RequestDenied {
         reason: Option<String>,
+        channel: Option<String>,
     },
     RequestCancelled,
     RequestTimedOut {
@@ -632,7 +637,13 @@ impl AuditEvent {
                 justification,
             } => json!({ "kind": "extension", "grant": grant, "duration_secs": duration_secs,
                 "justification": justification }),
-            E::ApprovalRecorded { comment } => json!({ "comment": comment }),
+            E::ApprovalRecorded { comment, channel } => {
+                let mut d = json!({ "comment": comment });
+                if let Some(c) = channel {
+                    d["channel"] = json!(c);
+                }
+                d
+            }
             E::RequestApproved { approvals } => json!({ "approvals": approvals }),
             E::RequestAutoApproved {
                 flow,
@@ -648,7 +659,13 @@ impl AuditEvent {
                 }
                 d
             }
-            E::RequestDenied { reason } => json!({ "reason": reason }),
+            E::RequestDenied { reason, channel } => {
+                let mut d = json!({ "reason": reason });
+                if let Some(c) = channel {
+                    d["channel"] = json!(c);
+                }
+                d
+            }
             E::RequestCancelled | E::CredentialsViewed => json!({}),
             E::RequestTimedOut { pending_until } => json!({ "pending_until": pending_until }),
             E::GrantActivated {
@@ -1100,9 +1117,18 @@ mod tests {
             (
                 AuditEvent::ApprovalRecorded {
                     comment: Some(s("ok")),
+                    channel: None,
                 },
                 "approval_recorded",
                 json!({ "comment": Some("ok") }),
+            ),
+            (
+                AuditEvent::ApprovalRecorded {
+                    comment: None,
+                    channel: Some(s("notification")),
+                },
+                "approval_recorded",
+                json!({ "comment": None::<String>, "channel": "notification" }),
             ),
             (
                 AuditEvent::RequestApproved { approvals: 2 },
@@ -1128,9 +1154,20 @@ mod tests {
                 json!({ "automatic": true, "flow": "payments", "on_call": "payments-primary" }),
             ),
             (
-                AuditEvent::RequestDenied { reason: None },
+                AuditEvent::RequestDenied {
+                    reason: None,
+                    channel: None,
+                },
                 "request_denied",
                 json!({ "reason": None::<String> }),
+            ),
+            (
+                AuditEvent::RequestDenied {
+                    reason: Some(s("no")),
+                    channel: Some(s("cli")),
+                },
+                "request_denied",
+                json!({ "reason": "no", "channel": "cli" }),
             ),
             (AuditEvent::RequestCancelled, "request_cancelled", json!({})),
             (

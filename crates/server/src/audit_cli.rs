@@ -8,7 +8,7 @@ use firedoor_server::anchor;
 use std::io::BufRead;
 use std::path::Path;
 
-fn public_key_from(key_file: &Path, given: Option<&str>) -> anyhow::Result<VerifyingKey> {
+pub fn public_key_from(key_file: &Path, given: Option<&str>) -> anyhow::Result<VerifyingKey> {
     if let Some(k) = given {
         return decode_public_key(k).map_err(|e| {
             anyhow::anyhow!("--public-key: {e} (expected the base64 key `audit public-key` prints)")

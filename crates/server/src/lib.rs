@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod ops;
 pub mod probes;
+pub mod report;
 pub mod service;
 pub mod ssh_setup;
 pub mod store;

@@ -15,6 +15,7 @@ use std::sync::Arc;
 use zeroize::Zeroizing;
 
 mod audit_cli;
+mod report_cli;
 
 #[derive(Parser)]
 #[command(
@@ -179,6 +180,14 @@ enum Cmd {
         #[command(subcommand)]
         cmd: UnlocksCmd,
     },
+    // issue 14: report
+    /// The record after an incident: the timeline of an incident, a grant or a
+    /// break-glass unlock, each line tied to its audit record and hash; and the
+    /// check of a report against the audit log.
+    Report {
+        #[command(subcommand)]
+        cmd: ReportCmd,
+    },
 }
 
 #[derive(Subcommand)]
@@ -194,6 +203,50 @@ enum DrillCmd {
         #[command(flatten)]
         policy: PolicyArg,
     },
+}
+
+
+// issue 14: report
+#[derive(Subcommand)]
+enum ReportCmd {
+    /// An incident (its id inc_… or its source's id, e.g. INC-123): the requests
+    /// and grants made for it and the break-glass unlocks whose reason names it.
+    Incident {
+        id: String,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+    /// A grant: its request, approvals, provisioning, credential views,
+    /// extensions, revocation.
+    Grant {
+        id: String,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+    /// A break-glass unlock, named by the seq of its audit record (`audit export`
+    /// shows it), and the rotation that followed.
+    Unlock {
+        id: String,
+        #[command(flatten)]
+        out: ReportOut,
+    },
+    /// Check a JSON report against the audit log (records, hashes, the chain,
+    /// every line's words, nothing left out); exits 1 naming the first bad line.
+    Verify {
+        file: PathBuf,
+        /// The broker's public key, base64 (default: from the key file).
+        #[arg(long, value_name = "KEY")]
+        public_key: Option<String>,
+    },
+}
+
+#[derive(clap::Args)]
+struct ReportOut {
+    #[arg(long, value_enum, default_value = "md")]
+    format: report_cli::Format,
+    /// File to write (default: standard output).
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -1285,6 +1338,24 @@ async fn run(mut cli: Cli) -> anyhow::Result<i32> {
                 }
             }
             Ok(0)
+        }
+        // issue 14: report
+        Cmd::Report { cmd } => {
+            require_store(&cli.data_dir, cli.database.as_ref())?;
+            let pool = firedoor_server::open_db(&cli.data_dir, cli.database.as_ref()).await?;
+            use firedoor_core::report::ReportKind;
+            let (kind, id, out) = match cmd {
+                ReportCmd::Verify { file, public_key } => {
+                    let key_path =
+                        firedoor_server::key_path(&cli.data_dir, cli.key_file.as_deref());
+                    return report_cli::verify(&pool, &key_path, public_key.as_deref(), &file)
+                        .await;
+                }
+                ReportCmd::Incident { id, out } => (ReportKind::Incident, id, out),
+                ReportCmd::Grant { id, out } => (ReportKind::Grant, id, out),
+                ReportCmd::Unlock { id, out } => (ReportKind::Unlock, id, out),
+            };
+            report_cli::write(&pool, kind, &id, out.format, out.out.as_deref()).await
         }
     }
 }

@@ -276,6 +276,21 @@ pub fn document(policy: &Policy) -> String {
                 "parameters": id_param("use"),
                 "requestBody": { "required": true, "content": { "application/json": { "schema": r("ClassifyUse") } } },
                 "responses": { "200": ok(r("Use")), "4XX": err_resp() } } },
+            // issue 14: report
+            "/reports/{kind}/{id}": { "get": {
+                "summary": "The timeline of an incident (its id or its source's id), a grant, or a break-glass unlock (the seq of its audit record), each line with its audit record and hash (admins)",
+                "parameters": [
+                    { "name": "kind", "in": "path", "required": true, "schema": { "type": "string", "enum": ["incident", "grant", "unlock"] } },
+                    { "name": "id", "in": "path", "required": true, "schema": { "type": "string", "minLength": 1, "maxLength": 200 } },
+                    { "name": "format", "in": "query", "schema": { "type": "string", "enum": ["json", "md", "html"], "default": "json" } }],
+                "responses": { "200": { "description": "the report: JSON (firedoor-report/1), Markdown, or a self-contained HTML page", "content": {
+                    "application/json": { "schema": { "type": "object" } }, "text/markdown": {}, "text/html": {} } }, "4XX": err_resp() } } },
+            "/reports/verify": { "post": {
+                "summary": "Check a JSON report against the audit log: every cited record with its hash, the chain, each line's words, nothing left out (admins)",
+                "requestBody": { "required": true, "content": { "application/json": { "schema": { "type": "object", "description": "a report as GET /reports/{kind}/{id}?format=json returns it" } } } },
+                "responses": { "200": ok(json!({ "type": "object", "properties": {
+                    "valid": { "type": "boolean" }, "problem": { "type": "string" }, "lines": { "type": "integer" },
+                    "log_records": { "type": "integer" }, "head_seq": { "type": "integer" } } })), "4XX": err_resp() } } },
             "/events": { "get": {
                 "summary": "Live events for me as server-sent events; resume with Last-Event-ID",
                 "parameters": [{ "name": "Last-Event-ID", "in": "header", "schema": int_range(0, i64::MAX) }],

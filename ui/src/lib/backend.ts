@@ -86,7 +86,17 @@ export interface Backend {
   autostart(): Promise<boolean>;
   /** Turns starting at login on or off; returns the new state. Errors: 'autostart'. */
   setAutostart(on: boolean): Promise<boolean>;
+  // issue 14: report
+  /** Whether the signed-in user may read reports (an admin); false offline. */
+  reportsAllowed(): Promise<boolean>;
+  /** The report on an incident, a grant or an unlock (the seq of its audit record), as
+   *  the broker renders it. Errors: 'forbidden', 'not_found', 'offline', 'validation'. */
+  report(kind: ReportKind, id: string, format: 'md' | 'html'): Promise<string>;
+  /** Saves the report's self-contained HTML page (Downloads); returns the file's path. */
+  saveReport(kind: ReportKind, id: string): Promise<string>;
 }
+
+export type ReportKind = 'incident' | 'grant' | 'unlock';
 
 /** Turns anything thrown by a backend call into a readable BackendError. */
 export function toBackendError(e: unknown): BackendError {
@@ -146,5 +156,8 @@ export async function tauriBackend(): Promise<Backend> {
     breakGlassUses: (openOnly) => call('break_glass_uses', { openOnly }),
     classifyUse: (id, kind, incident, note) =>
       call('classify_use', { id, kind, incident: incident ?? null, note: note ?? null }),
+    reportsAllowed: () => call('reports_allowed'),
+    report: (kind, id, format) => call('report', { kind, id, format }),
+    saveReport: (kind, id) => call('save_report', { kind, id }),
   };
 }

@@ -2,7 +2,7 @@
 // backend the component tests drive. It keeps the same rules the UI relies on
 // (queued when offline, approvals need the broker, errors as {code, message}).
 
-import type { Backend } from './backend';
+import type { Backend, ReportKind } from './backend';
 import { checkBrokerUrls } from './urls';
 import type {
   ActionResult, AppStatus, BackendError, BackendErrorCode, BreakGlass, Bundle, CredentialItem, Credentials, Grant,
@@ -41,6 +41,10 @@ export interface FakeBackend extends Backend {
   link(ev: LinkEvent): void;
   /** Whether the autostart entry exists. */
   autostartOn: boolean;
+  /** Whether the signed-in user is an admin (may read reports). */
+  reportsAdmin: boolean;
+  /** Paths of the report pages saved. */
+  savedReports: string[];
   /** Makes the next call to `method` fail with this error. */
   failNext(method: keyof Backend, err: BackendError): void;
   /** The app failed over to `url` (one of the sign-in's URLs), as the client would
@@ -422,6 +426,8 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       else waitingLinks.push(clone(ev));
     },
     autostartOn: false,
+    reportsAdmin: false,
+    savedReports: [] as string[],
     failNext: (m, e) => { failures.set(m, e); },
     failOver(url) {
       if (!state.status.broker_urls.includes(url)) throw new Error(`${url} is not one of the sign-in's URLs`);
@@ -876,6 +882,40 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       backend.autostartOn = on;
       return on;
     }),
+
+    // issue 14: report. The fake's reports are built from its own state: a grant's
+    // request, the grant, in the broker's Markdown layout; only admins may read them.
+    reportsAllowed: () => call('reportsAllowed', [], () => state.status.online && backend.reportsAdmin),
+    report: (kind, id, format) => call('report', [kind, id, format], () => fakeReport(kind, id, format)),
+    saveReport: (kind, id) => call('saveReport', [kind, id], () => {
+      fakeReport(kind, id, 'html');
+      const path = `/home/demo/Downloads/firedoor-report-${kind}-${id.replace(/[^A-Za-z0-9_-]/g, '_')}.html`;
+      backend.savedReports.push(path);
+      return path;
+    }),
   };
+
+  function fakeReport(kind: ReportKind, id: string, format: 'md' | 'html'): string {
+    requireSignedIn();
+    requireOnline('Reports');
+    if (!backend.reportsAdmin) throw fail('forbidden', 'the audit log is for admins');
+    const g = kind === 'grant' ? state.grants.find((x) => x.id === id) : undefined;
+    const inc = kind === 'incident' ? state.incidents?.find((x) => x.id === id) : undefined;
+    if (!g && !inc) throw fail('not_found', `no such ${kind}`);
+    const rows: string[][] = [];
+    let seq = 40;
+    if (inc) rows.push([`#${++seq}`, 'system', '', 'incident', `incident opened: ${inc.title}`]);
+    if (g) {
+      rows.push([`#${++seq}`, g.holder, '', 'request', `${g.holder} requested ${g.bundle}`]);
+      rows.push([`#${++seq}`, 'system', '', 'provisioning', `access provisioned for ${g.holder}: ${g.bundle}`]);
+    }
+    if (format === 'html') {
+      const esc = (t: string) => t.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+      return `<!DOCTYPE html><html><body><h1>Firedoor report: ${kind} ${esc(id)}</h1><table>${
+        rows.map((r) => `<tr>${r.map((c) => `<td>${esc(c)}</td>`).join('')}</tr>`).join('')}</table></body></html>`;
+    }
+    return [`# Firedoor report: ${kind} ${id}`, '', '| Audit record | Who | Channel | Phase | What |', '|---|---|---|---|---|',
+      ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n') + '\n';
+  }
   return backend;
 }

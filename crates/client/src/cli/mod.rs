@@ -24,7 +24,7 @@ use crate::console::{ActionResult, Change, Console, ConsoleError, ConsoleOptions
 use crate::secrets::{KeyringStore, SecretStore};
 use chrono::{DateTime, Utc};
 use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
-use firedoor_core::api::{CreateRequest, GrantView, RequestView};
+use firedoor_core::api::{ClientChannel, CreateRequest, GrantView, RequestView};
 use firedoor_core::lifecycle::{GrantState, RequestState};
 use firedoor_core::{ConsoleErrorCode, ErrorCode, GrantId, RequestId};
 use secrecy::SecretString;
@@ -628,13 +628,19 @@ async fn run(cli: Cli) -> Res<Done> {
             let id: RequestId = parse_id("request", &id)?;
             let c = open_console().await?;
             require_session(&c).await?;
-            action(c.approve(&id, comment.as_deref()).await?)
+            action(
+                c.approve_via(&id, comment.as_deref(), ClientChannel::Cli)
+                    .await?,
+            )
         }
         Command::Deny { id, reason } => {
             let id: RequestId = parse_id("request", &id)?;
             let c = open_console().await?;
             require_session(&c).await?;
-            action(c.deny(&id, reason.as_deref()).await?)
+            action(
+                c.deny_via(&id, reason.as_deref(), ClientChannel::Cli)
+                    .await?,
+            )
         }
         Command::Grants => grants(json).await,
         Command::Revoke { grant } => {

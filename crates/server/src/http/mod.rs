@@ -18,6 +18,7 @@ mod grants;
 mod incidents;
 mod notifications;
 mod oncall;
+mod reports;
 mod requests;
 mod secrets;
 mod ssh;
@@ -323,7 +324,15 @@ pub fn router(state: AppState) -> Router {
         .route("/readiness", get(drills::readiness))
         // issue 14: uses
         .route("/unlocks", get(uses::list))
-        .route("/unlocks/{id}/classify", post(uses::classify));
+        .route("/unlocks/{id}/classify", post(uses::classify))
+        // issue 14: report
+        .route(
+            "/reports/verify",
+            post(reports::verify).layer(axum::extract::DefaultBodyLimit::max(
+                reports::REPORT_BODY_LIMIT,
+            )),
+        )
+        .route("/reports/{kind}/{id}", get(reports::report));
     Router::new()
         .nest("/api/v1", api)
         .fallback(not_found)

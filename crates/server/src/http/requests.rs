@@ -82,24 +82,53 @@ pub(super) async fn get_request(
     Ok(Json(b.get_request(&p, &id.to_string()).await?).into_response())
 }
 
+/// The `X-Firedoor-Client` header: one of the fixed channel names, or absent (an
+/// older client). Anything else is refused, so the audit only holds known names.
+fn client_channel(
+    headers: &axum::http::HeaderMap,
+) -> ApiResult<Option<firedoor_core::api::ClientChannel>> {
+    use firedoor_core::api::{ClientChannel, CLIENT_CHANNEL_HEADER};
+    let Some(v) = headers.get(CLIENT_CHANNEL_HEADER) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .and_then(ClientChannel::parse)
+        .map(Some)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ClientChannel::ALL.iter().map(|c| c.as_str()).collect();
+            ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!(
+                    "{CLIENT_CHANNEL_HEADER} must be one of: {}",
+                    names.join(", ")
+                ),
+            )
+        })
+}
+
 pub(super) async fn approve(
     State(b): State<AppState>,
     Caller(p): Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Body(body): Body<firedoor_core::api::ApproveBody>,
 ) -> ApiResult<Response> {
     let id: RequestId = parse_id(&id)?;
-    Ok(Json(b.approve(&p, &id.to_string(), body).await?).into_response())
+    let channel = client_channel(&headers)?;
+    Ok(Json(b.approve_via(&p, &id.to_string(), body, channel).await?).into_response())
 }
 
 pub(super) async fn deny(
     State(b): State<AppState>,
     Caller(p): Caller,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
     Body(body): Body<firedoor_core::api::DenyBody>,
 ) -> ApiResult<Response> {
     let id: RequestId = parse_id(&id)?;
-    Ok(Json(b.deny(&p, &id.to_string(), body).await?).into_response())
+    let channel = client_channel(&headers)?;
+    Ok(Json(b.deny_via(&p, &id.to_string(), body, channel).await?).into_response())
 }
 
 pub(super) async fn cancel(

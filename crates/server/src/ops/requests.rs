@@ -10,7 +10,8 @@ use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use firedoor_core::access;
 use firedoor_core::api::{
-    ApproveBody, CreateRequest, Decision, DenyBody, EventKind, RequestView, WhoApproves,
+    ApproveBody, ClientChannel, CreateRequest, Decision, DenyBody, EventKind, RequestView,
+    WhoApproves,
 };
 use firedoor_core::audit::AuditEvent;
 use firedoor_core::input;
@@ -534,6 +535,18 @@ impl Broker {
         id: &str,
         body: ApproveBody,
     ) -> Result<RequestView> {
+        self.approve_via(who, id, body, None).await
+    }
+
+    /// As [`Broker::approve`], recording where the approver acted (`channel`, from
+    /// the client's `X-Firedoor-Client` header) in the audit record.
+    pub async fn approve_via(
+        &self,
+        who: &Principal,
+        id: &str,
+        body: ApproveBody,
+        channel: Option<ClientChannel>,
+    ) -> Result<RequestView> {
         let now = self.now();
         let mut uow = self.uow_at(now).await?;
         let r = self.load_for_decision(&mut uow, who, id).await?;
@@ -550,6 +563,7 @@ impl Broker {
             id,
             AuditEvent::ApprovalRecorded {
                 comment: comment.clone(),
+                channel: channel.map(|c| c.as_str().to_string()),
             },
         );
         let rid = r.id()?;
@@ -635,6 +649,18 @@ impl Broker {
     }
 
     pub async fn deny(&self, who: &Principal, id: &str, body: DenyBody) -> Result<RequestView> {
+        self.deny_via(who, id, body, None).await
+    }
+
+    /// As [`Broker::deny`], recording where the approver acted (see
+    /// [`Broker::approve_via`]).
+    pub async fn deny_via(
+        &self,
+        who: &Principal,
+        id: &str,
+        body: DenyBody,
+        channel: Option<ClientChannel>,
+    ) -> Result<RequestView> {
         let now = self.now();
         let mut uow = self.uow_at(now).await?;
         let r = self.load_for_decision(&mut uow, who, id).await?;
@@ -664,6 +690,7 @@ impl Broker {
             id,
             AuditEvent::RequestDenied {
                 reason: reason.clone(),
+                channel: channel.map(|c| c.as_str().to_string()),
             },
         );
         let title = self.title(&r.bundle);
