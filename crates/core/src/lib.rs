@@ -34,6 +34,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbound;
 pub mod policy;
+pub mod quorum;
 pub mod siem;
 pub mod ssh;
 pub mod sso;
