@@ -89,6 +89,11 @@ pub enum AuditAction {
     /// An SSO session ended early: sign-out, a disabled user, a replayed refresh
     /// token.
     SsoSessionRevoked,
+    // issue 14: quorum
+    /// A two-person (m-of-n) offline unlock recorded by the requester's device.
+    BreakGlassQuorumUnlock,
+    /// A share released to another person's offline unlock request.
+    BreakGlassShareReleased,
 }
 
 impl AuditAction {
@@ -142,6 +147,9 @@ impl AuditAction {
             AuditAction::SsoSignedIn => "sso_signed_in",
             AuditAction::SsoRefreshed => "sso_refreshed",
             AuditAction::SsoSessionRevoked => "sso_session_revoked",
+            // issue 14: quorum
+            AuditAction::BreakGlassQuorumUnlock => "break_glass_quorum_unlock",
+            AuditAction::BreakGlassShareReleased => "break_glass_share_released",
         }
     }
 }

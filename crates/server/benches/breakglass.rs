@@ -204,6 +204,7 @@ async fn reseal() {
             reason: "bench".into(),
             mode: "offline".into(),
             prev_hash: prev.clone(),
+            quorum: None,
         };
         let signed = SignedRecord::sign(&rec, key);
         prev = signed.hash.clone();

@@ -167,6 +167,7 @@ impl Device {
             reason: reason.into(),
             mode: mode.into(),
             prev_hash: prev,
+            quorum: None,
         };
         let s = SignedRecord::sign(&rec, &self.key);
         self.chain.push(s.clone());
@@ -1473,6 +1474,7 @@ async fn oversized_unlock_uploads_are_bounded_and_alerts_rate_limited() {
             reason: "db down".into(),
             mode: "offline".into(),
             prev_hash: GENESIS_HASH.into(),
+            quorum: None,
         };
         match field {
             "reason" => rec.reason = huge.clone(),

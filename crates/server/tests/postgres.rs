@@ -446,6 +446,7 @@ async fn break_glass_rotation_changes_the_role_password() {
         reason: "INC-3 payments DB".into(),
         mode: "offline".into(),
         prev_hash: GENESIS_HASH.into(),
+        quorum: None,
     };
     let ack = bg_call(
         &tb,
