@@ -50,6 +50,11 @@ fn roots(g: &mut Exporter) {
     g.export::<ConsoleError>();
     g.export::<ConsoleErrorCode>();
     g.export::<LinkEvent>();
+    // issue 14: quorum
+    g.export::<crate::breakglass::QuorumRequestOut>();
+    g.export::<crate::breakglass::QuorumRequestView>();
+    g.export::<crate::breakglass::QuorumReleaseOut>();
+    g.export::<crate::breakglass::QuorumProgress>();
 }
 
 /// The settings the declarations are made with: 64-bit integers are JSON numbers (as

@@ -134,7 +134,11 @@ async fn quorum_two_people_unlock_offline_end_to_end() {
         .unwrap();
     assert_eq!(req.need, 2);
     assert_eq!(req.version, v1);
-    assert_eq!(req.co_holders, vec!["bob".to_string()], "dave has no device");
+    assert_eq!(
+        req.co_holders,
+        vec!["bob".to_string()],
+        "dave has no device"
+    );
     assert!(req.text.starts_with("firedoor-unlock-request:v1:"));
     assert!(req.text.len() < 2000, "{} characters", req.text.len());
     let svg = req.qr_svg.as_deref().expect("the request fits a QR code");
@@ -177,7 +181,11 @@ async fn quorum_two_people_unlock_offline_end_to_end() {
     assert_eq!(rel.record_seq, 1);
     assert!(!rel.text.contains(VALUE));
     let rows = chain_rows(&app_b).await;
-    assert_eq!(rows.len(), 1, "bob's share_released record is written first");
+    assert_eq!(
+        rows.len(),
+        1,
+        "bob's share_released record is written first"
+    );
     assert!(rows[0].contains("share_released") && !rows[0].contains(VALUE));
     // One release per request from a device.
     let e = cb
@@ -192,31 +200,58 @@ async fn quorum_two_people_unlock_offline_end_to_end() {
         .await
         .unwrap();
     let e = ca
-        .quorum_complete(&req2.request_id, std::slice::from_ref(&rel.text), &pass(PASS_A), now)
+        .quorum_complete(
+            &req2.request_id,
+            std::slice::from_ref(&rel.text),
+            &pass(PASS_A),
+            now,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, "quorum_refused");
-    assert!(e.message.contains("another unlock request"), "{}", e.message);
+    assert!(
+        e.message.contains("another unlock request"),
+        "{}",
+        e.message
+    );
     // An expired release is refused.
     let late = now + Duration::minutes(16);
     let e = ca
-        .quorum_complete(&req.request_id, std::slice::from_ref(&rel.text), &pass(PASS_A), late)
+        .quorum_complete(
+            &req.request_id,
+            std::slice::from_ref(&rel.text),
+            &pass(PASS_A),
+            late,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, "quorum_refused");
     assert!(e.message.contains("expired"), "{}", e.message);
     // A damaged blob is refused.
     let e = ca
-        .quorum_complete(&req.request_id, &["firedoor-share-release:v1:AAAA".to_string()], &pass(PASS_A), now)
+        .quorum_complete(
+            &req.request_id,
+            &["firedoor-share-release:v1:AAAA".to_string()],
+            &pass(PASS_A),
+            now,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, "quorum_refused");
-    assert!(chain_rows(&app_a).await.is_empty(), "refusals write no record");
+    assert!(
+        chain_rows(&app_a).await.is_empty(),
+        "refusals write no record"
+    );
 
     // The right release opens it: the record is written before the secret is shown.
     let t = now + Duration::minutes(1);
     let r = ca
-        .quorum_complete(&req.request_id, std::slice::from_ref(&rel.text), &pass(PASS_A), t)
+        .quorum_complete(
+            &req.request_id,
+            std::slice::from_ref(&rel.text),
+            &pass(PASS_A),
+            t,
+        )
         .await
         .unwrap();
     assert_eq!(r.secret.as_str(), VALUE);
@@ -229,33 +264,54 @@ async fn quorum_two_people_unlock_offline_end_to_end() {
     let rec: firedoor_core::breakglass::SignedRecord = serde_json::from_str(&rows[0]).unwrap();
     let body: firedoor_core::breakglass::UnlockRecord = serde_json::from_str(&rec.body).unwrap();
     assert_eq!(body.mode, "quorum");
-    assert_eq!(body.quorum.as_ref().unwrap().releasers, vec!["bob".to_string()]);
+    assert_eq!(
+        body.quorum.as_ref().unwrap().releasers,
+        vec!["bob".to_string()]
+    );
     assert_eq!(body.quorum.as_ref().unwrap().request_hash, req.request_id);
     assert!(!rows[0].contains(VALUE));
 
     // Replayed: the same release again, to the spent request or to the new one.
     let e = ca
-        .quorum_complete(&req.request_id, std::slice::from_ref(&rel.text), &pass(PASS_A), t)
+        .quorum_complete(
+            &req.request_id,
+            std::slice::from_ref(&rel.text),
+            &pass(PASS_A),
+            t,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, "quorum_refused");
     assert!(e.message.contains("already completed"), "{}", e.message);
     let e = ca
-        .quorum_complete(&req2.request_id, std::slice::from_ref(&rel.text), &pass(PASS_A), t)
+        .quorum_complete(
+            &req2.request_id,
+            std::slice::from_ref(&rel.text),
+            &pass(PASS_A),
+            t,
+        )
         .await
         .unwrap_err();
     assert_eq!(e.code, "quorum_refused");
     let pending = ca.quorum_pending(t).await.unwrap();
     assert_eq!(pending.len(), 2);
-    assert!(pending.iter().any(|p| p.request_id == req.request_id && p.completed && p.have == 2));
+    assert!(pending
+        .iter()
+        .any(|p| p.request_id == req.request_id && p.completed && p.have == 2));
 
     // The broker is back: both chains upload and verify, both records are audited and
     // alerted, and the secret rotates.
     let b = broker(&bdir, addr).await;
     ca.sync().await.unwrap();
     cb.sync().await.unwrap();
-    assert!(chain_rows(&app_a).await.is_empty(), "alice's record was acknowledged");
-    assert!(chain_rows(&app_b).await.is_empty(), "bob's record was acknowledged");
+    assert!(
+        chain_rows(&app_a).await.is_empty(),
+        "alice's record was acknowledged"
+    );
+    assert!(
+        chain_rows(&app_b).await.is_empty(),
+        "bob's record was acknowledged"
+    );
     assert_eq!(ca.status().await.unwrap().last_error, None);
     assert_eq!(cb.status().await.unwrap().last_error, None);
     let audit = carol.audit(0, 5000).await.unwrap();
@@ -289,7 +345,9 @@ async fn quorum_two_people_unlock_offline_end_to_end() {
         .filter(|e| e.kind == "break_glass_unlocked")
         .collect();
     assert!(
-        alerts.iter().any(|e| e.message.contains("with the shares of bob")),
+        alerts
+            .iter()
+            .any(|e| e.message.contains("with the shares of bob")),
         "security hears of the unlock: {alerts:?}"
     );
     assert!(
@@ -320,16 +378,31 @@ async fn quorum_two_people_unlock_offline_end_to_end() {
         .unwrap();
     assert_eq!(req3.version, v2);
     let e = ca
-        .quorum_complete(&req3.request_id, std::slice::from_ref(&rel.text), &pass(PASS_A), t2)
+        .quorum_complete(
+            &req3.request_id,
+            std::slice::from_ref(&rel.text),
+            &pass(PASS_A),
+            t2,
+        )
         .await
         .unwrap_err();
-    assert_eq!(e.code, "quorum_refused", "a release of v{v1} does not open v{v2}");
-    let rel3 = cb.quorum_release(&req3.text, &pass(PASS_B), t2).await.unwrap();
+    assert_eq!(
+        e.code, "quorum_refused",
+        "a release of v{v1} does not open v{v2}"
+    );
+    let rel3 = cb
+        .quorum_release(&req3.text, &pass(PASS_B), t2)
+        .await
+        .unwrap();
     let r = ca
         .quorum_complete(&req3.request_id, &[rel3.text], &pass(PASS_A), t2)
         .await
         .unwrap();
     assert_eq!(r.version, v2);
     assert_ne!(r.secret.as_str(), VALUE, "rotated");
-    assert_eq!(r.record_seq, Some(2), "the chain continues after the upload");
+    assert_eq!(
+        r.record_seq,
+        Some(2),
+        "the chain continues after the upload"
+    );
 }

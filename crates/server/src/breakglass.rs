@@ -516,7 +516,11 @@ impl Broker {
     /// Seals a quorum secret's current version again to every holder (same split,
     /// same shares), so every holder's signed directory lists a newly enrolled device.
     /// Skipped when the secret changed version meanwhile.
-    pub(crate) async fn reseal_quorum_directory(&self, actor: &Actor, sp: &SecretPolicy) -> Result<()> {
+    pub(crate) async fn reseal_quorum_directory(
+        &self,
+        actor: &Actor,
+        sp: &SecretPolicy,
+    ) -> Result<()> {
         let Some(row) = self.store.secrets().get(&sp.name).await? else {
             return Ok(());
         };

@@ -127,8 +127,8 @@ pub struct QuorumProgress {
 /// The text as an SVG QR code (medium error correction), or `None` when it is too
 /// long for one. Pasting the text always works; the QR is for a camera.
 pub fn qr_svg(text: &str) -> Option<String> {
-    let code = qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L)
-        .ok()?;
+    let code =
+        qrcode::QrCode::with_error_correction_level(text.as_bytes(), qrcode::EcLevel::L).ok()?;
     Some(
         code.render::<qrcode::render::svg::Color<'_>>()
             .min_dimensions(240, 240)
@@ -263,7 +263,12 @@ impl Console {
         );
         String::from_utf8(plain.to_vec())
             .map(Zeroizing::new)
-            .map_err(|_| ConsoleError::new(ConsoleErrorCode::EnvelopeInvalid, "The sealed share is not a share."))
+            .map_err(|_| {
+                ConsoleError::new(
+                    ConsoleErrorCode::EnvelopeInvalid,
+                    "The sealed share is not a share.",
+                )
+            })
     }
 
     async fn pending(&self, a: &Account) -> BTreeMap<String, PendingRequest> {
@@ -303,7 +308,9 @@ impl Console {
         if let Some(p) = st.problem {
             return Err(ConsoleError::new(
                 ConsoleErrorCode::ChainBroken,
-                format!("{p} Break glass is refused until the broker has seen this device's records."),
+                format!(
+                    "{p} Break glass is refused until the broker has seen this device's records."
+                ),
             ));
         }
         let rec = UnlockRecord {
@@ -351,7 +358,9 @@ impl Console {
         let (a, enr, user) = self.quorum_account().await?;
         let _turn = self.break_glass_turn.lock().await;
         let mut state = self.load_state(&a).await?;
-        let (meta, _, title) = self.own_share(&a, &enr, &user, &mut state, name, now).await?;
+        let (meta, _, title) = self
+            .own_share(&a, &enr, &user, &mut state, name, now)
+            .await?;
         let keys = self
             .open_device_keys(&a, &enr, &mut state, passphrase, now)
             .await?;
@@ -397,7 +406,11 @@ impl Console {
 
     /// The request in `text`, checked against this device's own share of the same
     /// secret: who asks, for what and why. Nothing is released.
-    pub async fn quorum_inspect(&self, text: &str, now: DateTime<Utc>) -> Result<QuorumRequestView> {
+    pub async fn quorum_inspect(
+        &self,
+        text: &str,
+        now: DateTime<Utc>,
+    ) -> Result<QuorumRequestView> {
         let (a, enr, user) = self.quorum_account().await?;
         let mut state = self.load_state(&a).await?;
         let signed = SignedRequest::decode(text).map_err(refused)?;
@@ -533,7 +546,10 @@ impl Console {
             ));
         }
         if now >= p.expires_at {
-            return Err(refused(QuorumError::Expired("unlock request", p.expires_at)));
+            return Err(refused(QuorumError::Expired(
+                "unlock request",
+                p.expires_at,
+            )));
         }
         let mut state = self.load_state(&a).await?;
         let (meta, envelope, title) = self
@@ -549,8 +565,8 @@ impl Console {
             );
         }
         for r in releases {
-            let v = q::open_release(r, keys.age_identity(), &p.request, &meta, now)
-                .map_err(refused)?;
+            let v =
+                q::open_release(r, keys.age_identity(), &p.request, &meta, now).map_err(refused)?;
             if p.release_ids.contains(&v.id) || verified.iter().any(|x| x.id == v.id) {
                 return Err(refused(QuorumError::Replayed));
             }

@@ -480,7 +480,10 @@ impl Broker {
             }
             let need = sp.map(|s| s.quorum).unwrap_or(q.m).max(q.m) as usize;
             if seen.len() < need {
-                problems.push(format!("{} people took part; {need} are needed", seen.len()));
+                problems.push(format!(
+                    "{} people took part; {need} are needed",
+                    seen.len()
+                ));
             }
             if q.requester != who.name || q.requester_device != d.id {
                 problems.push("the record names another requester".into());
@@ -580,7 +583,11 @@ impl Broker {
                 now,
                 &format!(
                     "{} by {} on {} (record {})",
-                    if r.mode == MODE_QUORUM { "two-person offline unlock" } else { "share released" },
+                    if r.mode == MODE_QUORUM {
+                        "two-person offline unlock"
+                    } else {
+                        "share released"
+                    },
                     who.name,
                     d.id,
                     r.seq
