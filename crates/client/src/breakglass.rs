@@ -130,6 +130,11 @@ pub struct SealedCredential {
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub reconnect: Option<String>,
+    /// Issue 14: quorum. The people needed to open it when more than one: this
+    /// device holds one share, opened with `quorum_request` / `quorum_complete`.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub quorum: Option<u8>,
 }
 
 /// This device's last offline unlock of a secret (kept per account, names and
@@ -1541,6 +1546,7 @@ fn judge(
         state: SealedState::Invalid,
         problem: None,
         reconnect: None,
+        quorum: shown.as_ref().and_then(|m| m.quorum.as_ref()).map(|q| q.m),
     };
     let verdict = (|| {
         let env = c.envelope.as_ref().map_err(|e| e.clone())?;

@@ -3,7 +3,7 @@
 
 import type {
   ActionResult, AppStatus, BackendError, Credentials, LinkEvent, NewRequest, PassphraseStrength, Snapshot,
-  UnlockResult,
+  UnlockResult, QuorumProgress, QuorumReleaseOut, QuorumRequestOut, QuorumRequestView,
 } from './types';
 
 export interface Backend {
@@ -67,6 +67,21 @@ export interface Backend {
   autostart(): Promise<boolean>;
   /** Turns starting at login on or off; returns the new state. Errors: 'autostart'. */
   setAutostart(on: boolean): Promise<boolean>;
+  // issue 14: quorum
+  /** Two-person break glass, step 1: signs an unlock request (text + QR code) for a
+   *  secret that needs several people. Errors: 'validation', 'wrong_passphrase', … */
+  quorumRequest(name: string, reason: string, passphrase: string): Promise<QuorumRequestOut>;
+  /** Who asks for what and why; nothing is released. Errors: 'quorum_refused'. */
+  quorumInspect(request: string): Promise<QuorumRequestView>;
+  /** Step 2 (another person): releases this device's share to the request (recorded
+   *  first on this device's chain). Errors: 'quorum_refused', 'wrong_passphrase', … */
+  quorumRelease(request: string, passphrase: string): Promise<QuorumReleaseOut>;
+  /** Step 3: adds releases; with the quorum, the secret (recorded first). Errors:
+   *  'quorum_incomplete' (fewer shares: nothing opens), 'quorum_refused' (another
+   *  request, expired, replayed, not an eligible co-holder). */
+  quorumComplete(requestId: string, releases: string[], passphrase: string): Promise<UnlockResult>;
+  /** This device's two-person requests of the last day. */
+  quorumPending(): Promise<QuorumProgress[]>;
 }
 
 /** Turns anything thrown by a backend call into a readable BackendError. */
@@ -119,5 +134,11 @@ export async function tauriBackend(): Promise<Backend> {
     linksReady: () => call('links_ready'),
     autostart: () => call('autostart'),
     setAutostart: (on) => call('set_autostart', { on }),
+    quorumRequest: (name, reason, passphrase) => call('quorum_request', { name, reason, passphrase }),
+    quorumInspect: (request) => call('quorum_inspect', { request }),
+    quorumRelease: (request, passphrase) => call('quorum_release', { request, passphrase }),
+    quorumComplete: (requestId, releases, passphrase) =>
+      call('quorum_complete', { requestId, releases, passphrase }),
+    quorumPending: () => call('quorum_pending'),
   };
 }

@@ -400,7 +400,12 @@ problem: string | null,
  * it once the broker was back, in words ("record delivered · rotated to v2 —
  * the password you copied no longer works").
  */
-reconnect?: string | null, };
+reconnect?: string | null, 
+/**
+ * Issue 14: quorum. The people needed to open it when more than one: this
+ * device holds one share, opened with `quorum_request` / `quorum_complete`.
+ */
+quorum?: number | null, };
 
 export type SealedState = "valid" | "expired" | "not_yet_valid" | "invalid";
 
