@@ -50,6 +50,7 @@ bench: deps
 	cargo bench -p firedoor-server --bench breakglass
 	cargo bench -p firedoor-server --bench sso
 	cargo bench -p firedoor-client --bench unlock
+	cargo bench -p firedoor-client --bench quorum
 
 bench-desktop: ui
 	./scripts/bench-desktop.sh

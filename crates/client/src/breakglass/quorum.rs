@@ -301,7 +301,7 @@ impl Console {
         reason: &str,
         mode: &str,
         record: QuorumRecord,
-        extra: &[(String, String)],
+        extra: impl FnOnce(u64) -> Result<Vec<(String, String)>>,
         now: DateTime<Utc>,
     ) -> Result<u64> {
         let st = self.chain_state(a, enr).await?;
@@ -335,8 +335,9 @@ impl Console {
         })
         .map_err(internal)?;
         let tip_key = a.key(K_TIP);
+        let extra = extra(rec.seq)?;
         let mut kv: Vec<(&str, Option<&str>)> = vec![(&tip_key, Some(&tip))];
-        for (k, v) in extra {
+        for (k, v) in &extra {
             kv.push((k, Some(v)));
         }
         self.cache
@@ -501,7 +502,7 @@ impl Console {
                     releases: vec![made.id.clone()],
                     m: qm.m,
                 },
-                &[(a.key(K_RELEASED), released)],
+                |_| Ok(vec![(a.key(K_RELEASED), released)]),
                 now,
             )
             .await?;
@@ -594,16 +595,6 @@ impl Console {
         map.insert(request_id.trim().to_string(), p);
         let pending = serde_json::to_string(&map).map_err(internal)?;
         let mut unlocks = self.offline_unlocks(&a).await;
-        let seq_hint = self.chain_state(&a, &enr).await?.tip.seq + 1;
-        unlocks.insert(
-            meta.secret.clone(),
-            OfflineUnlock {
-                version: meta.version,
-                seq: seq_hint,
-                at: now,
-            },
-        );
-        let unlocks = serde_json::to_string(&unlocks).map_err(internal)?;
         let releasers: Vec<String> = verified.iter().map(|v| v.user.clone()).collect();
         let seq = self
             .append_quorum_record(
@@ -623,10 +614,21 @@ impl Console {
                     releases: verified.iter().map(|v| v.id.clone()).collect(),
                     m: qm.m,
                 },
-                &[
-                    (a.key(K_PENDING), pending),
-                    (a.key(K_OFFLINE_UNLOCKS), unlocks),
-                ],
+                |seq| {
+                    unlocks.insert(
+                        meta.secret.clone(),
+                        OfflineUnlock {
+                            version: meta.version,
+                            seq,
+                            at: now,
+                        },
+                    );
+                    let unlocks = serde_json::to_string(&unlocks).map_err(internal)?;
+                    Ok(vec![
+                        (a.key(K_PENDING), pending),
+                        (a.key(K_OFFLINE_UNLOCKS), unlocks),
+                    ])
+                },
                 now,
             )
             .await?;
