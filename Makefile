@@ -31,7 +31,7 @@ run-broker: deps
 test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
-	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh --test sso
+	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh --test sso --test quorum
 	$(SUDO) ./scripts/install-test.sh --prebuilt
 
 # Installs the two .deb packages (made from the debug builds), runs the broker as its
