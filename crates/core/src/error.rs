@@ -406,6 +406,9 @@ mod tests {
                 "sso_timeout",
                 "sso",
                 "autostart",
+                // issue 14: quorum
+                "quorum_refused",
+                "quorum_incomplete",
             ],
             "the UI switches on these names: they must not change"
         );
