@@ -31,7 +31,7 @@ run-broker: deps
 test: ui
 	cd ui && npm test
 	cargo test --workspace --locked
-	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh --test sso
+	FIREDOOR_TEST_STORE=postgres cargo test --workspace --locked --test api --test breakglass --test oncall --test incidents --test approvals --test notifications --test oncall_sync --test siem --test ssh --test sso --test quorum --test drills --test uses --test reports
 	$(SUDO) ./scripts/install-test.sh --prebuilt
 
 # Installs the two .deb packages (made from the debug builds), runs the broker as its
@@ -51,6 +51,7 @@ bench: deps
 	cargo bench -p firedoor-server --bench sso
 	cargo bench -p firedoor-server --bench report
 	cargo bench -p firedoor-client --bench unlock
+	cargo bench -p firedoor-client --bench quorum
 
 bench-desktop: ui
 	./scripts/bench-desktop.sh

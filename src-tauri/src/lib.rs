@@ -398,6 +398,66 @@ async fn classify_use(
         .await
 }
 
+// issue 14: quorum
+/// Two-person break glass, step 1: sign an unlock request (text + QR code).
+#[tauri::command]
+async fn quorum_request(
+    s: State<'_, AppState>,
+    name: String,
+    reason: String,
+    passphrase: String,
+) -> CmdResult<firedoor_client::breakglass::QuorumRequestOut> {
+    let passphrase = secret(passphrase);
+    s.console
+        .quorum_request(&name, &reason, &passphrase, chrono::Utc::now())
+        .await
+}
+
+/// Two-person break glass: who asks for what and why (nothing is released).
+#[tauri::command]
+async fn quorum_inspect(
+    s: State<'_, AppState>,
+    request: String,
+) -> CmdResult<firedoor_client::breakglass::QuorumRequestView> {
+    s.console.quorum_inspect(&request, chrono::Utc::now()).await
+}
+
+/// Two-person break glass, step 2: release this device's share to a request.
+#[tauri::command]
+async fn quorum_release(
+    s: State<'_, AppState>,
+    request: String,
+    passphrase: String,
+) -> CmdResult<firedoor_client::breakglass::QuorumReleaseOut> {
+    let passphrase = secret(passphrase);
+    s.console
+        .quorum_release(&request, &passphrase, chrono::Utc::now())
+        .await
+}
+
+/// Two-person break glass, step 3: add releases; with the quorum, the secret
+/// (recorded on the signed local chain before it comes back).
+#[tauri::command]
+async fn quorum_complete(
+    s: State<'_, AppState>,
+    request_id: String,
+    releases: Vec<String>,
+    passphrase: String,
+) -> CmdResult<UnlockResult> {
+    let passphrase = secret(passphrase);
+    s.console
+        .quorum_complete(&request_id, &releases, &passphrase, chrono::Utc::now())
+        .await
+}
+
+/// Two-person break glass: this device's requests of the last day.
+#[tauri::command]
+async fn quorum_pending(
+    s: State<'_, AppState>,
+) -> CmdResult<Vec<firedoor_client::breakglass::QuorumProgress>> {
+    s.console.quorum_pending(chrono::Utc::now()).await
+}
+
 /// Demo mode: stops the in-process broker (`up = false`, as if the network cable
 /// were pulled) or starts it again.
 #[tauri::command]
@@ -750,7 +810,13 @@ pub fn run() {
             // issue 14: report
             reports_allowed,
             report,
-            save_report
+            save_report,
+            // issue 14: quorum
+            quorum_request,
+            quorum_inspect,
+            quorum_release,
+            quorum_complete,
+            quorum_pending
         ])
         .setup(move |app| {
             let handle = app.handle().clone();

@@ -34,6 +34,9 @@
 //! the 15-minute window (simpler to reason about: at most 5 guesses per 15 minutes,
 //! whatever happens in between). A new enrolment (new keys) starts with none.
 
+mod quorum;
+pub use quorum::{qr_svg, QuorumProgress, QuorumReleaseOut, QuorumRequestOut, QuorumRequestView};
+
 use crate::cache::{CachedEnvelope, KEEP_PREFIX};
 use crate::console::{
     blocking, is_network, Change, Console, ConsoleError, ConsoleErrorCode, ErrorCode, Result,
@@ -130,6 +133,11 @@ pub struct SealedCredential {
     #[serde(default)]
     #[cfg_attr(feature = "ts", ts(optional = nullable))]
     pub reconnect: Option<String>,
+    /// Issue 14: quorum. The people needed to open it when more than one: this
+    /// device holds one share, opened with `quorum_request` / `quorum_complete`.
+    #[serde(default)]
+    #[cfg_attr(feature = "ts", ts(optional = nullable))]
+    pub quorum: Option<u8>,
 }
 
 /// This device's last offline unlock of a secret (kept per account, names and
@@ -179,6 +187,9 @@ pub enum UnlockMode {
     Offline,
     /// Released by the broker.
     Online,
+    /// Issue 14: quorum. Recombined on this device from its own share and the shares
+    /// other people released to its request.
+    Quorum,
 }
 
 /// A revealed break-glass secret. `Debug` leaves the secret out.
@@ -1012,43 +1023,18 @@ impl Console {
         self.snapshot_at(now).await
     }
 
-    /// Break glass: checks the reason and the passphrase (5 wrong ones in 15 minutes
-    /// lock it out), then asks the broker (mode `online`); if the broker cannot be
-    /// reached, opens the cached envelope (mode `offline`) after verifying its
-    /// signature against the pinned broker key, its window at `now`, and the local
-    /// chain, and commits a signed unlock record to the cache before returning.
-    pub async fn unlock_secret(
+    /// The device keys, unwrapped with the passphrase: refused while the broker key
+    /// change waits for confirmation or the passphrase is locked out; a wrong one is
+    /// counted. Shared by the offline unlock and the two-person unlock (issue 14).
+    async fn open_device_keys(
         &self,
-        name: &str,
-        reason: &str,
+        a: &Account,
+        enr: &Enrolment,
+        state: &mut TrustState,
         passphrase: &SecretString,
         now: DateTime<Utc>,
-    ) -> Result<UnlockResult> {
-        // The broker's rule (core), checked here too: an offline unlock records the
-        // reason before the broker ever sees it.
-        let reason = firedoor_core::input::break_glass_reason(reason).map_err(|e| {
-            let message = match e.code {
-                firedoor_core::ErrorCode::JustificationRequired => {
-                    "Give a reason: it goes to the audit trail and to security.".to_string()
-                }
-                _ if reason.trim().chars().count() > MAX_REASON_CHARS => {
-                    format!("Keep the reason under {MAX_REASON_CHARS} characters.")
-                }
-                _ => "The reason cannot contain control characters.".to_string(),
-            };
-            ConsoleError::new(ConsoleErrorCode::Validation, message)
-        })?;
-        let reason = reason.as_str();
-        let (c, a, user) = self.signed_in_account().await?;
-        let _turn = self.break_glass_turn.lock().await;
-        let Some(enr) = self.enrolment(&a).await? else {
-            return Err(ConsoleError::new(
-                ConsoleErrorCode::NotEnrolled,
-                "This device is not enrolled for break glass. Enrol it while the broker is reachable.",
-            ));
-        };
-        let mut state = self.load_state(&a).await?;
-        if let Some(ch) = key_change(&state) {
+    ) -> Result<DeviceKeys> {
+        if let Some(ch) = key_change(state) {
             return Err(key_changed_error(&ch));
         }
         if let Some(until) =
@@ -1085,7 +1071,7 @@ impl Console {
         let keys = match blocking(move || DeviceKeys::unwrap(&wrapped, &passphrase, max)).await? {
             Ok(k) => k,
             Err(DeviceKeyError::WrongPassphrase) => {
-                let failures = self.record_failure(&a, &mut state, now).await?;
+                let failures = self.record_failure(a, state, now).await?;
                 self.changed(Change::Snapshot);
                 if let Some(until) = locked_until(&failures) {
                     return Err(locked_out(until, now));
@@ -1112,6 +1098,48 @@ impl Console {
                 "The keys in the secret store belong to another enrolment. Enrol the device again.",
             ));
         }
+        Ok(keys)
+    }
+
+    /// Break glass: checks the reason and the passphrase (5 wrong ones in 15 minutes
+    /// lock it out), then asks the broker (mode `online`); if the broker cannot be
+    /// reached, opens the cached envelope (mode `offline`) after verifying its
+    /// signature against the pinned broker key, its window at `now`, and the local
+    /// chain, and commits a signed unlock record to the cache before returning.
+    pub async fn unlock_secret(
+        &self,
+        name: &str,
+        reason: &str,
+        passphrase: &SecretString,
+        now: DateTime<Utc>,
+    ) -> Result<UnlockResult> {
+        // The broker's rule (core), checked here too: an offline unlock records the
+        // reason before the broker ever sees it.
+        let reason = firedoor_core::input::break_glass_reason(reason).map_err(|e| {
+            let message = match e.code {
+                firedoor_core::ErrorCode::JustificationRequired => {
+                    "Give a reason: it goes to the audit trail and to security.".to_string()
+                }
+                _ if reason.trim().chars().count() > MAX_REASON_CHARS => {
+                    format!("Keep the reason under {MAX_REASON_CHARS} characters.")
+                }
+                _ => "The reason cannot contain control characters.".to_string(),
+            };
+            ConsoleError::new(ConsoleErrorCode::Validation, message)
+        })?;
+        let reason = reason.as_str();
+        let (c, a, user) = self.signed_in_account().await?;
+        let _turn = self.break_glass_turn.lock().await;
+        let Some(enr) = self.enrolment(&a).await? else {
+            return Err(ConsoleError::new(
+                ConsoleErrorCode::NotEnrolled,
+                "This device is not enrolled for break glass. Enrol it while the broker is reachable.",
+            ));
+        };
+        let mut state = self.load_state(&a).await?;
+        let keys = self
+            .open_device_keys(&a, &enr, &mut state, passphrase, now)
+            .await?;
         let cached = self.cache.envelope(name).await?;
         let title = cached
             .as_ref()
@@ -1183,6 +1211,16 @@ impl Console {
             .verify(&pin.key)
             .map_err(|e| invalid(e.to_string()))?;
         check_binding(&meta, name, &enr, &user).map_err(&invalid)?;
+        if let Some(q) = &meta.quorum {
+            // issue 14: quorum. The envelope holds one share, never the secret.
+            return Err(ConsoleError::new(
+                ConsoleErrorCode::QuorumIncomplete,
+                format!(
+                    "{title} needs {} people: this device holds one share. Start a two-person unlock                      (firedoor break-glass request) and ask another eligible person to release theirs.",
+                    q.m
+                ),
+            ));
+        }
         if let Some(floor) = state.floor(name).filter(|f| meta.version < *f) {
             tracing::error!(secret = %name, version = meta.version, seen = floor, "an older envelope than already seen was refused");
             return Err(ConsoleError::new(
@@ -1243,6 +1281,7 @@ impl Console {
             mode: "offline".into(),
             prev_hash: st.tip.hash.clone(),
             incident: None,
+            quorum: None,
         };
         let signed = SignedRecord::sign(&record, keys.signing_key());
         drop(keys);
@@ -1512,6 +1551,7 @@ fn judge(
         state: SealedState::Invalid,
         problem: None,
         reconnect: None,
+        quorum: shown.as_ref().and_then(|m| m.quorum.as_ref()).map(|q| q.m),
     };
     let verdict = (|| {
         let env = c.envelope.as_ref().map_err(|e| e.clone())?;

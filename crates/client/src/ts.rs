@@ -56,6 +56,11 @@ fn roots(g: &mut Exporter) {
     g.export::<firedoor_core::drill::Readiness>();
     // issue 14: uses
     g.export::<firedoor_core::uses::UseView>();
+    // issue 14: quorum
+    g.export::<crate::breakglass::QuorumRequestOut>();
+    g.export::<crate::breakglass::QuorumRequestView>();
+    g.export::<crate::breakglass::QuorumReleaseOut>();
+    g.export::<crate::breakglass::QuorumProgress>();
 }
 
 /// The settings the declarations are made with: 64-bit integers are JSON numbers (as

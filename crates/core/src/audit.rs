@@ -112,6 +112,11 @@ pub enum AuditAction {
     /// After a rotation, the target's open sessions of the role were ended (or
     /// could not be).
     RotationSessionsEnded,
+    // issue 14: quorum
+    /// A two-person (m-of-n) offline unlock recorded by the requester's device.
+    BreakGlassQuorumUnlock,
+    /// A share released to another person's offline unlock request.
+    BreakGlassShareReleased,
 }
 
 impl AuditAction {
@@ -177,6 +182,9 @@ impl AuditAction {
             AuditAction::BreakGlassUseClassified => "break_glass_use_classified",
             AuditAction::RotationReleased => "rotation_released",
             AuditAction::RotationSessionsEnded => "rotation_sessions_ended",
+            // issue 14: quorum
+            AuditAction::BreakGlassQuorumUnlock => "break_glass_quorum_unlock",
+            AuditAction::BreakGlassShareReleased => "break_glass_share_released",
         }
     }
 }

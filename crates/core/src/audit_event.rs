@@ -482,6 +482,47 @@ pub enum AuditEvent {
         sessions: Option<u64>,
         error: Option<String>,
     },
+    // issue 14: quorum
+    /// A device's record of a two-person (m-of-n) offline unlock: opened from its own
+    /// share and the shares `releasers` released to request `request_hash` (action
+    /// `break_glass_quorum_unlock`, subject: the secret). `consistent` is false (and
+    /// `problem` says why) when the record does not show enough eligible people.
+    QuorumUnlock {
+        device: String,
+        device_name: String,
+        seq: u64,
+        version: i64,
+        reason: String,
+        at: String,
+        hash: String,
+        current_version: Option<i64>,
+        eligible: bool,
+        quorum: u8,
+        share_set: String,
+        request_hash: String,
+        releasers: Vec<String>,
+        releases: Vec<String>,
+        consistent: bool,
+        problem: Option<String>,
+    },
+    /// A device's record that it released its share to someone else's request (no
+    /// secret was shown on it; action `break_glass_share_released`, subject: the
+    /// secret).
+    QuorumShareReleased {
+        device: String,
+        device_name: String,
+        seq: u64,
+        version: i64,
+        requester: String,
+        requester_device: String,
+        request_hash: String,
+        release: String,
+        reason: String,
+        at: String,
+        hash: String,
+        current_version: Option<i64>,
+        eligible: bool,
+    },
 }
 
 impl AuditEvent {
@@ -558,6 +599,9 @@ impl AuditEvent {
             E::DrillClosed { .. } => AuditAction::DrillClosed,
             E::ReadinessBelow { .. } => AuditAction::ReadinessBelow,
             E::ReadinessRestored { .. } => AuditAction::ReadinessRestored,
+            // issue 14: quorum
+            E::QuorumUnlock { .. } => AuditAction::BreakGlassQuorumUnlock,
+            E::QuorumShareReleased { .. } => AuditAction::BreakGlassShareReleased,
         }
     }
 
@@ -976,6 +1020,53 @@ impl AuditEvent {
                 error,
             } => json!({ "integration": integration, "role": role, "version": version,
                 "sessions": sessions, "error": error }),
+            // issue 14: quorum
+            E::QuorumUnlock {
+                device,
+                device_name,
+                seq,
+                version,
+                reason,
+                at,
+                hash,
+                current_version,
+                eligible,
+                quorum,
+                share_set,
+                request_hash,
+                releasers,
+                releases,
+                consistent,
+                problem,
+            } => json!({
+                "device": device, "device_name": device_name, "seq": seq, "version": version,
+                "reason": reason, "at": at, "hash": hash,
+                "current_version": current_version, "eligible": eligible,
+                "quorum": quorum, "share_set": share_set, "request_hash": request_hash,
+                "releasers": releasers, "releases": releases,
+                "consistent": consistent, "problem": problem,
+            }),
+            E::QuorumShareReleased {
+                device,
+                device_name,
+                seq,
+                version,
+                requester,
+                requester_device,
+                request_hash,
+                release,
+                reason,
+                at,
+                hash,
+                current_version,
+                eligible,
+            } => json!({
+                "device": device, "device_name": device_name, "seq": seq, "version": version,
+                "requester": requester, "requester_device": requester_device,
+                "request_hash": request_hash, "release": release, "reason": reason,
+                "at": at, "hash": hash, "current_version": current_version,
+                "eligible": eligible,
+            }),
         }
     }
 }

@@ -31,8 +31,9 @@ const RECORD_DOMAIN: &[u8] = b"firedoor unlock record v1\n";
 pub use crate::input::MAX_REASON_CHARS;
 /// Longest unlock record body, in characters: the fixed fields (about 400) plus a
 /// reason of [`MAX_REASON_CHARS`] characters even if every one of them is written
-/// as a six-character JSON escape.
-pub const MAX_RECORD_BODY_CHARS: usize = 4096;
+/// as a six-character JSON escape, plus (issue 14: quorum) a quorum part naming up to
+/// [`crate::policy::MAX_QUORUM`] releasers and release ids.
+pub const MAX_RECORD_BODY_CHARS: usize = 16384;
 /// The most bytes of records a device sends in one upload (the broker takes 2 MiB).
 pub const UNLOCKS_BATCH_BYTES: usize = 1024 * 1024;
 /// Longest name of a secret, user or device id inside an unlock record.
@@ -166,6 +167,11 @@ pub struct EnvelopeMeta {
     pub not_after: DateTime<Utc>,
     /// Hex SHA-256 of the `ciphertext` text exactly as sent.
     pub ciphertext_sha256: String,
+    /// Issue 14: quorum. Set when the ciphertext holds one Shamir share of the
+    /// secret rather than the secret (see [`crate::quorum`]); absent from every
+    /// single-holder envelope, so their signed bytes are unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<crate::quorum::QuorumMeta>,
 }
 
 /// A sealed break-glass secret for one device. `ciphertext` is an ASCII-armoured age
@@ -248,6 +254,11 @@ pub struct UnlockRecord {
     /// records written before it existed still verify byte for byte).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub incident: Option<String>,
+    /// Issue 14: quorum. With mode `quorum` (opened from shares) or
+    /// `share_released` (this device released its share to someone else's request):
+    /// who took part and which request. Absent from other records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quorum: Option<crate::quorum::QuorumRecord>,
 }
 
 /// An [`UnlockRecord`] as stored and uploaded: its exact JSON, the hex SHA-256 of that
@@ -358,11 +369,24 @@ impl UnlockRecord {
         if self.format != 1 {
             return Err(format!("unknown format {}", self.format));
         }
-        if self.mode != "offline" && self.mode != "online" {
+        if !matches!(
+            self.mode.as_str(),
+            "offline" | "online" | crate::quorum::MODE_QUORUM | crate::quorum::MODE_SHARE_RELEASED
+        ) {
             return Err(format!(
-                "unknown mode ({} characters; expected offline or online)",
+                "unknown mode ({} characters; expected offline, online, quorum or share_released)",
                 self.mode.chars().count()
             ));
+        }
+        let quorum_mode = matches!(
+            self.mode.as_str(),
+            crate::quorum::MODE_QUORUM | crate::quorum::MODE_SHARE_RELEASED
+        );
+        match &self.quorum {
+            Some(q) if quorum_mode => q.check_bounds()?,
+            None if !quorum_mode => {}
+            Some(_) => return Err("quorum details on a record that is not a quorum record".into()),
+            None => return Err("a quorum record without its quorum details".into()),
         }
         for (field, value) in [
             ("device_id", &self.device_id),
@@ -603,6 +627,7 @@ mod tests {
             not_before: t,
             not_after: t + chrono::Duration::days(7),
             ciphertext_sha256: String::new(),
+            quorum: None,
         }
     }
 
@@ -619,6 +644,7 @@ mod tests {
             mode: "offline".into(),
             prev_hash: GENESIS_HASH.into(),
             incident: None,
+            quorum: None,
         }
     }
 
@@ -764,6 +790,7 @@ mod tests {
                     mode: "offline".into(),
                     prev_hash: prev.clone(),
                     incident: None,
+                    quorum: None,
                 };
                 let s = SignedRecord::sign(&r, dev);
                 prev = s.hash.clone();

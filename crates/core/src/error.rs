@@ -216,6 +216,12 @@ pub enum ConsoleErrorCode {
     Sso,
     /// Starting at login could not be turned on or off.
     Autostart,
+    // issue 14: quorum
+    /// A two-person unlock request or share release failed a check (another
+    /// request, envelope or version, expired, not from an eligible co-holder, replayed).
+    QuorumRefused,
+    /// Fewer shares than the quorum: nothing opens yet (the message says how many).
+    QuorumIncomplete,
     /// A code of the broker's (also used by the app for the same meaning, e.g.
     /// `internal`, `invalid_request`, `not_found`, `unauthenticated`).
     #[serde(untagged)]
@@ -262,6 +268,9 @@ impl ConsoleErrorCode {
         ConsoleErrorCode::SsoTimeout,
         ConsoleErrorCode::Sso,
         ConsoleErrorCode::Autostart,
+        // issue 14: quorum
+        ConsoleErrorCode::QuorumRefused,
+        ConsoleErrorCode::QuorumIncomplete,
     ];
 
     /// The wire name.
@@ -304,6 +313,9 @@ impl ConsoleErrorCode {
             ConsoleErrorCode::SsoTimeout => "sso_timeout",
             ConsoleErrorCode::Sso => "sso",
             ConsoleErrorCode::Autostart => "autostart",
+            // issue 14: quorum
+            ConsoleErrorCode::QuorumRefused => "quorum_refused",
+            ConsoleErrorCode::QuorumIncomplete => "quorum_incomplete",
             ConsoleErrorCode::Broker(c) => c.as_str(),
         }
     }
@@ -399,6 +411,9 @@ mod tests {
                 "sso_timeout",
                 "sso",
                 "autostart",
+                // issue 14: quorum
+                "quorum_refused",
+                "quorum_incomplete",
             ],
             "the UI switches on these names: they must not change"
         );

@@ -35,6 +35,7 @@ pub mod notify;
 pub mod oncall;
 pub mod outbound;
 pub mod policy;
+pub mod quorum;
 pub mod report;
 pub mod siem;
 pub mod ssh;

@@ -394,10 +394,41 @@ pub struct SecretPolicy {
     /// when it is set, fewer raises an alert. See [`SecretPolicy::required_ready`].
     #[serde(default)]
     pub min_ready: Option<u32>,
+    /// How many different people must act together to open it offline (issue 14:
+    /// quorum; `unlock = { groups = [...], quorum = 2 }`). 1 (the default) is the
+    /// single-holder envelope; above 1 the broker seals one Shamir share per person.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub quorum: u8,
 }
 
 fn default_drill_window() -> i64 {
     DEFAULT_DRILL_WINDOW_SECS
+}
+
+fn one() -> u8 {
+    1
+}
+
+fn is_one(q: &u8) -> bool {
+    *q == 1
+}
+
+/// The largest quorum a policy may ask for: the shares live in GF(256), so at most
+/// 255 people can hold one, and a quorum above a dozen people is no break glass.
+pub const MAX_QUORUM: u8 = 16;
+
+/// `unlock = { users, groups, oncall, quorum }` as written in the policy.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawUnlock {
+    #[serde(default)]
+    users: Vec<String>,
+    #[serde(default)]
+    groups: Vec<String>,
+    #[serde(default)]
+    oncall: Vec<String>,
+    #[serde(default)]
+    quorum: Option<i64>,
 }
 
 impl SecretPolicy {
@@ -413,10 +444,9 @@ impl SecretPolicy {
         self.min_ready.unwrap_or(1).max(quorum)
     }
 
-    /// How many people it takes to open the secret (1: m-of-n unlock is not part
-    /// of this policy yet; when it lands, this reads its `quorum`).
+    /// How many people it takes to open the secret (`unlock = { quorum = m }`).
     pub fn unlock_quorum(&self) -> u32 {
-        1
+        u32::from(self.quorum)
     }
 
     /// Whether readiness alerts are raised for this secret: the policy says how
@@ -628,7 +658,7 @@ struct RawSecret {
     title: Option<String>,
     #[serde(default)]
     description: String,
-    unlock: Option<Spanned<Audience>>,
+    unlock: Option<Spanned<RawUnlock>>,
     #[serde(default)]
     alert: Audience,
     #[serde(default)]
@@ -1455,13 +1485,44 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
         }
         let span = raw_s.span();
         let s = raw_s.into_inner();
-        let unlock = match s.unlock {
-            Some(u) if !u.get_ref().is_empty() => u.into_inner(),
+        let (unlock, quorum) = match s.unlock {
             Some(u) => {
-                return Err(ctx.err(
-                    u.span(),
-                    format!("secret '{sname}': unlock names nobody; say who may unlock it, e.g. unlock = {{ groups = [\"oncall\"] }}"),
-                ))
+                let uspan = u.span();
+                let u = u.into_inner();
+                let audience = Audience {
+                    users: u.users,
+                    groups: u.groups,
+                    oncall: u.oncall,
+                };
+                if audience.is_empty() {
+                    return Err(ctx.err(
+                        uspan,
+                        format!("secret '{sname}': unlock names nobody; say who may unlock it, e.g. unlock = {{ groups = [\"oncall\"] }}"),
+                    ));
+                }
+                let quorum = match u.quorum {
+                    None => 1,
+                    Some(q) if (1..=MAX_QUORUM as i64).contains(&q) => q as u8,
+                    Some(q) => {
+                        return Err(ctx.err(
+                            uspan,
+                            format!(
+                                "secret '{sname}': quorum = {q} is out of range: use 1 (one person opens it) to {MAX_QUORUM} \
+                                 (that many different people must release their share offline)"
+                            ),
+                        ))
+                    }
+                };
+                if quorum > 1 && audience.groups.is_empty() && audience.users.len() < quorum as usize {
+                    return Err(ctx.err(
+                        uspan,
+                        format!(
+                            "secret '{sname}': quorum = {quorum} needs at least {quorum} different people, but unlock names only {} users and no group",
+                            audience.users.len()
+                        ),
+                    ));
+                }
+                (audience, quorum)
             }
             None => {
                 return Err(ctx.err(
@@ -1664,6 +1725,7 @@ pub fn parse_policy(file: &str, src: &str) -> Result<Policy, PolicyError> {
                 drill_every_secs,
                 drill_window_secs: drill_window_secs.min(drill_every_secs.unwrap_or(i64::MAX)),
                 min_ready,
+                quorum,
             },
         );
     }
@@ -2987,5 +3049,52 @@ max_duration = "4h"
             let e = err_of(&src);
             assert!(e.message.contains(want), "want '{want}', got: {e}");
         }
+    }
+
+    // issue 14: quorum
+    #[test]
+    fn quorum_defaults_to_one_and_is_bounded() {
+        let p = parse_policy("s.toml", SECRETS).expect("valid");
+        assert_eq!(p.secret("manual").unwrap().quorum, 1);
+        let two = SECRETS.replace(
+            "unlock = { groups = [\"oncall\"] }",
+            "unlock = { groups = [\"oncall\"], quorum = 2 }",
+        );
+        let p = parse_policy("s.toml", &two).expect("valid");
+        assert_eq!(p.secret("payments-db-breakglass").unwrap().quorum, 2);
+        for bad in ["0", "-1", "17", "300"] {
+            let src = SECRETS.replace(
+                "unlock = { groups = [\"oncall\"] }",
+                &format!("unlock = {{ groups = [\"oncall\"], quorum = {bad} }}"),
+            );
+            let e = err_of(&src);
+            assert!(e.message.contains("out of range"), "{bad}: {e}");
+            assert_eq!(e.line, 10, "{e}");
+        }
+        let e = err_of(&SECRETS.replace(
+            "unlock = { users = [\"alice\"] }",
+            "unlock = { users = [\"alice\"], quorum = 2 }",
+        ));
+        assert!(
+            e.message.contains("needs at least 2 different people"),
+            "{e}"
+        );
+        let e = err_of(&SECRETS.replace(
+            "unlock = { users = [\"alice\"] }",
+            "unlock = { users = [\"alice\"], quorom = 2 }",
+        ));
+        assert!(e.message.contains("quorom"), "unknown keys are named: {e}");
+        let ok = SECRETS.replace(
+            "unlock = { users = [\"alice\"] }",
+            "unlock = { users = [\"alice\", \"bob\"], quorum = 2 }",
+        );
+        assert_eq!(
+            parse_policy("s.toml", &ok)
+                .unwrap()
+                .secret("manual")
+                .unwrap()
+                .quorum,
+            2
+        );
     }
 }

@@ -205,6 +205,7 @@ async fn reseal() {
             mode: "offline".into(),
             prev_hash: prev.clone(),
             incident: None,
+            quorum: None,
         };
         let signed = SignedRecord::sign(&rec, key);
         prev = signed.hash.clone();

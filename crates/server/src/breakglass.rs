@@ -33,8 +33,9 @@ use firedoor_core::breakglass::{
 };
 use firedoor_core::notify::Audience;
 use firedoor_core::policy::SecretPolicy;
+use firedoor_core::quorum::{self, HolderDevice, QuorumHolder, QuorumMeta};
 use firedoor_core::ErrorCode;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::str::FromStr;
 use std::sync::Arc;
 use zeroize::Zeroizing;
@@ -166,6 +167,21 @@ fn seal_one(
     validity: Duration,
     key: &SigningKey,
 ) -> Option<Sealed> {
+    seal_one_with(secret, version, value, t, now, validity, key, None)
+}
+
+/// [`seal_one`], with the quorum part of the metadata when `value` is a share.
+#[allow(clippy::too_many_arguments)]
+fn seal_one_with(
+    secret: &str,
+    version: i64,
+    value: &[u8],
+    t: &SealTarget,
+    now: DateTime<Utc>,
+    validity: Duration,
+    key: &SigningKey,
+    quorum: Option<QuorumMeta>,
+) -> Option<Sealed> {
     let recipient = match age::x25519::Recipient::from_str(&t.recipient) {
         Ok(r) => r,
         Err(e) => {
@@ -192,6 +208,7 @@ fn seal_one(
         not_before: now,
         not_after,
         ciphertext_sha256: String::new(),
+        quorum,
     };
     Some(Sealed {
         device_id: t.device_id.clone(),
@@ -274,6 +291,9 @@ impl Broker {
     ) -> Result<Vec<Sealed>> {
         if targets.is_empty() {
             return Ok(Vec::new());
+        }
+        if sp.quorum > 1 {
+            return self.seal_quorum(sp, version, value, targets, now).await;
         }
         let validity = Duration::seconds(sp.validity_secs);
         let cores = std::thread::available_parallelism()
@@ -380,5 +400,146 @@ impl Broker {
         reason: &str,
     ) -> Result<()> {
         tx.secrets().mark_due(name, version, Ts(at), reason).await
+    }
+
+    // issue 14: quorum
+    /// Seals a quorum secret: one Shamir share per eligible person (the same share on
+    /// each of their devices), dealt from the version's seed (see
+    /// [`firedoor_core::quorum`]), so a device sealed later gets the share its owner
+    /// already holds. Share indexes already dealt at this version are kept; people new
+    /// to the split get the smallest free index. The signed metadata lists every holder
+    /// and their active devices' keys, for the offline checks between devices.
+    async fn seal_quorum(
+        &self,
+        sp: &SecretPolicy,
+        version: i64,
+        value: Arc<Zeroizing<Vec<u8>>>,
+        targets: Vec<SealTarget>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Sealed>> {
+        let eligible: BTreeSet<String> = crate::auth::all_users(self.store.users())
+            .await?
+            .into_iter()
+            .filter(|u| sp.may_unlock(u))
+            .map(|u| u.name)
+            .collect();
+        let devices: Vec<DeviceRow> = self
+            .store
+            .devices()
+            .all()
+            .await?
+            .into_iter()
+            .filter(|d| d.revoked_at.is_none() && eligible.contains(&d.user_name))
+            .collect();
+        let mut index: BTreeMap<String, u8> = BTreeMap::new();
+        for meta in self.store.envelopes().metas_of(&sp.name, version).await? {
+            if let Ok(m) = serde_json::from_str::<EnvelopeMeta>(&meta) {
+                if let Some(q) = m.quorum {
+                    index.insert(m.user, q.index);
+                }
+            }
+        }
+        let people: BTreeSet<String> = devices
+            .iter()
+            .map(|d| d.user_name.clone())
+            .chain(targets.iter().map(|t| t.user.clone()))
+            .collect();
+        for p in &people {
+            if index.contains_key(p) {
+                continue;
+            }
+            let used: BTreeSet<u8> = index.values().copied().collect();
+            let Some(free) = (1..=255u8).find(|i| !used.contains(i)) else {
+                return Err(Error::rule(
+                    ErrorCode::Conflict,
+                    format!("{}: more than 255 people would hold a share", sp.name),
+                ));
+            };
+            index.insert(p.clone(), free);
+        }
+        let holders: Vec<QuorumHolder> = index
+            .iter()
+            .filter(|(u, _)| people.contains(*u))
+            .map(|(u, i)| QuorumHolder {
+                user: u.clone(),
+                index: *i,
+                devices: devices
+                    .iter()
+                    .filter(|d| &d.user_name == u)
+                    .map(|d| HolderDevice {
+                        id: d.id.clone(),
+                        signing_key: d.signing_key.clone(),
+                        recipient: d.recipient.clone(),
+                    })
+                    .collect(),
+            })
+            .collect();
+        let wanted: Vec<u8> = holders.iter().map(|h| h.index).collect();
+        let seed = quorum::split_seed(self.key.signing_key(), &sp.name, version);
+        let m = sp.quorum;
+        let key = self.key.signing_key().clone();
+        let secret = sp.name.clone();
+        let validity = Duration::seconds(sp.validity_secs);
+        tokio::task::spawn_blocking(move || {
+            let dealt = quorum::deal(&value, m, &seed, &wanted);
+            let n = holders.len().min(255) as u8;
+            targets
+                .iter()
+                .filter_map(|t| {
+                    let i = *index.get(&t.user)?;
+                    let (_, share) = dealt.shares.iter().find(|(x, _)| *x == i)?;
+                    let meta = QuorumMeta {
+                        share_set: dealt.share_set.clone(),
+                        m,
+                        n,
+                        index: i,
+                        check: dealt.check.clone(),
+                        holders: holders.clone(),
+                    };
+                    seal_one_with(
+                        &secret,
+                        version,
+                        share.as_bytes(),
+                        t,
+                        now,
+                        validity,
+                        &key,
+                        Some(meta),
+                    )
+                })
+                .collect()
+        })
+        .await
+        .map_err(|e| Error::Corrupt(format!("sealing shares: {e}")))
+    }
+
+    /// Seals a quorum secret's current version again to every holder (same split,
+    /// same shares), so every holder's signed directory lists a newly enrolled device.
+    /// Skipped when the secret changed version meanwhile.
+    pub(crate) async fn reseal_quorum_directory(
+        &self,
+        actor: &Actor,
+        sp: &SecretPolicy,
+    ) -> Result<()> {
+        let Some(row) = self.store.secrets().get(&sp.name).await? else {
+            return Ok(());
+        };
+        let (version, Some(sealed_value)) = (row.version, row.value.as_ref()) else {
+            return Ok(());
+        };
+        if version <= 0 {
+            return Ok(());
+        }
+        let value = Arc::new(Zeroizing::new(self.key.open(sealed_value)?));
+        let targets = self.eligible_targets(sp).await?;
+        let now = self.now();
+        let sealed = self.seal_many(sp, version, value, targets, now).await?;
+        let mut uow = self.uow_at(now).await?;
+        if uow.secrets().version(&sp.name).await? != Some(version) {
+            return Ok(());
+        }
+        self.install_envelopes(&mut uow, sp, version, &sealed, actor)
+            .await?;
+        uow.commit().await
     }
 }

@@ -205,7 +205,6 @@ enum DrillCmd {
     },
 }
 
-
 // issue 14: report
 #[derive(Subcommand)]
 enum ReportCmd {

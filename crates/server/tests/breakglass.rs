@@ -168,6 +168,7 @@ impl Device {
             mode: mode.into(),
             prev_hash: prev,
             incident: None,
+            quorum: None,
         };
         let s = SignedRecord::sign(&rec, &self.key);
         self.chain.push(s.clone());
@@ -1475,6 +1476,7 @@ async fn oversized_unlock_uploads_are_bounded_and_alerts_rate_limited() {
             mode: "offline".into(),
             prev_hash: GENESIS_HASH.into(),
             incident: None,
+            quorum: None,
         };
         match field {
             "reason" => rec.reason = huge.clone(),

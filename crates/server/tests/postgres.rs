@@ -447,6 +447,7 @@ async fn break_glass_rotation_changes_the_role_password() {
         mode: "offline".into(),
         prev_hash: GENESIS_HASH.into(),
         incident: None,
+        quorum: None,
     };
     let ack = bg_call(
         &tb,

@@ -108,6 +108,7 @@ impl Device {
                 .map(|r| r.hash.clone())
                 .unwrap_or_else(|| GENESIS_HASH.into()),
             incident: incident.map(String::from),
+            quorum: None,
         };
         let s = SignedRecord::sign(&rec, &self.key);
         self.chain.push(s.clone());

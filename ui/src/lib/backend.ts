@@ -4,6 +4,7 @@
 import type {
   ActionResult, AppStatus, BackendError, Credentials, DrillOutcome, DrillTask, LinkEvent, NewRequest,
   PassphraseStrength, Readiness, Snapshot, UnlockResult, UseKind, UseView,
+  QuorumProgress, QuorumReleaseOut, QuorumRequestOut, QuorumRequestView,
 } from './types';
 
 export interface Backend {
@@ -94,6 +95,21 @@ export interface Backend {
   report(kind: ReportKind, id: string, format: 'md' | 'html'): Promise<string>;
   /** Saves the report's self-contained HTML page (Downloads); returns the file's path. */
   saveReport(kind: ReportKind, id: string): Promise<string>;
+  // issue 14: quorum
+  /** Two-person break glass, step 1: signs an unlock request (text + QR code) for a
+   *  secret that needs several people. Errors: 'validation', 'wrong_passphrase', … */
+  quorumRequest(name: string, reason: string, passphrase: string): Promise<QuorumRequestOut>;
+  /** Who asks for what and why; nothing is released. Errors: 'quorum_refused'. */
+  quorumInspect(request: string): Promise<QuorumRequestView>;
+  /** Step 2 (another person): releases this device's share to the request (recorded
+   *  first on this device's chain). Errors: 'quorum_refused', 'wrong_passphrase', … */
+  quorumRelease(request: string, passphrase: string): Promise<QuorumReleaseOut>;
+  /** Step 3: adds releases; with the quorum, the secret (recorded first). Errors:
+   *  'quorum_incomplete' (fewer shares: nothing opens), 'quorum_refused' (another
+   *  request, expired, replayed, not an eligible co-holder). */
+  quorumComplete(requestId: string, releases: string[], passphrase: string): Promise<UnlockResult>;
+  /** This device's two-person requests of the last day. */
+  quorumPending(): Promise<QuorumProgress[]>;
 }
 
 export type ReportKind = 'incident' | 'grant' | 'unlock';
@@ -159,5 +175,11 @@ export async function tauriBackend(): Promise<Backend> {
     reportsAllowed: () => call('reports_allowed'),
     report: (kind, id, format) => call('report', { kind, id, format }),
     saveReport: (kind, id) => call('save_report', { kind, id }),
+    quorumRequest: (name, reason, passphrase) => call('quorum_request', { name, reason, passphrase }),
+    quorumInspect: (request) => call('quorum_inspect', { request }),
+    quorumRelease: (request, passphrase) => call('quorum_release', { request, passphrase }),
+    quorumComplete: (requestId, releases, passphrase) =>
+      call('quorum_complete', { requestId, releases, passphrase }),
+    quorumPending: () => call('quorum_pending'),
   };
 }

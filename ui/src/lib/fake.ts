@@ -9,6 +9,7 @@ import type {
   LinkEvent, NewRequest, OutboxItem, PassphraseStrength, Request, SealedCredential, Snapshot, UnlockResult,
   DrillOutcome, DrillTask, Readiness,
   UseKind, UseView,
+  QuorumProgress, QuorumReleaseOut, QuorumRequestOut, QuorumRequestView,
 } from './types';
 
 export interface FakeCall {
@@ -113,6 +114,7 @@ function sealed(meta: (typeof SEALABLE)[number], sealedAt: number, now: number):
     state: now >= notAfter ? 'expired' : now < sealedAt ? 'not_yet_valid' : 'valid',
     problem: null,
     reconnect: null,
+    quorum: null,
   };
 }
 
@@ -335,6 +337,20 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       rotates_at: iso(), rotated: false,
     }));
   }
+  // Two-person requests made here (issue 14: quorum).
+  const quorumRequests = new Map<string, { name: string; reason: string; expires: string; releases: string[]; done: boolean }>();
+  const parseRequest = (text: string): { id: string; name: string; reason: string } => {
+    const t = text.trim();
+    const prefix = 'firedoor-unlock-request:v1:';
+    if (!t.startsWith(prefix)) {
+      throw fail('quorum_refused', `this is not a unlock request (it should start with ${prefix}).`);
+    }
+    try {
+      return JSON.parse(atob(t.slice(prefix.length)));
+    } catch {
+      throw fail('quorum_refused', 'the unlock request is damaged.');
+    }
+  };
 
   const fail = (code: BackendErrorCode, message: string): BackendError => ({ code, message });
 
@@ -893,6 +909,79 @@ export function createFakeBackend(initial: Snapshot = demoSnapshot(), opts: Fake
       backend.savedReports.push(path);
       return path;
     }),
+    // issue 14: quorum. The fake stands for both people: a request it made can be
+    // released "by the other person" here too (the real app refuses your own).
+    quorumRequest: (name, reason, pass) => call('quorumRequest', [name, reason, pass], (): QuorumRequestOut => {
+      requireSignedIn();
+      const c = state.break_glass.credentials.find((x) => x.name === name);
+      if (!c || !c.quorum) throw fail('quorum_refused', `${name} opens with one person: unlock it directly.`);
+      if (!reason.trim()) throw fail('validation', 'Give a reason: it goes to the audit trail and to security.');
+      if (pass !== passphrase) throw fail('wrong_passphrase', 'Wrong passphrase.');
+      const id = `req${quorumRequests.size + 1}`.padEnd(64, '0');
+      const expires = iso(15 * 60_000);
+      quorumRequests.set(id, { name, reason, expires, releases: [], done: false });
+      const text = `firedoor-unlock-request:v1:${btoa(JSON.stringify({ id, name, reason }))}`;
+      return {
+        request_id: id, name, title: c.title, version: c.version, text,
+        qr_svg: '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 1 1"><rect width="1" height="1"/></svg>',
+        expires_at: expires, need: c.quorum, co_holders: ['bob'],
+      };
+    }),
+    quorumInspect: (request) => call('quorumInspect', [request], (): QuorumRequestView => {
+      const r = parseRequest(request);
+      const c = state.break_glass.credentials.find((x) => x.name === r.name);
+      return {
+        request_id: r.id, name: r.name, title: c?.title ?? r.name, version: c?.version ?? 1,
+        requester: state.status.user ?? 'me', requester_device: 'dev_fake', reason: r.reason,
+        created_at: iso(), expires_at: quorumRequests.get(r.id)?.expires ?? iso(15 * 60_000), need: c?.quorum ?? 2,
+      };
+    }),
+    quorumRelease: (request, pass) => call('quorumRelease', [request, pass], (): QuorumReleaseOut => {
+      const r = parseRequest(request);
+      if (pass !== passphrase) throw fail('wrong_passphrase', 'Wrong passphrase.');
+      recordSeq += 1;
+      state.break_glass.device.pending_records += 1;
+      changed();
+      return {
+        request_id: r.id, name: r.name, requester: state.status.user ?? 'me',
+        text: `firedoor-share-release:v1:${r.id}`, qr_svg: null, expires_at: iso(15 * 60_000), record_seq: recordSeq,
+      };
+    }),
+    quorumComplete: (requestId, releases, pass) => call('quorumComplete', [requestId, releases, pass], (): UnlockResult => {
+      const q = quorumRequests.get(requestId);
+      if (!q) throw fail('quorum_refused', 'This device made no such request.');
+      if (q.done) throw fail('quorum_refused', 'This request was already completed: a release is applied once. Start a new request.');
+      if (pass !== passphrase) throw fail('wrong_passphrase', 'Wrong passphrase.');
+      for (const r of releases) {
+        if (r.trim() !== `firedoor-share-release:v1:${requestId}`) {
+          throw fail('quorum_refused', 'the release answers another unlock request.');
+        }
+        if (q.releases.includes(r.trim())) throw fail('quorum_refused', 'this release was already applied.');
+        q.releases.push(r.trim());
+      }
+      const c = state.break_glass.credentials.find((x) => x.name === q.name)!;
+      const have = 1 + q.releases.length;
+      if (have < (c.quorum ?? 2)) {
+        throw fail('quorum_incomplete', `${have} of ${c.quorum} shares: nothing opens until ${c.quorum} different people took part.`);
+      }
+      q.done = true;
+      recordSeq += 1;
+      state.break_glass.device.pending_records += 1;
+      changed();
+      return {
+        name: c.name, title: c.title, version: c.version, secret: demoSecret(c.name, c.version),
+        mode: 'quorum', record_seq: recordSeq, hide_after_secs: 60,
+        message: 'Opened offline with the shares of bob. This unlock is recorded and will be reported to security as soon as the broker is reachable.',
+      };
+    }),
+    quorumPending: () => call('quorumPending', [], (): QuorumProgress[] =>
+      [...quorumRequests.entries()].map(([id, q]) => {
+        const c = state.break_glass.credentials.find((x) => x.name === q.name);
+        return {
+          request_id: id, name: q.name, expires_at: q.expires,
+          have: 1 + q.releases.length, need: c?.quorum ?? 2, completed: q.done,
+        };
+      })),
   };
 
   function fakeReport(kind: ReportKind, id: string, format: 'md' | 'html'): string {

@@ -89,7 +89,7 @@ export type ConsoleError = { code: ConsoleErrorCode, message: string, };
  * the rest are the app's own. The string form is what the UI receives, and is
  * pinned by tests like [`ErrorCode`]'s.
  */
-export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | "usage" | "data_dir" | "io" | "format" | "not_active" | "no_ssh_agent" | "ssh_agent" | "sso_timeout" | "sso" | "autostart" | ErrorCode;
+export type ConsoleErrorCode = "offline" | "bad_answer" | "http_error" | "broker_error" | "invalid_url" | "insecure_url" | "wrong_broker" | "cache" | "keyring" | "clipboard" | "demo" | "not_demo" | "signed_out" | "validation" | "weak_passphrase" | "wrong_passphrase" | "locked_out" | "not_enrolled" | "keys_unreadable" | "chain_broken" | "pending_records" | "envelope_invalid" | "envelope_expired" | "envelope_rolled_back" | "broker_key_changed" | "fingerprint_mismatch" | "no_key_change" | "usage" | "data_dir" | "io" | "format" | "not_active" | "no_ssh_agent" | "ssh_agent" | "sso_timeout" | "sso" | "autostart" | "quorum_refused" | "quorum_incomplete" | ErrorCode;
 
 /**
  * One credential for one resource of a grant. `Debug` never shows the secret.
@@ -319,6 +319,58 @@ warning: string | null,
 suggestions: Array<string>, };
 
 /**
+ * A pending request of this device and how far it got.
+ */
+export type QuorumProgress = { request_id: string, name: string, expires_at: string, 
+/**
+ * Shares in hand, this device's included.
+ */
+have: number, need: number, completed: boolean, };
+
+/**
+ * A share released by this device, to hand back to the requester.
+ */
+export type QuorumReleaseOut = { request_id: string, name: string, requester: string, 
+/**
+ * `firedoor-share-release:v1:…` (encrypted to the requester's device).
+ */
+text: string, qr_svg: string | null, expires_at: string, 
+/**
+ * This device's `share_released` record.
+ */
+record_seq: number, };
+
+/**
+ * A two-person unlock request made on this device, to hand to another person.
+ */
+export type QuorumRequestOut = { 
+/**
+ * Hex SHA-256 of the signed request: releases are bound to it.
+ */
+request_id: string, name: string, title: string, version: number, 
+/**
+ * `firedoor-unlock-request:v1:…`: paste it, save it to a file, or show the QR.
+ */
+text: string, 
+/**
+ * The same text as a QR code (SVG), when it fits one.
+ */
+qr_svg: string | null, expires_at: string, 
+/**
+ * Shares needed, this device's included.
+ */
+need: number, 
+/**
+ * The other people who may release a share.
+ */
+co_holders: Array<string>, };
+
+/**
+ * What a releaser sees of someone's request before releasing a share.
+ */
+export type QuorumRequestView = { request_id: string, name: string, title: string, version: number, requester: string, requester_device: string, reason: string, created_at: string, expires_at: string, need: number, };
+
+/**
  * `GET /v1/readiness`.
  */
 export type Readiness = { at: string, secrets: Array<SecretReadiness>, };
@@ -403,7 +455,12 @@ problem: string | null,
  * it once the broker was back, in words ("record delivered · rotated to v2 —
  * the password you copied no longer works").
  */
-reconnect?: string | null, };
+reconnect?: string | null, 
+/**
+ * Issue 14: quorum. The people needed to open it when more than one: this
+ * device holds one share, opened with `quorum_request` / `quorum_complete`.
+ */
+quorum?: number | null, };
 
 export type SealedState = "valid" | "expired" | "not_yet_valid" | "invalid";
 
@@ -481,7 +538,7 @@ command: string | null,
  */
 problem: string | null, };
 
-export type UnlockMode = "offline" | "online";
+export type UnlockMode = "offline" | "online" | "quorum";
 
 /**
  * A revealed break-glass secret. `Debug` leaves the secret out.

@@ -12,14 +12,9 @@
 //! rotation and a security alert, as for a real use). The broker audits the drill
 //! itself (`drill_passed` / `drill_failed`).
 
-use super::{
-    check_binding, fmt_time, key_change, key_changed_error, locked_out, pin_of, Account, Enrolment,
-    LOCKOUT_WINDOW_MINUTES, MAX_FAILED_PASSPHRASES,
-};
-use crate::console::{blocking, is_network, Console, ConsoleError, ConsoleErrorCode, Result};
-use crate::device::{DeviceKeyError, DeviceKeys};
+use super::{check_binding, fmt_time, key_change, key_changed_error, pin_of};
+use crate::console::{is_network, Console, ConsoleError, ConsoleErrorCode, Result};
 use chrono::{DateTime, Utc};
-use firedoor_core::breakglass::{failures_in_window, locked_until};
 use firedoor_core::drill::Challenge;
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
@@ -117,7 +112,7 @@ impl Console {
             return Err(key_changed_error(&ch));
         }
         let keys = self
-            .drill_keys(&a, &enr, &mut state, passphrase, now)
+            .open_device_keys(&a, &enr, &mut state, passphrase, now)
             .await?;
         let title = drill.title.clone();
         let invalid = |why: String| {
@@ -192,70 +187,5 @@ impl Console {
                 meta.version
             ),
         })
-    }
-
-    /// The device keys, unwrapped with `passphrase` under the unlock's lock-out rule.
-    async fn drill_keys(
-        &self,
-        a: &Account,
-        enr: &Enrolment,
-        state: &mut crate::trust::TrustState,
-        passphrase: &SecretString,
-        now: DateTime<Utc>,
-    ) -> Result<DeviceKeys> {
-        if let Some(until) =
-            locked_until(&failures_in_window(state.failures.clone(), now)).filter(|t| *t > now)
-        {
-            return Err(locked_out(until, now));
-        }
-        let store = self.secrets.clone();
-        let account = a.keyring_account();
-        let wrapped = blocking(move || store.get(&account))
-            .await?
-            .map_err(|e| {
-                ConsoleError::new(
-                    ConsoleErrorCode::Keyring,
-                    format!("Cannot read the device keys: {e}"),
-                )
-            })?
-            .ok_or_else(|| {
-                ConsoleError::new(
-                    ConsoleErrorCode::NotEnrolled,
-                    "This device's keys are missing. Enrol the device again.",
-                )
-            })?;
-        let max = enr.kdf_log_n;
-        let passphrase = passphrase.clone();
-        let keys = match blocking(move || DeviceKeys::unwrap(&wrapped, &passphrase, max)).await? {
-            Ok(k) => k,
-            Err(DeviceKeyError::WrongPassphrase) => {
-                let failures = self.record_failure(a, state, now).await?;
-                self.changed(crate::console::Change::Snapshot);
-                if let Some(until) = locked_until(&failures) {
-                    return Err(locked_out(until, now));
-                }
-                let left = MAX_FAILED_PASSPHRASES - failures.len();
-                return Err(ConsoleError::new(
-                    ConsoleErrorCode::WrongPassphrase,
-                    format!(
-                        "Wrong passphrase. {left} attempt{} left before a {LOCKOUT_WINDOW_MINUTES}-minute lock-out.",
-                        if left == 1 { "" } else { "s" }
-                    ),
-                ));
-            }
-            Err(e @ DeviceKeyError::Unreadable(_)) => {
-                return Err(ConsoleError::new(
-                    ConsoleErrorCode::KeysUnreadable,
-                    format!("{e}. Enrol the device again."),
-                ))
-            }
-        };
-        if keys.recipient() != enr.recipient || keys.verifying_key() != enr.signing_key {
-            return Err(ConsoleError::new(
-                ConsoleErrorCode::KeysUnreadable,
-                "The keys in the secret store belong to another enrolment. Enrol the device again.",
-            ));
-        }
-        Ok(keys)
     }
 }

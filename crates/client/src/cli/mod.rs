@@ -302,6 +302,56 @@ pub enum BreakglassCommand {
         #[arg(long)]
         note: Option<String>,
     },
+    // issue 14: quorum
+    /// Two-person break glass, step 1 (the requester): sign an unlock request for a
+    /// secret that needs several people. Prints the request as text (paste it to the
+    /// other person) and, with --out, saves it to a file; --qr saves a QR code (SVG).
+    Request {
+        name: String,
+        /// Why: goes to the audit trail and to security.
+        #[arg(long)]
+        reason: String,
+        /// Also write the request to this file.
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        /// Also write the request as a QR code (SVG) to this file.
+        #[arg(long, value_name = "FILE")]
+        qr: Option<std::path::PathBuf>,
+        /// Read the passphrase from stdin instead of the terminal.
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Two-person break glass, step 2 (another eligible person): show who asks for
+    /// what and why. REQUEST: the text, or a file holding it.
+    Inspect { request: String },
+    /// Two-person break glass, step 2 (another eligible person): release your share
+    /// to the request, encrypted to the requester's device. Prints the release as
+    /// text; --out saves it to a file, --qr as a QR code (SVG).
+    Release {
+        /// The request's text, or a file holding it.
+        request: String,
+        #[arg(long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+        #[arg(long, value_name = "FILE")]
+        qr: Option<std::path::PathBuf>,
+        /// Read the passphrase from stdin instead of the terminal.
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Two-person break glass, step 3 (the requester): add the releases and, once
+    /// enough people took part, show the secret (recorded on the signed local chain
+    /// first). The secret goes to stdout.
+    Complete {
+        /// The request id printed by `firedoor breakglass request`.
+        request_id: String,
+        /// Each release's text, or a file holding it.
+        releases: Vec<String>,
+        /// Read the passphrase from stdin instead of the terminal.
+        #[arg(long)]
+        passphrase_stdin: bool,
+    },
+    /// Two-person break glass: this device's requests of the last day.
+    Pending,
 }
 
 // issue 14: drills
@@ -318,6 +368,31 @@ pub enum DrillCommand {
         #[arg(long)]
         passphrase_stdin: bool,
     },
+}
+
+/// A blob given on the command line: the text itself, or a file holding it.
+fn blob_arg(arg: &str) -> Res<String> {
+    let t = arg.trim();
+    if t.starts_with("firedoor-") {
+        return Ok(t.to_string());
+    }
+    std::fs::read_to_string(t)
+        .map(|s| s.trim().to_string())
+        .map_err(|e| {
+            Failure::from(ConsoleError::new(
+                ConsoleErrorCode::Io,
+                format!("{t}: not a firedoor-… text, and not a readable file ({e})"),
+            ))
+        })
+}
+
+fn write_file(path: &std::path::Path, text: &str) -> Res<()> {
+    std::fs::write(path, text).map_err(|e| {
+        Failure::from(ConsoleError::new(
+            ConsoleErrorCode::Io,
+            format!("cannot write {}: {e}", path.display()),
+        ))
+    })
 }
 
 /// A failed command: what to print and the exit code.
@@ -351,6 +426,8 @@ pub fn exit_code(code: ConsoleErrorCode) -> i32 {
             exit::SIGNED_OUT
         }
         C::LockedOut
+        | C::QuorumRefused
+        | C::QuorumIncomplete
         | C::Broker(ErrorCode::Forbidden | ErrorCode::SelfApproval | ErrorCode::NotEligible) => {
             exit::REFUSED
         }
@@ -1451,6 +1528,130 @@ async fn breakglass(b: BreakglassCommand, json: bool) -> Res<Done> {
                 Zeroizing::new(format!("{}\n", u.secret.as_str()))
             };
             print_raw(&text)
+        }
+        // issue 14: quorum
+        BreakglassCommand::Request {
+            name,
+            reason,
+            out,
+            qr,
+            passphrase_stdin,
+        } => {
+            let p = read_secret("Unlock passphrase (not shown): ", passphrase_stdin)?;
+            let p = SecretString::from(p.as_str());
+            let r = c.quorum_request(&name, &reason, &p, Utc::now()).await?;
+            if let Some(f) = &out {
+                write_file(f, &format!("{}\n", r.text))?;
+            }
+            if let (Some(f), Some(svg)) = (&qr, &r.qr_svg) {
+                write_file(f, svg)?;
+            }
+            let text = format!(
+                "{}\n\nTwo-person unlock of {} (v{}): {} people needed. Give the text above to one of: {}.\n\
+                 They run `firedoor breakglass release <text>`; then run\n  firedoor breakglass complete {} <their release>\n\
+                 The request expires at {}.",
+                r.text,
+                r.title,
+                r.version,
+                r.need,
+                r.co_holders.join(", "),
+                r.request_id,
+                fmt_time(r.expires_at)
+            );
+            Done::ok(&r, text)
+        }
+        BreakglassCommand::Inspect { request } => {
+            let v = c.quorum_inspect(&blob_arg(&request)?, Utc::now()).await?;
+            let text = format!(
+                "{} asks to unlock {} ({}, v{}) from device {}\nReason: {}\nMade {}, expires {}. {} people needed.",
+                v.requester,
+                v.title,
+                v.name,
+                v.version,
+                v.requester_device,
+                v.reason,
+                fmt_time(v.created_at),
+                fmt_time(v.expires_at),
+                v.need
+            );
+            Done::ok(&v, text)
+        }
+        BreakglassCommand::Release {
+            request,
+            out,
+            qr,
+            passphrase_stdin,
+        } => {
+            let blob = blob_arg(&request)?;
+            let p = read_secret("Unlock passphrase (not shown): ", passphrase_stdin)?;
+            let p = SecretString::from(p.as_str());
+            let r = c.quorum_release(&blob, &p, Utc::now()).await?;
+            if let Some(f) = &out {
+                write_file(f, &format!("{}\n", r.text))?;
+            }
+            if let (Some(f), Some(svg)) = (&qr, &r.qr_svg) {
+                write_file(f, svg)?;
+            }
+            let text = format!(
+                "{}\n\nYour share of {} is released to {} (recorded as record {} on this device). \
+                 Give them the text above; it expires at {}.",
+                r.text,
+                r.name,
+                r.requester,
+                r.record_seq,
+                fmt_time(r.expires_at)
+            );
+            Done::ok(&r, text)
+        }
+        BreakglassCommand::Complete {
+            request_id,
+            releases,
+            passphrase_stdin,
+        } => {
+            let releases = releases
+                .iter()
+                .map(|r| blob_arg(r))
+                .collect::<Res<Vec<String>>>()?;
+            let p = read_secret("Unlock passphrase (not shown): ", passphrase_stdin)?;
+            let p = SecretString::from(p.as_str());
+            let u = c
+                .quorum_complete(&request_id, &releases, &p, Utc::now())
+                .await?;
+            let text: Zeroizing<String> = if json {
+                Zeroizing::new(
+                    serde_json::to_string(&u)
+                        .map_err(|e| ConsoleError::new(ErrorCode::Internal, e.to_string()))?
+                        + "\n",
+                )
+            } else {
+                eprintln!("{} (version {}): {}", u.title, u.version, u.message);
+                Zeroizing::new(format!("{}\n", u.secret.as_str()))
+            };
+            print_raw(&text)
+        }
+        BreakglassCommand::Pending => {
+            let list = c.quorum_pending(Utc::now()).await?;
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|p| {
+                    vec![
+                        p.request_id.clone(),
+                        p.name.clone(),
+                        format!("{}/{}", p.have, p.need),
+                        if p.completed {
+                            "completed".into()
+                        } else {
+                            fmt_time(p.expires_at)
+                        },
+                    ]
+                })
+                .collect();
+            let text = if rows.is_empty() {
+                "No two-person requests on this device.".to_string()
+            } else {
+                table(&["REQUEST", "SECRET", "SHARES", "EXPIRES"], &rows)
+            };
+            Done::ok(&list, text)
         }
         // issue 14: uses
         BreakglassCommand::Uses { open } => {

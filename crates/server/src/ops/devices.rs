@@ -91,6 +91,16 @@ impl Broker {
             // The device is registered; its next envelope fetch seals again.
             tracing::warn!(device = %id, error = %e, "sealing envelopes for a new device");
         }
+        // issue 14: quorum. Every holder's signed directory must list the new device,
+        // so its requests and releases verify offline on the other people's devices.
+        for sp in self.policy.unlockable_by(who).filter(|s| s.quorum > 1) {
+            if let Err(e) = self
+                .reseal_quorum_directory(&Actor::User(who.clone()), sp)
+                .await
+            {
+                tracing::warn!(device = %id, secret = %sp.name, error = %e, "resealing a quorum secret for a new device");
+            }
+        }
         device.view()
     }
 

@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use firedoor_core::access::{self, check_admin, AdminAction};
 use firedoor_core::api::EventKind;
 use firedoor_core::audit::AuditEvent;
-use firedoor_core::breakglass::decode_public_key;
+use firedoor_core::breakglass::{decode_public_key, EnvelopeMeta};
 use firedoor_core::drill::{
     expiring_soon_secs, Challenge, DeviceReadiness, DrillAnswer, DrillDevice, DrillPassed,
     DrillSummary, DrillView, HolderReadiness, OnCallGap, PendingDrill, PendingDrills, Readiness,
@@ -23,6 +23,7 @@ use firedoor_core::drill::{
 };
 use firedoor_core::notify::Audience;
 use firedoor_core::policy::{Principal, SecretPolicy};
+use firedoor_core::quorum;
 use firedoor_core::ErrorCode;
 use rand::RngCore;
 use std::collections::{BTreeMap, BTreeSet};
@@ -319,16 +320,31 @@ impl Broker {
                 .as_deref()
                 .ok_or_else(|| Error::not_found("secret"))?;
             let value = Zeroizing::new(self.key.open(sealed)?);
-            let challenge = Challenge {
-                drill_id: &drill.id,
-                nonce: &drill.nonce,
-                secret: &drill.secret,
-                version: row.version,
-                device_id: &d.id,
+            // A quorum secret's envelope holds the person's share, not the value:
+            // the proof is keyed by what the device opens.
+            let opened = if sp.quorum > 1 {
+                self.share_of_device(sp, row.version, &d.id, &value).await?
+            } else {
+                Some(value)
             };
-            challenge
+            match opened {
+                None => Err((
+                    "no_share".into(),
+                    format!(
+                        "this device holds no share of version {} of {}: sync to fetch its current envelope, then answer again",
+                        row.version, drill.secret
+                    ),
+                )),
+                Some(value) => Challenge {
+                    drill_id: &drill.id,
+                    nonce: &drill.nonce,
+                    secret: &drill.secret,
+                    version: row.version,
+                    device_id: &d.id,
+                }
                 .verify(&answer, &value, &key)
-                .map_err(|p| (p.as_str().to_string(), p.to_string()))
+                .map_err(|p| (p.as_str().to_string(), p.to_string())),
+            }
         };
         let mut uow = self.uow_at(now).await?;
         let actor = Actor::User(who.clone());
@@ -379,6 +395,38 @@ impl Broker {
                 ))
             }
         }
+    }
+
+    /// The plaintext of the quorum share sealed to `device_id` at `version`: the
+    /// same split the broker dealt, derived again from the broker key (shares are
+    /// never stored). `None` when the device holds no share of that version.
+    async fn share_of_device(
+        &self,
+        sp: &SecretPolicy,
+        version: i64,
+        device_id: &str,
+        value: &[u8],
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let index = self
+            .store
+            .envelopes()
+            .of_device(device_id)
+            .await?
+            .into_iter()
+            .filter(|(secret, ..)| secret == &sp.name)
+            .filter_map(|(_, meta, ..)| serde_json::from_str::<EnvelopeMeta>(&meta).ok())
+            .filter(|m| m.version == version)
+            .find_map(|m| m.quorum.map(|q| q.index));
+        let Some(index) = index else {
+            return Ok(None);
+        };
+        let seed = quorum::split_seed(self.key.signing_key(), &sp.name, version);
+        let dealt = quorum::deal(value, sp.quorum, &seed, &[index]);
+        Ok(dealt
+            .shares
+            .into_iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, share)| Zeroizing::new(share.as_bytes().to_vec())))
     }
 
     /// Worker step: closes drills past their deadline, starts the scheduled drills

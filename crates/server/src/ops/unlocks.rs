@@ -23,6 +23,7 @@ use firedoor_core::breakglass::{
 use firedoor_core::input::{self, truncate_chars};
 use firedoor_core::notify::Audience;
 use firedoor_core::policy::Principal;
+use firedoor_core::quorum::{MODE_QUORUM, MODE_SHARE_RELEASED};
 use firedoor_core::ErrorCode;
 use std::collections::BTreeSet;
 use zeroize::Zeroizing;
@@ -117,6 +118,12 @@ impl Broker {
                 )
                 .await?;
             let r = &a.record;
+            if r.mode == MODE_QUORUM || r.mode == MODE_SHARE_RELEASED {
+                // issue 14: quorum
+                self.accept_quorum_record(&mut uow, who, &d, a, now, &mut rotating)
+                    .await?;
+                continue;
+            }
             if r.mode != "offline" {
                 // An online unlock was audited and alerted when the broker released
                 // the value; the device's record of it is audited, not alerted again.
@@ -352,6 +359,16 @@ impl Broker {
                 format!("you are not among the people who may unlock {name}"),
             ));
         }
+        if sp.quorum > 1 {
+            // issue 14: quorum. The broker never releases a two-person secret to one.
+            return Err(Error::rule(
+                ErrorCode::Conflict,
+                format!(
+                    "{name} needs {} people: it opens only offline, from the shares of {} different eligible people (firedoor break-glass request)",
+                    sp.quorum, sp.quorum
+                ),
+            ));
+        }
         let reason = input::break_glass_reason(&body.reason)?;
         if let Some(dev) = &body.device_id {
             self.own_device(who, dev, false).await?;
@@ -439,5 +456,172 @@ impl Broker {
             value,
             rotates_at,
         })
+    }
+
+    // issue 14: quorum
+    /// One uploaded record of a two-person unlock (`quorum`, on the requester's device)
+    /// or of a share released to one (`share_released`, on the releaser's device):
+    /// audited, alerted like an offline unlock, and the secret marked for rotation
+    /// (a released share may have completed an unlock whose record has not arrived).
+    /// The broker checks that the people named were eligible, distinct and enough; a
+    /// record that does not add up is still accepted (the device's chain must go on)
+    /// but audited as inconsistent and raised to the admins.
+    async fn accept_quorum_record(
+        &self,
+        uow: &mut crate::ops::Uow<'_>,
+        who: &Principal,
+        d: &DeviceRow,
+        a: &Accepted,
+        now: chrono::DateTime<chrono::Utc>,
+        rotating: &mut BTreeSet<String>,
+    ) -> Result<()> {
+        let r = &a.record;
+        let sr = &a.signed;
+        let Some(q) = r.quorum.as_ref() else {
+            return Ok(()); // check_bounds refuses a quorum mode without its details
+        };
+        let sp = self.policy.secret(&r.secret);
+        let reason = truncate_chars(r.reason.trim(), MAX_REASON_CHARS);
+        let eligible = sp.is_some_and(|s| s.may_unlock(who));
+        let current = a.current_version == Some(r.version);
+        let actor = Actor::User(who.clone());
+        let at = r.at.format("%Y-%m-%d %H:%M:%S UTC");
+        let message = if r.mode == MODE_QUORUM {
+            let users = crate::auth::all_users(uow.users()).await?;
+            let mut problems = Vec::new();
+            let mut seen = BTreeSet::from([who.name.clone()]);
+            for rel in &q.releasers {
+                if !seen.insert(rel.clone()) {
+                    problems.push(format!("{rel} is counted twice or is the requester"));
+                }
+                let ok = users
+                    .iter()
+                    .find(|u| &u.name == rel)
+                    .is_some_and(|u| sp.is_some_and(|s| s.may_unlock(u)));
+                if !ok {
+                    problems.push(format!("{rel} may not unlock {}", r.secret));
+                }
+            }
+            let need = sp.map(|s| s.quorum).unwrap_or(q.m).max(q.m) as usize;
+            if seen.len() < need {
+                problems.push(format!(
+                    "{} people took part; {need} are needed",
+                    seen.len()
+                ));
+            }
+            if q.requester != who.name || q.requester_device != d.id {
+                problems.push("the record names another requester".into());
+            }
+            let problem = (!problems.is_empty())
+                .then(|| truncate_chars(&problems.join("; "), MAX_PROBLEM_CHARS));
+            uow.record(
+                &actor,
+                &r.secret,
+                AuditEvent::QuorumUnlock {
+                    device: d.id.clone(),
+                    device_name: d.name.clone(),
+                    seq: r.seq,
+                    version: r.version,
+                    reason: reason.clone(),
+                    at: r.at.to_rfc3339(),
+                    hash: sr.hash.clone(),
+                    current_version: a.current_version,
+                    eligible,
+                    quorum: q.m,
+                    share_set: q.share_set.clone(),
+                    request_hash: q.request_hash.clone(),
+                    releasers: q.releasers.clone(),
+                    releases: q.releases.clone(),
+                    consistent: problem.is_none(),
+                    problem: problem.clone(),
+                },
+            );
+            if let Some(p) = &problem {
+                self.security_alert(
+                    uow,
+                    Some(&r.secret),
+                    Some(&who.name),
+                    format!(
+                        "SECURITY: the two-person unlock of {} recorded by {} on {} does not add up: {p}",
+                        r.secret, who.name, d.name
+                    ),
+                )
+                .await?;
+            }
+            format!(
+                "BREAK GLASS: {} unlocked {} v{} offline on {} at {} with the shares of {}: {}",
+                who.name,
+                r.secret,
+                r.version,
+                d.name,
+                at,
+                q.releasers.join(", "),
+                truncate_chars(&reason, 200)
+            )
+        } else {
+            uow.record(
+                &actor,
+                &r.secret,
+                AuditEvent::QuorumShareReleased {
+                    device: d.id.clone(),
+                    device_name: d.name.clone(),
+                    seq: r.seq,
+                    version: r.version,
+                    requester: q.requester.clone(),
+                    requester_device: q.requester_device.clone(),
+                    request_hash: q.request_hash.clone(),
+                    release: q.releases.first().cloned().unwrap_or_default(),
+                    reason: reason.clone(),
+                    at: r.at.to_rfc3339(),
+                    hash: sr.hash.clone(),
+                    current_version: a.current_version,
+                    eligible,
+                },
+            );
+            format!(
+                "BREAK GLASS: {} released their share of {} v{} to {}'s offline unlock, on {} at {}: {}",
+                who.name,
+                r.secret,
+                r.version,
+                q.requester,
+                d.name,
+                at,
+                truncate_chars(&reason, 200)
+            )
+        };
+        uow.notify(
+            Audience::Unlocked {
+                secret: sp,
+                by: &who.name,
+            },
+            Notice::new(EventKind::BreakGlassUnlocked, message)
+                .bundle(Some(&r.secret))
+                .actor(Some(&who.name)),
+        )
+        .await?;
+        if current && sp.is_some() {
+            self.mark_due(
+                uow,
+                &r.secret,
+                r.version,
+                now,
+                &format!(
+                    "{} by {} on {} (record {})",
+                    if r.mode == MODE_QUORUM {
+                        "two-person offline unlock"
+                    } else {
+                        "share released"
+                    },
+                    who.name,
+                    d.id,
+                    r.seq
+                ),
+            )
+            .await?;
+            if sp.is_some_and(|s| s.rotate.is_some()) {
+                rotating.insert(r.secret.clone());
+            }
+        }
+        Ok(())
     }
 }

@@ -260,4 +260,18 @@ impl Envelopes<'_> {
             version
         )?)
     }
+
+    // issue 14: quorum
+    /// The signed metadata of every envelope of `secret` at `version` (the share
+    /// indexes already dealt to people).
+    pub async fn metas_of(&mut self, secret: &str, version: i64) -> Result<Vec<String>> {
+        Ok(scalar!(
+            self.0,
+            fetch_all,
+            String,
+            "SELECT meta_json FROM envelopes WHERE secret = $1 AND version = $2 ORDER BY device_id",
+            secret,
+            version
+        )?)
+    }
 }
