@@ -44,6 +44,18 @@ describe('Drill banner', () => {
     expect(document.body.textContent).not.toContain(demoSecret('prod-db-root', 4));
   });
 
+  it('shows a drill started while the view is open, with the next snapshot', async () => {
+    const { user, backend } = await renderApp();
+    await user.click(byId('nav-breakglass'));
+    await waitFor(() => expect(backend.callsTo('pendingDrills').length).toBeGreaterThan(0));
+    expect(queryId('drill-drl_1')).toBeNull();
+    // The broker's "drill started" event makes the app sync: a new snapshot.
+    backend.drills = [{ ...DRILL }];
+    backend.emit();
+    const form = await waitFor(() => byId('drill-drl_1'));
+    expect(form).toHaveTextContent('Drill: prove your break-glass access (no secret is shown)');
+  });
+
   it('shows no banner without a pending drill or offline', async () => {
     const { user, backend } = await renderApp();
     await user.click(byId('nav-breakglass'));
