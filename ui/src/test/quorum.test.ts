@@ -50,7 +50,7 @@ describe('Break glass: two-person unlock', () => {
     await user.paste('firedoor-share-release:v1:someotherrequest');
     await user.type(byId('quorum-pass'), DEMO_PASSPHRASE);
     await user.click(byId('quorum-ask-submit'));
-    await waitFor(() => expect(byId('quorum-ask-error')).toHaveTextContent('another unlock request'));
+    await waitFor(() => expect(byId('quorum-ask-error')).toHaveTextContent('The release answers another unlock request.'));
 
     // The right one opens it, masked until revealed.
     await user.clear(byId('quorum-releases'));
