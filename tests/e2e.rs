@@ -3461,11 +3461,57 @@ async fn quorum_two_windows_unlock_offline_and_a_replayed_release_is_refused() {
         .await
         .unwrap()
         .is_ok());
+    // Rotation follows as today: a new version, and both devices get its new split.
+    until("rotated", || async {
+        (secret_version(&as_carol, QUORUM_SECRET).await > v1).then_some(())
+    })
+    .await;
+    let v2 = secret_version(&as_carol, QUORUM_SECRET).await;
     for wd in [&wa, &wb] {
+        wait_for_text(wd, &format!("sealed-{QUORUM_SECRET}"), &format!("v{v2}")).await;
         quorum_into_view(wd, &format!("sealed-{QUORUM_SECRET}")).await;
     }
+    wait_for_text(
+        &wa,
+        &format!("reconnect-{QUORUM_SECRET}"),
+        &format!("record delivered · rotated to v{v2}"),
+    )
+    .await;
     quorum_shot(&desk_a, "quorum-05-alice-back-online");
     quorum_shot(&desk_b, "quorum-06-bob-back-online");
+
+    // --- a drill of the two-person secret: each window proves its own share of the
+    // new split, and readiness counts both people
+    let drill = as_carol.start_drill(QUORUM_SECRET).await.unwrap().remove(0);
+    assert_eq!(drill.version, v2);
+    for (wd, pass) in [(&wa, PASS_A), (&wb, PASS_B)] {
+        let form = format!("drill-{}", drill.id);
+        wait_for_text(
+            wd,
+            &form,
+            "Drill: prove your break-glass access (no secret is shown)",
+        )
+        .await;
+        fill(wd, &format!("drill-passphrase-{}", drill.id), pass).await;
+        click(wd, &format!("drill-submit-{}", drill.id)).await;
+        wait_for_text(wd, "drill-passed", "Drill passed").await;
+    }
+    let sr = as_carol
+        .readiness()
+        .await
+        .unwrap()
+        .secrets
+        .into_iter()
+        .find(|s| s.name == QUORUM_SECRET)
+        .unwrap();
+    assert_eq!((sr.ready, sr.required, sr.below), (2, 2, false), "{sr:?}");
+    for h in &sr.holders {
+        assert!(
+            h.devices.iter().all(|d| d.drill == "passed"),
+            "{} passed: {h:?}",
+            h.user
+        );
+    }
     wa.close().await.unwrap();
     wb.close().await.unwrap();
     b.stop().await;
