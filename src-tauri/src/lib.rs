@@ -492,6 +492,7 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
     let mut rx = console.subscribe();
     let notifier = notify::Notifier::new(app.clone(), console.clone());
     tauri::async_runtime::spawn(async move {
+        let mut last_sent = SentSnapshot::default();
         loop {
             let change = match rx.recv().await {
                 Ok(c) => c,
@@ -501,6 +502,11 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
             let Ok(snap) = console.snapshot().await else {
                 continue;
             };
+            // A periodic sync that found nothing new: the window and the tray stay as
+            // they are (no re-render, no repaint of an idle window).
+            if matches!(change, Change::Snapshot) && !last_sent.changed(&snap) {
+                continue;
+            }
             // A broker event is told first: redrawing the window and the tray can wait.
             if let Change::Event(ev) = &change {
                 notifier.event(ev, &snap);
@@ -525,6 +531,44 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
             }
         }
     });
+}
+
+/// What was last sent to the window, to tell a snapshot that changes nothing the
+/// window shows from one that does.
+#[derive(Default)]
+struct SentSnapshot {
+    /// The snapshot as JSON without `last_synced_at` (the window does not show it) and
+    /// with the clock offset as last sent.
+    shown: Option<serde_json::Value>,
+    offset_ms: i64,
+}
+
+impl SentSnapshot {
+    /// Clock offsets closer than this to the one sent count as the same: each sync
+    /// measures it again with a few milliseconds of jitter, and countdowns show whole
+    /// seconds.
+    const OFFSET_SLACK_MS: i64 = 500;
+
+    /// Whether `snap` differs from the last one sent in anything the window shows;
+    /// remembers it if so.
+    fn changed(&mut self, snap: &Snapshot) -> bool {
+        let Ok(mut v) = serde_json::to_value(snap) else {
+            return true;
+        };
+        let offset = snap.status.clock_offset_ms;
+        let same_offset =
+            self.shown.is_some() && (offset - self.offset_ms).abs() < Self::OFFSET_SLACK_MS;
+        if let Some(status) = v.get_mut("status").and_then(|s| s.as_object_mut()) {
+            status.remove("last_synced_at");
+            status.remove("clock_offset_ms");
+        }
+        if same_offset && self.shown.as_ref() == Some(&v) {
+            return false;
+        }
+        self.shown = Some(v);
+        self.offset_ms = offset;
+        true
+    }
 }
 
 /// The tray's time left moves on by the minute even when nothing else changes.
@@ -721,5 +765,49 @@ pub fn run() {
     if let Err(e) = result {
         eprintln!("firedoor: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::tray::tests::{base, grant};
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn a_sync_that_changes_nothing_shown_is_not_sent_again() {
+        const G1: &str = "grt_0123456789abcdef0123456789abcdef";
+        let end = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let g = serde_json::json!([grant(G1, "active", end)]);
+        let mut sent = SentSnapshot::default();
+        let first = base(g.clone(), serde_json::json!([]), true);
+        assert!(sent.changed(&first), "the first snapshot is always sent");
+        assert!(!sent.changed(&first), "the same again is not");
+
+        // A new sync time and a few ms of offset jitter change nothing shown.
+        let mut resynced = first.clone();
+        resynced.status.last_synced_at = Some(end);
+        resynced.status.clock_offset_ms = 120;
+        assert!(!sent.changed(&resynced));
+        resynced.status.clock_offset_ms = -350;
+        assert!(!sent.changed(&resynced));
+
+        // A real clock change, a grant ending, going offline: sent.
+        resynced.status.clock_offset_ms = 2_000;
+        assert!(sent.changed(&resynced));
+        assert!(!sent.changed(&resynced));
+        let revoked = base(
+            serde_json::json!([grant(G1, "revoked", end)]),
+            serde_json::json!([]),
+            true,
+        );
+        assert!(sent.changed(&revoked));
+        let offline = base(
+            serde_json::json!([grant(G1, "revoked", end)]),
+            serde_json::json!([]),
+            false,
+        );
+        assert!(sent.changed(&offline));
     }
 }

@@ -17,7 +17,7 @@ function setHidden(h: boolean) {
 afterEach(() => { hidden = false; });
 
 const manyGrants = (n: number, now = Date.now()): Grant[] =>
-  Array.from({ length: n }, (_, i) => grant(`g${i}`, new Date(now + 3_600_000 + i * 1000).toISOString(), {
+  Array.from({ length: n }, (_, i) => grant(`g${i}`, new Date(now + 540_000 + i * 1000).toISOString(), {
     bundle: 'staging-shell', bundle_title: `Staging shell ${i}`,
   }));
 
@@ -66,7 +66,8 @@ describe('The shared clock', () => {
 describe('Countdowns', () => {
   it('the clock runs only while My access shows countdowns, and pauses while the window is hidden', async () => {
     const NOW = Date.UTC(2026, 0, 10, 3, 0, 0);
-    await renderApp((s) => { s.grants = [grant('g1', new Date(NOW + 3_600_000).toISOString())]; });
+    // 5 minutes left: the last 10 minutes count down in seconds.
+    await renderApp((s) => { s.grants = [grant('g1', new Date(NOW + 300_000).toISOString())]; });
     vi.useFakeTimers({ now: NOW });
     // Bundles: no countdown, no timer.
     expect(vi.getTimerCount()).toBe(0);
@@ -74,17 +75,17 @@ describe('Countdowns', () => {
     await tick();
     await vi.advanceTimersByTimeAsync(0); // one-off timeouts of the click
     expect(vi.getTimerCount()).toBe(1);
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^1:00:00$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:05:00$/);
 
     setHidden(true);
     expect(vi.getTimerCount()).toBe(0);
     await vi.advanceTimersByTimeAsync(10_000);
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^1:00:00$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:05:00$/);
     setHidden(false);
     await tick();
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:59:50$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:04:50$/);
     await vi.advanceTimersByTimeAsync(1000);
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:59:49$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:04:49$/);
 
     await fireEvent.click(byId('nav-requests'));
     await tick();
@@ -118,7 +119,7 @@ describe('Countdowns', () => {
       expect(host.matches('[data-testid^="countdown-"], [data-testid^="ssh-"]')).toBe(true);
     }
     expect([...list.children]).toEqual(rowsBefore);
-    expect(byId('countdown-grt_g0')).toHaveTextContent(/^0:59:59$/);
+    expect(byId('countdown-grt_g0')).toHaveTextContent(/^0:08:59$/);
   });
 });
 
