@@ -488,7 +488,7 @@ fn tray_text(s: &Snapshot) -> String {
 
 /// Pushes every change to the UI and the tray, and turns broker events into
 /// desktop notifications.
-fn forward_changes(app: AppHandle, console: Arc<Console>) {
+fn forward_changes(app: AppHandle, console: Arc<Console>, latest: Latest) {
     let mut rx = console.subscribe();
     let notifier = notify::Notifier::new(app.clone(), console.clone());
     tauri::async_runtime::spawn(async move {
@@ -502,6 +502,7 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
             let Ok(snap) = console.snapshot().await else {
                 continue;
             };
+            *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(snap.clone());
             // A periodic sync that found nothing new: the window and the tray stay as
             // they are (no re-render, no repaint of an idle window).
             if matches!(change, Change::Snapshot) && !last_sent.changed(&snap) {
@@ -571,16 +572,26 @@ impl SentSnapshot {
     }
 }
 
+/// The last snapshot [`forward_changes`] read, for the tray's minute tick (which
+/// then needs neither the cache nor the keyring).
+type Latest = Arc<std::sync::Mutex<Option<Snapshot>>>;
+
 /// The tray's time left moves on by the minute even when nothing else changes.
-fn tick_tray(app: AppHandle, console: Arc<Console>) {
+fn tick_tray(app: AppHandle, console: Arc<Console>, latest: Latest) {
     tauri::async_runtime::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            if let Ok(snap) = console.snapshot().await {
-                refresh_shell(&app, &snap);
-            }
+            let last = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let snap = match last {
+                Some(s) => s,
+                None => match console.snapshot().await {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+            };
+            refresh_shell(&app, &snap);
         }
     });
 }
@@ -731,8 +742,9 @@ pub fn run() {
                 tray: std::sync::Mutex::new(tray),
                 tray_menu: std::sync::Mutex::new(Vec::new()),
             });
-            forward_changes(handle.clone(), console.clone());
-            tick_tray(handle.clone(), console.clone());
+            let latest: Latest = Arc::default();
+            forward_changes(handle.clone(), console.clone(), latest.clone());
+            tick_tray(handle.clone(), console.clone(), latest);
             hotkey::follow(handle.clone(), console.clone());
             if let Some(db) = demo_broker {
                 let c = console.clone();
