@@ -660,10 +660,11 @@ fn tray_text(s: &Snapshot) -> String {
 
 /// Pushes every change to the UI and the tray, and turns broker events into
 /// desktop notifications.
-fn forward_changes(app: AppHandle, console: Arc<Console>) {
+fn forward_changes(app: AppHandle, console: Arc<Console>, latest: Latest) {
     let mut rx = console.subscribe();
     let notifier = notify::Notifier::new(app.clone(), console.clone());
     tauri::async_runtime::spawn(async move {
+        let mut last_sent = SentSnapshot::default();
         loop {
             let change = match rx.recv().await {
                 Ok(c) => c,
@@ -673,6 +674,12 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
             let Ok(snap) = console.snapshot().await else {
                 continue;
             };
+            *latest.lock().unwrap_or_else(|p| p.into_inner()) = Some(snap.clone());
+            // A periodic sync that found nothing new: the window and the tray stay as
+            // they are (no re-render, no repaint of an idle window).
+            if matches!(change, Change::Snapshot) && !last_sent.changed(&snap) {
+                continue;
+            }
             // A broker event is told first: redrawing the window and the tray can wait.
             if let Change::Event(ev) = &change {
                 notifier.event(ev, &snap);
@@ -699,16 +706,64 @@ fn forward_changes(app: AppHandle, console: Arc<Console>) {
     });
 }
 
+/// What was last sent to the window, to tell a snapshot that changes nothing the
+/// window shows from one that does.
+#[derive(Default)]
+struct SentSnapshot {
+    /// The snapshot as JSON without `last_synced_at` (the window does not show it) and
+    /// with the clock offset as last sent.
+    shown: Option<serde_json::Value>,
+    offset_ms: i64,
+}
+
+impl SentSnapshot {
+    /// Clock offsets closer than this to the one sent count as the same: each sync
+    /// measures it again with a few milliseconds of jitter, and countdowns show whole
+    /// seconds.
+    const OFFSET_SLACK_MS: i64 = 500;
+
+    /// Whether `snap` differs from the last one sent in anything the window shows;
+    /// remembers it if so.
+    fn changed(&mut self, snap: &Snapshot) -> bool {
+        let Ok(mut v) = serde_json::to_value(snap) else {
+            return true;
+        };
+        let offset = snap.status.clock_offset_ms;
+        let same_offset =
+            self.shown.is_some() && (offset - self.offset_ms).abs() < Self::OFFSET_SLACK_MS;
+        if let Some(status) = v.get_mut("status").and_then(|s| s.as_object_mut()) {
+            status.remove("last_synced_at");
+            status.remove("clock_offset_ms");
+        }
+        if same_offset && self.shown.as_ref() == Some(&v) {
+            return false;
+        }
+        self.shown = Some(v);
+        self.offset_ms = offset;
+        true
+    }
+}
+
+/// The last snapshot [`forward_changes`] read, for the tray's minute tick (which
+/// then needs neither the cache nor the keyring).
+type Latest = Arc<std::sync::Mutex<Option<Snapshot>>>;
+
 /// The tray's time left moves on by the minute even when nothing else changes.
-fn tick_tray(app: AppHandle, console: Arc<Console>) {
+fn tick_tray(app: AppHandle, console: Arc<Console>, latest: Latest) {
     tauri::async_runtime::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             every.tick().await;
-            if let Ok(snap) = console.snapshot().await {
-                refresh_shell(&app, &snap);
-            }
+            let last = latest.lock().unwrap_or_else(|p| p.into_inner()).clone();
+            let snap = match last {
+                Some(s) => s,
+                None => match console.snapshot().await {
+                    Ok(s) => s,
+                    Err(_) => continue,
+                },
+            };
+            refresh_shell(&app, &snap);
         }
     });
 }
@@ -876,8 +931,9 @@ pub fn run() {
                 tray: std::sync::Mutex::new(tray),
                 tray_menu: std::sync::Mutex::new(Vec::new()),
             });
-            forward_changes(handle.clone(), console.clone());
-            tick_tray(handle.clone(), console.clone());
+            let latest: Latest = Arc::default();
+            forward_changes(handle.clone(), console.clone(), latest.clone());
+            tick_tray(handle.clone(), console.clone(), latest);
             hotkey::follow(handle.clone(), console.clone());
             if let Some(db) = demo_broker {
                 let c = console.clone();
@@ -910,5 +966,49 @@ pub fn run() {
     if let Err(e) = result {
         eprintln!("firedoor: {e}");
         std::process::exit(1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+    use crate::tray::tests::{base, grant};
+    use chrono::{TimeZone, Utc};
+
+    #[test]
+    fn a_sync_that_changes_nothing_shown_is_not_sent_again() {
+        const G1: &str = "grt_0123456789abcdef0123456789abcdef";
+        let end = Utc.with_ymd_and_hms(2026, 1, 1, 12, 0, 0).unwrap();
+        let g = serde_json::json!([grant(G1, "active", end)]);
+        let mut sent = SentSnapshot::default();
+        let first = base(g.clone(), serde_json::json!([]), true);
+        assert!(sent.changed(&first), "the first snapshot is always sent");
+        assert!(!sent.changed(&first), "the same again is not");
+
+        // A new sync time and a few ms of offset jitter change nothing shown.
+        let mut resynced = first.clone();
+        resynced.status.last_synced_at = Some(end);
+        resynced.status.clock_offset_ms = 120;
+        assert!(!sent.changed(&resynced));
+        resynced.status.clock_offset_ms = -350;
+        assert!(!sent.changed(&resynced));
+
+        // A real clock change, a grant ending, going offline: sent.
+        resynced.status.clock_offset_ms = 2_000;
+        assert!(sent.changed(&resynced));
+        assert!(!sent.changed(&resynced));
+        let revoked = base(
+            serde_json::json!([grant(G1, "revoked", end)]),
+            serde_json::json!([]),
+            true,
+        );
+        assert!(sent.changed(&revoked));
+        let offline = base(
+            serde_json::json!([grant(G1, "revoked", end)]),
+            serde_json::json!([]),
+            false,
+        );
+        assert!(sent.changed(&offline));
     }
 }

@@ -202,6 +202,11 @@ fn approval_entry(r: &RequestView, snap: &Snapshot) -> Entry {
 }
 
 /// The tray menu for `snap`, with time left counted at `now` (the broker's time).
+/// At most this many grants and this many approvals are listed in the menu; the rest
+/// are one "…and N more" item that opens the window. A menu is read at a glance, and
+/// a long one costs a rebuild of every item each minute.
+pub const TRAY_MAX: usize = 8;
+
 pub fn model(snap: &Snapshot, now: DateTime<Utc>) -> Vec<Entry> {
     let mut m = vec![item("open", "Open Firedoor"), Entry::Separator];
     if !snap.status.signed_in {
@@ -212,7 +217,13 @@ pub fn model(snap: &Snapshot, now: DateTime<Utc>) -> Vec<Entry> {
             m.push(text("No active access"));
         } else {
             m.push(text(format!("Active access ({})", live.len())));
-            m.extend(live.iter().map(|g| grant_entry(g, now)));
+            m.extend(live.iter().take(TRAY_MAX).map(|g| grant_entry(g, now)));
+            if live.len() > TRAY_MAX {
+                m.push(item(
+                    "access",
+                    format!("…and {} more in My access", live.len() - TRAY_MAX),
+                ));
+            }
         }
         m.push(Entry::Separator);
         if snap.approvals.is_empty() {
@@ -227,7 +238,18 @@ pub fn model(snap: &Snapshot, now: DateTime<Utc>) -> Vec<Entry> {
                 "Waiting for your approval ({})",
                 snap.approvals.len()
             )));
-            m.extend(snap.approvals.iter().map(|r| approval_entry(r, snap)));
+            m.extend(
+                snap.approvals
+                    .iter()
+                    .take(TRAY_MAX)
+                    .map(|r| approval_entry(r, snap)),
+            );
+            if snap.approvals.len() > TRAY_MAX {
+                m.push(item(
+                    "approvals",
+                    format!("…and {} more in Approvals", snap.approvals.len() - TRAY_MAX),
+                ));
+            }
         }
     }
     m.push(Entry::Separator);
@@ -377,7 +399,7 @@ pub fn on_menu(app: &AppHandle, console: Option<Arc<Console>>, id: &str) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     #![allow(clippy::unwrap_used)]
     use super::*;
 
@@ -385,7 +407,11 @@ mod tests {
         serde_json::from_value(v).unwrap()
     }
 
-    fn base(grants: serde_json::Value, approvals: serde_json::Value, online: bool) -> Snapshot {
+    pub(crate) fn base(
+        grants: serde_json::Value,
+        approvals: serde_json::Value,
+        online: bool,
+    ) -> Snapshot {
         snap(serde_json::json!({
             "status": {
                 "signed_in": true, "demo": false, "user": "bob", "groups": [], "broker_url": null,
@@ -406,7 +432,7 @@ mod tests {
         }))
     }
 
-    fn grant(id: &str, state: &str, expires_at: DateTime<Utc>) -> serde_json::Value {
+    pub(crate) fn grant(id: &str, state: &str, expires_at: DateTime<Utc>) -> serde_json::Value {
         serde_json::json!({
             "id": id, "request_id": "req_0123456789abcdef0123456789abcdef",
             "bundle": "prod-db-read", "bundle_title": "Prod DB read", "holder": "bob",
@@ -583,5 +609,42 @@ mod tests {
             true,
         );
         assert_eq!(window_title(&two), "Firedoor — 2 approvals waiting");
+    }
+
+    #[test]
+    fn a_long_list_shows_the_first_few_and_how_many_more() {
+        let now = Utc::now();
+        let grants: Vec<_> = (0..20)
+            .map(|i| {
+                grant(
+                    &format!("grt_{i:032x}"),
+                    "active",
+                    now + chrono::Duration::hours(1),
+                )
+            })
+            .collect();
+        let approvals: Vec<_> = (0..11)
+            .map(|i| approval(&format!("req_{i:032x}"), "x"))
+            .collect();
+        let snap = base(
+            serde_json::Value::Array(grants),
+            serde_json::Value::Array(approvals),
+            true,
+        );
+        let m = model(&snap, now);
+        let subs = m.iter().filter(|e| matches!(e, Entry::Sub { .. })).count();
+        assert_eq!(subs, 2 * TRAY_MAX, "{:?}", labels(&m));
+        let l = labels(&m);
+        assert!(l.contains(&"Active access (20)".to_string()), "{l:?}");
+        assert!(
+            l.contains(&"…and 12 more in My access".to_string()),
+            "{l:?}"
+        );
+        assert!(l.contains(&"…and 3 more in Approvals".to_string()), "{l:?}");
+        let more = m.iter().find_map(|e| match e {
+            Entry::Item { id, label } if label.starts_with("…and 12") => id.clone(),
+            _ => None,
+        });
+        assert_eq!(more.as_deref(), Some("access"));
     }
 }

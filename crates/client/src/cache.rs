@@ -213,29 +213,43 @@ impl Cache {
         self.set(key, t.map(|t| t.to_rfc3339()).as_deref()).await
     }
 
-    /// Replaces a whole list.
+    /// Replaces a whole list; says whether it changed (a list identical to the stored
+    /// one, as most periodic syncs bring, writes nothing).
     pub async fn put_list<T: Serialize>(
         &self,
         list: List,
         items: &[T],
         id_of: impl Fn(&T) -> String,
-    ) -> Result<()> {
+    ) -> Result<bool> {
+        let rows = items
+            .iter()
+            .map(|item| Ok((id_of(item), serde_json::to_string(item).map_err(corrupt)?)))
+            .collect::<Result<Vec<(String, String)>>>()?;
         let mut tx = self.pool.begin().await?;
+        // The same list as stored (the usual case of a periodic sync): nothing to write.
+        let stored: Vec<(String, String)> =
+            sqlx::query_as("SELECT id, body FROM items WHERE list = ? ORDER BY pos")
+                .bind(list.as_str())
+                .fetch_all(&mut *tx)
+                .await?;
+        if stored == rows {
+            return Ok(false);
+        }
         sqlx::query("DELETE FROM items WHERE list = ?")
             .bind(list.as_str())
             .execute(&mut *tx)
             .await?;
-        for (pos, item) in items.iter().enumerate() {
+        for (pos, (id, body)) in rows.iter().enumerate() {
             sqlx::query("INSERT OR REPLACE INTO items (list, id, pos, body) VALUES (?, ?, ?, ?)")
                 .bind(list.as_str())
-                .bind(id_of(item))
+                .bind(id)
                 .bind(pos as i64)
-                .bind(serde_json::to_string(item).map_err(corrupt)?)
+                .bind(body)
                 .execute(&mut *tx)
                 .await?;
         }
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 
     pub async fn list<T: DeserializeOwned>(&self, list: List) -> Result<Vec<T>> {

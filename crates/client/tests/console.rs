@@ -833,3 +833,29 @@ async fn a_replayed_request_says_who_can_approve_it() {
     );
     b.stop().await;
 }
+
+/// A periodic sync that brings the same list writes nothing (an idle app does not
+/// rewrite its cache every minute); a changed one replaces it whole.
+#[tokio::test]
+async fn an_unchanged_list_is_not_rewritten() {
+    use firedoor_client::cache::{Cache, List};
+    let dir = tempfile::tempdir().unwrap();
+    let cache = Cache::open(&dir.path().join("cache.db")).await.unwrap();
+    let id = |s: &String| s.clone();
+    let a = vec!["one".to_string(), "two".to_string()];
+    assert!(cache.put_list(List::Grants, &a, id).await.unwrap());
+    assert!(!cache.put_list(List::Grants, &a, id).await.unwrap());
+    let reordered = vec!["two".to_string(), "one".to_string()];
+    assert!(cache.put_list(List::Grants, &reordered, id).await.unwrap());
+    let stored: Vec<String> = cache.list(List::Grants).await.unwrap();
+    assert_eq!(stored, reordered);
+    assert!(cache
+        .put_list(List::Grants, &Vec::<String>::new(), id)
+        .await
+        .unwrap());
+    assert!(!cache
+        .put_list(List::Grants, &Vec::<String>::new(), id)
+        .await
+        .unwrap());
+    assert!(cache.list::<String>(List::Grants).await.unwrap().is_empty());
+}

@@ -309,6 +309,10 @@ pub struct SecretReadiness {
     pub last_drill: Option<DrillSummary>,
     /// When the next scheduled drill starts (`None`: no `drill_every`).
     pub next_drill_at: Option<DateTime<Utc>>,
+    /// Uses of this secret nobody has classified yet (drill / incident / other):
+    /// they stay here until someone does.
+    #[serde(default)]
+    pub open_uses: Vec<crate::uses::UseView>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1450,6 +1450,15 @@ fn readiness_table(r: &firedoor_core::drill::Readiness) -> String {
                 ));
             }
         }
+        for u in &s.open_uses {
+            out.push_str(&format!(
+                "  OPEN USE (not classified yet): {} by {} v{} {}\n",
+                u.id,
+                u.user,
+                u.version,
+                t(u.unlocked_at)
+            ));
+        }
         for g in &s.on_call_without_envelope {
             out.push_str(&format!(
                 "  ON CALL WITHOUT A FRESH ENVELOPE: {}{}\n",

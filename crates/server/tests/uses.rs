@@ -261,6 +261,19 @@ async fn uses_are_open_until_classified_by_the_unlocker_or_security() {
     // rotated it already).
     assert!(u.rotated || u.rotates_at == Some(t0()), "{u:?}");
     assert_eq!(uses_of(&tb, "carol", true).await.len(), 2, "admins see all");
+    // Both stay on the readiness view until classified.
+    let (s, r) = call(&tb, "GET", "/readiness", "carol", None).await;
+    assert_eq!(s, 200, "{r}");
+    let open_on_readiness = |r: &Value| -> Vec<String> {
+        r["secrets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|s| s["open_uses"].as_array().unwrap().clone())
+            .map(|u| u["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(open_on_readiness(&r).len(), 2, "{r}");
     assert!(uses_of(&tb, "dave", false).await.is_empty());
     let id = u.id.clone();
     let opened: Vec<_> = audit(&tb)
@@ -377,6 +390,13 @@ async fn uses_are_open_until_classified_by_the_unlocker_or_security() {
     assert_eq!(view.classified_by.as_deref(), Some("alice"));
     assert!(uses_of(&tb, "alice", true).await.is_empty());
     assert_eq!(uses_of(&tb, "alice", false).await.len(), 1);
+    let (_, r) = call(&tb, "GET", "/readiness", "carol", None).await;
+    let still_open = open_on_readiness(&r);
+    assert_eq!(still_open.len(), 1, "{r}");
+    assert!(
+        !still_open.contains(&id),
+        "a classified use leaves readiness"
+    );
     // She may not change it; an admin may (an external incident id is kept).
     let (s, v) = classify(
         "alice",

@@ -49,6 +49,13 @@ export function remainingMs(expiresAt: string, nowMs: number, clockOffsetMs: num
 /** H:MM:SS (hours unpadded), or "expired" once nothing is left. */
 export function countdown(ms: number): string {
   if (!(ms > 0)) return 'expired';
+  // More than 10 minutes left: minutes are enough, and an idle window then changes
+  // (and repaints) once a minute instead of every second.
+  if (ms > 10 * 60_000) {
+    const mins = Math.ceil(ms / 60_000);
+    const hh = Math.floor(mins / 60);
+    return hh > 0 ? `${hh} h ${pad(mins % 60)} min` : `${mins} min`;
+  }
   const total = Math.ceil(ms / 1000);
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);

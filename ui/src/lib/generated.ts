@@ -496,7 +496,12 @@ on_call_without_envelope: Array<OnCallGap>, last_drill: DrillSummary | null,
 /**
  * When the next scheduled drill starts (`None`: no `drill_every`).
  */
-next_drill_at: string | null, };
+next_drill_at: string | null, 
+/**
+ * Uses of this secret nobody has classified yet (drill / incident / other):
+ * they stay here until someone does.
+ */
+open_uses: Array<UseView>, };
 
 export type Snapshot = { status: AppStatus, bundles: Array<BundleView>, favourites: Array<string>, my_requests: Array<RequestView>, approvals: Array<RequestView>, grants: Array<GrantView>, outbox: Array<OutboxItem>, 
 /**

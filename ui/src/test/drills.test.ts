@@ -92,6 +92,11 @@ const REPORT: Readiness = {
       asked: 2, passed: 1, failed: 1,
     },
     next_drill_at: '2030-01-29T00:00:00Z',
+    open_uses: [{
+      id: 'use_1', secret: 'prod-db-root', version: 3, user: 'bob', mode: 'offline', reason: 'INC-9',
+      unlocked_at: '2029-12-31T23:00:00Z', recorded_at: '2029-12-31T23:05:00Z', open: true, rotation: 'immediate',
+      rotated: true, rotation_waits: false, may_classify: true,
+    }],
   }],
 };
 
@@ -118,5 +123,6 @@ describe('Readiness view', () => {
     expect(rows[0]).toHaveTextContent('passed 2030-01-01 10:00');
     expect(byId('readiness-row-prod-db-root-bob')).toHaveTextContent('no device');
     expect(byId('readiness-gaps-prod-db-root')).toHaveTextContent('dave (may not unlock it)');
+    expect(byId('readiness-open-uses-prod-db-root')).toHaveTextContent("Not classified yet: bob's offline unlock of v3 (2029-12-31 23:00)");
   });
 });

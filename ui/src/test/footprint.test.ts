@@ -17,7 +17,7 @@ function setHidden(h: boolean) {
 afterEach(() => { hidden = false; });
 
 const manyGrants = (n: number, now = Date.now()): Grant[] =>
-  Array.from({ length: n }, (_, i) => grant(`g${i}`, new Date(now + 3_600_000 + i * 1000).toISOString(), {
+  Array.from({ length: n }, (_, i) => grant(`g${i}`, new Date(now + 540_000 + i * 1000).toISOString(), {
     bundle: 'staging-shell', bundle_title: `Staging shell ${i}`,
   }));
 
@@ -63,10 +63,57 @@ describe('The shared clock', () => {
   });
 });
 
+describe('Clock precision', () => {
+  it('ticks every 10 s while everything shown is in minutes, each second while seconds are shown', async () => {
+    vi.useFakeTimers({ now: 2_000_000 });
+    const clock = new Clock();
+    const coarse = clock.hold(false);
+    expect(clock.period).toBe(10_000);
+    await vi.advanceTimersByTimeAsync(9_999);
+    expect(clock.now).toBe(2_000_000);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(clock.now).toBe(2_010_000);
+    const fine = clock.hold(true);
+    expect(clock.period).toBe(1000);
+    expect(vi.getTimerCount()).toBe(1);
+    await vi.advanceTimersByTimeAsync(1000);
+    expect(clock.now).toBe(2_011_000);
+    fine();
+    expect(clock.period).toBe(10_000);
+    expect(vi.getTimerCount()).toBe(1);
+    coarse();
+    expect(clock.period).toBe(0);
+    expect(vi.getTimerCount()).toBe(0);
+  });
+
+  it('a countdown in minutes holds the clock coarsely, one in its last 11 minutes finely', async () => {
+    const NOW = Date.UTC(2026, 0, 10, 3, 0, 0);
+    await renderApp((s) => { s.grants = [grant('g1', new Date(NOW + 3_600_000).toISOString())]; });
+    vi.useFakeTimers({ now: NOW });
+    const every = vi.spyOn(globalThis, 'setInterval');
+    const lastPeriod = () => every.mock.calls.at(-1)?.[1];
+    await fireEvent.click(byId('nav-access'));
+    await tick();
+    await vi.advanceTimersByTimeAsync(0);
+    expect(vi.getTimerCount()).toBe(1);
+    expect(lastPeriod()).toBe(10_000);
+    // 49 minutes on: 11 minutes left, seconds are near.
+    await vi.advanceTimersByTimeAsync(49 * 60_000);
+    await tick();
+    expect(lastPeriod()).toBe(1000);
+    expect(vi.getTimerCount()).toBe(1);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^11 min$/);
+    await vi.advanceTimersByTimeAsync(60_000);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:10:00$/);
+    every.mockRestore();
+  });
+});
+
 describe('Countdowns', () => {
   it('the clock runs only while My access shows countdowns, and pauses while the window is hidden', async () => {
     const NOW = Date.UTC(2026, 0, 10, 3, 0, 0);
-    await renderApp((s) => { s.grants = [grant('g1', new Date(NOW + 3_600_000).toISOString())]; });
+    // 5 minutes left: the last 10 minutes count down in seconds.
+    await renderApp((s) => { s.grants = [grant('g1', new Date(NOW + 300_000).toISOString())]; });
     vi.useFakeTimers({ now: NOW });
     // Bundles: no countdown, no timer.
     expect(vi.getTimerCount()).toBe(0);
@@ -74,17 +121,17 @@ describe('Countdowns', () => {
     await tick();
     await vi.advanceTimersByTimeAsync(0); // one-off timeouts of the click
     expect(vi.getTimerCount()).toBe(1);
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^1:00:00$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:05:00$/);
 
     setHidden(true);
     expect(vi.getTimerCount()).toBe(0);
     await vi.advanceTimersByTimeAsync(10_000);
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^1:00:00$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:05:00$/);
     setHidden(false);
     await tick();
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:59:50$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:04:50$/);
     await vi.advanceTimersByTimeAsync(1000);
-    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:59:49$/);
+    expect(byId('countdown-grt_g1')).toHaveTextContent(/^0:04:49$/);
 
     await fireEvent.click(byId('nav-requests'));
     await tick();
@@ -118,7 +165,7 @@ describe('Countdowns', () => {
       expect(host.matches('[data-testid^="countdown-"], [data-testid^="ssh-"]')).toBe(true);
     }
     expect([...list.children]).toEqual(rowsBefore);
-    expect(byId('countdown-grt_g0')).toHaveTextContent(/^0:59:59$/);
+    expect(byId('countdown-grt_g0')).toHaveTextContent(/^0:08:59$/);
   });
 });
 

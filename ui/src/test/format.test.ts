@@ -10,11 +10,17 @@ import { bundle } from './helpers';
 const local = (h: number, m: number) => new Date(2026, 2, 4, h, m, 30).toISOString();
 
 describe('format', () => {
-  it('formats countdowns as H:MM:SS and "expired" at zero', () => {
-    expect(countdown(3_600_000)).toBe('1:00:00');
-    expect(countdown(3_599_000)).toBe('0:59:59');
+  it('formats countdowns in minutes above 10 min, as H:MM:SS below, and "expired" at zero', () => {
+    // Minutes, rounded up (never "0 min" while time is left).
+    expect(countdown(3_600_000)).toBe('1 h 00 min');
+    expect(countdown(3_599_000)).toBe('1 h 00 min');
+    expect(countdown(3_540_000)).toBe('59 min');
+    expect(countdown(12 * 3_600_000 + 5 * 60_000 + 9_000)).toBe('12 h 06 min');
+    expect(countdown(10 * 60_000 + 1)).toBe('11 min');
+    // The last 10 minutes count seconds.
+    expect(countdown(10 * 60_000)).toBe('0:10:00');
+    expect(countdown(599_000)).toBe('0:09:59');
     expect(countdown(59_001)).toBe('0:01:00');
-    expect(countdown(12 * 3_600_000 + 5 * 60_000 + 9_000)).toBe('12:05:09');
     expect(countdown(1)).toBe('0:00:01');
     expect(countdown(0)).toBe('expired');
     expect(countdown(-5000)).toBe('expired');

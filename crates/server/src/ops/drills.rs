@@ -589,10 +589,16 @@ impl Broker {
             ));
         }
         let now = self.now();
-        Ok(Readiness {
-            at: now,
-            secrets: self.compute_readiness(&secrets, now).await?,
-        })
+        let mut secrets = self.compute_readiness(&secrets, now).await?;
+        let open = self.open_uses().await?;
+        for s in &mut secrets {
+            s.open_uses = open
+                .iter()
+                .filter(|u| u.secret == s.name)
+                .cloned()
+                .collect();
+        }
+        Ok(Readiness { at: now, secrets })
     }
 
     async fn compute_readiness(
@@ -729,6 +735,7 @@ impl Broker {
                 on_call_without_envelope: gaps,
                 last_drill: latest.as_ref().map(|d| summary(d, &latest_entries)),
                 next_drill_at,
+                open_uses: Vec::new(),
             });
         }
         Ok(out)

@@ -599,28 +599,47 @@ impl Broker {
                 .actor(Some(&who.name)),
         )
         .await?;
-        if current && sp.is_some() {
+        if r.mode == MODE_QUORUM {
+            // issue 14: uses — a two-person unlock is a use like any other: open
+            // until classified, its rotation planned by the secret's policy.
+            self.open_use(
+                uow,
+                &actor,
+                crate::ops::uses::Unlocked {
+                    secret: &r.secret,
+                    version: r.version,
+                    user: &who.name,
+                    mode: MODE_QUORUM,
+                    device_id: Some(&d.id),
+                    seq: Some(r.seq as i64),
+                    reason: &reason,
+                    at: r.at,
+                    incident: r.incident.as_deref(),
+                    current: current && sp.is_some(),
+                    due_reason: format!(
+                        "two-person offline unlock by {} on {} (record {})",
+                        who.name, d.id, r.seq
+                    ),
+                },
+                now,
+            )
+            .await?;
+        } else if current && sp.is_some() {
+            // The requester may hold the value even if their record never arrives.
             self.mark_due(
                 uow,
                 &r.secret,
                 r.version,
                 now,
                 &format!(
-                    "{} by {} on {} (record {})",
-                    if r.mode == MODE_QUORUM {
-                        "two-person offline unlock"
-                    } else {
-                        "share released"
-                    },
-                    who.name,
-                    d.id,
-                    r.seq
+                    "share released by {} on {} (record {})",
+                    who.name, d.id, r.seq
                 ),
             )
             .await?;
-            if sp.is_some_and(|s| s.rotate.is_some()) {
-                rotating.insert(r.secret.clone());
-            }
+        }
+        if current && sp.is_some_and(|s| s.rotate.is_some()) {
+            rotating.insert(r.secret.clone());
         }
         Ok(())
     }
