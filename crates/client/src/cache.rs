@@ -225,16 +225,19 @@ impl Cache {
             .iter()
             .map(|item| Ok((id_of(item), serde_json::to_string(item).map_err(corrupt)?)))
             .collect::<Result<Vec<(String, String)>>>()?;
-        let mut tx = self.pool.begin().await?;
         // The same list as stored (the usual case of a periodic sync): nothing to write.
+        // Read outside the write transaction: a transaction that reads first and then
+        // writes cannot wait for another writer (SQLite answers "database is locked"
+        // at once), while one that starts by writing waits its busy timeout.
         let stored: Vec<(String, String)> =
             sqlx::query_as("SELECT id, body FROM items WHERE list = ? ORDER BY pos")
                 .bind(list.as_str())
-                .fetch_all(&mut *tx)
+                .fetch_all(&self.pool)
                 .await?;
         if stored == rows {
             return Ok(false);
         }
+        let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM items WHERE list = ?")
             .bind(list.as_str())
             .execute(&mut *tx)
