@@ -88,7 +88,7 @@ impl OidcProvider {
             port: crate::free_port(),
             users: users.to_vec(),
         };
-        p.launch();
+        p.launch_with(true);
         p
     }
 
@@ -116,7 +116,40 @@ impl OidcProvider {
         self.dir.path().join("keys.json")
     }
 
+    /// Starts node and waits until the discovery document is served. A start that
+    /// does not come up is logged, stopped and tried again (three times in all): on
+    /// a busy machine a start has been seen to hang with nothing in its log. Before
+    /// the provider was first reached (`new_port_on_retry`) a retry also takes
+    /// another port, in case another process took this one.
+    fn launch_with(&mut self, new_port_on_retry: bool) {
+        let mut failures = Vec::new();
+        for attempt in 1..=3 {
+            // Starting node and loading the provider takes a second on an idle
+            // machine, much longer on a busy one.
+            let wait = Duration::from_secs(if attempt == 3 { 120 } else { 45 });
+            match self.launch_once(wait) {
+                Ok(()) => return,
+                Err(why) => {
+                    failures.push(format!(
+                        "attempt {attempt} on port {}: {why}; its log:\n{}",
+                        self.port,
+                        self.log()
+                    ));
+                    let _ = std::fs::remove_file(self.dir.path().join("provider.log"));
+                    if new_port_on_retry {
+                        self.port = crate::free_port();
+                    }
+                }
+            }
+        }
+        panic!("oidc-provider did not start:\n{}", failures.join("\n"));
+    }
+
     fn launch(&mut self) {
+        self.launch_with(false)
+    }
+
+    fn launch_once(&mut self, wait: Duration) -> Result<(), String> {
         let clients: Vec<serde_json::Value> = [CLIENT_ID, OTHER_CLIENT_ID]
             .iter()
             .map(|id| {
@@ -157,29 +190,35 @@ impl OidcProvider {
                 panic!("node not found ({e}): install Node.js (scripts/deps.sh does this)")
             });
         self.child = Some(child);
-        // Starting node and loading the provider takes a second on an idle machine,
-        // much longer on a busy one.
-        let deadline = Instant::now() + Duration::from_secs(120);
+        let deadline = Instant::now() + wait;
         loop {
             if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-                panic!("oidc-provider exited at start ({status}):\n{}", self.log());
+                return Err(format!("it exited at start ({status})"));
             }
             if self.discovery_served() {
-                return;
+                return Ok(());
             }
-            assert!(
-                Instant::now() < deadline,
-                "oidc-provider was not ready within 120 s:\n{}",
-                self.log()
-            );
+            if Instant::now() >= deadline {
+                self.stop();
+                return Err(format!("it was not serving within {} s", wait.as_secs()));
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }
 
+    /// One bounded probe: a connection that hangs (nothing answering, or a socket
+    /// that connected to itself) counts as not ready instead of blocking the wait.
     fn discovery_served(&self) -> bool {
         use std::io::Write;
-        std::net::TcpStream::connect(("127.0.0.1", self.port))
+        let addr = std::net::SocketAddr::from(([127, 0, 0, 1], self.port));
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
             .map(|mut s| {
+                let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+                let _ = s.set_write_timeout(Some(Duration::from_secs(5)));
+                if s.local_addr().map(|a| a.port()).ok() == Some(self.port) {
+                    // TCP simultaneous open onto our own port: not the provider.
+                    return false;
+                }
                 let _ = s.write_all(
                     b"GET /.well-known/openid-configuration HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n",
                 );
@@ -318,4 +357,31 @@ fn strip_tags(html: &str) -> String {
         }
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A port taken by someone else between choosing it and node binding it: the
+    /// start is retried on another port instead of failing the test binary.
+    #[test]
+    fn a_start_on_a_taken_port_is_retried_on_another() {
+        npm_ci();
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let taken = squatter.local_addr().expect("addr").port();
+        let mut p = OidcProvider {
+            child: None,
+            dir: tempfile::Builder::new()
+                .prefix("firedoor-oidc-")
+                .tempdir()
+                .expect("temp dir"),
+            port: taken,
+            users: vec![OidcUser::new("alice", "pw", &["oncall"])],
+        };
+        p.launch_with(true);
+        assert_ne!(p.port, taken, "it moved off the taken port");
+        assert!(p.discovery_served());
+        drop(squatter);
+    }
 }
