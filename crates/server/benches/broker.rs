@@ -188,8 +188,13 @@ async fn postgres_replicas(sqlite_rate: f64) {
     let pg = PgServer::start();
     // The harness logs every statement (tests look for secrets in the log); a
     // store in production does not, and here the log would be measured too.
-    pg.admin("postgres", "ALTER SYSTEM SET log_statement = 'none'");
-    pg.admin("postgres", "SELECT pg_reload_conf()");
+    // FIREDOOR_BENCH_PG_LOG=FILE keeps the statement log and copies it there (to
+    // count a lifecycle's statements); the figures are then not comparable.
+    let keep_log = std::env::var("FIREDOOR_BENCH_PG_LOG").ok();
+    if keep_log.is_none() {
+        pg.admin("postgres", "ALTER SYSTEM SET log_statement = 'none'");
+        pg.admin("postgres", "SELECT pg_reload_conf()");
+    }
     let url = pg.fresh_database();
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("broker.key");
@@ -245,6 +250,9 @@ async fn postgres_replicas(sqlite_rate: f64) {
     drop(lb);
     for b in brokers {
         b.stop().await;
+    }
+    if let Some(to) = &keep_log {
+        std::fs::copy(pg.log_path(), to).unwrap();
     }
     let floor = postgres_floor(&url, conc).await;
     println!(

@@ -58,6 +58,7 @@ async fn append_record(
                 .into(),
         )
     })?;
+    tx.lock_audit().await?;
     // Fast path: chain to the head this process last wrote, if it is still the head
     // (checked in the same statement). Otherwise read the head. On PostgreSQL
     // another replica has usually moved the head since, so the first record of a

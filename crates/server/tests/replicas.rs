@@ -635,3 +635,85 @@ async fn three_replicas_behind_haproxy_survive_a_kill_and_a_restart() {
         "replicas: {total} lifecycles in 20 s through HAProxy with one replica killed and one restarted"
     );
 }
+
+/// Steps of different lifecycles run side by side on PostgreSQL, steps of one
+/// lifecycle take turns across replicas. Two brokers on one store:
+/// - the two approvals a prod-write request needs arrive at the same moment, one on
+///   each broker: every request still ends active with both approvals (a unit that
+///   did not lock its request would let each approver see only its own approval, and
+///   the request would stay pending with two);
+/// - one Idempotency-Key sent to both brokers at once makes one request;
+/// - the audit chain, written by both at once, is one line that verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_steps_on_two_replicas_keep_approvals_keys_and_the_chain_right() {
+    let pg = PgServer::start();
+    let url = pg.fresh_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let key = tmp.path().join("broker.key");
+    let mut brokers = Vec::new();
+    for i in 0..2 {
+        let mut cfg = Config::new(tmp.path().join(format!("r{i}")), policy());
+        cfg.database = Some(DatabaseUrl::Postgres(url.clone()));
+        cfg.key_file = Some(key.clone());
+        brokers.push(firedoor_server::start(cfg).await.unwrap());
+    }
+    let (a, b) = (&brokers[0], &brokers[1]);
+    let alice_t = user(a, "alice", &["oncall"]).await;
+    let bob_t = user(a, "bob", &["sre-leads"]).await;
+    let carol_t = user(a, "carol", &["security"]).await;
+    let alice_a = Client::new(&a.url(), Some(&alice_t)).unwrap();
+    let alice_b = Client::new(&b.url(), Some(&alice_t)).unwrap();
+    let bob = Client::new(&a.url(), Some(&bob_t)).unwrap();
+    let carol = Client::new(&b.url(), Some(&carol_t)).unwrap();
+
+    let rounds = 40;
+    let mut tasks = Vec::new();
+    for i in 0..rounds {
+        let (alice_a, alice_b, bob, carol) =
+            (alice_a.clone(), alice_b.clone(), bob.clone(), carol.clone());
+        tasks.push(tokio::spawn(async move {
+            let body = CreateRequest {
+                bundle: "prod-db-write".into(),
+                justification: Some(format!("INC-{i} repair rows")),
+                ticket: Some(format!("OPS-{i}")),
+                ..Default::default()
+            };
+            let key = format!("race-{i}");
+            let (on_a, on_b) = tokio::join!(
+                alice_a.create_request(&body, Some(&key)),
+                alice_b.create_request(&body, Some(&key)),
+            );
+            let (ra, _) = on_a.unwrap();
+            let (rb, _) = on_b.unwrap();
+            assert_eq!(ra.id, rb.id, "one key, one request");
+            let (x, y) = tokio::join!(bob.approve(&ra.id, None), carol.approve(&ra.id, None));
+            // Each approval is accepted; the later one approves the request.
+            x.unwrap();
+            y.unwrap();
+            ra.id
+        }));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    for id in &ids {
+        let r = alice_a.request(id).await.unwrap();
+        assert_eq!(
+            r.state,
+            RequestState::Active,
+            "request {id} has both approvals and is active"
+        );
+        assert_eq!(r.decisions.len(), 2, "request {id}: {:?}", r.decisions);
+    }
+    let mine = alice_a.requests("mine").await.unwrap();
+    assert_eq!(mine.len(), rounds, "one request per Idempotency-Key");
+    let v = firedoor_server::audit::verify(&a.broker.store)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(v.records >= rounds as i64 * 5, "{} records", v.records);
+    for br in brokers {
+        br.stop().await;
+    }
+}

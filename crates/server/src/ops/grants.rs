@@ -208,8 +208,9 @@ impl Broker {
             }
         }
         let now = self.now();
-        let mut uow = self.uow_at(now).await?;
         let gid_s = gid.to_string();
+        // This grant only (and its request's compare-and-set): see `Scope::Only`.
+        let mut uow = self.uow_for(&[&gid_s], now).await?;
         let still = uow.grants().state(&gid_s).await?;
         if still.as_deref() != Some("provisioning") {
             return Ok(()); // someone else finished it
@@ -448,7 +449,7 @@ impl Broker {
 
     pub async fn revoke(&self, who: &Principal, id: &str) -> Result<GrantView> {
         let now = self.now();
-        let mut uow = self.uow_at(now).await?;
+        let mut uow = self.uow_for(&[id], now).await?;
         let g = uow
             .grants()
             .load(id)
@@ -517,8 +518,8 @@ impl Broker {
             ));
         }
         let now = self.now();
-        let mut uow = self.uow_at(now).await?;
         let gid_s = gid.to_string();
+        let mut uow = self.uow_for(&[&gid_s], now).await?;
         let mut ended_expired = false;
         let notice = |kind, message| {
             Notice::new(kind, message)

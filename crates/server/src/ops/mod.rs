@@ -117,16 +117,16 @@ pub(crate) async fn store_notice(
         message: notice.message.clone(),
     };
     let body = serde_json::to_string(&view).map_err(|e| Error::Corrupt(e.to_string()))?;
+    tx.lock_audit().await?;
     let mut seen = std::collections::BTreeSet::new();
-    for r in recipients {
-        if !seen.insert(r) {
-            continue;
-        }
-        tx.events()
-            .insert(r, notice.kind.as_str(), Ts(now), &body)
-            .await?;
-    }
-    Ok(())
+    let to: Vec<&str> = recipients
+        .iter()
+        .filter(|r| seen.insert(r.as_str()))
+        .map(String::as_str)
+        .collect();
+    tx.events()
+        .insert_for(&to, notice.kind.as_str(), Ts(now), &body)
+        .await
 }
 
 /// One operation's unit of work: the store's write transaction (reach it through
@@ -219,6 +219,9 @@ impl<'b> Uow<'b> {
             policy,
             ..
         } = self;
+        if !records.is_empty() || !notices.is_empty() {
+            tx.lock_audit().await?;
+        }
         for (actor, subject, event) in records {
             crate::audit::append(&mut tx, &actor, &subject, event, now).await?;
         }
@@ -256,6 +259,22 @@ impl Broker {
             self.policy.clone(),
             now,
         ))
+    }
+
+    /// Begins a unit of work happening at `now` that touches only the requests or
+    /// grants named in `items` besides appending audit records and events (see
+    /// [`crate::store::Scope::Only`]): on PostgreSQL it runs beside other such
+    /// units of other items.
+    pub async fn uow_for(&self, items: &[&str], now: DateTime<Utc>) -> Result<Uow<'_>> {
+        let timer = crate::metrics::store_timer("begin");
+        let tx = self
+            .store
+            .begin_in(crate::store::Scope::Only(
+                items.iter().map(|s| s.to_string()).collect(),
+            ))
+            .await?;
+        timer.done();
+        Ok(Uow::new(tx, &self.events, self.policy.clone(), now))
     }
 
     /// The bus committed live events are published on.

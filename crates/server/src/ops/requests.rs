@@ -261,7 +261,11 @@ impl Broker {
         let (bundle, flow) = self.bundle_and_flow(&body.bundle)?;
         let hash = body_hash(&body);
         let now = self.now();
-        let mut uow = self.uow_at(now).await?;
+        // A new request touches nothing another writer could be deciding; two
+        // creations under one Idempotency-Key take turns (see `Scope::Only`).
+        let idem_lock = idempotency_key.map(|k| format!("idempotency:{}:{k}", who.name));
+        let items: Vec<&str> = idem_lock.iter().map(String::as_str).collect();
+        let mut uow = self.uow_for(&items, now).await?;
         if let Some(key) = idempotency_key {
             let prior = uow.requests().by_idempotency_key(&who.name, key).await?;
             if let Some((id, prior_hash)) = prior {
@@ -548,8 +552,18 @@ impl Broker {
         channel: Option<ClientChannel>,
     ) -> Result<RequestView> {
         let now = self.now();
-        let mut uow = self.uow_at(now).await?;
+        // This request only: two approvers on two replicas take turns on it, so
+        // each sees the other's approval (see `Scope::Only`).
+        let mut uow = self.uow_for(&[id], now).await?;
         let r = self.load_for_decision(&mut uow, who, id).await?;
+        if let Some(gid) = r
+            .grant_id
+            .as_deref()
+            .filter(|_| matches!(r.kind(), Ok(RequestKind::Extension)))
+        {
+            // An extension request changes its grant too.
+            uow.lock_item(gid).await?;
+        }
         let flow = self.flow(&r.flow)?;
         let decisions = uow.requests().decisions(id).await?;
         let outcome = lifecycle::check_approve(flow, &facts(&r, &decisions)?, who, now)?;

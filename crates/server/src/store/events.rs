@@ -34,6 +34,37 @@ impl Events<'_> {
         Ok(())
     }
 
+    /// Stores one event for each of `recipients` (distinct). On PostgreSQL in one
+    /// statement: a unit of work stores its events while it holds the audit lock.
+    pub async fn insert_for(
+        &mut self,
+        recipients: &[&str],
+        kind: &str,
+        at: Ts,
+        body: &str,
+    ) -> Result<()> {
+        match self.db.reborrow() {
+            super::Db::Pg(c) if recipients.len() > 1 => {
+                sqlx::query(
+                    "INSERT INTO events (recipient, kind, at, body)
+                     SELECT r, $2, $3, $4 FROM unnest($1::text[]) WITH ORDINALITY AS t(r, n) ORDER BY n",
+                )
+                .bind(recipients)
+                .bind(kind)
+                .bind(at)
+                .bind(body)
+                .execute(c)
+                .await?;
+            }
+            _ => {
+                for r in recipients {
+                    self.insert(r, kind, at, body).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// (id, body) of `recipient`'s events after id `after`, oldest first.
     pub async fn after(
         &mut self,

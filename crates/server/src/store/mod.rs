@@ -122,6 +122,18 @@ impl Db<'_> {
     }
 }
 
+/// What a write transaction keeps other writers out of (PostgreSQL; on SQLite
+/// there is one writer at a time whatever the scope).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Scope {
+    /// Anything: the unit runs alone.
+    Everything,
+    /// Only these items (request or grant ids) besides the audit chain and the
+    /// events, which it appends at commit under the audit lock. For units that
+    /// read and write nothing else but append-only records (see [`postgres`]).
+    Only(Vec<String>),
+}
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -276,17 +288,29 @@ impl Store {
     /// sleep-and-retry; across processes SQLite's `BEGIN IMMEDIATE` and
     /// PostgreSQL's advisory lock keep them apart.
     pub async fn begin(&self) -> Result<Tx> {
-        let (conn, turn) = match &self.inner.pool {
+        self.begin_in(Scope::Everything).await
+    }
+
+    /// Begins a unit of work that keeps other writers out of `scope` only.
+    pub async fn begin_in(&self, scope: Scope) -> Result<Tx> {
+        let (conn, turn, shared) = match (&self.inner.pool, &scope) {
             // The SQLite writer connection comes with its own turn.
-            Pool::Sqlite(l) => (TxConn::Sqlite(lite::begin(l).await?), None),
-            Pool::Postgres(p) => {
+            (Pool::Sqlite(l), _) => (TxConn::Sqlite(lite::begin(l).await?), None, false),
+            (Pool::Postgres(p), Scope::Everything) => {
                 let turn = self.inner.write_turn.clone().lock_owned().await;
-                (TxConn::Pg(postgres::begin(p).await?), Some(turn))
+                (TxConn::Pg(postgres::begin(p).await?), Some(turn), false)
             }
+            (Pool::Postgres(p), Scope::Only(keys)) => (
+                TxConn::Pg(postgres::begin_shared(p, keys).await?),
+                None,
+                true,
+            ),
         };
         Ok(Tx {
             conn,
             _turn: turn,
+            shared,
+            audit_locked: false,
             audit_head: Some(self.inner.audit_head.clone()),
             audit_key: self.signer(),
             audit_head_read: false,
@@ -345,6 +369,10 @@ enum TxConn {
 pub struct Tx {
     conn: TxConn,
     _turn: Option<OwnedMutexGuard<()>>,
+    /// A PostgreSQL unit of work in [`Scope::Only`]: others write beside it.
+    shared: bool,
+    /// It holds the audit lock (taken at its first append or event).
+    audit_locked: bool,
     pub(crate) audit_head: Option<AuditHead>,
     pub(crate) audit_key: Option<Arc<SigningKey>>,
     /// This transaction read or wrote the audit head: while it lasts, no other
@@ -362,6 +390,29 @@ impl Tx {
             TxConn::Sqlite(t) => Db::Lite(t.conn()),
             TxConn::Pg(t) => Db::Pg(t),
         }
+    }
+
+    /// Before a shared-scope unit appends to the audit chain or stores an event:
+    /// waits for the audit lock and holds it to the commit (see [`postgres`]). A
+    /// unit that runs alone, and SQLite, need nothing.
+    pub async fn lock_audit(&mut self) -> Result<()> {
+        if self.shared && !self.audit_locked {
+            if let TxConn::Pg(t) = &mut self.conn {
+                postgres::lock_audit(t).await?;
+            }
+            self.audit_locked = true;
+        }
+        Ok(())
+    }
+
+    /// Locks one more item (a grant found by a read) in a shared-scope unit.
+    pub async fn lock_item(&mut self, key: &str) -> Result<()> {
+        if self.shared {
+            if let TxConn::Pg(t) = &mut self.conn {
+                postgres::lock_item(t, key).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Commits. On PostgreSQL, a transaction that stored live events wakes every

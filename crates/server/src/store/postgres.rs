@@ -1,14 +1,26 @@
 //! The shared store: PostgreSQL, for several broker replicas (migrations in
 //! `migrations/postgres`).
 //!
-//! Writers take turns on one transaction-scoped advisory lock ([`WRITE_LOCK`]),
-//! taken first in every write transaction and released by its commit or rollback.
-//! That keeps the guarantees the operations were written against on SQLite —
-//! compare-and-set transitions over facts read in the same transaction, claims of
-//! due work by lease, one line of audit records, event ids in commit order (a
-//! stream that has seen id N never later finds a new id below N) — true across any
-//! number of replicas. Connector calls happen outside transactions, so the lock is
-//! held for a handful of statements only.
+//! Writers take turns on transaction-scoped advisory locks, released by the
+//! transaction's commit or rollback:
+//!
+//! - [`WRITE_LOCK`]: a unit of work that may touch anything takes it exclusively,
+//!   first; it then runs alone, exactly as on SQLite — compare-and-set transitions
+//!   over facts read in the same transaction, claims of due work by lease, the audit
+//!   chain and event ids are all serialised.
+//! - The hot lifecycle steps (a new request, an approval, provisioning, a revoke and
+//!   its end) touch one request or one grant. They take [`WRITE_LOCK`] *shared*
+//!   plus an exclusive lock on their own request or grant ([`Scope::Only`]), so
+//!   steps of different lifecycles run side by side on every replica, and two steps
+//!   of one lifecycle (two approvers of one request on two replicas) still take
+//!   turns. A unit that may touch anything waits for all of them and they for it.
+//! - [`AUDIT_LOCK`]: taken by a shared-scope unit as it commits, just before it
+//!   appends its audit records and stores its events, and held through the commit.
+//!   So the audit chain stays one line and event ids are handed out in commit
+//!   order (a stream that has seen id N never later finds a new id below N).
+//!
+//! Connector calls happen outside transactions, so locks are held for a handful of
+//! statements only.
 //!
 //! Live events: a transaction that inserts events also sends
 //! `NOTIFY firedoor_events` (a statement trigger on `events`, migration 0003), which
@@ -23,6 +35,11 @@ use std::time::Duration;
 
 /// The advisory lock key every write transaction takes ("FIRE" in ASCII).
 pub const WRITE_LOCK: i64 = 0x4649_5245;
+/// The advisory lock a shared-scope unit of work holds from its first audit append
+/// or event to its commit ("FIRA").
+pub const AUDIT_LOCK: i64 = 0x4649_5241;
+/// The class of the two-key advisory locks on one request or grant.
+const ITEM_LOCK_CLASS: i32 = 0x4649_5249;
 /// The channel that says "live events were committed".
 pub const EVENTS_CHANNEL: &str = "firedoor_events";
 
@@ -42,6 +59,61 @@ const BEGIN_LOCKED: &str = "BEGIN; SELECT pg_advisory_xact_lock(1179210309)";
 
 pub(super) async fn begin(pool: &PgPool) -> Result<Transaction<'static, Postgres>> {
     Ok(pool.begin_with(BEGIN_LOCKED).await?)
+}
+
+/// The two-key advisory lock of one item (a request or a grant, by its id): a
+/// 32-bit digest of the key. Two keys sharing a digest only take turns needlessly.
+fn item_lock(key: &str) -> i32 {
+    use sha2::{Digest, Sha256};
+    let d = Sha256::digest(key.as_bytes());
+    i32::from_be_bytes([d[0], d[1], d[2], d[3]])
+}
+
+/// `BEGIN`, [`WRITE_LOCK`] shared and the items' locks in a fixed order (so two
+/// units locking the same items never wait on each other crosswise), sent as one
+/// message. The lock keys are numbers computed here, never text from a caller.
+fn begin_shared_sql(keys: &[String]) -> String {
+    let mut locks: Vec<i32> = keys.iter().map(|k| item_lock(k)).collect();
+    locks.sort_unstable();
+    locks.dedup();
+    let mut sql = format!("BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})");
+    for l in locks {
+        sql.push_str(&format!(
+            "; SELECT pg_advisory_xact_lock({ITEM_LOCK_CLASS}, {l})"
+        ));
+    }
+    sql
+}
+
+pub(super) async fn begin_shared(
+    pool: &PgPool,
+    keys: &[String],
+) -> Result<Transaction<'static, Postgres>> {
+    // Safe: the text holds only constants and numbers computed here.
+    Ok(pool
+        .begin_with(sqlx::AssertSqlSafe(begin_shared_sql(keys)))
+        .await?)
+}
+
+/// Locks one more item inside a shared-scope transaction (found only after a read:
+/// the grant an extension request extends). Items locked later than the first are
+/// always grants after requests, never the other way round.
+pub(super) async fn lock_item(conn: &mut sqlx::PgConnection, key: &str) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1, $2)")
+        .bind(ITEM_LOCK_CLASS)
+        .bind(item_lock(key))
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Takes [`AUDIT_LOCK`] (see the module notes).
+pub(super) async fn lock_audit(conn: &mut sqlx::PgConnection) -> Result<()> {
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(AUDIT_LOCK)
+        .execute(conn)
+        .await?;
+    Ok(())
 }
 
 /// Calls `wake` for every commit with live events on any replica, and once after
@@ -88,6 +160,18 @@ pub async fn listen_events(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_shared_begin_locks_its_items_in_one_order() {
+        let a = begin_shared_sql(&["r1".into(), "g2".into()]);
+        let b = begin_shared_sql(&["g2".into(), "r1".into(), "r1".into()]);
+        assert_eq!(a, b);
+        assert!(a.starts_with(&format!(
+            "BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK}); SELECT pg_advisory_xact_lock({ITEM_LOCK_CLASS}, "
+        )));
+        assert_eq!(a.matches("pg_advisory_xact_lock(").count(), 2);
+        assert_ne!(item_lock("r1"), item_lock("r2"));
+    }
 
     #[test]
     fn the_begin_statement_takes_the_write_lock() {
