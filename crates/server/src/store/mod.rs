@@ -134,6 +134,10 @@ pub enum Scope {
     Only(Vec<String>),
 }
 
+/// Shared-scope units of work one process keeps open at once on PostgreSQL (its
+/// pool has 16 connections; one more unit may run alone).
+pub const SHARED_UNITS: usize = 8;
+
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -154,6 +158,10 @@ struct Inner {
     signer: RwLock<Option<Arc<SigningKey>>>,
     /// Writers of this process take turns here before the database's own lock.
     write_turn: Arc<Mutex<()>>,
+    /// Shared-scope units of work of this process open at once (PostgreSQL): at
+    /// most [`SHARED_UNITS`], so the pool always has connections left for reads
+    /// (an overloaded replica queues writers here instead of timing out reads).
+    shared_slots: Arc<tokio::sync::Semaphore>,
     /// The last audit record this process wrote: a hint checked in the insert.
     audit_head: AuditHead,
 }
@@ -237,6 +245,7 @@ impl Store {
                 display,
                 signer: RwLock::new(None),
                 write_turn: Arc::new(Mutex::new(())),
+                shared_slots: Arc::new(tokio::sync::Semaphore::new(SHARED_UNITS)),
                 audit_head: Arc::default(),
             }),
         })
@@ -293,22 +302,35 @@ impl Store {
 
     /// Begins a unit of work that keeps other writers out of `scope` only.
     pub async fn begin_in(&self, scope: Scope) -> Result<Tx> {
-        let (conn, turn, shared) = match (&self.inner.pool, &scope) {
+        let (conn, turn, slot, shared) = match (&self.inner.pool, &scope) {
             // The SQLite writer connection comes with its own turn.
-            (Pool::Sqlite(l), _) => (TxConn::Sqlite(lite::begin(l).await?), None, false),
+            (Pool::Sqlite(l), _) => (TxConn::Sqlite(lite::begin(l).await?), None, None, false),
             (Pool::Postgres(p), Scope::Everything) => {
                 let turn = self.inner.write_turn.clone().lock_owned().await;
-                (TxConn::Pg(postgres::begin(p).await?), Some(turn), false)
+                (
+                    TxConn::Pg(postgres::begin(p).await?),
+                    Some(turn),
+                    None,
+                    false,
+                )
             }
-            (Pool::Postgres(p), Scope::Only(keys)) => (
-                TxConn::Pg(postgres::begin_shared(p, keys).await?),
-                None,
-                true,
-            ),
+            (Pool::Postgres(p), Scope::Only(keys)) => {
+                // The semaphore is never closed.
+                let slot = self
+                    .inner
+                    .shared_slots
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .map_err(|_| Error::Commit("the store is closing".into()))?;
+                let conn = TxConn::Pg(postgres::begin_shared(p, keys).await?);
+                (conn, None, Some(slot), true)
+            }
         };
         Ok(Tx {
             conn,
             _turn: turn,
+            _slot: slot,
             shared,
             audit_locked: false,
             audit_head: Some(self.inner.audit_head.clone()),
@@ -369,6 +391,7 @@ enum TxConn {
 pub struct Tx {
     conn: TxConn,
     _turn: Option<OwnedMutexGuard<()>>,
+    _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// A PostgreSQL unit of work in [`Scope::Only`]: others write beside it.
     shared: bool,
     /// It holds the audit lock (taken at its first append or event).
