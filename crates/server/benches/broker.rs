@@ -185,7 +185,22 @@ async fn postgres_replicas(sqlite_rate: f64) {
     let n = env_n("FIREDOOR_BENCH_LIFECYCLES", 3000);
     let conc = env_n("FIREDOOR_BENCH_CONCURRENCY", 16);
     let replicas = env_n("FIREDOOR_BENCH_REPLICAS", 2);
-    let pg = PgServer::start();
+    let mut pg = PgServer::start();
+    // FIREDOOR_BENCH_PG_STATS=1 loads pg_stat_statements and prints where the store
+    // server spent its time after the run.
+    let stats = std::env::var("FIREDOOR_BENCH_PG_STATS").is_ok();
+    if stats {
+        pg.admin(
+            "postgres",
+            "ALTER SYSTEM SET shared_preload_libraries = 'pg_stat_statements'",
+        );
+        pg.stop();
+        pg.start_again();
+        pg.admin(
+            "postgres",
+            "CREATE EXTENSION IF NOT EXISTS pg_stat_statements",
+        );
+    }
     // The harness logs every statement (tests look for secrets in the log); a
     // store in production does not, and here the log would be measured too.
     // FIREDOOR_BENCH_PG_LOG=FILE keeps the statement log and copies it there (to
@@ -250,6 +265,16 @@ async fn postgres_replicas(sqlite_rate: f64) {
     drop(lb);
     for b in brokers {
         b.stop().await;
+    }
+    if stats {
+        println!(
+            "  the store's statements by total time (calls, total ms, mean µs, rows):\n{}",
+            pg.admin(
+                "postgres",
+                "SELECT calls || ' | ' || round(total_exec_time) || ' | ' || round(1000 * mean_exec_time) || ' | ' || rows || ' | ' || left(regexp_replace(query, '\\s+', ' ', 'g'), 90)
+                 FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 25"
+            )
+        );
     }
     if let Some(to) = &keep_log {
         std::fs::copy(pg.log_path(), to).unwrap();
