@@ -713,6 +713,27 @@ async fn concurrent_steps_on_two_replicas_keep_approvals_keys_and_the_chain_righ
         .unwrap()
         .unwrap();
     assert!(v.records >= rounds as i64 * 5, "{} records", v.records);
+
+    // Cutting the end of the log off is reported, and steps still append (onto what
+    // is left: the head the audit lock reads is checked against the records).
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query("DELETE FROM audit WHERE seq > (SELECT max(seq) - 2 FROM audit)")
+        .execute(&raw)
+        .await
+        .unwrap();
+    let body = CreateRequest {
+        bundle: "prod-db-write".into(),
+        justification: Some("after the cut".into()),
+        ticket: Some("OPS-cut".into()),
+        ..Default::default()
+    };
+    alice_b.create_request(&body, None).await.unwrap();
+    let cut = firedoor_server::audit::verify(&a.broker.store)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert!(cut.problem.contains("gone"), "{}", cut.problem);
+    raw.close().await;
     for br in brokers {
         br.stop().await;
     }

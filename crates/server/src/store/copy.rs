@@ -250,8 +250,11 @@ pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
         if let Some(h) = high {
             exec!(
                 dst.db(),
+                // Above the last record, the mark names no record: no hash (an
+                // append then reads the head from the records).
                 "INSERT INTO audit_high (one, seq) VALUES (TRUE, $1)
-                 ON CONFLICT (one) DO UPDATE SET seq = GREATEST(audit_high.seq, EXCLUDED.seq)",
+                 ON CONFLICT (one) DO UPDATE SET seq = GREATEST(audit_high.seq, EXCLUDED.seq),
+                     hash = CASE WHEN EXCLUDED.seq > audit_high.seq THEN NULL ELSE audit_high.hash END",
                 h
             )?;
         }

@@ -421,7 +421,13 @@ impl Tx {
     pub async fn lock_audit(&mut self) -> Result<()> {
         if self.shared && !self.audit_locked {
             if let TxConn::Pg(t) = &mut self.conn {
-                postgres::lock_audit(t).await?;
+                if let Some(head) = postgres::lock_audit(t).await? {
+                    // The head as of now, and nobody moves it while the lock is held.
+                    if let Some(h) = &self.audit_head {
+                        *h.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
+                    }
+                    self.audit_head_read = true;
+                }
             }
             self.audit_locked = true;
         }

@@ -14,8 +14,10 @@
 //!   steps of different lifecycles run side by side on every replica, and two steps
 //!   of one lifecycle (two approvers of one request on two replicas) still take
 //!   turns. A unit that may touch anything waits for all of them and they for it.
-//! - [`AUDIT_LOCK`]: taken by a shared-scope unit as it commits, just before it
-//!   appends its audit records and stores its events, and held through the commit.
+//! - The audit lock: the one row of `audit_high` (the highest audit seq written and
+//!   its hash), locked `FOR UPDATE` by a shared-scope unit as it commits, just
+//!   before it appends its audit records and stores its events, and held through
+//!   the commit; the same round trip tells it the head to chain onto.
 //!   So the audit chain stays one line and event ids are handed out in commit
 //!   order (a stream that has seen id N never later finds a new id below N).
 //!
@@ -35,9 +37,6 @@ use std::time::Duration;
 
 /// The advisory lock key every write transaction takes ("FIRE" in ASCII).
 pub const WRITE_LOCK: i64 = 0x4649_5245;
-/// The advisory lock a shared-scope unit of work holds from its first audit append
-/// or event to its commit ("FIRA").
-pub const AUDIT_LOCK: i64 = 0x4649_5241;
 /// The class of the two-key advisory locks on one request or grant.
 const ITEM_LOCK_CLASS: i32 = 0x4649_5249;
 /// The channel that says "live events were committed".
@@ -107,13 +106,20 @@ pub(super) async fn lock_item(conn: &mut sqlx::PgConnection, key: &str) -> Resul
     Ok(())
 }
 
-/// Takes [`AUDIT_LOCK`] (see the module notes).
-pub(super) async fn lock_audit(conn: &mut sqlx::PgConnection) -> Result<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(AUDIT_LOCK)
-        .execute(conn)
-        .await?;
-    Ok(())
+/// Takes the audit lock: the one row of `audit_high` (the highest seq written and
+/// its hash, kept by a trigger on every insert), locked until the commit. Its
+/// (seq, hash) is the head to chain onto, read in the same round trip: `FOR
+/// UPDATE` waits for a unit holding it and then reads the row as that unit left
+/// it. `None` when the log is empty or the mark names no record.
+pub(super) async fn lock_audit(conn: &mut sqlx::PgConnection) -> Result<Option<(i64, String)>> {
+    let row: Option<(i64, Option<String>)> =
+        sqlx::query_as("SELECT seq, hash FROM audit_high WHERE one FOR UPDATE")
+            .fetch_optional(conn)
+            .await?;
+    Ok(match row {
+        Some((seq, Some(hash))) if seq > 0 => Some((seq, hash)),
+        _ => None,
+    })
 }
 
 /// Calls `wake` for every commit with live events on any replica, and once after
