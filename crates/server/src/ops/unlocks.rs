@@ -624,19 +624,23 @@ impl Broker {
                 now,
             )
             .await?;
-        } else if current && sp.is_some() {
-            // The requester may hold the value even if their record never arrives.
-            self.mark_due(
-                uow,
-                &r.secret,
-                r.version,
-                now,
-                &format!(
-                    "share released by {} on {} (record {})",
-                    who.name, d.id, r.seq
-                ),
-            )
-            .await?;
+        } else if let Some(policy) = sp.filter(|_| current) {
+            // The requester may hold the value even if their record never arrives:
+            // rotate it then too. Under `after_incident` not at once, which would
+            // lock the responders out mid-incident, but by the policy's maximum
+            // delay; the requester's use, once uploaded, can bring it earlier
+            // (incident resolved, or classified a drill).
+            let (due, waits) = crate::ops::uses::plan_rotation(policy, now, r.at, now, false);
+            let mut why = format!(
+                "share released by {} on {} (record {})",
+                who.name, d.id, r.seq
+            );
+            if waits {
+                why.push_str(
+                    ", rotating after the incident or at the latest at the policy's max_delay",
+                );
+            }
+            self.mark_due(uow, &r.secret, r.version, due, &why).await?;
         }
         if current && sp.is_some_and(|s| s.rotate.is_some()) {
             rotating.insert(r.secret.clone());
