@@ -1,7 +1,7 @@
 -- The audit high-water mark also carries the hash of the record it names, and its
--- one row always exists: a unit of work that writes beside others locks this row
--- (SELECT ... FOR UPDATE) as it begins to append, which both serialises appends
--- and tells it the head in one round trip (see src/store/postgres.rs).
+-- one row always exists: a unit of work that writes beside others reads the head to
+-- chain onto here, in the same round trip as it takes the audit lock (see
+-- src/store/postgres.rs).
 ALTER TABLE audit_high ADD COLUMN hash TEXT;
 UPDATE audit_high SET hash = (SELECT a.hash FROM audit a WHERE a.seq = audit_high.seq);
 INSERT INTO audit_high (one, seq) VALUES (TRUE, 0) ON CONFLICT (one) DO NOTHING;
