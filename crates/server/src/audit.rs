@@ -5,6 +5,7 @@
 
 use crate::clock::ts;
 use crate::error::{Error, Result};
+use crate::store::postgres::PendingRecord;
 use crate::store::{Store, Tx};
 use chrono::{DateTime, Utc};
 use ed25519_dalek::{SigningKey, VerifyingKey};
@@ -23,7 +24,8 @@ pub fn cli_actor() -> Actor {
     Actor::Cli(std::env::var("USER").unwrap_or_else(|_| "unknown".into()))
 }
 
-/// Appends one record, chained to the last. A failure is counted
+/// Appends one record, chained to the last (on PostgreSQL: at the commit, see
+/// [`Tx::commit`]; the seq returned is then 0). A failure is counted
 /// (`firedoor_audit_append_failures_total`): the operation that wanted the record
 /// fails with it, and on-call must hear of it.
 pub async fn append(
@@ -33,6 +35,16 @@ pub async fn append(
     event: AuditEvent,
     now: DateTime<Utc>,
 ) -> Result<i64> {
+    if tx.is_postgres() {
+        // Written to `audit_pending` as the transaction commits and chained by a
+        // round after it (see [`Tx::commit`]): its seq is not known here.
+        let r = pending_record(actor, subject, event, now);
+        if r.is_err() {
+            crate::metrics::audit_append_failed();
+        }
+        tx.pend_record(r?);
+        return Ok(0);
+    }
     let out = append_record(tx, actor, event.action(), subject, event.details(), now).await;
     if out.is_err() {
         crate::metrics::audit_append_failed();
@@ -58,19 +70,13 @@ async fn append_record(
                 .into(),
         )
     })?;
-    tx.lock_audit().await?;
+
     // Fast path: chain to the head this process last wrote, if it is still the head
-    // (checked in the same statement). Otherwise read the head. On PostgreSQL
-    // another replica has usually moved the head since, so the first record of a
-    // transaction reads it (one statement, one signature) instead of trying; later
-    // ones chain to it, as no other writer can move it while the lock is held.
-    let hint = if tx.audit_head_read || !tx.is_postgres() {
-        tx.audit_head
-            .as_ref()
-            .and_then(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone())
-    } else {
-        None
-    };
+    // (checked in the same statement). Otherwise read the head.
+    let hint = tx
+        .audit_head
+        .as_ref()
+        .and_then(|h| h.lock().unwrap_or_else(|p| p.into_inner()).clone());
     let record = |seq: i64, prev: String| {
         let hash = record_hash(&prev, seq, &at, &actor, action.as_str(), subject, &details);
         AuditRecord {
@@ -102,8 +108,56 @@ async fn append_record(
     Ok(seq)
 }
 
+/// A record as a unit of work on PostgreSQL writes it to `audit_pending`: what it
+/// says, not yet where it sits in the chain.
+pub fn pending_record(
+    actor: &Actor,
+    subject: &str,
+    event: AuditEvent,
+    now: DateTime<Utc>,
+) -> Result<PendingRecord> {
+    let details =
+        serde_json::to_string(&event.details()).map_err(|e| Error::Corrupt(e.to_string()))?;
+    Ok(PendingRecord {
+        at: ts(now),
+        actor: actor.name(),
+        action: event.action().as_str().to_string(),
+        subject: subject.to_string(),
+        details,
+    })
+}
+
+/// Chains `pending` (oldest first) onto `head` (`None`: an empty log) and signs each
+/// record with `key`: what a chaining round appends.
+pub fn chain_records(
+    head: Option<(i64, String)>,
+    pending: &[(i64, PendingRecord)],
+    key: &SigningKey,
+) -> Vec<AuditRecord> {
+    let (mut seq, mut prev) = head.unwrap_or((0, GENESIS_HASH.to_string()));
+    pending
+        .iter()
+        .map(|(_, p)| {
+            seq += 1;
+            let hash = record_hash(
+                &prev, seq, &p.at, &p.actor, &p.action, &p.subject, &p.details,
+            );
+            AuditRecord {
+                seq,
+                at: p.at.clone(),
+                actor: p.actor.clone(),
+                action: p.action.clone(),
+                subject: p.subject.clone(),
+                details: p.details.clone(),
+                signature: Some(sign_head(key, seq, &hash)),
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                hash,
+            }
+        })
+        .collect()
+}
+
 fn remember(tx: &mut Tx, seq: i64, hash: String) {
-    tx.audit_head_read = true;
     if let Some(h) = &tx.audit_head {
         *h.lock().unwrap_or_else(|p| p.into_inner()) = Some((seq, hash));
     }

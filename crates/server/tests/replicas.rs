@@ -714,8 +714,8 @@ async fn concurrent_steps_on_two_replicas_keep_approvals_keys_and_the_chain_righ
         .unwrap();
     assert!(v.records >= rounds as i64 * 5, "{} records", v.records);
 
-    // Cutting the end of the log off is reported, and steps still append (onto what
-    // is left: the head the audit lock reads is checked against the records).
+    // Cutting the end of the log off is reported, and steps still append (onto the
+    // head the store's high-water mark names, so the gap stays in the chain).
     let raw = sqlx::PgPool::connect(&url).await.unwrap();
     sqlx::query("DELETE FROM audit WHERE seq > (SELECT max(seq) - 2 FROM audit)")
         .execute(&raw)
@@ -732,9 +732,154 @@ async fn concurrent_steps_on_two_replicas_keep_approvals_keys_and_the_chain_righ
         .await
         .unwrap()
         .unwrap_err();
-    assert!(cut.problem.contains("gone"), "{}", cut.problem);
+    assert!(
+        cut.problem.contains("removed") || cut.problem.contains("gone"),
+        "{}",
+        cut.problem
+    );
+    assert_eq!(
+        firedoor_server::store::Store::open(&DatabaseUrl::Postgres(url.clone()))
+            .await
+            .unwrap()
+            .records_awaiting_chain()
+            .await
+            .unwrap(),
+        0,
+        "the step after the cut was chained"
+    );
     raw.close().await;
     for br in brokers {
         br.stop().await;
     }
+}
+
+/// On PostgreSQL a unit of work commits its audit records and live events to
+/// pending tables, and a chaining round appends them to the one signed chain after
+/// the commit. A replica that dies between the two must lose nothing and hide
+/// nothing: `store copy` refuses a store with records waiting, and the next round of
+/// any replica (its worker's pass at the latest) chains them, signed, and hands the
+/// events to the streams.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_a_dead_replica_left_pending_are_chained_by_the_next_round() {
+    use firedoor_core::audit::AuditEvent;
+    use firedoor_server::store::postgres::PendingEvent;
+    let pg = PgServer::start();
+    let url = pg.fresh_database();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut cfg = Config::new(tmp.path().join("r0"), policy());
+    cfg.database = Some(DatabaseUrl::Postgres(url.clone()));
+    cfg.key_file = Some(tmp.path().join("broker.key"));
+    // Only the passes this test runs.
+    cfg.worker_interval = Duration::from_secs(3600);
+    let b = firedoor_server::start(cfg).await.unwrap();
+    let alice_t = user(&b, "alice", &["oncall"]).await;
+    let alice = Client::new(&b.url(), Some(&alice_t)).unwrap();
+    let store = &b.broker.store;
+    let before = firedoor_server::audit::verify(store)
+        .await
+        .unwrap()
+        .unwrap()
+        .records;
+    let mut stream = alice.events(None).await.unwrap();
+
+    // What a unit leaves when its process dies right after its commit.
+    let now = b.broker.now();
+    let record = firedoor_server::audit::pending_record(
+        &Actor::System,
+        "req-left-pending",
+        AuditEvent::RequestCancelled,
+        now,
+    )
+    .unwrap();
+    let view = EventView {
+        id: 0,
+        incident_id: None,
+        kind: "request_cancelled".into(),
+        at: now,
+        request_id: None,
+        grant_id: None,
+        bundle: Some("prod-db-read".into()),
+        actor: Some("system".into()),
+        message: "left pending".into(),
+    };
+    let event = PendingEvent {
+        recipient: "alice".into(),
+        kind: "request_cancelled".into(),
+        at: now,
+        body: serde_json::to_string(&view).unwrap(),
+    };
+    let raw = sqlx::PgPool::connect(&url).await.unwrap();
+    sqlx::query(
+        "INSERT INTO audit_pending (at, actor, action, subject, details) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(&record.at)
+    .bind(&record.actor)
+    .bind(&record.action)
+    .bind(&record.subject)
+    .bind(&record.details)
+    .execute(&raw)
+    .await
+    .unwrap();
+    sqlx::query("INSERT INTO events_pending (recipient, kind, at, body) VALUES ($1, $2, $3, $4)")
+        .bind(&event.recipient)
+        .bind(&event.kind)
+        .bind(event.at)
+        .bind(&event.body)
+        .execute(&raw)
+        .await
+        .unwrap();
+    raw.close().await;
+
+    assert_eq!(store.records_awaiting_chain().await.unwrap(), 1);
+    let v = firedoor_server::audit::verify(store)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.records, before, "not in the chain yet");
+    let to = pg.fresh_database();
+    let target = firedoor_server::store::Store::open(&DatabaseUrl::Postgres(to))
+        .await
+        .unwrap();
+    let refused = firedoor_server::store::copy::copy(store, &target)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(refused.contains("not yet chained"), "{refused}");
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), stream.next())
+            .await
+            .is_err(),
+        "no event before it has an id"
+    );
+
+    b.run_due_work().await.unwrap();
+    assert_eq!(store.records_awaiting_chain().await.unwrap(), 0);
+    let v = firedoor_server::audit::verify(store)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.records, before + 1);
+    let last = firedoor_server::audit::records(store, before, 10)
+        .await
+        .unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].subject, "req-left-pending");
+    assert_eq!(last[0].action, "request_cancelled");
+    assert!(last[0].signature.is_some(), "signed by the round");
+    let got = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("the event reaches the stream")
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.message, "left pending");
+    assert!(got.id > 0);
+    // Nothing is chained twice.
+    b.run_due_work().await.unwrap();
+    let v = firedoor_server::audit::verify(store)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(v.records, before + 1);
+    target.close().await;
+    b.stop().await;
 }

@@ -26,6 +26,7 @@ pub mod uses;
 use crate::audit::Actor;
 use crate::error::{Error, Result};
 use crate::service::Broker;
+use crate::store::postgres::PendingEvent;
 use crate::store::{Ts, Tx};
 use chrono::{DateTime, Utc};
 use firedoor_core::api::{EventKind, EventView};
@@ -98,13 +99,8 @@ impl Notice {
     }
 }
 
-/// Stores one copy of `notice` per recipient (each once), stamped `now`.
-pub(crate) async fn store_notice(
-    tx: &mut Tx,
-    recipients: &[String],
-    notice: &Notice,
-    now: DateTime<Utc>,
-) -> Result<()> {
+/// What a stream sends for `notice` (stored once per recipient).
+fn notice_body(notice: &Notice, now: DateTime<Utc>) -> Result<String> {
     let view = EventView {
         id: 0,
         incident_id: notice.incident_id.clone(),
@@ -116,14 +112,39 @@ pub(crate) async fn store_notice(
         actor: notice.actor.clone(),
         message: notice.message.clone(),
     };
-    let body = serde_json::to_string(&view).map_err(|e| Error::Corrupt(e.to_string()))?;
-    tx.lock_audit().await?;
+    serde_json::to_string(&view).map_err(|e| Error::Corrupt(e.to_string()))
+}
+
+/// Each recipient once, in order.
+fn distinct(recipients: &[String]) -> Vec<&str> {
     let mut seen = std::collections::BTreeSet::new();
-    let to: Vec<&str> = recipients
+    recipients
         .iter()
         .filter(|r| seen.insert(r.as_str()))
         .map(String::as_str)
-        .collect();
+        .collect()
+}
+
+/// Stores one copy of `notice` per recipient (each once), stamped `now`.
+pub(crate) async fn store_notice(
+    tx: &mut Tx,
+    recipients: &[String],
+    notice: &Notice,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    let body = notice_body(notice, now)?;
+    let to = distinct(recipients);
+    if tx.is_postgres() {
+        for r in to {
+            tx.pend_event(PendingEvent {
+                recipient: r.to_string(),
+                kind: notice.kind.as_str().to_string(),
+                at: now,
+                body: body.clone(),
+            });
+        }
+        return Ok(());
+    }
     tx.events()
         .insert_for(&to, notice.kind.as_str(), Ts(now), &body)
         .await
@@ -209,6 +230,9 @@ impl<'b> Uow<'b> {
 
     /// Appends the audit records, stores the events, commits, then publishes on the
     /// bus if any notice was collected.
+    ///
+    /// On PostgreSQL the records and events go to pending tables in the unit's own
+    /// transaction and are chained after its commit (see [`Tx::commit`]).
     pub async fn commit(self) -> Result<()> {
         let Uow {
             mut tx,
@@ -219,9 +243,6 @@ impl<'b> Uow<'b> {
             policy,
             ..
         } = self;
-        if !records.is_empty() || !notices.is_empty() {
-            tx.lock_audit().await?;
-        }
         for (actor, subject, event) in records {
             crate::audit::append(&mut tx, &actor, &subject, event, now).await?;
         }

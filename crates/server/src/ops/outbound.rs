@@ -383,13 +383,14 @@ impl Broker {
                 kind: d.kind.clone(),
             },
         );
-        uow.commit().await?;
-        let d = self
-            .store
+        // As revived, read in the unit: once committed, the sender may already be
+        // delivering it.
+        let revived = uow
             .outbound()
             .load(id)
             .await?
             .ok_or_else(|| Error::not_found("delivery"))?;
-        Ok(view(d))
+        uow.commit().await?;
+        Ok(view(revived))
     }
 }

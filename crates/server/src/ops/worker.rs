@@ -26,6 +26,9 @@ impl Broker {
     /// refreshes synced on-call schedules that are due.
     pub async fn run_due_work(&self) -> Result<()> {
         let now = self.now();
+        // Records a unit committed but could not chain (its round failed, or its
+        // process died between the two) are chained here at the latest.
+        self.store.chain_pending().await?;
         self.time_out_requests(now).await?;
         self.follow_up_pending(now).await?;
         self.expire_due_grants(now).await?;

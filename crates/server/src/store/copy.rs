@@ -161,6 +161,13 @@ pub struct Copied {
 
 /// Copies every table of `from` into the empty store `to`.
 pub async fn copy(from: &Store, to: &Store) -> Result<Copied> {
+    let waiting = from.records_awaiting_chain().await?;
+    if waiting > 0 {
+        return Err(Error::Config(format!(
+            "{waiting} audit records in {} are committed but not yet chained: start a broker on it (its worker chains them) and copy again",
+            from.display()
+        )));
+    }
     let mut src = from.begin().await?;
     let mut dst = to.begin().await?;
     let used = scalar!(

@@ -6,11 +6,13 @@
 //!   statements run in place and queued units of work committed together (see
 //!   [`lite`]);
 //! - PostgreSQL (`postgres://…`): the shared store of several broker replicas. A
-//!   write transaction takes one transaction-scoped advisory lock first, so writers
-//!   across replicas take turns exactly as they do on SQLite: every read-then-write
-//!   inside a unit of work, every compare-and-set, every claim of due work, audit
-//!   append and event id is serialised, and LISTEN/NOTIFY carries "events were
-//!   written" to the other replicas (see [`postgres`]).
+//!   write transaction takes transaction-scoped advisory locks first: the hot
+//!   lifecycle steps lock only their own request or grant, everything else runs
+//!   alone, so every read-then-write inside a unit of work, every compare-and-set
+//!   and every claim of due work is serialised where it must be. Audit records and
+//!   events are chained by rounds after the commit, in one line across replicas,
+//!   and LISTEN/NOTIFY carries "events were written" to the other replicas (see
+//!   [`postgres`]).
 //!
 //! The SQL text is shared: it is written once with `$N` placeholders (which SQLite
 //! understands too) and types both backends map the same way ([`Ts`] for times,
@@ -128,9 +130,9 @@ impl Db<'_> {
 pub enum Scope {
     /// Anything: the unit runs alone.
     Everything,
-    /// Only these items (request or grant ids) besides the audit chain and the
-    /// events, which it appends at commit under the audit lock. For units that
-    /// read and write nothing else but append-only records (see [`postgres`]).
+    /// Only these items (request or grant ids) besides its audit records and
+    /// events, which are chained after its commit. For units that read and write
+    /// nothing else but append-only records (see [`postgres`]).
     Only(Vec<String>),
 }
 
@@ -164,7 +166,24 @@ struct Inner {
     shared_slots: Arc<tokio::sync::Semaphore>,
     /// The last audit record this process wrote: a hint checked in the insert.
     audit_head: AuditHead,
+    /// This process's chaining rounds (PostgreSQL, see [`Store::chain_pending`]).
+    chain: Chain,
 }
+
+/// Chaining rounds are numbered; a caller waits for the first round that begins
+/// after its commit. One round runs at a time per process: whoever finds none
+/// running leads the next, for every caller waiting.
+#[derive(Default)]
+struct Chain {
+    started: std::sync::atomic::AtomicU64,
+    finished: std::sync::atomic::AtomicU64,
+    leader: Mutex<()>,
+    /// A vacuum of the pending tables is under way.
+    vacuuming: Arc<std::sync::atomic::AtomicBool>,
+}
+
+/// Rounds of one process between two vacuums of the pending tables.
+const ROUNDS_PER_VACUUM: u64 = 500;
 
 /// The broker's store. Cheap to clone; every clone is the same store.
 #[derive(Clone)]
@@ -247,6 +266,7 @@ impl Store {
                 write_turn: Arc::new(Mutex::new(())),
                 shared_slots: Arc::new(tokio::sync::Semaphore::new(SHARED_UNITS)),
                 audit_head: Arc::default(),
+                chain: Chain::default(),
             }),
         })
     }
@@ -332,11 +352,65 @@ impl Store {
             _turn: turn,
             _slot: slot,
             shared,
-            audit_locked: false,
+            store: self.clone(),
+            pending: Default::default(),
             audit_head: Some(self.inner.audit_head.clone()),
             audit_key: self.signer(),
-            audit_head_read: false,
         })
+    }
+
+    /// On PostgreSQL: returns once every audit record and live event committed
+    /// before the call is in the signed chain and in `events` (see [`postgres`]).
+    /// A unit of work calls it after its commit, so its answer comes after its
+    /// records are chained; rounds are shared, so many units cost one round. On
+    /// SQLite records are chained in the unit itself: nothing to do.
+    pub async fn chain_pending(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        let Pool::Postgres(pool) = &self.inner.pool else {
+            return Ok(());
+        };
+        let c = &self.inner.chain;
+        // A round that begins after this line reads everything committed before it.
+        let need = c.started.load(SeqCst) + 1;
+        loop {
+            if c.finished.load(SeqCst) >= need {
+                return Ok(());
+            }
+            let _leader = c.leader.lock().await;
+            if c.finished.load(SeqCst) >= need {
+                return Ok(());
+            }
+            let round = c.started.fetch_add(1, SeqCst) + 1;
+            let timer = crate::metrics::store_timer("chain");
+            let key = self.signer().ok_or_else(|| {
+                Error::Config(
+                    "no audit signing key is loaded for this database (load the broker key file first)"
+                        .into(),
+                )
+            })?;
+            let r = postgres::begin_round(pool).await?;
+            let records = crate::audit::chain_records(r.head.clone(), &r.pending, &key);
+            r.finish(&records).await?;
+            timer.done();
+            c.finished.store(round, SeqCst);
+            if round % ROUNDS_PER_VACUUM == 0 && !c.vacuuming.swap(true, SeqCst) {
+                let (pool, flag) = (pool.clone(), c.vacuuming.clone());
+                tokio::spawn(async move {
+                    if let Err(e) = postgres::vacuum_pending(&pool).await {
+                        tracing::debug!(error = %e, "vacuum of the pending audit tables");
+                    }
+                    flag.store(false, SeqCst);
+                });
+            }
+        }
+    }
+
+    /// Audit records committed but not yet chained (PostgreSQL; 0 on SQLite).
+    pub async fn records_awaiting_chain(&self) -> Result<i64> {
+        match &self.inner.pool {
+            Pool::Postgres(p) => postgres::pending_records(p).await,
+            Pool::Sqlite(_) => Ok(0),
+        }
     }
 
     /// Whether anything in the store was sealed with a broker key (a secret's value,
@@ -394,13 +468,12 @@ pub struct Tx {
     _slot: Option<tokio::sync::OwnedSemaphorePermit>,
     /// A PostgreSQL unit of work in [`Scope::Only`]: others write beside it.
     shared: bool,
-    /// It holds the audit lock (taken at its first append or event).
-    audit_locked: bool,
+    /// The store it writes to (to chain its records after the commit).
+    store: Store,
+    /// PostgreSQL: the audit records and live events written at the commit.
+    pending: (Vec<postgres::PendingRecord>, Vec<postgres::PendingEvent>),
     pub(crate) audit_head: Option<AuditHead>,
     pub(crate) audit_key: Option<Arc<SigningKey>>,
-    /// This transaction read or wrote the audit head: while it lasts, no other
-    /// writer can move it (the write lock is held).
-    pub(crate) audit_head_read: bool,
 }
 
 impl Tx {
@@ -415,23 +488,19 @@ impl Tx {
         }
     }
 
-    /// Before a shared-scope unit appends to the audit chain or stores an event:
-    /// waits for the audit lock and holds it to the commit (see [`postgres`]). A
-    /// unit that runs alone, and SQLite, need nothing.
-    pub async fn lock_audit(&mut self) -> Result<()> {
-        if self.shared && !self.audit_locked {
-            if let TxConn::Pg(t) = &mut self.conn {
-                if let Some(head) = postgres::lock_audit(t).await? {
-                    // The head as of now, and nobody moves it while the lock is held.
-                    if let Some(h) = &self.audit_head {
-                        *h.lock().unwrap_or_else(|p| p.into_inner()) = Some(head);
-                    }
-                    self.audit_head_read = true;
-                }
-            }
-            self.audit_locked = true;
-        }
-        Ok(())
+    /// The store this transaction writes to.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// PostgreSQL: an audit record to write to `audit_pending` at the commit.
+    pub fn pend_record(&mut self, r: postgres::PendingRecord) {
+        self.pending.0.push(r);
+    }
+
+    /// PostgreSQL: a live event to write to `events_pending` at the commit.
+    pub fn pend_event(&mut self, e: postgres::PendingEvent) {
+        self.pending.1.push(e);
     }
 
     /// Locks one more item (a grant found by a read) in a shared-scope unit.
@@ -444,16 +513,44 @@ impl Tx {
         Ok(())
     }
 
-    /// Commits. On PostgreSQL, a transaction that stored live events wakes every
-    /// replica's event streams as it commits (NOTIFY, queued by the inserts' trigger;
-    /// never sent for a rollback).
+    /// Commits.
+    ///
+    /// On PostgreSQL the transaction's audit records and live events go to the
+    /// pending tables first (one statement, no lock shared with other writers), and
+    /// after the commit it waits for a chaining round to append them to the signed
+    /// chain and give the events their ids ([`Store::chain_pending`]; the round's
+    /// insert wakes every replica's streams with a NOTIFY). So the caller's answer
+    /// still comes after its records are chained. Should that round fail, the
+    /// records are safe in the pending table and the next round (another unit's, or
+    /// the worker's) chains them; the failure is counted and logged.
     pub async fn commit(self) -> Result<()> {
         let timer = crate::metrics::store_timer("commit");
-        match self.conn {
+        let Tx {
+            conn,
+            store,
+            pending: (records, events),
+            ..
+        } = self;
+        let chained = !records.is_empty() || !events.is_empty();
+        match conn {
             TxConn::Sqlite(t) => t.commit().await?,
-            TxConn::Pg(t) => t.commit().await?,
+            TxConn::Pg(mut t) => {
+                if chained {
+                    if let Err(e) = postgres::pend(&mut t, &records, &events).await {
+                        crate::metrics::audit_append_failed();
+                        return Err(e);
+                    }
+                }
+                t.commit().await?;
+            }
         }
         timer.done();
+        if chained {
+            if let Err(e) = store.chain_pending().await {
+                crate::metrics::audit_append_failed();
+                tracing::error!(error = %e, "chaining audit records failed: they stay pending for the next round");
+            }
+        }
         Ok(())
     }
 

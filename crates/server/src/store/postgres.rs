@@ -14,20 +14,36 @@
 //!   steps of different lifecycles run side by side on every replica, and two steps
 //!   of one lifecycle (two approvers of one request on two replicas) still take
 //!   turns. A unit that may touch anything waits for all of them and they for it.
-//! - [`AUDIT_LOCK`]: taken by a shared-scope unit as it commits, just before it
-//!   appends its audit records and stores its events, and held through the commit;
-//!   the same round trip reads the head to chain onto from `audit_high` (the
-//!   highest audit seq written and its hash, kept by a trigger).
-//!   So the audit chain stays one line and event ids are handed out in commit
-//!   order (a stream that has seen id N never later finds a new id below N).
+//! - The audit chain and live events are not written by units of work at all.
+//!   A unit writes its records and events to `audit_pending` and `events_pending`
+//!   in its own transaction (one statement as it commits), so no unit waits for
+//!   another's commit. After its commit it waits for a *chaining round*
+//!   ([`begin_round`], [`Round::finish`]): under [`AUDIT_LOCK`], the round reads
+//!   the head and every pending record, chains and signs them in order, appends
+//!   them to `audit`, moves every pending event to `events` (ids handed out in
+//!   one statement) and commits. Rounds of all replicas take turns on the lock,
+//!   so the chain stays one line and a stream that has seen event id N never
+//!   later finds a new id below N. One round serves every unit that committed
+//!   before it began (see [`crate::store::Store::chain_pending`]); a round is a
+//!   handful of statements whatever it carries.
+//!
+//!   A unit's answer comes after its round, so what a client was told happened is
+//!   in the signed chain. If the unit's process dies between its commit and the
+//!   round, its records wait in `audit_pending` (written in the same transaction
+//!   as the change they record) and the next round of any replica chains them; the
+//!   worker runs one on every pass. For that short time a pending record is
+//!   unsigned: someone who can write to the database could change it before it is
+//!   chained, as they could change the state it records; once chained, it is
+//!   covered by the chain and its signature like every other record.
 //!
 //! Connector calls happen outside transactions, so locks are held for a handful of
 //! statements only.
 //!
-//! Live events: a transaction that inserts events also sends
-//! `NOTIFY firedoor_events` (a statement trigger on `events`, migration 0003), which
-//! PostgreSQL delivers at commit and never for a rollback; every replica listens ([`listen_events`]) and wakes its streams, which then read the
-//! new rows from the shared table.
+//! Live events: a round that moves events into `events` also sends
+//! `NOTIFY firedoor_events` (a statement trigger on `events`, migrations 0003 and
+//! 0016: only when rows were inserted), which PostgreSQL delivers at commit and
+//! never for a rollback; every replica listens ([`listen_events`]) and wakes its
+//! streams, which then read the new rows from the shared table.
 
 use crate::error::Result;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
@@ -106,30 +122,190 @@ pub(super) async fn lock_item(conn: &mut sqlx::PgConnection, key: &str) -> Resul
     Ok(())
 }
 
-/// The advisory lock a shared-scope unit of work holds from its first audit append
-/// or event to its commit ("FIRA").
+/// The advisory lock a chaining round holds from its read of the pending records
+/// to its commit ("FIRA"): rounds of all replicas take turns, so the chain stays one
+/// line.
 pub const AUDIT_LOCK: i64 = 0x4649_5241;
 
-/// [`AUDIT_LOCK`], then the head to chain onto, in one message: the second
-/// statement runs after the lock is granted, with its own snapshot, so it sees
-/// what the previous holder committed. (A row lock on `audit_high` would do both in
-/// one statement, but its waiters all wake at each commit and race for the row:
-/// measured 20% fewer lifecycles/s than this queue.) `None` when the log is empty
-/// or the mark names no record.
-pub(super) async fn lock_audit(conn: &mut sqlx::PgConnection) -> Result<Option<(i64, String)>> {
-    use sqlx::Row;
-    const SQL: &str = "SELECT pg_advisory_xact_lock(1179210305); SELECT seq, hash FROM audit_high";
-    let rows = sqlx::raw_sql(SQL).fetch_all(conn).await?;
-    let head = rows.iter().find(|r| r.len() == 2).map(|r| {
-        (
-            r.try_get::<i64, _>(0).unwrap_or(0),
-            r.try_get::<Option<String>, _>(1).unwrap_or(None),
-        )
-    });
-    Ok(match head {
-        Some((seq, Some(hash))) if seq > 0 => Some((seq, hash)),
+/// An audit record written by a unit of work, waiting in `audit_pending` for a
+/// chaining round to give it its seq, hash and signature.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecord {
+    pub at: String,
+    pub actor: String,
+    pub action: String,
+    pub subject: String,
+    pub details: String,
+}
+
+/// A live event waiting in `events_pending` for its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingEvent {
+    pub recipient: String,
+    pub kind: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+    pub body: String,
+}
+
+/// Writes a unit of work's audit records and live events to the pending tables in
+/// one statement (no lock beyond the unit's own).
+pub(super) async fn pend(
+    conn: &mut sqlx::PgConnection,
+    records: &[PendingRecord],
+    events: &[PendingEvent],
+) -> Result<()> {
+    fn col<T, U: Clone>(v: &[T], f: impl Fn(&T) -> &U) -> Vec<U> {
+        v.iter().map(|x| f(x).clone()).collect()
+    }
+    sqlx::query(
+        "WITH a AS (
+             INSERT INTO audit_pending (at, actor, action, subject, details)
+             SELECT at, actor, action, subject, details
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[])
+                  WITH ORDINALITY AS t(at, actor, action, subject, details, n)
+             ORDER BY n)
+         INSERT INTO events_pending (recipient, kind, at, body)
+         SELECT recipient, kind, at, body
+         FROM unnest($6::text[], $7::text[], $8::timestamptz[], $9::text[])
+              WITH ORDINALITY AS t(recipient, kind, at, body, n)
+         ORDER BY n",
+    )
+    .bind(col(records, |r| &r.at))
+    .bind(col(records, |r| &r.actor))
+    .bind(col(records, |r| &r.action))
+    .bind(col(records, |r| &r.subject))
+    .bind(col(records, |r| &r.details))
+    .bind(col(events, |e| &e.recipient))
+    .bind(col(events, |e| &e.kind))
+    .bind(col(events, |e| &e.at))
+    .bind(col(events, |e| &e.body))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A chaining round, begun: it holds [`AUDIT_LOCK`] and has read the head to chain
+/// onto and the records waiting, oldest first.
+pub struct Round {
+    tx: Transaction<'static, Postgres>,
+    /// (seq, hash) of the last record; `None` for an empty log.
+    pub head: Option<(i64, String)>,
+    /// (pending id, record).
+    pub pending: Vec<(i64, PendingRecord)>,
+}
+
+type RoundRow = (
+    Option<i64>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+    i64,
+    Option<String>,
+);
+
+/// `BEGIN` and [`AUDIT_LOCK`], in one message. The pending tables churn (every row
+/// is deleted a moment after it is written) faster than autovacuum comes by, so a
+/// sequential scan would wade through every row written since the last vacuum: the
+/// round reads them by their primary key, whose index marks dead entries as it
+/// meets them.
+const BEGIN_ROUND: &str =
+    "BEGIN; SET LOCAL enable_seqscan = off; SELECT pg_advisory_xact_lock(1179210305)";
+
+/// Begins a round: `BEGIN` and the lock in one message, then the head (from
+/// `audit_high`, kept by a trigger) and the pending records in one statement.
+pub(super) async fn begin_round(pool: &PgPool) -> Result<Round> {
+    let mut tx = pool.begin_with(BEGIN_ROUND).await?;
+    let rows: Vec<RoundRow> = sqlx::query_as(
+        "SELECT p.id, p.at, p.actor, p.action, p.subject, p.details, h.seq, h.hash
+         FROM audit_high h LEFT JOIN audit_pending p ON p.id > 0 ORDER BY p.id",
+    )
+    .fetch_all(&mut *tx)
+    .await?;
+    let mut head = rows.first().and_then(|r| match (&r.6, &r.7) {
+        (seq, Some(hash)) if *seq > 0 => Some((*seq, hash.clone())),
         _ => None,
-    })
+    });
+    if head.is_none() {
+        // No mark, or a mark above the last record (`store copy`): the records say.
+        head = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *tx)
+            .await?;
+    }
+    let pending = rows
+        .into_iter()
+        .filter_map(|r| {
+            Some((
+                r.0?,
+                PendingRecord {
+                    at: r.1?,
+                    actor: r.2?,
+                    action: r.3?,
+                    subject: r.4?,
+                    details: r.5?,
+                },
+            ))
+        })
+        .collect();
+    Ok(Round { tx, head, pending })
+}
+
+impl Round {
+    /// Appends `records` (the pending ones, chained and signed, in order), moves
+    /// every pending event to `events` (ids in their pending order), clears what was
+    /// moved and commits. Returns the events moved.
+    pub async fn finish(mut self, records: &[firedoor_core::audit::AuditRecord]) -> Result<u64> {
+        fn col<U: Clone>(
+            v: &[firedoor_core::audit::AuditRecord],
+            f: impl Fn(&firedoor_core::audit::AuditRecord) -> &U,
+        ) -> Vec<U> {
+            v.iter().map(|x| f(x).clone()).collect()
+        }
+        let ids: Vec<i64> = self.pending.iter().map(|(id, _)| *id).collect();
+        let moved = sqlx::query(
+            "WITH a AS (
+                 INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash, signature)
+                 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
+                                      $6::text[], $7::text[], $8::text[], $9::text[])),
+             da AS (DELETE FROM audit_pending WHERE id = ANY($10::bigint[])),
+             de AS (DELETE FROM events_pending WHERE id > 0 RETURNING id, recipient, kind, at, body)
+             INSERT INTO events (recipient, kind, at, body)
+             SELECT recipient, kind, at, body FROM de ORDER BY id",
+        )
+        .bind(col(records, |r| &r.seq))
+        .bind(col(records, |r| &r.at))
+        .bind(col(records, |r| &r.actor))
+        .bind(col(records, |r| &r.action))
+        .bind(col(records, |r| &r.subject))
+        .bind(col(records, |r| &r.details))
+        .bind(col(records, |r| &r.prev_hash))
+        .bind(col(records, |r| &r.hash))
+        .bind(col(records, |r| &r.signature))
+        .bind(ids)
+        .execute(&mut *self.tx)
+        .await?
+        .rows_affected();
+        self.tx.commit().await?;
+        Ok(moved)
+    }
+}
+
+/// Vacuums the pending tables (their rows live for a moment each; see
+/// [`BEGIN_ROUND`]). Outside any transaction; a few milliseconds for tables this
+/// small.
+pub(super) async fn vacuum_pending(pool: &PgPool) -> Result<()> {
+    sqlx::raw_sql("VACUUM (SKIP_LOCKED) audit_pending, events_pending")
+        .execute(pool)
+        .await?;
+    Ok(())
+}
+
+/// How many audit records wait for a chaining round.
+pub(super) async fn pending_records(pool: &PgPool) -> Result<i64> {
+    Ok(sqlx::query_scalar("SELECT COUNT(*) FROM audit_pending")
+        .fetch_one(pool)
+        .await?)
 }
 
 /// Calls `wake` for every commit with live events on any replica, and once after
