@@ -250,8 +250,11 @@ impl<'b> Uow<'b> {
             store_notice(&mut tx, to, notice, now).await?;
             outbound::enqueue(&mut tx, &policy, to, notice, now).await?;
         }
+        // On PostgreSQL the chaining round that gives the events their ids sends a
+        // NOTIFY, which wakes this replica's streams as it wakes the others'.
+        let local = !tx.is_postgres();
         tx.commit().await?;
-        if !notices.is_empty() {
+        if local && !notices.is_empty() {
             bus.published();
         }
         Ok(())

@@ -393,7 +393,7 @@ impl Store {
             r.finish(&records).await?;
             timer.done();
             c.finished.store(round, SeqCst);
-            if round % ROUNDS_PER_VACUUM == 0 && !c.vacuuming.swap(true, SeqCst) {
+            if round.is_multiple_of(ROUNDS_PER_VACUUM) && !c.vacuuming.swap(true, SeqCst) {
                 let (pool, flag) = (pool.clone(), c.vacuuming.clone());
                 tokio::spawn(async move {
                     if let Err(e) = postgres::vacuum_pending(&pool).await {

@@ -59,7 +59,12 @@ const ITEM_LOCK_CLASS: i32 = 0x4649_5249;
 pub const EVENTS_CHANNEL: &str = "firedoor_events";
 
 pub async fn open(url: &str) -> Result<PgPool> {
-    let opts = PgConnectOptions::from_str(url)?.application_name("firedoor-server");
+    // No JIT: the broker's statements are short, and the planner's guesses for the
+    // pending tables (rarely analysed, nearly always empty) made PostgreSQL compile
+    // the chaining round's read to machine code each time: 60-130 ms for one row.
+    let opts = PgConnectOptions::from_str(url)?
+        .application_name("firedoor-server")
+        .options([("jit", "off")]);
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .acquire_timeout(Duration::from_secs(10))
@@ -186,69 +191,75 @@ pub(super) async fn pend(
 
 /// A chaining round, begun: it holds [`AUDIT_LOCK`] and has read the head to chain
 /// onto and the records waiting, oldest first.
+///
+/// Its transaction is driven by hand on a pooled connection, so that `BEGIN`, the
+/// lock and the read go in one message (the lock is then held for two round trips:
+/// the append and the commit). A round dropped before its commit (an error, or its
+/// caller gone) closes the connection instead of returning it to the pool:
+/// PostgreSQL then rolls the transaction back and releases the lock.
 pub struct Round {
-    tx: Transaction<'static, Postgres>,
+    conn: sqlx::pool::PoolConnection<Postgres>,
+    done: bool,
     /// (seq, hash) of the last record; `None` for an empty log.
     pub head: Option<(i64, String)>,
     /// (pending id, record).
     pub pending: Vec<(i64, PendingRecord)>,
 }
 
-type RoundRow = (
-    Option<i64>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    Option<String>,
-    i64,
-    Option<String>,
-);
+impl Drop for Round {
+    fn drop(&mut self) {
+        if !self.done {
+            self.conn.close_on_drop();
+        }
+    }
+}
 
-/// `BEGIN` and [`AUDIT_LOCK`], in one message. The pending tables churn (every row
-/// is deleted a moment after it is written) faster than autovacuum comes by, so a
-/// sequential scan would wade through every row written since the last vacuum: the
-/// round reads them by their primary key, whose index marks dead entries as it
-/// meets them.
-const BEGIN_ROUND: &str =
-    "BEGIN; SET LOCAL enable_seqscan = off; SELECT pg_advisory_xact_lock(1179210305)";
+/// `BEGIN`, [`AUDIT_LOCK`], then the head (from `audit_high`, kept by a trigger)
+/// and the pending records in one statement that runs once the lock is granted,
+/// with a snapshot that sees what the previous round committed.
+const BEGIN_ROUND: &str = "BEGIN; SELECT pg_advisory_xact_lock(1179210305); \
+     SELECT p.id, p.at, p.actor, p.action, p.subject, p.details, h.seq, h.hash \
+     FROM audit_high h LEFT JOIN audit_pending p ON TRUE ORDER BY p.id";
 
-/// Begins a round: `BEGIN` and the lock in one message, then the head (from
-/// `audit_high`, kept by a trigger) and the pending records in one statement.
+/// Begins a round (one round trip).
 pub(super) async fn begin_round(pool: &PgPool) -> Result<Round> {
-    let mut tx = pool.begin_with(BEGIN_ROUND).await?;
-    let rows: Vec<RoundRow> = sqlx::query_as(
-        "SELECT p.id, p.at, p.actor, p.action, p.subject, p.details, h.seq, h.hash
-         FROM audit_high h LEFT JOIN audit_pending p ON p.id > 0 ORDER BY p.id",
-    )
-    .fetch_all(&mut *tx)
-    .await?;
-    let mut head = rows.first().and_then(|r| match (&r.6, &r.7) {
-        (seq, Some(hash)) if *seq > 0 => Some((*seq, hash.clone())),
-        _ => None,
-    });
-    if head.is_none() {
+    use sqlx::Row;
+    let conn = pool.acquire().await?;
+    let mut round = Round {
+        conn,
+        done: false,
+        head: None,
+        pending: Vec::new(),
+    };
+    let rows = sqlx::raw_sql(BEGIN_ROUND)
+        .fetch_all(&mut *round.conn)
+        .await?;
+    for r in rows.iter().filter(|r| r.len() == 8) {
+        if round.head.is_none() {
+            let seq: i64 = r.try_get(6)?;
+            let hash: Option<String> = r.try_get(7)?;
+            round.head = hash.filter(|_| seq > 0).map(|h| (seq, h));
+        }
+        if let Some(id) = r.try_get::<Option<i64>, _>(0)? {
+            round.pending.push((
+                id,
+                PendingRecord {
+                    at: r.try_get(1)?,
+                    actor: r.try_get(2)?,
+                    action: r.try_get(3)?,
+                    subject: r.try_get(4)?,
+                    details: r.try_get(5)?,
+                },
+            ));
+        }
+    }
+    if round.head.is_none() {
         // No mark, or a mark above the last record (`store copy`): the records say.
-        head = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *tx)
+        round.head = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *round.conn)
             .await?;
     }
-    let pending = rows
-        .into_iter()
-        .filter_map(|r| {
-            Some((
-                r.0?,
-                PendingRecord {
-                    at: r.1?,
-                    actor: r.2?,
-                    action: r.3?,
-                    subject: r.4?,
-                    details: r.5?,
-                },
-            ))
-        })
-        .collect();
-    Ok(Round { tx, head, pending })
+    Ok(round)
 }
 
 impl Round {
@@ -269,7 +280,7 @@ impl Round {
                  SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[],
                                       $6::text[], $7::text[], $8::text[], $9::text[])),
              da AS (DELETE FROM audit_pending WHERE id = ANY($10::bigint[])),
-             de AS (DELETE FROM events_pending WHERE id > 0 RETURNING id, recipient, kind, at, body)
+             de AS (DELETE FROM events_pending RETURNING id, recipient, kind, at, body)
              INSERT INTO events (recipient, kind, at, body)
              SELECT recipient, kind, at, body FROM de ORDER BY id",
         )
@@ -283,17 +294,18 @@ impl Round {
         .bind(col(records, |r| &r.hash))
         .bind(col(records, |r| &r.signature))
         .bind(ids)
-        .execute(&mut *self.tx)
+        .execute(&mut *self.conn)
         .await?
         .rows_affected();
-        self.tx.commit().await?;
+        sqlx::raw_sql("COMMIT").execute(&mut *self.conn).await?;
+        self.done = true;
         Ok(moved)
     }
 }
 
-/// Vacuums the pending tables (their rows live for a moment each; see
-/// [`BEGIN_ROUND`]). Outside any transaction; a few milliseconds for tables this
-/// small.
+/// Vacuums the pending tables: every row is deleted a moment after it is written,
+/// faster than autovacuum comes by, and each round scans what is left. Outside any
+/// transaction.
 pub(super) async fn vacuum_pending(pool: &PgPool) -> Result<()> {
     sqlx::raw_sql("VACUUM (SKIP_LOCKED) audit_pending, events_pending")
         .execute(pool)
@@ -363,6 +375,25 @@ mod tests {
         )));
         assert_eq!(a.matches("pg_advisory_xact_lock(").count(), 2);
         assert_ne!(item_lock("r1"), item_lock("r2"));
+    }
+
+    /// A round whose caller goes away before its commit (a client that hangs up
+    /// mid-request) must not leave the audit lock held by a pooled connection:
+    /// every later write would wait for it forever.
+    #[tokio::test]
+    async fn a_round_dropped_before_its_commit_releases_the_audit_lock() {
+        let url = firedoor_testkit::shared_server().fresh_database();
+        let pool = open(&url).await.unwrap();
+        let first = begin_round(&pool).await.unwrap();
+        drop(first);
+        for _ in 0..3 {
+            let next = tokio::time::timeout(Duration::from_secs(10), begin_round(&pool))
+                .await
+                .expect("the lock was released")
+                .unwrap();
+            assert_eq!(next.finish(&[]).await.unwrap(), 0);
+        }
+        pool.close().await;
     }
 
     #[test]
