@@ -78,6 +78,36 @@ async fn users(
 
 /// `conc` clients each run create → approve → active → revoke against `url` until
 /// `n` lifecycles are done; returns lifecycles per second.
+/// CPU seconds (user + system) used so far by this process and by every process
+/// named `name` (`/proc/PID/stat`, in clock ticks of 1/100 s on Linux).
+fn cpu_seconds(name: &str) -> (f64, f64) {
+    fn ticks(stat: &str) -> Option<f64> {
+        // Fields after the ")" that ends the command name: utime is the 12th,
+        // stime the 13th.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?)
+    }
+    let own = std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| ticks(&s))
+        .unwrap_or(0.0);
+    let mut theirs = 0.0;
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let dir = e.path();
+        let comm = std::fs::read_to_string(dir.join("comm")).unwrap_or_default();
+        if comm.trim() == name {
+            if let Some(t) = std::fs::read_to_string(dir.join("stat"))
+                .ok()
+                .and_then(|s| ticks(&s))
+            {
+                theirs += t;
+            }
+        }
+    }
+    (own / 100.0, theirs / 100.0)
+}
+
 async fn run_lifecycles(clients: Arc<BTreeMap<String, Client>>, n: usize, conc: usize) -> f64 {
     let per = n / conc;
     let start = Instant::now();
@@ -157,9 +187,15 @@ async fn lifecycles() -> f64 {
         .map(|(n, g)| (n.as_str(), g.as_slice()))
         .collect();
     let clients = Arc::new(users(&b, &refs).await);
+    let (own0, _) = cpu_seconds("postgres");
     let rate = run_lifecycles(clients, n, conc).await;
+    let (own1, _) = cpu_seconds("postgres");
     println!(
         "lifecycles (create → approve → active → revoke, HTTP, SQLite, demo connector, {conc} clients): {rate:.0} lifecycles/s"
+    );
+    println!(
+        "  CPU per lifecycle: broker + clients (this process) {:.1} ms",
+        (own1 - own0) * 1000.0 / n as f64
     );
     let v = firedoor_server::audit::verify(&b.broker.store)
         .await
@@ -249,10 +285,19 @@ async fn postgres_replicas(sqlite_rate: f64) {
             Client::new(&lb.url(), Some(t.token.expose_secret())).unwrap(),
         );
     }
+    let (own0, pg0) = cpu_seconds("postgres");
     let rate = run_lifecycles(Arc::new(clients), n, conc).await;
+    let (own1, pg1) = cpu_seconds("postgres");
     println!(
         "lifecycles through HAProxy, {replicas} brokers on one PostgreSQL store ({conc} clients): {rate:.0} lifecycles/s = {:.2}x SQLite",
         rate / sqlite_rate
+    );
+    // Where the machine's time went: at R lifecycles/s these cost R x (both) CPU-ms
+    // per second, which this machine's cores bound.
+    println!(
+        "  CPU per lifecycle: PostgreSQL server {:.1} ms, brokers + clients (this process) {:.1} ms",
+        (pg1 - pg0) * 1000.0 / n as f64,
+        (own1 - own0) * 1000.0 / n as f64
     );
     let v = firedoor_server::audit::verify(&brokers[0].broker.store)
         .await

@@ -90,8 +90,14 @@ impl Broker {
     }
 
     pub async fn write_tx(&self) -> Result<Tx> {
+        self.write_tx_in(crate::store::Scope::Everything).await
+    }
+
+    /// A write transaction that keeps other writers out of `scope` only (timed as
+    /// `begin`).
+    pub async fn write_tx_in(&self, scope: crate::store::Scope) -> Result<Tx> {
         let timer = crate::metrics::store_timer("begin");
-        let tx = self.store.begin().await?;
+        let tx = self.store.begin_in(scope).await?;
         timer.done();
         Ok(tx)
     }

@@ -290,15 +290,13 @@ impl Broker {
     /// [`crate::store::Scope::Only`]): on PostgreSQL it runs beside other such
     /// units of other items.
     pub async fn uow_for(&self, items: &[&str], now: DateTime<Utc>) -> Result<Uow<'_>> {
-        let timer = crate::metrics::store_timer("begin");
-        let tx = self
-            .store
-            .begin_in(crate::store::Scope::Only(
-                items.iter().map(|s| s.to_string()).collect(),
-            ))
-            .await?;
-        timer.done();
-        Ok(Uow::new(tx, &self.events, self.policy.clone(), now))
+        let scope = crate::store::Scope::Only(items.iter().map(|s| s.to_string()).collect());
+        Ok(Uow::new(
+            self.write_tx_in(scope).await?,
+            &self.events,
+            self.policy.clone(),
+            now,
+        ))
     }
 
     /// The bus committed live events are published on.
