@@ -152,6 +152,12 @@ pub struct PendingEvent {
     pub body: String,
 }
 
+/// One column of `rows`, to bind as an array (`unnest` turns the arrays back into
+/// rows: one statement for any number of them).
+fn col<T, U: Clone>(rows: &[T], f: impl Fn(&T) -> &U) -> Vec<U> {
+    rows.iter().map(|x| f(x).clone()).collect()
+}
+
 /// Writes a unit of work's audit records and live events to the pending tables in
 /// one statement (no lock beyond the unit's own).
 pub(super) async fn pend(
@@ -159,9 +165,6 @@ pub(super) async fn pend(
     records: &[PendingRecord],
     events: &[PendingEvent],
 ) -> Result<()> {
-    fn col<T, U: Clone>(v: &[T], f: impl Fn(&T) -> &U) -> Vec<U> {
-        v.iter().map(|x| f(x).clone()).collect()
-    }
     sqlx::query(
         "WITH a AS (
              INSERT INTO audit_pending (at, actor, action, subject, details)
@@ -267,12 +270,6 @@ impl Round {
     /// every pending event to `events` (ids in their pending order), clears what was
     /// moved and commits. Returns the events moved.
     pub async fn finish(mut self, records: &[firedoor_core::audit::AuditRecord]) -> Result<u64> {
-        fn col<U: Clone>(
-            v: &[firedoor_core::audit::AuditRecord],
-            f: impl Fn(&firedoor_core::audit::AuditRecord) -> &U,
-        ) -> Vec<U> {
-            v.iter().map(|x| f(x).clone()).collect()
-        }
         let ids: Vec<i64> = self.pending.iter().map(|(id, _)| *id).collect();
         let moved = sqlx::query(
             "WITH a AS (
