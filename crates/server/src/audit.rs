@@ -64,12 +64,7 @@ async fn append_record(
     let details = serde_json::to_string(&details).map_err(|e| Error::Corrupt(e.to_string()))?;
     let at = ts(now);
     let actor = actor.name();
-    let key = tx.audit_key.clone().ok_or_else(|| {
-        Error::Config(
-            "no audit signing key is loaded for this database (load the broker key file first)"
-                .into(),
-        )
-    })?;
+    let key = tx.audit_key.clone().ok_or_else(crate::store::no_signer)?;
 
     // Fast path: chain to the head this process last wrote, if it is still the head
     // (checked in the same statement). Otherwise read the head.

@@ -883,3 +883,24 @@ async fn records_a_dead_replica_left_pending_are_chained_by_the_next_round() {
     target.close().await;
     b.stop().await;
 }
+
+/// A writer that has not loaded the broker key (a CLI run without the key file)
+/// writes nothing on PostgreSQL either: its records could not be chained, so the
+/// change they record is not committed.
+#[tokio::test]
+async fn a_write_without_the_signing_key_commits_nothing() {
+    let pg = PgServer::start();
+    let url = pg.fresh_database();
+    let store = firedoor_server::store::Store::open(&DatabaseUrl::Postgres(url))
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let Err(e) = auth::add_user(&store, &Actor::System, "mallory", &[], false, now).await else {
+        panic!("a user was added without the signing key");
+    };
+    let e = e.to_string();
+    assert!(e.contains("no audit signing key"), "{e}");
+    assert!(auth::get_user(&store, "mallory").await.unwrap().is_none());
+    assert_eq!(store.records_awaiting_chain().await.unwrap(), 0);
+    store.close().await;
+}

@@ -382,12 +382,7 @@ impl Store {
             }
             let round = c.started.fetch_add(1, SeqCst) + 1;
             let timer = crate::metrics::store_timer("chain");
-            let key = self.signer().ok_or_else(|| {
-                Error::Config(
-                    "no audit signing key is loaded for this database (load the broker key file first)"
-                        .into(),
-                )
-            })?;
+            let key = self.signer().ok_or_else(no_signer)?;
             let r = postgres::begin_round(pool).await?;
             let records = crate::audit::chain_records(r.head.clone(), &r.pending, &key);
             r.finish(&records).await?;
@@ -454,6 +449,13 @@ impl Store {
     pub fn users(&self) -> users::Users<'_> {
         users::Users(self.db())
     }
+}
+
+/// The error of a write with audit records and no signing key loaded.
+pub(crate) fn no_signer() -> Error {
+    Error::Config(
+        "no audit signing key is loaded for this database (load the broker key file first)".into(),
+    )
 }
 
 enum TxConn {
@@ -532,6 +534,12 @@ impl Tx {
             ..
         } = self;
         let chained = !records.is_empty() || !events.is_empty();
+        if chained && matches!(conn, TxConn::Pg(_)) && store.signer().is_none() {
+            // As on SQLite, a writer without the key writes nothing (its records
+            // could not be chained): the transaction rolls back as it is dropped.
+            crate::metrics::audit_append_failed();
+            return Err(no_signer());
+        }
         match conn {
             TxConn::Sqlite(t) => t.commit().await?,
             TxConn::Pg(mut t) => {
