@@ -184,12 +184,35 @@ async fn version(tb: &TestBroker) -> i64 {
         .unwrap()
 }
 
-#[tokio::test]
-async fn quorum_shares_per_person_records_audit_and_rotation() {
-    let tb = spawn_with(&policy(), None).await;
-    let mut a = register(&tb, "alice").await;
+/// Bob's record of releasing his share (release `release`) for alice's request
+/// `req` on device `a`, for version `v` of share set `share_set` (quorum 2).
+fn bob_releases_to_alice(
+    b: &mut Device,
+    a: &Device,
+    v: i64,
+    share_set: String,
+    req: &SignedRequest,
+    release: &str,
+) -> SignedRecord {
+    b.record(
+        v,
+        quorum::MODE_SHARE_RELEASED,
+        QuorumRecord {
+            share_set,
+            request_hash: req.hash(),
+            requester: "alice".into(),
+            requester_device: a.id.clone(),
+            releasers: vec!["bob".into()],
+            releases: vec![release.to_string()],
+            m: 2,
+        },
+    )
+}
+
+/// Carol stores the secret's value; its version.
+async fn store_value(tb: &TestBroker) -> i64 {
     let (s, v) = call(
-        &tb,
+        tb,
         "PUT",
         &format!("/secrets/{SECRET}"),
         "carol",
@@ -197,7 +220,30 @@ async fn quorum_shares_per_person_records_audit_and_rotation() {
     )
     .await;
     assert_eq!(s, StatusCode::OK, "{v}");
-    let v1 = version(&tb).await;
+    version(tb).await
+}
+
+/// The secret's version once a worker pass has rotated it past `v` (or `v`, after
+/// 100 passes 50 ms apart). The harness's own worker may hold the rotation's claim
+/// when a pass here runs, which then leaves it to that worker: wait for whichever
+/// rotates.
+async fn version_after_rotation(tb: &TestBroker, v: i64) -> i64 {
+    for _ in 0..100 {
+        tb.running.run_due_work().await.unwrap();
+        let now = version(tb).await;
+        if now > v {
+            return now;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    v
+}
+
+#[tokio::test]
+async fn quorum_shares_per_person_records_audit_and_rotation() {
+    let tb = spawn_with(&policy(), None).await;
+    let mut a = register(&tb, "alice").await;
+    let v1 = store_value(&tb).await;
     // Bob and alice's second laptop enrol after the value was stored.
     let mut b = register(&tb, "bob").await;
     let a2 = register(&tb, "alice").await;
@@ -253,19 +299,7 @@ async fn quorum_shares_per_person_records_audit_and_rotation() {
     assert!(quorum::release_share(&req, &ma2, &sa2, &a2.key, [3; 16], now).is_err());
 
     // Records: bob's release, then alice's unlock; both verified and audited.
-    let rb = b.record(
-        v1,
-        quorum::MODE_SHARE_RELEASED,
-        QuorumRecord {
-            share_set: qb.share_set.clone(),
-            request_hash: req.hash(),
-            requester: "alice".into(),
-            requester_device: a.id.clone(),
-            releasers: vec!["bob".into()],
-            releases: vec![rel.id.clone()],
-            m: 2,
-        },
-    );
+    let rb = bob_releases_to_alice(&mut b, &a, v1, qb.share_set.clone(), &req, &rel.id);
     let (s, v) = upload(&tb, &b, &[rb]).await;
     assert_eq!(s, StatusCode::OK, "{v}");
     let ra = a.record(
@@ -385,15 +419,7 @@ async fn quorum_shares_per_person_records_audit_and_rotation() {
     }
 
     // Rotation: a new version, a new split; the old release does not fit it.
-    let mut v2 = v1;
-    for _ in 0..100 {
-        tb.running.run_due_work().await.unwrap();
-        v2 = version(&tb).await;
-        if v2 > v1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    let v2 = version_after_rotation(&tb, v1).await;
     assert!(v2 > v1, "rotated after the unlock");
     let (na, nsa) = share(&tb, &a).await;
     let (nb, _) = share(&tb, &b).await;
@@ -423,33 +449,19 @@ async fn a_released_share_under_after_incident_rotates_by_the_max_delay_not_at_o
     let tb = spawn_with(&policy, None).await;
     let a = register(&tb, "alice").await;
     let mut b = register(&tb, "bob").await;
-    let (s, v) = call(
-        &tb,
-        "PUT",
-        &format!("/secrets/{SECRET}"),
-        "carol",
-        Some(json!({ "value": VALUE })),
-    )
-    .await;
-    assert_eq!(s, StatusCode::OK, "{v}");
-    let v1 = version(&tb).await;
+    let v1 = store_value(&tb).await;
     let (ma, _) = share(&tb, &a).await;
     let (mb, sb) = share(&tb, &b).await;
     let now = t0() + Duration::minutes(5);
     let (req, _) = SignedRequest::create(&ma, "INC-9 vault sealed", [1; 16], &a.key, now).unwrap();
     let rel = quorum::release_share(&req, &mb, &sb, &b.key, [2; 16], now).unwrap();
-    let rb = b.record(
+    let rb = bob_releases_to_alice(
+        &mut b,
+        &a,
         v1,
-        quorum::MODE_SHARE_RELEASED,
-        QuorumRecord {
-            share_set: mb.quorum.clone().unwrap().share_set,
-            request_hash: req.hash(),
-            requester: "alice".into(),
-            requester_device: a.id.clone(),
-            releasers: vec!["bob".into()],
-            releases: vec![rel.id.clone()],
-            m: 2,
-        },
+        mb.quorum.clone().unwrap().share_set,
+        &req,
+        &rel.id,
     );
     let (s, v) = upload(&tb, &b, &[rb]).await;
     assert_eq!(s, StatusCode::OK, "{v}");
@@ -458,17 +470,10 @@ async fn a_released_share_under_after_incident_rotates_by_the_max_delay_not_at_o
     tb.running.run_due_work().await.unwrap();
     assert_eq!(version(&tb).await, v1, "mid-incident: not rotated");
     tb.advance(Duration::hours(6) + Duration::minutes(10));
-    // The harness's own worker may hold the rotation's claim when this pass runs
-    // (and this pass then leaves it to that worker): wait for whichever rotates.
-    let mut rotated = v1;
-    for _ in 0..100 {
-        tb.running.run_due_work().await.unwrap();
-        rotated = version(&tb).await;
-        if rotated > v1 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    assert_eq!(rotated, v1 + 1, "rotated by the maximum delay");
+    assert_eq!(
+        version_after_rotation(&tb, v1).await,
+        v1 + 1,
+        "rotated by the maximum delay"
+    );
     tb.running.stop().await;
 }
