@@ -187,15 +187,27 @@ async fn lifecycles() -> f64 {
         .map(|(n, g)| (n.as_str(), g.as_slice()))
         .collect();
     let clients = Arc::new(users(&b, &refs).await);
-    let (own0, _) = cpu_seconds("postgres");
+    let turn = || b.broker.store.write_turn_stats().unwrap_or_default();
+    let (own0, turn0, start) = (cpu_seconds("postgres").0, turn(), Instant::now());
     let rate = run_lifecycles(clients, n, conc).await;
-    let (own1, _) = cpu_seconds("postgres");
+    let (own1, turn1, elapsed) = (cpu_seconds("postgres").0, turn(), start.elapsed());
     println!(
         "lifecycles (create → approve → active → revoke, HTTP, SQLite, demo connector, {conc} clients): {rate:.0} lifecycles/s"
     );
     println!(
         "  CPU per lifecycle: broker + clients (this process) {:.1} ms",
         (own1 - own0) * 1000.0 / n as f64
+    );
+    // Units of work take the write turn one at a time: its busy share bounds the rate.
+    let units = (turn1.units - turn0.units).max(1);
+    let held = turn1.held - turn0.held;
+    println!(
+        "  write turn: {:.1} units per lifecycle, held {:.0} µs per unit (busy {:.0} % of the run), queued {:.0} µs per unit; ceiling at 100 % busy: {:.0} lifecycles/s",
+        units as f64 / n as f64,
+        held.as_secs_f64() * 1e6 / units as f64,
+        held.as_secs_f64() * 100.0 / elapsed.as_secs_f64(),
+        (turn1.waited - turn0.waited).as_secs_f64() * 1e6 / units as f64,
+        n as f64 / held.as_secs_f64(),
     );
     let v = firedoor_server::audit::verify(&b.broker.store)
         .await

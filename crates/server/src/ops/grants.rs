@@ -209,6 +209,23 @@ impl Broker {
         }
         let now = self.now();
         let gid_s = gid.to_string();
+        // Sealed before the unit of work begins: the seal (an X25519 exchange) is the
+        // costliest step here and needs nothing the unit reads, unless the grant is
+        // shortened for a resolved incident (rare: sealed again then).
+        let seal = |expires_at: DateTime<Utc>, items: Vec<CredentialItem>| -> Result<_> {
+            let creds = Credentials {
+                grant_id: *gid,
+                expires_at,
+                items,
+            };
+            let json = serde_json::to_vec(&creds).map_err(|e| Error::Corrupt(e.to_string()))?;
+            Ok((self.key.seal(&json)?, creds))
+        };
+        // Ok: the credentials, sealed; Err: why provisioning failed.
+        let outcome = match failure {
+            None => Ok(seal(expires, items)?),
+            Some(error) => Err(error),
+        };
         // This grant only (and its request's compare-and-set): see `Scope::Only`.
         let mut uow = self.uow_for(&[&gid_s], now).await?;
         let still = uow.grants().state(&gid_s).await?;
@@ -221,20 +238,17 @@ impl Broker {
                 .grant(Some(*gid))
                 .bundle(Some(&g.bundle))
         };
-        match failure {
-            None => {
+        match outcome {
+            Ok((sealed, creds)) => {
                 // Made for an incident that was resolved meanwhile (approved late,
                 // provisioned slowly): it ends with the incident like the grants
                 // already active did.
                 let (expires, shortened) = self.incident_end_at(&mut uow, &g, expires).await?;
-                let creds = Credentials {
-                    grant_id: *gid,
-                    expires_at: expires,
-                    items,
+                let (sealed, creds) = if shortened.is_some() {
+                    seal(expires, creds.items)?
+                } else {
+                    (sealed, creds)
                 };
-                let sealed = self.key.seal(
-                    &serde_json::to_vec(&creds).map_err(|e| Error::Corrupt(e.to_string()))?,
-                )?;
                 uow.grants()
                     .activate(&gid_s, Ts(start), Ts(expires), &sealed)
                     .await?;
@@ -291,7 +305,7 @@ impl Broker {
                 )
                 .await?;
             }
-            Some(error) => {
+            Err(error) => {
                 tracing::warn!(grant = %gid, %error, "provisioning failed");
                 // Leave nothing half-made behind.
                 for (index, res) in bundle.resources.iter().enumerate() {

@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use rusqlite::types::ToSql;
 use rusqlite::{Connection, OpenFlags, Row};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -67,6 +67,43 @@ pub struct Lite {
     queued: AtomicUsize,
     /// The group of units open on the writer connection, if any.
     group: Mutex<Option<Group>>,
+    /// How long units held the write turn and waited for it (see [`TurnStats`]).
+    stats: Arc<TurnCounters>,
+}
+
+/// Totals since the store was opened, for the benchmark's account of where a
+/// lifecycle's time goes: the write turn is the one thing units of work cannot do
+/// side by side, so its busy share bounds the write rate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TurnStats {
+    /// Units of work that held the turn.
+    pub units: u64,
+    /// Their time holding it, summed.
+    pub held: Duration,
+    /// Their time queued for it, summed.
+    pub waited: Duration,
+}
+
+#[derive(Default)]
+struct TurnCounters {
+    units: AtomicU64,
+    held_ns: AtomicU64,
+    waited_ns: AtomicU64,
+}
+
+/// The write turn, held by one unit of work; counts how long when it is released.
+struct Turn {
+    _guard: tokio::sync::OwnedMutexGuard<()>,
+    since: std::time::Instant,
+    stats: Arc<TurnCounters>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        let held = u64::try_from(self.since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.units.fetch_add(1, Ordering::Relaxed);
+        self.stats.held_ns.fetch_add(held, Ordering::Relaxed);
+    }
 }
 
 impl Lite {
@@ -84,6 +121,7 @@ impl Lite {
             turn: Arc::default(),
             queued: AtomicUsize::new(0),
             group: Mutex::new(None),
+            stats: Arc::default(),
         });
         let weak = Arc::downgrade(&lite);
         let wal = wal_path(path);
@@ -113,6 +151,16 @@ impl Lite {
             idle.push(conn);
         }
         out
+    }
+
+    /// How the write turn was used since the store was opened.
+    pub fn turn_stats(&self) -> TurnStats {
+        let s = &self.stats;
+        TurnStats {
+            units: s.units.load(Ordering::Relaxed),
+            held: Duration::from_nanos(s.held_ns.load(Ordering::Relaxed)),
+            waited: Duration::from_nanos(s.waited_ns.load(Ordering::Relaxed)),
+        }
     }
 
     fn check_open(&self) -> Result<()> {
@@ -197,7 +245,7 @@ pub struct LiteTx {
     lite: Arc<Lite>,
     conn: Option<Connection>,
     /// Released after the connection is given back (fields drop after `drop`).
-    turn: Option<tokio::sync::OwnedMutexGuard<()>>,
+    turn: Option<Turn>,
 }
 
 /// Counts a writer queued for the turn until it gets it or gives up.
@@ -219,7 +267,15 @@ pub async fn begin(lite: &Arc<Lite>) -> Result<LiteTx> {
     let turn = {
         lite.queued.fetch_add(1, Ordering::SeqCst);
         let _queued = Queued(&lite.queued);
-        lite.turn.clone().lock_owned().await
+        let queued_at = std::time::Instant::now();
+        let guard = lite.turn.clone().lock_owned().await;
+        let waited = u64::try_from(queued_at.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        lite.stats.waited_ns.fetch_add(waited, Ordering::Relaxed);
+        Turn {
+            _guard: guard,
+            since: std::time::Instant::now(),
+            stats: lite.stats.clone(),
+        }
     };
     let taken = lite.writer.lock().unwrap_or_else(|p| p.into_inner()).take();
     let conn = match taken {
@@ -577,6 +633,41 @@ mod tests {
             .unwrap();
         let lite = Lite::open(&path).unwrap();
         (dir, lite)
+    }
+
+    /// `.cargo/config.toml` builds SQLite without its two process-wide mutexes (the
+    /// shared page cache, allocation statistics); readers and the writer contended
+    /// on both. A build that loses the flags is slower, not wrong: this says so.
+    #[test]
+    fn sqlite_is_built_without_process_wide_page_cache_and_memory_statistics() {
+        let c = Connection::open_in_memory().unwrap();
+        let mut st = c.prepare("PRAGMA compile_options").unwrap();
+        let options: Vec<String> = st
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<std::result::Result<_, _>>()
+            .unwrap();
+        assert!(
+            options.iter().any(|o| o == "DEFAULT_MEMSTATUS=0"),
+            "{options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "{options:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn each_unit_of_work_is_counted_in_the_turn_statistics() {
+        let (_dir, lite) = fresh();
+        assert_eq!(lite.turn_stats(), TurnStats::default());
+        write(&lite, |c| exec(c, "INSERT INTO t (v) VALUES (1)", &[]))
+            .await
+            .unwrap();
+        drop(begin(&lite).await.unwrap()); // rolled back: it held the turn all the same
+        let s = lite.turn_stats();
+        assert_eq!(s.units, 2);
+        assert!(s.held > Duration::ZERO);
     }
 
     /// Rows another connection sees (what is committed).

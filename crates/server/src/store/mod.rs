@@ -400,6 +400,15 @@ impl Store {
         }
     }
 
+    /// How units of work used the SQLite write turn since the store was opened
+    /// (`None` on PostgreSQL, where writers have no such turn).
+    pub fn write_turn_stats(&self) -> Option<lite::TurnStats> {
+        match &self.inner.pool {
+            Pool::Sqlite(l) => Some(l.turn_stats()),
+            Pool::Postgres(_) => None,
+        }
+    }
+
     /// Audit records committed but not yet chained (PostgreSQL; 0 on SQLite).
     pub async fn records_awaiting_chain(&self) -> Result<i64> {
         match &self.inner.pool {
