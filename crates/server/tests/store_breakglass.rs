@@ -7,6 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use firedoor_server::store::devices::NewDevice;
 use firedoor_server::store::envelopes::NewEnvelope;
+use firedoor_server::store::secrets::RotationClaim;
 use firedoor_server::store::{DatabaseUrl, Store, Ts};
 
 fn t(secs: i64) -> Ts {
@@ -151,12 +152,12 @@ async fn exercise(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     assert!(tx
         .secrets()
-        .claim_rotation("db", t(21), t(81))
+        .claim_rotation("db", t(21), t(81), RotationClaim::Due)
         .await
         .unwrap());
     assert!(!tx
         .secrets()
-        .claim_rotation("db", t(22), t(82))
+        .claim_rotation("db", t(22), t(82), RotationClaim::Now)
         .await
         .unwrap());
     tx.secrets().set_pending("db", b"pending-2").await.unwrap();
@@ -181,7 +182,7 @@ async fn exercise(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     assert!(tx
         .secrets()
-        .claim_rotation("db", t(41), t(101))
+        .claim_rotation("db", t(41), t(101), RotationClaim::Due)
         .await
         .unwrap());
     tx.commit().await.unwrap();
@@ -204,6 +205,37 @@ async fn exercise(store: &Store) {
         (2, None, None, 0)
     );
     assert_eq!(s.value.as_deref(), Some(&b"pending-2"[..]));
+    // A worker that found "db" due before another finished rotating it: its claim
+    // is refused and changes nothing (it used to claim and rotate a second time).
+    let mut tx = store.begin().await.unwrap();
+    assert!(!tx
+        .secrets()
+        .claim_rotation("db", t(51), t(111), RotationClaim::Due)
+        .await
+        .unwrap());
+    tx.commit().await.unwrap();
+    // Due, but its retry is not: refused too.
+    let mut tx = store.begin().await.unwrap();
+    tx.secrets()
+        .mark_due("db", 2, t(52), "unlock")
+        .await
+        .unwrap();
+    tx.secrets()
+        .record_rotation_failure("db", 1, t(60), "refused", t(52))
+        .await
+        .unwrap();
+    assert!(!tx
+        .secrets()
+        .claim_rotation("db", t(53), t(113), RotationClaim::Due)
+        .await
+        .unwrap());
+    // Once the retry is due, the worker's claim holds.
+    assert!(tx
+        .secrets()
+        .claim_rotation("db", t(61), t(121), RotationClaim::Due)
+        .await
+        .unwrap());
+    drop(tx); // rolled back: the rest of the test expects the rotated state
     assert_eq!(
         store.secrets().not_due().await.unwrap(),
         vec![("db".to_string(), 2, Some(t(50)))]

@@ -6,6 +6,7 @@ use crate::breakglass::{RotationTrigger, MAX_SECRET_BYTES, ROTATED_VALUE_CHARS};
 use crate::clock::ts;
 use crate::error::{Error, Result};
 use crate::service::Broker;
+use crate::store::secrets::RotationClaim;
 use crate::store::Ts;
 use chrono::Duration;
 use firedoor_core::access::{self, check_admin, AdminAction};
@@ -226,7 +227,8 @@ impl Broker {
     /// One rotation: claim it, keep (or make) the pending value, set it in the
     /// target, then promote it and reseal every eligible device in one transaction.
     /// `Ok(true)` if the rotation completed, `Ok(false)` if the target refused it
-    /// (recorded, retried later with backoff).
+    /// (recorded, retried later with backoff) or, for a due rotation, if another
+    /// worker holds it or has done it since this one found it due.
     async fn rotate(
         &self,
         actor: &Actor,
@@ -244,10 +246,19 @@ impl Broker {
         let now = self.now();
         let mut uow = self.uow_at(now).await?;
         uow.secrets().ensure(name).await?;
+        let claim = match trigger {
+            RotationTrigger::Due => RotationClaim::Due,
+            RotationTrigger::Manual => RotationClaim::Now,
+        };
+        let lease = Ts(now + Duration::seconds(CLAIM_LEASE_SECS));
         let claimed = uow
             .secrets()
-            .claim_rotation(name, Ts(now), Ts(now + Duration::seconds(CLAIM_LEASE_SECS)))
+            .claim_rotation(name, Ts(now), lease, claim)
             .await?;
+        if !claimed && claim == RotationClaim::Due {
+            // Another worker holds it or finished it since this one listed it.
+            return Ok(false);
+        }
         if !claimed {
             return Err(Error::rule(
                 ErrorCode::Conflict,

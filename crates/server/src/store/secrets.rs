@@ -7,6 +7,15 @@ use crate::error::Result;
 
 pub struct Secrets<'a>(pub(crate) Db<'a>);
 
+/// Why a rotation is claimed (see [`Secrets::claim_rotation`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RotationClaim {
+    /// The worker found it due.
+    Due,
+    /// Someone asked for it now.
+    Now,
+}
+
 impl Store {
     pub fn secrets(&self) -> Secrets<'_> {
         Secrets(self.db())
@@ -159,16 +168,32 @@ impl Secrets<'_> {
         )? == 1)
     }
 
-    /// Claims the rotation of `name` until `until` (and makes it due at `now` if it
-    /// was not); false while another claim holds.
-    pub async fn claim_rotation(&mut self, name: &str, now: Ts, until: Ts) -> Result<bool> {
+    /// Claims the rotation of `name` until `until`; false while another claim holds.
+    /// A [`RotationClaim::Due`] claim also needs the rotation to be due still (as
+    /// [`Self::due_for_rotation`] says): a worker that listed the secret before
+    /// another one finished rotating it must not rotate it a second time. A
+    /// [`RotationClaim::Now`] claim (an administrator's "rotate now") makes it due
+    /// at `now` if it was not.
+    pub async fn claim_rotation(
+        &mut self,
+        name: &str,
+        now: Ts,
+        until: Ts,
+        claim: RotationClaim,
+    ) -> Result<bool> {
+        let due_only = matches!(claim, RotationClaim::Due);
         Ok(exec!(
             self.0,
             "UPDATE secrets SET rotating_until = $1, rotation_due_at = COALESCE(rotation_due_at, $2)
-             WHERE name = $3 AND (rotating_until IS NULL OR rotating_until <= $4)",
+             WHERE name = $3 AND (rotating_until IS NULL OR rotating_until <= $4)
+               AND ($5 = FALSE OR (rotation_due_at IS NOT NULL AND rotation_due_at <= $6
+                    AND (next_rotation_at IS NULL OR next_rotation_at <= $7)))",
             until,
             now,
             name,
+            now,
+            due_only,
+            now,
             now
         )? == 1)
     }
