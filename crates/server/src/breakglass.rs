@@ -327,6 +327,44 @@ impl Broker {
         tx.envelopes().upsert(secret, &s.row()).await
     }
 
+    /// Whether the quorum shares in `sealed` were dealt from a view of the split
+    /// that changed before this unit of work: a share index stored at `version` for
+    /// one person that `sealed`'s holder directory gives to another (and does not
+    /// list for the first). Two people enrolling at once each take the smallest free
+    /// index from what they read, so both could be dealt the same share; the second
+    /// to store deals again instead. Single-holder envelopes never are.
+    pub(crate) async fn stale_quorum_deal(
+        tx: &mut Tx,
+        secret: &str,
+        version: i64,
+        sealed: &[Sealed],
+    ) -> Result<bool> {
+        let directory: BTreeSet<(String, u8)> = sealed
+            .iter()
+            .filter_map(|s| serde_json::from_str::<EnvelopeMeta>(&s.envelope.meta_json).ok())
+            .filter_map(|m| m.quorum)
+            .flat_map(|q| q.holders.into_iter().map(|h| (h.user, h.index)))
+            .collect();
+        if directory.is_empty() {
+            return Ok(false);
+        }
+        for meta in tx.envelopes().metas_of(secret, version).await? {
+            let Ok(m) = serde_json::from_str::<EnvelopeMeta>(&meta) else {
+                continue;
+            };
+            let Some(q) = m.quorum else {
+                continue;
+            };
+            let given_to_another = directory
+                .iter()
+                .any(|(user, index)| *index == q.index && *user != m.user);
+            if given_to_another && !directory.contains(&(m.user, q.index)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// Replaces every envelope of a secret with `sealed` (devices not in it lose
     /// theirs), audits it and tells each affected user to fetch envelopes again.
     pub(crate) async fn install_envelopes(
@@ -531,15 +569,26 @@ impl Broker {
             return Ok(());
         }
         let value = Arc::new(Zeroizing::new(self.key.open(sealed_value)?));
-        let targets = self.eligible_targets(sp).await?;
-        let now = self.now();
-        let sealed = self.seal_many(sp, version, value, targets, now).await?;
-        let mut uow = self.uow_at(now).await?;
-        if uow.secrets().version(&sp.name).await? != Some(version) {
-            return Ok(());
+        for _ in 0..5 {
+            let targets = self.eligible_targets(sp).await?;
+            let now = self.now();
+            let sealed = self
+                .seal_many(sp, version, value.clone(), targets, now)
+                .await?;
+            let mut uow = self.uow_at(now).await?;
+            if uow.secrets().version(&sp.name).await? != Some(version) {
+                return Ok(());
+            }
+            if Self::stale_quorum_deal(&mut uow, &sp.name, version, &sealed).await? {
+                continue; // someone enrolled meanwhile: deal again
+            }
+            self.install_envelopes(&mut uow, sp, version, &sealed, actor)
+                .await?;
+            return uow.commit().await;
         }
-        self.install_envelopes(&mut uow, sp, version, &sealed, actor)
-            .await?;
-        uow.commit().await
+        Err(Error::rule(
+            ErrorCode::Conflict,
+            format!("{}: people kept enrolling while it was being resealed; it is resealed at the next enrolment or rotation", sp.name),
+        ))
     }
 }

@@ -477,3 +477,61 @@ async fn a_released_share_under_after_incident_rotates_by_the_max_delay_not_at_o
     );
     tb.running.stop().await;
 }
+
+/// Two people enrolling at the same moment into a split that neither is part of yet:
+/// each enrolment used to take the smallest free share index from what it had read,
+/// so both could get the same index, the same share, until the next rotation (two
+/// "different" people whose shares count once). Every trial here enrols bob and erin
+/// at once into a split that only alice holds.
+#[tokio::test]
+async fn people_enrolling_at_the_same_moment_get_different_shares() {
+    let policy = policy().replace(
+        "groups = [\"oncall\"], quorum = 2",
+        "groups = [\"oncall\", \"sre-leads\"], quorum = 2",
+    );
+    assert!(policy.contains("\"sre-leads\"], quorum"));
+    let tb = spawn_with(&policy, None).await;
+    let _a = register(&tb, "alice").await;
+    for trial in 0..20 {
+        // A rotation of the last trial's revocations may be running: wait for it.
+        let mut stored = None;
+        for _ in 0..100 {
+            let (s, _) = call(
+                &tb,
+                "PUT",
+                &format!("/secrets/{SECRET}"),
+                "carol",
+                Some(json!({ "value": VALUE })),
+            )
+            .await;
+            if s == StatusCode::OK {
+                stored = Some(version(&tb).await);
+                break;
+            }
+            assert_eq!(s, StatusCode::CONFLICT);
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        let v = stored.expect("stored within 5 s");
+        // Erin first, bob a moment later: the window is erin's sealing, after she
+        // read the split and before her envelope is stored.
+        let later = std::time::Duration::from_millis(trial);
+        let (e, b) = tokio::join!(register(&tb, "erin"), async {
+            tokio::time::sleep(later).await;
+            register(&tb, "bob").await
+        });
+        let ((mb, sb), (me, se)) = tokio::join!(share(&tb, &b), share(&tb, &e));
+        if mb.version == me.version {
+            let (qb, qe) = (mb.quorum.unwrap(), me.quorum.unwrap());
+            assert_ne!(
+                qb.index, qe.index,
+                "trial {trial}, version {v}: bob and erin were dealt the same share index"
+            );
+            assert_ne!(sb, se, "trial {trial}: the same share");
+        }
+        for d in [&b, &e] {
+            let (s, _) = call(&tb, "DELETE", &format!("/devices/{}", d.id), &d.user, None).await;
+            assert_eq!(s, StatusCode::NO_CONTENT);
+        }
+    }
+    tb.running.stop().await;
+}

@@ -232,6 +232,20 @@ impl Broker {
 
     /// Brings one device's envelopes up to date for its owner `who`.
     async fn refresh_envelopes(&self, who: &Principal, d: &DeviceRow) -> Result<()> {
+        for _ in 0..5 {
+            if self.refresh_envelopes_once(who, d).await? {
+                return Ok(());
+            }
+        }
+        Err(Error::rule(
+            ErrorCode::Conflict,
+            "people kept enrolling while this device's shares were being dealt; fetch the envelopes again",
+        ))
+    }
+
+    /// One try of [`Self::refresh_envelopes`]: false if a quorum share was dealt
+    /// from a split that changed meanwhile (nothing was stored; deal again).
+    async fn refresh_envelopes_once(&self, who: &Principal, d: &DeviceRow) -> Result<bool> {
         let now = self.now();
         let have: BTreeMap<String, (i64, Ts)> = self
             .store
@@ -269,7 +283,7 @@ impl Broker {
         }
         let to_drop: Vec<&String> = have.keys().filter(|s| !keep.contains(*s)).collect();
         if to_seal.is_empty() && to_drop.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         let mut sealed = Vec::new();
         for (sp, version, sealed_value) in to_seal {
@@ -284,7 +298,7 @@ impl Broker {
         let mut uow = self.uow_at(now).await?;
         let still = uow.devices().revoked_at(&d.id).await?;
         if !matches!(still, Some(None)) {
-            return Ok(()); // revoked meanwhile
+            return Ok(true); // revoked meanwhile
         }
         let mut done = Vec::new();
         for (secret, s) in &sealed {
@@ -293,6 +307,11 @@ impl Broker {
             let current = uow.secrets().version(secret).await?;
             if current != Some(s.version) {
                 continue;
+            }
+            if Broker::stale_quorum_deal(&mut uow, secret, s.version, std::slice::from_ref(s))
+                .await?
+            {
+                return Ok(false); // rolled back: deal again
             }
             Broker::store_envelope(&mut uow, secret, s).await?;
             done.push(SealedVersion {
@@ -309,7 +328,7 @@ impl Broker {
             uow.envelopes().delete(&d.id, secret).await?;
         }
         if done.is_empty() && to_drop.is_empty() {
-            return Ok(());
+            return Ok(true);
         }
         uow.record(
             &Actor::User(who.clone()),
@@ -321,6 +340,6 @@ impl Broker {
             },
         );
         uow.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }
