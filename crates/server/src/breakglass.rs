@@ -22,6 +22,7 @@ use crate::ops::{Notice, Uow};
 use crate::service::Broker;
 use crate::store::devices::DeviceRow;
 use crate::store::envelopes::NewEnvelope;
+pub use crate::store::secrets::RotationTrigger;
 use crate::store::{Ts, Tx};
 use chrono::{DateTime, Duration, Utc};
 use ed25519_dalek::SigningKey;
@@ -218,24 +219,6 @@ fn seal_one_with(
         sealed_at: now,
         not_after,
     })
-}
-
-/// Why a rotation is running, for the audit record.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RotationTrigger {
-    /// Due after an unlock (the worker).
-    Due,
-    /// An admin asked for it.
-    Manual,
-}
-
-impl RotationTrigger {
-    pub(crate) fn as_str(self) -> &'static str {
-        match self {
-            RotationTrigger::Due => "due",
-            RotationTrigger::Manual => "manual",
-        }
-    }
 }
 
 impl Broker {

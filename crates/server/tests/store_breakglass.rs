@@ -7,7 +7,7 @@
 use chrono::{DateTime, Duration, Utc};
 use firedoor_server::store::devices::NewDevice;
 use firedoor_server::store::envelopes::NewEnvelope;
-use firedoor_server::store::secrets::RotationClaim;
+use firedoor_server::store::secrets::RotationTrigger;
 use firedoor_server::store::{DatabaseUrl, Store, Ts};
 
 fn t(secs: i64) -> Ts {
@@ -152,12 +152,12 @@ async fn exercise(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     assert!(tx
         .secrets()
-        .claim_rotation("db", t(21), t(81), RotationClaim::Due)
+        .claim_rotation("db", t(21), t(81), RotationTrigger::Due)
         .await
         .unwrap());
     assert!(!tx
         .secrets()
-        .claim_rotation("db", t(22), t(82), RotationClaim::Now)
+        .claim_rotation("db", t(22), t(82), RotationTrigger::Manual)
         .await
         .unwrap());
     tx.secrets().set_pending("db", b"pending-2").await.unwrap();
@@ -182,7 +182,7 @@ async fn exercise(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     assert!(tx
         .secrets()
-        .claim_rotation("db", t(41), t(101), RotationClaim::Due)
+        .claim_rotation("db", t(41), t(101), RotationTrigger::Due)
         .await
         .unwrap());
     tx.commit().await.unwrap();
@@ -210,7 +210,7 @@ async fn exercise(store: &Store) {
     let mut tx = store.begin().await.unwrap();
     assert!(!tx
         .secrets()
-        .claim_rotation("db", t(51), t(111), RotationClaim::Due)
+        .claim_rotation("db", t(51), t(111), RotationTrigger::Due)
         .await
         .unwrap());
     tx.commit().await.unwrap();
@@ -226,13 +226,13 @@ async fn exercise(store: &Store) {
         .unwrap();
     assert!(!tx
         .secrets()
-        .claim_rotation("db", t(53), t(113), RotationClaim::Due)
+        .claim_rotation("db", t(53), t(113), RotationTrigger::Due)
         .await
         .unwrap());
     // Once the retry is due, the worker's claim holds.
     assert!(tx
         .secrets()
-        .claim_rotation("db", t(61), t(121), RotationClaim::Due)
+        .claim_rotation("db", t(61), t(121), RotationTrigger::Due)
         .await
         .unwrap());
     drop(tx); // rolled back: the rest of the test expects the rotated state

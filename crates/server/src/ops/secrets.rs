@@ -6,7 +6,6 @@ use crate::breakglass::{RotationTrigger, MAX_SECRET_BYTES, ROTATED_VALUE_CHARS};
 use crate::clock::ts;
 use crate::error::{Error, Result};
 use crate::service::Broker;
-use crate::store::secrets::RotationClaim;
 use crate::store::Ts;
 use chrono::Duration;
 use firedoor_core::access::{self, check_admin, AdminAction};
@@ -246,16 +245,12 @@ impl Broker {
         let now = self.now();
         let mut uow = self.uow_at(now).await?;
         uow.secrets().ensure(name).await?;
-        let claim = match trigger {
-            RotationTrigger::Due => RotationClaim::Due,
-            RotationTrigger::Manual => RotationClaim::Now,
-        };
         let lease = Ts(now + Duration::seconds(CLAIM_LEASE_SECS));
         let claimed = uow
             .secrets()
-            .claim_rotation(name, Ts(now), lease, claim)
+            .claim_rotation(name, Ts(now), lease, trigger)
             .await?;
-        if !claimed && claim == RotationClaim::Due {
+        if !claimed && trigger == RotationTrigger::Due {
             // Another worker holds it or finished it since this one listed it.
             return Ok(false);
         }

@@ -7,13 +7,23 @@ use crate::error::Result;
 
 pub struct Secrets<'a>(pub(crate) Db<'a>);
 
-/// Why a rotation is claimed (see [`Secrets::claim_rotation`]).
+/// Why a rotation is running: it decides what its claim needs (see
+/// [`Secrets::claim_rotation`]) and is named in its audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RotationClaim {
-    /// The worker found it due.
+pub enum RotationTrigger {
+    /// Due after an unlock, an eligibility change or its maximum age (the worker).
     Due,
-    /// Someone asked for it now.
-    Now,
+    /// An admin asked for it.
+    Manual,
+}
+
+impl RotationTrigger {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RotationTrigger::Due => "due",
+            RotationTrigger::Manual => "manual",
+        }
+    }
 }
 
 impl Store {
@@ -169,19 +179,19 @@ impl Secrets<'_> {
     }
 
     /// Claims the rotation of `name` until `until`; false while another claim holds.
-    /// A [`RotationClaim::Due`] claim also needs the rotation to be due still (as
+    /// A [`RotationTrigger::Due`] claim also needs the rotation to be due still (as
     /// [`Self::due_for_rotation`] says): a worker that listed the secret before
     /// another one finished rotating it must not rotate it a second time. A
-    /// [`RotationClaim::Now`] claim (an administrator's "rotate now") makes it due
+    /// [`RotationTrigger::Manual`] claim (an administrator's "rotate now") makes it due
     /// at `now` if it was not.
     pub async fn claim_rotation(
         &mut self,
         name: &str,
         now: Ts,
         until: Ts,
-        claim: RotationClaim,
+        trigger: RotationTrigger,
     ) -> Result<bool> {
-        let due_only = matches!(claim, RotationClaim::Due);
+        let due_only = trigger == RotationTrigger::Due;
         Ok(exec!(
             self.0,
             "UPDATE secrets SET rotating_until = $1, rotation_due_at = COALESCE(rotation_due_at, $2)
