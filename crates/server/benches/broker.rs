@@ -35,6 +35,10 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+/// The allocator the `firedoor-server` binary runs with, so the figures are its.
+#[global_allocator]
+static ALLOCATOR: firedoor_server::ServerAllocator = mimalloc::MiMalloc;
+
 fn env_n(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()

@@ -38,6 +38,15 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+/// The memory allocator of the `firedoor-server` binary (and of the broker
+/// benchmark, so that it measures what runs): mimalloc. Under load the system
+/// allocator's arena locks were contended between the async threads (futex waits
+/// and wake-ups inside `malloc`/`free`), and its frees spent time consolidating;
+/// with mimalloc a lifecycle costs less CPU and holds the SQLite write turn for less
+/// time (see the README's Benchmarks). Only the Rust side uses it: SQLite and other
+/// C code keep the system allocator.
+pub type ServerAllocator = mimalloc::MiMalloc;
+
 /// The demo policy, built in so the demo needs no files.
 pub const DEMO_POLICY: &str = include_str!("../../../examples/demo-policy.toml");
 

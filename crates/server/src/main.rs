@@ -17,6 +17,9 @@ use zeroize::Zeroizing;
 mod audit_cli;
 mod report_cli;
 
+#[global_allocator]
+static ALLOCATOR: firedoor_server::ServerAllocator = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "firedoor-server",
