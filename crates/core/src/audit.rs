@@ -308,35 +308,56 @@ impl SignedHead {
     }
 }
 
-/// Walks the chain in order and checks every record's signature with the broker's
-/// public key. Returns the number of records and the head hash. The first record
-/// that fails any check is named: an attacker who edits a record and recomputes the
-/// later hashes cannot sign the new hashes, so the edited record is the first bad one.
+/// Walks the chain in order and checks it against the broker's public key. Returns
+/// the number of records and the head hash.
+///
+/// The broker signs the last record of each commit (a signed head): the records
+/// before it in the same commit are vouched for by that signature, since its hash
+/// chains theirs. So a record may be unsigned if a later record is signed, every
+/// signature present must be valid, and the chain must end on a signed record. An
+/// attacker who edits a record and recomputes the later hashes cannot sign the new
+/// hashes: the first signature after the edit fails, and the error names the first
+/// record that signature vouches for (the earliest the edit can be). Records added
+/// at the end without the key are named as unsigned.
 pub fn verify_signed_chain<'a>(
     records: impl IntoIterator<Item = &'a AuditRecord>,
     key: &VerifyingKey,
 ) -> Result<(i64, String), ChainError> {
     let mut expected_seq = 1;
     let mut prev = GENESIS_HASH.to_string();
+    // The first record not yet vouched for by a signature.
+    let mut unvouched: Option<i64> = None;
     for r in records {
         check_link(r, expected_seq, &prev)?;
-        match &r.signature {
-            None => {
+        let from = *unvouched.get_or_insert(r.seq);
+        if let Some(sig) = &r.signature {
+            if !head_signature_valid(key, r.seq, &r.hash, sig) {
+                let which = if from == r.seq {
+                    String::new()
+                } else {
+                    format!(" (it vouches for records {from}..={})", r.seq)
+                };
                 return Err(ChainError {
-                    seq: r.seq,
-                    problem: "it has no signature (it was added or edited by someone without the broker key)".into(),
-                })
+                    seq: from,
+                    problem: format!(
+                        "the signature on record {}{which} does not match (a record was edited and re-hashed by someone without the broker key, or it is signed by another key)",
+                        r.seq
+                    ),
+                });
             }
-            Some(sig) if !head_signature_valid(key, r.seq, &r.hash, sig) => {
-                return Err(ChainError {
-                    seq: r.seq,
-                    problem: "its signature does not match (it was edited and re-hashed by someone without the broker key, or it is signed by another key)".into(),
-                })
-            }
-            Some(_) => {}
+            unvouched = None;
         }
         prev = r.hash.clone();
         expected_seq += 1;
+    }
+    if let Some(from) = unvouched {
+        return Err(ChainError {
+            seq: from,
+            problem: format!(
+                "records {from}..={} have no signature on or after them (added or edited by someone without the broker key)",
+                expected_seq - 1
+            ),
+        });
     }
     Ok((expected_seq - 1, prev))
 }
@@ -543,12 +564,14 @@ mod tests {
         assert_eq!(e.seq, 3, "{e}");
         assert!(e.problem.contains("signature"), "{e}");
 
-        // Dropping the signatures does not help.
+        // Dropping the signatures does not help: the end is unsigned.
         let mut unsigned = forged.clone();
         for r in &mut unsigned[2..] {
             r.signature = None;
         }
-        assert_eq!(verify_signed_chain(&unsigned, &vk).unwrap_err().seq, 3);
+        let e = verify_signed_chain(&unsigned, &vk).unwrap_err();
+        assert_eq!(e.seq, 3, "{e}");
+        assert!(e.problem.contains("no signature"), "{e}");
 
         // A log signed by another key (a replaced key file) fails at record 1.
         let other = signed_chain(6, &key(2));
@@ -565,6 +588,68 @@ mod tests {
         let mut edited = c.clone();
         edited[1].actor = "mallory".into();
         assert_eq!(verify_signed_chain(&edited, &vk).unwrap_err().seq, 2);
+    }
+
+    /// Signed heads per commit: records 1-3 are one commit (3 signed), 4 one, 5-6 one.
+    fn commits(k: &SigningKey) -> Vec<AuditRecord> {
+        let mut c = chain(6);
+        for r in &mut c {
+            if [3, 4, 6].contains(&r.seq) {
+                r.signature = Some(sign_head(k, r.seq, &r.hash));
+            }
+        }
+        c
+    }
+
+    #[test]
+    fn each_commit_is_vouched_for_by_the_signature_on_its_last_record() {
+        let k = key(1);
+        let vk = k.verifying_key();
+        let c = commits(&k);
+        assert_eq!(
+            verify_signed_chain(&c, &vk).unwrap(),
+            (6, c[5].hash.clone())
+        );
+
+        // Attack: edit an unsigned record (2) and re-hash everything after it. The
+        // signature on 3, which vouches for 1..=3, fails; the error names record 1,
+        // the first record it vouches for.
+        let mut forged = c.clone();
+        forged[1].details = r#"{"reason":"nothing to see"}"#.into();
+        rewrite_from(&mut forged, 1);
+        assert!(verify_chain(&forged).is_ok());
+        let e = verify_signed_chain(&forged, &vk).unwrap_err();
+        assert_eq!(e.seq, 1, "{e}");
+        assert!(e.problem.contains("records 1..=3"), "{e}");
+
+        // Attack: edit record 5 and re-hash it and 6.
+        let mut forged = c.clone();
+        forged[4].actor = "mallory".into();
+        rewrite_from(&mut forged, 4);
+        assert_eq!(verify_signed_chain(&forged, &vk).unwrap_err().seq, 5);
+
+        // Attack: append records without the key, then also strip the last
+        // signature so that the tail looks like one long commit.
+        let mut appended = c.clone();
+        let mut extra = chain(8).split_off(6);
+        extra[0].prev_hash = appended[5].hash.clone();
+        appended.append(&mut extra);
+        rewrite_from(&mut appended, 6);
+        let e = verify_signed_chain(&appended, &vk).unwrap_err();
+        assert_eq!(e.seq, 7, "{e}");
+        assert!(e.problem.contains("no signature on or after"), "{e}");
+        appended[5].signature = None;
+        assert_eq!(verify_signed_chain(&appended, &vk).unwrap_err().seq, 5);
+
+        // A signature moved to another record does not verify there.
+        let mut moved = c.clone();
+        moved[1].signature = moved[2].signature.clone();
+        assert_eq!(verify_signed_chain(&moved, &vk).unwrap_err().seq, 1);
+
+        // Dropping a signature in the middle loses nothing: the next one vouches.
+        let mut dropped = c.clone();
+        dropped[3].signature = None;
+        assert_eq!(verify_signed_chain(&dropped, &vk).unwrap().0, 6);
     }
 
     #[test]

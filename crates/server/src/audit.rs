@@ -1,7 +1,10 @@
 //! Appending to and checking the hash-chained, signed audit log. Appends happen
-//! inside the same transaction as the state change they record; each record is
-//! signed there with the broker's signing key (see [`firedoor_core::audit`]), which
-//! the process sets on its store ([`Store::set_signer`]) when it loads the key file.
+//! inside the same transaction as the state change they record. The last record of
+//! each commit is signed with the broker's signing key as the commit ends (a signed
+//! head, see [`firedoor_core::audit::verify_signed_chain`]): its hash chains every
+//! record before it, so its signature vouches for the whole commit, and a commit of
+//! several units of work costs one signature. The process sets the key on its store
+//! ([`Store::set_signer`]) when it loads the key file.
 
 use crate::clock::ts;
 use crate::error::{Error, Result};
@@ -64,7 +67,11 @@ async fn append_record(
     let details = serde_json::to_string(&details).map_err(|e| Error::Corrupt(e.to_string()))?;
     let at = ts(now);
     let actor = actor.name();
-    let key = tx.audit_key.clone().ok_or_else(crate::store::no_signer)?;
+    // The store signs the commit's last record as it commits (see
+    // [`Store::set_signer`]); without a key nothing may be appended unsigned.
+    if tx.audit_key.is_none() {
+        return Err(crate::store::no_signer());
+    }
 
     // Fast path: chain to the head this process last wrote, if it is still the head
     // (checked in the same statement). Otherwise read the head.
@@ -81,7 +88,7 @@ async fn append_record(
             action: action.as_str().to_string(),
             subject: subject.to_string(),
             details: details.clone(),
-            signature: Some(sign_head(&key, seq, &hash)),
+            signature: None,
             prev_hash: prev,
             hash,
         }
@@ -122,17 +129,20 @@ pub fn pending_record(
     })
 }
 
-/// Chains `pending` (oldest first) onto `head` (`None`: an empty log) and signs each
-/// record with `key`: what a chaining round appends.
+/// Chains `pending` (oldest first) onto `head` (`None`: an empty log) and signs the
+/// last record with `key` (it vouches for the round's others; `None`: signs
+/// nothing): what a chaining round appends.
 pub fn chain_records(
     head: Option<(i64, String)>,
     pending: &[(i64, PendingRecord)],
-    key: &SigningKey,
+    key: Option<&SigningKey>,
 ) -> Vec<AuditRecord> {
     let (mut seq, mut prev) = head.unwrap_or((0, GENESIS_HASH.to_string()));
+    let last = pending.len();
     pending
         .iter()
-        .map(|(_, p)| {
+        .enumerate()
+        .map(|(i, (_, p))| {
             seq += 1;
             let hash = record_hash(
                 &prev, seq, &p.at, &p.actor, &p.action, &p.subject, &p.details,
@@ -144,7 +154,9 @@ pub fn chain_records(
                 action: p.action.clone(),
                 subject: p.subject.clone(),
                 details: p.details.clone(),
-                signature: Some(sign_head(key, seq, &hash)),
+                signature: key
+                    .filter(|_| i + 1 == last)
+                    .map(|key| sign_head(key, seq, &hash)),
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
                 hash,
             }
@@ -233,7 +245,9 @@ pub async fn head(store: &Store, at: DateTime<Utc>) -> Result<Option<SignedHead>
     Ok(row.and_then(|(seq, hash, sig)| signed(seq, hash, sig, at)))
 }
 
-/// The signed head as it was at record `seq` (`None` if there is no such record).
+/// The signed head as it was at record `seq` (`None` if there is no such record, or
+/// it is not the last record of a commit: only those are signed; every head served
+/// or anchored is one).
 pub async fn head_at(store: &Store, seq: i64, at: DateTime<Utc>) -> Result<Option<SignedHead>> {
     let row = store.audit().head_at(seq).await?;
     Ok(row.and_then(|(seq, hash, sig)| signed(seq, hash, sig, at)))
@@ -248,48 +262,35 @@ fn signed(seq: i64, hash: String, sig: Option<String>, at: DateTime<Utc>) -> Opt
     })
 }
 
-/// Signs the records written before audit signatures existed (migration 0003 left
-/// them without one). Only allowed while nothing was anchored yet (`anchored` is
-/// false): that is the first start after the upgrade. Afterwards an unsigned record
-/// was written by someone without the key, and this refuses. The old records are
-/// signed as they are, so they are only as trustworthy as the unsigned chain was;
-/// their hashes are checked first. Returns how many were signed.
+/// Signs the log written before audit signatures existed (migration 0003 left its
+/// records without one): the last record's signature vouches for them all. Only
+/// allowed while nothing was anchored yet (`anchored` is false) and no record is
+/// signed: that is the first start after the upgrade. Otherwise a log that ends on
+/// an unsigned record had records added by someone without the key (every commit
+/// ends on a signed record), and this refuses. The old records are signed as they
+/// are, so they are only as trustworthy as the unsigned chain was; their hashes are
+/// checked first. Returns how many records the signature vouches for.
 pub async fn sign_legacy(store: &Store, key: &SigningKey, anchored: bool) -> Result<u64> {
-    let Some(first) = store.audit().first_unsigned().await? else {
+    let Some((last, hash, None)) = store.audit().head().await? else {
         return Ok(0);
     };
-    if anchored {
+    if anchored || store.audit().any_signed().await? {
         return Err(Error::Config(format!(
-            "audit record {first} has no signature although the log was already signed and              anchored: it was added or edited by someone without the broker key              (run `firedoor-server audit verify`)"
+            "audit record {last} has no signature on or after it although the log was \
+             already signed: it was added or edited by someone without the broker key \
+             (run `firedoor-server audit verify`)"
         )));
     }
     let all = records(store, 0, i64::MAX).await?;
-    // Legacy records come first: an unsigned record after a signed one was not
-    // written before the upgrade.
-    if let Some(r) = all
-        .iter()
-        .skip_while(|r| r.signature.is_none())
-        .find(|r| r.signature.is_none())
-    {
-        return Err(Error::Config(format!(
-            "audit record {} has no signature but follows signed records: it was added or \
-             edited by someone without the broker key (run `firedoor-server audit verify`)",
-            r.seq
-        )));
-    }
     if let Err(e) = firedoor_core::audit::verify_chain(&all) {
         return Err(Error::Config(format!(
             "not signing the audit records written before signatures existed: {e}"
         )));
     }
     let mut tx = store.begin().await?;
-    let mut n = 0;
-    for r in all.iter().filter(|r| r.signature.is_none()) {
-        tx.audit()
-            .set_signature(r.seq, &r.hash, &sign_head(key, r.seq, &r.hash))
-            .await?;
-        n += 1;
-    }
+    tx.audit()
+        .set_signature(last, &hash, &sign_head(key, last, &hash))
+        .await?;
     tx.commit().await?;
-    Ok(n)
+    Ok(all.len() as u64)
 }

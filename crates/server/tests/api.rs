@@ -1611,18 +1611,12 @@ async fn audit_heads_are_signed_and_served_to_any_user() {
     let records = tb.client("carol").audit(0, 5000).await.unwrap();
     assert_eq!(head.seq, records.len() as i64);
     assert_eq!(head.hash, records.last().unwrap().hash);
-    for r in &records {
-        assert!(
-            firedoor_core::audit::head_signature_valid(
-                &key,
-                r.seq,
-                &r.hash,
-                r.signature.as_deref().unwrap()
-            ),
-            "record {} is signed",
-            r.seq
-        );
-    }
+    // Each commit's last record is signed, and vouches for the ones before it.
+    assert_eq!(
+        firedoor_core::audit::verify_signed_chain(&records, &key).unwrap(),
+        (head.seq, head.hash.clone())
+    );
+    assert!(records.last().unwrap().signature.is_some());
     let (s, first) = raw(&tb, "GET", "/audit/heads/1", Some(dave), None, None).await;
     assert_eq!(s, StatusCode::OK);
     let first: firedoor_core::audit::SignedHead = serde_json::from_value(first).unwrap();
@@ -1687,8 +1681,14 @@ async fn records_from_before_signatures_are_signed_at_the_first_start_only() {
     assert_eq!(v.records, n + 1, "all signed, plus broker_started");
     b.stop().await;
 
-    // Now anchored: an unsigned record is refused, not signed.
-    sqlx::query("UPDATE audit SET signature = NULL WHERE seq = 2")
+    // Now anchored: a log that ends unsigned (a record added without the key) is
+    // refused, not signed.
+    let last: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM audit")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE audit SET signature = NULL WHERE seq = $1")
+        .bind(last)
         .execute(&pool)
         .await
         .unwrap();
@@ -1696,7 +1696,99 @@ async fn records_from_before_signatures_are_signed_at_the_first_start_only() {
         .await
         .err()
         .unwrap();
-    assert!(e.to_string().contains("record 2 has no signature"), "{e}");
+    assert!(
+        e.to_string()
+            .contains(&format!("record {last} has no signature on or after it")),
+        "{e}"
+    );
+}
+
+/// Attack: someone with write access to the database but without the broker key
+/// appends a record, chained correctly and unsigned, while the broker runs. The
+/// broker signs only the last record of its own commits, and never onto an
+/// unsigned head: its later records stay unsigned rather than vouch for the
+/// forged one, and `audit verify` names the forged record.
+#[tokio::test]
+async fn a_record_added_without_the_key_is_not_vouched_for_by_later_commits() {
+    let tb = common::spawn().await;
+    let store = &tb.running.broker.store;
+    let records = firedoor_server::audit::records(store, 0, 5000)
+        .await
+        .unwrap();
+    let last = records.last().unwrap();
+    let mut forged = firedoor_core::audit::AuditRecord {
+        seq: last.seq + 1,
+        at: last.at.clone(),
+        actor: "carol".into(),
+        action: "user_added".into(),
+        subject: "mallory".into(),
+        details: r#"{"admin":true}"#.into(),
+        prev_hash: last.hash.clone(),
+        hash: String::new(),
+        signature: None,
+    };
+    forged.hash = forged.expected_hash();
+    let insert = "INSERT INTO audit (seq, at, actor, action, subject, details, prev_hash, hash) \
+                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    macro_rules! forge {
+        ($pool:expr) => {
+            sqlx::query(insert)
+                .bind(forged.seq)
+                .bind(&forged.at)
+                .bind(&forged.actor)
+                .bind(&forged.action)
+                .bind(&forged.subject)
+                .bind(&forged.details)
+                .bind(&forged.prev_hash)
+                .bind(&forged.hash)
+                .execute($pool)
+                .await
+                .unwrap()
+        };
+    }
+    match &tb.database {
+        Some(firedoor_server::store::DatabaseUrl::Postgres(url)) => {
+            forge!(&sqlx::PgPool::connect(url).await.unwrap());
+        }
+        _ => {
+            let file = tb.dir.path().join("data").join("firedoor.db");
+            forge!(
+                &sqlx::SqlitePool::connect(&format!("sqlite://{}", file.display()))
+                    .await
+                    .unwrap()
+            );
+        }
+    }
+
+    // The broker writes on: two commits after the forged record.
+    for name in ["oscar", "peggy"] {
+        firedoor_server::auth::add_user(
+            store,
+            &firedoor_server::audit::Actor::System,
+            name,
+            &[],
+            false,
+            tb.running.broker.now(),
+        )
+        .await
+        .unwrap();
+    }
+    let after = firedoor_server::audit::records(store, 0, 5000)
+        .await
+        .unwrap();
+    assert!(after.len() as i64 > forged.seq, "the broker chained on");
+    assert!(
+        after[forged.seq as usize..]
+            .iter()
+            .all(|r| r.signature.is_none()),
+        "nothing after the forged record is signed"
+    );
+    let e = firedoor_server::audit::verify(store)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(e.seq, forged.seq, "{e}");
+    assert!(e.problem.contains("no signature"), "{e}");
 }
 
 /// While records are written the broker anchors its head every `anchor_interval`

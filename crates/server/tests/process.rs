@@ -839,9 +839,23 @@ async fn audit_rewrite_with_recomputed_hashes_is_caught_by_signatures() {
             .unwrap(),
     )
     .unwrap();
-    assert!(
-        first["signature"].as_str().is_some_and(|s| s.len() > 60),
-        "the export carries each record's signature: {first}"
+    // Each commit's last record carries its signature: `user add` is one commit of
+    // two records (user_added, token_issued).
+    let exported: Vec<serde_json::Value> = std::fs::read_to_string(&export)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(first, exported[0]);
+    let signed: Vec<i64> = exported
+        .iter()
+        .filter(|r| r["signature"].as_str().is_some_and(|s| s.len() > 60))
+        .map(|r| r["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(
+        signed,
+        [2, 4, 6],
+        "the export carries each commit's signature"
     );
     let offline = tempfile::tempdir().unwrap();
     let v = audit_cli(
@@ -984,13 +998,14 @@ async fn audit_rollback_is_caught_by_the_anchor_file() {
     let v = audit_cli_at(&data, &anchor, &["audit", "verify"]);
     assert!(v.status.success(), "{}", text(&v));
 
-    // The attack: back to record 4.
+    // The attack: back to record 5, the end of bob's commit (a cut inside a commit
+    // leaves an unsigned end, which `audit verify` names by itself).
     let pool = open_db(&data).await;
-    sqlx::query("DELETE FROM audit WHERE seq > 4")
+    sqlx::query("DELETE FROM audit WHERE seq > 5")
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE sqlite_sequence SET seq = 4 WHERE name = 'audit'")
+    sqlx::query("UPDATE sqlite_sequence SET seq = 5 WHERE name = 'audit'")
         .execute(&pool)
         .await
         .unwrap();

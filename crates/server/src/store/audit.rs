@@ -155,16 +155,6 @@ impl Audit<'_> {
         )?)
     }
 
-    /// The first record without a signature.
-    pub async fn first_unsigned(&mut self) -> Result<Option<i64>> {
-        Ok(scalar!(
-            self.0,
-            fetch_optional,
-            i64,
-            "SELECT seq FROM audit WHERE signature IS NULL ORDER BY seq LIMIT 1"
-        )?)
-    }
-
     /// Whether any record is signed.
     pub async fn any_signed(&mut self) -> Result<bool> {
         Ok(scalar!(
@@ -186,5 +176,80 @@ impl Audit<'_> {
             hash
         )?;
         Ok(n == 1)
+    }
+}
+
+/// Signs the audit records a SQLite write transaction appended: the last one, as
+/// it commits, so that each commit ends on a signed record whose signature vouches
+/// for the records before it (see [`firedoor_core::audit::verify_signed_chain`]).
+/// Installed by [`super::Store::set_signer`]; the store runs it through
+/// [`super::lite::Lite::set_commit_hook`], one write transaction at a time.
+///
+/// It signs only what the transaction appended, and only onto a signed head: if the
+/// log ended on an unsigned record when the transaction began, that record was
+/// added by someone without the broker key (every commit of a writer with the key
+/// ends signed; a log from before signatures is signed at the first start, see
+/// [`crate::audit::sign_legacy`]). Signing after it would vouch for it, so the new
+/// records are left unsigned: the log then fails `audit verify` from the foreign
+/// record on, and the error is logged.
+pub(crate) struct SignCommits {
+    key: std::sync::Arc<ed25519_dalek::SigningKey>,
+    /// The head when the transaction began: its seq (0: empty log), and whether new
+    /// records may be signed.
+    began: std::sync::Mutex<(i64, bool)>,
+}
+
+impl SignCommits {
+    pub(crate) fn new(key: std::sync::Arc<ed25519_dalek::SigningKey>) -> SignCommits {
+        SignCommits {
+            key,
+            began: std::sync::Mutex::new((0, false)),
+        }
+    }
+}
+
+fn last_record(conn: &rusqlite::Connection) -> Result<Option<(i64, String, Option<String>)>> {
+    super::lite::fetch_optional(
+        conn,
+        "SELECT seq, hash, signature FROM audit ORDER BY seq DESC LIMIT 1",
+        &[],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+    )
+}
+
+impl super::lite::CommitHook for SignCommits {
+    fn begun(&self, conn: &rusqlite::Connection) -> Result<()> {
+        let began = match last_record(conn)? {
+            None => (0, true),
+            Some((seq, _, sig)) => (seq, sig.is_some()),
+        };
+        *self.began.lock().unwrap_or_else(|p| p.into_inner()) = began;
+        Ok(())
+    }
+
+    fn committing(&self, conn: &rusqlite::Connection) -> Result<()> {
+        let (began_at, signed) = *self.began.lock().unwrap_or_else(|p| p.into_inner());
+        let Some((seq, hash, None)) = last_record(conn)? else {
+            return Ok(());
+        };
+        if seq <= began_at {
+            return Ok(());
+        }
+        if !signed {
+            crate::metrics::audit_append_failed();
+            tracing::error!(
+                record = began_at,
+                "AUDIT LOG TAMPERED: it ended on an unsigned record that this broker did not write; \
+                 the records after it are left unsigned (run `firedoor-server audit verify`)"
+            );
+            return Ok(());
+        }
+        let sig = firedoor_core::audit::sign_head(&self.key, seq, &hash);
+        super::lite::exec(
+            conn,
+            "UPDATE audit SET signature = $1 WHERE seq = $2",
+            &[&sig, &seq],
+        )?;
+        Ok(())
     }
 }

@@ -69,7 +69,21 @@ pub struct Lite {
     group: Mutex<Option<Group>>,
     /// How long units held the write turn and waited for it (see [`TurnStats`]).
     stats: Arc<TurnCounters>,
+    /// Runs in the write transaction just before each commit (see
+    /// [`Lite::set_commit_hook`]).
+    before_commit: std::sync::RwLock<Option<BeforeCommit>>,
 }
+
+/// What [`Lite::set_commit_hook`] installs: called on the writer connection
+/// inside the write transaction, as it begins (after `BEGIN IMMEDIATE`) and just
+/// before its `COMMIT`, one at a time (the write turn is held).
+pub trait CommitHook: Send + Sync {
+    fn begun(&self, conn: &Connection) -> Result<()>;
+    fn committing(&self, conn: &Connection) -> Result<()>;
+}
+
+/// The installed [`CommitHook`].
+pub type BeforeCommit = Arc<dyn CommitHook>;
 
 /// Totals since the store was opened, for the benchmark's account of where a
 /// lifecycle's time goes: the write turn is the one thing units of work cannot do
@@ -122,6 +136,7 @@ impl Lite {
             queued: AtomicUsize::new(0),
             group: Mutex::new(None),
             stats: Arc::default(),
+            before_commit: std::sync::RwLock::new(None),
         });
         let weak = Arc::downgrade(&lite);
         let wal = wal_path(path);
@@ -151,6 +166,18 @@ impl Lite {
             idle.push(conn);
         }
         out
+    }
+
+    /// Makes `f` run in each write transaction as it begins and just before it
+    /// commits (once per group of units of work, after its last unit): the store
+    /// signs the audit log's last record there, so every commit ends on a signed
+    /// record. If it fails, the transaction is rolled back and every unit in it
+    /// fails.
+    pub fn set_commit_hook(&self, f: BeforeCommit) {
+        *self
+            .before_commit
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
 
     /// How the write turn was used since the store was opened.
@@ -305,6 +332,21 @@ pub async fn begin(lite: &Arc<Lite>) -> Result<LiteTx> {
 }
 
 async fn begin_immediate(lite: &Arc<Lite>, conn: Connection) -> Result<Connection> {
+    let conn = begin_write_lock(lite, conn).await?;
+    let hook = lite
+        .before_commit
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    if let Some(Err(e)) = hook.map(|h| h.begun(&conn)) {
+        let _ = conn.execute_batch("ROLLBACK");
+        give_back(lite, conn);
+        return Err(e);
+    }
+    Ok(conn)
+}
+
+async fn begin_write_lock(lite: &Arc<Lite>, conn: Connection) -> Result<Connection> {
     conn.busy_timeout(Duration::ZERO)?;
     match conn.execute_batch("BEGIN IMMEDIATE") {
         Ok(()) => Ok(conn),
@@ -352,12 +394,19 @@ fn end_group(lite: &Lite, conn: &Connection) -> Result<()> {
     } else if group.units == 0 {
         conn.execute_batch("ROLLBACK").map_err(|e| e.to_string())
     } else {
-        conn.execute_batch("COMMIT").map_err(|e| {
-            if !conn.is_autocommit() {
-                let _ = conn.execute_batch("ROLLBACK");
-            }
-            e.to_string()
-        })
+        let hook = lite
+            .before_commit
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        hook.map_or(Ok(()), |f| f.committing(conn))
+            .map_err(|e| e.to_string())
+            .and_then(|()| conn.execute_batch("COMMIT").map_err(|e| e.to_string()))
+            .inspect_err(|_| {
+                if !conn.is_autocommit() {
+                    let _ = conn.execute_batch("ROLLBACK");
+                }
+            })
     };
     group.done.send_replace(Some(outcome.clone()));
     outcome.map_err(Error::Commit)
@@ -668,6 +717,64 @@ mod tests {
         let s = lite.turn_stats();
         assert_eq!(s.units, 2);
         assert!(s.held > Duration::ZERO);
+    }
+
+    /// Counts its calls; fails the commit while `fail` is set.
+    #[derive(Default)]
+    struct Counting {
+        begun: AtomicUsize,
+        committing: AtomicUsize,
+        fail: AtomicBool,
+    }
+
+    impl CommitHook for Counting {
+        fn begun(&self, _: &Connection) -> Result<()> {
+            self.begun.fetch_add(1, Ordering::SeqCst);
+            Ok(())
+        }
+        fn committing(&self, conn: &Connection) -> Result<()> {
+            self.committing.fetch_add(1, Ordering::SeqCst);
+            if self.fail.load(Ordering::SeqCst) {
+                return Err(Error::Corrupt("refused by the hook".into()));
+            }
+            // It runs inside the transaction: what it writes commits with it.
+            exec(conn, "INSERT INTO t (v) VALUES (100)", &[])?;
+            Ok(())
+        }
+    }
+
+    /// The commit hook (where the store signs the audit log's last record) runs once
+    /// per commit, however many units of work the commit holds, inside the write
+    /// transaction; if it fails, every unit in the commit fails and nothing is kept.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_commit_hook_runs_once_per_group_and_its_failure_fails_every_unit() {
+        let (dir, lite) = fresh();
+        let hook = Arc::new(Counting::default());
+        lite.set_commit_hook(hook.clone());
+
+        // Unit a holds the turn; unit b queues behind it, so a's commit leaves the
+        // transaction open for b, and b's commit ends it for both.
+        let mut a = begin(&lite).await.unwrap();
+        exec(a.conn(), "INSERT INTO t (v) VALUES (1)", &[]).unwrap();
+        let l = lite.clone();
+        let b = tokio::spawn(async move { insert(&l, 2).await });
+        while lite.queued.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+        a.commit().await.unwrap();
+        b.await.unwrap().unwrap();
+        assert_eq!(hook.begun.load(Ordering::SeqCst), 1);
+        assert_eq!(hook.committing.load(Ordering::SeqCst), 1);
+        assert_eq!(committed(&dir), [1, 2, 100]);
+
+        hook.fail.store(true, Ordering::SeqCst);
+        let e = insert(&lite, 3).await.unwrap_err();
+        assert!(e.to_string().contains("refused by the hook"), "{e}");
+        assert_eq!(committed(&dir), [1, 2, 100], "nothing of the failed commit");
+        hook.fail.store(false, Ordering::SeqCst);
+        insert(&lite, 4).await.unwrap();
+        assert_eq!(committed(&dir), [1, 2, 4, 100, 100]);
+        assert_eq!(hook.committing.load(Ordering::SeqCst), 3);
     }
 
     /// Rows another connection sees (what is committed).

@@ -296,11 +296,17 @@ impl Store {
         }
     }
 
-    /// Makes `key` sign the audit records this process appends to this store.
+    /// Makes `key` sign the audit records this process appends to this store: the
+    /// last record of each commit (on SQLite as the commit ends, on PostgreSQL the
+    /// last of each chaining round), which vouches for the records before it.
     /// Every writer (the broker, the CLI's user and token commands) loads the key
     /// file and sets it; an append without one fails.
     pub fn set_signer(&self, key: &SigningKey) {
-        *self.inner.signer.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::new(key.clone()));
+        let key = Arc::new(key.clone());
+        if let Pool::Sqlite(lite) = &self.inner.pool {
+            lite.set_commit_hook(Arc::new(audit::SignCommits::new(key.clone())));
+        }
+        *self.inner.signer.write().unwrap_or_else(|p| p.into_inner()) = Some(key);
     }
 
     /// The audit signing key set for this store.
@@ -384,7 +390,19 @@ impl Store {
             let timer = crate::metrics::store_timer("chain");
             let key = self.signer().ok_or_else(no_signer)?;
             let r = postgres::begin_round(pool).await?;
-            let records = crate::audit::chain_records(r.head.clone(), &r.pending, &key);
+            let records = if r.head.is_none() || r.head_signed {
+                crate::audit::chain_records(r.head.clone(), &r.pending, Some(&key))
+            } else {
+                // Signing after a record added without the key would vouch for it
+                // (see [`audit::SignCommits`], the same rule on SQLite).
+                crate::metrics::audit_append_failed();
+                tracing::error!(
+                    record = r.head.as_ref().map_or(0, |h| h.0),
+                    "AUDIT LOG TAMPERED: it ends on an unsigned record that no broker wrote; \
+                     the records after it are left unsigned (run `firedoor-server audit verify`)"
+                );
+                crate::audit::chain_records(r.head.clone(), &r.pending, None)
+            };
             r.finish(&records).await?;
             timer.done();
             c.finished.store(round, SeqCst);

@@ -205,6 +205,9 @@ pub struct Round {
     done: bool,
     /// (seq, hash) of the last record; `None` for an empty log.
     pub head: Option<(i64, String)>,
+    /// Whether the last record is signed (every round's last record is; one that
+    /// is not was added without the broker key).
+    pub head_signed: bool,
     /// (pending id, record).
     pub pending: Vec<(i64, PendingRecord)>,
 }
@@ -221,7 +224,8 @@ impl Drop for Round {
 /// and the pending records in one statement that runs once the lock is granted,
 /// with a snapshot that sees what the previous round committed.
 const BEGIN_ROUND: &str = "BEGIN; SELECT pg_advisory_xact_lock(1179210305); \
-     SELECT p.id, p.at, p.actor, p.action, p.subject, p.details, h.seq, h.hash \
+     SELECT p.id, p.at, p.actor, p.action, p.subject, p.details, h.seq, h.hash, \
+     (SELECT a.signature IS NOT NULL FROM audit a WHERE a.seq = h.seq) \
      FROM audit_high h LEFT JOIN audit_pending p ON TRUE ORDER BY p.id";
 
 /// Begins a round (one round trip).
@@ -232,16 +236,18 @@ pub(super) async fn begin_round(pool: &PgPool) -> Result<Round> {
         conn,
         done: false,
         head: None,
+        head_signed: false,
         pending: Vec::new(),
     };
     let rows = sqlx::raw_sql(BEGIN_ROUND)
         .fetch_all(&mut *round.conn)
         .await?;
-    for r in rows.iter().filter(|r| r.len() == 8) {
+    for r in rows.iter().filter(|r| r.len() == 9) {
         if round.head.is_none() {
             let seq: i64 = r.try_get(6)?;
             let hash: Option<String> = r.try_get(7)?;
             round.head = hash.filter(|_| seq > 0).map(|h| (seq, h));
+            round.head_signed = r.try_get::<Option<bool>, _>(8)?.unwrap_or(false);
         }
         if let Some(id) = r.try_get::<Option<i64>, _>(0)? {
             round.pending.push((
@@ -258,9 +264,13 @@ pub(super) async fn begin_round(pool: &PgPool) -> Result<Round> {
     }
     if round.head.is_none() {
         // No mark, or a mark above the last record (`store copy`): the records say.
-        round.head = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *round.conn)
-            .await?;
+        let last: Option<(i64, String, bool)> = sqlx::query_as(
+            "SELECT seq, hash, signature IS NOT NULL FROM audit ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&mut *round.conn)
+        .await?;
+        round.head_signed = last.as_ref().is_none_or(|l| l.2);
+        round.head = last.map(|(seq, hash, _)| (seq, hash));
     }
     Ok(round)
 }
