@@ -69,9 +69,9 @@ pub struct Lite {
     group: Mutex<Option<Group>>,
     /// How long units held the write turn and waited for it (see [`TurnStats`]).
     stats: Arc<TurnCounters>,
-    /// Runs in the write transaction just before each commit (see
+    /// Runs in each write transaction as it begins and before it commits (see
     /// [`Lite::set_commit_hook`]).
-    before_commit: std::sync::RwLock<Option<BeforeCommit>>,
+    commit_hook: std::sync::RwLock<Option<Arc<dyn CommitHook>>>,
 }
 
 /// What [`Lite::set_commit_hook`] installs: called on the writer connection
@@ -81,9 +81,6 @@ pub trait CommitHook: Send + Sync {
     fn begun(&self, conn: &Connection) -> Result<()>;
     fn committing(&self, conn: &Connection) -> Result<()>;
 }
-
-/// The installed [`CommitHook`].
-pub type BeforeCommit = Arc<dyn CommitHook>;
 
 /// Totals since the store was opened, for the benchmark's account of where a
 /// lifecycle's time goes: the write turn is the one thing units of work cannot do
@@ -136,7 +133,7 @@ impl Lite {
             queued: AtomicUsize::new(0),
             group: Mutex::new(None),
             stats: Arc::default(),
-            before_commit: std::sync::RwLock::new(None),
+            commit_hook: std::sync::RwLock::new(None),
         });
         let weak = Arc::downgrade(&lite);
         let wal = wal_path(path);
@@ -173,11 +170,8 @@ impl Lite {
     /// signs the audit log's last record there, so every commit ends on a signed
     /// record. If it fails, the transaction is rolled back and every unit in it
     /// fails.
-    pub fn set_commit_hook(&self, f: BeforeCommit) {
-        *self
-            .before_commit
-            .write()
-            .unwrap_or_else(|p| p.into_inner()) = Some(f);
+    pub fn set_commit_hook(&self, f: Arc<dyn CommitHook>) {
+        *self.commit_hook.write().unwrap_or_else(|p| p.into_inner()) = Some(f);
     }
 
     /// How the write turn was used since the store was opened.
@@ -334,7 +328,7 @@ pub async fn begin(lite: &Arc<Lite>) -> Result<LiteTx> {
 async fn begin_immediate(lite: &Arc<Lite>, conn: Connection) -> Result<Connection> {
     let conn = begin_write_lock(lite, conn).await?;
     let hook = lite
-        .before_commit
+        .commit_hook
         .read()
         .unwrap_or_else(|p| p.into_inner())
         .clone();
@@ -395,7 +389,7 @@ fn end_group(lite: &Lite, conn: &Connection) -> Result<()> {
         conn.execute_batch("ROLLBACK").map_err(|e| e.to_string())
     } else {
         let hook = lite
-            .before_commit
+            .commit_hook
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
