@@ -456,16 +456,18 @@ async fn an_app_reports_a_rolled_back_audit_log() {
     assert!(seen > 3, "{seen}");
     b.stop().await;
 
-    // The attack: back to record 2.
+    // The attack: back to record 3, the end of a commit (alice's user_added and
+    // token_issued; a cut inside a commit leaves an unsigned end the broker itself
+    // refuses).
     let db = bdir.join("firedoor.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    sqlx::query("DELETE FROM audit WHERE seq > 2")
+    sqlx::query("DELETE FROM audit WHERE seq > 3")
         .execute(&pool)
         .await
         .unwrap();
-    sqlx::query("UPDATE sqlite_sequence SET seq = 2 WHERE name = 'audit'")
+    sqlx::query("UPDATE sqlite_sequence SET seq = 3 WHERE name = 'audit'")
         .execute(&pool)
         .await
         .unwrap();
