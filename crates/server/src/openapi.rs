@@ -217,7 +217,7 @@ pub fn document(policy: &Policy) -> String {
             "/audit/sinks": { "get": op("The audit stream's sinks (SIEM): cursor, lag, last error (admins)", json!([]), None,
                 json!({ "type": "object", "properties": { "sinks": arr("AuditSink") } })) },
             "/audit/head": { "get": op("The signed audit head (any signed-in user)", json!([]), None, r("SignedHead")) },
-            "/audit/heads/{seq}": { "get": op("The signed audit head at an earlier record", json!([
+            "/audit/heads/{seq}": { "get": op("The signed audit head at an earlier record (the last record of a commit; every head served is one)", json!([
                     { "name": "seq", "in": "path", "required": true, "schema": int_range(1, i64::MAX) }]), None, r("SignedHead")) },
             "/broker": { "get": op("The broker's envelope signing key (pin it at sign-in)", json!([]), None, r("BrokerIdentity")) },
             "/devices": {

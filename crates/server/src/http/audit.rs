@@ -57,7 +57,8 @@ pub(super) async fn audit_head(
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "the audit log is empty"))
 }
 
-/// `GET /audit/heads/{seq}`: the signed head as it was at record `seq`.
+/// `GET /audit/heads/{seq}`: the signed head as it was at record `seq` (the last
+/// record of a commit).
 pub(super) async fn audit_head_at(
     State(b): State<AppState>,
     Caller(_): Caller,
@@ -72,5 +73,14 @@ pub(super) async fn audit_head_at(
     crate::audit::head_at(&b.store, seq, b.now())
         .await?
         .map(Json)
-        .ok_or_else(|| ApiError::new(ErrorCode::NotFound, format!("no audit record {seq}")))
+        .ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::NotFound,
+                format!(
+                    "no signed head at audit record {seq}: there is no such record, or it is \
+                     not the last of its commit (only those are signed, and every head the \
+                     broker serves is one)"
+                ),
+            )
+        })
 }
