@@ -208,6 +208,20 @@ impl SignCommits {
     }
 }
 
+/// The log ended on record `seq`, unsigned, when a writer with the key went to
+/// append: someone without the key added it. The writer leaves its own records
+/// unsigned rather than vouch for it (on SQLite [`SignCommits`], on PostgreSQL the
+/// chaining round), counts an append failure (the shipped alert rule fires) and
+/// says so.
+pub(crate) fn not_vouching_for(seq: i64) {
+    crate::metrics::audit_append_failed();
+    tracing::error!(
+        record = seq,
+        "AUDIT LOG TAMPERED: it ends on an unsigned record no broker wrote; the records \
+         after it are left unsigned (run `firedoor-server audit verify`)"
+    );
+}
+
 fn last_record(conn: &rusqlite::Connection) -> Result<Option<(i64, String, Option<String>)>> {
     super::lite::fetch_optional(
         conn,
@@ -236,12 +250,7 @@ impl super::lite::CommitHook for SignCommits {
             return Ok(());
         }
         if !signed {
-            crate::metrics::audit_append_failed();
-            tracing::error!(
-                record = began_at,
-                "AUDIT LOG TAMPERED: it ended on an unsigned record that this broker did not write; \
-                 the records after it are left unsigned (run `firedoor-server audit verify`)"
-            );
+            not_vouching_for(began_at);
             return Ok(());
         }
         let sig = firedoor_core::audit::sign_head(&self.key, seq, &hash);

@@ -390,19 +390,12 @@ impl Store {
             let timer = crate::metrics::store_timer("chain");
             let key = self.signer().ok_or_else(no_signer)?;
             let r = postgres::begin_round(pool).await?;
-            let records = if r.head.is_none() || r.head_signed {
-                crate::audit::chain_records(r.head.clone(), &r.pending, Some(&key))
-            } else {
-                // Signing after a record added without the key would vouch for it
-                // (see [`audit::SignCommits`], the same rule on SQLite).
-                crate::metrics::audit_append_failed();
-                tracing::error!(
-                    record = r.head.as_ref().map_or(0, |h| h.0),
-                    "AUDIT LOG TAMPERED: it ends on an unsigned record that no broker wrote; \
-                     the records after it are left unsigned (run `firedoor-server audit verify`)"
-                );
-                crate::audit::chain_records(r.head.clone(), &r.pending, None)
-            };
+            // Signing after a record added without the key would vouch for it.
+            if !r.head_signed {
+                audit::not_vouching_for(r.head.as_ref().map_or(0, |h| h.0));
+            }
+            let key = r.head_signed.then_some(&*key);
+            let records = crate::audit::chain_records(r.head.clone(), &r.pending, key);
             r.finish(&records).await?;
             timer.done();
             c.finished.store(round, SeqCst);

@@ -205,8 +205,8 @@ pub struct Round {
     done: bool,
     /// (seq, hash) of the last record; `None` for an empty log.
     pub head: Option<(i64, String)>,
-    /// Whether the last record is signed (every round's last record is; one that
-    /// is not was added without the broker key).
+    /// Whether the last record is signed, or the log is empty (every round's last
+    /// record is signed; one that is not was added without the broker key).
     pub head_signed: bool,
     /// (pending id, record).
     pub pending: Vec<(i64, PendingRecord)>,
