@@ -328,6 +328,7 @@ fn assert_nowhere(tb: &TestBroker, values: &[&str]) {
     if let Some(firedoor_server::store::DatabaseUrl::Postgres(url)) = &tb.database {
         // The PostgreSQL store: every row, as a dump of the database shows it.
         let db = url.rsplit('/').next().unwrap();
+        let db = db.split('?').next().unwrap();
         let dump = firedoor_testkit::shared_server().dump(db);
         assert!(
             contains(&dump, b"COPY public.secrets"),

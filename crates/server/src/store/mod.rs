@@ -205,6 +205,7 @@ impl DatabaseUrl {
     pub fn parse(url: &str) -> Result<DatabaseUrl> {
         let url = url.trim();
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            postgres::pool_size(url)?;
             return Ok(DatabaseUrl::Postgres(url.to_string()));
         }
         if let Some(path) = url

@@ -28,11 +28,17 @@ pub struct TestBroker {
 /// The store the tests run on: SQLite in the data directory, or with
 /// `FIREDOOR_TEST_STORE=postgres` a fresh database on this binary's PostgreSQL
 /// server (`make test` runs the store-level tests both ways).
+///
+/// The broker gets one store connection there: an operation that asked the pool
+/// for a second connection while holding one (a read beside its own unit of work)
+/// could hang a broker whose every connection is held that way, and with one
+/// connection it hangs at once, failing the test on the pool's acquire timeout.
 pub fn test_store() -> Option<firedoor_server::store::DatabaseUrl> {
     match std::env::var("FIREDOOR_TEST_STORE").as_deref() {
-        Ok("postgres") => Some(firedoor_server::store::DatabaseUrl::Postgres(
-            firedoor_testkit::shared_server().fresh_database(),
-        )),
+        Ok("postgres") => Some(firedoor_server::store::DatabaseUrl::Postgres(format!(
+            "{}?pool_max_conns=1",
+            firedoor_testkit::shared_server().fresh_database()
+        ))),
         Ok("sqlite") | Err(_) => None,
         Ok(other) => panic!("FIREDOOR_TEST_STORE={other}: use sqlite or postgres"),
     }
