@@ -48,6 +48,9 @@ pub struct Session {
     pub principal: Principal,
     pub token_id: String,
     pub token_hash: String,
+    /// The store's directory version as the token was checked (see
+    /// [`crate::store::directory`]).
+    pub directory_version: i64,
 }
 
 /// As [`authenticate`], also naming the token.
@@ -61,11 +64,12 @@ pub async fn authenticate_session(
     }
     let hash = hash_token(token);
     let row = store.users().by_token_hash(&hash, Ts(now)).await?;
-    row.map(|(user, token_id)| {
+    row.map(|(user, token_id, directory_version)| {
         Ok(Session {
             principal: principal_from_row(user)?,
             token_id,
             token_hash: hash.clone(),
+            directory_version,
         })
     })
     .transpose()
@@ -105,6 +109,11 @@ pub async fn all_users(mut users: crate::store::users::Users<'_>) -> Result<Vec<
         .into_iter()
         .map(principal_from_row)
         .collect()
+}
+
+/// The users of a directory (see [`crate::store::directory`]).
+pub fn principals(rows: &[crate::store::users::UserRow]) -> Result<Vec<Principal>> {
+    rows.iter().cloned().map(principal_from_row).collect()
 }
 
 /// A token just issued: its id and the secret, shown once.

@@ -234,6 +234,68 @@ async fn the_approver_on_call_is_notified_and_decides_and_an_override_moves_that
     tb.running.stop().await;
 }
 
+/// Each broker keeps the users and overrides in memory (they are read by nearly
+/// every call), but a change made by another process (another replica, the CLI,
+/// an operator in the database) counts from the next call on: the copy is tagged
+/// with a number every change bumps, read with the caller's token.
+#[tokio::test]
+async fn an_override_removed_by_another_process_counts_at_once() {
+    let tb = spawn_with(POLICY, None).await;
+    let (alice, dave, erin) = (tb.client("alice"), tb.client("dave"), tb.client("erin"));
+    let now = tb.running.broker.now();
+    let o = tb
+        .client("carol")
+        .add_override(
+            "sre-secondary",
+            &NewOverride {
+                user: "dave".into(),
+                starts_at: None,
+                ends_at: now + Duration::hours(2),
+                reason: Some("erin at the dentist".into()),
+            },
+        )
+        .await
+        .unwrap();
+    // The broker's copy now has dave covering: a request tells him, not erin.
+    let (r, _) = alice.create_request(&read(), None).await.unwrap();
+    let told = |who: &'static str| {
+        let b = &tb.running.broker;
+        async move {
+            b.events_after(who, 0, 1000)
+                .await
+                .unwrap()
+                .iter()
+                .filter(|e| e.kind == "request_awaiting_approval")
+                .filter_map(|e| e.request_id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(told("dave").await, vec![r.id]);
+    assert!(told("erin").await.is_empty());
+    assert_eq!(dave.requests("awaiting_me").await.unwrap().len(), 1);
+
+    // Someone with the database removes the override behind the broker's back.
+    let removed = tb
+        .raw_db()
+        .await
+        .execute(
+            "UPDATE oncall_overrides SET removed_at = created_at WHERE id = $1",
+            &o.id,
+        )
+        .await;
+    assert_eq!(removed, 1);
+    let e = dave.approve(&r.id, None).await.unwrap_err();
+    assert_eq!(code(e).0, 404, "dave no longer covers");
+    let (r2, _) = alice.create_request(&read(), None).await.unwrap();
+    assert_eq!(told("erin").await, vec![r2.id], "erin is told again");
+    assert_eq!(told("dave").await, vec![r.id]);
+    assert_eq!(
+        erin.approve(&r.id, None).await.unwrap().state,
+        RequestState::Active
+    );
+    tb.running.stop().await;
+}
+
 /// Overrides change who holds access rights, so only admins may set them; bad
 /// input is a 4xx naming the problem; every change is in the audit log.
 #[tokio::test]

@@ -150,7 +150,10 @@ impl FromRequestParts<AppState> for Authed {
         match crate::auth::authenticate_session(&state.store, token.trim(), now).await? {
             Some(mut s) => {
                 // Who is on call now is part of who the caller is for every check.
-                state.with_on_call(&mut s.principal, now).await?;
+                let version = s.directory_version;
+                state
+                    .with_on_call_as_of(&mut s.principal, now, version)
+                    .await?;
                 Ok(Authed(s))
             }
             None => Err(unauth(

@@ -193,11 +193,14 @@ impl<'b> Uow<'b> {
     }
 
     /// The users the store holds, as they are at this unit's time (those on call
-    /// then are in the audiences their schedules name). Read once per unit.
+    /// then are in the audiences their schedules name). Once per unit, from the
+    /// store's directory (one read of its version while this process's copy is
+    /// current, see [`crate::store::directory`]).
     pub async fn users_now(&mut self) -> Result<&[Principal]> {
         if self.users.is_none() {
-            let mut users = crate::auth::all_users(self.tx.users()).await?;
-            let facts = oncall::facts_in(&mut self.tx, &self.policy, self.now).await?;
+            let dir = self.tx.directory(Ts(self.now)).await?;
+            let mut users = crate::auth::principals(&dir.users)?;
+            let facts = oncall::facts_from(&dir, &self.policy, self.now);
             oncall::apply_roster(&self.policy, &facts, self.now, &mut users);
             self.users = Some(users);
         }

@@ -8,7 +8,7 @@ use crate::audit::Actor;
 use crate::error::{Error, Result};
 use crate::service::Broker;
 use crate::store::oncall::{NewOverride as StoredOverride, OverrideRow, SyncRow};
-use crate::store::{Ts, Tx};
+use crate::store::Ts;
 use chrono::{DateTime, Utc};
 use firedoor_core::access::{check_admin, AdminAction};
 use firedoor_core::api::{MyOnCall, NewOverride, OnCallView, OverrideView, ScheduleView, SyncView};
@@ -136,13 +136,24 @@ async fn facts_on(
     Ok(OnCallFacts { overrides, sync })
 }
 
-/// As [`facts_on`], in a transaction.
-pub(crate) async fn facts_in(
-    tx: &mut Tx,
+/// The on-call facts at `now` from a directory (see [`crate::store::directory`]):
+/// what [`facts_on`] reads, without reading.
+pub(crate) fn facts_from(
+    dir: &crate::store::directory::Directory,
     policy: &Policy,
     now: DateTime<Utc>,
-) -> Result<OnCallFacts> {
-    facts_on(tx.oncall(), policy, now).await
+) -> OnCallFacts {
+    if policy.oncall.is_empty() {
+        return OnCallFacts::default();
+    }
+    OnCallFacts {
+        overrides: dir.overrides_at(Ts(now)),
+        sync: dir
+            .sync
+            .iter()
+            .map(|r| (r.schedule.clone(), r.clone()))
+            .collect(),
+    }
 }
 
 fn on_call_view(oc: oncall::OnCall) -> OnCallView {
@@ -159,12 +170,21 @@ impl Broker {
     }
 
     /// Fills in the schedules `p` is on call for at `now` (every signed-in call
-    /// does this before its checks; a policy without schedules costs nothing).
-    pub async fn with_on_call(&self, p: &mut Principal, now: DateTime<Utc>) -> Result<()> {
+    /// does this before its checks; a policy without schedules costs nothing), for
+    /// a caller whose token check read the store's directory `version` (see
+    /// [`crate::store::directory`]): no read while this process's copy is of that
+    /// version.
+    pub async fn with_on_call_as_of(
+        &self,
+        p: &mut Principal,
+        now: DateTime<Utc>,
+        version: i64,
+    ) -> Result<()> {
         if self.policy.oncall.is_empty() {
             return Ok(());
         }
-        let facts = self.on_call_facts(now).await?;
+        let dir = self.store.directory_as_of(version, Ts(now)).await?;
+        let facts = facts_from(&dir, &self.policy, now);
         apply_roster(&self.policy, &facts, now, std::slice::from_mut(p));
         Ok(())
     }

@@ -80,6 +80,7 @@ pub mod audit;
 pub mod audit_sinks;
 pub mod copy;
 pub mod devices;
+pub mod directory;
 pub mod drills;
 pub mod envelopes;
 pub mod events;
@@ -136,9 +137,15 @@ pub enum Scope {
     Only(Vec<String>),
 }
 
-/// Shared-scope units of work one process keeps open at once on PostgreSQL (its
-/// pool has 16 connections; one more unit may run alone).
+/// Shared-scope units of work one process keeps open at once on PostgreSQL at
+/// most: half its connections (8 of the default 16, 2 of 5; at least 1), so the
+/// other half is left for reads, the unit that runs alone and chaining rounds.
 pub const SHARED_UNITS: usize = 8;
+
+/// [`SHARED_UNITS`] for a pool of `connections`.
+fn shared_units(connections: u32) -> usize {
+    (connections as usize / 2).clamp(1, SHARED_UNITS)
+}
 
 /// Which database a store runs on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,13 +168,15 @@ struct Inner {
     /// Writers of this process take turns here before the database's own lock.
     write_turn: Arc<Mutex<()>>,
     /// Shared-scope units of work of this process open at once (PostgreSQL): at
-    /// most [`SHARED_UNITS`], so the pool always has connections left for reads
+    /// most half the pool ([`SHARED_UNITS`]), so it always has connections left for reads
     /// (an overloaded replica queues writers here instead of timing out reads).
     shared_slots: Arc<tokio::sync::Semaphore>,
     /// The last audit record this process wrote: a hint checked in the insert.
     audit_head: AuditHead,
     /// This process's chaining rounds (PostgreSQL, see [`Store::chain_pending`]).
     chain: Chain,
+    /// This process's copy of the users and on-call facts (see [`directory`]).
+    directory: directory::Cached,
 }
 
 /// Chaining rounds are numbered; a caller waits for the first round that begins
@@ -259,15 +268,21 @@ impl Store {
             ),
             DatabaseUrl::Postgres(u) => (Pool::Postgres(postgres::open(u).await?), redact_url(u)),
         };
+        let slots = match &pool {
+            Pool::Postgres(p) => shared_units(p.options().get_max_connections()),
+            // SQLite has one writer connection and its own turn.
+            Pool::Sqlite(_) => SHARED_UNITS,
+        };
         Ok(Store {
             inner: Arc::new(Inner {
                 pool,
                 display,
                 signer: RwLock::new(None),
                 write_turn: Arc::new(Mutex::new(())),
-                shared_slots: Arc::new(tokio::sync::Semaphore::new(SHARED_UNITS)),
+                shared_slots: Arc::new(tokio::sync::Semaphore::new(slots)),
                 audit_head: Arc::default(),
                 chain: Chain::default(),
+                directory: Default::default(),
             }),
         })
     }
@@ -589,5 +604,15 @@ impl Tx {
 
     pub fn users(&mut self) -> users::Users<'_> {
         users::Users(self.db())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn shared_units_take_at_most_half_the_pool() {
+        for (pool, units) in [(16, 8), (100, 8), (5, 2), (2, 1), (1, 1)] {
+            assert_eq!(super::shared_units(pool), units, "pool of {pool}");
+        }
     }
 }

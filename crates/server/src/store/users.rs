@@ -12,23 +12,25 @@ pub type UserRow = (String, String, i64);
 pub type TokenRow = (String, Ts, Option<Ts>, Option<Ts>);
 
 impl Users<'_> {
-    /// The user and token id behind a token hash that authenticates at `now`: not
-    /// revoked, not expired, its user not disabled.
+    /// The user and token id behind a token hash that authenticates at `now` (not
+    /// revoked, not expired, its user not disabled), and the store's directory
+    /// version read in the same statement (see [`super::directory`]).
     pub async fn by_token_hash(
         &mut self,
         hash: &str,
         now: Ts,
-    ) -> Result<Option<(UserRow, String)>> {
+    ) -> Result<Option<(UserRow, String, i64)>> {
         let row = fetch!(
             self.0,
             fetch_optional,
-            (String, String, i64, String),
-            "SELECT u.name, u.groups_json, u.admin, t.id FROM tokens t JOIN users u ON u.name = t.user_name
+            (String, String, i64, String, i64),
+            "SELECT u.name, u.groups_json, u.admin, t.id, (SELECT n FROM directory_version)
+             FROM tokens t JOIN users u ON u.name = t.user_name
              WHERE t.hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2 AND u.disabled_at IS NULL",
             hash,
             now
         )?;
-        Ok(row.map(|(n, g, a, id)| ((n, g, a), id)))
+        Ok(row.map(|(n, g, a, id, v)| ((n, g, a), id, v)))
     }
 
     pub async fn get(&mut self, name: &str) -> Result<Option<UserRow>> {
