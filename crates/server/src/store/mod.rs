@@ -565,6 +565,8 @@ impl Tx {
         let timer = crate::metrics::store_timer("commit");
         let Tx {
             conn,
+            _turn: turn,
+            _slot: slot,
             store,
             pending: (records, events),
             ..
@@ -588,6 +590,9 @@ impl Tx {
                 t.commit().await?;
             }
         }
+        // The next writer of this process may begin now: waiting for the chaining
+        // round below needs neither this unit's turn nor its slot.
+        drop((turn, slot));
         timer.done();
         if chained {
             if let Err(e) = store.chain_pending().await {
