@@ -248,7 +248,7 @@ async fn postgres_replicas(sqlite_rate: f64) {
     let conc = env_n("FIREDOOR_BENCH_CONCURRENCY", 16);
     let replicas = env_n("FIREDOOR_BENCH_REPLICAS", 2);
     // Store connections per broker: 2 brokers x 5 for this machine's 2 cores (see
-    // `store::postgres::open`; 16, the default, measured about 0.75x as fast here).
+    // `store::postgres::open`; 16, the default, measured 0.75-0.9x as fast here).
     let pool = env_n("FIREDOOR_BENCH_PG_POOL", 5);
     let mut pg = PgServer::start();
     // FIREDOOR_BENCH_PG_STATS=1 loads pg_stat_statements and prints where the store

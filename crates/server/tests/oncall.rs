@@ -9,7 +9,7 @@ mod common;
 use chrono::{DateTime, Duration, Utc};
 use common::*;
 use firedoor_client::ClientError;
-use firedoor_core::api::{CreateRequest, NewOverride};
+use firedoor_core::api::{CreateRequest, NewOverride, OverrideView};
 use firedoor_core::lifecycle::RequestState;
 
 /// t0 is Sunday 2030-03-17 17:46:40 UTC. Payments primary hands off weekly on
@@ -88,6 +88,22 @@ fn read() -> CreateRequest {
         justification: Some("look at the ledger".into()),
         ..Default::default()
     }
+}
+
+/// carol (admin) puts dave on SRE secondary for two hours from `now`.
+async fn dave_covers_erin(tb: &TestBroker, now: DateTime<Utc>) -> OverrideView {
+    tb.client("carol")
+        .add_override(
+            "sre-secondary",
+            &NewOverride {
+                user: "dave".into(),
+                starts_at: None,
+                ends_at: now + Duration::hours(2),
+                reason: Some("erin at the dentist".into()),
+            },
+        )
+        .await
+        .unwrap()
 }
 
 async fn audit_actions(tb: &TestBroker) -> Vec<(String, String, serde_json::Value)> {
@@ -194,19 +210,7 @@ async fn the_approver_on_call_is_notified_and_decides_and_an_override_moves_that
 
     // carol (admin) puts dave on SRE secondary for two hours.
     let now = tb.running.broker.now();
-    let o = tb
-        .client("carol")
-        .add_override(
-            "sre-secondary",
-            &NewOverride {
-                user: "dave".into(),
-                starts_at: None,
-                ends_at: now + Duration::hours(2),
-                reason: Some("erin at the dentist".into()),
-            },
-        )
-        .await
-        .unwrap();
+    let o = dave_covers_erin(&tb, now).await;
     assert!(o.id.starts_with("ovr_"));
     let schedules = dave.oncall().await.unwrap();
     let sre = schedules
@@ -243,19 +247,7 @@ async fn an_override_removed_by_another_process_counts_at_once() {
     let tb = spawn_with(POLICY, None).await;
     let (alice, dave, erin) = (tb.client("alice"), tb.client("dave"), tb.client("erin"));
     let now = tb.running.broker.now();
-    let o = tb
-        .client("carol")
-        .add_override(
-            "sre-secondary",
-            &NewOverride {
-                user: "dave".into(),
-                starts_at: None,
-                ends_at: now + Duration::hours(2),
-                reason: Some("erin at the dentist".into()),
-            },
-        )
-        .await
-        .unwrap();
+    let o = dave_covers_erin(&tb, now).await;
     // The broker's copy now has dave covering: a request tells him, not erin.
     let (r, _) = alice.create_request(&read(), None).await.unwrap();
     let told = |who: &'static str| {

@@ -101,7 +101,7 @@ pub fn pool_size(url: &str) -> Result<(String, u32)> {
 /// process, and on a store server with few cores, many processes with a transaction
 /// open each only take turns on the cores and on each other's locks. The
 /// benchmark (`cargo bench --bench broker`) measured two brokers on a 2-core
-/// machine at 5 connections each about 1.3x as fast as at 16.
+/// machine at 5 connections each 1.1-1.3x as fast as at 16.
 pub async fn open(url: &str) -> Result<PgPool> {
     let (url, size) = pool_size(url)?;
     // No JIT: the broker's statements are short, and the planner's guesses for the
