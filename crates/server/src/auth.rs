@@ -103,12 +103,7 @@ pub async fn get_user(store: &Store, name: &str) -> Result<Option<Principal>> {
 
 /// Every user, by name.
 pub async fn all_users(mut users: crate::store::users::Users<'_>) -> Result<Vec<Principal>> {
-    users
-        .all()
-        .await?
-        .into_iter()
-        .map(principal_from_row)
-        .collect()
+    principals(&users.all().await?)
 }
 
 /// The users of a directory (see [`crate::store::directory`]).

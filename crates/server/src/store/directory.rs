@@ -72,32 +72,30 @@ async fn version(mut db: Db<'_>) -> Result<i64> {
     )?)
 }
 
-/// Reads the rows, to be tagged with `version` (read before them: should a change
-/// commit in between, the rows are newer than the tag, and the next caller finds a
-/// new number and reads again; never older).
-async fn read(mut db: Db<'_>, version: i64, now: Ts) -> Result<Directory> {
-    let users = super::users::Users(db.reborrow()).all().await?;
-    let overrides = super::oncall::OnCall(db.reborrow()).current(now).await?;
-    let sync = super::oncall::OnCall(db.reborrow()).sync_rows().await?;
-    Ok(Directory {
+/// This process's copy if it is of `version` and was read no later than `now`;
+/// otherwise the rows, read through `db` and kept. The rows are read after
+/// `version` was: should a change commit in between, they are newer than their
+/// tag, and the next caller finds a new number and reads again; never older.
+async fn as_of(cached: &Cached, mut db: Db<'_>, version: i64, now: Ts) -> Result<Arc<Directory>> {
+    if let Some(d) = cached.get(version, now) {
+        return Ok(d);
+    }
+    let d = Arc::new(Directory {
         version,
         read_at: now,
-        users,
-        overrides,
-        sync,
-    })
+        users: super::users::Users(db.reborrow()).all().await?,
+        overrides: super::oncall::OnCall(db.reborrow()).current(now).await?,
+        sync: super::oncall::OnCall(db.reborrow()).sync_rows().await?,
+    });
+    cached.put(d.clone());
+    Ok(d)
 }
 
 impl Store {
     /// The directory as of `version`, a number the caller has just read (with its
     /// token): this process's copy, or read on the pool and kept.
     pub async fn directory_as_of(&self, version: i64, now: Ts) -> Result<Arc<Directory>> {
-        if let Some(d) = self.inner.directory.get(version, now) {
-            return Ok(d);
-        }
-        let d = Arc::new(read(self.db(), version, now).await?);
-        self.inner.directory.put(d.clone());
-        Ok(d)
+        as_of(&self.inner.directory, self.db(), version, now).await
     }
 }
 
@@ -106,11 +104,7 @@ impl Tx {
     /// version, and the rows only if this process's copy is not of that version.
     pub async fn directory(&mut self, now: Ts) -> Result<Arc<Directory>> {
         let v = version(self.db()).await?;
-        if let Some(d) = self.store().inner.directory.get(v, now) {
-            return Ok(d);
-        }
-        let d = Arc::new(read(self.db(), v, now).await?);
-        self.store().inner.directory.put(d.clone());
-        Ok(d)
+        let store = self.store().clone();
+        as_of(&store.inner.directory, self.db(), v, now).await
     }
 }
