@@ -41,6 +41,21 @@ pub(crate) struct OnCallFacts {
 }
 
 impl OnCallFacts {
+    /// The facts from their rows; synced schedules' rows only where `policy` has
+    /// synced schedules.
+    fn new(
+        policy: &Policy,
+        overrides: Vec<OverrideRow>,
+        sync: impl IntoIterator<Item = SyncRow>,
+    ) -> OnCallFacts {
+        let sync = if has_synced(policy) {
+            sync.into_iter().map(|r| (r.schedule.clone(), r)).collect()
+        } else {
+            BTreeMap::new()
+        };
+        OnCallFacts { overrides, sync }
+    }
+
     fn overrides(&self) -> Vec<Override> {
         self.overrides
             .iter()
@@ -113,6 +128,11 @@ pub(crate) fn apply_roster(
     }
 }
 
+/// Whether any of the policy's schedules is synced from a provider.
+fn has_synced(policy: &Policy) -> bool {
+    policy.oncall.values().any(|s| s.sync.is_some())
+}
+
 /// The on-call facts at `now`, read where `on` reads (empty without schedules: no
 /// read at all; no cache read without synced schedules).
 async fn facts_on(
@@ -124,16 +144,12 @@ async fn facts_on(
         return Ok(OnCallFacts::default());
     }
     let overrides = on.current(Ts(now)).await?;
-    let sync = if policy.oncall.values().any(|s| s.sync.is_some()) {
-        on.sync_rows()
-            .await?
-            .into_iter()
-            .map(|r| (r.schedule.clone(), r))
-            .collect()
+    let sync = if has_synced(policy) {
+        on.sync_rows().await?
     } else {
-        BTreeMap::new()
+        Vec::new()
     };
-    Ok(OnCallFacts { overrides, sync })
+    Ok(OnCallFacts::new(policy, overrides, sync))
 }
 
 /// The on-call facts at `now` from a directory (see [`crate::store::directory`]):
@@ -146,14 +162,7 @@ pub(crate) fn facts_from(
     if policy.oncall.is_empty() {
         return OnCallFacts::default();
     }
-    OnCallFacts {
-        overrides: dir.overrides_at(Ts(now)),
-        sync: dir
-            .sync
-            .iter()
-            .map(|r| (r.schedule.clone(), r.clone()))
-            .collect(),
-    }
+    OnCallFacts::new(policy, dir.overrides_at(Ts(now)), dir.sync.iter().cloned())
 }
 
 fn on_call_view(oc: oncall::OnCall) -> OnCallView {

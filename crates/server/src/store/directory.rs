@@ -108,3 +108,47 @@ impl Tx {
         as_of(&store.inner.directory, self.db(), v, now).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{Duration, TimeZone, Utc};
+
+    fn at(secs: i64) -> Ts {
+        Ts(Utc.timestamp_opt(1_900_000_000, 0).unwrap() + Duration::seconds(secs))
+    }
+
+    fn copy(version: i64, read_at: Ts) -> Arc<Directory> {
+        Arc::new(Directory {
+            version,
+            read_at,
+            users: Vec::new(),
+            overrides: Vec::new(),
+            sync: Vec::new(),
+        })
+    }
+
+    /// A copy serves only callers that read its version, at or after the time it
+    /// was read (one read later lacks overrides that ended in between), and a
+    /// slower reader of an older version never replaces it.
+    #[test]
+    fn a_copy_serves_its_version_from_its_time_on() {
+        let c = Cached::default();
+        assert!(c.get(1, at(0)).is_none());
+        c.put(copy(2, at(10)));
+        assert!(c.get(2, at(10)).is_some());
+        assert!(c.get(2, at(11)).is_some());
+        assert!(c.get(2, at(9)).is_none(), "read after the caller's now");
+        assert!(c.get(1, at(10)).is_none());
+        assert!(c.get(3, at(10)).is_none());
+        c.put(copy(1, at(20)));
+        assert_eq!(
+            c.get(2, at(20)).unwrap().version,
+            2,
+            "not replaced by an older one"
+        );
+        c.put(copy(3, at(20)));
+        assert!(c.get(2, at(20)).is_none());
+        assert_eq!(c.get(3, at(20)).unwrap().version, 3);
+    }
+}
