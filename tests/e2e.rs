@@ -3212,6 +3212,7 @@ const QUORUM_OPEN_JS: &str = r#"
 const [text] = arguments;
 const q = (id) => document.querySelector(`[data-testid="${id}"]`);
 window.__fdShownMs = null;
+window.__fdPendingAtShown = null;
 const t0 = performance.now();
 const box = q('quorum-releases');
 box.focus();
@@ -3220,6 +3221,7 @@ box.dispatchEvent(new InputEvent('input', { bubbles: true, inputType: 'insertFro
 const obs = new MutationObserver(() => {
   if (q('quorum-result') && window.__fdShownMs === null) {
     window.__fdShownMs = performance.now() - t0;
+    window.__fdPendingAtShown = (q('pending-records') || {}).textContent || null;
     obs.disconnect();
   }
 });
@@ -3227,15 +3229,16 @@ obs.observe(document.body, { childList: true, subtree: true, characterData: true
 q('quorum-ask-submit').click();
 "#;
 
-/// Pastes `release` and opens; returns the time from the paste to the secret shown.
-async fn quorum_open(wd: &Wd, release: &str) -> Duration {
+/// Pastes `release` and opens; returns the time from the paste to the secret shown,
+/// and the device's "waiting to reach the broker" line as it read at that moment.
+async fn quorum_open(wd: &Wd, release: &str) -> (Duration, Option<String>) {
     wd.execute(QUORUM_OPEN_JS, vec![serde_json::json!(release)])
         .await
         .unwrap();
     let ms = until("the secret is shown after the release is pasted", || async {
         let v = wd
             .execute(
-                "return [window.__fdShownMs, (document.querySelector('[data-testid=\"quorum-ask-error\"]') || {}).textContent || null]",
+                "return [window.__fdShownMs, (document.querySelector('[data-testid=\"quorum-ask-error\"]') || {}).textContent || null, window.__fdPendingAtShown]",
                 vec![],
             )
             .await
@@ -3243,10 +3246,10 @@ async fn quorum_open(wd: &Wd, release: &str) -> Duration {
         if let Some(e) = v[1].as_str() {
             panic!("the release was refused: {e}");
         }
-        v[0].as_f64()
+        Some((v[0].as_f64()?, v[2].as_str().map(str::to_owned)))
     })
     .await;
-    Duration::from_secs_f64(ms / 1000.0)
+    (Duration::from_secs_f64(ms.0 / 1000.0), ms.1)
 }
 
 /// Alice makes a two-person request in her window; returns its text.
@@ -3384,8 +3387,15 @@ async fn quorum_two_windows_unlock_offline_and_a_replayed_release_is_refused() {
         }
         // Alice pastes it: the secret is shown.
         fill(&wa, "quorum-pass", PASS_A).await;
-        let took = quorum_open(&wa, &release).await;
+        let (took, pending) = quorum_open(&wa, &release).await;
         times.push(took);
+        // The unlock's record is on screen by the time the secret is: the lines above
+        // the panel do not grow afterwards and move the Reveal button under the pointer.
+        let records = format!("{} unlock record", run + 1);
+        assert!(
+            pending.as_deref().is_some_and(|p| p.starts_with(&records)),
+            "when the secret appeared the device said {pending:?}, not {records}…"
+        );
         let result = text(&wa, "quorum-result").await;
         assert!(result.contains("bob"), "whose share opened it: {result}");
         assert!(
