@@ -11,6 +11,7 @@ use firedoor_core::lifecycle::{GrantState, RequestState};
 use futures::StreamExt;
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::sync::Arc;
 
 fn req(bundle: &str) -> CreateRequest {
     CreateRequest {
@@ -1976,4 +1977,103 @@ async fn non_admins_are_forbidden_every_admin_operation_through_the_library() {
     assert!(b.all_devices(&cli).await.is_ok());
     assert!(b.audit_records(&cli, 0, 10).await.is_ok());
     t.running.stop().await;
+}
+
+/// Lets provisioning reach the target only once the test opens it, counting arrivals.
+struct Gate {
+    inner: firedoor_server::connectors::demo::DemoConnector,
+    open: tokio::sync::Semaphore,
+    arrived: std::sync::atomic::AtomicUsize,
+}
+
+impl firedoor_server::connectors::Connector for Gate {
+    fn kind(&self) -> &'static str {
+        "gate"
+    }
+    fn provision<'a>(
+        &'a self,
+        t: &'a firedoor_server::connectors::Target<'a>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<firedoor_core::api::CredentialItem, firedoor_server::connectors::ConnectorError>,
+    > {
+        Box::pin(async move {
+            self.arrived
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            self.open.acquire().await.unwrap().forget();
+            self.inner.provision(t).await
+        })
+    }
+    fn deprovision<'a>(
+        &'a self,
+        t: &'a firedoor_server::connectors::Target<'a>,
+    ) -> futures::future::BoxFuture<
+        'a,
+        Result<
+            firedoor_server::connectors::DeprovisionReport,
+            firedoor_server::connectors::ConnectorError,
+        >,
+    > {
+        self.inner.deprovision(t)
+    }
+    fn extend<'a>(
+        &'a self,
+        t: &'a firedoor_server::connectors::Target<'a>,
+    ) -> futures::future::BoxFuture<'a, Result<(), firedoor_server::connectors::ConnectorError>>
+    {
+        self.inner.extend(t)
+    }
+}
+
+/// Two attempts at one grant (the approval's own, and another replica's once the
+/// lease looked expired) both reach the target; the one that commits second finds
+/// the grant already active and changes nothing: the grant is active and the audit
+/// log has one activation.
+#[tokio::test]
+async fn a_second_provisioning_attempt_finds_the_grant_active_and_records_nothing() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let gate = Arc::new(Gate {
+        inner: Default::default(),
+        open: tokio::sync::Semaphore::new(0),
+        arrived: Default::default(),
+    });
+    let mut connectors: firedoor_server::connectors::Connectors = Default::default();
+    connectors.insert(
+        "demo".into(),
+        gate.clone() as Arc<dyn firedoor_server::connectors::Connector>,
+    );
+    let tb = common::spawn_with(firedoor_server::DEMO_POLICY, Some(connectors)).await;
+    let alice = tb.client("alice");
+    let (r, _) = alice
+        .create_request(&req("prod-db-read"), None)
+        .await
+        .unwrap();
+    let bob = tb.client("bob");
+    let rid = r.id;
+    let approving = tokio::spawn(async move { bob.approve(&rid, None).await });
+    let arrived = |n: usize| {
+        let gate = gate.clone();
+        async move { (gate.arrived.load(SeqCst) == n).then_some(()) }
+    };
+    eventually("the approval's attempt at the target", || arrived(1)).await;
+    let gid = alice.request(&r.id).await.unwrap().grant_id.unwrap();
+    let broker = tb.running.broker.clone();
+    let second = tokio::spawn(async move { broker.provision(&gid).await });
+    eventually("the second attempt at the target", || arrived(2)).await;
+    gate.open.add_permits(2);
+    let approved = approving.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
+
+    assert_eq!(approved.state, RequestState::Active);
+    assert_eq!(alice.grant(&gid).await.unwrap().state, GrantState::Active);
+    let audit = tb.client("carol").audit(0, 1000).await.unwrap();
+    let activations = audit
+        .iter()
+        .filter(|a| a.action == "grant_activated" && a.subject == gid.to_string())
+        .count();
+    assert_eq!(activations, 1, "one activation recorded");
+    let verified = firedoor_server::audit::verify(&tb.running.broker.store)
+        .await
+        .unwrap();
+    assert!(verified.is_ok(), "chain verifies: {verified:?}");
 }

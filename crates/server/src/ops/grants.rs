@@ -228,8 +228,11 @@ impl Broker {
         };
         // This grant only (and its request's compare-and-set): see `Scope::Only`.
         let mut uow = self.uow_for(&[&gid_s], now).await?;
-        let still = uow.grants().state(&gid_s).await?;
-        if still.as_deref() != Some("provisioning") {
+        // A failed attempt cleans up what it made, but never once the grant is no
+        // longer provisioning (another replica's attempt may have made it active).
+        // A successful one needs no read: activating is a compare-and-set.
+        if outcome.is_err() && uow.grants().state(&gid_s).await?.as_deref() != Some("provisioning")
+        {
             return Ok(()); // someone else finished it
         }
         let notice = |kind, message| {
@@ -249,9 +252,13 @@ impl Broker {
                 } else {
                     (sealed, creds)
                 };
-                uow.grants()
+                if !uow
+                    .grants()
                     .activate(&gid_s, Ts(start), Ts(expires), &sealed)
-                    .await?;
+                    .await?
+                {
+                    return Ok(()); // someone else finished it
+                }
                 cas_request(
                     &mut uow,
                     &g.request_id,

@@ -172,11 +172,12 @@ impl Broker {
     }
 
     async fn request_view_of(&self, r: &RequestRow) -> Result<RequestView> {
-        let decisions = self
-            .store
-            .requests()
-            .decisions(&r.id)
-            .await?
+        let decisions = self.store.requests().decisions(&r.id).await?;
+        self.request_view(r, decisions)
+    }
+
+    fn request_view(&self, r: &RequestRow, decisions: Vec<DecisionRow>) -> Result<RequestView> {
+        let decisions = decisions
             .into_iter()
             .map(|(by, decision, comment, at)| Decision {
                 by,
@@ -238,13 +239,13 @@ impl Broker {
     }
 
     pub(crate) async fn reload_request(&self, id: &str) -> Result<RequestView> {
-        let r = self
+        let (r, decisions) = self
             .store
             .requests()
-            .load(id)
+            .load_with_decisions(id)
             .await?
             .ok_or_else(|| Error::not_found("request"))?;
-        self.request_view_of(&r).await
+        self.request_view(&r, decisions)
     }
 
     /// Creates a request. With an idempotency key, a replay of the same body returns
@@ -455,14 +456,14 @@ impl Broker {
 
     /// Reads a request the caller may see.
     pub async fn get_request(&self, who: &Principal, id: &str) -> Result<RequestView> {
-        let r = self
+        let (r, decisions) = self
             .store
             .requests()
-            .load(id)
+            .load_with_decisions(id)
             .await?
-            .filter(|r| self.may_see_request(who, r))
+            .filter(|(r, _)| self.may_see_request(who, r))
             .ok_or_else(|| Error::not_found("request"))?;
-        self.request_view_of(&r).await
+        self.request_view(&r, decisions)
     }
 
     /// `mine`: the caller's requests; `awaiting_me`: pending requests the caller may

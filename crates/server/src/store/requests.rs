@@ -21,10 +21,14 @@ impl Tx {
 /// `SELECT <every request column> FROM requests <rest>`.
 macro_rules! request_query {
     ($rest:literal) => {
-        concat!(
-            "SELECT id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error, incident_id, requested_by, stage, stage_since, reminded_stage FROM requests",
-            $rest
-        )
+        concat!("SELECT ", request_columns!(), " FROM requests", $rest)
+    };
+}
+
+/// Every request column, by name.
+macro_rules! request_columns {
+    () => {
+        "id, kind, bundle, flow, requester, state, duration_secs, justification, ticket, created_at, pending_until, approvals_needed, grant_id, error, incident_id, requested_by, stage, stage_since, reminded_stage"
     };
 }
 
@@ -60,6 +64,30 @@ row_struct! {
 
 /// A decision on a request: (by_user, decision, comment, at).
 pub type DecisionRow = (String, String, Option<String>, Ts);
+
+/// A request and one of its decisions, or none (a request with no decision yet):
+/// one row of [`Requests::load_with_decisions`].
+#[derive(sqlx::FromRow)]
+pub struct RequestDecisionRow {
+    #[sqlx(flatten)]
+    request: RequestRow,
+    d_by: Option<String>,
+    d_decision: Option<String>,
+    d_comment: Option<String>,
+    d_at: Option<Ts>,
+}
+
+impl super::lite::FromLite for RequestDecisionRow {
+    fn from_lite(row: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(RequestDecisionRow {
+            request: RequestRow::from_lite(row)?,
+            d_by: row.get("d_by")?,
+            d_decision: row.get("d_decision")?,
+            d_comment: row.get("d_comment")?,
+            d_at: row.get("d_at")?,
+        })
+    }
+}
 
 /// A request about to be stored.
 pub struct NewRequest<'a> {
@@ -98,6 +126,37 @@ impl Requests<'_> {
             request_query!(" WHERE id = $1"),
             id
         )?)
+    }
+
+    /// A request and its decisions in the order they were made, in one statement (the
+    /// view answered after each change reads both).
+    pub async fn load_with_decisions(
+        &mut self,
+        id: &str,
+    ) -> Result<Option<(RequestRow, Vec<DecisionRow>)>> {
+        let rows = fetch!(
+            self.0,
+            fetch_all,
+            RequestDecisionRow,
+            concat!(
+                "SELECT ",
+                request_columns!(),
+                ", d.by_user AS d_by, d.decision AS d_decision, d.comment AS d_comment, d.at AS d_at
+                 FROM requests LEFT JOIN decisions d ON d.request_id = requests.id
+                 WHERE requests.id = $1 ORDER BY d.at, d.by_user"
+            ),
+            id
+        )?;
+        let mut rows = rows.into_iter();
+        let Some(first) = rows.next() else {
+            return Ok(None);
+        };
+        let decisions =
+            std::iter::once((first.d_by, first.d_decision, first.d_comment, first.d_at))
+                .chain(rows.map(|r| (r.d_by, r.d_decision, r.d_comment, r.d_at)))
+                .filter_map(|(by, decision, comment, at)| Some((by?, decision?, comment, at?)))
+                .collect();
+        Ok(Some((first.request, decisions)))
     }
 
     /// The (id, body_hash) of the request `requester` created with this
