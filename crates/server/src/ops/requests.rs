@@ -520,17 +520,18 @@ impl Broker {
         Ok(out)
     }
 
-    /// Loads a request for a decision inside `tx`, hiding those the caller may not see.
+    /// Loads a request and its decisions for a decision inside `tx`, hiding those the
+    /// caller may not see.
     async fn load_for_decision(
         &self,
         tx: &mut Tx,
         who: &Principal,
         id: &str,
-    ) -> Result<RequestRow> {
+    ) -> Result<(RequestRow, Vec<DecisionRow>)> {
         tx.requests()
-            .load(id)
+            .load_with_decisions(id)
             .await?
-            .filter(|r| self.may_see_request(who, r))
+            .filter(|(r, _)| self.may_see_request(who, r))
             .ok_or_else(|| Error::not_found("request"))
     }
 
@@ -556,7 +557,7 @@ impl Broker {
         // This request only: two approvers on two replicas take turns on it, so
         // each sees the other's approval (see `Scope::Only`).
         let mut uow = self.uow_for(&[id], now).await?;
-        let r = self.load_for_decision(&mut uow, who, id).await?;
+        let (r, decisions) = self.load_for_decision(&mut uow, who, id).await?;
         if let Some(gid) = r
             .grant_id
             .as_deref()
@@ -566,7 +567,6 @@ impl Broker {
             uow.lock_item(gid).await?;
         }
         let flow = self.flow(&r.flow)?;
-        let decisions = uow.requests().decisions(id).await?;
         let outcome = lifecycle::check_approve(flow, &facts(&r, &decisions)?, who, now)?;
         let comment = input::approval_comment(body.comment);
         uow.requests()
@@ -678,9 +678,8 @@ impl Broker {
     ) -> Result<RequestView> {
         let now = self.now();
         let mut uow = self.uow_at(now).await?;
-        let r = self.load_for_decision(&mut uow, who, id).await?;
+        let (r, decisions) = self.load_for_decision(&mut uow, who, id).await?;
         let flow = self.flow(&r.flow)?;
-        let decisions = uow.requests().decisions(id).await?;
         let reason = lifecycle::check_deny(
             flow,
             &facts(&r, &decisions)?,
@@ -735,8 +734,7 @@ impl Broker {
     pub async fn cancel(&self, who: &Principal, id: &str) -> Result<RequestView> {
         let now = self.now();
         let mut uow = self.uow_at(now).await?;
-        let r = self.load_for_decision(&mut uow, who, id).await?;
-        let decisions = uow.requests().decisions(id).await?;
+        let (r, decisions) = self.load_for_decision(&mut uow, who, id).await?;
         lifecycle::check_cancel(&facts(&r, &decisions)?, who)?;
         cas_request(
             &mut uow,
