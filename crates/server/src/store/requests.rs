@@ -147,16 +147,15 @@ impl Requests<'_> {
             ),
             id
         )?;
-        let mut rows = rows.into_iter();
-        let Some(first) = rows.next() else {
-            return Ok(None);
-        };
-        let decisions =
-            std::iter::once((first.d_by, first.d_decision, first.d_comment, first.d_at))
-                .chain(rows.map(|r| (r.d_by, r.d_decision, r.d_comment, r.d_at)))
-                .filter_map(|(by, decision, comment, at)| Some((by?, decision?, comment, at?)))
-                .collect();
-        Ok(Some((first.request, decisions)))
+        let mut request = None;
+        let mut decisions = Vec::new();
+        for r in rows {
+            if let (Some(by), Some(decision), Some(at)) = (r.d_by, r.d_decision, r.d_at) {
+                decisions.push((by, decision, r.d_comment, at));
+            }
+            request.get_or_insert(r.request);
+        }
+        Ok(request.map(|r| (r, decisions)))
     }
 
     /// The (id, body_hash) of the request `requester` created with this
