@@ -153,6 +153,29 @@ async fn m_of_n_needs_distinct_approvers() {
         Some("conflict"),
         "bob twice still counts once: {e}"
     );
+    // Lists carry each request's own decisions (read with the list, not per row).
+    let (other, _) = tb
+        .client("alice")
+        .create_request(&req("prod-db-write"), None)
+        .await
+        .unwrap();
+    for (who, scope) in [
+        ("alice", "mine"),
+        ("carol", "awaiting_me"),
+        ("carol", "all"),
+    ] {
+        let list = tb.client(who).requests(scope).await.unwrap();
+        let by = |id| {
+            list.iter().find(|x| x.id == id).map(|x| {
+                x.decisions
+                    .iter()
+                    .map(|d| d.by.as_str())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(by(r.id), Some(vec!["bob"]), "{who} {scope}");
+        assert_eq!(by(other.id), Some(vec![]), "{who} {scope}");
+    }
     let done = tb.client("carol").approve(&r.id, None).await.unwrap();
     assert_eq!(done.state, RequestState::Active);
     assert_eq!(done.decisions.len(), 2);

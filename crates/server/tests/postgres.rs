@@ -1050,7 +1050,13 @@ async fn store_walk(store: &firedoor_server::store::Store) {
         ),
         ("approved", Some("grt_1"), t0, at(3600))
     );
-    let decisions = store.requests().decisions("req_2").await.unwrap();
+    let (r2, decisions) = store
+        .requests()
+        .load_with_decisions("req_2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r2.id, "req_2");
     assert_eq!(
         decisions,
         vec![("bob".into(), "deny".into(), Some("no".into()), at(3))]
@@ -1074,7 +1080,11 @@ async fn store_walk(store: &firedoor_server::store::Store) {
         .await
         .unwrap();
     assert_eq!(awaiting.len(), 1);
-    assert_eq!(awaiting[0].id, "req_2");
+    assert_eq!(awaiting[0].0.id, "req_2");
+    assert_eq!(
+        awaiting[0].1, decisions,
+        "each listed request with its decisions"
+    );
     assert!(store
         .requests()
         .pending_past_deadline(at(3599), 10)

@@ -171,11 +171,6 @@ impl Broker {
             || r.requested_by.as_deref() == Some(who.name.as_str())
     }
 
-    async fn request_view_of(&self, r: &RequestRow) -> Result<RequestView> {
-        let decisions = self.store.requests().decisions(&r.id).await?;
-        self.request_view(r, decisions)
-    }
-
     fn request_view(&self, r: &RequestRow, decisions: Vec<DecisionRow>) -> Result<RequestView> {
         let decisions = decisions
             .into_iter()
@@ -476,7 +471,7 @@ impl Broker {
         limit: i64,
     ) -> Result<Vec<RequestView>> {
         let limit = limit.clamp(1, 1000);
-        let rows: Vec<RequestRow> = match scope {
+        let rows: Vec<(RequestRow, Vec<DecisionRow>)> = match scope {
             "mine" => {
                 self.store
                     .requests()
@@ -490,7 +485,7 @@ impl Broker {
                     .awaiting_decision_by(&who.name, Ts(self.now()))
                     .await?;
                 rows.into_iter()
-                    .filter(|r| {
+                    .filter(|(r, _)| {
                         self.policy
                             .flows
                             .get(&r.flow)
@@ -502,7 +497,7 @@ impl Broker {
             "all" => {
                 let rows = self.store.requests().all(state).await?;
                 rows.into_iter()
-                    .filter(|r| self.may_see_request(who, r))
+                    .filter(|(r, _)| self.may_see_request(who, r))
                     .take(limit as usize)
                     .collect()
             }
@@ -513,11 +508,9 @@ impl Broker {
                 ))
             }
         };
-        let mut out = Vec::with_capacity(rows.len());
-        for r in &rows {
-            out.push(self.request_view_of(r).await?);
-        }
-        Ok(out)
+        rows.into_iter()
+            .map(|(r, decisions)| self.request_view(&r, decisions))
+            .collect()
     }
 
     /// Loads a request and its decisions for a decision inside `tx`, hiding those the

@@ -25,6 +25,24 @@ macro_rules! request_query {
     };
 }
 
+/// The requests `$inner` selects (every column), each with its decisions: one row per
+/// decision, or one with no decision; in `$order`, then by request and by when
+/// each decision was made (see [`grouped`]).
+macro_rules! with_decisions {
+    ($inner:expr, $order:literal) => {
+        concat!(
+            "SELECT ",
+            request_columns!(),
+            ", d.by_user AS d_by, d.decision AS d_decision, d.comment AS d_comment, d.at AS d_at
+             FROM (",
+            $inner,
+            ") requests LEFT JOIN decisions d ON d.request_id = requests.id ORDER BY ",
+            $order,
+            ", requests.id, d.at, d.by_user"
+        )
+    };
+}
+
 /// Every request column, by name.
 macro_rules! request_columns {
     () => {
@@ -89,6 +107,22 @@ impl super::lite::FromLite for RequestDecisionRow {
     }
 }
 
+/// Rows of a [`with_decisions!`] query, one entry per request, in their order.
+fn grouped(rows: Vec<RequestDecisionRow>) -> Vec<(RequestRow, Vec<DecisionRow>)> {
+    let mut out: Vec<(RequestRow, Vec<DecisionRow>)> = Vec::new();
+    for r in rows {
+        let decision = match (r.d_by, r.d_decision, r.d_at) {
+            (Some(by), Some(decision), Some(at)) => Some((by, decision, r.d_comment, at)),
+            _ => None,
+        };
+        match out.last_mut() {
+            Some((last, decisions)) if last.id == r.request.id => decisions.extend(decision),
+            _ => out.push((r.request, decision.into_iter().collect())),
+        }
+    }
+    out
+}
+
 /// A request about to be stored.
 pub struct NewRequest<'a> {
     pub id: &'a str,
@@ -138,24 +172,10 @@ impl Requests<'_> {
             self.0,
             fetch_all,
             RequestDecisionRow,
-            concat!(
-                "SELECT ",
-                request_columns!(),
-                ", d.by_user AS d_by, d.decision AS d_decision, d.comment AS d_comment, d.at AS d_at
-                 FROM requests LEFT JOIN decisions d ON d.request_id = requests.id
-                 WHERE requests.id = $1 ORDER BY d.at, d.by_user"
-            ),
+            with_decisions!(request_query!(" WHERE id = $1"), "requests.id"),
             id
         )?;
-        let mut request = None;
-        let mut decisions = Vec::new();
-        for r in rows {
-            if let (Some(by), Some(decision), Some(at)) = (r.d_by, r.d_decision, r.d_at) {
-                decisions.push((by, decision, r.d_comment, at));
-            }
-            request.get_or_insert(r.request);
-        }
-        Ok(request.map(|r| (r, decisions)))
+        Ok(grouped(rows).into_iter().next())
     }
 
     /// The (id, body_hash) of the request `requester` created with this
@@ -297,60 +317,76 @@ impl Requests<'_> {
             .collect())
     }
 
-    /// `requester`'s requests (in `state` if given), newest first.
+    /// `requester`'s requests (in `state` if given), newest first, with their
+    /// decisions.
     pub async fn of_requester(
         &mut self,
         requester: &str,
         state: Option<RequestState>,
         limit: i64,
-    ) -> Result<Vec<RequestRow>> {
+    ) -> Result<Vec<(RequestRow, Vec<DecisionRow>)>> {
         let state = state.map(|s| s.as_str());
-        Ok(fetch!(
+        Ok(grouped(fetch!(
             self.0,
             fetch_all,
-            RequestRow,
-            request_query!(
-                " WHERE (requester = $1 OR requested_by = $2) AND ($3 IS NULL OR state = $4) ORDER BY created_at DESC LIMIT $5"
+            RequestDecisionRow,
+            with_decisions!(
+                request_query!(
+                    " WHERE (requester = $1 OR requested_by = $2) AND ($3 IS NULL OR state = $4) ORDER BY created_at DESC LIMIT $5"
+                ),
+                "requests.created_at DESC"
             ),
             requester,
             requester,
             state,
             state,
             limit
-        )?)
+        )?))
     }
 
     /// Pending requests still open at `now` that `user` neither made nor decided,
-    /// oldest first.
-    pub async fn awaiting_decision_by(&mut self, user: &str, now: Ts) -> Result<Vec<RequestRow>> {
-        Ok(fetch!(
+    /// oldest first, with their decisions.
+    pub async fn awaiting_decision_by(
+        &mut self,
+        user: &str,
+        now: Ts,
+    ) -> Result<Vec<(RequestRow, Vec<DecisionRow>)>> {
+        Ok(grouped(fetch!(
             self.0,
             fetch_all,
-            RequestRow,
-            request_query!(
-                " r WHERE state = 'pending' AND requester != $1 AND pending_until > $2
-                   AND (requested_by IS NULL OR requested_by != $3)
-                   AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = $4)
-                 ORDER BY created_at"
+            RequestDecisionRow,
+            with_decisions!(
+                request_query!(
+                    " r WHERE state = 'pending' AND requester != $1 AND pending_until > $2
+                       AND (requested_by IS NULL OR requested_by != $3)
+                       AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = $4)"
+                ),
+                "requests.created_at"
             ),
             user,
             now,
             user,
             user
-        )?)
+        )?))
     }
 
-    /// Every request (in `state` if given), newest first.
-    pub async fn all(&mut self, state: Option<RequestState>) -> Result<Vec<RequestRow>> {
+    /// Every request (in `state` if given), newest first, with their decisions.
+    pub async fn all(
+        &mut self,
+        state: Option<RequestState>,
+    ) -> Result<Vec<(RequestRow, Vec<DecisionRow>)>> {
         let state = state.map(|s| s.as_str());
-        Ok(fetch!(
+        Ok(grouped(fetch!(
             self.0,
             fetch_all,
-            RequestRow,
-            request_query!(" WHERE ($1 IS NULL OR state = $2) ORDER BY created_at DESC"),
+            RequestDecisionRow,
+            with_decisions!(
+                request_query!(" WHERE ($1 IS NULL OR state = $2)"),
+                "requests.created_at DESC"
+            ),
             state,
             state
-        )?)
+        )?))
     }
 
     /// Pending requests whose deadline passed at `now`.
@@ -362,17 +398,6 @@ impl Requests<'_> {
             request_query!(" WHERE state = 'pending' AND pending_until <= $1 LIMIT $2"),
             now,
             limit
-        )?)
-    }
-
-    /// The decisions on a request, in the order they were made.
-    pub async fn decisions(&mut self, id: &str) -> Result<Vec<DecisionRow>> {
-        Ok(fetch!(
-            self.0,
-            fetch_all,
-            DecisionRow,
-            "SELECT by_user, decision, comment, at FROM decisions WHERE request_id = $1 ORDER BY at, by_user",
-            id
         )?)
     }
 
