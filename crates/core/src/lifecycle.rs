@@ -133,15 +133,16 @@ impl GrantState {
     pub fn parse(s: &str) -> Option<Self> {
         Self::ALL.into_iter().find(|x| x.as_str() == s)
     }
+    /// The states in which access may still be live in the target system.
+    pub const LIVE: [GrantState; 4] = [
+        GrantState::Provisioning,
+        GrantState::Active,
+        GrantState::Revoking,
+        GrantState::RevokeFailed,
+    ];
     /// Access may still be live in the target system.
     pub fn is_live(self) -> bool {
-        matches!(
-            self,
-            GrantState::Provisioning
-                | GrantState::Active
-                | GrantState::Revoking
-                | GrantState::RevokeFailed
-        )
+        Self::LIVE.contains(&self)
     }
     pub fn can_become(self, next: GrantState) -> bool {
         use GrantState::*;

@@ -181,6 +181,135 @@ async fn m_of_n_needs_distinct_approvers() {
     assert_eq!(done.decisions.len(), 2);
 }
 
+/// Lists are read from the store a page at a time. What the caller may see comes
+/// back, however many newer rows they may not see lie in front of it (more than a
+/// page), and `state=live` and `limit` are applied before a page is cut.
+#[tokio::test]
+async fn lists_find_what_the_caller_may_see_behind_more_than_a_page_they_may_not() {
+    let tb = spawn().await;
+    let alice = tb.client("alice");
+    let bob = tb.token("bob").to_string();
+    let carol = tb.token("carol").to_string();
+    // Two prod-read requests, approved by bob (an approver of that flow): the
+    // oldest requests and the grants that end first.
+    let mut read = Vec::new();
+    for _ in 0..2 {
+        let (r, _) = alice
+            .create_request(&req("prod-db-read"), None)
+            .await
+            .unwrap();
+        let v = tb.client("bob").approve(&r.id, None).await.unwrap();
+        assert_eq!(v.state, RequestState::Active);
+        read.push((r.id.to_string(), v.grant_id.unwrap().to_string()));
+    }
+    // Then 130 staging requests (a flow with no approvers: bob may see none of
+    // them), newer, each an active grant that ends later.
+    tb.advance(Duration::seconds(1));
+    let mut staging = Vec::new();
+    for _ in 0..130 {
+        let (r, _) = alice
+            .create_request(&req("staging-shell"), None)
+            .await
+            .unwrap();
+        assert_eq!(r.state, RequestState::Active);
+        staging.push(r.grant_id.unwrap());
+    }
+    let ids = |v: &Value, key: &str| {
+        let mut ids: Vec<String> = v
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x[key].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let mut want_requests: Vec<String> = read.iter().map(|(r, _)| r.clone()).collect();
+    want_requests.sort();
+    let mut want_grants: Vec<String> = read.iter().map(|(_, g)| g.clone()).collect();
+    want_grants.sort();
+    for limit in [2, 50] {
+        let (st, v) = raw(
+            &tb,
+            "GET",
+            &format!("/requests?scope=all&limit={limit}"),
+            Some(&bob),
+            None,
+            None,
+        )
+        .await;
+        assert!(st.is_success(), "{st} {v}");
+        assert_eq!(ids(&v, "id"), want_requests, "bob, limit {limit}");
+        for live in ["", "&state=live"] {
+            let (st, v) = raw(
+                &tb,
+                "GET",
+                &format!("/grants?scope=all&limit={limit}{live}"),
+                Some(&bob),
+                None,
+                None,
+            )
+            .await;
+            assert!(st.is_success(), "{st} {v}");
+            assert_eq!(ids(&v, "id"), want_grants, "bob, limit {limit}{live}");
+        }
+    }
+    // An admin sees every request, in more than one page.
+    let (_, v) = raw(
+        &tb,
+        "GET",
+        "/requests?scope=all&limit=1000",
+        Some(&carol),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v.as_array().unwrap().len(), 132);
+    // The holder's live grants: the limit counts live ones only, latest end first;
+    // an ended grant leaves the live list but stays in the full one.
+    alice.revoke(&staging[129]).await.unwrap();
+    let alice_token = tb.token("alice").to_string();
+    let (_, v) = raw(
+        &tb,
+        "GET",
+        "/grants?scope=mine&state=live&limit=3",
+        Some(&alice_token),
+        None,
+        None,
+    )
+    .await;
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 3);
+    assert!(
+        list.iter()
+            .all(|g| g["state"] == "active" && g["bundle"] == "staging-shell"),
+        "{v}"
+    );
+    assert!(list
+        .iter()
+        .all(|g| g["id"] != staging[129].to_string().as_str()));
+    let (_, v) = raw(
+        &tb,
+        "GET",
+        "/grants?scope=mine&state=live&limit=1000",
+        Some(&alice_token),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v.as_array().unwrap().len(), 131);
+    let (_, v) = raw(
+        &tb,
+        "GET",
+        "/grants?scope=mine&limit=1000",
+        Some(&alice_token),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(v.as_array().unwrap().len(), 132);
+}
+
 #[tokio::test]
 async fn racing_approvers_cannot_corrupt_state() {
     let tb = spawn().await;

@@ -1067,7 +1067,23 @@ async fn store_walk(store: &firedoor_server::store::Store) {
         .await
         .unwrap();
     assert_eq!(mine.len(), 1);
-    assert_eq!(store.requests().all(None).await.unwrap().len(), 2);
+    // Every request, a page at a time: newest first, each page continuing after the
+    // last row of the one before. Both were created at t0: the id breaks the tie.
+    let first = store.requests().page(None, None, 1).await.unwrap();
+    assert_eq!(first.len(), 1);
+    let last = &first[0].0;
+    assert_eq!(last.id, "req_2");
+    let rest = store
+        .requests()
+        .page(None, Some((last.created_at, &last.id)), 10)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 1);
+    assert_eq!(rest[0].0.id, "req_1");
+    assert_eq!(
+        store.requests().page(None, None, 10).await.unwrap().len(),
+        2
+    );
     assert!(store
         .requests()
         .awaiting_decision_by("bob", at(10))
@@ -1146,8 +1162,34 @@ async fn store_walk(store: &firedoor_server::store::Store) {
         store.grants().credentials("grt_1").await.unwrap(),
         Some(("alice".into(), "active".into(), Some(b"sealed".to_vec())))
     );
-    assert_eq!(store.grants().of_holder("alice").await.unwrap().len(), 1);
-    assert_eq!(store.grants().all().await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .grants()
+            .of_holder("alice", true, 10)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        store
+            .grants()
+            .of_holder("bob", false, 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
+    assert_eq!(store.grants().page(true, None, 10).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .grants()
+            .page(false, Some((at(1930), "grt_1")), 10)
+            .await
+            .unwrap()
+            .len(),
+        0
+    );
     let soon = store
         .grants()
         .expiring_unnotified(at(1930), 10)

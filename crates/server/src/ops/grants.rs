@@ -404,10 +404,27 @@ impl Broker {
         live: bool,
         limit: i64,
     ) -> Result<Vec<GrantView>> {
-        let limit = limit.clamp(1, 1000) as usize;
+        let limit = limit.clamp(1, 1000);
         let rows: Vec<GrantRow> = match scope {
-            "mine" => self.store.grants().of_holder(&who.name).await?,
-            "all" => self.store.grants().all().await?,
+            "mine" => {
+                self.store
+                    .grants()
+                    .of_holder(&who.name, live, limit)
+                    .await?
+            }
+            "all" => {
+                let store = &self.store;
+                super::first_kept(
+                    limit as usize,
+                    |after, n| async move {
+                        let after = after.as_ref().map(|(at, id)| (*at, id.as_str()));
+                        store.grants().page(live, after, n).await
+                    },
+                    |g: &GrantRow| (g.expires_at, g.id.clone()),
+                    |g| self.may_see_grant(who, g),
+                )
+                .await?
+            }
             other => {
                 return Err(Error::rule(
                     ErrorCode::InvalidRequest,
@@ -415,17 +432,7 @@ impl Broker {
                 ))
             }
         };
-        let mut out = Vec::new();
-        for g in rows.iter().filter(|g| self.may_see_grant(who, g)) {
-            if live && !g.state()?.is_live() {
-                continue;
-            }
-            out.push(self.grant_view_of(g)?);
-            if out.len() >= limit {
-                break;
-            }
-        }
-        Ok(out)
+        rows.iter().map(|g| self.grant_view_of(g)).collect()
     }
 
     /// The credentials of an active grant, for its holder only. Audited.

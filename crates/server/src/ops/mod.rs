@@ -125,6 +125,43 @@ fn distinct(recipients: &[String]) -> Vec<&str> {
         .collect()
 }
 
+/// Rows read by a page at a time that are at least this many: a caller who may see
+/// few rows of a long list reads it in few steps.
+const MIN_PAGE: usize = 100;
+
+/// The first `limit` rows of a list that `keep` lets through, read a page at a
+/// time: `page(after, n)` reads at most `n` rows after the one whose key (as `key`
+/// gives it) is `after`, or from the start. Stops at the first page that is not full.
+pub(crate) async fn first_kept<R, Fut>(
+    limit: usize,
+    mut page: impl FnMut(Option<(Ts, String)>, i64) -> Fut,
+    key: impl Fn(&R) -> (Ts, String),
+    mut keep: impl FnMut(&R) -> bool,
+) -> Result<Vec<R>>
+where
+    Fut: std::future::Future<Output = Result<Vec<R>>>,
+{
+    let size = limit.max(MIN_PAGE);
+    let mut out = Vec::new();
+    let mut after = None;
+    loop {
+        let rows = page(after.take(), size as i64).await?;
+        let full = rows.len() == size;
+        after = rows.last().map(&key);
+        for r in rows {
+            if keep(&r) {
+                out.push(r);
+                if out.len() == limit {
+                    return Ok(out);
+                }
+            }
+        }
+        if !full {
+            return Ok(out);
+        }
+    }
+}
+
 /// Stores one copy of `notice` per recipient (each once), stamped `now`.
 pub(crate) async fn store_notice(
     tx: &mut Tx,

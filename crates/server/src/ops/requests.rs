@@ -495,11 +495,17 @@ impl Broker {
                     .collect()
             }
             "all" => {
-                let rows = self.store.requests().all(state).await?;
-                rows.into_iter()
-                    .filter(|(r, _)| self.may_see_request(who, r))
-                    .take(limit as usize)
-                    .collect()
+                let store = &self.store;
+                super::first_kept(
+                    limit as usize,
+                    |after, n| async move {
+                        let after = after.as_ref().map(|(at, id)| (*at, id.as_str()));
+                        store.requests().page(state, after, n).await
+                    },
+                    |(r, _): &(RequestRow, Vec<DecisionRow>)| (r.created_at, r.id.clone()),
+                    |(r, _)| self.may_see_request(who, r),
+                )
+                .await?
             }
             other => {
                 return Err(Error::rule(

@@ -99,25 +99,79 @@ impl Grants<'_> {
         )?)
     }
 
-    /// The grants `holder` holds, latest expiry first.
-    pub async fn of_holder(&mut self, holder: &str) -> Result<Vec<GrantRow>> {
+    /// The grants `holder` holds, latest expiry first, at most `limit`; with `live`,
+    /// only those whose access may still exist ([`GrantState::LIVE`]).
+    pub async fn of_holder(
+        &mut self,
+        holder: &str,
+        live: bool,
+        limit: i64,
+    ) -> Result<Vec<GrantRow>> {
+        let [a, b, c, d] = GrantState::LIVE.map(GrantState::as_str);
+        let live = live.then_some("live");
         Ok(fetch!(
             self.0,
             fetch_all,
             GrantRow,
-            grant_query!(" WHERE holder = $1 ORDER BY expires_at DESC"),
-            holder
+            grant_query!(
+                " WHERE holder = $1 AND ($2 IS NULL OR state IN ($3, $4, $5, $6))
+                  ORDER BY expires_at DESC, id DESC LIMIT $7"
+            ),
+            holder,
+            live,
+            a,
+            b,
+            c,
+            d,
+            limit
         )?)
     }
 
-    /// Every grant, latest expiry first.
-    pub async fn all(&mut self) -> Result<Vec<GrantRow>> {
-        Ok(fetch!(
-            self.0,
-            fetch_all,
-            GrantRow,
-            grant_query!(" ORDER BY expires_at DESC")
-        )?)
+    /// One page of every grant, latest expiry first: at most `limit`, after `after`
+    /// (the expiry and id of the previous page's last grant); with `live`, only
+    /// those whose access may still exist.
+    pub async fn page(
+        &mut self,
+        live: bool,
+        after: Option<(Ts, &str)>,
+        limit: i64,
+    ) -> Result<Vec<GrantRow>> {
+        let [a, b, c, d] = GrantState::LIVE.map(GrantState::as_str);
+        let live = live.then_some("live");
+        Ok(match after {
+            None => fetch!(
+                self.0,
+                fetch_all,
+                GrantRow,
+                grant_query!(
+                    " WHERE ($1 IS NULL OR state IN ($2, $3, $4, $5))
+                      ORDER BY expires_at DESC, id DESC LIMIT $6"
+                ),
+                live,
+                a,
+                b,
+                c,
+                d,
+                limit
+            )?,
+            Some((at, id)) => fetch!(
+                self.0,
+                fetch_all,
+                GrantRow,
+                grant_query!(
+                    " WHERE ($1 IS NULL OR state IN ($2, $3, $4, $5)) AND (expires_at, id) < ($6, $7)
+                      ORDER BY expires_at DESC, id DESC LIMIT $8"
+                ),
+                live,
+                a,
+                b,
+                c,
+                d,
+                at,
+                id,
+                limit
+            )?,
+        })
     }
 
     pub async fn insert(&mut self, g: &NewGrant<'_>) -> Result<()> {

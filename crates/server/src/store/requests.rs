@@ -26,8 +26,9 @@ macro_rules! request_query {
 }
 
 /// The requests `$inner` selects (every column), each with its decisions: one row per
-/// decision, or one with no decision; in `$order`, then by request and by when
-/// each decision was made (see [`grouped`]).
+/// decision, or one with no decision; in `$order`, which ends with the request id
+/// so that each request's rows are together, then by when each decision was made
+/// (see [`grouped`]).
 macro_rules! with_decisions {
     ($inner:expr, $order:literal) => {
         concat!(
@@ -38,7 +39,7 @@ macro_rules! with_decisions {
             $inner,
             ") requests LEFT JOIN decisions d ON d.request_id = requests.id ORDER BY ",
             $order,
-            ", requests.id, d.at, d.by_user"
+            ", d.at, d.by_user"
         )
     };
 }
@@ -291,30 +292,30 @@ impl Requests<'_> {
         Ok(n == 1)
     }
 
-    /// Pending requests of the flows named, still open at `now`, oldest first.
+    /// Pending requests of the flows named, still open at `now`, oldest first: at
+    /// most `limit` of each flow.
     pub async fn pending_in_flows(
         &mut self,
         flows: &[String],
         now: Ts,
         limit: i64,
     ) -> Result<Vec<RequestRow>> {
-        if flows.is_empty() {
-            return Ok(Vec::new());
+        let mut out = Vec::new();
+        for flow in flows {
+            let rows: Vec<RequestRow> = fetch!(
+                self.0,
+                fetch_all,
+                RequestRow,
+                request_query!(
+                    " WHERE state = 'pending' AND flow = $1 AND pending_until > $2 ORDER BY created_at, id LIMIT $3"
+                ),
+                flow,
+                now,
+                limit
+            )?;
+            out.extend(rows);
         }
-        let rows: Vec<RequestRow> = fetch!(
-            self.0,
-            fetch_all,
-            RequestRow,
-            request_query!(
-                " WHERE state = 'pending' AND pending_until > $1 ORDER BY created_at LIMIT $2"
-            ),
-            now,
-            limit
-        )?;
-        Ok(rows
-            .into_iter()
-            .filter(|r| flows.contains(&r.flow))
-            .collect())
+        Ok(out)
     }
 
     /// `requester`'s requests (in `state` if given), newest first, with their
@@ -332,9 +333,9 @@ impl Requests<'_> {
             RequestDecisionRow,
             with_decisions!(
                 request_query!(
-                    " WHERE (requester = $1 OR requested_by = $2) AND ($3 IS NULL OR state = $4) ORDER BY created_at DESC LIMIT $5"
+                    " WHERE (requester = $1 OR requested_by = $2) AND ($3 IS NULL OR state = $4) ORDER BY created_at DESC, id DESC LIMIT $5"
                 ),
-                "requests.created_at DESC"
+                "requests.created_at DESC, requests.id DESC"
             ),
             requester,
             requester,
@@ -361,7 +362,7 @@ impl Requests<'_> {
                        AND (requested_by IS NULL OR requested_by != $3)
                        AND NOT EXISTS (SELECT 1 FROM decisions d WHERE d.request_id = r.id AND d.by_user = $4)"
                 ),
-                "requests.created_at"
+                "requests.created_at, requests.id"
             ),
             user,
             now,
@@ -370,23 +371,49 @@ impl Requests<'_> {
         )?))
     }
 
-    /// Every request (in `state` if given), newest first, with their decisions.
-    pub async fn all(
+    /// One page of every request (in `state` if given), newest first, with their
+    /// decisions: at most `limit`, after `after` (the creation time and id of the
+    /// previous page's last request).
+    pub async fn page(
         &mut self,
         state: Option<RequestState>,
+        after: Option<(Ts, &str)>,
+        limit: i64,
     ) -> Result<Vec<(RequestRow, Vec<DecisionRow>)>> {
         let state = state.map(|s| s.as_str());
-        Ok(grouped(fetch!(
-            self.0,
-            fetch_all,
-            RequestDecisionRow,
-            with_decisions!(
-                request_query!(" WHERE ($1 IS NULL OR state = $2)"),
-                "requests.created_at DESC"
-            ),
-            state,
-            state
-        )?))
+        Ok(grouped(match after {
+            None => fetch!(
+                self.0,
+                fetch_all,
+                RequestDecisionRow,
+                with_decisions!(
+                    request_query!(
+                        " WHERE ($1 IS NULL OR state = $2) ORDER BY created_at DESC, id DESC LIMIT $3"
+                    ),
+                    "requests.created_at DESC, requests.id DESC"
+                ),
+                state,
+                state,
+                limit
+            )?,
+            Some((at, id)) => fetch!(
+                self.0,
+                fetch_all,
+                RequestDecisionRow,
+                with_decisions!(
+                    request_query!(
+                        " WHERE ($1 IS NULL OR state = $2) AND (created_at, id) < ($3, $4)
+                          ORDER BY created_at DESC, id DESC LIMIT $5"
+                    ),
+                    "requests.created_at DESC, requests.id DESC"
+                ),
+                state,
+                state,
+                at,
+                id,
+                limit
+            )?,
+        }))
     }
 
     /// Pending requests whose deadline passed at `now`.
