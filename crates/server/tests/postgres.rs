@@ -1113,6 +1113,42 @@ async fn store_walk(store: &firedoor_server::store::Store) {
         .await
         .unwrap();
     assert_eq!(stale.len(), 1);
+    // The follow-up worker's read: the pending requests of the flows it asks for,
+    // however many older pending requests of other flows come before them (req_2).
+    let mut tx = store.begin().await.unwrap();
+    tx.requests()
+        .insert(&NewRequest {
+            id: "req_3",
+            kind: "access",
+            bundle: "app-write",
+            flow: "write",
+            requester: "alice",
+            state: RequestState::Pending,
+            duration_secs: 900,
+            justification: None,
+            ticket: None,
+            created_at: at(5),
+            pending_until: at(3600),
+            approvals_needed: 1,
+            grant_id: None,
+            idempotency_key: None,
+            body_hash: None,
+            incident_id: None,
+            requested_by: None,
+            stage: 0,
+        })
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let due = store
+        .requests()
+        .pending_in_flows(&["write".to_string()], at(10), 1)
+        .await
+        .unwrap();
+    assert_eq!(
+        due.iter().map(|r| r.id.as_str()).collect::<Vec<_>>(),
+        ["req_3"]
+    );
 
     // Provisioning is retried, then the grant is active, extended, ended.
     let retry = store.grants().due_retries(at(60), 10).await.unwrap();
