@@ -229,55 +229,21 @@ async fn lists_find_what_the_caller_may_see_behind_more_than_a_page_they_may_not
     let mut want_grants: Vec<String> = read.iter().map(|(_, g)| g.clone()).collect();
     want_grants.sort();
     for limit in [2, 50] {
-        let (st, v) = raw(
-            &tb,
-            "GET",
-            &format!("/requests?scope=all&limit={limit}"),
-            Some(&bob),
-            None,
-            None,
-        )
-        .await;
-        assert!(st.is_success(), "{st} {v}");
+        let v = get_ok(&tb, &format!("/requests?scope=all&limit={limit}"), &bob).await;
         assert_eq!(ids(&v, "id"), want_requests, "bob, limit {limit}");
         for live in ["", "&state=live"] {
-            let (st, v) = raw(
-                &tb,
-                "GET",
-                &format!("/grants?scope=all&limit={limit}{live}"),
-                Some(&bob),
-                None,
-                None,
-            )
-            .await;
-            assert!(st.is_success(), "{st} {v}");
+            let v = get_ok(&tb, &format!("/grants?scope=all&limit={limit}{live}"), &bob).await;
             assert_eq!(ids(&v, "id"), want_grants, "bob, limit {limit}{live}");
         }
     }
     // An admin sees every request, in more than one page.
-    let (_, v) = raw(
-        &tb,
-        "GET",
-        "/requests?scope=all&limit=1000",
-        Some(&carol),
-        None,
-        None,
-    )
-    .await;
+    let v = get_ok(&tb, "/requests?scope=all&limit=1000", &carol).await;
     assert_eq!(v.as_array().unwrap().len(), 132);
     // The holder's live grants: the limit counts live ones only, latest end first;
     // an ended grant leaves the live list but stays in the full one.
     alice.revoke(&staging[129]).await.unwrap();
     let alice_token = tb.token("alice").to_string();
-    let (_, v) = raw(
-        &tb,
-        "GET",
-        "/grants?scope=mine&state=live&limit=3",
-        Some(&alice_token),
-        None,
-        None,
-    )
-    .await;
+    let v = get_ok(&tb, "/grants?scope=mine&state=live&limit=3", &alice_token).await;
     let list = v.as_array().unwrap();
     assert_eq!(list.len(), 3);
     assert!(
@@ -288,25 +254,14 @@ async fn lists_find_what_the_caller_may_see_behind_more_than_a_page_they_may_not
     assert!(list
         .iter()
         .all(|g| g["id"] != staging[129].to_string().as_str()));
-    let (_, v) = raw(
+    let v = get_ok(
         &tb,
-        "GET",
         "/grants?scope=mine&state=live&limit=1000",
-        Some(&alice_token),
-        None,
-        None,
+        &alice_token,
     )
     .await;
     assert_eq!(v.as_array().unwrap().len(), 131);
-    let (_, v) = raw(
-        &tb,
-        "GET",
-        "/grants?scope=mine&limit=1000",
-        Some(&alice_token),
-        None,
-        None,
-    )
-    .await;
+    let v = get_ok(&tb, "/grants?scope=mine&limit=1000", &alice_token).await;
     assert_eq!(v.as_array().unwrap().len(), 132);
 }
 
@@ -663,6 +618,13 @@ type Case<'a> = (
     u16,
     &'a str,
 );
+
+/// `GET path` as the holder of `token`, which must succeed: its JSON body.
+async fn get_ok(tb: &common::TestBroker, path: &str, token: &str) -> Value {
+    let (st, v) = raw(tb, "GET", path, Some(token), None, None).await;
+    assert!(st.is_success(), "GET {path}: {st} {v}");
+    v
+}
 
 #[tokio::test]
 async fn bad_input_gets_clear_4xx() {
