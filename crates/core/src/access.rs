@@ -139,6 +139,12 @@ pub fn may_see_grant(policy: &Policy, who: &Principal, holder: &str, flow: &str)
     who.admin || holder == who.name || policy.flows.get(flow).is_some_and(|f| f.may_approve(who))
 }
 
+/// Does `who` see only their own requests and grants: no admin, and an approver of
+/// no flow? Then a list of everything they may see is the list of their own.
+pub fn sees_only_own(policy: &Policy, who: &Principal) -> bool {
+    !who.admin && !policy.flows.values().any(|f| f.may_approve(who))
+}
+
 /// May `who` approve (and so list as awaiting them) requests of the flow `flow`?
 pub fn may_decide(policy: &Policy, who: &Principal, flow: &str) -> bool {
     policy.flows.get(flow).is_some_and(|f| f.may_approve(who))
@@ -267,7 +273,14 @@ max_duration = "4h"
                 "{} seeing {owner}'s grant of {flow}",
                 who.name
             );
+            // Whoever sees only their own sees no one else's, in any flow.
+            if sees_only_own(&p, &who) {
+                assert!(owner == who.name || !expect, "{} sees {owner}'s", who.name);
+            }
         }
+        assert!(sees_only_own(&p, &user("ann", &["eng"], false)));
+        assert!(!sees_only_own(&p, &user("lee", &["leads"], false)));
+        assert!(!sees_only_own(&p, &user("root", &[], true)));
     }
 
     #[test]

@@ -263,6 +263,17 @@ async fn lists_find_what_the_caller_may_see_behind_more_than_a_page_they_may_not
     assert_eq!(v.as_array().unwrap().len(), 131);
     let v = get_ok(&tb, "/grants?scope=mine&limit=1000", &alice_token).await;
     assert_eq!(v.as_array().unwrap().len(), 132);
+    // alice approves no flow and dave nothing at all: everything they may see is
+    // their own.
+    let dave = tb.token("dave").to_string();
+    for list in ["requests", "grants"] {
+        let mine = get_ok(&tb, &format!("/{list}?scope=mine&limit=1000"), &alice_token).await;
+        let all = get_ok(&tb, &format!("/{list}?scope=all&limit=1000"), &alice_token).await;
+        assert_eq!(ids(&all, "id"), ids(&mine, "id"), "alice's {list}");
+        assert_eq!(ids(&all, "id").len(), 132, "alice's {list}");
+        let all = get_ok(&tb, &format!("/{list}?scope=all"), &dave).await;
+        assert_eq!(all, serde_json::json!([]), "dave's {list}");
+    }
 }
 
 #[tokio::test]

@@ -405,6 +405,11 @@ impl Broker {
         limit: i64,
     ) -> Result<Vec<GrantView>> {
         let limit = limit.clamp(1, 1000);
+        // Whoever may see only their own grants lists them with the holder's index.
+        let scope = match scope {
+            "all" if access::sees_only_own(&self.policy, who) => "mine",
+            other => other,
+        };
         let rows: Vec<GrantRow> = match scope {
             "mine" => {
                 self.store

@@ -471,6 +471,12 @@ impl Broker {
         limit: i64,
     ) -> Result<Vec<RequestView>> {
         let limit = limit.clamp(1, 1000);
+        // Whoever may see only their own requests (theirs, or made on their behalf)
+        // lists them with the requester's index.
+        let scope = match scope {
+            "all" if access::sees_only_own(&self.policy, who) => "mine",
+            other => other,
+        };
         let rows: Vec<(RequestRow, Vec<DecisionRow>)> = match scope {
             "mine" => {
                 self.store
