@@ -138,6 +138,8 @@ impl Grants<'_> {
     ) -> Result<Vec<GrantRow>> {
         let [a, b, c, d] = GrantState::LIVE.map(GrantState::as_str);
         let live = live.then_some("live");
+        // Two texts rather than one with `$n IS NULL OR (…) < (…)`: PostgreSQL's generic
+        // plan keeps the row comparison an index condition only when it always applies.
         Ok(match after {
             None => fetch!(
                 self.0,

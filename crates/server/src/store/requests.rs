@@ -381,6 +381,8 @@ impl Requests<'_> {
         limit: i64,
     ) -> Result<Vec<(RequestRow, Vec<DecisionRow>)>> {
         let state = state.map(|s| s.as_str());
+        // Two texts rather than one with `$n IS NULL OR (…) < (…)`: PostgreSQL's generic
+        // plan keeps the row comparison an index condition only when it always applies.
         Ok(grouped(match after {
             None => fetch!(
                 self.0,
